@@ -1,0 +1,310 @@
+"""THE argument schema. Every argument is defined here once.
+
+CLI parsing, YAML validation (engine.config), the web UI widgets (webui/) and the
+command preview (engine.config.to_command) are all derived from ARGS. Adding a
+hyperparameter is one `A(...)` line.
+
+Field meanings:
+  type     "str" | "int" | "float" | "bool" | "list" (comma-separated strings)
+  group    panel/accordion it belongs to (GROUPS gives order and labels)
+  stages   stages it applies to (None: all)       methods  finetuning types (None: all)
+  commands which subcommands read it: train / infer (chat, webchat, api, eval) / export
+  compat   accepted for LLaMA-Factory recipe compatibility; has no effect of its own
+  ui       shown as a widget in the web UI
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_MODEL = "models/SmolLM2-135M-Instruct"
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    type: str
+    default: Any
+    group: str
+    help_en: str
+    help_zh: str
+    label_zh: str = ""
+    choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+    stages: tuple | None = None
+    methods: tuple | None = None
+    commands: tuple = ("train",)
+    compat: bool = False
+    ui: bool = True
+    nullable: bool = False
+
+    @property
+    def label_en(self) -> str:
+        return self.name.replace("_", " ").capitalize()
+
+    def label(self, lang: str = "en") -> str:
+        return (self.label_zh or self.label_en) if lang == "zh" else self.label_en
+
+    def help(self, lang: str = "en") -> str:
+        return self.help_zh if lang == "zh" else self.help_en
+
+    def applies(self, stage: str | None = None, method: str | None = None) -> bool:
+        return (self.stages is None or stage is None or stage in self.stages) and (
+            self.methods is None or method is None or method in self.methods)
+
+
+TRAIN, INFER, EXPORT = "train", "infer", "export"
+ALL = (TRAIN, INFER, EXPORT)
+TI = (TRAIN, INFER)
+
+GROUPS = {  # order = order of accordions in the UI
+    "model": ("Model", "模型"),
+    "method": ("Method", "训练方式"),
+    "data": ("Data", "数据"),
+    "train": ("Basic training", "基础训练参数"),
+    "extra": ("Extra training", "其它训练参数"),
+    "lora": ("LoRA", "LoRA 参数"),
+    "freeze": ("Freeze", "部分参数微调"),
+    "dpo": ("DPO", "偏好优化 DPO"),
+    "distributed": ("Devices / DeepSpeed / nodes", "设备 / DeepSpeed / 多机"),
+    "generation": ("Generation", "生成参数"),
+    "export": ("Export", "导出"),
+    "output": ("Output", "输出"),
+}
+
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+              "constant_with_warmup", "inverse_sqrt", "cosine_with_min_lr")
+
+
+def A(name, type, default, group, en, zh, label_zh="", **kw) -> Arg:
+    return Arg(name, type, default, group, en, zh, label_zh, **kw)
+
+
+ARGS: list[Arg] = [
+    # ---- model
+    A("model_name_or_path", "str", DEFAULT_MODEL, "model",
+      "Local model folder, or a hub id (downloaded with `tuneboard download`).",
+      "本地模型目录或模型仓库 ID（可用 `tuneboard download` 下载）。", "模型路径", commands=ALL),
+    A("adapter_name_or_path", "list", None, "model",
+      "LoRA adapter folder(s) to load on top of the base model; comma-separated.",
+      "加载到基座模型上的 LoRA 适配器目录，可用逗号分隔多个。", "适配器路径", commands=ALL, nullable=True),
+    A("template", "str", None, "model",
+      "Chat template; empty = the model's default from the registry, `auto` = the tokenizer's own.",
+      "对话模板；留空则使用模型注册表中的默认模板，`auto` 使用分词器自带模板。", "对话模板",
+      commands=ALL, nullable=True),
+    A("trust_remote_code", "bool", False, "model",
+      "Run custom code shipped with the model. Only for models you trust.",
+      "执行模型自带的自定义代码，仅用于可信模型。", "信任远程代码", commands=ALL),
+    A("hub", "str", "huggingface", "model", "Where `tuneboard download` fetches models from.",
+      "`tuneboard download` 的下载来源。", "模型来源", choices=("huggingface", "modelscope"), commands=ALL),
+    A("default_system", "str", None, "model", "System prompt that replaces the template's default.",
+      "替换模板默认值的系统提示词。", "系统提示词", commands=TI, nullable=True),
+    # ---- method
+    A("stage", "str", "sft", "method", "Training stage: pre-training, supervised fine-tuning or DPO.",
+      "训练阶段：预训练、指令监督微调或 DPO。", "训练阶段", choices=("pt", "sft", "dpo")),
+    A("finetuning_type", "str", "lora", "method", "Which parameters are trained.",
+      "训练哪些参数。", "微调方法", choices=("lora", "freeze", "full"), commands=ALL),
+    # ---- data
+    A("dataset", "list", None, "data", "Dataset name(s) from dataset_info.json; comma-separated.",
+      "dataset_info.json 中的数据集名称，可用逗号分隔多个。", "数据集", commands=TI, nullable=True),
+    A("eval_dataset", "list", None, "data", "Dataset(s) used for evaluation instead of a split of the training data.",
+      "用于评估的数据集（替代从训练集划分）。", "评估数据集", commands=TI, nullable=True),
+    A("dataset_dir", "str", "data", "data", "Folder holding dataset_info.json.",
+      "存放 dataset_info.json 的目录。", "数据目录", commands=TI),
+    A("cutoff_len", "int", 1024, "data", "Maximum tokens per example after tokenisation.",
+      "分词后每条样本的最大长度。", "截断长度", min=4, max=1_000_000, commands=TI),
+    A("max_samples", "int", None, "data", "Use at most this many samples of each dataset.",
+      "每个数据集最多使用的样本数。", "最大样本数", min=1, commands=TI, nullable=True),
+    A("val_size", "float", 0.0, "data",
+      "Held-out validation part of the training data: a fraction (<1) or a number of samples (>=1).",
+      "验证集大小：小于 1 为比例，大于等于 1 为样本数。", "验证集比例", min=0.0, max=1e9),
+    A("train_on_prompt", "bool", False, "data", "Also compute the loss on prompt tokens.",
+      "同时在提示词上计算损失。", "训练提示词", stages=("sft",)),
+    A("mask_history", "bool", False, "data", "Train only on the last assistant turn of each conversation.",
+      "只训练每段对话的最后一轮回答。", "仅训练最后一轮", stages=("sft",)),
+    A("packing", "bool", False, "data",
+      "Pack several examples into one sequence (no attention across examples). Faster on short data.",
+      "将多条样本拼接为一个序列（样本间不互相注意），短样本时更快。", "序列打包", stages=("pt", "sft")),
+    A("neat_packing", "bool", False, "data", "LLaMA-Factory name for packing without cross-attention; same as packing.",
+      "LLaMA-Factory 中的无交叉注意力打包，等同 packing。", compat=True, ui=False),
+    A("identity_name", "str", "Tuney", "data", "Replaces {{name}} in the identity dataset.",
+      "替换 identity 数据集中的 {{name}}。", "模型名字", commands=TI),
+    A("identity_author", "str", "TuneBoard", "data", "Replaces {{author}} in the identity dataset.",
+      "替换 identity 数据集中的 {{author}}。", "开发者", commands=TI),
+    A("overwrite_cache", "bool", False, "data", "Ignore the preprocessing cache and tokenise again.",
+      "忽略预处理缓存并重新分词。", "覆盖缓存", commands=TI),
+    A("preprocessing_num_workers", "int", None, "data", "Processes used for tokenisation.",
+      "分词使用的进程数。", "预处理进程数", min=1, max=256, nullable=True, commands=TI),
+    # ---- basic training
+    A("learning_rate", "float", 5e-5, "train", "Peak learning rate (AdamW).", "AdamW 的峰值学习率。",
+      "学习率", min=0.0, max=10.0),
+    A("num_train_epochs", "float", 3.0, "train", "Passes over the training data (ignored when max_steps > 0).",
+      "训练轮数（max_steps > 0 时忽略）。", "训练轮数", min=0.0, max=1e6),
+    A("max_steps", "int", -1, "train", "Total optimisation steps; -1 = derived from epochs.",
+      "总训练步数；-1 表示由轮数推算。", "最大步数", min=-1, max=1e9),
+    A("per_device_train_batch_size", "int", 4, "train", "Examples per device per step.",
+      "每个设备每步的样本数。", "批处理大小", min=1, max=4096),
+    A("gradient_accumulation_steps", "int", 1, "train", "Steps whose gradients are summed before an update.",
+      "梯度累积步数。", "梯度累积", min=1, max=4096),
+    A("lr_scheduler_type", "str", "cosine", "train", "Learning-rate schedule.", "学习率调度器。",
+      "学习率调节器", choices=SCHEDULERS),
+    A("warmup_ratio", "float", 0.0, "train", "Fraction of steps for linear warm-up.", "学习率预热占比。",
+      "预热比例", min=0.0, max=1.0),
+    A("warmup_steps", "int", 0, "train", "Warm-up steps (overrides warmup_ratio when > 0).",
+      "预热步数（大于 0 时覆盖预热比例）。", "预热步数", min=0, max=1e9),
+    A("max_grad_norm", "float", 1.0, "train", "Gradient clipping norm; 0 disables clipping.",
+      "梯度裁剪阈值，0 表示不裁剪。", "最大梯度范数", min=0.0, max=1e6),
+    A("bf16", "bool", False, "train", "bfloat16 mixed precision (falls back to fp32 where unsupported).",
+      "使用 bfloat16 混合精度（不支持时回退 fp32）。", "bf16"),
+    A("fp16", "bool", False, "train", "float16 mixed precision (CUDA only; falls back to fp32 on CPU).",
+      "使用 float16 混合精度（仅 CUDA，CPU 上回退 fp32）。", "fp16"),
+    # ---- extra training
+    A("weight_decay", "float", 0.0, "extra", "AdamW weight decay.", "权重衰减。", "权重衰减", min=0.0, max=10.0),
+    A("optim", "str", "adamw_torch", "extra", "Optimizer.", "优化器。", "优化器",
+      choices=("adamw_torch", "adamw_torch_fused", "sgd", "adafactor")),
+    A("seed", "int", 42, "extra", "Random seed (data split, shuffling, initialisation).",
+      "随机种子（数据划分、打乱、初始化）。", "随机种子", min=0, max=2**32 - 1, commands=TI),
+    A("gradient_checkpointing", "bool", False, "extra", "Recompute activations to save memory (slower).",
+      "重计算激活以节省显存（更慢）。", "梯度检查点"),
+    A("logging_steps", "int", 5, "extra", "Write a log line every N steps.", "每 N 步记录一次日志。",
+      "日志间隔", min=1, max=1e6),
+    A("save_steps", "int", 100, "extra", "Save a checkpoint every N steps.", "每 N 步保存一次检查点。",
+      "保存间隔", min=1, max=1e9),
+    A("save_total_limit", "int", None, "extra", "Keep at most this many checkpoints.",
+      "最多保留的检查点数。", "最多检查点数", min=1, max=1e6, nullable=True),
+    A("save_only_model", "bool", False, "extra", "Checkpoints without optimizer state (cannot resume).",
+      "检查点不含优化器状态（无法续训）。", "仅保存模型"),
+    A("eval_strategy", "str", None, "extra", "When to evaluate: no, steps or epoch (default: steps when a validation set exists).",
+      "评估时机：no、steps 或 epoch（有验证集时默认 steps）。", "评估策略",
+      choices=("no", "steps", "epoch"), nullable=True),
+    A("eval_steps", "int", None, "extra", "Evaluate every N steps (default: save_steps).",
+      "每 N 步评估一次（默认同保存间隔）。", "评估间隔", min=1, max=1e9, nullable=True),
+    A("per_device_eval_batch_size", "int", 4, "extra", "Examples per device per evaluation step.",
+      "评估时每个设备的样本数。", "评估批大小", min=1, max=4096, commands=TI),
+    A("dataloader_num_workers", "int", 0, "extra", "Data loader worker processes.", "数据加载进程数。",
+      "数据加载进程", min=0, max=256),
+    A("plot_loss", "bool", True, "extra", "Save training/eval loss plots as PNG.", "保存训练/评估损失曲线图。",
+      "绘制损失曲线"),
+    # ---- LoRA
+    A("lora_rank", "int", 8, "lora", "LoRA rank r.", "LoRA 秩 r。", "LoRA 秩", min=1, max=4096,
+      methods=("lora",)),
+    A("lora_alpha", "int", None, "lora", "LoRA scale alpha (default: 2 x rank).", "LoRA 缩放系数（默认秩的 2 倍）。",
+      "LoRA 缩放系数", min=1, max=65536, methods=("lora",), nullable=True),
+    A("lora_dropout", "float", 0.0, "lora", "Dropout on the LoRA path.", "LoRA 路径上的 dropout。",
+      "LoRA dropout", min=0.0, max=1.0, methods=("lora",)),
+    A("lora_target", "list", ["all"], "lora", "Modules that get LoRA: `all` (every linear layer but the head) or names.",
+      "应用 LoRA 的模块：`all`（除输出层外所有线性层）或模块名。", "LoRA 作用模块", methods=("lora",)),
+    A("use_rslora", "bool", False, "lora", "Rank-stabilised LoRA scaling.", "使用秩稳定 LoRA 缩放。",
+      "rsLoRA", methods=("lora",)),
+    A("use_dora", "bool", False, "lora", "Weight-decomposed LoRA (DoRA).", "使用权重分解 LoRA（DoRA）。",
+      "DoRA", methods=("lora",)),
+    # ---- freeze
+    A("freeze_trainable_layers", "int", 2, "freeze",
+      "Trainable layers: positive = the last N, negative = the first N.",
+      "可训练层数：正数为最后 N 层，负数为最前 N 层。", "可训练层数", min=-10000, max=10000,
+      methods=("freeze",)),
+    A("freeze_trainable_modules", "list", ["all"], "freeze", "Modules trained inside those layers (`all` or names).",
+      "这些层中可训练的模块（`all` 或模块名）。", "可训练模块", methods=("freeze",)),
+    # ---- DPO
+    A("pref_beta", "float", 0.1, "dpo", "DPO beta: how far the policy may move from the reference.",
+      "DPO beta：策略偏离参考模型的程度。", "Beta 参数", min=0.0, max=100.0, stages=("dpo",)),
+    A("pref_loss", "str", "sigmoid", "dpo", "Preference loss.", "偏好损失函数。", "损失类型",
+      choices=("sigmoid", "ipo", "hinge"), stages=("dpo",)),
+    A("pref_ftx", "float", 0.0, "dpo", "Weight of an extra SFT loss on the chosen answer.",
+      "附加在 chosen 回答上的 SFT 损失权重。", "SFT 损失权重", min=0.0, max=100.0, stages=("dpo",)),
+    # ---- distributed
+    A("nproc_per_node", "int", 1, "distributed", "Processes (devices) per node; >1 launches torchrun.",
+      "每个节点的进程（设备）数；大于 1 时使用 torchrun 启动。", "每节点进程数", min=1, max=1024),
+    A("nnodes", "int", 1, "distributed", "Number of nodes.", "节点数量。", "节点数", min=1, max=10000),
+    A("node_rank", "int", 0, "distributed", "Rank of this node.", "当前节点序号。", "节点序号", min=0, max=10000),
+    A("master_addr", "str", "127.0.0.1", "distributed", "Address of node 0.", "主节点地址。", "主节点地址"),
+    A("master_port", "int", 29500, "distributed", "Port of node 0.", "主节点端口。", "主节点端口", min=1, max=65535),
+    A("deepspeed", "str", None, "distributed", "DeepSpeed JSON config (see examples/deepspeed/).",
+      "DeepSpeed 配置文件（见 examples/deepspeed/）。", "DeepSpeed 配置", nullable=True),
+    # ---- generation (chat / eval / api)
+    A("max_new_tokens", "int", 512, "generation", "Maximum tokens generated per answer.",
+      "每次回答最多生成的 token 数。", "最大生成长度", min=1, max=1_000_000, commands=(INFER,)),
+    A("do_sample", "bool", True, "generation", "Sample (otherwise greedy decoding).", "采样解码（否则贪心）。",
+      "采样", commands=(INFER,)),
+    A("temperature", "float", 0.95, "generation", "Sampling temperature.", "采样温度。", "温度",
+      min=0.0, max=10.0, commands=(INFER,)),
+    A("top_p", "float", 0.7, "generation", "Nucleus sampling probability mass.", "核采样概率阈值。",
+      "Top-p", min=0.0, max=1.0, commands=(INFER,)),
+    A("top_k", "int", 50, "generation", "Sample among the k most likely tokens.", "仅从概率最高的 k 个 token 中采样。",
+      "Top-k", min=0, max=1_000_000, commands=(INFER,)),
+    A("repetition_penalty", "float", 1.0, "generation", "Penalty for repeating tokens (1 = none).",
+      "重复惩罚（1 表示不惩罚）。", "重复惩罚", min=0.01, max=10.0, commands=(INFER,)),
+    # ---- export
+    A("export_dir", "str", None, "export", "Folder the merged model is written to.", "合并后模型的保存目录。",
+      "导出目录", commands=(EXPORT,), nullable=True),
+    A("export_size", "int", 5, "export", "Largest safetensors shard, in GB.", "单个 safetensors 分片的最大大小（GB）。",
+      "分片大小 (GB)", min=1, max=1000, commands=(EXPORT,)),
+    A("export_dtype", "str", "auto", "export", "dtype of the exported weights.", "导出权重的数据类型。",
+      "导出数据类型", choices=("auto", "float32", "float16", "bfloat16"), commands=(EXPORT,)),
+    # ---- output
+    A("output_dir", "str", None, "output", "Run folder (default: saves/<model>/<method>/train_<time>).",
+      "运行目录（默认 saves/<模型>/<方法>/train_<时间>）。", "输出目录", nullable=True, commands=TI),
+    A("overwrite_output_dir", "bool", False, "output", "Allow writing into a folder that holds another run.",
+      "允许写入已有其它运行的目录。", "覆盖输出目录"),
+    A("resume_from_checkpoint", "str", None, "output",
+      "Checkpoint to resume from; `true`/`last` = the newest complete one in output_dir.",
+      "续训的检查点；`true`/`last` 表示输出目录中最新的完整检查点。", "续训检查点", nullable=True),
+    # ---- accepted for LLaMA-Factory recipes; no effect of their own
+    A("do_train", "bool", True, "method", "Accepted for LLaMA-Factory recipes.", "兼容 LLaMA-Factory。",
+      compat=True, ui=False),
+    A("do_eval", "bool", False, "method", "Accepted for LLaMA-Factory recipes.", "兼容 LLaMA-Factory。",
+      compat=True, ui=False),
+    A("do_predict", "bool", False, "method", "Accepted for LLaMA-Factory recipes.", "兼容 LLaMA-Factory。",
+      compat=True, ui=False, commands=TI),
+    A("predict_with_generate", "bool", False, "method", "Accepted for LLaMA-Factory recipes.",
+      "兼容 LLaMA-Factory。", compat=True, ui=False, commands=TI),
+    A("report_to", "str", "none", "extra", "Experiment trackers (none, tensorboard, wandb...).",
+      "实验记录工具（none、tensorboard、wandb 等）。", compat=True, ui=False),
+    A("ddp_timeout", "int", 180000000, "distributed", "Accepted for LLaMA-Factory recipes.",
+      "兼容 LLaMA-Factory。", compat=True, ui=False),
+    A("flash_attn", "str", "auto", "model", "Attention implementation hint (auto, sdpa, eager, fa2).",
+      "注意力实现（auto、sdpa、eager、fa2）。", compat=True, ui=False, commands=ALL),
+    A("infer_backend", "str", "huggingface", "model", "Inference backend (only huggingface here).",
+      "推理后端（此处仅 huggingface）。", compat=True, ui=False, commands=(INFER,)),
+    A("mix_strategy", "str", "concat", "data", "How datasets are mixed (concat).", "数据集混合方式（concat）。",
+      compat=True, ui=False, commands=TI),
+    A("enable_thinking", "bool", True, "model", "Accepted for LLaMA-Factory recipes.", "兼容 LLaMA-Factory。",
+      compat=True, ui=False, commands=ALL),
+]
+
+BY_NAME: dict[str, Arg] = {a.name: a for a in ARGS}
+assert len(BY_NAME) == len(ARGS), "duplicate argument name"
+
+
+def defaults(command: str | None = None) -> dict[str, Any]:
+    return {a.name: _copy(a.default) for a in ARGS if command is None or command in a.commands}
+
+
+def _copy(v):
+    return list(v) if isinstance(v, list) else v
+
+
+def for_group(group: str) -> list[Arg]:
+    return [a for a in ARGS if a.group == group]
+
+
+@dataclass
+class Namespace:
+    """Resolved arguments: attribute access over a plain dict (keeps YAML round-trips trivial)."""
+    values: dict = field(default_factory=dict)
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name, value):
+        if name == "values":
+            object.__setattr__(self, name, value)
+        else:
+            self.values[name] = value
+
+    def to_dict(self) -> dict:
+        return dict(self.values)
