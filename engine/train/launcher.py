@@ -1,0 +1,44 @@
+"""`tuneboard train`: validate, then either train here or relaunch under torchrun for several processes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from ..config import load_config
+from ..utils import get_logger
+
+log = get_logger()
+
+
+def needs_torchrun(ns) -> bool:
+    return (ns.nproc_per_node > 1 or ns.nnodes > 1 or bool(ns.deepspeed)) and "LOCAL_RANK" not in os.environ
+
+
+def torchrun_command(ns, path: str | None, overrides: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={ns.nnodes}", f"--node_rank={ns.node_rank}",
+           f"--nproc_per_node={ns.nproc_per_node}", f"--master_addr={ns.master_addr}",
+           f"--master_port={ns.master_port}", "-m", "engine", "train"]
+    # pin the output dir so every process (and a re-run) writes to the same place
+    return cmd + ([path] if path else []) + list(overrides) + [f"output_dir={ns.output_dir}"]
+
+
+def run_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
+    if flags:
+        from ..utils import UserError
+        raise UserError(f"unexpected arguments {flags}; use key=value (for example learning_rate=1e-4).")
+    ns = load_config(path, overrides, "train")
+    if needs_torchrun(ns):
+        cmd = torchrun_command(ns, path, overrides)
+        log.info("launching %d process(es) per node with torchrun: %s", ns.nproc_per_node, " ".join(cmd))
+        env = dict(os.environ)
+        if ns.finetuning_type != "full":
+            env.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
+        return subprocess.run(cmd, env=env).returncode
+    from .workflow import run
+    try:
+        run(ns)
+    except KeyboardInterrupt:
+        log.warning("training stopped")
+        return 130
+    return 0

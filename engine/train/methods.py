@@ -1,0 +1,87 @@
+"""Which parameters train: LoRA (peft), freeze (last/first N layers), or full."""
+from __future__ import annotations
+
+import re
+
+import torch
+
+from ..config import ConfigError
+from ..utils import get_logger
+
+log = get_logger()
+_LAYER = re.compile(r"\.(?:layers|h|blocks|layer)\.(\d+)\.")
+
+
+def _num_layers(model) -> int:
+    n = getattr(model.config, "num_hidden_layers", None)
+    if n:
+        return int(n)
+    idx = [int(m.group(1)) for name, _ in model.named_parameters() if (m := _LAYER.search(name))]
+    return max(idx) + 1 if idx else 0
+
+
+def apply_freeze(model, args):
+    n_layers = _num_layers(model)
+    k = args.freeze_trainable_layers
+    if n_layers == 0:
+        raise ConfigError("finetuning_type: freeze needs a model with numbered layers; use lora or full.",
+                          "finetuning_type")
+    if k == 0 or abs(k) > n_layers:
+        raise ConfigError(f"freeze_trainable_layers: {k} is not possible for a model with {n_layers} layers; "
+                          f"use 1..{n_layers} (last N) or -1..-{n_layers} (first N).", "freeze_trainable_layers")
+    layers = set(range(n_layers - k, n_layers)) if k > 0 else set(range(-k))
+    modules = args.freeze_trainable_modules
+    trained = 0
+    for name, p in model.named_parameters():
+        m = _LAYER.search(name)
+        ok = m is not None and int(m.group(1)) in layers and (
+            "all" in modules or any(f".{mod}." in name or name.endswith(f".{mod}") for mod in modules))
+        p.requires_grad_(ok)
+        trained += ok
+    if not trained:
+        raise ConfigError(f"freeze_trainable_modules: no parameter matches {modules} in layers {sorted(layers)}.",
+                          "freeze_trainable_modules")
+    return model
+
+
+def apply_lora(model, args):
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if isinstance(model, PeftModel):  # continuing an adapter given in adapter_name_or_path
+        return model
+    targets = args.lora_target
+    target = "all-linear" if targets == ["all"] else targets
+    cfg = LoraConfig(task_type="CAUSAL_LM", r=args.lora_rank, lora_alpha=args.lora_alpha,
+                     lora_dropout=args.lora_dropout, target_modules=target,
+                     use_rslora=args.use_rslora, use_dora=args.use_dora)
+    try:
+        return get_peft_model(model, cfg)
+    except ValueError as e:
+        names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise ConfigError(f"lora_target: {targets} matched no module ({e}). Linear modules of this model: "
+                          f"{', '.join(names)} (or `all`).", "lora_target") from None
+
+
+def apply_method(model, args):
+    method = args.finetuning_type
+    if method == "lora":
+        model = apply_lora(model, args)
+    elif method == "freeze":
+        model = apply_freeze(model, args)
+    else:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    # Trainable weights in fp32 even when the frozen base is half precision: stable updates.
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+        model.config.use_cache = False
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    log.info("trainable params: %s / %s (%.4f%%) with %s", f"{trainable:,}", f"{total:,}",
+             100 * trainable / max(total, 1), method)
+    return model

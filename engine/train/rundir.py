@@ -1,0 +1,120 @@
+"""The files of a run directory, in one place: status, log lines, checkpoints.
+
+The web UI and `tuneboard doctor` read the same files, so their names live here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from ..utils import atomic_write_json
+
+STATUS = "status.json"
+LOG = "trainer_log.jsonl"
+RUNNING_LOG = "running.log"
+CONFIG = "training_args.yaml"
+STATS = "dataset_stats.json"
+RESULTS = "all_results.json"
+COMPLETE = ".tuneboard_complete"  # written into a checkpoint once it is fully on disk
+_CKPT = re.compile(r"^checkpoint-(\d+)$")
+FINAL_STATES = ("finished", "failed", "aborted")
+
+
+def write_status(output_dir: str | Path, state: str, **fields) -> dict:
+    path = Path(output_dir) / STATUS
+    old = read_status(output_dir) or {}
+    now = time.time()
+    data = {**old, **fields, "state": state, "pid": os.getpid(), "updated": now}
+    data.setdefault("started", now)
+    atomic_write_json(path, data)
+    return data
+
+
+def read_status(output_dir: str | Path) -> dict | None:
+    try:
+        return json.loads((Path(output_dir) / STATUS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def read_log(output_dir: str | Path) -> list[dict]:
+    """trainer_log.jsonl as a list; a half-written last line (a run still writing) is skipped."""
+    out = []
+    try:
+        with open(Path(output_dir) / LOG, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+    except OSError:
+        pass
+    return out
+
+
+def truncate_log(output_dir: str | Path, last_step: int) -> None:
+    """On resume: drop log lines after the checkpoint's step so the curve has no duplicates."""
+    path = Path(output_dir) / LOG
+    if not path.exists():
+        return
+    keep = [json.dumps(r, ensure_ascii=False) for r in read_log(output_dir) if r.get("step", 0) <= last_step]
+    from ..utils import atomic_write_text
+    atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
+def _is_complete(ckpt: Path) -> bool:
+    if (ckpt / COMPLETE).exists():
+        return True
+    try:  # checkpoints written by other tools: trainer_state.json is the last file the Trainer writes
+        json.loads((ckpt / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return any((ckpt / f).exists() for f in ("adapter_model.safetensors", "model.safetensors",
+                                               "model.safetensors.index.json", "pytorch_model.bin",
+                                               "adapter_model.bin"))
+
+
+def checkpoints(output_dir: str | Path, complete_only: bool = True) -> list[Path]:
+    """checkpoint-N folders sorted by N (nested one level too: output_dir/*/checkpoint-N)."""
+    root = Path(output_dir)
+    found = []
+    for pattern in ("checkpoint-*", "*/checkpoint-*"):
+        for p in root.glob(pattern):
+            m = _CKPT.match(p.name)
+            if m and p.is_dir() and (not complete_only or _is_complete(p)):
+                found.append((int(m.group(1)), p))
+    return [p for _, p in sorted(found)]
+
+
+def last_checkpoint(output_dir: str | Path) -> Path | None:
+    c = checkpoints(output_dir)
+    return c[-1] if c else None
+
+
+def checkpoint_step(ckpt: str | Path) -> int:
+    m = _CKPT.match(Path(ckpt).name)
+    return int(m.group(1)) if m else 0
+
+
+def holds_run(output_dir: str | Path) -> bool:
+    """True if the folder already has a training run's outputs (a lone config file is not a run)."""
+    root = Path(output_dir)
+    return root.is_dir() and (any((root / f).exists() for f in (LOG, RESULTS, "adapter_config.json",
+                                                                 "model.safetensors", STATUS))
+                              or bool(checkpoints(root, complete_only=False)))
+
+
+def clear_run(output_dir: str | Path) -> None:
+    """overwrite_output_dir: remove a previous run's outputs (only the files a run writes)."""
+    root = Path(output_dir)
+    for p in checkpoints(root, complete_only=False):
+        shutil.rmtree(p, ignore_errors=True)
+    for pattern in (LOG, RESULTS, STATUS, STATS, RUNNING_LOG, "train_results.json", "eval_results.json",
+                    "trainer_state.json", "adapter_config.json", "adapter_model.safetensors", "model*.safetensors",
+                    "model.safetensors.index.json", "training_*.png", "README.md"):
+        for p in root.glob(pattern):
+            p.unlink(missing_ok=True)

@@ -1,0 +1,206 @@
+"""One training run, start to finish: setup -> data -> model -> fit -> save -> report.
+
+pt and sft share this path with HF Trainer (they differ only in how examples are built, which
+engine.data decides); dpo swaps in trl's DPOTrainer. Everything a run produces lands in output_dir.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import rundir
+from .callbacks import GracefulStop, RunLogCallback
+from ..args import Namespace
+from ..config import ConfigError, save_config
+from ..utils import UserError, atomic_write_json, device_info, get_logger
+
+log = get_logger()
+
+
+def _attach_running_log(output_dir: Path) -> None:
+    """Mirror logs into running.log, unless stdout already goes there (the web UI redirects it)."""
+    path = output_dir / rundir.RUNNING_LOG
+    try:
+        if path.exists() and os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(path)):
+            return
+    except (OSError, ValueError):
+        pass
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("[%(asctime)s %(levelname)s] %(message)s", "%H:%M:%S"))
+    for name in ("tuneboard", "transformers", "peft", "trl"):
+        logging.getLogger(name).addHandler(handler)
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def resolve_resume(ns: Namespace, output_dir: Path) -> str | None:
+    r = ns.resume_from_checkpoint
+    if not r:
+        return None
+    if r.lower() in ("true", "last", "latest", "yes"):
+        ckpt = rundir.last_checkpoint(output_dir)
+        if ckpt is None:
+            raise ConfigError(f"resume_from_checkpoint: {output_dir} has no complete checkpoint to resume from.",
+                              "resume_from_checkpoint")
+        return str(ckpt)
+    p = Path(r)
+    if not p.is_dir() or not (p / "trainer_state.json").exists():
+        raise ConfigError(f"resume_from_checkpoint: {r} is not a checkpoint folder (no trainer_state.json). "
+                          f"Complete checkpoints here: {[c.name for c in rundir.checkpoints(output_dir)] or 'none'}.",
+                          "resume_from_checkpoint")
+    return str(p)
+
+
+def prepare_output_dir(ns: Namespace) -> tuple[Path, str | None]:
+    out = Path(ns.output_dir)
+    resume = resolve_resume(ns, out) if out.exists() else (
+        None if not ns.resume_from_checkpoint else resolve_resume(ns, out))
+    if rundir.holds_run(out) and not resume:
+        if ns.overwrite_output_dir:
+            log.warning("overwrite_output_dir: clearing the previous run in %s", out)
+            if _is_main():
+                rundir.clear_run(out)
+        else:
+            last = rundir.last_checkpoint(out)
+            hint = (f" To continue it: resume_from_checkpoint=true (last checkpoint: {last.name})." if last else "")
+            raise ConfigError(f"output_dir: {out} already holds another run. Choose a new output_dir, or set "
+                              f"overwrite_output_dir=true to replace it.{hint}", "output_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    return out, resume
+
+
+def pick_precision(ns: Namespace) -> dict:
+    dev = device_info()
+    bf16, fp16 = ns.bf16, ns.fp16
+    if bf16 and not dev["bf16"]:
+        log.warning("bf16 requested but %s does not support it: training in fp32", dev["name"])
+        bf16 = False
+    if fp16 and dev["device"] == "cpu":
+        log.warning("fp16 is not available on CPU: training in fp32 (bf16=true works on CPUs with AVX512-BF16)")
+        fp16 = False
+    return {"bf16": bf16, "fp16": fp16, "use_cpu": dev["device"] == "cpu", "device": dev}
+
+
+def training_arguments(ns: Namespace, prec: dict, stage: str):
+    common = dict(
+        output_dir=ns.output_dir, per_device_train_batch_size=ns.per_device_train_batch_size,
+        per_device_eval_batch_size=ns.per_device_eval_batch_size,
+        gradient_accumulation_steps=ns.gradient_accumulation_steps, learning_rate=ns.learning_rate,
+        num_train_epochs=ns.num_train_epochs, max_steps=ns.max_steps, lr_scheduler_type=ns.lr_scheduler_type,
+        warmup_steps=ns.warmup_steps if ns.warmup_steps > 0 else ns.warmup_ratio,
+        max_grad_norm=ns.max_grad_norm, weight_decay=ns.weight_decay, optim=ns.optim, seed=ns.seed,
+        bf16=prec["bf16"], fp16=prec["fp16"], use_cpu=prec["use_cpu"], logging_steps=ns.logging_steps,
+        logging_first_step=True, save_strategy="steps", save_steps=ns.save_steps,
+        save_total_limit=ns.save_total_limit, save_only_model=ns.save_only_model,
+        eval_strategy=ns.eval_strategy, eval_steps=ns.eval_steps if ns.eval_strategy == "steps" else None,
+        report_to=[] if ns.report_to in (None, "none") else [ns.report_to],
+        dataloader_num_workers=ns.dataloader_num_workers, deepspeed=ns.deepspeed,
+        gradient_checkpointing=False,  # applied by methods.apply_method (needs input grads for peft)
+        remove_unused_columns=False, include_num_input_tokens_seen="non_padding",
+        ddp_find_unused_parameters=False if ns.finetuning_type != "full" else None,
+        disable_tqdm=not sys.stderr.isatty(),
+    )
+    if stage == "dpo":
+        from trl import DPOConfig
+        loss = [ns.pref_loss] + (["sft"] if ns.pref_ftx > 0 else [])
+        weights = [1.0] + ([ns.pref_ftx] if ns.pref_ftx > 0 else [])
+        return DPOConfig(**common, beta=ns.pref_beta, loss_type=loss, loss_weights=weights,
+                         max_length=ns.cutoff_len, gradient_checkpointing=False, padding_free=False)
+    from transformers import TrainingArguments
+    return TrainingArguments(**common)
+
+
+def run(ns: Namespace) -> dict:
+    """Train as configured. Returns the final metrics. Raises UserError/ConfigError for bad input."""
+    output_dir, resume = prepare_output_dir(ns)
+    stop = GracefulStop()
+    stop.install()
+    if _is_main():
+        _attach_running_log(output_dir)
+        rundir.write_status(output_dir, "starting", started=time.time(), step=0, total_steps=None, error=None,
+                            output_dir=str(output_dir))
+        save_config(ns, output_dir / rundir.CONFIG)
+        if resume:
+            rundir.truncate_log(output_dir, rundir.checkpoint_step(resume))
+            log.info("resuming from %s", resume)
+    try:
+        metrics = _run(ns, output_dir, resume, stop)
+    except KeyboardInterrupt:
+        if _is_main():
+            rundir.write_status(output_dir, "aborted", error="stopped before training began")
+        raise
+    except UserError as e:
+        if _is_main():
+            rundir.write_status(output_dir, "failed", error=str(e))
+        raise
+    except BaseException as e:
+        if _is_main():
+            rundir.write_status(output_dir, "failed", error=f"{type(e).__name__}: {e}")
+        raise
+    return metrics
+
+
+def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop) -> dict:
+    import torch
+    from transformers import set_seed
+
+    from ..data.loader import get_dataset
+    from ..data.templates import get_template
+    from ..models.loader import load_model, load_tokenizer
+    from ..models.registry import default_template
+    from .methods import apply_method
+
+    set_seed(ns.seed)
+    prec = pick_precision(ns)
+    log.info("device: %s; precision: %s", prec["device"]["name"],
+             "bf16" if prec["bf16"] else "fp16" if prec["fp16"] else "fp32")
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    rundir.write_status(output_dir, "preprocessing") if _is_main() else None
+    tokenizer = load_tokenizer(ns)
+    template_name = ns.template or default_template(ns.model_name_or_path)
+    template = get_template(template_name, tokenizer)
+    template.fix_tokenizer(tokenizer)
+    data = get_dataset(ns, tokenizer, template, ns.stage)
+    if _is_main():
+        atomic_write_json(output_dir / rundir.STATS, data.stats)
+
+    model = load_model(ns, trainable=True)
+    model = apply_method(model, ns)
+    args = training_arguments(ns, prec, ns.stage)
+    callbacks = [RunLogCallback(str(output_dir)), stop]
+    if ns.stage == "dpo":
+        from .dpo import build_trainer
+    else:
+        from .sft import build_trainer
+    trainer = build_trainer(ns, model, tokenizer, data, args, callbacks)
+
+    result = trainer.train(resume_from_checkpoint=resume)
+    aborted = stop.requested
+    if _is_main():
+        rundir.write_status(output_dir, "saving")
+    trainer.save_model(str(output_dir))
+    trainer.save_state()
+    metrics = dict(result.metrics)
+    if data.eval_dataset is not None and not aborted:
+        rundir.write_status(output_dir, "evaluating") if _is_main() else None
+        metrics.update(trainer.evaluate())
+    if _is_main():
+        tokenizer.save_pretrained(str(output_dir))
+        metrics["total_steps"] = trainer.state.global_step
+        metrics["template"] = template.name
+        log.info("final metrics: %s", json.dumps(metrics, default=str))
+        atomic_write_json(output_dir / rundir.RESULTS, metrics)
+        if ns.plot_loss:
+            from .plots import plot_loss
+            plot_loss(output_dir)
+        rundir.write_status(output_dir, "aborted" if aborted else "finished", step=trainer.state.global_step,
+                            total_steps=trainer.state.max_steps, ended=time.time(),
+                            error="aborted by user; the last checkpoint is usable" if aborted else None)
+    return metrics
