@@ -1,0 +1,217 @@
+"""Load a tokenizer and a base model (+ LoRA adapters) from resolved arguments.
+
+Every failure a user can cause (missing folder, folder without weights, adapter trained on another
+base) becomes a UserError that names the path and what to do; the training, chat, eval, API and
+export paths all load through here so they behave the same.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..utils import UserError, get_logger
+from .registry import resolve_model_path
+
+log = get_logger()
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
+
+
+def _get(args: Any, key: str, default: Any = None) -> Any:
+    """Read an argument from an engine.args.Namespace, a dict or any object with attributes."""
+    if isinstance(args, dict):
+        v = args.get(key, default)
+    elif hasattr(args, "values") and isinstance(getattr(args, "values"), dict):
+        v = args.values.get(key, default)
+    else:
+        v = getattr(args, key, default)
+    return default if v is None else v
+
+
+def adapter_paths(args: Any) -> list[str]:
+    v = _get(args, "adapter_name_or_path")
+    if not v:
+        return []
+    if isinstance(v, str):
+        v = [s for s in (x.strip() for x in v.split(",")) if s]
+    return [str(x) for x in v]
+
+
+def model_path(args: Any) -> str:
+    from ..args import DEFAULT_MODEL
+    return resolve_model_path(_get(args, "model_name_or_path", DEFAULT_MODEL))
+
+
+def load_tokenizer(args: Any):
+    """The model's tokenizer, with a pad token (falls back to eos) so batched generation can pad."""
+    path = model_path(args)
+    p = Path(path)
+    if not any((p / f).is_file() for f in TOKENIZER_FILES):
+        raise UserError(f"{path}: no tokenizer files (tokenizer.json / tokenizer_config.json) in this folder; "
+                        "point model_name_or_path at a complete model folder, or download it again.")
+    from transformers import AutoTokenizer
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=bool(_get(args, "trust_remote_code", False)))
+    except ValueError as e:
+        if "trust_remote_code" in str(e):
+            raise UserError(f"{path}: this tokenizer ships its own code; set trust_remote_code=true "
+                            "only if you trust the model's source.") from None
+        raise UserError(f"{path}: could not load the tokenizer: {e}") from None
+    except OSError as e:
+        raise UserError(f"{path}: could not load the tokenizer: {e}") from None
+    if tok.pad_token_id is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def pick_dtype(args: Any, device: str, trainable: bool = False):
+    """fp32 on CPU (bf16 only when asked for and the CPU has it); bf16 on CUDA where supported, else fp16.
+    Full and freeze training keep fp32 master weights: the Trainer's autocast does the mixed precision."""
+    import torch
+    from ..utils import cpu_has_bf16
+    want_bf16, want_fp16 = bool(_get(args, "bf16", False)), bool(_get(args, "fp16", False))
+    if trainable and _get(args, "finetuning_type", "lora") in ("full", "freeze"):
+        return torch.float32
+    if device.startswith("cuda"):
+        bf16_ok = torch.cuda.is_bf16_supported()
+        if want_fp16:
+            return torch.float16
+        return torch.bfloat16 if bf16_ok else torch.float16
+    if want_bf16 and cpu_has_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def _attn_implementation(args: Any) -> str:
+    hint = str(_get(args, "flash_attn", "auto")).lower()
+    return {"eager": "eager", "disabled": "eager", "fa2": "flash_attention_2"}.get(hint, "sdpa")
+
+
+def _check_weights(path: str) -> None:
+    p = Path(path)
+    if any((p / f).is_file() for f in WEIGHT_FILES) or any(p.glob("*.safetensors")) or any(p.glob("*.gguf")):
+        return
+    if (p / "adapter_config.json").is_file():
+        base = _read_json(p / "adapter_config.json").get("base_model_name_or_path") or "its base model"
+        raise UserError(f"{path}: this is a LoRA adapter, not a full model; set model_name_or_path={base} "
+                        f"and adapter_name_or_path={path}.")
+    raise UserError(f"{path}: no model weights (*.safetensors / pytorch_model.bin) in this folder; "
+                    "download the model again (`tuneboard download NAME`) or point model_name_or_path "
+                    "at a complete model folder.")
+
+
+def _read_json(p: Path) -> dict:
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def check_adapter(path: str) -> Path:
+    """An adapter folder with adapter_config.json, or a UserError saying what the folder holds instead."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise UserError(f"adapter_name_or_path: {path} does not exist; give the output folder of a LoRA run "
+                        "(saves/<model>/lora/<run>) or one of its checkpoint-N folders.")
+    if (p / "adapter_config.json").is_file():
+        if not any((p / f).is_file() for f in ADAPTER_WEIGHTS):
+            raise UserError(f"adapter_name_or_path: {path} has adapter_config.json but no adapter weights "
+                            "(adapter_model.safetensors); the run may have stopped while saving.")
+        return p
+    ckpts = sorted((c for c in p.glob("checkpoint-*") if (c / "adapter_config.json").is_file()),
+                   key=lambda c: int(c.name.split("-")[-1]) if c.name.split("-")[-1].isdigit() else -1)
+    if ckpts:
+        raise UserError(f"adapter_name_or_path: {path} holds no final adapter (the run did not finish); "
+                        f"use its newest checkpoint: adapter_name_or_path={ckpts[-1]}.")
+    if (p / "config.json").is_file():
+        raise UserError(f"adapter_name_or_path: {path} is a full model, not a LoRA adapter; "
+                        f"set model_name_or_path={path} and no adapter.")
+    raise UserError(f"adapter_name_or_path: {path} has no adapter_config.json; give the output folder of a "
+                    "LoRA run.")
+
+
+def _load_adapter(model, path: Path, base_path: str, trainable: bool = False):
+    from peft import PeftModel
+    cfg = _read_json(path / "adapter_config.json")
+    trained_on = cfg.get("base_model_name_or_path")
+    try:
+        return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+    except (RuntimeError, ValueError, KeyError) as e:
+        msg = str(e)
+        if "size mismatch" in msg:
+            detail = "its weight shapes do not match the base model"
+        elif "not found" in msg.lower() or "target modules" in msg.lower():
+            detail = "its target modules do not exist in the base model"
+        else:
+            detail = msg.splitlines()[0][:300] if msg else type(e).__name__
+        was = f" (it was trained on {trained_on})" if trained_on else ""
+        raise UserError(f"adapter_name_or_path: {path} does not fit the base model {base_path}: {detail}{was}. "
+                        "Load it with the model it was trained on.") from None
+
+
+def load_model(args: Any, trainable: bool = False, device: str | None = None, dtype=None):
+    """Base model (+ adapters). Inference: adapters merged, eval mode, no grad, on CUDA when available.
+    trainable with LoRA adapters: all but the last merged, the last stays a trainable PeftModel adapter.
+    trainable without adapters: the plain base model (the trainer applies lora / freeze / full)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = model_path(args)
+    _check_weights(path)
+    if device is None:
+        device = "cuda" if (torch.cuda.is_available() and not trainable) else "cpu"
+    device = str(device)
+    if dtype is None:
+        dtype = pick_dtype(args, device if not trainable or not torch.cuda.is_available() else "cuda", trainable)
+    adapters = [check_adapter(a) for a in adapter_paths(args)]
+    trust = bool(_get(args, "trust_remote_code", False))
+    log.info("loading %s (%s, %s)%s", path, str(dtype).replace("torch.", ""), device,
+             f" + {len(adapters)} adapter(s)" if adapters else "")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust,
+                                                     attn_implementation=_attn_implementation(args))
+    except ValueError as e:
+        if "trust_remote_code" in str(e):
+            raise UserError(f"{path}: this model ships its own code; set trust_remote_code=true only if you "
+                            "trust the model's source.") from None
+        if "attn_implementation" in str(e) or "flash" in str(e).lower():
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust)
+        else:
+            raise UserError(f"{path}: could not load the model: {e}") from None
+    except OSError as e:
+        raise UserError(f"{path}: could not load the model: {e}") from None
+    if device != "cpu":
+        model.to(device)
+
+    if adapters:
+        continue_training = trainable and _get(args, "finetuning_type", "lora") == "lora"
+        to_merge = adapters[:-1] if continue_training else adapters
+        for a in to_merge:
+            model = _load_adapter(model, a, path).merge_and_unload()
+        if continue_training:
+            model = _load_adapter(model, adapters[-1], path, trainable=True)
+        elif trainable:
+            log.info("adapters merged into the base; %s training starts from the merged weights",
+                     _get(args, "finetuning_type", "lora"))
+    if not trainable:
+        model.eval()
+        model.requires_grad_(False)
+    return model
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = total = 0
+    for p in model.parameters():
+        n = p.numel()
+        if hasattr(p, "ds_numel"):  # DeepSpeed ZeRO-3 keeps a placeholder tensor
+            n = p.ds_numel
+        total += n
+        if p.requires_grad:
+            trainable += n
+    return trainable, total
