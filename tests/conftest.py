@@ -32,6 +32,26 @@ def build_tiny_model(dest: Path) -> Path:
     return dest
 
 
+def build_lora_adapter(base: Path, dest: Path, seed: int = 0, rank: int = 4) -> Path:
+    """A LoRA adapter on `base` with random (non-zero) A and B, so it really changes the model's output."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    cfg = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear", init_lora_weights=False,
+                     task_type="CAUSAL_LM")
+    get_peft_model(model, cfg).save_pretrained(dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tmp_path_factory, tiny_model) -> Path:
+    """A random LoRA adapter (rank 4, all linear layers) for the tiny model."""
+    return build_lora_adapter(tiny_model, tmp_path_factory.mktemp("tiny-lora") / "adapter")
+
+
 @pytest.fixture(scope="session")
 def bundled_model() -> Path:
     if not (BUNDLED / "model.safetensors").is_file():

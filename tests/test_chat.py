@@ -1,0 +1,213 @@
+"""ChatEngine on the tiny random model (seconds) and one check on the real bundled model (slow)."""
+from __future__ import annotations
+
+import builtins
+import threading
+
+import pytest
+
+from engine.chat import ChatEngine, Response
+from engine.config import ConfigError
+from engine.utils import UserError
+
+# The random tiny model's plain greedy answer is a run of newlines; a repetition penalty keeps greedy
+# decoding deterministic while making the text varied enough to test streaming and stop strings.
+GREEDY = {"do_sample": False, "repetition_penalty": 2.0}
+Q = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model):
+    e = ChatEngine({"model_name_or_path": str(tiny_model), "max_new_tokens": 24})
+    yield e
+    e.unload()
+
+
+def _greedy_ids(engine, messages, n):
+    """Reference: plain transformers greedy generate on the same prompt, no ChatEngine involved."""
+    import torch
+    ids = torch.tensor([engine.encode(messages)])
+    out = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
+                                do_sample=False, repetition_penalty=2.0, eos_token_id=None,
+                                pad_token_id=engine.tokenizer.pad_token_id)
+    return out[0, ids.shape[1]:].tolist()
+
+
+def test_stream_deltas_join_to_chat_text(engine):
+    r = engine.chat(Q, **GREEDY)
+    assert isinstance(r, Response)
+    deltas = list(engine.stream(Q, **GREEDY))
+    assert len(deltas) > 1
+    assert "".join(deltas) == r.text
+    stats = engine.last_stats
+    assert stats["prompt_tokens"] == r.prompt_tokens == len(engine.encode(Q))
+    assert stats["completion_tokens"] == r.completion_tokens
+
+
+def test_seeded_sampled_stream_joins_to_chat_text(engine):
+    """Sampled text from the random model is full of multi-byte characters split across tokens."""
+    kw = dict(do_sample=True, temperature=1.0, top_p=1.0, top_k=0, seed=3, max_new_tokens=40)
+    r = engine.chat(Q, **kw)
+    assert "".join(engine.stream(Q, **kw)) == r.text
+    assert r.text.strip() and len(set(r.text)) > 10
+
+
+def test_chat_is_plain_greedy_decoding(engine):
+    ids = _greedy_ids(engine, Q, 24)
+    if 2 in ids:  # the random model happened to emit <|im_end|>: the answer ends there
+        ids = ids[:ids.index(2)]
+    r = engine.chat(Q, **GREEDY)
+    assert r.text == engine.tokenizer.decode(ids, skip_special_tokens=True)
+    assert r.finish_reason == "length" and r.completion_tokens == 24
+
+
+def test_temperature_zero_is_greedy(engine):
+    assert engine.chat(Q, do_sample=True, temperature=0, repetition_penalty=2.0).text == engine.chat(Q, **GREEDY).text
+
+
+def test_batch_equals_individual_answers(engine):
+    convs = [Q,
+             [{"role": "user", "content": "Hi"}],
+             [{"role": "user", "content": "Tell me a long story about a dragon and a knight, please."},
+              {"role": "assistant", "content": "Once upon a time"},
+              {"role": "user", "content": "Go on."}]]
+    batched = engine.batch(convs, max_new_tokens=12, **GREEDY)
+    single = [engine.chat(c, max_new_tokens=12, **GREEDY) for c in convs]
+    assert [b.text for b in batched] == [s.text for s in single]
+    assert [b.prompt_tokens for b in batched] == [s.prompt_tokens for s in single]
+    assert len({b.prompt_tokens for b in batched}) == 3  # really different lengths: left padding was used
+
+
+def test_stop_strings_end_generation(engine):
+    full = engine.chat(Q, max_new_tokens=24, **GREEDY).text
+    stop = full[len(full) // 2: len(full) // 2 + 3]
+    assert stop.strip(), f"pick a visible stop string from {full!r}"
+    expected = full[:full.find(stop)]
+    r = engine.chat(Q, max_new_tokens=24, stop=[stop], **GREEDY)
+    assert r.text == expected and r.finish_reason == "stop"
+    assert r.completion_tokens < 24
+    streamed = list(engine.stream(Q, max_new_tokens=24, stop=[stop], **GREEDY))
+    assert "".join(streamed) == expected
+    assert engine.last_stats["finish_reason"] == "stop" and engine.last_stats["completion_tokens"] < 24
+
+
+def test_template_stop_token_ends_generation(engine, monkeypatch):
+    """Generation ends at a stop token id (what <|im_end|> is for a trained model); the token is not in the text."""
+    ids = _greedy_ids(engine, Q, 24)
+    stop_tok = ids[5]
+    first = ids.index(stop_tok)
+    monkeypatch.setattr(engine, "_stop_ids", [stop_tok])
+    r = engine.chat(Q, max_new_tokens=24, **GREEDY)
+    assert r.finish_reason == "stop" and r.completion_tokens == first + 1
+    assert r.text == engine.tokenizer.decode(ids[:first], skip_special_tokens=True)
+    assert "".join(engine.stream(Q, max_new_tokens=24, **GREEDY)) == r.text
+
+
+def test_closing_the_stream_stops_generation(engine):
+    gen = engine.stream(Q, max_new_tokens=1500, **GREEDY)
+    got = [next(gen), next(gen)]
+    gen.close()
+    assert all(got)
+    n = engine.last_stats["completion_tokens"]
+    assert 2 <= n < 200, n  # bounded run-ahead (queue of 64), far from 1500
+    assert not any(t.name == "tuneboard-generate" and t.is_alive() for t in threading.enumerate())
+    # the lock was released: the engine answers again
+    assert engine.chat(Q, max_new_tokens=3, **GREEDY).completion_tokens == 3
+
+
+def test_concurrent_requests_are_serialised(engine):
+    expected = engine.chat(Q, max_new_tokens=10, **GREEDY).text
+    results, errors = [], []
+
+    def ask():
+        try:
+            results.append(engine.chat(Q, max_new_tokens=10, **GREEDY).text)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=ask) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and results == [expected] * 3
+
+
+def test_seeded_sampling_is_reproducible(engine):
+    a = engine.chat(Q, do_sample=True, temperature=1.0, top_p=1.0, top_k=0, seed=7, max_new_tokens=12)
+    b = engine.chat(Q, do_sample=True, temperature=1.0, top_p=1.0, top_k=0, seed=7, max_new_tokens=12)
+    c = engine.chat(Q, do_sample=True, temperature=1.0, top_p=1.0, top_k=0, seed=8, max_new_tokens=12)
+    assert a.text == b.text
+    assert a.text != c.text
+
+
+def test_system_prompt_is_in_the_prompt(engine):
+    with_sys = engine.tokenizer.decode(engine.encode(Q, system="You are Tuney."))
+    assert "You are Tuney." in with_sys
+    from_messages = engine.tokenizer.decode(engine.encode([{"role": "system", "content": "Be brief."}] + Q))
+    assert "Be brief." in from_messages and "SmolLM" not in from_messages
+
+
+@pytest.mark.parametrize("messages,words", [
+    ([], "non-empty"),
+    ([{"role": "robot", "content": "hi"}], "messages[0].role"),
+    ([{"role": "user"}], "messages[0]"),
+    ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], "last turn"),
+])
+def test_bad_messages_are_user_errors(engine, messages, words):
+    with pytest.raises(UserError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        engine.stream(messages)  # raised before the first delta, not inside the generator
+
+
+def test_bad_generation_settings_name_the_field(engine):
+    with pytest.raises(ConfigError, match="temperature"):
+        engine.chat(Q, temperature=-1)
+    with pytest.raises(UserError, match="max_tokenz"):
+        engine.chat(Q, max_tokenz=5)
+
+
+def test_engine_reads_namespace_args(tiny_model):
+    from engine.config import load_config
+    ns = load_config(None, [f"model_name_or_path={tiny_model}", "max_new_tokens=4", "do_sample=false"],
+                     command="infer")
+    e = ChatEngine(ns)
+    r = e.chat(Q)
+    assert r.completion_tokens <= 4 and e.template_name == "chatml"
+    e.unload()
+    assert e.model is None
+
+
+def test_cli_chat_session(tiny_model, monkeypatch, capsys):
+    from engine.chat import run_cli
+    inputs = iter(["Hello there", "clear", "What is 2+2?"])
+
+    def fake_input(prompt=""):
+        print(prompt, end="")
+        try:
+            return next(inputs)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr(builtins, "input", fake_input)
+    rc = run_cli(None, [f"model_name_or_path={tiny_model}", "max_new_tokens=5", "do_sample=false"], [])
+    out, err = capsys.readouterr()
+    assert rc == 0
+    assert out.count("Assistant: ") == 2 and "History cleared." in out
+    assert err.count("tokens/s") == 2
+    assert "Traceback" not in out + err
+
+
+def test_cli_missing_model_is_a_user_error(tmp_path):
+    from engine.cli import main
+    assert main(["chat", f"model_name_or_path={tmp_path / 'nope'}"]) == 2
+
+
+@pytest.mark.slow
+def test_bundled_model_knows_paris(bundled_model):
+    e = ChatEngine({"model_name_or_path": str(bundled_model), "do_sample": False, "max_new_tokens": 40})
+    r = e.chat(Q)
+    assert "Paris" in r.text
+    assert r.finish_reason == "stop" and r.completion_tokens < 40  # ended at <|im_end|>
+    assert "<|im_end|>" not in r.text
+    assert "".join(e.stream(Q)) == r.text
+    e.unload()
