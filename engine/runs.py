@@ -1,0 +1,535 @@
+"""A run on disk: spawn a `tuneboard train|eval|export` subprocess, follow it through its files, abort it,
+and find it again after a page reload, from a second tab or from a restarted UI server.
+
+The UI never trains in its own process. A run is a child process in its own process group (so Abort can
+stop the whole tree) whose config, console log and results live in files; a small JSON record per run in
+<saves>/.tuneboard_runs/ remembers pid + process start time, so liveness survives a restart of the UI.
+No gradio (and no torch) here: the web UI imports this at start-up.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .config import ConfigError, load_config, save_config
+from .train import rundir
+from .utils import UserError, atomic_write_json
+
+SAVES_ENV = "TUNEBOARD_SAVES_DIR"
+REGISTRY = ".tuneboard_runs"
+COMMANDS = ("train", "eval", "export")
+CONFIG_COMMAND = {"train": "train", "eval": "infer", "export": "export"}  # which schema args each one reads
+CONFIG_NAME = {"train": rundir.CONFIG, "eval": "eval_args.yaml", "export": "export_args.yaml"}
+RESULT_FILES = {"train": rundir.RESULTS, "eval": "predict_results.json", "export": "config.json"}
+TERM_GRACE_S = 7.0   # SIGTERM -> the trainer saves a checkpoint after the current step
+KILL_WAIT_S = 2.5    # then SIGKILL; the whole tree is gone within TERM_GRACE_S + KILL_WAIT_S < 10 s
+
+_POPENS: dict[str, subprocess.Popen] = {}  # runs started by this process (we must reap them)
+_RECORD_LOCK = threading.Lock()
+
+
+class RunBusy(UserError):
+    """A second Start while a run is going."""
+
+    def __init__(self, message: str, run: "Run"):
+        super().__init__(message)
+        self.run = run
+
+
+def saves_root(saves: str | Path | None = None) -> Path:
+    return Path(saves or os.environ.get(SAVES_ENV) or "saves")
+
+
+def _registry(saves: str | Path | None = None) -> Path:
+    return saves_root(saves) / REGISTRY
+
+
+def model_dir_name(model: str | None) -> str:
+    return Path(str(model or "model").rstrip("/")).name or "model"
+
+
+def default_output_dir(model: str, method: str, name: str, saves: str | Path | None = None) -> str:
+    return str(saves_root(saves) / model_dir_name(model) / method / name)
+
+
+def resolve_output_dir(value: str | None, model: str, method: str, saves: str | Path | None = None) -> str | None:
+    """A bare name (no path separator) lives under <saves>/<model>/<method>/, as in the UI's output-dir box."""
+    if not value or not str(value).strip():
+        return None
+    v = str(value).strip()
+    if os.sep in v or "/" in v:
+        return v
+    return default_output_dir(model, method, v, saves)
+
+
+# ---------------------------------------------------------------- processes
+def _psutil():
+    import psutil
+    return psutil
+
+
+def _proc_alive(p) -> bool:
+    psutil = _psutil()
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _create_time(pid: int) -> float | None:
+    psutil = _psutil()
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _group_members(pgid: int) -> list:
+    """Every live process of a process group (children that double-fork stay in it)."""
+    psutil = _psutil()
+    out = []
+    for p in psutil.process_iter():
+        try:
+            if os.getpgid(p.pid) == pgid and _proc_alive(p):
+                out.append(p)
+        except (ProcessLookupError, PermissionError, psutil.Error, OSError):
+            continue
+    return out
+
+
+# ---------------------------------------------------------------- one run
+@dataclass
+class Run:
+    id: str
+    command: str
+    run_dir: str             # holds the config YAML and running.log
+    output: str              # what the run produces: output_dir (train/eval) or export_dir
+    config: str
+    log: str
+    argv: list = field(default_factory=list)
+    pid: int | None = None
+    create_time: float | None = None
+    started: float = 0.0
+    ended: float | None = None
+    returncode: int | None = None
+    aborted: bool = False
+    saves: str = "saves"
+    meta: dict = field(default_factory=dict)  # model / method / stage, for listings
+
+    # ---- record
+    @property
+    def record_path(self) -> Path:
+        return _registry(self.saves) / f"{self.id}.json"
+
+    def save(self) -> None:
+        atomic_write_json(self.record_path, asdict(self))
+
+    def _update(self, **fields) -> None:
+        """Read-modify-write of the record (the reaper thread and abort() both write it)."""
+        with _RECORD_LOCK:
+            fresh = load_run(self.record_path) or Run(**asdict(self))
+            for k, v in fields.items():
+                setattr(fresh, k, v)
+            fresh.save()
+            self.__dict__.update(fresh.__dict__)
+
+    def refresh(self) -> "Run":
+        fresh = load_run(self.record_path)
+        if fresh is not None:
+            self.__dict__.update(fresh.__dict__)
+        return self
+
+    # ---- liveness
+    def alive(self) -> bool:
+        popen = _POPENS.get(self.id)
+        if popen is not None:
+            return popen.poll() is None
+        if not self.pid:
+            return False
+        ct = _create_time(self.pid)
+        if ct is None or self.create_time is None or abs(ct - self.create_time) > 1.0:
+            return False  # gone, or the pid was reused by another process
+        return _proc_alive(_psutil().Process(self.pid))
+
+    def processes(self) -> list:
+        """The live process tree: the root, its descendants and anything left in its process group."""
+        psutil = _psutil()
+        if not self.alive() and not self.pid:
+            return []
+        found = {}
+        try:
+            root = psutil.Process(self.pid)
+            if self.create_time is None or abs(root.create_time() - self.create_time) <= 1.0:
+                for p in [root] + root.children(recursive=True):
+                    if _proc_alive(p):
+                        found[p.pid] = p
+        except psutil.Error:
+            pass
+        for p in _group_members(self.pid):
+            found.setdefault(p.pid, p)
+        return list(found.values())
+
+    # ---- what the files say
+    def trainer_status(self) -> dict | None:
+        st = rundir.read_status(self.output)
+        if not st:
+            return None
+        # a resumed run's folder holds the previous run's status until the new process writes its own
+        if float(st.get("updated") or 0) < self.started - 1.0:
+            return None
+        return st
+
+    def status(self) -> dict:
+        """{'state': running|finished|failed|aborted, 'phase', 'step', 'total_steps', 'elapsed', 'remaining',
+        'error', 'returncode'}: process liveness first, then what the run wrote."""
+        self.refresh()
+        st = self.trainer_status() or {}
+        alive = self.alive()
+        out = {"state": "running", "phase": st.get("state") or "starting", "step": st.get("step"),
+               "total_steps": st.get("total_steps"), "elapsed": st.get("elapsed"), "remaining": st.get("remaining"),
+               "error": st.get("error"), "returncode": self.returncode}
+        if alive:
+            if out["phase"] in rundir.FINAL_STATES:
+                out["phase"] = "saving"
+            out["error"] = None
+            return out
+        final = st.get("state") if st.get("state") in rundir.FINAL_STATES else None
+        if self.aborted:
+            state = "aborted"
+        elif self.returncode is not None:
+            state = "finished" if self.returncode == 0 else "failed"
+            if final == "aborted":
+                state = "aborted"  # stopped by a SIGTERM from outside the UI
+        elif final:
+            state = final
+        else:  # ended while no UI process was watching it: judge by its result file
+            res = Path(self.output) / RESULT_FILES[self.command]
+            state = "finished" if res.is_file() and res.stat().st_mtime >= self.started - 1 else "failed"
+        out["state"] = state
+        out["phase"] = state
+        if state == "failed" and not out["error"]:
+            out["error"] = self.last_error()
+        if state == "aborted" and not out["error"]:
+            out["error"] = "aborted by user"
+        return out
+
+    def last_error(self) -> str:
+        """The most telling line of a failed run's console log (our `error: ...` line, else the last line)."""
+        lines = [ln for ln in self.tail(80).splitlines() if ln.strip()]
+        for ln in reversed(lines):
+            if ln.startswith("error:") or "Error" in ln.split(":")[0]:
+                return ln
+        return lines[-1] if lines else f"the process exited with code {self.returncode}"
+
+    def tail(self, n: int = 200, max_bytes: int = 256_000) -> str:
+        """The last n lines of running.log (the trainer's log plus anything printed to stdout/stderr)."""
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                f.seek(max(0, size - max_bytes))
+                data = f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+        # progress bars rewrite one line with \r: keep the last state of each line
+        lines = [ln.rsplit("\r", 1)[-1] for ln in data.replace("\r\n", "\n").split("\n")]
+        if size > max_bytes:
+            lines = lines[1:]
+        while lines and not lines[-1]:
+            lines.pop()
+        return "\n".join(lines[-n:])
+
+    def log_records(self) -> list[dict]:
+        return rundir.read_log(self.output) if self.command == "train" else []
+
+    def progress(self) -> dict:
+        """step / total / elapsed / remaining / percentage: status.json (updated every step) over the last log line."""
+        recs = self.log_records()
+        last = recs[-1] if recs else {}
+        st = self.trainer_status() or {}
+        step = st.get("step") if st.get("step") is not None else last.get("step")
+        total = st.get("total_steps") or last.get("total_steps")
+        elapsed = st.get("elapsed") if st.get("elapsed") is not None else last.get("elapsed")
+        if elapsed is None and self.started:
+            elapsed = (self.ended or time.time()) - self.started
+        remaining = st.get("remaining") if st.get("remaining") is not None else last.get("remaining")
+        pct = 100.0 * step / total if step is not None and total else 0.0
+        return {"step": step or 0, "total_steps": total, "elapsed": elapsed, "remaining": remaining,
+                "percentage": round(min(pct, 100.0), 2)}
+
+    def results(self) -> dict:
+        """Final metrics: all_results.json (train) or predict_results.json (eval)."""
+        if self.command == "export":
+            return {}
+        try:
+            data = json.loads((Path(self.output) / RESULT_FILES[self.command]).read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def adapter_path(self) -> str | None:
+        """The trained adapter (or full model) folder once the run has written it."""
+        out = Path(self.output)
+        if (out / "adapter_config.json").is_file() or (out / "config.json").is_file():
+            return str(out)
+        return None
+
+    # ---- stop it
+    def abort(self, grace: float = TERM_GRACE_S, kill_wait: float = KILL_WAIT_S) -> bool:
+        """SIGTERM to the whole process group (the trainer saves a checkpoint and stops), SIGKILL to whatever
+        is left after `grace` seconds. True once no process of the run is left."""
+        procs = self.processes()
+        if not procs:
+            return True
+        self._update(aborted=True)
+        pgid = self.pid
+        _signal_group(pgid, signal.SIGTERM)
+        for p in procs:  # descendants that left the group (setsid) get the signal too
+            _signal(p, signal.SIGTERM)
+        if not _wait_gone(self, procs, grace):
+            _signal_group(pgid, signal.SIGKILL)
+            for p in procs + _group_members(pgid):
+                _signal(p, signal.SIGKILL)
+            _wait_gone(self, procs, kill_wait)
+        return not any(_proc_alive(p) for p in procs) and not _group_members(pgid) and not self.alive()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal(p, sig: int) -> None:
+    try:
+        p.send_signal(sig)
+    except Exception:  # already gone
+        pass
+
+
+def _wait_gone(run: Run, procs: list, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        popen = _POPENS.get(run.id)
+        if popen is not None:
+            popen.poll()  # reap our own child so it does not linger as a zombie
+        if not any(_proc_alive(p) for p in procs) and not _group_members(run.pid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- registry
+def load_run(path: str | Path) -> Run | None:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return Run(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def all_runs(saves: str | Path | None = None, command: str | None = None) -> list[Run]:
+    """Every run the UI started, newest first."""
+    reg = _registry(saves)
+    runs = [r for r in (load_run(p) for p in reg.glob("*.json")) if r is not None] if reg.is_dir() else []
+    runs = [r for r in runs if command is None or r.command == command]
+    return sorted(runs, key=lambda r: r.started, reverse=True)
+
+
+def get_run(run_id: str | None, saves: str | Path | None = None) -> Run | None:
+    if not run_id:
+        return None
+    return load_run(_registry(saves) / f"{run_id}.json")
+
+
+def active_run(saves: str | Path | None = None, command: str | None = None) -> Run | None:
+    for r in all_runs(saves, command):
+        if r.alive():
+            return r
+    return None
+
+
+def latest_run(saves: str | Path | None = None, command: str | None = None) -> Run | None:
+    """The run a freshly loaded page shows: the one going now, else the last one started."""
+    runs = all_runs(saves, command)
+    for r in runs:
+        if r.alive():
+            return r
+    return runs[0] if runs else None
+
+
+@contextmanager
+def _spawn_lock(saves: str | Path | None) -> Iterator[None]:
+    """Two tabs pressing Start at once: only one gets through the check-then-spawn."""
+    reg = _registry(saves)
+    reg.mkdir(parents=True, exist_ok=True)
+    with open(reg / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _reaper(run: Run, popen: subprocess.Popen) -> None:
+    rc = popen.wait()
+    try:
+        run._update(returncode=rc, ended=time.time())
+    finally:
+        _POPENS.pop(run.id, None)
+
+
+def prepare_values(command: str, values: dict) -> Any:
+    """Validate UI values for a command (ConfigError names the field) and fill the derived defaults."""
+    if command not in COMMANDS:
+        raise UserError(f"unknown run command {command!r}; one of {', '.join(COMMANDS)}.")
+    ns = load_config(None, dict(values), CONFIG_COMMAND[command])
+    v = ns.values
+    if command == "eval" and not v.get("output_dir"):
+        raise ConfigError("output_dir: give a folder for the predictions.", "output_dir")
+    if command == "export" and not v.get("export_dir"):
+        raise ConfigError("export_dir: give a folder to write the merged model to.", "export_dir")
+    return ns
+
+
+def _refuse_if_busy(saves: str) -> None:
+    busy = active_run(saves)
+    if busy is not None:
+        raise RunBusy(f"a {busy.command} run is already going ({busy.output}); wait for it to end or abort "
+                      "it before starting another.", busy)
+
+
+def spawn(command: str, values: dict, saves: str | Path | None = None, env: dict | None = None) -> Run:
+    """Validate, write the config YAML atomically, start `python -m engine <command> <yaml>` in its own
+    process group with stdout+stderr appended to running.log, and record it. Refuses a second run while one
+    is going (RunBusy) and an output dir that holds another run unless resume or overwrite is asked."""
+    ns = prepare_values(command, values)
+    v = ns.values
+    saves = str(saves_root(saves))
+    with _spawn_lock(saves):
+        _refuse_if_busy(saves)
+        if command == "export":
+            output = str(v["export_dir"])
+            run_dir = None
+        else:
+            output = str(v["output_dir"])
+            run_dir = Path(output)
+        if command == "train" and rundir.holds_run(output) and not v.get("resume_from_checkpoint"):
+            if not v.get("overwrite_output_dir"):
+                last = rundir.last_checkpoint(output)
+                hint = f" or resume it from {last.name}" if last else ""
+                raise ConfigError(f"output_dir: {output} already holds a run; choose a new output dir{hint}, "
+                                  "or tick overwrite_output_dir to replace it.", "output_dir")
+            # cleared here, before running.log is opened: clearing it later would unlink the open log
+            rundir.clear_run(output)
+        run_id = _new_id(command)
+        run_dir = run_dir or _registry(saves) / run_id
+        config = Path(run_dir) / CONFIG_NAME[command]
+        save_config(ns, config, CONFIG_COMMAND[command])
+        meta = {k: v.get(k) for k in ("model_name_or_path", "finetuning_type", "stage", "dataset",
+                                      "adapter_name_or_path", "template")}
+        return _start(run_id, command, [sys.executable, "-m", "engine", command, str(config)], run_dir,
+                      output, str(config), saves, env, meta)
+
+
+def launch(command: str, argv: list[str], run_dir: str | Path, output: str | Path | None = None,
+           saves: str | Path | None = None, env: dict | None = None) -> Run:
+    """Start any argv as a tracked run (same guard, log, process group and record as spawn)."""
+    saves = str(saves_root(saves))
+    with _spawn_lock(saves):
+        _refuse_if_busy(saves)
+        return _start(_new_id(command), command, list(argv), Path(run_dir), str(output or run_dir), "", saves,
+                      env, {})
+
+
+def _new_id(command: str) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{command}-{os.getpid()}-{time.monotonic_ns() % 1000000:06d}"
+
+
+def _start(run_id: str, command: str, argv: list[str], run_dir: Path, output: str, config: str, saves: str,
+           env: dict | None, meta: dict) -> Run:
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / rundir.RUNNING_LOG
+    child_env = dict(os.environ if env is None else env)
+    child_env.setdefault("PYTHONUNBUFFERED", "1")
+    child_env.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    with open(log_path, "ab") as logf:
+        logf.write(f"$ {' '.join(argv)}\n".encode())
+        logf.flush()
+        popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                 start_new_session=True, env=child_env, cwd=os.getcwd())
+    run = Run(id=run_id, command=command, run_dir=str(run_dir), output=output, config=config, log=str(log_path),
+              argv=list(argv), pid=popen.pid, create_time=_create_time(popen.pid), started=time.time(),
+              saves=saves, meta=meta)
+    _POPENS[run.id] = popen
+    run.save()
+    threading.Thread(target=_reaper, args=(run, popen), name=f"reap-{run_id}", daemon=True).start()
+    return run
+
+
+# ---------------------------------------------------------------- runs on disk (also those started by the CLI)
+def checkpoints(output_dir: str | Path) -> list[Path]:
+    """Complete checkpoint-N folders of a run, sorted by step (nested output_dir/*/checkpoint-N too)."""
+    return rundir.checkpoints(output_dir)
+
+
+def inspect_output_dir(path: str | Path | None) -> dict | None:
+    """What an existing output dir holds, for the UI's resume offer; None when it holds no run."""
+    if not path or not rundir.holds_run(path):
+        return None
+    st = rundir.read_status(path) or {}
+    last = rundir.last_checkpoint(path)
+    return {"path": str(path), "state": st.get("state"), "step": st.get("step"),
+            "total_steps": st.get("total_steps"), "last_checkpoint": str(last) if last else None,
+            "last_step": rundir.checkpoint_step(last) if last else None}
+
+
+def list_runs(saves: str | Path | None = None, model: str | None = None, method: str | None = None) -> list[dict]:
+    """Training runs under <saves>/<model>/<method>/ (newest first), whoever started them (UI or CLI)."""
+    root = saves_root(saves)
+    models = [root / model_dir_name(model)] if model else [p for p in root.iterdir() if p.is_dir()] \
+        if root.is_dir() else []
+    out = []
+    for mdir in models:
+        methods = [mdir / method] if method else [p for p in mdir.iterdir() if p.is_dir()] if mdir.is_dir() else []
+        for meth in methods:
+            if not meth.is_dir():
+                continue
+            for run in meth.iterdir():
+                if not run.is_dir() or run.name.startswith("."):
+                    continue
+                if not (rundir.holds_run(run) or (run / "adapter_config.json").is_file()):
+                    continue
+                st = rundir.read_status(run) or {}
+                out.append({"path": str(run), "name": run.name, "model": mdir.name, "method": meth.name,
+                            "state": st.get("state"), "adapter": (run / "adapter_config.json").is_file(),
+                            "checkpoints": [str(c) for c in rundir.checkpoints(run)],
+                            "mtime": run.stat().st_mtime})
+    return sorted(out, key=lambda r: r["mtime"], reverse=True)
+
+
+def adapter_choices(saves: str | Path | None, model: str | None, method: str | None) -> list[tuple[str, str]]:
+    """(label, path) of every loadable adapter for this model and method: finished runs and their
+    checkpoints, nested checkpoint-N included. Labels are relative to the method folder."""
+    out = []
+    for r in list_runs(saves, model, method):
+        base = Path(r["path"]).parent
+        if r["adapter"]:
+            out.append((r["name"], r["path"]))
+        for c in r["checkpoints"]:
+            if (Path(c) / "adapter_config.json").is_file():
+                out.append((str(Path(c).relative_to(base)), c))
+    return out
