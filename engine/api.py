@@ -1,0 +1,561 @@
+"""OpenAI-compatible API: `tuneboard api [recipe.yaml] [key=value ...] [--host H] [--port P]`.
+
+GET /v1/models, GET /v1/models/{id}, POST /v1/chat/completions (streamed as SSE `chat.completion.chunk`s
+ending with `data: [DONE]`, or one `chat.completion`), GET /health.
+
+Generation runs in ONE worker thread that takes requests from a FIFO queue, so requests that arrive
+together are all answered in turn and the event loop never waits on the model. A request whose client
+has gone away is skipped if still queued, and a stream whose client disconnects closes the engine's
+generator, which stops generation. When API_KEY is set every /v1 request must carry
+`Authorization: Bearer $API_KEY`. Errors use OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
+
+fastapi / uvicorn / sse-starlette are imported inside functions so `import engine.api` stays cheap.
+"""
+# No `from __future__ import annotations`: FastAPI must see the request model (defined in create_app) as a
+# class, not as a string it would look up in the module's globals.
+import asyncio
+import hmac
+import json
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .utils import UserError, get_logger
+
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+MAX_QUEUE = 128          # waiting requests beyond this get 429 instead of an unbounded backlog
+MAX_STOP = 16
+log = get_logger("tuneboard.api")
+
+
+# ---------------------------------------------------------------- errors
+
+class APIError(Exception):
+    """An error answered in OpenAI's JSON shape."""
+
+    def __init__(self, status: int, message: str, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+
+    def body(self) -> dict:
+        return error_body(self.message, self.type, self.param, self.code)
+
+
+def error_body(message: str, type: str = "invalid_request_error", param: str | None = None,
+               code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+# ---------------------------------------------------------------- the worker
+
+@dataclass
+class Job:
+    messages: list[dict]
+    system: str | None
+    gen: dict
+    stream: bool
+    loop: asyncio.AbstractEventLoop
+    out: asyncio.Queue
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def emit(self, kind: str, value: Any = None) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.out.put_nowait, (kind, value))
+        except RuntimeError:  # the loop is closed: the server is gone, nobody is listening
+            self.cancel.set()
+
+
+class GenerationWorker:
+    """One thread, one generation at a time, requests served in arrival order."""
+
+    def __init__(self, engine, max_queue: int = MAX_QUEUE):
+        self.engine = engine
+        self.max_queue = max_queue
+        self.jobs: queue.Queue[Job | None] = queue.Queue()
+        self.lock = threading.Lock()
+        self.running: Job | None = None
+        self.stats = {"completed": 0, "cancelled": 0, "failed": 0}
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        with self.lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="tuneboard-api-worker", daemon=True)
+                self._thread.start()
+
+    def stop(self, timeout: float | None = 10) -> None:
+        with self.lock:
+            t = self._thread
+        if t is not None and t.is_alive():
+            if self.running is not None:
+                self.running.cancel.set()
+            self.jobs.put(None)
+            t.join(timeout)
+
+    @property
+    def waiting(self) -> int:
+        return self.jobs.qsize()
+
+    @property
+    def idle(self) -> bool:
+        return self.running is None and self.jobs.empty()
+
+    def submit(self, job: Job) -> None:
+        if self.jobs.qsize() >= self.max_queue:
+            raise APIError(429, f"The server is busy ({self.jobs.qsize()} requests waiting); retry later.",
+                           type="server_error", code="server_busy")
+        self.start()
+        self.jobs.put(job)
+
+    def _loop(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            if job.cancel.is_set():
+                self.stats["cancelled"] += 1
+                continue
+            self.running = job
+            try:
+                self._run(job)
+            except Exception as e:  # reported to this request only; the worker keeps serving
+                log.exception("generation failed")
+                self.stats["failed"] += 1
+                job.emit("error", e)
+            finally:
+                self.running = None
+
+    def _run(self, job: Job) -> None:
+        if not job.stream:
+            resp = self.engine.chat(job.messages, system=job.system, **job.gen)
+            self.stats["completed"] += 1
+            job.emit("done", resp)
+            return
+        gen = self.engine.stream(job.messages, system=job.system, **job.gen)
+        try:
+            for delta in gen:
+                if job.cancel.is_set():
+                    break
+                if delta:
+                    job.emit("delta", delta)
+        finally:
+            gen.close()  # stops generation when we left early
+        if job.cancel.is_set():
+            self.stats["cancelled"] += 1
+            return
+        self.stats["completed"] += 1
+        job.emit("done", getattr(self.engine, "last_stats", None))
+
+
+# ---------------------------------------------------------------- request handling
+
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    if obj is None:
+        return default
+    if isinstance(obj, dict):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+def model_names(args: Any) -> tuple[str, set[str]]:
+    """The served model id and the names a request may use for it.
+
+    The id is the adapter folder's name when adapters are loaded (that is what was trained), else the
+    model folder's name. Also accepted: the paths as configured, the base model's name, `default`, and
+    any of these case-insensitively."""
+    model = str(_get(args, "model_name_or_path", "") or "").rstrip("/")
+    adapters = [str(a).rstrip("/") for a in (_get(args, "adapter_name_or_path") or [])]
+    base = Path(model).name or model or "tuneboard"
+    served = Path(adapters[-1]).name if adapters else base
+    names = {served, base, model, "default", "tuneboard"} | set(adapters) | {Path(a).name for a in adapters}
+    if adapters:
+        names.add(f"{base}+{served}")
+    return served, {n.lower() for n in names if n}
+
+
+def _text(content: Any, i: int) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for j, part in enumerate(content):
+        if _get(part, "type") != "text":
+            raise APIError(400, f"messages[{i}].content[{j}]: only text parts are supported, got type "
+                                f"{_get(part, 'type')!r}.", param=f"messages.{i}.content")
+        parts.append(_get(part, "text") or "")
+    return "".join(parts)
+
+
+def to_engine_messages(messages: list[Any]) -> tuple[list[dict], str | None]:
+    """OpenAI messages -> (user/assistant turns, system text or None for the template's default)."""
+    system, turns = [], []
+    for i, m in enumerate(messages):
+        role = _get(m, "role")
+        text = _text(_get(m, "content"), i)
+        if role in ("system", "developer"):
+            system.append(text)
+        elif role in ("user", "assistant"):
+            turns.append({"role": role, "content": text})
+        else:
+            raise APIError(400, f"messages[{i}].role: {role!r} is not supported; use system, user or assistant.",
+                           param=f"messages.{i}.role")
+    if not turns:
+        raise APIError(400, "messages: at least one user message is required.", param="messages")
+    if turns[-1]["role"] != "user":
+        raise APIError(400, "messages: the last message must come from the user.", param="messages")
+    return turns, ("\n\n".join(system) if system else None)
+
+
+def to_gen_kwargs(req: Any) -> dict:
+    """Request sampling fields -> ChatEngine keyword arguments (unset fields keep the engine's defaults)."""
+    gen: dict[str, Any] = {}
+    max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
+    if max_tokens is not None:
+        gen["max_new_tokens"] = max_tokens
+    if req.temperature is not None:
+        if req.temperature == 0:
+            gen["do_sample"] = False  # OpenAI's temperature 0 = deterministic
+        else:
+            gen["do_sample"] = True
+            gen["temperature"] = req.temperature
+    if req.top_p is not None:
+        if req.top_p == 0:
+            gen["do_sample"] = False
+        else:
+            gen["top_p"] = req.top_p
+    for key in ("top_k", "repetition_penalty", "seed"):
+        if getattr(req, key) is not None:
+            gen[key] = getattr(req, key)
+    if req.stop is not None:
+        stop = [req.stop] if isinstance(req.stop, str) else list(req.stop)
+        stop = [s for s in stop if s]
+        if len(stop) > MAX_STOP:
+            raise APIError(400, f"stop: at most {MAX_STOP} stop sequences.", param="stop")
+        if stop:
+            gen["stop"] = stop
+    return gen
+
+
+def _validation_message(exc: Any) -> tuple[str, str | None]:
+    errors = exc.errors() if hasattr(exc, "errors") else []
+    if not errors:
+        return "Invalid request body.", None
+    e = errors[0]
+    loc = [str(p) for p in e.get("loc", ()) if p != "body"]
+    if e.get("type") == "json_invalid":
+        return f"The request body is not valid JSON ({e.get('ctx', {}).get('error', e.get('msg'))}).", None
+    param = ".".join(loc) or None
+    msg = e.get("msg", "invalid value")
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return (f"{param}: {msg}{more}." if param else f"{msg}{more}."), param
+
+
+# ---------------------------------------------------------------- the app
+
+def create_app(engine, model_id: str | None = None, api_key: str | None = None,
+               max_queue: int = MAX_QUEUE):
+    """A FastAPI app serving `engine` (a ChatEngine, or anything with chat/stream/last_stats).
+
+    api_key None -> read the API_KEY environment variable; "" -> no key required."""
+    from contextlib import asynccontextmanager
+    from typing import Union
+
+    from fastapi import Depends, FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from pydantic import BaseModel, ConfigDict, Field
+    from sse_starlette.sse import EventSourceResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    served, aliases = model_names(getattr(engine, "args", None))
+    if model_id:
+        served = model_id
+        aliases.add(model_id.lower())
+    key = os.environ.get("API_KEY", "") if api_key is None else api_key
+    created = int(time.time())
+    worker = GenerationWorker(engine, max_queue=max_queue)
+
+    class TextPart(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        type: str
+        text: str | None = None
+
+    class Message(BaseModel):
+        model_config = ConfigDict(extra="ignore")
+        role: str
+        content: Union[str, list[TextPart], None] = None
+
+    class StreamOptions(BaseModel):
+        model_config = ConfigDict(extra="ignore")
+        include_usage: bool = False
+
+    class ChatRequest(BaseModel):
+        model_config = ConfigDict(extra="ignore")
+        model: str | None = None
+        messages: list[Message] = Field(min_length=1)
+        temperature: float | None = Field(None, ge=0, le=2)
+        top_p: float | None = Field(None, ge=0, le=1)
+        top_k: int | None = Field(None, ge=0)
+        repetition_penalty: float | None = Field(None, gt=0, le=10)
+        max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+        max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
+        stop: Union[str, list[str], None] = None
+        n: int = Field(1, ge=1)
+        stream: bool = False
+        stream_options: StreamOptions | None = None
+        seed: int | None = None
+        presence_penalty: float | None = Field(None, ge=-2, le=2)   # accepted, not used
+        frequency_penalty: float | None = Field(None, ge=-2, le=2)  # accepted, not used
+        logprobs: bool | None = None
+        tools: list | None = None
+        tool_choice: Any = None
+        response_format: dict | None = None
+
+    async def check_key(request: Request) -> None:
+        if not key:
+            return
+        auth = request.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+            raise APIError(401, "Incorrect or missing API key. Send it as `Authorization: Bearer <key>` "
+                                "(the API_KEY the server was started with).", code="invalid_api_key")
+
+    @asynccontextmanager
+    async def lifespan(app):
+        worker.start()
+        yield
+        worker.stop(timeout=5)
+
+    app = FastAPI(title="TuneBoard OpenAI-compatible API", lifespan=lifespan)
+    app.state.engine, app.state.worker, app.state.model_id = engine, worker, served
+
+    @app.exception_handler(APIError)
+    async def _api_error(request, exc: APIError):
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request, exc):
+        msg, param = _validation_message(exc)
+        return JSONResponse(error_body(msg, param=param), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request, exc):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        msg = f"{request.method} {request.url.path}: {exc.detail}"
+        return JSONResponse(error_body(msg, code=code), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _crash(request, exc):
+        log.exception("unhandled error")
+        return JSONResponse(error_body(f"Internal server error: {exc}", type="server_error"), status_code=500)
+
+    def model_card() -> dict:
+        return {"id": served, "object": "model", "created": created, "owned_by": "tuneboard"}
+
+    def resolve_model(name: str | None) -> str:
+        if name is None or name.lower() in aliases:
+            return served
+        raise APIError(404, f"The model {name!r} does not exist; this server serves {served!r}.",
+                       param="model", code="model_not_found")
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": served, "waiting": worker.waiting, "busy": worker.running is not None}
+
+    @app.get("/v1/models", dependencies=[Depends(check_key)])
+    async def list_models():
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{name:path}", dependencies=[Depends(check_key)])
+    async def get_model(name: str):
+        resolve_model(name)
+        return model_card()
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(check_key)])
+    async def chat_completions(req: ChatRequest, request: Request):
+        model = resolve_model(req.model)
+        if req.n != 1:
+            raise APIError(400, "n: only n=1 is supported.", param="n")
+        if req.logprobs:
+            raise APIError(400, "logprobs: not supported by this server.", param="logprobs")
+        if req.tools:
+            raise APIError(400, "tools: tool calling is not supported by this server.", param="tools")
+        if req.response_format and req.response_format.get("type", "text") != "text":
+            raise APIError(400, "response_format: only type 'text' is supported.", param="response_format")
+        messages, system = to_engine_messages(req.messages)
+        gen = to_gen_kwargs(req)
+        job = Job(messages, system, gen, req.stream, asyncio.get_running_loop(), asyncio.Queue())
+        worker.submit(job)
+        cid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if req.stream:
+            usage = bool(req.stream_options and req.stream_options.include_usage)
+            return EventSourceResponse(_stream(job, cid, now, model, usage), ping=10,
+                                       client_close_handler_callable=_on_close(job))
+        return await _complete(job, request, cid, now, model)
+
+    def _on_close(job: Job):
+        async def handler(message):
+            job.cancel.set()
+        return handler
+
+    async def _complete(job: Job, request: Request, cid: str, now: int, model: str):
+        waiter = asyncio.ensure_future(job.out.get())
+        gone = asyncio.ensure_future(_wait_disconnect(request))
+        try:
+            await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not waiter.done():  # the client left: drop its job (queued) or let it end unused
+            job.cancel.set()
+            waiter.cancel()
+            return JSONResponse(error_body("client disconnected", code="client_closed"), status_code=499)
+        kind, resp = waiter.result()
+        if kind == "error":
+            raise APIError(500, f"Generation failed: {resp}", type="server_error")
+        text = _get(resp, "text", "") or ""
+        pt, ct = int(_get(resp, "prompt_tokens", 0) or 0), int(_get(resp, "completion_tokens", 0) or 0)
+        return {
+            "id": cid, "object": "chat.completion", "created": now, "model": model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "logprobs": None, "finish_reason": _get(resp, "finish_reason", "stop") or "stop"}],
+            "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
+        }
+
+    async def _stream(job: Job, cid: str, now: int, model: str, include_usage: bool):
+        def chunk(delta: dict, finish: str | None = None, usage: dict | None = None, choices: bool = True) -> dict:
+            body = {"id": cid, "object": "chat.completion.chunk", "created": now, "model": model,
+                    "system_fingerprint": None,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+                    if choices else []}
+            if include_usage:
+                body["usage"] = usage
+            return {"data": json.dumps(body, ensure_ascii=False)}
+
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            while True:
+                kind, value = await job.out.get()
+                if kind == "delta":
+                    yield chunk({"content": value})
+                elif kind == "error":
+                    yield {"data": json.dumps(error_body(f"Generation failed: {value}", type="server_error"))}
+                    return
+                else:
+                    yield chunk({}, _get(value, "finish_reason", "stop") or "stop")
+                    if include_usage:
+                        pt = int(_get(value, "prompt_tokens", 0) or 0)
+                        ct = int(_get(value, "completion_tokens", 0) or 0)
+                        yield chunk({}, usage={"prompt_tokens": pt, "completion_tokens": ct,
+                                               "total_tokens": pt + ct}, choices=False)
+                    yield {"data": "[DONE]"}
+                    return
+        finally:
+            job.cancel.set()  # no-op after a normal end; stops the generation when the client went away
+
+    return app
+
+
+async def _wait_disconnect(request) -> None:
+    """Returns when the client closes the connection (the body has been read already)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+# ---------------------------------------------------------------- serving
+
+def start_server_thread(app, host: str = DEFAULT_HOST, port: int = 0, timeout: float = 30):
+    """Serve `app` with uvicorn in a daemon thread (tests, the web UI). Returns (server, thread, port).
+    port 0 picks a free port; the socket is bound before the thread starts, so there is no race."""
+    import uvicorn
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="tuneboard-api")
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the API server did not start")
+        time.sleep(0.02)  # polling a flag uvicorn sets, with a deadline
+    return server, thread, sock.getsockname()[1]
+
+
+def _flag(flags: list[str], name: str) -> str | None:
+    value = None
+    i = 0
+    while i < len(flags):
+        f = flags[i]
+        if f == name:
+            if i + 1 >= len(flags):
+                raise UserError(f"{name}: give a value, e.g. {name} {'8000' if name == '--port' else '127.0.0.1'}.")
+            value = flags[i + 1]
+            i += 1
+        elif f.startswith(name + "="):
+            value = f.split("=", 1)[1]
+        i += 1
+    return value
+
+
+def host_port(flags: list[str], env: dict | None = None) -> tuple[str, int]:
+    env = os.environ if env is None else env
+    known = {"--host", "--port"}
+    for i, f in enumerate(flags):
+        if f.startswith("--") and f.split("=", 1)[0] not in known:
+            raise UserError(f"{f}: unknown option for `tuneboard api`; use --host H --port P and key=value arguments.")
+        if not f.startswith("--") and (i == 0 or flags[i - 1] not in known):
+            raise UserError(f"{f!r}: unexpected argument; arguments are key=value (see `tuneboard api --help`).")
+    host = _flag(flags, "--host") or env.get("API_HOST") or DEFAULT_HOST
+    raw = _flag(flags, "--port") or env.get("API_PORT") or str(DEFAULT_PORT)
+    source = "--port" if _flag(flags, "--port") else ("API_PORT" if env.get("API_PORT") else "port")
+    try:
+        port = int(raw)
+    except ValueError:
+        raise UserError(f"{source}: expected a port number, got {raw!r}.") from None
+    if not 1 <= port <= 65535:
+        raise UserError(f"{source}: {port} is not a port number (1-65535).")
+    return host, port
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise UserError(f"--port: cannot listen on {host}:{port} ({e.strerror}); "
+                            "another server may be using it - pick another with --port.") from None
+
+
+def run_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
+    if "--help" in flags or "-h" in flags:
+        print(__doc__)
+        return 0
+    from .config import load_config
+    host, port = host_port(flags)
+    args = load_config(path, overrides, command="infer")
+    _check_port_free(host, port)
+    from .chat import ChatEngine
+    engine = ChatEngine(args)
+    app = create_app(engine)
+    served = app.state.model_id
+    import uvicorn
+    shown = f"[{host}]" if ":" in host else host
+    print(f"OpenAI-compatible API on http://{shown}:{port}/v1  (model: {served})", flush=True)
+    if os.environ.get("API_KEY"):
+        print("API_KEY is set: clients must send `Authorization: Bearer <API_KEY>`.", flush=True)
+    elif host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {host} without API_KEY; anyone who can reach this port can use it.", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+    return 0
