@@ -315,3 +315,13 @@ def test_bundled_model_answers_over_the_api(bundled_model):
     finally:
         srv.should_exit = True
         thread.join(30)
+
+
+def test_example_recipe_is_valid():
+    from engine.api import model_names
+    from engine.config import load_config
+    args = load_config(Path(__file__).resolve().parent.parent / "examples/api/smollm2.yaml", [], command="infer")
+    served, aliases = model_names(args)
+    assert served == "SmolLM2-135M-Instruct" and "models/smollm2-135m-instruct" in aliases
+    served, _ = model_names({"model_name_or_path": "m/base", "adapter_name_or_path": ["saves/run_7/"]})
+    assert served == "run_7"
