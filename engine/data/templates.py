@@ -1,0 +1,355 @@
+"""Chat templates as data: how a conversation becomes text and token ids.
+
+A Template is a handful of format strings. `{content}` is the message text; `{bos}` / `{eos}` are
+the tokenizer's special tokens (bound by get_template). The user format ends with the assistant
+header, and the assistant format ends with the stop word, so that
+
+    prompt_ids   = [separator] [system] user-turn + assistant header
+    response_ids = answer + stop word
+
+and the training labels end exactly on the token generation stops at. The separator that follows a
+stop word (ChatML's "\\n") goes to the *next* prompt: the response never has to predict anything
+after its stop word.
+
+`auto` uses the tokenizer's own chat_template (apply_chat_template) and finds the prompt/response
+split by rendering the conversation one turn at a time.
+
+Pieces are tokenised separately (prompt, then response) so the split is exact; for templates whose
+pieces meet at special tokens or newlines this gives the same ids as tokenising the whole text
+(tested for ChatML against the bundled tokenizer's own template).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from ..utils import UserError, get_logger
+
+log = get_logger()
+
+Messages = list  # list[{"role": "user"|"assistant", "content": str}]
+
+
+def _fill(fmt: str, content: str, bos: str, eos: str) -> str:
+    # Placeholders are replaced in the format before the content goes in, so user text such as
+    # "{eos}" or "{content}" is never interpreted.
+    fmt = fmt.replace("{bos}", bos).replace("{eos}", eos)
+    return content.join(fmt.split("{content}")) if "{content}" in fmt else fmt
+
+
+@dataclass
+class Template:
+    name: str
+    format_user: str                      # user turn + assistant header, e.g. "...user\n{content}...assistant\n"
+    format_assistant: str                 # answer + stop word, e.g. "{content}<|im_end|>"
+    format_system: str = "{content}"      # the system turn (or the text prepended to the first user turn)
+    separator: str = ""                   # text between a stop word and the next user turn
+    stop_words: tuple = ()                # generation stops at these and at eos
+    default_system: str = ""              # used when a conversation has no system prompt
+    add_bos: bool | None = None           # prepend bos to a conversation; None = do what the tokenizer does
+    system_in_user: bool = False          # no system turn: the system text is prepended to the first user message
+    description: str = ""
+    bos_token: str | None = None          # bound from the tokenizer by get_template
+    eos_token: str | None = None
+
+    # ---- text
+    def _bos(self) -> str:
+        return self.bos_token or ""
+
+    def _eos(self) -> str:
+        return self.eos_token or (self.stop_words[0] if self.stop_words else "")
+
+    def _system_text(self, system: str | None) -> str:
+        sys_ = system if system else self.default_system
+        return _fill(self.format_system, sys_, self._bos(), self._eos()) if sys_ else ""
+
+    def _turn_texts(self, messages: Messages, system: str | None) -> list[tuple[str, str | None]]:
+        """[(prompt_text, response_text | None)] one per user turn; the last response may be None."""
+        messages, system = _split_system(messages, system)
+        _check_roles(messages)
+        bos, eos = self._bos(), self._eos()
+        sys_text = self._system_text(system)
+        out = []
+        for i in range(0, len(messages), 2):
+            user = messages[i]["content"]
+            prefix = self.separator if i else ""
+            if i == 0 and sys_text:
+                if self.system_in_user:
+                    user = sys_text + user
+                else:
+                    prefix += sys_text
+            prompt = prefix + _fill(self.format_user, user, bos, eos)
+            resp = None
+            if i + 1 < len(messages):
+                resp = _fill(self.format_assistant, messages[i + 1]["content"], bos, eos)
+            out.append((prompt, resp))
+        return out
+
+    def render(self, messages: Messages, system: str | None = None) -> str:
+        """The conversation as text (previews). Ends with the assistant header when the last turn is the user's."""
+        head = self._bos() if self._uses_bos_text() else ""
+        return head + "".join(p + (r or "") for p, r in self._turn_texts(messages, system))
+
+    def render_response(self, content: str) -> str:
+        """An answer as the template writes it after the assistant header (ends with the stop word)."""
+        return _fill(self.format_assistant, content, self._bos(), self._eos())
+
+    def _uses_bos_text(self) -> bool:
+        return bool(self.add_bos) and bool(self.bos_token)
+
+    # ---- ids
+    def _bos_ids(self, tokenizer) -> list[int]:
+        add = self.add_bos if self.add_bos is not None else _tokenizer_adds_bos(tokenizer)
+        return [tokenizer.bos_token_id] if add and tokenizer.bos_token_id is not None else []
+
+    def encode_multiturn(self, tokenizer, messages: Messages, system: str | None = None
+                         ) -> list[tuple[list[int], list[int]]]:
+        """One (prompt_ids, response_ids) pair per assistant turn; response_ids end with the stop word.
+        A trailing user message (no answer) is ignored."""
+        pairs = []
+        for i, (p, r) in enumerate(self._turn_texts(messages, system)):
+            if r is None:
+                break
+            ids = (self._bos_ids(tokenizer) if i == 0 else []) + _encode(tokenizer, p)
+            pairs.append((ids, _encode(tokenizer, r)))
+        return pairs
+
+    def encode_prompt(self, tokenizer, messages: Messages, system: str | None = None) -> list[int]:
+        """Ids to feed generate(): the whole conversation, ending with the assistant header."""
+        if not messages or messages[-1]["role"] != "user":
+            raise UserError("encode_prompt: the conversation must end with a user message.")
+        ids = self._bos_ids(tokenizer)
+        for p, r in self._turn_texts(messages, system):
+            ids += _encode(tokenizer, p) + (_encode(tokenizer, r) if r is not None else [])
+        return ids
+
+    def stop_token_ids(self, tokenizer) -> list[int]:
+        """Token ids generation should stop at: the stop words that are single tokens, and eos."""
+        out = []
+        for w in self.stop_words:
+            tid = _single_token_id(tokenizer, w)
+            if tid is not None:
+                out.append(tid)
+        if tokenizer.eos_token_id is not None:
+            out.append(tokenizer.eos_token_id)
+        return list(dict.fromkeys(out))
+
+    def fix_tokenizer(self, tokenizer) -> None:
+        """Make the tokenizer usable for training with this template: a pad token, right padding,
+        and a warning when the template's stop word is not one token of this vocabulary."""
+        if tokenizer.eos_token is None and self.stop_words:
+            tokenizer.eos_token = self.stop_words[0]
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+            log.info("tokenizer has no pad token; using %r", tokenizer.pad_token)
+        tokenizer.padding_side = "right"
+        for w in self.stop_words:
+            if _single_token_id(tokenizer, w) is None:
+                log.warning("template %r: stop word %r is not a single token of this tokenizer; the model may not "
+                            "stop generating. Pick the template that matches the model (or `auto`).", self.name, w)
+
+    def to_dict(self) -> dict:
+        """Fields that decide the token ids (part of the preprocessing cache key)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "description"}
+
+
+class AutoTemplate(Template):
+    """The tokenizer's own chat_template. The prompt/response split is found by rendering the
+    conversation up to each assistant turn with and without the generation prompt."""
+
+    def __init__(self, tokenizer, default_system: str = ""):
+        super().__init__(name="auto", format_user="{content}", format_assistant="{content}",
+                         default_system=default_system, description="the tokenizer's own chat_template",
+                         bos_token=tokenizer.bos_token, eos_token=tokenizer.eos_token)
+        self._tok = tokenizer
+        self.stop_words = tuple(self._detect_stop_words())
+
+    def _apply(self, msgs: Messages, gen: bool) -> str:
+        try:
+            return self._tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
+        except Exception as e:  # jinja errors: roles the template refuses, missing system support...
+            raise UserError(f"template auto: the tokenizer's chat template failed ({type(e).__name__}: {e}); "
+                            "choose an explicit template instead.") from None
+
+    def _msgs(self, messages: Messages, system: str | None) -> Messages:
+        messages, system = _split_system(messages, system)
+        _check_roles(messages)
+        sys_ = system or self.default_system
+        return ([{"role": "system", "content": sys_}] if sys_ else []) + [
+            {"role": m["role"], "content": m["content"]} for m in messages]
+
+    def _segments(self, messages: Messages, system: str | None) -> list[tuple[str, str | None]]:
+        msgs = self._msgs(messages, system)
+        off = 1 if msgs and msgs[0]["role"] == "system" else 0
+        out, done = [], ""
+        for k in range(off, len(msgs), 2):
+            prompt_full = self._apply(msgs[:k + 1], gen=True)
+            if not prompt_full.startswith(done):
+                raise UserError("template auto: the tokenizer's chat template renders earlier turns differently "
+                                "once later turns are added, so prompt and answer cannot be split; choose an "
+                                f"explicit template (known: {', '.join(sorted(TEMPLATES))}).")
+            prompt = prompt_full[len(done):]
+            if k + 1 >= len(msgs):
+                out.append((prompt, None))
+                break
+            full = self._apply(msgs[:k + 2], gen=False)
+            if not full.startswith(prompt_full):
+                raise UserError("template auto: the rendered answer does not follow the generation prompt; "
+                                "choose an explicit template.")
+            resp = full[len(prompt_full):]
+            # Cut the response right after its stop word; what follows ("\n") opens the next prompt.
+            cut = _last_stop(resp, self.stop_words)
+            if cut is not None:
+                out.append((prompt, resp[:cut]))
+                done = full[:len(full) - len(resp) + cut]
+            else:
+                out.append((prompt, resp))
+                done = full
+        return out
+
+    def _detect_stop_words(self) -> list[str]:
+        words = [self._tok.eos_token] if self._tok.eos_token else []
+        try:
+            probe = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
+            p = self._tok.apply_chat_template(probe[:1], tokenize=False, add_generation_prompt=True)
+            f = self._tok.apply_chat_template(probe, tokenize=False)
+        except Exception:
+            return words
+        tail = f[len(p):] if f.startswith(p) else ""
+        specials = sorted((t for t in self._tok.all_special_tokens + list(getattr(self._tok, "added_tokens_encoder", {}))
+                           if t and t in tail), key=lambda t: tail.rfind(t))
+        for t in specials:  # special tokens in the rendered answer, e.g. <|im_end|>, <|eot_id|>, <end_of_turn>
+            if t not in words and t != self._tok.bos_token:
+                words.insert(0, t)
+        return words
+
+    def render_response(self, content: str) -> str:
+        return content + (self.stop_words[0] if self.stop_words else "")
+
+    def render(self, messages: Messages, system: str | None = None) -> str:
+        msgs = self._msgs(messages, system)
+        return self._apply(msgs, gen=bool(msgs) and msgs[-1]["role"] == "user")
+
+    def encode_multiturn(self, tokenizer, messages, system=None):
+        pairs = []
+        for p, r in self._segments(messages, system):
+            if r is None:
+                break
+            resp = _encode(tokenizer, r)
+            if not r.endswith(tuple(w for w in self.stop_words if w)) and tokenizer.eos_token_id is not None:
+                resp.append(tokenizer.eos_token_id)  # template adds no stop token: teach the model to stop on eos
+            pairs.append((_encode(tokenizer, p), resp))
+        return pairs
+
+    def encode_prompt(self, tokenizer, messages, system=None):
+        if not messages or messages[-1]["role"] != "user":
+            raise UserError("encode_prompt: the conversation must end with a user message.")
+        return _encode(tokenizer, self.render(messages, system))
+
+    def to_dict(self) -> dict:
+        return {"name": "auto", "chat_template": str(self._tok.chat_template), "default_system": self.default_system,
+                "stop_words": list(self.stop_words)}
+
+
+def _last_stop(text: str, words) -> int | None:
+    best = None
+    for w in words:
+        if w:
+            i = text.rfind(w)
+            if i >= 0 and (best is None or i + len(w) > best):
+                best = i + len(w)
+    return best
+
+
+def _split_system(messages: Messages, system: str | None) -> tuple[Messages, str | None]:
+    """A leading {"role": "system"} message is accepted as the system prompt."""
+    if messages and messages[0].get("role") == "system":
+        return messages[1:], system if system else messages[0].get("content", "")
+    return messages, system
+
+
+def _check_roles(messages: Messages) -> None:
+    for i, m in enumerate(messages):
+        want = "user" if i % 2 == 0 else "assistant"
+        if m.get("role") != want:
+            raise UserError(f"message {i + 1} has role {m.get('role')!r}; conversations alternate user/assistant "
+                            "starting with user.")
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    return tokenizer.encode(text, add_special_tokens=False) if text else []
+
+
+def _single_token_id(tokenizer, word: str) -> int | None:
+    ids = tokenizer.encode(word, add_special_tokens=False)
+    return ids[0] if len(ids) == 1 else None
+
+
+def _tokenizer_adds_bos(tokenizer) -> bool:
+    if tokenizer.bos_token_id is None:
+        return False
+    ids = tokenizer.encode("a")
+    return bool(ids) and ids[0] == tokenizer.bos_token_id
+
+
+_CHATML = dict(format_user="<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n",
+               format_assistant="{content}<|im_end|>", format_system="<|im_start|>system\n{content}<|im_end|>\n",
+               separator="\n", stop_words=("<|im_end|>",), add_bos=False)
+
+TEMPLATES: dict[str, Template] = {t.name: t for t in [
+    Template("default", format_user="Human: {content}\nAssistant:", format_assistant=" {content}{eos}",
+             format_system="System: {content}\n", separator="\n",
+             description="plain Human:/Assistant: turns, ends with the tokenizer's eos"),
+    Template("alpaca", format_user="### Instruction:\n{content}\n\n### Response:\n", format_assistant="{content}{eos}",
+             format_system="{content}\n\n", separator="\n\n",
+             default_system="Below is an instruction that describes a task. "
+                            "Write a response that appropriately completes the request.",
+             description="Stanford Alpaca prompt"),
+    Template("chatml", **_CHATML, description="<|im_start|>role ... <|im_end|> (SmolLM2, Qwen, many others)"),
+    Template("qwen", **_CHATML, default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
+             description="ChatML with Qwen2.5's default system prompt"),
+    Template("llama3",
+             format_user="<|start_header_id|>user<|end_header_id|>\n\n{content}<|eot_id|>"
+                         "<|start_header_id|>assistant<|end_header_id|>\n\n",
+             format_assistant="{content}<|eot_id|>",
+             format_system="<|start_header_id|>system<|end_header_id|>\n\n{content}<|eot_id|>",
+             stop_words=("<|eot_id|>",), add_bos=True, description="Llama 3 / 3.1 / 3.2 instruct"),
+    Template("llama2", format_user="{bos}[INST] {content} [/INST]", format_assistant=" {content} {eos}",
+             format_system="<<SYS>>\n{content}\n<</SYS>>\n\n", system_in_user=True, add_bos=False,
+             description="Llama 2 chat: [INST] ... [/INST], system inside the first turn"),
+    Template("mistral", format_user="[INST] {content} [/INST]", format_assistant="{content}{eos}",
+             format_system="{content}\n\n", system_in_user=True, add_bos=True,
+             description="Mistral / Mixtral instruct"),
+    Template("gemma", format_user="<start_of_turn>user\n{content}<end_of_turn>\n<start_of_turn>model\n",
+             format_assistant="{content}<end_of_turn>", format_system="{content}\n\n", system_in_user=True,
+             separator="\n", stop_words=("<end_of_turn>",), add_bos=True, description="Gemma / Gemma 2 / Gemma 3"),
+]}
+KNOWN = sorted([*TEMPLATES, "auto"])
+
+
+def template_names() -> list[str]:
+    return list(KNOWN)
+
+
+def get_template(name: str | None, tokenizer, default_system: str | None = None) -> Template:
+    """The template `name` bound to `tokenizer` (its bos/eos). None -> `auto` when the tokenizer has a
+    chat template, else `default`. `default_system` replaces the template's default system prompt."""
+    if name is None or str(name).strip() == "":
+        name = "auto" if getattr(tokenizer, "chat_template", None) else "default"
+    name = str(name).strip().lower()
+    if name == "auto":
+        if not getattr(tokenizer, "chat_template", None):
+            raise UserError("template auto: this tokenizer has no chat_template; choose one of "
+                            f"{', '.join(t for t in KNOWN if t != 'auto')}.")
+        return AutoTemplate(tokenizer, default_system or "")
+    if name not in TEMPLATES:
+        close = difflib.get_close_matches(name, KNOWN, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UserError(f"template: unknown template {name!r}; known templates: {', '.join(KNOWN)}.{hint}")
+    t = TEMPLATES[name]
+    changes: dict[str, Any] = {"bos_token": tokenizer.bos_token, "eos_token": tokenizer.eos_token}
+    if default_system:
+        changes["default_system"] = default_system
+    return dataclasses.replace(t, **changes)
