@@ -93,12 +93,12 @@ def _attn_implementation(args: Any) -> str:
 
 def _check_weights(path: str) -> None:
     p = Path(path)
-    if any((p / f).is_file() for f in WEIGHT_FILES) or any(p.glob("*.safetensors")) or any(p.glob("*.gguf")):
-        return
-    if (p / "adapter_config.json").is_file():
+    if (p / "adapter_config.json").is_file() and not (p / "config.json").is_file():
         base = _read_json(p / "adapter_config.json").get("base_model_name_or_path") or "its base model"
         raise UserError(f"{path}: this is a LoRA adapter, not a full model; set model_name_or_path={base} "
                         f"and adapter_name_or_path={path}.")
+    if any((p / f).is_file() for f in WEIGHT_FILES) or any(p.glob("model*.safetensors")):
+        return
     raise UserError(f"{path}: no model weights (*.safetensors / pytorch_model.bin) in this folder; "
                     "download the model again (`tuneboard download NAME`) or point model_name_or_path "
                     "at a complete model folder.")
