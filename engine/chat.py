@@ -51,16 +51,6 @@ def _as_dict(args: Any) -> dict:
     return values
 
 
-def _load_template(name: str | None, tokenizer):
-    """engine.data.templates' Template, or None while that module is absent (then the tokenizer's
-    own chat template is used)."""
-    try:
-        from .data.templates import get_template
-    except ImportError:
-        return None
-    return get_template(name, tokenizer)
-
-
 class _QueueStreamer:
     """generate() streamer: skips the prompt, counts tokens, times the first one, queues ids for stream()."""
 
@@ -136,29 +126,30 @@ class ChatEngine:
     """A loaded model + template that answers conversations: stream / chat / batch."""
 
     def __init__(self, args: Any):
+        from .data.templates import get_template
         from .models.loader import load_model, load_tokenizer, model_path
         from .models.registry import default_template
 
         self.args = _as_dict(args)
         self.model_path = model_path(self.args)
         self.tokenizer = load_tokenizer(self.args)
-        self.model = load_model(self.args, trainable=False)
-        self.template_name = self.args.get("template") or default_template(self.args["model_name_or_path"]) \
+        # empty template = the registry's default for this model; None there = the tokenizer's own (auto)
+        name = self.args.get("template") or default_template(self.args["model_name_or_path"]) \
             or default_template(self.model_path)
-        self.template = _load_template(self.template_name, self.tokenizer)
+        self.template = get_template(name, self.tokenizer, default_system=self.args.get("default_system"))
+        self.template_name = self.template.name
+        self.model = load_model(self.args, trainable=False)  # after the cheap checks above
         self._stop_ids = self._find_stop_ids()
+        # stop words that are not one token of this vocabulary still end generation, as text
+        self._stop_strings = [w for w in self.template.stop_words
+                              if w and len(self.tokenizer.encode(w, add_special_tokens=False)) > 1]
         self._lock = threading.Lock()
         self._stats = {"finish_reason": None, "ttft_s": 0.0, "tokens_per_s": 0.0, "prompt_tokens": 0,
                        "completion_tokens": 0}
 
-    # ---- prompt
+    # ---- prompt (engine.data.templates decides the format; this class only generates)
     def _find_stop_ids(self) -> list[int]:
-        ids: list[int] = []
-        if self.template is not None:
-            ids += list(self.template.stop_token_ids(self.tokenizer))
-        else:
-            eos = getattr(self.model.generation_config, "eos_token_id", None)
-            ids += eos if isinstance(eos, list) else ([eos] if eos is not None else [])
+        ids = list(self.template.stop_token_ids(self.tokenizer))
         if self.tokenizer.eos_token_id is not None:
             ids.append(self.tokenizer.eos_token_id)
         return list(dict.fromkeys(int(i) for i in ids))
@@ -185,22 +176,12 @@ class ChatEngine:
             raise UserError("messages: a system message may only come first.")
         if not out or out[-1]["role"] != "user":
             raise UserError("messages: the last turn must be the user's.")
-        if system is None:
-            system = self.args.get("default_system")
         return out, system
 
     def encode(self, messages, system=None) -> list[int]:
         """Token ids of the prompt: the conversation + the assistant header to generate after."""
         msgs, system = self._check_messages(messages, system)
-        if self.template is not None:
-            return list(self.template.encode_prompt(self.tokenizer, msgs, system))
-        if not self.tokenizer.chat_template:
-            raise UserError(f"{self.model_path}: the tokenizer has no chat template; set template=NAME.")
-        if system is not None:
-            msgs = [{"role": "system", "content": system}] + msgs
-        ids = self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True,
-                                                 return_dict=False)
-        return list(ids)
+        return list(self.template.encode_prompt(self.tokenizer, msgs, system))
 
     # ---- generation settings
     def _settings(self, gen: dict, prompt_len: int):
@@ -221,6 +202,7 @@ class ChatEngine:
                 p[k] = v
         stop = gen.get("stop")
         stop = [stop] if isinstance(stop, str) else [s for s in (stop or []) if isinstance(s, str) and s]
+        stop = list(dict.fromkeys(stop + self._stop_strings))
         seed = gen.get("seed")
         ctx = getattr(self.model.config, "max_position_embeddings", None)
         max_new = int(p["max_new_tokens"])

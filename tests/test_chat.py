@@ -148,6 +148,20 @@ def test_system_prompt_is_in_the_prompt(engine):
     assert "Be brief." in from_messages and "SmolLM" not in from_messages
 
 
+def test_template_and_default_system_come_from_args(tiny_model):
+    base = {"model_name_or_path": str(tiny_model), "max_new_tokens": 2}
+    auto = ChatEngine({**base, "template": "auto"})
+    assert auto.template_name == "auto"
+    assert "named SmolLM" in auto.tokenizer.decode(auto.encode(Q))  # the tokenizer's own template
+    custom = ChatEngine({**base, "default_system": "You are Tuney."})
+    assert custom.template_name == "chatml"
+    text = custom.tokenizer.decode(custom.encode(Q))
+    assert text.startswith("<|im_start|>system\nYou are Tuney.<|im_end|>") and text.endswith("<|im_start|>assistant\n")
+    assert "Be brief." in custom.tokenizer.decode(custom.encode(Q, system="Be brief."))
+    with pytest.raises(UserError, match="unknown template 'chatmll'"):
+        ChatEngine({**base, "template": "chatmll"})
+
+
 @pytest.mark.parametrize("messages,words", [
     ([], "non-empty"),
     ([{"role": "robot", "content": "hi"}], "messages[0].role"),
