@@ -1,0 +1,217 @@
+"""Raw records -> one standard form per stage.
+
+  sft: {"system": str, "messages": [{"role": "user"|"assistant", "content": str}, ...]}  (alternating, ends with assistant)
+  dpo: {"system": str, "messages": [... ending with user], "chosen": str, "rejected": str}
+  pt:  {"text": str}
+
+A record that cannot be converted is skipped with a reason; the caller reports the counts (nothing is
+dropped silently). Columns that are missing from the whole file are an error naming the column.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from ..utils import UserError
+from .registry import ALPACA_COLUMNS, DatasetAttr, dataset_stage
+
+USER, ASSISTANT, SYSTEM = "user", "assistant", "system"
+_ALIASES = {"human": USER, "user": USER, "gpt": ASSISTANT, "assistant": ASSISTANT, "bot": ASSISTANT,
+            "model": ASSISTANT, "system": SYSTEM}
+
+
+class Invalid(Exception):
+    """A record that cannot be used; str() is the reason (counted, never silent)."""
+
+
+def _text(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, dict):  # {"role": ..., "content": ...} / {"from": ..., "value": ...}
+        for k in ("content", "value", "text"):
+            if k in v:
+                return _text(v[k])
+    if isinstance(v, list) and v and isinstance(v[-1], dict):  # [..., {"role": "assistant", "content": ...}]
+        return _text(v[-1])
+    return str(v)
+
+
+def _columns_present(rows: list[dict]) -> set:
+    seen: set = set()
+    for r in rows:
+        seen.update(r)
+    return seen
+
+
+def _require(attr: DatasetAttr, present: set, needed: dict[str, str]) -> None:
+    """needed: {our key: their column}. Raise naming the first missing column and what the file has."""
+    for key, col in needed.items():
+        if col not in present:
+            have = ", ".join(sorted(map(str, present))) or "none"
+            raise UserError(f"dataset {attr.name!r}: column {col!r} (columns.{key}) is not in the data; the data has "
+                            f"columns: {have}. Map them in dataset_info.json, e.g. \"columns\": {{\"{key}\": "
+                            f"\"<one of those>\"}}.")
+
+
+def _role_map(attr: DatasetAttr) -> dict:
+    t = attr.tags
+    m = dict(_ALIASES)
+    m.update({t.get("user_tag"): USER, t.get("observation_tag"): USER, t.get("assistant_tag"): ASSISTANT,
+              t.get("function_tag"): ASSISTANT, t.get("system_tag"): SYSTEM})
+    m.pop(None, None)
+    return m
+
+
+def _sharegpt_messages(attr: DatasetAttr, raw, roles: dict) -> tuple[list[dict], str]:
+    """(alternating user/assistant messages, system text from a leading system turn)."""
+    if isinstance(raw, str):
+        raise Invalid("messages column holds text, not a list of turns")
+    if not raw:
+        raise Invalid("no messages")
+    rt, ct = attr.tags.get("role_tag", "from"), attr.tags.get("content_tag", "value")
+    out, system = [], ""
+    for i, m in enumerate(raw):
+        if not isinstance(m, dict):
+            raise Invalid("a turn is not an object")
+        tag = m.get(rt, m.get("role", m.get("from")))
+        role = roles.get(tag)
+        if role is None:
+            raise Invalid(f"unknown role {tag!r} (set tags.role_tag / user_tag / assistant_tag)")
+        content = _text(m.get(ct, m.get("content", m.get("value"))))
+        if role == SYSTEM:
+            if i != 0:
+                raise Invalid("system turn not at the start")
+            system = content
+            continue
+        if out and out[-1]["role"] == role:
+            raise Invalid("turns do not alternate user/assistant")
+        if not out and role != USER:
+            raise Invalid("conversation starts with the assistant")
+        out.append({"role": role, "content": content})
+    return out, system
+
+
+def _alpaca_prompt(attr: DatasetAttr, row: dict) -> tuple[list[dict], str]:
+    cols = {**ALPACA_COLUMNS, **attr.columns}
+    prompt = _text(row.get(cols["prompt"]))
+    query = _text(row.get(cols["query"]))
+    user = "\n".join(s for s in (prompt, query) if s)
+    messages = []
+    hist = row.get(cols["history"]) if cols.get("history") else None
+    for turn in hist or []:
+        if not isinstance(turn, (list, tuple)) or len(turn) != 2:
+            raise Invalid("history items must be [question, answer] pairs")
+        messages += [{"role": USER, "content": _text(turn[0])}, {"role": ASSISTANT, "content": _text(turn[1])}]
+    messages.append({"role": USER, "content": user})
+    system = _text(row.get(cols["system"])) if cols.get("system") else ""
+    return messages, system
+
+
+def _check_answers(messages: list[dict]) -> None:
+    for m in messages:
+        if m["role"] == ASSISTANT and not m["content"].strip():
+            raise Invalid("empty answer")
+
+
+def convert_row(attr: DatasetAttr, row: dict, stage: str, roles: dict | None = None) -> dict:
+    """One raw record -> the standard form for `stage`. Raises Invalid with a reason."""
+    cols = attr.columns
+    if stage == "pt":
+        text = _text(row.get(cols.get("text") or cols.get("prompt") or "text"))
+        if not text.strip():
+            raise Invalid("empty text")
+        return {"text": text}
+    if attr.formatting == "sharegpt":
+        messages, system = _sharegpt_messages(attr, row.get(cols.get("messages", "conversations")),
+                                              roles or _role_map(attr))
+        if cols.get("system") and row.get(cols["system"]):
+            system = _text(row.get(cols["system"]))
+    else:
+        messages, system = _alpaca_prompt(attr, row)
+    if stage == "sft":
+        if attr.formatting == "alpaca":
+            messages.append({"role": ASSISTANT, "content": _text(row.get({**ALPACA_COLUMNS, **cols}["response"]))})
+        while messages and messages[-1]["role"] == USER:  # a trailing question has no answer to learn
+            messages.pop()
+        if not messages:
+            raise Invalid("no assistant answer")
+        _check_answers(messages)
+        return {"system": system, "messages": messages}
+    # dpo
+    if not messages or messages[-1]["role"] != USER:
+        raise Invalid("the prompt turns must end with the user")
+    _check_answers(messages)
+    chosen_col, rejected_col = cols.get("chosen", "chosen"), cols.get("rejected", "rejected")
+    if chosen_col not in row and isinstance(row.get(cols.get("response", "output")), list):
+        pair = row[cols.get("response", "output")]  # older LLaMA-Factory: response = [chosen, rejected]
+        chosen, rejected = (_text(pair[0]), _text(pair[1])) if len(pair) == 2 else ("", "")
+    else:
+        chosen, rejected = _text(row.get(chosen_col)), _text(row.get(rejected_col))
+    if not chosen.strip() or not rejected.strip():
+        raise Invalid("empty chosen or rejected answer")
+    return {"system": system, "messages": messages, "chosen": chosen, "rejected": rejected}
+
+
+def check_columns(attr: DatasetAttr, rows: list[dict], stage: str) -> None:
+    present = _columns_present(rows)
+    cols = attr.columns
+    if stage == "pt":
+        key = "text" if "text" in cols else "prompt"
+        _require(attr, present, {key: cols.get("text") or cols.get("prompt") or "text"})
+    elif attr.formatting == "sharegpt":
+        _require(attr, present, {"messages": cols.get("messages", "conversations")})
+    else:
+        c = {**ALPACA_COLUMNS, **cols}
+        _require(attr, present, {"prompt": c["prompt"]})
+        if stage == "sft":
+            _require(attr, present, {"response": c["response"]})
+    if stage == "dpo":
+        chosen = cols.get("chosen", "chosen")
+        legacy = (attr.formatting == "alpaca" and chosen not in present
+                  and {**ALPACA_COLUMNS, **cols}["response"] in present)  # response = [chosen, rejected]
+        if not legacy:
+            _require(attr, present, {"chosen": chosen, "rejected": cols.get("rejected", "rejected")})
+    for key in ("system", "history"):
+        if cols.get(key):
+            _require(attr, present, {key: cols[key]})
+
+
+def convert(attr: DatasetAttr, rows: list[dict], stage: str) -> tuple[list[dict], Counter]:
+    """All records of one dataset -> (standard rows, Counter of skip reasons)."""
+    have = dataset_stage(attr)
+    if have != stage:
+        what = {"pt": "a pre-training (text)", "sft": "an instruction (sft)", "dpo": "a preference (ranking)"}[have]
+        raise UserError(f"dataset {attr.name!r} is {what} dataset; stage {stage} cannot train on it. "
+                        f"Choose a {stage} dataset (the web UI lists only those), or change the stage.")
+    if not rows:
+        raise UserError(f"dataset {attr.name!r}: no records in {attr.path() or attr.hf_hub_url or attr.ms_hub_url}.")
+    check_columns(attr, rows, stage)
+    roles = _role_map(attr) if attr.formatting == "sharegpt" else None
+    out, skipped = [], Counter()
+    for row in rows:
+        try:
+            out.append(convert_row(attr, row, stage, roles))
+        except Invalid as e:
+            skipped[str(e)] += 1
+    return out, skipped
+
+
+def replace_identity(row: dict, name: str | None, author: str | None) -> dict:
+    """{{name}} / {{author}} placeholders (the identity dataset) -> the configured values."""
+    def sub(s: str) -> str:
+        if "{{" not in s:
+            return s
+        if name is not None:
+            s = s.replace("{{name}}", name)
+        if author is not None:
+            s = s.replace("{{author}}", author)
+        return s
+
+    out = dict(row)
+    for k in ("system", "text", "chosen", "rejected"):
+        if k in out:
+            out[k] = sub(out[k])
+    if "messages" in out:
+        out["messages"] = [{"role": m["role"], "content": sub(m["content"])} for m in out["messages"]]
+    return out

@@ -1,0 +1,410 @@
+"""Datasets by name -> standard-form examples -> tokenised train/eval sets with stats, cached on disk.
+
+    load_examples(names, args, stage) -> datasets.Dataset in the standard form of `stage`
+    get_dataset(args, tokenizer, template, stage) -> DatasetModule(train_dataset, eval_dataset, stats)
+
+The cache lives in <dataset_dir>/.cache/<key> (git-ignored; ~/.cache/tuneboard/data when the
+dataset directory is read-only). The key hashes the data files' contents, the dataset_info entries,
+the template, the tokenizer's vocabulary, the data arguments that change the result and this
+package's source, so a stale cache is never reused; overwrite_cache=true rebuilds anyway.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import random
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..utils import UserError, atomic_write_json, get_logger
+from . import processing as P
+from .converters import convert, replace_identity
+from .readers import fingerprint, read_records
+from .registry import DatasetAttr, dataset_stage, load_dataset_info
+
+log = get_logger()
+BUILDS = 0          # times get_dataset tokenised instead of reusing the cache (the tests watch it)
+CACHE_KEEP = 10     # cache entries kept per cache folder (least recently used are removed)
+STAGES = ("pt", "sft", "dpo")
+
+
+@dataclass
+class DatasetModule:
+    train_dataset: Any
+    eval_dataset: Any | None
+    stats: dict = field(default_factory=dict)
+
+
+def _arg(args, name: str, default=None):
+    """args.<name>; when args lacks it (a partial namespace), the schema's default."""
+    try:
+        v = getattr(args, name)
+    except AttributeError:
+        from ..args import BY_NAME
+        v = BY_NAME[name].default if name in BY_NAME else None
+    return default if v is None else v
+
+
+def _names(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+# ---------------------------------------------------------------- loading
+
+def _resolve(names: list[str], info: dict[str, DatasetAttr], dataset_dir, stage: str) -> list[DatasetAttr]:
+    out = []
+    for n in names:
+        if n not in info:
+            fit = [k for k, a in info.items() if dataset_stage(a) == stage]
+            close = difflib.get_close_matches(n, list(info), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UserError(f"dataset: unknown dataset {n!r} (not in {Path(dataset_dir) / 'dataset_info.json'}).{hint} "
+                            f"Known {stage} datasets: {', '.join(fit) or 'none'}; all datasets: {', '.join(info)}.")
+        out.append(info[n])
+    return out
+
+
+def _load_one(attr: DatasetAttr, args, stage: str) -> tuple[list[dict], dict]:
+    rows = read_records(attr)
+    if attr.num_samples:  # dataset_info's num_samples: the first N, repeated when the file is shorter
+        rows = [rows[i % len(rows)] for i in range(attr.num_samples)] if rows else rows
+    max_samples = _arg(args, "max_samples")
+    if max_samples:
+        rows = rows[:max_samples]
+    out, skipped = convert(attr, rows, stage)
+    if not out:
+        reasons = "; ".join(f"{c} x {r}" for r, c in skipped.most_common(3))
+        raise UserError(f"dataset {attr.name!r}: none of its {len(rows)} samples is usable ({reasons}). "
+                        f"Check its formatting ({attr.formatting}) and columns/tags mapping in dataset_info.json.")
+    name, author = _arg(args, "identity_name"), _arg(args, "identity_author")
+    out = [replace_identity(r, name, author) for r in out]
+    return out, {"total": len(rows), "skipped": dict(skipped)}
+
+
+def _load(names, args, stage: str) -> tuple[list[dict], dict]:
+    if stage not in STAGES:
+        raise UserError(f"stage: {stage!r} is not one of {', '.join(STAGES)}.")
+    names = _names(names)
+    if not names:
+        raise UserError("dataset: no dataset given; name one or more from dataset_info.json.")
+    dataset_dir = _arg(args, "dataset_dir", "data")
+    attrs = _resolve(names, load_dataset_info(dataset_dir), dataset_dir, stage)
+    rows, report = [], {}
+    for attr in attrs:
+        r, rep = _load_one(attr, args, stage)
+        rows += r
+        report[attr.name] = rep
+    return rows, report
+
+
+def load_examples(names: list[str], args, stage: str):
+    """The named datasets in the standard form of `stage`, concatenated in order."""
+    from datasets import Dataset
+
+    rows, report = _load(names, args, stage)
+    for name, rep in report.items():
+        if rep["skipped"]:
+            log.warning("dataset %s: skipped %d of %d samples (%s)", name, sum(rep["skipped"].values()),
+                        rep["total"], ", ".join(f"{c} x {r}" for r, c in rep["skipped"].items()))
+    return Dataset.from_list(rows)
+
+
+# ---------------------------------------------------------------- splitting and tokenising
+
+def _split(rows: list[dict], val_size: float, seed: int) -> tuple[list[dict], list[dict]]:
+    n = len(rows)
+    k = int(val_size) if val_size >= 1 else max(1, round(val_size * n))
+    if k >= n:
+        raise UserError(f"val_size: {val_size:g} leaves no training data ({n} samples); use a fraction below 1 "
+                        f"or a count below {n}.")
+    idx = list(range(n))
+    random.Random(seed).shuffle(idx)
+    ev = set(idx[:k])
+    return [r for i, r in enumerate(rows) if i not in ev], [rows[i] for i in sorted(ev)]
+
+
+def _batches(rows: list[dict], size: int = 1000):
+    for k in range(0, len(rows), size):
+        chunk = rows[k:k + size]
+        yield {key: [r[key] for r in chunk] for key in chunk[0]}
+
+
+def _map(rows: list[dict], fn, workers: int | None, **kw) -> dict[str, list]:
+    """Apply a batched fn over rows: in-process, or with datasets.map across `workers` processes."""
+    if workers and workers > 1 and len(rows) >= 1000:
+        from datasets import Dataset
+        ds = Dataset.from_list(rows).map(fn, batched=True, fn_kwargs=kw, num_proc=workers,
+                                         remove_columns=list(rows[0]), new_fingerprint=f"tb{time.time_ns()}")
+        return ds.to_dict()
+    out: dict[str, list] = {}
+    for b in _batches(rows):
+        for k, v in fn(b, **kw).items():
+            out.setdefault(k, []).extend(v)
+    return out
+
+
+def _default_system(rows: list[dict], system: str | None) -> list[dict]:
+    if not system:
+        return rows
+    return [{**r, "system": r["system"] or system} for r in rows]
+
+
+def _tokenise(rows: list[dict], args, tokenizer, template, stage: str) -> tuple[Any, dict]:
+    from datasets import Dataset
+
+    cutoff = int(_arg(args, "cutoff_len", 1024))
+    packing = bool(_arg(args, "packing", False) or _arg(args, "neat_packing", False)) and stage != "dpo"
+    workers = _arg(args, "preprocessing_num_workers")
+    if stage == "dpo":
+        cols = _map(rows, P.dpo_batch, workers, tokenizer=tokenizer, template=template, cutoff_len=cutoff)
+        st = P.length_stats(cols[P.LEN], cols[P.TRUNC], cols[P.TOKENS])
+        data = {k: cols[k] for k in ("prompt", "chosen", "rejected")}
+        return Dataset.from_dict(data), {**st, "rows": len(data["prompt"])}
+    if stage == "sft":
+        cols = _map(rows, P.sft_batch, workers, tokenizer=tokenizer, template=template, cutoff_len=cutoff,
+                    train_on_prompt=bool(_arg(args, "train_on_prompt", False)),
+                    mask_history=bool(_arg(args, "mask_history", False)))
+        st = P.length_stats(cols[P.LEN], cols[P.TRUNC], cols[P.TOKENS])
+        examples = [{"input_ids": i, "labels": l} for i, l in zip(cols["input_ids"], cols["labels"])]
+    else:
+        cols = _map(rows, P.pt_texts, workers, tokenizer=tokenizer, template=template, cutoff_len=cutoff)
+        st = P.length_stats(cols[P.LEN], [False] * len(cols[P.LEN]))
+        st["split_texts"] = sum(1 for t, n in zip(cols[P.TRUNC], cols[P.LEN]) if t and n)
+        if packing:
+            examples = [{"input_ids": c, "labels": c} for c in cols["input_ids"]]
+        else:
+            examples = [{"input_ids": b, "labels": b} for b in P.pt_blocks(cols["input_ids"], cutoff)]
+        st["tokens"] = sum(len(e["input_ids"]) - 1 for e in examples)
+    if packing:
+        from .collator import pack_rows
+        rows_out = pack_rows(examples, cutoff)
+        st["packed_from"] = len(examples)
+        data = {k: [r[k] for r in rows_out] for k in ("input_ids", "labels", "position_ids")}
+    else:
+        data = {"input_ids": [e["input_ids"] for e in examples],
+                "attention_mask": [[1] * len(e["input_ids"]) for e in examples],
+                "labels": [e["labels"] for e in examples]}
+    n_rows = len(data["input_ids"])
+    st["rows"] = n_rows
+    if n_rows:
+        filled = sum(len(x) for x in data["input_ids"])
+        st["fill"] = round(filled / (n_rows * cutoff), 3)  # share of the cutoff_len x rows grid that is data
+    return Dataset.from_dict(data), st
+
+
+def _merge_stats(a: dict, b: dict) -> dict:
+    """Stats of train and eval together (lengths recomputed from their parts where exact)."""
+    n = a["kept"] + b["kept"]
+    return {
+        "kept": n, "truncated": a["truncated"] + b["truncated"],
+        "max_len": max(a["max_len"], b["max_len"]),
+        "mean_len": round((a["mean_len"] * a["kept"] + b["mean_len"] * b["kept"]) / n, 1) if n else 0.0,
+        "p50": a["p50"], "p95": a["p95"],  # of the training part
+        "tokens": a["tokens"],
+    }
+
+
+# ---------------------------------------------------------------- cache
+
+_SOURCES = ("converters.py", "processing.py", "templates.py", "collator.py", "loader.py", "readers.py",
+            "registry.py")
+
+
+def _tokenizer_fingerprint(tokenizer) -> str:
+    h = hashlib.sha256()
+    h.update(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        h.update(backend.to_str().encode())
+    else:
+        h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    h.update(json.dumps([tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token,
+                         str(getattr(tokenizer, "chat_template", ""))]).encode())
+    return h.hexdigest()
+
+
+def cache_key(args, tokenizer, template, stage: str, attrs: list[DatasetAttr], eval_attrs: list[DatasetAttr]) -> str:
+    here = Path(__file__).parent
+    code = hashlib.sha256(b"".join((here / f).read_bytes() for f in _SOURCES)).hexdigest()
+    keys = ("cutoff_len", "max_samples", "train_on_prompt", "mask_history", "packing", "neat_packing",
+            "identity_name", "identity_author", "default_system")
+    payload = {
+        "code": code, "stage": stage,
+        "datasets": [[a.to_dict(), fingerprint(a)] for a in attrs],
+        "eval": [[a.to_dict(), fingerprint(a)] for a in eval_attrs],
+        "split": None if eval_attrs else [_arg(args, "val_size", 0.0), _arg(args, "seed", 42)],
+        "args": {k: _arg(args, k) for k in keys},
+        "template": template.to_dict(), "tokenizer": _tokenizer_fingerprint(tokenizer),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def cache_root(dataset_dir) -> Path:
+    root = Path(dataset_dir) / ".cache"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if os.access(root, os.W_OK):
+            return root
+    except OSError:
+        pass
+    root = Path.home() / ".cache" / "tuneboard" / "data"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+class _quiet:
+    """No datasets progress bars while saving/loading the cache (they flood running.log)."""
+
+    def __enter__(self):
+        from datasets.utils import are_progress_bars_disabled, disable_progress_bars
+        self.was = are_progress_bars_disabled()
+        disable_progress_bars()
+
+    def __exit__(self, *exc):
+        from datasets.utils import enable_progress_bars
+        if not self.was:
+            enable_progress_bars()
+
+
+def _load_cached(path: Path):
+    from datasets import load_from_disk
+    stats = json.loads((path / "stats.json").read_text())
+    train = load_from_disk(str(path / "train"))
+    ev = load_from_disk(str(path / "eval")) if (path / "eval").is_dir() else None
+    return train, ev, stats
+
+
+def _save_cached(path: Path, train, ev, stats: dict) -> None:
+    tmp = path.parent / f".tmp-{path.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    train.save_to_disk(str(tmp / "train"))
+    if ev is not None:
+        ev.save_to_disk(str(tmp / "eval"))
+    atomic_write_json(tmp / "stats.json", stats)
+    shutil.rmtree(path, ignore_errors=True)
+    try:
+        os.replace(tmp, path)
+    except OSError:  # another process (another rank) finished the same entry first
+        shutil.rmtree(tmp, ignore_errors=True)
+    entries = sorted((p for p in path.parent.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[CACHE_KEEP:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- get_dataset
+
+def get_dataset(args, tokenizer, template, stage: str) -> DatasetModule:
+    """Tokenised train (and eval) datasets for the trainer of `stage`, with stats; cached on disk."""
+    global BUILDS
+    if stage not in STAGES:
+        raise UserError(f"stage: {stage!r} is not one of {', '.join(STAGES)}.")
+    names, eval_names = _names(_arg(args, "dataset")), _names(_arg(args, "eval_dataset"))
+    if not names:
+        raise UserError("dataset: no dataset given; name one or more from dataset_info.json "
+                        "(for example dataset=identity).")
+    dataset_dir = _arg(args, "dataset_dir", "data")
+    info = load_dataset_info(dataset_dir)
+    attrs = _resolve(names, info, dataset_dir, stage)
+    eval_attrs = _resolve(eval_names, info, dataset_dir, stage)
+    key = cache_key(args, tokenizer, template, stage, attrs, eval_attrs)
+    path = cache_root(dataset_dir) / key
+    if not _arg(args, "overwrite_cache", False) and (path / "stats.json").is_file():
+        try:
+            with _quiet():
+                train, ev, stats = _load_cached(path)
+        except Exception as e:  # a damaged entry is rebuilt, not fatal
+            log.warning("preprocessing cache %s unreadable (%s); rebuilding", path, e)
+        else:
+            os.utime(path)
+            stats.update(cache="hit", cache_dir=str(path))
+            log.info("data: %s (cached)", stats.get("summary", ""))
+            return DatasetModule(train, ev, stats)
+
+    BUILDS += 1
+    t0 = time.time()
+    rows, report = _load(names, args, stage)
+    default_system = _arg(args, "default_system")
+    val_size = float(_arg(args, "val_size", 0.0) or 0.0)
+    if eval_names:
+        if val_size:
+            log.warning("val_size=%g ignored: eval_dataset %s is used for evaluation", val_size, ",".join(eval_names))
+        eval_rows, eval_report = _load(eval_names, args, stage)
+    elif val_size > 0:
+        rows, eval_rows = _split(rows, val_size, int(_arg(args, "seed", 42)))
+        eval_report = {}
+    else:
+        eval_rows, eval_report = [], {}
+    train, st = _tokenise(_default_system(rows, default_system), args, tokenizer, template, stage)
+    ev, est = (None, None)
+    if eval_rows:
+        ev, est = _tokenise(_default_system(eval_rows, default_system), args, tokenizer, template, stage)
+
+    skipped = Counter()
+    for rep in list(report.values()) + list(eval_report.values()):
+        skipped.update(rep["skipped"])
+    total = sum(r["total"] for r in report.values()) + sum(r["total"] for r in eval_report.values())
+    merged = _merge_stats(st, est) if est else st
+    cutoff = int(_arg(args, "cutoff_len", 1024))
+    stats = {
+        "stage": stage, "datasets": names, "eval_datasets": eval_names,
+        "total": total, "kept": merged["kept"], "truncated": merged["truncated"],
+        "dropped": sum(skipped.values()), "dropped_reasons": dict(skipped),
+        "max_len": merged["max_len"], "mean_len": merged["mean_len"], "p50": st["p50"], "p95": st["p95"],
+        "tokens": st["tokens"], "cutoff_len": cutoff,
+        "train_samples": st["kept"], "eval_samples": est["kept"] if est else 0,
+        "train_rows": st["rows"], "eval_rows": est["rows"] if est else 0,
+        "packing": bool(_arg(args, "packing", False) or _arg(args, "neat_packing", False)) and stage != "dpo",
+        "template": template.name, "seconds": round(time.time() - t0, 2),
+    }
+    for k in ("fill", "packed_from", "split_texts"):
+        if k in st:
+            stats[k] = st[k]
+    _check_cut(stats, stage)
+    stats["summary"] = summary(stats)
+    try:
+        with _quiet():
+            _save_cached(path, train, ev, stats)
+            train, ev, _ = _load_cached(path)  # memory-mapped from disk, like every later run
+    except OSError as e:
+        log.warning("could not write the preprocessing cache %s (%s); continuing without it", path, e)
+    stats.update(cache="miss", cache_dir=str(path))
+    log.info("data: %s", stats["summary"])
+    return DatasetModule(train, ev, stats)
+
+
+def _check_cut(stats: dict, stage: str) -> None:
+    if stats["kept"] == 0:
+        raise UserError(f"dataset: no usable samples in {', '.join(stats['datasets'])} ({stats['total']} read, "
+                        f"{stats['dropped']} skipped: {stats['dropped_reasons']}). Check the columns mapping.")
+    if stage != "pt" and stats["truncated"] == stats["kept"]:
+        raise UserError(
+            f"cutoff_len: every sample is cut by cutoff_len={stats['cutoff_len']}: {stats['kept']} samples, "
+            f"lengths p50 {stats['p50']} / p95 {stats['p95']} / max {stats['max_len']} tokens. "
+            f"Raise cutoff_len to {stats['max_len']} to keep every sample whole (at least {stats['p95']}), "
+            "or use shorter samples.")
+    if stage != "pt" and stats["truncated"] > 0.1 * stats["kept"]:
+        log.warning("cutoff_len=%d cuts %d of %d samples (p95 length %d, max %d); consider cutoff_len=%d",
+                    stats["cutoff_len"], stats["truncated"], stats["kept"], stats["p95"], stats["max_len"],
+                    stats["max_len"])
+
+
+def summary(s: dict) -> str:
+    parts = [f"{s['stage']} {'+'.join(s['datasets'])}: {s['total']} samples, kept {s['kept']}",
+             f"truncated {s['truncated']}", f"dropped {s['dropped']}"
+             + (f" ({', '.join(f'{c} x {r}' for r, c in s['dropped_reasons'].items())})" if s["dropped"] else ""),
+             f"length p50 {s['p50']} / p95 {s['p95']} / max {s['max_len']} (cutoff_len {s['cutoff_len']})",
+             f"{s['tokens']} trainable tokens", f"train {s['train_rows']} rows / eval {s['eval_rows']} rows"]
+    if s.get("packing"):
+        parts.append(f"packed {s.get('packed_from', 0)} -> {s['train_rows']} rows, fill {s.get('fill', 0):.0%}")
+    return ", ".join(parts)

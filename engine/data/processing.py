@@ -1,0 +1,134 @@
+"""Standard-form examples -> what the trainers consume, with per-example length facts for the stats.
+
+sft: input_ids / labels (prompt tokens -100 unless train_on_prompt; with mask_history only the last
+     answer is trained). Over cutoff_len, whole turns are kept while they fit; a turn that does not fit
+     on its own has its budget split between prompt and answer so part of the answer always stays.
+pt:  text + eos. packing off: the token stream of all texts is cut into cutoff_len blocks (no padding,
+     the usual causal-LM recipe; eos marks where a text ends). packing on: each text (split into
+     cutoff_len chunks when longer) stays its own sequence and rows are packed with no attention across
+     texts — as dense as blocks, without one text attending to another.
+dpo: strings for trl: prompt = rendered conversation ending with the assistant header, chosen/rejected =
+     answer + stop word. A prompt too long for cutoff_len is cut from the left so trl keeps part of
+     each answer instead of dropping the pair.
+"""
+from __future__ import annotations
+
+from .collator import IGNORE
+
+# Columns added during tokenisation for the stats, removed before the dataset is returned.
+LEN, TRUNC, TOKENS = "_full_len", "_truncated", "_tokens"
+
+
+def fit_budget(lp: int, lr: int, budget: int) -> tuple[int, int]:
+    """How many prompt / response tokens to keep when lp + lr > budget.
+    A short answer is kept whole (the prompt is cut); a short prompt is kept whole (the answer is cut);
+    when both are long, each keeps half. The answer always keeps >= min(lr, budget // 2) tokens."""
+    if lp + lr <= budget:
+        return lp, lr
+    half = budget // 2
+    if lr <= half:
+        return budget - lr, lr
+    if lp <= half:
+        return lp, budget - lp
+    return half, budget - half
+
+
+def encode_sft(messages: list[dict], system: str, tokenizer, template, cutoff_len: int,
+               train_on_prompt: bool = False, mask_history: bool = False) -> dict:
+    pairs = template.encode_multiturn(tokenizer, messages, system or None)
+    full_len = sum(len(p) + len(r) for p, r in pairs)
+    n = len(pairs)
+    order = list(range(n))[::-1] if mask_history else list(range(n))  # mask_history: the last turn must survive
+    kept: dict[int, tuple[list[int], list[int]]] = {}
+    budget, truncated = cutoff_len, False
+    for i in order:
+        p, r = pairs[i]
+        if len(p) + len(r) <= budget:
+            kept[i] = (p, r)
+            budget -= len(p) + len(r)
+            continue
+        truncated = True
+        if not kept:  # this turn alone is too long: keep the end of its prompt and the start of its answer
+            pb, rb = fit_budget(len(p), len(r), budget)
+            kept[i] = (p[len(p) - pb:] if pb else [], r[:rb])
+        break
+    ids, labels = [], []
+    for i in sorted(kept):
+        p, r = kept[i]
+        trained = not mask_history or i == n - 1
+        ids += p + r
+        labels += (p if train_on_prompt and trained else [IGNORE] * len(p)) + (r if trained else [IGNORE] * len(r))
+    tokens = sum(1 for t in labels[1:] if t != IGNORE)  # position 0 is never predicted
+    return {"input_ids": ids, "labels": labels, LEN: full_len, TRUNC: truncated, TOKENS: tokens}
+
+
+def sft_batch(batch: dict, tokenizer, template, cutoff_len: int, train_on_prompt: bool, mask_history: bool) -> dict:
+    out: dict[str, list] = {"input_ids": [], "labels": [], LEN: [], TRUNC: [], TOKENS: []}
+    for system, messages in zip(batch["system"], batch["messages"]):
+        e = encode_sft(messages, system, tokenizer, template, cutoff_len, train_on_prompt, mask_history)
+        for k in out:
+            out[k].append(e[k])
+    return out
+
+
+def pt_texts(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
+    """Each text -> ids (+ bos when the tokenizer adds one) + eos, cut into chunks of <= cutoff_len."""
+    bos = template._bos_ids(tokenizer)
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    out: dict[str, list] = {"input_ids": [], LEN: [], TRUNC: []}
+    for text in batch["text"]:
+        ids = bos + tokenizer.encode(text, add_special_tokens=False) + eos
+        for k in range(0, len(ids), cutoff_len):
+            out["input_ids"].append(ids[k:k + cutoff_len])
+            out[LEN].append(len(ids) if k == 0 else 0)  # the text's length counted once
+            out[TRUNC].append(len(ids) > cutoff_len)
+    return out
+
+
+def pt_blocks(chunks: list[list[int]], cutoff_len: int) -> list[list[int]]:
+    """Concatenate all texts and cut the stream into cutoff_len blocks; the last, shorter block is kept."""
+    import numpy as np
+    flat = np.fromiter((t for c in chunks for t in c), dtype=np.int64) if chunks else np.zeros(0, np.int64)
+    return [flat[k:k + cutoff_len].tolist() for k in range(0, len(flat), cutoff_len)]
+
+
+def dpo_batch(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
+    out: dict[str, list] = {"prompt": [], "chosen": [], "rejected": [], LEN: [], TRUNC: [], TOKENS: []}
+    for system, messages, chosen, rejected in zip(batch["system"], batch["messages"], batch["chosen"],
+                                                  batch["rejected"]):
+        prompt = template.render(messages, system or None)
+        c, r = template.render_response(chosen), template.render_response(rejected)
+        p_ids = tokenizer.encode(prompt, add_special_tokens=False)
+        lc = len(tokenizer.encode(c, add_special_tokens=False))
+        lr = len(tokenizer.encode(r, add_special_tokens=False))
+        answer = max(lc, lr)
+        pb, rb = fit_budget(len(p_ids), answer, cutoff_len)
+        if pb < len(p_ids):
+            prompt = tokenizer.decode(p_ids[len(p_ids) - pb:])  # keep the end: question + assistant header
+        out["prompt"].append(prompt)
+        out["chosen"].append(c)
+        out["rejected"].append(r)
+        out[LEN].append(len(p_ids) + answer)
+        out[TRUNC].append(len(p_ids) + answer > cutoff_len)
+        out[TOKENS].append(min(lc, cutoff_len - pb) + min(lr, cutoff_len - pb))
+    return out
+
+
+def percentile(sorted_vals: list[int], q: float) -> int:
+    if not sorted_vals:
+        return 0
+    k = min(len(sorted_vals) - 1, max(0, round(q * (len(sorted_vals) - 1))))
+    return int(sorted_vals[k])
+
+
+def length_stats(full_lens: list[int], truncated: list[bool], tokens: list[int] | None = None) -> dict:
+    lens = sorted(x for x in full_lens if x > 0)
+    return {
+        "kept": len(lens),
+        "truncated": int(sum(1 for t, n in zip(truncated, full_lens) if t and n > 0)),
+        "max_len": int(lens[-1]) if lens else 0,
+        "mean_len": round(sum(lens) / len(lens), 1) if lens else 0.0,
+        "p50": percentile(lens, 0.5),
+        "p95": percentile(lens, 0.95),
+        "tokens": int(sum(tokens)) if tokens is not None else 0,
+    }
