@@ -8,7 +8,7 @@ import pytest
 from engine.config import load_config
 from engine.data import loader
 from engine.data.collator import IGNORE
-from engine.data.loader import get_dataset, load_examples
+from engine.data.loader import get_dataset, load_examples, preview
 from engine.data.templates import get_template
 from engine.utils import UserError
 
@@ -373,3 +373,10 @@ def test_dpo_strings(ddir, tok, chatml):
     p = cut.train_dataset[0]["prompt"]
     assert p.endswith("<|im_start|>assistant\n") and len(tok.encode(p)) <= 32 - 2
     assert cut.stats["truncated"] == 1
+
+
+def test_preview_for_the_ui(ddir):
+    p = preview(ddir, "sharegpt", n=2)
+    assert (p["stage"], p["total"], len(p["raw"])) == ("sft", 4, 2)
+    assert p["examples"][0]["system"] == "Be nice." and p["skipped"] == {"empty answer": 1}
+    assert preview(ddir, "texts")["examples"][0] == {"text": TEXTS[0]["text"]}

@@ -119,6 +119,17 @@ def load_examples(names: list[str], args, stage: str):
     return Dataset.from_list(rows)
 
 
+def preview(dataset_dir, name: str, n: int = 5) -> dict:
+    """For the web UI's preview: {"stage", "total", "raw": first n records, "examples": them converted,
+    "skipped": reasons among those n}. Raises UserError like training would."""
+    info = load_dataset_info(dataset_dir)
+    attr = _resolve([name], info, dataset_dir, "sft")[0]
+    stage = dataset_stage(attr)
+    rows = read_records(attr)
+    out, skipped = convert(attr, rows[:n], stage) if rows else ([], Counter())
+    return {"stage": stage, "total": len(rows), "raw": rows[:n], "examples": out, "skipped": dict(skipped)}
+
+
 # ---------------------------------------------------------------- splitting and tokenising
 
 def _split(rows: list[dict], val_size: float, seed: int) -> tuple[list[dict], list[dict]]:

@@ -9,10 +9,9 @@ import json
 import os
 from pathlib import Path
 
-from ..utils import UserError, get_logger
-from .registry import DatasetAttr, read_json_file
+from ..utils import UserError
+from .registry import DatasetAttr
 
-log = get_logger()
 EXTS = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
 
 

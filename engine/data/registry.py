@@ -58,12 +58,6 @@ class DatasetAttr:
         return asdict(self)
 
 
-def _where(text: str, pos: int) -> tuple[int, int]:
-    line = text.count("\n", 0, pos) + 1
-    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
-    return line, col
-
-
 def read_json_file(path: Path) -> object:
     """json.load with an error that says file, line and column."""
     try:
