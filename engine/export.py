@@ -146,14 +146,15 @@ def _model_card(base: str, adapters: list[str], template: str, dtype: str, shard
     import yaml
     hit = lookup(base)
     base_id = hit[1]["hf"] if hit else base
-    lines = ["---", f"base_model: {base_id}", "library_name: transformers",
-             "tags:", "- tuneboard", "- merged" if adapters else "- export"]
-    lines += ["---", "", f"# {Path(base).name}{' + LoRA (merged)' if adapters else ''}", "",
-              f"Exported by TuneBoard on {time.strftime('%Y-%m-%d %H:%M')}.", "",
-              f"- **Base model:** `{base_id}`" + (f" (local copy `{base}`)" if base_id != base else ""),
-              f"- **Adapter(s) merged:** {', '.join(f'`{a}`' for a in adapters) if adapters else 'none'}",
-              f"- **Chat template:** `{template}` ({chat_source})",
-              f"- **Weights:** {dtype} safetensors, shards of at most {shard}", ""]
+    meta = {"base_model": base_id} if hit else {}  # the hub wants an id here, not a local path
+    meta.update({"library_name": "transformers", "tags": ["tuneboard", "merged" if adapters else "export"]})
+    lines = ["---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---", "",
+             f"# {Path(base).name}{' + LoRA (merged)' if adapters else ''}", "",
+             f"Exported by TuneBoard on {time.strftime('%Y-%m-%d %H:%M')}.", "",
+             f"- **Base model:** `{base_id}`" + (f" (local copy `{base}`)" if base_id != base else ""),
+             f"- **Adapter(s) merged:** {', '.join(f'`{a}`' for a in adapters) if adapters else 'none'}",
+             f"- **Chat template:** `{template}` ({chat_source})",
+             f"- **Weights:** {dtype} safetensors, shards of at most {shard}", ""]
     for a in adapters:
         cfg_file = _run_file(Path(a), CONFIG_NAMES)
         if cfg_file is not None:

@@ -218,7 +218,11 @@ def test_cli_missing_model_is_a_user_error(tmp_path):
 
 @pytest.mark.slow
 def test_bundled_model_knows_paris(bundled_model):
-    e = ChatEngine({"model_name_or_path": str(bundled_model), "do_sample": False, "max_new_tokens": 40})
+    """examples/inference/smollm2.yaml as-is, greedy."""
+    from engine.config import load_config
+    e = ChatEngine(load_config("examples/inference/smollm2.yaml", ["do_sample=false", "max_new_tokens=40"],
+                               command="infer"))
+    assert e.model_path.endswith("models/SmolLM2-135M-Instruct") and e.template_name == "chatml"
     r = e.chat(Q)
     assert "Paris" in r.text
     assert r.finish_reason == "stop" and r.completion_tokens < 40  # ended at <|im_end|>

@@ -153,3 +153,34 @@ def test_export_then_chat(tiny_model, tiny_adapter, tmp_path):
     stacked = ChatEngine({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(tiny_adapter)]})
     assert merged.template_name == "chatml"
     assert merged.chat(q, **gen).text == stacked.chat(q, **gen).text
+
+
+def test_examples_are_valid_and_chain_with_the_training_recipe():
+    from engine.config import load_config, read_yaml
+    train_out = read_yaml("examples/train_lora/smollm2_lora_sft.yaml")["output_dir"]
+    merge = load_config("examples/merge_lora/smollm2_lora_sft.yaml", command="export")
+    assert merge.adapter_name_or_path == [train_out]
+    assert merge.export_dir == "models/SmolLM2-135M-Instruct-sft-merged"
+    chat = load_config("examples/inference/smollm2_lora_sft.yaml", command="infer")
+    assert chat.adapter_name_or_path == [train_out]
+    assert load_config("examples/inference/smollm2.yaml", command="infer").adapter_name_or_path is None
+
+
+@pytest.mark.slow
+def test_merge_recipe_on_the_bundled_model(bundled_model, tmp_path):
+    """examples/merge_lora as-is, with a random adapter standing in for the trained one."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from conftest import build_lora_adapter
+    from engine.config import load_config
+    adapter = build_lora_adapter(bundled_model, tmp_path / "adapter", rank=2)
+    ns = load_config("examples/merge_lora/smollm2_lora_sft.yaml",
+                     [f"adapter_name_or_path={adapter}", f"export_dir={tmp_path / 'merged'}"], command="export")
+    out = export_model(ns)
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    assert merged.dtype == torch.float32 and merged.config.num_hidden_layers == 30
+    reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(bundled_model), str(adapter)).eval()
+    assert (_logits(merged) - _logits(reference)).abs().max().item() < 1e-3
+    assert "HuggingFaceTB/SmolLM2-135M-Instruct" in (out / "README.md").read_text()
