@@ -162,6 +162,18 @@ def test_template_and_default_system_come_from_args(tiny_model):
         ChatEngine({**base, "template": "chatmll"})
 
 
+def test_template_of_the_adapter_run_is_used(tiny_model, tiny_adapter, tmp_path):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(tiny_adapter, run)
+    (run / "all_results.json").write_text('{"template": "alpaca", "train_loss": 1.0}')
+    e = ChatEngine({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(run)]})
+    assert e.template_name == "alpaca"
+    assert "### Instruction:" in e.tokenizer.decode(e.encode(Q))
+    e2 = ChatEngine({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(run)], "template": "chatml"})
+    assert e2.template_name == "chatml"  # an explicit template wins
+
+
 @pytest.mark.parametrize("messages,words", [
     ([], "non-empty"),
     ([{"role": "robot", "content": "hi"}], "messages[0].role"),

@@ -146,3 +146,15 @@ def test_namespace_args(tiny_model):
     assert load_tokenizer(ns).eos_token == "<|im_end|>"
     assert load_model(ns) is not None
 
+
+
+def test_adapter_template_comes_from_its_run(tiny_adapter, tmp_path):
+    from engine.models.loader import adapter_template
+    assert adapter_template({"adapter_name_or_path": None}) is None
+    assert adapter_template({"adapter_name_or_path": [str(tiny_adapter)]}) is None
+    run = tmp_path / "run"
+    shutil.copytree(tiny_adapter, run / "checkpoint-3")
+    (run / "training_args.yaml").write_text("template: qwen\nstage: sft\n")
+    assert adapter_template({"adapter_name_or_path": [str(run / "checkpoint-3")]}) == "qwen"
+    (run / "all_results.json").write_text(json.dumps({"template": "llama3"}))
+    assert adapter_template({"adapter_name_or_path": f"{tiny_adapter},{run}"}) == "llama3"

@@ -135,6 +135,27 @@ def check_adapter(path: str) -> Path:
                     "LoRA run.")
 
 
+def adapter_template(args: Any) -> str | None:
+    """The chat template the last adapter was trained with, as its run recorded it (training_args.yaml /
+    all_results.json next to the adapter or one level up for checkpoint-N), or None."""
+    import yaml
+    paths = adapter_paths(args)
+    if not paths:
+        return None
+    last = Path(paths[-1]).expanduser()
+    for folder in (last, last.parent):
+        name = _read_json(folder / "all_results.json").get("template")
+        if not name and (folder / "training_args.yaml").is_file():
+            try:
+                cfg = yaml.safe_load((folder / "training_args.yaml").read_text(encoding="utf-8"))
+                name = cfg.get("template") if isinstance(cfg, dict) else None
+            except (OSError, yaml.YAMLError):
+                name = None
+        if name:
+            return str(name)
+    return None
+
+
 def _load_adapter(model, path: Path, base_path: str, trainable: bool = False):
     from peft import PeftModel
     cfg = _read_json(path / "adapter_config.json")
