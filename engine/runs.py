@@ -21,9 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .config import ConfigError, load_config, save_config
+import yaml
+
+from .config import ConfigError, changed, load_config
 from .train import rundir
-from .utils import UserError, atomic_write_json
+from .utils import UserError, atomic_write_json, atomic_write_text
 
 SAVES_ENV = "TUNEBOARD_SAVES_DIR"
 REGISTRY = ".tuneboard_runs"
@@ -411,12 +413,25 @@ def _refuse_if_busy(saves: str) -> None:
                       "it before starting another.", busy)
 
 
-def spawn(command: str, values: dict, saves: str | Path | None = None, env: dict | None = None) -> Run:
+def recipe(command: str, values: dict, explicit=()) -> dict:
+    """What the run's YAML holds: the values that differ from the defaults (the same as the command preview),
+    plus `explicit` keys, which a command may treat differently when given (eval samples only when asked)."""
+    typed = load_config(None, dict(values), CONFIG_COMMAND[command], finalize=False).values
+    out = changed(typed, CONFIG_COMMAND[command])
+    for k in explicit:
+        if k in typed:
+            out[k] = typed[k]
+    return out
+
+
+def spawn(command: str, values: dict, saves: str | Path | None = None, env: dict | None = None,
+          explicit=()) -> Run:
     """Validate, write the config YAML atomically, start `python -m engine <command> <yaml>` in its own
     process group with stdout+stderr appended to running.log, and record it. Refuses a second run while one
     is going (RunBusy) and an output dir that holds another run unless resume or overwrite is asked."""
     ns = prepare_values(command, values)
     v = ns.values
+    data = recipe(command, values, explicit)
     saves = str(saves_root(saves))
     with _spawn_lock(saves):
         _refuse_if_busy(saves)
@@ -437,7 +452,7 @@ def spawn(command: str, values: dict, saves: str | Path | None = None, env: dict
         run_id = _new_id(command)
         run_dir = run_dir or _registry(saves) / run_id
         config = Path(run_dir) / CONFIG_NAME[command]
-        save_config(ns, config, CONFIG_COMMAND[command])
+        atomic_write_text(config, yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
         meta = {k: v.get(k) for k in ("model_name_or_path", "finetuning_type", "stage", "dataset",
                                       "adapter_name_or_path", "template")}
         return _start(run_id, command, [sys.executable, "-m", "engine", command, str(config)], run_dir,

@@ -1,0 +1,330 @@
+"""The web UI built in-process (no server, no browser): widgets generated from the schema, live language
+switch, field-level validation, the command preview / saved YAML, dataset filtering, launch options.
+
+Handlers are called exactly as gradio calls them: the BlockFunction registered for a component's event,
+with {component: value} for set-style inputs.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import gradio as gr
+import pytest
+import yaml
+
+from engine import args as schema
+from engine import runs
+from engine.args import ARGS, BY_NAME, GROUPS
+from webui import widgets
+from webui.locales import L, t
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def demo(tmp_path, monkeypatch):
+    from webui.app import create_ui
+    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    return create_ui("en", saves=str(tmp_path / "saves"))
+
+
+def handler(demo, comp, event="click"):
+    for fn in demo.fns.values():
+        if any(tid == comp._id and ev == event for tid, ev in fn.targets):
+            return fn
+    raise AssertionError(f"no {event} handler on {comp}")
+
+
+def state(demo, overrides=None) -> dict:
+    """{component: value} for every component of the page, as the browser would send it untouched."""
+    data = {}
+    for block in demo.blocks.values():
+        if isinstance(block, gr.components.Component):
+            data[block] = getattr(block, "value", None)
+    for comp, v in (overrides or {}).items():
+        data[comp] = v
+    return data
+
+
+def call(demo, comp, event="click", overrides=None):
+    fn = handler(demo, comp, event)
+    data = state(demo, overrides)
+    if fn.inputs_as_dict:
+        return fn.fn({c: data.get(c) for c in fn.inputs})
+    return fn.fn(*[data.get(c) for c in fn.inputs])
+
+
+def value(update):
+    return update["value"] if isinstance(update, dict) else update
+
+
+# ---------------------------------------------------------------- schema -> widgets
+def test_every_ui_argument_has_a_widget_with_label_help_range_and_choices(demo):
+    page = demo.page
+    placed = {name for scope in page.args.values() for name in scope}
+    for a in ARGS:
+        if not a.ui or a.compat:
+            assert a.name not in placed, f"{a.name} is hidden in the schema but shown"
+            continue
+        if a.name in widgets.COMPUTE_ARGS:
+            continue  # shown as the top panel's compute type
+        assert a.name in placed, f"{a.name} has no widget"
+    w = page.w("train", "learning_rate")
+    assert isinstance(w, gr.Number) and w.label == "Learning rate" and w.info == BY_NAME["learning_rate"].help_en
+    assert w.minimum == 0.0 and w.maximum == 10.0
+    lr = page.w("train", "lr_scheduler_type")
+    assert isinstance(lr, gr.Dropdown) and [c[1] for c in lr.choices] == list(BY_NAME["lr_scheduler_type"].choices)
+    rank = page.w("train", "lora_rank")
+    assert isinstance(rank, gr.Slider) and (rank.minimum, rank.maximum, rank.value) == (1, 4096, 8)
+    assert isinstance(page.w("train", "packing"), gr.Checkbox)
+    assert isinstance(page.w("chat", "temperature"), gr.Number) and page.w("chat", "top_p").maximum == 1.0
+    assert set(page.args["export"]) == {"export_dir", "export_size", "export_dtype"}
+    # eval scope: every inference argument except the training-only ones
+    assert "learning_rate" not in page.args["eval"] and "max_new_tokens" in page.args["eval"]
+    ct = page.c("top.compute_type")
+    assert ct.value == "fp32" and [c[1] for c in ct.choices] == ["fp32", "bf16", "fp16"]
+
+
+def test_accordions_follow_groups_and_stage_method_visibility(demo):
+    page = demo.page
+    acc = {(scope, a.elem_id): items for scope, a, items in page.accordions}
+    assert ("train", "train-group-lora") in acc and ("train", "train-group-dpo") in acc
+    labels = [a.label for s, a, _ in page.accordions if s == "train"]
+    assert labels == [GROUPS[g][0] for g in GROUPS if g in {i.group for s2, _, items in page.accordions if s2 == "train"
+                                                              for i in items}]
+    vis = page.visibility("dpo", "freeze")
+    by_id = {c.elem_id: u["visible"] for c, u in vis.items()}
+    assert by_id["train-group-dpo"] is True and by_id["train-group-freeze"] is True
+    assert by_id["train-group-lora"] is False
+    assert by_id["train-packing"] is False and by_id["train-train_on_prompt"] is False
+    vis = page.visibility("sft", "lora")
+    by_id = {c.elem_id: u["visible"] for c, u in vis.items()}
+    assert by_id["train-group-dpo"] is False and by_id["train-lora_rank"] is True and by_id["train-packing"] is True
+
+
+@pytest.fixture
+def extra_arg(monkeypatch):
+    """An argument added to the schema the way a developer would: one A(...) line."""
+    new = schema.A("label_smoothing_factor", "float", 0.0, "extra", "Label smoothing epsilon.", "标签平滑系数。",
+                   "标签平滑", min=0.0, max=1.0)
+    monkeypatch.setattr(schema, "ARGS", ARGS)  # same list object, restored below
+    ARGS.append(new)
+    BY_NAME[new.name] = new
+    yield new
+    ARGS.remove(new)
+    del BY_NAME[new.name]
+
+
+def test_a_new_schema_argument_appears_in_ui_yaml_and_preview(extra_arg, tmp_path, monkeypatch):
+    from webui.app import create_ui
+    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    demo = create_ui("en", saves=str(tmp_path / "saves"))
+    page = demo.page
+    w = page.w("train", extra_arg.name)
+    assert isinstance(w, gr.Slider) and w.label == "Label smoothing factor" and w.info == "Label smoothing epsilon."
+    assert any(extra_arg in items for s, _, items in page.accordions if s == "train")
+    out = tmp_path / "run"
+    ov = {page.w("train", "dataset"): ["identity"], page.w("train", extra_arg.name): 0.1,
+          page.w("train", "output_dir"): str(out)}
+    res = call(demo, page.c("train.preview"), overrides=ov)
+    cmd = value(res[page.c("train.command")])
+    assert "label_smoothing_factor=0.1" in shlex.split(cmd)
+    # the YAML Save arguments writes, and the one a run is started from
+    cfg = tmp_path / "cfg.yaml"
+    call(demo, page.c("train.save"), overrides={**ov, page.c("train.config_path"): str(cfg)})
+    assert yaml.safe_load(cfg.read_text())["label_smoothing_factor"] == 0.1
+    assert runs.recipe("train", {"dataset": ["identity"], extra_arg.name: 0.1})[extra_arg.name] == 0.1
+    # the Chinese label comes from the schema line too
+    zh = call(demo, page.c("top.lang"), "change", overrides={page.c("top.lang"): "zh"})
+    assert zh[w]["label"] == "标签平滑" and zh[w]["info"] == "标签平滑系数。"
+
+
+# ---------------------------------------------------------------- language
+def test_every_locale_string_has_both_languages():
+    for key, entry in L.items():
+        assert set(entry) == {"en", "zh"} and all(entry.values()), key
+    for a in ARGS:
+        if a.ui and not a.compat:
+            assert a.help_zh and a.label("zh"), a.name
+
+
+def test_language_switch_relabels_every_component(demo):
+    page = demo.page
+    lang = page.c("top.lang")
+    zh = call(demo, lang, "change", overrides={lang: "zh"})
+    assert zh[page.w("train", "stage")]["label"] == "训练阶段"
+    assert [c[0] for c in zh[page.w("train", "stage")]["choices"]] == ["预训练", "指令监督微调", "DPO 偏好优化"]
+    assert zh[page.c("train.start")]["value"] == "开始" and zh[page.c("train.abort")]["value"] == "中断"
+    assert zh[page.c("tab.chat")]["label"] == "对话"
+    acc = next(a for s, a, _ in page.accordions if a.elem_id == "train-group-lora")
+    assert zh[acc]["label"] == "LoRA 参数"
+    # every registered component got an update, and none kept English text where a translation exists
+    assert set(c for c, _ in page.localized) <= set(zh)
+    en = call(demo, lang, "change", overrides={lang: "en"})
+    assert en[page.w("train", "stage")]["label"] == "Stage" and en[page.c("train.start")]["value"] == "Start"
+    # a message on the page is re-rendered in the new language
+    parts_state = page.c("train.message_parts")
+    zh = call(demo, lang, "change", overrides={lang: "zh", parts_state: [("saved_to", {"path": "x.yaml"})]})
+    assert value(zh[page.c("train.message")]) == t("saved_to", "zh", path="x.yaml")
+
+
+# ---------------------------------------------------------------- validation, preview, save / load
+def test_start_marks_every_bad_field_and_starts_nothing(demo, tmp_path):
+    page = demo.page
+    ov = {page.w("train", "learning_rate"): -1, page.w("train", "cutoff_len"): 2,
+          page.w("train", "dataset"): ["identity"], page.w("train", "output_dir"): str(tmp_path / "o")}
+    res = call(demo, page.c("train.start"), overrides=ov)
+    msg = value(res[page.c("train.message")])
+    assert "learning_rate" in msg and "cutoff_len" in msg
+    assert res[page.w("train", "learning_rate")]["info"].startswith("✗ learning_rate")
+    assert "tb-invalid" in res[page.w("train", "cutoff_len")]["elem_classes"]
+    assert res[page.w("train", "lora_rank")]["info"] == BY_NAME["lora_rank"].help_en
+    assert runs.all_runs(page.saves) == [] and not (tmp_path / "o").exists()
+    # a cross-field rule names its field too
+    res = call(demo, page.c("train.start"), overrides={page.w("train", "dataset"): [],
+                                                        page.w("train", "output_dir"): str(tmp_path / "o")})
+    assert "dataset" in value(res[page.c("train.message")])
+    assert res[page.w("train", "dataset")]["info"].startswith("✗")
+
+
+def test_preview_command_is_exact_and_output_name_goes_under_saves(demo, tmp_path):
+    page = demo.page
+    ov = {page.w("train", "dataset"): ["identity"], page.w("train", "learning_rate"): 0.0002,
+          page.w("train", "max_steps"): 30, page.w("train", "output_dir"): "my_run",
+          page.w("train", "identity_name"): "Nova Li", page.c("top.compute_type"): "bf16"}
+    cmd = value(call(demo, page.c("train.preview"), overrides=ov)[page.c("train.command")])
+    argv = shlex.split(cmd)
+    assert argv[1] == "train" and "tuneboard" in argv[0] or "engine" in argv
+    kv = dict(a.split("=", 1) for a in argv if "=" in a)
+    assert kv["learning_rate"] == "0.0002" and kv["max_steps"] == "30" and kv["identity_name"] == "Nova Li"
+    assert kv["dataset"] == "identity" and kv["bf16"] == "true"
+    assert kv["output_dir"] == str(Path(page.saves) / "SmolLM2-135M-Instruct" / "lora" / "my_run")
+    assert "lora_rank" not in kv  # unchanged values stay out
+    from engine.config import load_config
+    ns = load_config(None, [a for a in argv if "=" in a], "train")
+    assert ns.learning_rate == 2e-4 and ns.dataset == ["identity"] and ns.max_steps == 30
+
+
+def test_save_then_load_arguments_round_trip(demo, tmp_path):
+    page = demo.page
+    cfg = tmp_path / "c.yaml"
+    ov = {page.w("train", "dataset"): ["identity"], page.w("train", "lora_rank"): 16,
+          page.w("train", "stage"): "sft", page.w("top", "finetuning_type"): "lora",
+          page.w("train", "lr_scheduler_type"): "linear", page.c("train.config_path"): str(cfg),
+          page.w("train", "output_dir"): str(tmp_path / "o"), page.c("top.compute_type"): "bf16"}
+    res = call(demo, page.c("train.save"), overrides=ov)
+    assert "saved" in value(res[page.c("train.message")]).lower()
+    saved = yaml.safe_load(cfg.read_text())
+    assert saved["lora_rank"] == 16 and saved["dataset"] == ["identity"] and saved["bf16"] is True
+    res = call(demo, page.c("train.load"), overrides={page.c("train.config_path"): str(cfg)})
+    assert value(res[page.w("train", "lora_rank")]) == 16
+    assert value(res[page.w("train", "lr_scheduler_type")]) == "linear"
+    assert value(res[page.w("train", "dataset")]) == ["identity"]
+    assert value(res[page.c("top.compute_type")]) == "bf16"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rate: [1\n")
+    res = call(demo, page.c("train.load"), overrides={page.c("train.config_path"): str(bad)})
+    assert "not valid YAML" in value(res[page.c("train.message")])
+
+
+def test_existing_output_dir_offers_resume(demo, tmp_path):
+    page = demo.page
+    out = tmp_path / "held"
+    ck = out / "checkpoint-6"
+    ck.mkdir(parents=True)
+    (ck / "trainer_state.json").write_text("{}")
+    (ck / "adapter_model.safetensors").write_bytes(b"x")
+    (out / "trainer_log.jsonl").write_text("{}\n")
+    (out / "status.json").write_text(json.dumps({"state": "aborted", "step": 6}))
+    box = page.w("train", "output_dir")
+    res = call(demo, box, "blur", overrides={box: str(out)})
+    assert "checkpoint-6" in value(res[page.c("train.resume_msg")]) and res[page.c("train.resume")]["visible"]
+    res = call(demo, page.c("train.resume"), overrides={box: str(out)})
+    assert res[page.w("train", "resume_from_checkpoint")] == str(ck)
+    # Start without resuming is refused with the field named, nothing is touched
+    res = call(demo, page.c("train.start"), overrides={box: str(out), page.w("train", "dataset"): ["identity"]})
+    assert "output_dir" in value(res[page.c("train.message")]) and (out / "trainer_log.jsonl").exists()
+
+
+# ---------------------------------------------------------------- datasets
+def test_datasets_are_filtered_by_stage(demo):
+    from engine.data.registry import dataset_stage, load_dataset_info
+    page = demo.page
+    info = load_dataset_info(ROOT / "data")
+    stage = page.w("train", "stage")
+    for s in ("pt", "sft", "dpo"):
+        res = call(demo, stage, "change", overrides={stage: s, page.w("train", "dataset_dir"): str(ROOT / "data")})
+        upd = res[0] if isinstance(res, tuple) else res
+        names = [c[1] if isinstance(c, tuple) else c for c in upd["choices"]]
+        assert names and all(dataset_stage(info[n]) == s for n in names), (s, names)
+    # a selection that does not fit the new stage is dropped
+    res = call(demo, stage, "change", overrides={stage: "dpo", page.w("train", "dataset"): ["identity", "dpo_en_demo"],
+                                                  page.w("train", "dataset_dir"): str(ROOT / "data")})
+    assert res[0]["value"] == ["dpo_en_demo"]
+
+
+def test_broken_dataset_info_is_an_error_not_an_empty_list(demo, tmp_path):
+    page = demo.page
+    bad = tmp_path / "data"
+    bad.mkdir()
+    (bad / "dataset_info.json").write_text('{"x": {"file_name": "a.json",}}')
+    ddir = page.w("train", "dataset_dir")
+    upd, parts, md = call(demo, ddir, "blur", overrides={ddir: str(bad)})
+    assert upd["choices"] == [] and "dataset_info.json" in md and "line 1" in md and md.startswith("✗")
+
+
+def test_dataset_preview_marks_trained_tokens(demo):
+    page = demo.page
+    ov = {page.w("train", "dataset"): ["identity"], page.w("train", "identity_name"): "Nova",
+          page.w("train", "dataset_dir"): str(ROOT / "data")}
+    res = call(demo, page.c("train.preview_dataset"), overrides=ov)
+    marked = res[page.c("train.preview_rendered")]
+    trained = [s for s, lab in marked if lab]
+    untrained = [s for s, lab in marked if not lab]
+    assert trained and all(s.endswith("<|im_end|>") for s in trained)  # the answer and its stop word
+    assert any("Nova" in s for s in trained)
+    assert all("<|im_start|>user" in s for s in untrained if "im_start" in s)
+    assert "identity" in value(res[page.c("train.preview_info")])
+
+
+# ---------------------------------------------------------------- launch
+def test_launch_options(monkeypatch):
+    from engine.utils import UserError
+    from webui.launch import parse_flags
+    assert parse_flags([], {}) == {"host": "127.0.0.1", "port": 7860, "share": False, "lang": "en"}
+    env = {"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "7999"}
+    assert parse_flags([], env)["host"] == "0.0.0.0" and parse_flags([], env)["port"] == 7999
+    o = parse_flags(["--port", "8001", "--host=127.0.0.2", "--share", "--lang", "zh"], env)
+    assert o == {"host": "127.0.0.2", "port": 8001, "share": True, "lang": "zh"}
+    with pytest.raises(UserError, match="port"):
+        parse_flags(["--port", "http"], {})
+    with pytest.raises(UserError, match="unknown option"):
+        parse_flags(["--bogus"], {})
+
+
+def test_ui_start_imports_no_torch_transformers_or_datasets():
+    code = ("import sys; from webui.app import create_ui; create_ui(); "
+            "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'peft', 'trl') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# ---------------------------------------------------------------- run view
+def test_loss_series_and_progress_bar():
+    from webui import monitor
+    recs = [{"step": 1, "loss": 3.0, "total_steps": 10}, {"step": 2, "loss": 2.0}, {"step": 2, "eval_loss": 2.5},
+            {"step": 3, "loss": float("nan")}, {"step": 4, "loss": 1.0}]
+    s = monitor.loss_series(recs)
+    assert s["loss"] == ([1, 2, 4], [3.0, 2.0, 1.0]) and s["eval loss"] == ([2], [2.5])
+    assert len(s["loss (smoothed)"][1]) == 3 and s["loss (smoothed)"][1][0] == 3.0
+    assert monitor.loss_figure([], "en") is None
+    fig = monitor.loss_figure(recs[:1], "en")  # one logged step is already drawn
+    assert fig is not None and fig.axes[0].lines[0].get_xdata().tolist() == [1]
+    html = monitor.progress_html({"step": 3, "total_steps": 10, "elapsed": 5, "remaining": 12, "percentage": 30.0},
+                                 {"state": "running"}, "en")
+    assert "data-step='3'" in html and "data-total='10'" in html and "[00:05&lt;00:12]" in html and "width:30.0%" in html

@@ -1,0 +1,1 @@
+"""TuneBoard web UI (gradio only; everything else lives in engine/)."""

@@ -1,0 +1,162 @@
+"""The page: top panel + Train / Evaluate & Predict / Chat / Export tabs, the live language switch and the
+stage / method visibility rules. `create_ui()` builds the whole studio, `create_webchat()` the Chat tab alone."""
+from __future__ import annotations
+
+import gradio as gr
+
+from . import chat_tab, eval_tab, export_tab, top, train_tab
+from .locales import LANG_CHOICES, t
+from .page import Page, render_msg
+
+CSS = """
+.tb-progress { position: relative; height: 26px; border-radius: 6px; background: var(--block-background-fill);
+  border: 1px solid var(--border-color-primary); overflow: hidden; }
+.tb-progress .tb-bar { position: absolute; left: 0; top: 0; bottom: 0; background: #93c5fd; transition: width .4s; }
+.tb-progress.tb-finished .tb-bar { background: #86efac; }
+.tb-progress.tb-failed .tb-bar, .tb-progress.tb-aborted .tb-bar { background: #fca5a5; }
+.tb-progress .tb-progress-text { position: relative; padding-left: 10px; line-height: 24px; font-size: 14px; }
+.tb-progress.tb-idle { display: none; }
+.tb-invalid { outline: 2px solid #dc2626; border-radius: 6px; }
+.tb-invalid .info, .tb-invalid [data-testid="block-info"] + div { color: #dc2626 !important; }
+footer { display: none !important; }
+"""
+
+
+def theme():
+    # system fonts only: the default theme pulls Google Fonts, which hangs an offline browser
+    return gr.themes.Soft(font=["system-ui", "Segoe UI", "Noto Sans", "Noto Sans CJK SC", "sans-serif"],
+                          font_mono=["ui-monospace", "DejaVu Sans Mono", "monospace"])
+
+
+def wire_language(page: Page) -> None:
+    """One change of the language box re-labels every registered component and re-renders every message."""
+    lang_c = page.c("top.lang")
+    by_comp: dict = {}
+    for comp, fn in page.localized:
+        by_comp.setdefault(comp, []).append(fn)
+    states = {st for _, st in page.messages}
+
+    def switch(data):
+        lang = data[lang_c]
+        ups = {}
+        for comp, fns in by_comp.items():
+            kw = {}
+            for fn in fns:
+                kw.update(fn(lang))
+            ups[comp] = gr.update(**kw)
+        for md, st in page.messages:
+            ups[md] = gr.update(value=render_msg(data[st], lang))
+        return ups
+
+    lang_c.change(switch, {lang_c} | states, set(by_comp) | {md for md, _ in page.messages}, show_progress="hidden",
+                  queue=False)
+
+
+def wire_visibility(page: Page, demo) -> None:
+    stage = page.args.get("train", {}).get("stage")
+    method = page.args.get("top", {}).get("finetuning_type")
+    if stage is None or method is None:
+        return
+    targets = set(page.visibility(None, None))
+    if not targets:
+        return
+
+    def show(s, m):
+        return page.visibility(s, m)
+
+    stage.change(show, [stage, method], targets, show_progress="hidden", queue=False)
+    method.change(show, [stage, method], targets, show_progress="hidden", queue=False)
+    demo.load(show, [stage, method], targets, show_progress="hidden", queue=False)
+
+
+def create_ui(lang: str = "en", saves: str | None = None, initial: dict | None = None) -> gr.Blocks:
+    page = Page(lang=lang, saves=saves, initial=dict(initial or {}))
+    with gr.Blocks(title="TuneBoard", analytics_enabled=False) as demo:
+        page.add("title", gr.Markdown(t("title", lang), elem_id="title"), value="title")
+        top.build(page)
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tab(t("tab_train", lang), id="train", elem_id="tab-train") as tab:
+                page.add("tab.train", tab, label="tab_train")
+                train = train_tab.build(page)
+            with gr.Tab(t("tab_eval", lang), id="eval", elem_id="tab-eval") as tab:
+                page.add("tab.eval", tab, label="tab_eval")
+                eval_tab.build(page)
+            with gr.Tab(t("tab_chat", lang), id="chat", elem_id="tab-chat") as tab:
+                page.add("tab.chat", tab, label="tab_chat")
+                chat = chat_tab.build(page)
+            with gr.Tab(t("tab_export", lang), id="export", elem_id="tab-export") as tab:
+                page.add("tab.export", tab, label="tab_export")
+                export = export_tab.build(page)
+        wire_language(page)
+        wire_visibility(page, demo)
+        _wire_load(page, demo)
+        _wire_use_in_chat(page, export["use"], tabs, chat)
+        _ = train
+    demo.page = page  # tests and tools reach the components through it
+    return demo
+
+
+def _wire_load(page: Page, demo) -> None:
+    """Every page load: fresh run names, datasets and adapters read again (files may have changed since start)."""
+    outs = {page.w("train", "output_dir"), page.w("eval", "output_dir"), page.c("train.config_path")}
+    refresh_train, tin, tout = page.named["train.refresh_datasets"]
+    refresh_eval, ein, eout = page.named["eval.refresh_datasets"]
+    adapter = page.w("top", "adapter_name_or_path")
+    refresh_adapters = page.named["top.refresh_adapters"]
+    a_in = [page.w("top", "model_name_or_path"), page.w("top", "finetuning_type"), adapter]
+
+    def names():
+        from engine import runs
+        ups = {page.c("train.config_path"): str(runs.saves_root(page.saves) / "configs"
+                                                 / f"{train_tab.new_output_name('train')}.yaml")}
+        if not page.initial.get("output_dir"):
+            ups[page.w("train", "output_dir")] = train_tab.new_output_name("train")
+            ups[page.w("eval", "output_dir")] = train_tab.new_output_name("eval")
+        return ups
+
+    demo.load(names, None, outs, show_progress="hidden", queue=False)
+    demo.load(refresh_train, tin, tout, show_progress="hidden", queue=False)
+    demo.load(refresh_eval, ein, eout, show_progress="hidden", queue=False)
+    demo.load(refresh_adapters, a_in, adapter, show_progress="hidden", queue=False)
+
+
+def _wire_use_in_chat(page: Page, button, tabs, chat: dict) -> None:
+    """After an export: the merged folder becomes the model (no adapter), the Chat tab opens and loads it."""
+    path = page.w("top", "model_name_or_path")
+    out = page.w("export", "export_dir")
+
+    def use(export_dir):
+        if not export_dir:
+            return {tabs: gr.skip()}
+        return {path: export_dir, page.w("top", "adapter_name_or_path"): [],
+                page.c("top.model_name"): top.name_for_path(export_dir),
+                page.w("top", "template"): top.default_template_for(export_dir) or "",
+                tabs: gr.Tabs(selected="chat")}
+
+    button.click(use, out, {path, page.w("top", "adapter_name_or_path"), page.c("top.model_name"),
+                            page.w("top", "template"), tabs}, show_progress="hidden").then(
+        chat["load_fn"], chat["load_inputs"], chat["load_outputs"])
+
+
+def create_webchat(values: dict, lang: str = "en") -> gr.Blocks:
+    """The Chat tab alone for `tuneboard webchat recipe.yaml`: the model comes from the recipe."""
+    page = Page(lang=lang, initial=dict(values))
+    with gr.Blocks(title="TuneBoard chat", analytics_enabled=False) as demo:
+        with gr.Row():
+            page.add("title", gr.Markdown(t("title", lang), elem_id="title"), value="title")
+            page.add("top.lang", gr.Dropdown(LANG_CHOICES, value=lang, label=t("lang", lang), elem_id="top-lang",
+                                             scale=0, min_width=140), label="lang")
+        gr.Markdown(f"`{values.get('model_name_or_path')}`"
+                    + (f" + `{', '.join(values.get('adapter_name_or_path') or [])}`"
+                       if values.get("adapter_name_or_path") else ""), elem_id="webchat-model")
+        chat = chat_tab.build(page, fixed=values)
+        wire_language(page)
+
+        def status(lg):
+            parts = chat_tab.loaded_parts(chat_tab.SESSION.desc) if chat_tab.SESSION.desc else \
+                [("model_loading", {"model": values.get("model_name_or_path")})]
+            return parts, render_msg(parts, lg)
+
+        demo.load(status, page.c("top.lang"), [page.c("chat.info_parts"), chat["info"]], queue=False)
+    demo.page = page
+    return demo

@@ -1,0 +1,190 @@
+"""Chat tab: load base model + adapter(s) in this process through engine.chat.ChatEngine (imported lazily),
+unload, streamed chat with system prompt and generation settings, tokens per second. `tuneboard webchat`
+serves this tab alone."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import gradio as gr
+
+from engine.chat import GEN_KEYS
+from engine.config import ConfigError
+from engine.utils import UserError
+
+from . import widgets
+from .locales import t
+from .page import Page, check_fields, error_parts, render_msg
+
+SCOPE = "chat"
+
+
+class Session:
+    """The one loaded model of this server (a local studio: every tab chats with the same model)."""
+
+    def __init__(self):
+        self.engine = None
+        self.desc: dict | None = None
+        self.lock = threading.Lock()
+
+    def load(self, values: dict) -> dict:
+        from engine.chat import ChatEngine
+        with self.lock:
+            self._unload()
+            engine = ChatEngine(values)
+            self.engine = engine
+            adapters = values.get("adapter_name_or_path") or []
+            self.desc = {"model": str(values.get("model_name_or_path")),
+                         "adapter": (" + " + ", ".join(Path(a).name for a in adapters)) if adapters else "",
+                         "template": engine.template_name or "auto",
+                         "device": str(getattr(engine.model, "device", "cpu")),
+                         "dtype": str(getattr(engine.model, "dtype", "")).replace("torch.", "")}
+            return self.desc
+
+    def _unload(self):
+        if self.engine is not None:
+            self.engine.unload()
+        self.engine, self.desc = None, None
+
+    def unload(self):
+        with self.lock:
+            self._unload()
+
+
+SESSION = Session()
+
+
+def loaded_parts(desc: dict | None) -> list:
+    if not desc:
+        return [("model_not_loaded", {})]
+    return [("model_loaded", {k: desc[k] for k in ("model", "adapter", "template")}),
+            f"`{desc['device']}` · `{desc['dtype']}`"]
+
+
+def build(page: Page, fixed: dict | None = None) -> dict:
+    """fixed: the model arguments of a webchat recipe (no top panel then)."""
+    lang = page.lang
+    scopes = (SCOPE,) if fixed is not None else ("top", SCOPE)
+    with gr.Row():
+        load = page.add("chat.load", gr.Button(t("btn_load_model", lang), variant="primary", elem_id="chat-load"),
+                        value="btn_load_model")
+        unload = page.add("chat.unload", gr.Button(t("btn_unload_model", lang), elem_id="chat-unload"),
+                          value="btn_unload_model")
+    info, info_parts = page.message("chat.info", value=render_msg(loaded_parts(SESSION.desc), lang))
+    args = widgets.scope_args("infer", groups={"model", "generation"})
+    main = [a for a in args if a.group != "generation"]  # the system prompt
+    with gr.Row():
+        with gr.Column(scale=3):
+            for a in main:
+                if a.name == "default_system":  # the chat's system prompt box
+                    comp = page.arg(SCOPE, a, lines=2, label=t("system_prompt", lang))
+                    page.tr(comp, lambda lg: dict(label=t("system_prompt", lg)))
+                else:
+                    page.arg(SCOPE, a)
+            chatbot = gr.Chatbot(height=420, elem_id="chat-bot", buttons=["copy"], label="Chat")
+            with gr.Row():
+                box = page.add("chat.input", gr.Textbox(show_label=False, placeholder=t("chat_placeholder", lang),
+                                                        elem_id="chat-input", scale=5, lines=1),
+                               placeholder="chat_placeholder")
+                send = page.add("chat.send", gr.Button(t("btn_submit", lang), variant="primary", elem_id="chat-send",
+                                                       scale=1, min_width=80), value="btn_submit")
+                clear = page.add("chat.clear", gr.Button(t("btn_clear", lang), elem_id="chat-clear", scale=1,
+                                                         min_width=80), value="btn_clear")
+            stats, stats_parts = page.message("chat.stats")
+        with gr.Column(scale=1):
+            for a in [a for a in args if a.group == "generation"]:
+                page.arg(SCOPE, a)
+
+    lang_c = page.c("top.lang")
+    inputs = page.components(*scopes) | {lang_c}
+
+    def values_of(data) -> dict:
+        v = page.raw_values(data, *scopes)
+        if fixed is not None:
+            v = {**fixed, **{k: x for k, x in v.items()}}
+        return v
+
+    def do_load(data):
+        lang_v = data[lang_c]
+        values = values_of(data)
+        typed, errors, _ = check_fields(values, "infer")
+        if errors:
+            parts = error_parts(errors)
+            yield {info_parts: parts, info: render_msg(parts, lang_v)}
+            return
+        parts = [("model_loading", {"model": values.get("model_name_or_path")})]
+        yield {info_parts: parts, info: render_msg(parts, lang_v)}
+        try:
+            desc = SESSION.load(typed)
+        except (UserError, ConfigError, OSError, ValueError) as e:
+            parts = [("load_failed", {"error": str(e)})]
+        else:
+            parts = loaded_parts(desc)
+        yield {info_parts: parts, info: render_msg(parts, lang_v)}
+
+    load.click(do_load, inputs, {info, info_parts})
+
+    def do_unload(lang_v):
+        SESSION.unload()
+        parts = [("model_unloaded", {})]
+        return parts, render_msg(parts, lang_v)
+
+    unload.click(do_unload, lang_c, [info_parts, info])
+
+    def user_turn(msg, history):
+        if not (msg or "").strip():
+            return gr.skip(), gr.skip()
+        return "", (history or []) + [{"role": "user", "content": msg}]
+
+    def bot_turn(data):
+        lang_v = data[lang_c]
+        history = list(data[chatbot] or [])
+        engine = SESSION.engine
+        if not history or history[-1]["role"] != "user":
+            yield {chatbot: gr.skip()}
+            return
+        if engine is None:
+            parts = [("load_first", {})]
+            yield {chatbot: history[:-1], stats_parts: parts, stats: render_msg(parts, lang_v)}
+            return
+        values = values_of(data)
+        typed, errors, _ = check_fields(values, "infer")
+        if errors:
+            parts = error_parts(errors)
+            yield {chatbot: history[:-1], stats_parts: parts, stats: render_msg(parts, lang_v)}
+            return
+        gen = {k: typed[k] for k in GEN_KEYS if k in typed}
+        messages = [{"role": m["role"], "content": _text(m["content"])} for m in history]
+        history.append({"role": "assistant", "content": ""})
+        try:
+            for delta in engine.stream(messages, system=typed.get("default_system") or None, **gen):
+                history[-1]["content"] += delta
+                yield {chatbot: history}
+        except (UserError, ValueError) as e:
+            parts = [f"✗ {e}"]
+            yield {chatbot: history, stats_parts: parts, stats: render_msg(parts, lang_v)}
+            return
+        s = engine.last_stats
+        parts = [("chat_stats", {"tps": s.get("tokens_per_s"), "n": s.get("completion_tokens"),
+                                 "ttft": s.get("ttft_s")})]
+        yield {chatbot: history, stats_parts: parts, stats: render_msg(parts, lang_v)}
+
+    bot_inputs = inputs | {chatbot}
+    bot_outputs = {chatbot, stats, stats_parts}
+    for ev in (box.submit, send.click):
+        ev(user_turn, [box, chatbot], [box, chatbot], show_progress="hidden", queue=False).then(
+            bot_turn, bot_inputs, bot_outputs, show_progress="hidden")
+    clear.click(lambda: ([], [], ""), None, [chatbot, stats_parts, stats], show_progress="hidden")
+    return {"chatbot": chatbot, "load": load, "info": info, "load_fn": do_load, "load_inputs": inputs,
+            "load_outputs": {info, info_parts}}
+
+
+def _text(content) -> str:
+    """gradio 6 may hand message content back as a list of parts: keep the text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    if isinstance(content, dict):
+        return str(content.get("text", ""))
+    return str(content)

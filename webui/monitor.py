@@ -1,0 +1,126 @@
+"""What the page shows of a run: status line, progress bar, loss curve, final metrics. Pure functions of the
+run's files (engine.runs), so a reload or a second tab draws exactly the same thing."""
+from __future__ import annotations
+
+import html
+import math
+
+from engine.train.plots import smooth
+
+from .locales import t
+
+
+def fmt_time(seconds) -> str:
+    if seconds is None or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return "--:--"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def status_md(status: dict | None, lang: str, output: str | None = None) -> str:
+    if not status:
+        return t("nothing_running", lang)
+    state = status["state"]
+    if state == "running":
+        phase_key = f"phase_{status.get('phase') or 'starting'}"
+        phase = t(phase_key, lang) if phase_key in _phase_keys() else str(status.get("phase"))
+        line = t("state_running", lang, phase=phase)
+    elif state == "failed":
+        line = t("state_failed", lang, error=status.get("error") or "")
+    else:
+        line = t(f"state_{state}", lang)
+    if output:
+        line += f" — {t('run_of', lang, path=output)}"
+    return line
+
+
+def _phase_keys():
+    from .locales import L
+    return {k for k in L if k.startswith("phase_")}
+
+
+def progress_html(progress: dict | None, status: dict | None, lang: str) -> str:
+    """A bar with step / total, percentage and [elapsed<remaining]; data-* attributes for the tests."""
+    if not progress or not status:
+        return "<div class='tb-progress tb-idle' data-step='0' data-total='0'></div>"
+    step, total = progress.get("step") or 0, progress.get("total_steps")
+    pct = progress.get("percentage") or 0.0
+    state = status["state"]
+    if state == "finished" and total:
+        pct = 100.0 if step >= total else pct
+    if total:
+        text = f"{t('progress_steps', lang, step=step, total=total)} · {pct:.0f}% · " \
+               f"[{fmt_time(progress.get('elapsed'))}<{fmt_time(progress.get('remaining'))}]"
+    else:
+        text = f"{t('progress_wait', lang)} [{fmt_time(progress.get('elapsed'))}]"
+    return (f"<div class='tb-progress tb-{html.escape(state)}' data-step='{int(step)}' data-total='{int(total or 0)}' "
+            f"data-state='{html.escape(state)}'><div class='tb-bar' style='width:{pct:.1f}%'></div>"
+            f"<span class='tb-progress-text'>{html.escape(text)}</span></div>")
+
+
+def loss_series(records: list[dict]) -> dict[str, tuple[list, list]]:
+    """{name: (steps, values)}: raw train loss, its smoothed curve and eval loss, from trainer_log.jsonl rows."""
+    train = [(r["step"], r["loss"]) for r in records if _num(r.get("loss"))]
+    evals = [(r["step"], r["eval_loss"]) for r in records if _num(r.get("eval_loss"))]
+    out = {}
+    if train:
+        steps, vals = map(list, zip(*train))
+        out["loss"] = (steps, vals)
+        out["loss (smoothed)"] = (steps, smooth(vals))
+    if evals:
+        steps, vals = map(list, zip(*evals))
+        out["eval loss"] = (steps, vals)
+    return out
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def loss_figure(records: list[dict], lang: str = "en"):
+    """A matplotlib figure of the loss curves, or None before the first logged loss. Points are marked so a
+    run with one or two log lines still shows something."""
+    series = loss_series(records)
+    if not series:
+        return None
+    from matplotlib.figure import Figure  # lazy: matplotlib only once a run has logged
+
+    fig = Figure(figsize=(6.4, 3.6), dpi=100)
+    ax = fig.add_subplot(111)
+    few = len(series.get("loss", ([], []))[0]) < 20
+    if "loss" in series:
+        s, v = series["loss"]
+        ax.plot(s, v, color="#1f77b4", alpha=0.35, marker="o" if few else None, markersize=3, label="train loss")
+        s, v = series["loss (smoothed)"]
+        ax.plot(s, v, color="#1f77b4", label="train loss (smoothed)")
+    if "eval loss" in series:
+        s, v = series["eval loss"]
+        ax.plot(s, v, color="#d62728", marker="o", markersize=4, label="eval loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel(t("loss_plot", lang))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+_METRIC_ORDER = ("train_loss", "eval_loss", "total_steps", "epoch", "train_runtime", "train_samples_per_second",
+                 "train_steps_per_second", "predict_bleu-4", "predict_rouge-1", "predict_rouge-2", "predict_rouge-l",
+                 "predict_accuracy")
+
+
+def metrics_md(results: dict, lang: str, title_key: str = "final_metrics") -> str:
+    if not results:
+        return ""
+    keys = [k for k in _METRIC_ORDER if k in results] + sorted(k for k in results if k not in _METRIC_ORDER)
+    rows = []
+    for k in keys:
+        v = results[k]
+        if isinstance(v, float):
+            v = f"{v:.4g}"
+        elif isinstance(v, (dict, list)):
+            continue
+        rows.append(f"| {html.escape(str(k))} | {html.escape(str(v))} |")
+    return f"**{t(title_key, lang)}**\n\n| | |\n|---|---|\n" + "\n".join(rows)

@@ -1,0 +1,190 @@
+"""The page being built: its components by scope and name, what each shows in each language, and how the
+values of a tab's widgets become engine arguments.
+
+Tabs register their components here; the language switch, the visibility rules (stage / method) and the
+value collection then work over all of them without knowing any particular argument.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import gradio as gr
+
+from engine.args import BY_NAME, Arg
+from engine.config import ConfigError, check_value, coerce, load_config
+
+from . import widgets
+from .locales import t
+
+
+def render_msg(parts, lang: str) -> str:
+    """A message kept as data, so a language switch can render it again: a list of str or (key, kwargs)."""
+    out = []
+    for p in parts or []:
+        if isinstance(p, (list, tuple)) and len(p) == 2 and p[0] == "__metrics__":
+            from .monitor import metrics_md
+            res = p[1]["results"]
+            out.append(metrics_md(res, lang, "eval_metrics" if any(k.startswith("predict_") for k in res)
+                                  else "final_metrics"))
+        elif isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], dict):
+            out.append(t(p[0], lang, **p[1]))
+        else:
+            out.append(str(p))
+    return "\n\n".join(out)
+
+
+@dataclass
+class Page:
+    lang: str = "en"
+    saves: str | None = None
+    initial: dict = field(default_factory=dict)        # values to start from (a recipe given on the command line)
+    args: dict = field(default_factory=dict)           # scope -> {arg name -> component}
+    arg_of: dict = field(default_factory=dict)         # component -> (scope, Arg)
+    named: dict = field(default_factory=dict)          # "scope.name" -> component
+    localized: list = field(default_factory=list)      # (component, fn(lang) -> dict of update kwargs)
+    accordions: list = field(default_factory=list)     # (scope, accordion, [Arg])
+    messages: list = field(default_factory=list)       # (markdown, state) pairs re-rendered on a language switch
+
+    # ---------------------------------------------------------------- registration
+    def arg(self, scope: str, arg: Arg, **kw):
+        value = kw.pop("value", None)
+        if value is None and arg.name in self.initial:
+            value = self.initial[arg.name]
+        comp = widgets.make(arg, self.lang, scope, value=value, **kw)
+        self.args.setdefault(scope, {})[arg.name] = comp
+        self.arg_of[comp] = (scope, arg)
+        choice_keys = _choice_keys(arg)
+        if choice_keys:
+            self.tr(comp, lambda lang, a=arg, ck=choice_keys: dict(
+                label=a.label(lang), info=a.help(lang), choices=[(t(k, lang), v) for v, k in ck]))
+        else:
+            self.tr(comp, lambda lang, a=arg: dict(label=a.label(lang), info=a.help(lang)))
+        return comp
+
+    def add(self, name: str, comp, **keys):
+        """A named UI component; keys map a property (label, info, value, placeholder) to a locale key."""
+        self.named[name] = comp
+        if keys:
+            self.tr(comp, lambda lang, k=keys: {prop: t(key, lang) for prop, key in k.items()})
+        return comp
+
+    def tr(self, comp, fn: Callable[[str], dict]) -> None:
+        self.localized.append((comp, fn))
+
+    def message(self, name: str, **kw):
+        md = self.add(name, gr.Markdown(elem_id=name.replace(".", "-"), **kw))
+        state = gr.State([])
+        self.named[name + "_parts"] = state
+        self.messages.append((md, state))
+        return md, state
+
+    def render_args(self, scope: str, args: list[Arg], open_groups=(), values: dict | None = None) -> None:
+        """Accordions of argument widgets, one per group, three per row. `values`: start values for this tab."""
+        for group, items in widgets.grouped(args):
+            acc = gr.Accordion(widgets.group_label(group, self.lang), open=group in open_groups,
+                               elem_id=f"{scope}-group-{group}")
+            with acc:
+                for i in range(0, len(items), 3):
+                    with gr.Row():
+                        for a in items[i:i + 3]:
+                            self.arg(scope, a, value=(values or {}).get(a.name))
+            self.accordions.append((scope, acc, items))
+            self.tr(acc, lambda lang, g=group: dict(label=widgets.group_label(g, lang)))
+
+    def c(self, name: str):
+        return self.named[name]
+
+    def w(self, scope: str, arg_name: str):
+        return self.args[scope][arg_name]
+
+    # ---------------------------------------------------------------- values
+    def components(self, *scopes: str) -> set:
+        out = set()
+        for s in scopes:
+            out |= set(self.args.get(s, {}).values())
+        if "top" in scopes and "top.compute_type" in self.named:
+            out.add(self.named["top.compute_type"])
+        return out
+
+    def raw_values(self, data: dict, *scopes: str) -> dict:
+        """{arg name: raw value} from a set-inputs handler's {component: value} (later scopes win).
+        Arguments that do not apply to the chosen stage / method get their defaults back."""
+        out = {}
+        for s in scopes:
+            for name, comp in self.args.get(s, {}).items():
+                if comp in data:
+                    out[name] = widgets.from_widget(BY_NAME[name], data[comp])
+        ct = self.named.get("top.compute_type")
+        if "top" in scopes and ct is not None and ct in data:
+            out.update(widgets.compute_values(data[ct]))
+        stage, method = out.get("stage"), out.get("finetuning_type")
+        for name in list(out):
+            a = BY_NAME[name]
+            if not a.applies(stage, method):
+                out[name] = a.default
+        return out
+
+    def visibility(self, stage: str | None, method: str | None) -> dict:
+        """Updates that show only the widgets (and accordions) that apply to this stage and method."""
+        ups = {}
+        for comp, (scope, a) in self.arg_of.items():
+            if a.stages is not None or a.methods is not None:
+                ups[comp] = gr.update(visible=a.applies(stage, method))
+        for scope, acc, items in self.accordions:
+            ups[acc] = gr.update(visible=any(a.applies(stage, method) for a in items))
+        return ups
+
+    def field_updates(self, lang: str, errors: dict, *scopes: str) -> dict:
+        """Each bad field shows its message in place of its help; the others get their help back."""
+        ups = {}
+        for s in scopes:
+            for name, comp in self.args.get(s, {}).items():
+                a = BY_NAME[name]
+                if name in errors:
+                    ups[comp] = gr.update(info=f"✗ {errors[name]}", elem_classes=["tb-arg", "tb-invalid"])
+                else:
+                    ups[comp] = gr.update(info=a.help(lang), elem_classes=["tb-arg", f"tb-arg-{name}"])
+        return ups
+
+
+def _choice_keys(arg: Arg) -> list[tuple[str, str]] | None:
+    """Choices with a translated display name (locale key choice_<arg>_<value>), e.g. the stage names."""
+    from .locales import L
+    if not arg.choices:
+        return None
+    keys = [(c, f"choice_{arg.name}_{c}") for c in arg.choices]
+    return keys if all(k in L for _, k in keys) else None
+
+
+def choice_labels(arg: Arg, lang: str) -> list | None:
+    ck = _choice_keys(arg)
+    return [(t(k, lang), v) for v, k in ck] if ck else None
+
+
+def check_fields(values: dict, command: str) -> tuple[dict, dict, Any]:
+    """(typed values, {field: message}, resolved Namespace or None). Every field is checked, so the page can
+    mark all bad fields at once; cross-field rules run once the fields themselves are fine."""
+    typed, errors = {}, {}
+    for name, raw in values.items():
+        a = BY_NAME.get(name)
+        if a is None:
+            continue
+        try:
+            v = coerce(a, raw)
+            check_value(a, v)
+            typed[name] = v
+        except ConfigError as e:
+            errors[name] = str(e)
+    if errors:
+        return typed, errors, None
+    try:
+        ns = load_config(None, dict(typed), command)
+    except ConfigError as e:
+        errors[e.field or "_"] = str(e)
+        return typed, errors, None
+    return typed, errors, ns
+
+
+def error_parts(errors: dict) -> list:
+    return [("invalid", {})] + [f"- **{k}**: {v}" if k != "_" else f"- {v}" for k, v in errors.items()]

@@ -1,0 +1,194 @@
+"""The live view of a run shared by the Train, Evaluate and Export tabs: status line, progress bar, log tail,
+loss curve and final results, refreshed by a timer from the run's files (engine.runs), plus Start / Abort.
+
+The page keeps only the id of the run it shows; everything else is read back from disk on each tick, which
+is what lets a reloaded page or a second tab re-attach to a running job.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import gradio as gr
+
+from engine import runs
+from engine.config import ConfigError
+from engine.utils import UserError
+
+from . import monitor
+from .locales import t
+from .page import Page, check_fields, error_parts, render_msg
+
+TICK_S = 1.0  # the page refreshes a running job at least this often
+
+
+@dataclass
+class RunPanel:
+    command: str
+    scope: str
+    status: gr.Markdown
+    progress: gr.HTML
+    log: gr.Textbox
+    plot: gr.Plot | None
+    result: gr.Markdown
+    result_parts: gr.State
+    start: gr.Button
+    abort: gr.Button
+    message: gr.Markdown
+    message_parts: gr.State
+    run_id: gr.State
+    seen: gr.State
+
+
+def build_panel(page: Page, command: str, scope: str, start_key: str, plot: bool) -> RunPanel:
+    lang = page.lang
+    with gr.Row():
+        start = page.add(f"{scope}.start", gr.Button(t(start_key, lang), variant="primary", elem_id=f"{scope}-start"),
+                         value=start_key)
+        abort = page.add(f"{scope}.abort", gr.Button(t("btn_abort", lang), variant="stop", interactive=False,
+                                                     elem_id=f"{scope}-abort"), value="btn_abort")
+    message, message_parts = page.message(f"{scope}.message")
+    status = gr.Markdown(t("nothing_running", lang), elem_id=f"{scope}-status")
+    progress = gr.HTML(monitor.progress_html(None, None, lang), elem_id=f"{scope}-progress")
+    with gr.Row():
+        log = page.add(f"{scope}.log", gr.Textbox(label=t("log", lang), lines=14, max_lines=14, autoscroll=True,
+                                                  interactive=False, elem_id=f"{scope}-log", scale=1),
+                       label="log")
+        fig = None
+        if plot:
+            fig = page.add(f"{scope}.plot", gr.Plot(label=t("loss_plot", lang), elem_id=f"{scope}-plot", scale=1,
+                                                    format="png"), label="loss_plot")
+    result, result_parts = page.message(f"{scope}.result")
+    return RunPanel(command, scope, status, progress, log, fig, result, result_parts, start, abort, message,
+                    message_parts, gr.State(None), gr.State({}))
+
+
+def result_parts(run: runs.Run, status: dict) -> list:
+    """Final metrics and where the result is, once the run has ended."""
+    if status["state"] == "running":
+        return []
+    parts = []
+    res = run.results()
+    if res:
+        parts.append(("__metrics__", {"results": res}))
+    if run.command == "train" and status["state"] in ("finished", "aborted"):
+        path = run.adapter_path()
+        if path:
+            parts.append(("adapter_at", {"path": path}))
+    if run.command == "eval" and status["state"] == "finished":
+        parts.append(("predictions_at", {"path": f"{run.output}/generated_predictions.jsonl"}))
+    if run.command == "export" and status["state"] == "finished":
+        parts.append(("export_done", {"path": run.output}))
+    return parts
+
+
+def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable[[dict, str], dict],
+         on_end: tuple | None = None, explicit=()):
+    """Start / Abort / timer for one tab. `prepare(raw_values, lang)` returns the values to run with (or raises
+    ConfigError). on_end = (inputs, outputs, fn): fn(*inputs) gives updates for outputs when a run ends or the
+    page attaches to another run (the adapter list of the top panel)."""
+    lang_c = page.c("top.lang")
+    inputs = page.components(*scopes) | {lang_c}
+    field_outputs = page.components(*scopes)
+    saves = page.saves
+
+    def start(data):
+        lang = data[lang_c]
+        raw = page.raw_values(data, *scopes)
+        ups = {}
+        try:
+            values = prepare(raw, lang)
+        except ConfigError as e:
+            errors = {e.field or "_": str(e)}
+            values = None
+        else:
+            _, errors, _ = check_fields(values, runs.CONFIG_COMMAND[panel.command])
+        ups.update(page.field_updates(lang, errors, *scopes))
+        if errors:
+            parts = error_parts(errors)
+            return {**ups, panel.message_parts: parts, panel.message: render_msg(parts, lang)}
+        try:
+            run = runs.spawn(panel.command, values, saves, explicit=explicit)
+        except runs.RunBusy as e:
+            parts = [("busy", {"command": e.run.command, "path": e.run.output})]
+        except ConfigError as e:
+            ups.update(page.field_updates(lang, {e.field or "_": str(e)}, *scopes))
+            parts = error_parts({e.field or "_": str(e)})
+        except UserError as e:
+            parts = [f"✗ {e}"]
+        else:
+            parts = [("started", {"path": run.output})]
+            ups[panel.run_id] = run.id
+            ups[panel.start] = gr.update(interactive=False)
+            ups[panel.abort] = gr.update(interactive=True)
+            ups[panel.seen] = {}
+            ups[panel.result_parts] = []
+            ups[panel.result] = ""
+        return {**ups, panel.message_parts: parts, panel.message: render_msg(parts, lang)}
+
+    panel.start.click(start, inputs, field_outputs | {panel.message, panel.message_parts, panel.run_id, panel.start,
+                                                      panel.abort, panel.seen, panel.result, panel.result_parts},
+                      show_progress="minimal")
+
+    def abort(run_id, lang):
+        run = runs.active_run(saves, panel.command) or runs.get_run(run_id, saves)
+        if run is None or not run.alive():
+            parts = [("nothing_running", {})]
+        else:
+            ok = run.abort()
+            parts = [("aborted_ok", {})] if ok else [("aborted_left", {"pids": [p.pid for p in run.processes()]})]
+        return parts, render_msg(parts, lang)
+
+    panel.abort.click(abort, [panel.run_id, lang_c], [panel.message_parts, panel.message], show_progress="minimal")
+
+    end_inputs, end_outputs, on_end_fn = on_end if on_end else ([], [], None)
+    tick_outputs = [panel.status, panel.progress, panel.log, panel.result, panel.result_parts, panel.start,
+                    panel.abort, panel.run_id, panel.seen] + ([panel.plot] if panel.plot is not None else []) \
+        + list(end_outputs)
+
+    def tick(run_id, seen, lang, *end_args):
+        run = runs.active_run(saves, panel.command) or runs.get_run(run_id, saves) \
+            or (runs.latest_run(saves, panel.command) if not seen else None)
+        skip = gr.skip()
+        n_end = len(end_outputs)
+        if run is None:
+            key = {"run": None, "lang": lang}
+            if seen == key:
+                return [skip] * (len(tick_outputs))
+            out = [monitor.status_md(None, lang), monitor.progress_html(None, None, lang), "", "", [],
+                   gr.update(interactive=True), gr.update(interactive=False), None, key]
+            if panel.plot is not None:
+                out.append(None)
+            return out + [skip] * n_end
+        st = run.status()
+        prog = run.progress()
+        recs = run.log_records() if panel.plot is not None else []
+        tail = run.tail(200)
+        key = {"run": run.id, "lang": lang, "state": st["state"], "phase": st["phase"], "step": prog["step"],
+               "n": len(recs), "log": len(tail), "elapsed": int(prog.get("elapsed") or 0)}
+        if seen == key:
+            return [skip] * len(tick_outputs)
+        same_run = seen.get("run") == run.id
+        running = st["state"] == "running"
+        parts = result_parts(run, st)
+        out = [monitor.status_md(st, lang, run.output),
+               monitor.progress_html(prog, st, lang),
+               tail if not same_run or seen.get("log") != len(tail) else skip,
+               render_msg(parts, lang) if not same_run or seen.get("state") != st["state"]
+               or seen.get("lang") != lang else skip,
+               parts,
+               gr.update(interactive=not running), gr.update(interactive=running), run.id, key]
+        if panel.plot is not None:
+            changed = not same_run or seen.get("n") != len(recs) or seen.get("lang") != lang
+            out.append(monitor.loss_figure(recs, lang) if changed else skip)
+        just_ended = same_run and seen.get("state") == "running" and not running
+        if on_end_fn is not None and (just_ended or not same_run):
+            out += list(on_end_fn(*end_args))
+        else:
+            out += [skip] * n_end
+        return out
+
+    timer = gr.Timer(TICK_S)
+    tick_inputs = [panel.run_id, panel.seen, lang_c] + list(end_inputs)
+    timer.tick(tick, tick_inputs, tick_outputs, show_progress="hidden", concurrency_limit=None, queue=False)
+    return timer

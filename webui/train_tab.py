@@ -1,0 +1,351 @@
+"""Train tab: stage, datasets (filtered by stage) with a preview, every training argument of the schema in
+accordions, output dir with a resume offer, config save / load, command preview, Start / Abort and the live
+view of the run."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from engine import runs
+from engine.args import BY_NAME
+from engine.config import ConfigError, load_config, save_config, to_command
+from engine.utils import UserError
+
+from . import run_panel, widgets
+from .locales import t
+from .page import Page, check_fields, choice_labels, error_parts, render_msg
+
+SCOPE = "train"
+MAIN = ("stage", "dataset_dir", "dataset")
+PREVIEW_PAGE = 2  # samples per preview page
+
+
+def new_output_name(prefix: str = "train") -> str:
+    return f"{prefix}_{time.strftime('%Y-%m-%d-%H-%M-%S')}"
+
+
+def dataset_choices(dataset_dir: str, stage: str | None, current=None) -> tuple[dict, list]:
+    """(dropdown update, message parts): only datasets the stage can train on; a broken dataset_info.json is
+    an error message, never a silently empty list."""
+    from engine.data.registry import list_datasets
+    try:
+        names = list_datasets(dataset_dir or "data", stage)
+    except UserError as e:
+        return gr.update(choices=[], value=[]), [("dataset_error", {"error": str(e)})]
+    keep = [c for c in (current or []) if c in names]
+    parts = [] if names else [("dataset_none", {"dir": dataset_dir, "stage": stage})]
+    return gr.update(choices=names, value=keep), parts
+
+
+def prepare_train(page: Page, raw: dict) -> dict:
+    """UI values -> the values of the run: the output-dir name becomes a folder under saves/<model>/<method>/."""
+    v = dict(raw)
+    out = runs.resolve_output_dir(v.get("output_dir"), v.get("model_name_or_path"), v.get("finetuning_type"),
+                                  page.saves)
+    if out is None:
+        raise ConfigError("output_dir: give a name or a folder for this run.", "output_dir")
+    v["output_dir"] = out
+    return v
+
+
+def typed_for_preview(values: dict, command: str) -> dict:
+    typed, errors, _ = check_fields(values, command)
+    if errors:
+        raise ConfigError("; ".join(f"{k}: {m}" if k != "_" and not m.startswith(k) else m for k, m in errors.items()),
+                          next(iter(errors)))
+    return typed
+
+
+def build(page: Page) -> dict:
+    lang = page.lang
+    args = widgets.scope_args("train")
+    stage_arg = BY_NAME["stage"]
+    init_dir = page.initial.get("dataset_dir") or BY_NAME["dataset_dir"].default
+    init_stage = page.initial.get("stage") or stage_arg.default
+    ds_update, ds_parts = dataset_choices(init_dir, init_stage, page.initial.get("dataset"))
+    with gr.Row(equal_height=True):
+        stage = page.arg(SCOPE, stage_arg, choices=choice_labels(stage_arg, lang), multiselect=False, scale=1)
+        ddir = page.arg(SCOPE, BY_NAME["dataset_dir"], scale=1)
+        dataset = page.arg(SCOPE, BY_NAME["dataset"], choices=ds_update["choices"], scale=3)
+        page.tr(dataset, lambda lg: dict(info=BY_NAME["dataset"].help(lg)))
+        preview_btn = page.add("train.preview_dataset", gr.Button(t("preview_dataset", lang), size="sm", scale=0,
+                                                                  min_width=120, elem_id="train-preview_dataset"),
+                               value="preview_dataset")
+    ds_msg, ds_msg_parts = page.message("train.dataset_msg", value=render_msg(ds_parts, lang))
+    with gr.Column(visible=False, elem_id="train-preview") as preview_col:
+        with gr.Row():
+            pv_page = page.add("train.preview_page", gr.Number(1, minimum=1, precision=0, step=1,
+                                                               label=t("preview_page", lang),
+                                                               elem_id="train-preview_page", scale=3),
+                               label="preview_page")
+            pv_close = page.add("train.preview_close", gr.Button(t("preview_close", lang), size="sm", scale=0,
+                                                                 min_width=120), value="preview_close")
+        pv_info, pv_info_parts = page.message("train.preview_info")
+        pv_text = page.add("train.preview_rendered", gr.HighlightedText(
+            label=t("preview_rendered", lang), combine_adjacent=False, show_legend=True, elem_id="train-preview_text",
+            color_map={t("trained", "en"): "#16a34a", t("trained", "zh"): "#16a34a", "chosen": "#16a34a",
+                       "rejected": "#dc2626"}), label="preview_rendered")
+        pv_json = page.add("train.preview_samples", gr.JSON(label=t("preview_samples", lang),
+                                                            elem_id="train-preview_json"), label="preview_samples")
+
+    rest = [a for a in args if a.name not in MAIN and a.group != "output"]
+    page.render_args(SCOPE, rest, open_groups=("train",))
+
+    out_args = [a for a in args if a.group == "output"]
+    with gr.Row(equal_height=True):
+        for a in out_args:
+            if a.name == "output_dir":
+                comp = page.arg(SCOPE, a, value=page.initial.get("output_dir") or new_output_name(), scale=2,
+                                info=t("output_dir_info", lang, base="saves/<model>/<method>/"))
+                page.tr(comp, lambda lg: dict(info=t("output_dir_info", lg, base="saves/<model>/<method>/")))
+            else:
+                page.arg(SCOPE, a, scale=1)
+        cfg = page.add("train.config_path", gr.Textbox(
+            value=str(runs.saves_root(page.saves) / "configs" / f"{new_output_name('train')}.yaml"),
+            label=t("config_path", lang), info=t("config_path_info", lang), elem_id="train-config_path", scale=2),
+            label="config_path", info="config_path_info")
+    with gr.Row():
+        resume_md, resume_parts = page.message("train.resume_msg")
+        resume_btn = page.add("train.resume", gr.Button(t("btn_resume", lang), visible=False, size="sm",
+                                                        elem_id="train-resume"), value="btn_resume")
+    with gr.Row():
+        preview = page.add("train.preview", gr.Button(t("btn_preview", lang), elem_id="train-preview_command"),
+                           value="btn_preview")
+        save = page.add("train.save", gr.Button(t("btn_save", lang), elem_id="train-save"), value="btn_save")
+        load = page.add("train.load", gr.Button(t("btn_load", lang), elem_id="train-load"), value="btn_load")
+    command = page.add("train.command", gr.Textbox(label=t("command", lang), lines=3, max_lines=8, interactive=False,
+                                                   buttons=["copy"], elem_id="train-command"), label="command")
+    panel = run_panel.build_panel(page, "train", SCOPE, "btn_start", plot=True)
+
+    lang_c = page.c("top.lang")
+    scopes = ("top", SCOPE)
+    inputs = page.components(*scopes) | {lang_c}
+
+    # ---- datasets follow the stage and the folder
+    def refresh_datasets(d, s, cur, lg):
+        upd, parts = dataset_choices(d, s, cur)
+        return upd, parts, render_msg(parts, lg)
+
+    for ev in (stage.change, ddir.blur, ddir.submit):
+        ev(refresh_datasets, [ddir, stage, dataset, lang_c], [dataset, ds_msg_parts, ds_msg], show_progress="hidden")
+    page.named["train.refresh_datasets"] = (refresh_datasets, [ddir, stage, dataset, lang_c],
+                                            [dataset, ds_msg_parts, ds_msg])
+
+    # ---- dataset preview
+    def show_preview(data, page_no):
+        lang_v = data[lang_c]
+        raw = page.raw_values(data, *scopes)
+        try:
+            info, samples, marked, pages = preview_dataset(raw, int(page_no or 1), lang_v)
+        except UserError as e:
+            parts = [f"✗ {e}"]
+            return {preview_col: gr.update(visible=True), pv_info_parts: parts, pv_info: render_msg(parts, lang_v),
+                    pv_json: None, pv_text: None}
+        return {preview_col: gr.update(visible=True), pv_info_parts: info, pv_info: render_msg(info, lang_v),
+                pv_json: samples, pv_text: marked,
+                pv_page: gr.update(maximum=max(pages, 1), value=min(int(page_no or 1), max(pages, 1)))}
+
+    preview_outputs = {preview_col, pv_info_parts, pv_info, pv_json, pv_text, pv_page}
+    preview_btn.click(lambda data: show_preview(data, 1), inputs, preview_outputs)
+    pv_page.submit(lambda data: show_preview(data, data[pv_page]), inputs | {pv_page}, preview_outputs,
+                   show_progress="hidden", trigger_mode="always_last")
+    pv_page.blur(lambda data: show_preview(data, data[pv_page]), inputs | {pv_page}, preview_outputs,
+                 show_progress="hidden", trigger_mode="always_last")
+    pv_close.click(lambda: gr.update(visible=False), None, preview_col)
+
+    # ---- output dir: an existing run offers to resume
+    def check_output(data):
+        lang_v = data[lang_c]
+        raw = page.raw_values(data, *scopes)
+        try:
+            out = prepare_train(page, raw)["output_dir"]
+        except ConfigError:
+            return {resume_parts: [], resume_md: "", resume_btn: gr.update(visible=False)}
+        info = runs.inspect_output_dir(out)
+        if info is None or raw.get("resume_from_checkpoint"):
+            return {resume_parts: [], resume_md: "", resume_btn: gr.update(visible=False)}
+        if info["last_checkpoint"]:
+            parts = [("resume_offer", {"path": out, "state": info["state"] or "?",
+                                       "ckpt": Path(info["last_checkpoint"]).name, "step": info["last_step"]})]
+        else:
+            parts = [("resume_no_ckpt", {"path": out, "state": info["state"] or "?"})]
+        return {resume_parts: parts, resume_md: render_msg(parts, lang_v),
+                resume_btn: gr.update(visible=bool(info["last_checkpoint"]))}
+
+    out_box = page.w(SCOPE, "output_dir")
+    out_outputs = {resume_parts, resume_md, resume_btn}
+    out_box.blur(check_output, inputs, out_outputs, show_progress="hidden")
+    out_box.submit(check_output, inputs, out_outputs, show_progress="hidden")
+    page.named["train.check_output"] = (check_output, inputs, out_outputs)
+
+    def do_resume(data):
+        lang_v = data[lang_c]
+        out = prepare_train(page, page.raw_values(data, *scopes))["output_dir"]
+        info = runs.inspect_output_dir(out) or {}
+        ckpt = info.get("last_checkpoint")
+        parts = [("resume_set", {"ckpt": ckpt})] if ckpt else []
+        return {page.w(SCOPE, "resume_from_checkpoint"): ckpt or "", resume_parts: parts,
+                resume_md: render_msg(parts, lang_v), resume_btn: gr.update(visible=False)}
+
+    resume_btn.click(do_resume, inputs, out_outputs | {page.w(SCOPE, "resume_from_checkpoint")})
+
+    # ---- preview command / save / load
+    def preview_command(data):
+        lang_v = data[lang_c]
+        try:
+            values = typed_for_preview(prepare_train(page, page.raw_values(data, *scopes)), "train")
+        except ConfigError as e:
+            parts = error_parts({e.field or "_": str(e)})
+            return {command: "", panel.message_parts: parts, panel.message: render_msg(parts, lang_v)}
+        return {command: to_command(values, "train"), panel.message_parts: [], panel.message: ""}
+
+    preview.click(preview_command, inputs, {command, panel.message, panel.message_parts}, show_progress="hidden")
+
+    def save_args(data):
+        lang_v = data[lang_c]
+        path = (data[cfg] or "").strip()
+        try:
+            if not path:
+                raise ConfigError("config path: give a file name ending in .yaml.", "_")
+            typed = typed_for_preview(prepare_train(page, page.raw_values(data, *scopes)), "train")
+            ns = load_config(None, typed, "train", finalize=False)
+            save_config(ns, path, "train")
+        except (ConfigError, UserError, OSError) as e:
+            parts = [f"✗ {e}"]
+        else:
+            parts = [("saved_to", {"path": path})]
+        return {panel.message_parts: parts, panel.message: render_msg(parts, lang_v)}
+
+    save.click(save_args, inputs | {cfg}, {panel.message, panel.message_parts}, show_progress="hidden")
+
+    def load_args(data):
+        lang_v = data[lang_c]
+        path = (data[cfg] or "").strip()
+        try:
+            ns = load_config(path, {}, "train", finalize=False)
+        except (ConfigError, UserError) as e:
+            parts = [f"✗ {e}"]
+            return {panel.message_parts: parts, panel.message: render_msg(parts, lang_v)}
+        ups = set_values(page, ns.values, ("top", SCOPE))
+        ds_upd, ds_p = dataset_choices(ns.values.get("dataset_dir"), ns.values.get("stage"), ns.values.get("dataset"))
+        ds_upd["value"] = ns.values.get("dataset") or []
+        ups[dataset] = ds_upd
+        from .top import adapter_choices, name_for_path
+        ups[page.w("top", "adapter_name_or_path")] = gr.update(
+            choices=adapter_choices(page.saves, ns.model_name_or_path, ns.finetuning_type),
+            value=ns.values.get("adapter_name_or_path") or [])
+        ups[page.c("top.model_name")] = gr.update(value=name_for_path(ns.model_name_or_path))
+        parts = [("loaded_from", {"path": path})]
+        return {**ups, ds_msg_parts: ds_p, ds_msg: render_msg(ds_p, lang_v), panel.message_parts: parts,
+                panel.message: render_msg(parts, lang_v)}
+
+    load_outputs = page.components(*scopes) | {page.c("top.model_name"), ds_msg, ds_msg_parts, panel.message,
+                                               panel.message_parts}
+    load.click(load_args, inputs | {cfg}, load_outputs, show_progress="hidden")
+
+    # ---- start / abort / live view; a finished run's adapter appears in the top panel's picker
+    adapter = page.w("top", "adapter_name_or_path")
+    refresh = page.named["top.refresh_adapters"]
+    run_panel.wire(page, panel, scopes, lambda raw, lg: prepare_train(page, raw),
+                   on_end=([page.w("top", "model_name_or_path"), page.w("top", "finetuning_type"), adapter],
+                           [adapter], lambda p, m, cur: [refresh(p, m, cur)]))
+    return {"panel": panel, "stage": stage, "dataset": dataset, "command": command}
+
+
+def set_values(page: Page, values: dict, scopes) -> dict:
+    """Widget updates that show these config values (a loaded recipe)."""
+    from engine.args import BY_NAME as ARGS_BY_NAME
+    ups = {}
+    for s in scopes:
+        for name, comp in page.args.get(s, {}).items():
+            if name in values:
+                a = ARGS_BY_NAME[name]
+                multi = isinstance(comp, gr.Dropdown) and a.type == "list"
+                ups[comp] = gr.update(value=widgets.to_widget(a, values[name], multi))
+    ct = page.named.get("top.compute_type")
+    if ct is not None and "top" in scopes:
+        ups[ct] = gr.update(value=widgets.compute_type(values))
+    return ups
+
+
+# ---------------------------------------------------------------- dataset preview
+_TOKENIZERS: dict = {}
+
+
+def _tokenizer(values: dict):
+    from engine.models.loader import load_tokenizer, model_path
+    key = (model_path(values), bool(values.get("trust_remote_code")))
+    if key not in _TOKENIZERS:
+        _TOKENIZERS.clear()
+        _TOKENIZERS[key] = load_tokenizer(values)
+    return _TOKENIZERS[key]
+
+
+def preview_dataset(values: dict, page_no: int, lang: str) -> tuple[list, list, list, int]:
+    """(info parts, raw samples of the page, the page's samples as the model sees them with trained tokens
+    marked, number of pages). The selected datasets are paged one after the other."""
+    from engine.args import defaults
+    from engine.data.converters import replace_identity
+    from engine.data.loader import preview
+    from engine.data.templates import get_template
+    from engine.models.registry import default_template
+
+    names = values.get("dataset") or []
+    if not names:
+        raise UserError(t("preview_pick", lang))
+    args = {**defaults(), **{k: v for k, v in values.items() if v is not None}}
+    ddir = args.get("dataset_dir") or "data"
+    totals = [(n, preview(ddir, n, 1)["total"]) for n in names]
+    pages_of = [(n, max(1, -(-tot // PREVIEW_PAGE))) for n, tot in totals]
+    pages = sum(k for _, k in pages_of)
+    page_no = min(max(1, page_no), pages)
+    k = page_no
+    for (name, npages), (_, total) in zip(pages_of, totals):
+        if k <= npages:
+            break
+        k -= npages
+    got = preview(ddir, name, k * PREVIEW_PAGE)
+    skip = (k - 1) * PREVIEW_PAGE
+    raw = got["raw"][skip:]
+    examples = [replace_identity(e, args.get("identity_name"), args.get("identity_author"))
+                for e in got["examples"][skip:]]
+    info = [("preview_info", {"dataset": name, "total": total, "page": page_no, "pages": pages})]
+    tok = _tokenizer(args)
+    tpl = get_template(args.get("template") or default_template(args["model_name_or_path"]), tok,
+                       args.get("default_system"))
+    marked = []
+    for i, row in enumerate(examples):
+        if i:
+            marked.append(("\n\n────────\n\n", None))
+        marked += mark_trained(row, got["stage"], tok, tpl, args, lang)
+    return info, raw, marked, pages
+
+
+def mark_trained(row: dict, stage: str, tok, tpl, args: dict, lang: str) -> list[tuple[str, str | None]]:
+    """The example as the model sees it after the template (and cutoff), split into trained / untrained text."""
+    from engine.data import processing as P
+    label = t("trained", lang)
+    cutoff = int(args.get("cutoff_len") or 1024)
+    if stage == "pt":
+        ids = P.pt_texts({"text": [row["text"]]}, tok, tpl, cutoff)["input_ids"][0]
+        return [(tok.decode(ids, skip_special_tokens=False), label)]
+    if stage == "dpo":
+        out = P.dpo_batch({"system": [row.get("system") or ""], "messages": [row["messages"]],
+                           "chosen": [row["chosen"]], "rejected": [row["rejected"]]}, tok, tpl, cutoff)
+        return [(out["prompt"][0], None), (out["chosen"][0], "chosen"), ("\n", None), (out["prompt"][0], None),
+                (out["rejected"][0], "rejected")]
+    enc = P.encode_sft(row["messages"], row.get("system") or "", tok, tpl, cutoff,
+                       bool(args.get("train_on_prompt")), bool(args.get("mask_history")))
+    spans, cur, cur_trained = [], [], None
+    for tid, lab in zip(enc["input_ids"], enc["labels"]):
+        trained = lab != -100
+        if cur and trained != cur_trained:
+            spans.append((tok.decode(cur, skip_special_tokens=False), label if cur_trained else None))
+            cur = []
+        cur.append(tid)
+        cur_trained = trained
+    if cur:
+        spans.append((tok.decode(cur, skip_special_tokens=False), label if cur_trained else None))
+    return spans

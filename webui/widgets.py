@@ -1,0 +1,120 @@
+"""engine.args.Arg -> gradio component, and the value conversions both ways.
+
+type -> widget (bool: checkbox, choices: dropdown, bounded numbers: slider, other numbers: number box,
+list: comma-separated text), label/help -> label/info in the page's language, stages/methods -> visibility.
+Nothing here knows a particular argument except the few that get live choices (datasets, adapters,
+templates) and bf16/fp16, which the top panel shows as one "compute type".
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from engine.args import ARGS, GROUPS, Arg
+
+# Arguments the top panel shows (every command reads them) and arguments shown in another form.
+TOP_EXTRA = ("finetuning_type",)
+COMPUTE_ARGS = ("bf16", "fp16")
+COMPUTE_TYPES = ("fp32", "bf16", "fp16")
+DYNAMIC = {"dataset", "eval_dataset", "adapter_name_or_path", "template"}  # choices filled at run time
+AUTO = "auto"  # the dropdown entry that stands for "no value" (None) of a nullable choice argument
+
+
+def shown(arg: Arg) -> bool:
+    return arg.ui and not arg.compat and arg.name not in COMPUTE_ARGS
+
+
+def top_args() -> list[Arg]:
+    """Arguments of the model group every command reads, plus the finetuning method."""
+    return [a for a in ARGS if shown(a) and ((a.group == "model" and set(a.commands) >= {"train", "infer", "export"})
+                                             or a.name in TOP_EXTRA)]
+
+
+def scope_args(command: str, groups: set[str] | None = None, exclude: set[str] = frozenset()) -> list[Arg]:
+    """Arguments a tab for `command` renders: its command's, minus the top panel's (schema order)."""
+    top = {a.name for a in top_args()}
+    return [a for a in ARGS if shown(a) and command in a.commands and a.name not in top and a.name not in exclude
+            and (groups is None or a.group in groups)]
+
+
+def grouped(args: list[Arg]) -> list[tuple[str, list[Arg]]]:
+    """(group, args) in GROUPS order; a group missing from GROUPS comes last under its own name."""
+    order = list(GROUPS) + sorted({a.group for a in args} - set(GROUPS))
+    return [(g, [a for a in args if a.group == g]) for g in order if any(a.group == g for a in args)]
+
+
+def group_label(group: str, lang: str) -> str:
+    en, zh = GROUPS.get(group, (group.replace("_", " ").capitalize(),) * 2)
+    return zh if lang == "zh" else en
+
+
+def _slider_range(arg: Arg) -> bool:
+    if arg.min is None or arg.max is None or arg.nullable:
+        return False
+    span = arg.max - arg.min
+    return span <= 1.0 if arg.type == "float" else span <= 4096
+
+
+def make(arg: Arg, lang: str, scope: str, value: Any = None, choices: list | None = None,
+         multiselect: bool | None = None, **kw):
+    """The widget for one argument. `value` defaults to the schema default."""
+    v = arg.default if value is None else value
+    common = dict(label=arg.label(lang), info=arg.help(lang), elem_id=f"{scope}-{arg.name}",
+                  elem_classes=["tb-arg", f"tb-arg-{arg.name}"])
+    common.update(kw)
+    if arg.name in DYNAMIC or choices is not None:
+        multi = arg.type == "list" if multiselect is None else multiselect
+        return gr.Dropdown(choices=choices or [], value=to_widget(arg, v, multi), multiselect=multi,
+                           allow_custom_value=True, **common)
+    if arg.type == "bool":
+        return gr.Checkbox(value=bool(v), **common)
+    if arg.choices:
+        opts = ([(AUTO, "")] if arg.nullable else []) + [(c, c) for c in arg.choices]
+        return gr.Dropdown(choices=opts, value=to_widget(arg, v), **common)
+    if arg.type in ("int", "float"):
+        if _slider_range(arg):
+            step = 1 if arg.type == "int" else 0.01
+            return gr.Slider(minimum=arg.min, maximum=arg.max, step=step, value=v, **common)
+        return gr.Number(value=v, precision=0 if arg.type == "int" else None, minimum=arg.min, maximum=arg.max,
+                         **common)
+    return gr.Textbox(value=to_widget(arg, v), **common)
+
+
+def to_widget(arg: Arg, value: Any, multiselect: bool = False) -> Any:
+    """A config value as the widget shows it."""
+    if multiselect:
+        if value is None:
+            return []
+        return list(value) if isinstance(value, (list, tuple)) else [s.strip() for s in str(value).split(",") if s.strip()]
+    if arg.type == "bool":
+        return bool(value)
+    if arg.type in ("int", "float") and not arg.choices:
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def from_widget(arg: Arg, value: Any) -> Any:
+    """A widget value as a raw config value (engine.config.coerce types and checks it)."""
+    if isinstance(value, (list, tuple)):
+        items = [str(v).strip() for v in value if str(v).strip()]
+        return items or None
+    if isinstance(value, str) and not value.strip() and arg.type != "str":
+        return None
+    if isinstance(value, str) and not value.strip() and arg.nullable:
+        return None
+    if isinstance(value, float) and arg.type == "int" and value.is_integer():
+        return int(value)
+    return value
+
+
+def compute_type(values: dict) -> str:
+    return "bf16" if values.get("bf16") else "fp16" if values.get("fp16") else "fp32"
+
+
+def compute_values(kind: str) -> dict:
+    return {"bf16": kind == "bf16", "fp16": kind == "fp16"}
