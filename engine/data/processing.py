@@ -73,7 +73,7 @@ def sft_batch(batch: dict, tokenizer, template, cutoff_len: int, train_on_prompt
 
 def pt_texts(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
     """Each text -> ids (+ bos when the tokenizer adds one) + eos, cut into chunks of <= cutoff_len."""
-    bos = template._bos_ids(tokenizer)
+    bos = template.bos_ids(tokenizer)
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     out: dict[str, list] = {"input_ids": [], LEN: [], TRUNC: []}
     for text in batch["text"]:

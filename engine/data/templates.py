@@ -100,7 +100,7 @@ class Template:
         return bool(self.add_bos) and bool(self.bos_token)
 
     # ---- ids
-    def _bos_ids(self, tokenizer) -> list[int]:
+    def bos_ids(self, tokenizer) -> list[int]:
         add = self.add_bos if self.add_bos is not None else _tokenizer_adds_bos(tokenizer)
         return [tokenizer.bos_token_id] if add and tokenizer.bos_token_id is not None else []
 
@@ -112,7 +112,7 @@ class Template:
         for i, (p, r) in enumerate(self._turn_texts(messages, system)):
             if r is None:
                 break
-            ids = (self._bos_ids(tokenizer) if i == 0 else []) + _encode(tokenizer, p)
+            ids = (self.bos_ids(tokenizer) if i == 0 else []) + _encode(tokenizer, p)
             pairs.append((ids, _encode(tokenizer, r)))
         return pairs
 
@@ -120,7 +120,7 @@ class Template:
         """Ids to feed generate(): the whole conversation, ending with the assistant header."""
         if not messages or messages[-1]["role"] != "user":
             raise UserError("encode_prompt: the conversation must end with a user message.")
-        ids = self._bos_ids(tokenizer)
+        ids = self.bos_ids(tokenizer)
         for p, r in self._turn_texts(messages, system):
             ids += _encode(tokenizer, p) + (_encode(tokenizer, r) if r is not None else [])
         return ids
@@ -288,7 +288,7 @@ def _single_token_id(tokenizer, word: str) -> int | None:
 
 
 def _tokenizer_adds_bos(tokenizer) -> bool:
-    if tokenizer.bos_token_id is None:
+    if getattr(tokenizer, "bos_token_id", None) is None:
         return False
     ids = tokenizer.encode("a")
     return bool(ids) and ids[0] == tokenizer.bos_token_id
@@ -350,6 +350,8 @@ def get_template(name: str | None, tokenizer, default_system: str | None = None)
         raise UserError(f"template: unknown template {name!r}; known templates: {', '.join(KNOWN)}.{hint}")
     t = TEMPLATES[name]
     changes: dict[str, Any] = {"bos_token": tokenizer.bos_token, "eos_token": tokenizer.eos_token}
+    if t.add_bos is None:
+        changes["add_bos"] = _tokenizer_adds_bos(tokenizer)
     if default_system:
         changes["default_system"] = default_system
     return dataclasses.replace(t, **changes)
