@@ -75,11 +75,14 @@ def apply_method(model, args):
     for p in model.parameters():
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()
+    # No KV cache while training: it is useless there, and with it on transformers stops separating
+    # packed examples (they would attend across boundaries).
+    if getattr(model, "config", None) is not None:
+        model.config.use_cache = False
     if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
-        model.config.use_cache = False
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     log.info("trainable params: %s / %s (%.4f%%) with %s", f"{trainable:,}", f"{total:,}",

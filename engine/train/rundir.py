@@ -24,9 +24,9 @@ _CKPT = re.compile(r"^checkpoint-(\d+)$")
 FINAL_STATES = ("finished", "failed", "aborted")
 
 
-def write_status(output_dir: str | Path, state: str, **fields) -> dict:
-    path = Path(output_dir) / STATUS
-    old = read_status(output_dir) or {}
+def write_status(run_dir: str | Path, state: str, **fields) -> dict:
+    path = Path(run_dir) / STATUS
+    old = read_status(run_dir) or {}
     now = time.time()
     data = {**old, **fields, "state": state, "pid": os.getpid(), "updated": now}
     data.setdefault("started", now)
@@ -101,11 +101,24 @@ def checkpoint_step(ckpt: str | Path) -> int:
 
 
 def holds_run(output_dir: str | Path) -> bool:
-    """True if the folder already has a training run's outputs (a lone config file is not a run)."""
+    """True if the folder has a run's results: a log, checkpoints or weights. A config file alone, or the
+    status of an attempt that failed before its first step, is not a run (the user just fixes and retries)."""
     root = Path(output_dir)
     return root.is_dir() and (any((root / f).exists() for f in (LOG, RESULTS, "adapter_config.json",
-                                                                 "model.safetensors", STATUS))
+                                                                 "model.safetensors"))
                               or bool(checkpoints(root, complete_only=False)))
+
+
+def active_pid(output_dir: str | Path) -> int | None:
+    """pid of a live process that is writing this run, if any."""
+    st = read_status(output_dir)
+    if not st or st.get("state") in FINAL_STATES or not st.get("pid") or st["pid"] == os.getpid():
+        return None
+    try:
+        os.kill(int(st["pid"]), 0)
+    except (OSError, ValueError):
+        return None
+    return int(st["pid"])
 
 
 def clear_run(output_dir: str | Path) -> None:

@@ -59,6 +59,10 @@ def resolve_resume(ns: Namespace, output_dir: Path) -> str | None:
 
 def prepare_output_dir(ns: Namespace) -> tuple[Path, str | None]:
     out = Path(ns.output_dir)
+    pid = rundir.active_pid(out) if _is_main() else None
+    if pid:
+        raise ConfigError(f"output_dir: a run is still going on in {out} (process {pid}); abort it first or "
+                          f"choose another output_dir.", "output_dir")
     resume = resolve_resume(ns, out) if out.exists() else (
         None if not ns.resume_from_checkpoint else resolve_resume(ns, out))
     if rundir.holds_run(out) and not resume:
@@ -101,7 +105,6 @@ def training_arguments(ns: Namespace, prec: dict, stage: str):
         eval_strategy=ns.eval_strategy, eval_steps=ns.eval_steps if ns.eval_strategy == "steps" else None,
         report_to=[] if ns.report_to in (None, "none") else [ns.report_to],
         dataloader_num_workers=ns.dataloader_num_workers, deepspeed=ns.deepspeed,
-        gradient_checkpointing=False,  # applied by methods.apply_method (needs input grads for peft)
         remove_unused_columns=False, include_num_input_tokens_seen="non_padding",
         ddp_find_unused_parameters=False if ns.finetuning_type != "full" else None,
         disable_tqdm=not sys.stderr.isatty(),
@@ -111,7 +114,7 @@ def training_arguments(ns: Namespace, prec: dict, stage: str):
         loss = [ns.pref_loss] + (["sft"] if ns.pref_ftx > 0 else [])
         weights = [1.0] + ([ns.pref_ftx] if ns.pref_ftx > 0 else [])
         return DPOConfig(**common, beta=ns.pref_beta, loss_type=loss, loss_weights=weights,
-                         max_length=ns.cutoff_len, gradient_checkpointing=False, padding_free=False)
+                         max_length=ns.cutoff_len, activation_checkpointing=False, padding_free=False)
     from transformers import TrainingArguments
     return TrainingArguments(**common)
 
@@ -188,7 +191,10 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     trainer.save_model(str(output_dir))
     trainer.save_state()
     metrics = dict(result.metrics)
-    if data.eval_dataset is not None and not aborted:
+    last_eval = [r for r in rundir.read_log(output_dir) if "eval_loss" in r]
+    if last_eval and last_eval[-1]["step"] == trainer.state.global_step:  # evaluated at the last step already
+        metrics.update({k: v for k, v in last_eval[-1].items() if k.startswith("eval_")})
+    elif data.eval_dataset is not None and not aborted:
         rundir.write_status(output_dir, "evaluating") if _is_main() else None
         metrics.update(trainer.evaluate())
     if _is_main():

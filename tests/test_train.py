@@ -1,0 +1,156 @@
+"""Training workflow on the tiny model: run-dir contents, methods, stages, resume, refusals."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main as cli
+from engine.config import ConfigError, load_config
+from engine.train import rundir
+from engine.train.workflow import run
+
+
+def _alpaca_rows(n=24):
+    rows = []
+    for i in range(n):
+        a, b = i % 7, (i * 3) % 11
+        rows.append({"instruction": f"What is {a} plus {b}?", "input": "", "output": f"{a} plus {b} is {a + b}."})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("data")
+    (d / "arith.json").write_text(json.dumps(_alpaca_rows()), encoding="utf-8")
+    (d / "text.jsonl").write_text("".join(json.dumps({"text": f"Paragraph {i}: the river runs to the sea and "
+                                                               f"the sea returns as rain, year {1900 + i}."}) + "\n"
+                                          for i in range(24)), encoding="utf-8")
+    pairs = [{"instruction": f"Say hello to person {i}.", "input": "",
+              "chosen": f"Hello, person {i}! Nice to meet you.", "rejected": "No."} for i in range(16)]
+    (d / "pairs.json").write_text(json.dumps(pairs), encoding="utf-8")
+    (d / "dataset_info.json").write_text(json.dumps({
+        "arith": {"file_name": "arith.json"},
+        "text": {"file_name": "text.jsonl", "columns": {"prompt": "text"}},
+        "pairs": {"file_name": "pairs.json", "ranking": True,
+                  "columns": {"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected"}},
+    }), encoding="utf-8")
+    return d
+
+
+def _cfg(tiny_model, tiny_data, out, **kw):
+    base = dict(model_name_or_path=str(tiny_model), template="chatml", dataset="arith", dataset_dir=str(tiny_data),
+                cutoff_len=64, per_device_train_batch_size=4, max_steps=6, learning_rate=1e-3, logging_steps=1,
+                save_steps=3, output_dir=str(out), seed=1)
+    base.update(kw)
+    return load_config(None, {k: str(v) for k, v in base.items()})
+
+
+def test_lora_sft_writes_the_run_dir(tiny_model, tiny_data, tmp_path):
+    out = tmp_path / "run"
+    metrics = run(_cfg(tiny_model, tiny_data, out, val_size=0.25, eval_steps=3))
+    assert rundir.read_status(out)["state"] == "finished"
+    log = rundir.read_log(out)
+    train_rows = [r for r in log if "loss" in r]
+    eval_rows = [r for r in log if "eval_loss" in r]
+    assert [r["step"] for r in train_rows] == [1, 2, 3, 4, 5, 6]
+    assert all(r["total_steps"] == 6 and r["learning_rate"] > 0 for r in train_rows)
+    assert [r["step"] for r in eval_rows] == [3, 6]
+    assert train_rows[-1]["tokens_seen"] > 0 and train_rows[-1]["tokens_per_second"] > 0
+    for f in ("adapter_config.json", "adapter_model.safetensors", "training_args.yaml", "all_results.json",
+              "dataset_stats.json", "training_loss.png", "training_eval_loss.png", "running.log",
+              "tokenizer_config.json"):
+        assert (out / f).exists(), f
+    assert [c.name for c in rundir.checkpoints(out)] == ["checkpoint-3", "checkpoint-6"]
+    saved = load_config(out / "training_args.yaml")
+    assert saved.learning_rate == 1e-3 and saved.dataset == ["arith"]
+    assert metrics["total_steps"] == 6 and "eval_loss" in metrics
+
+
+def test_output_dir_of_another_run_is_refused_then_overwritten(tiny_model, tiny_data, tmp_path):
+    out = tmp_path / "run"
+    run(_cfg(tiny_model, tiny_data, out, max_steps=2))
+    before = (out / "adapter_model.safetensors").read_bytes()
+    with pytest.raises(ConfigError) as e:
+        run(_cfg(tiny_model, tiny_data, out, max_steps=2))
+    assert e.value.field == "output_dir" and "already holds another run" in str(e.value)
+    assert (out / "adapter_model.safetensors").read_bytes() == before  # nothing lost
+    run(_cfg(tiny_model, tiny_data, out, max_steps=3, overwrite_output_dir="true", save_steps=10))
+    assert [r["step"] for r in rundir.read_log(out) if "loss" in r] == [1, 2, 3]
+
+
+def test_resume_continues_with_the_same_schedule(tiny_model, tiny_data, tmp_path):
+    ref = tmp_path / "ref"
+    run(_cfg(tiny_model, tiny_data, ref))
+    ref_log = {r["step"]: r for r in rundir.read_log(ref) if "loss" in r}
+    # simulate a run that died after checkpoint-3: later checkpoint and final files gone, log ran to step 5
+    crashed = tmp_path / "crashed"
+    shutil.copytree(ref, crashed)
+    shutil.rmtree(crashed / "checkpoint-6")
+    for f in ("adapter_model.safetensors", "adapter_config.json", "all_results.json"):
+        (crashed / f).unlink()
+    rows = [r for r in rundir.read_log(crashed) if r["step"] <= 5]
+    (crashed / rundir.LOG).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (crashed / "checkpoint-3" / rundir.COMPLETE).unlink()  # also valid without our marker
+    with pytest.raises(ConfigError, match="resume_from_checkpoint"):
+        run(_cfg(tiny_model, tiny_data, crashed))
+    run(_cfg(tiny_model, tiny_data, crashed, resume_from_checkpoint="true"))
+    log = [r for r in rundir.read_log(crashed) if "loss" in r]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]  # no gap, no duplicate
+    for r in log:
+        assert r["learning_rate"] == pytest.approx(ref_log[r["step"]]["learning_rate"])
+        assert r["loss"] == pytest.approx(ref_log[r["step"]]["loss"], rel=1e-3)
+
+
+@pytest.mark.parametrize("method,extra", [("freeze", {"freeze_trainable_layers": 1}), ("full", {})])
+def test_freeze_and_full(tiny_model, tiny_data, tmp_path, method, extra):
+    out = tmp_path / method
+    run(_cfg(tiny_model, tiny_data, out, finetuning_type=method, max_steps=3, save_steps=10, **extra))
+    assert rundir.read_status(out)["state"] == "finished"
+    assert (out / "model.safetensors").exists() and not (out / "adapter_config.json").exists()
+    from transformers import AutoModelForCausalLM
+    trained = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model).state_dict()
+    changed = {k for k in base if not (trained[k] == base[k]).all()}
+    if method == "freeze":
+        assert changed and all(".layers.1." in k for k in changed)
+    else:
+        assert any(".layers.0." in k for k in changed) and any(".layers.1." in k for k in changed)
+
+
+def test_pretraining_stage(tiny_model, tiny_data, tmp_path):
+    out = tmp_path / "pt"
+    run(_cfg(tiny_model, tiny_data, out, stage="pt", dataset="text", max_steps=4, save_steps=10))
+    log = [r for r in rundir.read_log(out) if "loss" in r]
+    assert len(log) == 4 and log[-1]["loss"] < log[0]["loss"]
+
+
+def test_dpo_stage(tiny_model, tiny_data, tmp_path):
+    out = tmp_path / "dpo"
+    run(_cfg(tiny_model, tiny_data, out, stage="dpo", dataset="pairs", max_steps=4, save_steps=10,
+             per_device_train_batch_size=2, learning_rate=5e-3))
+    log = [r for r in rundir.read_log(out) if "loss" in r]
+    assert len(log) == 4 and all("rewards/margins" in r for r in log)
+    assert (out / "adapter_config.json").exists()
+
+
+def _cli_error(capsys, *argv) -> str:
+    rc = cli(["train", *argv])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_bad_input_messages(tiny_model, tiny_data, tmp_path, capsys):
+    base = [f"model_name_or_path={tiny_model}", f"dataset_dir={tiny_data}", "template=chatml",
+            f"output_dir={tmp_path / 'x'}", "max_steps=1"]
+    err = _cli_error(capsys, *base, "dataset=nosuch")
+    assert "nosuch" in err and "arith" in err  # the known datasets are listed
+    assert "does/not/exist" in _cli_error(capsys, *base[1:], "dataset=arith", "model_name_or_path=does/not/exist")
+    assert "learning_rate" in _cli_error(capsys, *base, "dataset=arith", "learning_rate=-1")
+    err = _cli_error(capsys, *base, "dataset=arith", "cutoff_len=4", "template=chatml")
+    assert "cutoff_len" in err
+    assert "unexpected" in _cli_error(capsys, *base, "dataset=arith", "--bogus")
