@@ -158,3 +158,21 @@ def test_adapter_template_comes_from_its_run(tiny_adapter, tmp_path):
     assert adapter_template({"adapter_name_or_path": [str(run / "checkpoint-3")]}) == "qwen"
     (run / "all_results.json").write_text(json.dumps({"template": "llama3"}))
     assert adapter_template({"adapter_name_or_path": f"{tiny_adapter},{run}"}) == "llama3"
+
+
+def test_dtype_rules(monkeypatch):
+    import torch
+    from engine.models import loader
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr("engine.utils.cpu_has_bf16", lambda: False)
+    pick = loader.pick_dtype
+    assert pick({}, "cpu") == torch.float32
+    assert pick({"bf16": True}, "cpu") == torch.float32  # no native bf16 on this CPU: fp32
+    assert pick({}, "cuda") == torch.bfloat16
+    assert pick({"fp16": True}, "cuda") == torch.float16
+    assert pick({"finetuning_type": "lora"}, "cuda", trainable=True) == torch.float32
+    assert pick({"finetuning_type": "lora", "bf16": True}, "cuda", trainable=True) == torch.bfloat16
+    assert pick({"finetuning_type": "full", "bf16": True}, "cuda", trainable=True) == torch.float32
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert pick({}, "cuda") == torch.float16
+    assert pick({"finetuning_type": "lora", "bf16": True}, "cuda", trainable=True) == torch.float32

@@ -69,21 +69,26 @@ def load_tokenizer(args: Any):
 
 
 def pick_dtype(args: Any, device: str, trainable: bool = False):
-    """fp32 on CPU (bf16 only when asked for and the CPU has it); bf16 on CUDA where supported, else fp16.
-    Full and freeze training keep fp32 master weights: the Trainer's autocast does the mixed precision."""
+    """Inference: fp32 on CPU (bf16 only when asked for and the CPU has it); on CUDA bf16 where supported,
+    else fp16 (fp16=true forces fp16). Training: half precision only when bf16/fp16 is asked for, matching
+    the Trainer's mixed precision (LoRA weights stay fp32 through peft); full and freeze keep fp32 master
+    weights and let the Trainer's autocast do the mixed precision."""
     import torch
     from ..utils import cpu_has_bf16
     want_bf16, want_fp16 = bool(_get(args, "bf16", False)), bool(_get(args, "fp16", False))
-    if trainable and _get(args, "finetuning_type", "lora") in ("full", "freeze"):
-        return torch.float32
-    if device.startswith("cuda"):
-        bf16_ok = torch.cuda.is_bf16_supported()
+    cuda = device.startswith("cuda")
+    bf16_ok = torch.cuda.is_bf16_supported() if cuda else cpu_has_bf16()
+    if trainable:
+        if _get(args, "finetuning_type", "lora") in ("full", "freeze"):
+            return torch.float32
+        if want_bf16 and bf16_ok:
+            return torch.bfloat16
+        return torch.float16 if (want_fp16 and cuda) else torch.float32
+    if cuda:
         if want_fp16:
             return torch.float16
         return torch.bfloat16 if bf16_ok else torch.float16
-    if want_bf16 and cpu_has_bf16():
-        return torch.bfloat16
-    return torch.float32
+    return torch.bfloat16 if (want_bf16 and bf16_ok) else torch.float32
 
 
 def _attn_implementation(args: Any) -> str:
