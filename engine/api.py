@@ -133,25 +133,28 @@ class GenerationWorker:
                 self.running = None
 
     def _run(self, job: Job) -> None:
-        if not job.stream:
-            resp = self.engine.chat(job.messages, system=job.system, **job.gen)
-            self.stats["completed"] += 1
-            job.emit("done", resp)
-            return
-        gen = self.engine.stream(job.messages, system=job.system, **job.gen)
+        # Every request goes through engine.stream, so a client that leaves stops its generation in both modes.
+        gen = self.engine.stream(job.messages, system=job.system, **job.gen)  # bad input raises here
+        job.emit("started")
+        parts = []
         try:
             for delta in gen:
                 if job.cancel.is_set():
                     break
                 if delta:
-                    job.emit("delta", delta)
+                    if job.stream:
+                        job.emit("delta", delta)
+                    else:
+                        parts.append(delta)
         finally:
             gen.close()  # stops generation when we left early
         if job.cancel.is_set():
             self.stats["cancelled"] += 1
             return
         self.stats["completed"] += 1
-        job.emit("done", getattr(self.engine, "last_stats", None))
+        stats = dict(getattr(self.engine, "last_stats", None) or {})
+        stats["text"] = "".join(parts)
+        job.emit("done", stats)
 
 
 # ---------------------------------------------------------------- request handling
@@ -397,8 +400,13 @@ def create_app(engine, model_id: str | None = None, api_key: str | None = None,
         cid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if req.stream:
             usage = bool(req.stream_options and req.stream_options.include_usage)
+            # wait (queued) until the engine has accepted the prompt: its refusals become 400s, not broken streams
+            if not await _started(job, request):
+                return JSONResponse(error_body("client disconnected", code="client_closed"), status_code=499)
             return EventSourceResponse(_stream(job, cid, now, model, usage), ping=10,
                                        client_close_handler_callable=_on_close(job))
+        if not await _started(job, request):
+            return JSONResponse(error_body("client disconnected", code="client_closed"), status_code=499)
         return await _complete(job, request, cid, now, model)
 
     def _on_close(job: Job):
@@ -406,20 +414,34 @@ def create_app(engine, model_id: str | None = None, api_key: str | None = None,
             job.cancel.set()
         return handler
 
-    async def _complete(job: Job, request: Request, cid: str, now: int, model: str):
+    async def _next(job: Job, request: Request):
+        """The worker's next event for this job, or None when the client disconnected first."""
         waiter = asyncio.ensure_future(job.out.get())
         gone = asyncio.ensure_future(_wait_disconnect(request))
         try:
             await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             gone.cancel()
-        if not waiter.done():  # the client left: drop its job (queued) or let it end unused
+        if gone.done() and not gone.cancelled():  # the client left: its job is skipped if queued, else stopped
             job.cancel.set()
             waiter.cancel()
-            return JSONResponse(error_body("client disconnected", code="client_closed"), status_code=499)
-        kind, resp = waiter.result()
+            return None
+        kind, value = waiter.result()
         if kind == "error":
-            raise APIError(500, f"Generation failed: {resp}", type="server_error")
+            if isinstance(value, UserError):  # the engine refused the request (too long, bad setting...)
+                raise APIError(400, str(value))
+            raise APIError(500, f"Generation failed: {value}", type="server_error")
+        return kind, value
+
+    async def _started(job: Job, request: Request) -> bool:
+        ev = await _next(job, request)
+        return ev is not None
+
+    async def _complete(job: Job, request: Request, cid: str, now: int, model: str):
+        ev = await _next(job, request)
+        if ev is None:
+            return JSONResponse(error_body("client disconnected", code="client_closed"), status_code=499)
+        resp = ev[1]
         text = _get(resp, "text", "") or ""
         pt, ct = int(_get(resp, "prompt_tokens", 0) or 0), int(_get(resp, "completion_tokens", 0) or 0)
         return {

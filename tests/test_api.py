@@ -244,6 +244,46 @@ def test_disconnect_mid_stream_stops_generation(server, engine):
     assert 3 <= engine.last_stats["completion_tokens"] < 300
 
 
+def test_queued_request_whose_client_left_is_skipped(server, engine, monkeypatch):
+    """A request still waiting in the queue when its client goes away is never generated."""
+    c, worker = client(server), server["worker"]
+    wait_idle(worker)
+    before = dict(worker.stats)
+    started = []
+    real_stream = engine.stream
+    monkeypatch.setattr(engine, "stream", lambda *a, **k: started.append(a) or real_stream(*a, **k))
+    busy = c.chat.completions.create(model=server["model"], messages=HI, max_tokens=1500, temperature=0, stream=True)
+    next(iter(busy))  # the worker is now generating for `busy`
+    body = json.dumps({"messages": HI, "max_tokens": 5}).encode()
+    sock = socket.create_connection(("127.0.0.1", server["port"]))
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 + f"Authorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    deadline = time.monotonic() + 60
+    while worker.waiting < 1:
+        assert time.monotonic() < deadline, "the second request never reached the queue"
+        time.sleep(0.01)
+    queued = list(worker.jobs.queue)[0]
+    sock.close()  # the queued client goes away
+    while not queued.cancel.is_set():
+        assert time.monotonic() < deadline, "the server did not notice the queued client leaving"
+        time.sleep(0.01)
+    busy.close()
+    wait_idle(worker)
+    assert worker.stats["cancelled"] - before["cancelled"] == 2
+    assert worker.stats["completed"] == before["completed"]
+    assert len(started) == 1  # only `busy` ever reached the engine
+
+
+def test_engine_refusal_is_a_400_in_both_modes(server):
+    c = client(server)
+    huge = [{"role": "user", "content": "word " * 2100}]  # longer than the tiny model's 2048-token context
+    with pytest.raises(openai.BadRequestError, match="context"):
+        c.chat.completions.create(model=server["model"], messages=huge, max_tokens=2)
+    with pytest.raises(openai.BadRequestError, match="context"):
+        list(c.chat.completions.create(model=server["model"], messages=huge, max_tokens=2, stream=True))
+    assert c.chat.completions.create(model=server["model"], messages=HI, max_tokens=2).choices
+
+
 def test_host_port_resolution():
     assert host_port([], env={}) == ("127.0.0.1", 8000)
     assert host_port([], env={"API_HOST": "0.0.0.0", "API_PORT": "9001"}) == ("0.0.0.0", 9001)
