@@ -122,6 +122,14 @@ def _cut_at_stop(text: str, stop_strings: list[str]) -> tuple[str, bool]:
     return (text[:min(idx)], True) if idx else (text, False)
 
 
+def _friendly(e: BaseException) -> BaseException:
+    """Out-of-memory during generation is something the user can act on; other errors pass through."""
+    if type(e).__name__ == "OutOfMemoryError" or "out of memory" in str(e).lower():
+        return UserError("out of memory while generating; lower max_new_tokens or the batch size, shorten the "
+                         "conversation, or use a smaller model.")
+    return e
+
+
 class ChatEngine:
     """A loaded model + template that answers conversations: stream / chat / batch."""
 
@@ -191,6 +199,8 @@ class ChatEngine:
 
         from .args import BY_NAME
         from .config import check_value, coerce
+        if self.model is None:
+            raise UserError("the model was unloaded; load it again to chat.")
         unknown = set(gen) - set(GEN_KEYS) - set(EXTRA_GEN_KEYS)
         if unknown:
             raise UserError(f"{sorted(unknown)[0]}: not a generation setting "
@@ -296,7 +306,7 @@ class ChatEngine:
                         finish = "stop"
                         break
                 if errors:
-                    raise errors[0]
+                    raise _friendly(errors[0])
                 if not string_hit:
                     # the full decode is authoritative: flush what the window or the hold-back kept
                     final = self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -346,9 +356,13 @@ class ChatEngine:
             if seed is not None:
                 torch.manual_seed(int(seed))
             t0 = time.perf_counter()
-            with torch.inference_mode():
-                out = self.model.generate(input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device),
-                                          generation_config=cfg, streamer=streamer, stopping_criteria=criteria)
+            try:
+                with torch.inference_mode():
+                    out = self.model.generate(input_ids=ids.to(self.model.device),
+                                              attention_mask=mask.to(self.model.device), generation_config=cfg,
+                                              streamer=streamer, stopping_criteria=criteria)
+            except Exception as e:
+                raise _friendly(e) from None
             elapsed = time.perf_counter() - t0
         ttft = (streamer.t_first - t0) if streamer.t_first else elapsed
         results, total = [], 0

@@ -241,3 +241,10 @@ def test_bundled_model_knows_paris(bundled_model):
     assert "<|im_end|>" not in r.text
     assert "".join(e.stream(Q)) == r.text
     e.unload()
+
+
+def test_unloaded_engine_says_so(tiny_model):
+    e = ChatEngine({"model_name_or_path": str(tiny_model)})
+    e.unload()
+    with pytest.raises(UserError, match="unloaded"):
+        e.chat(Q)
