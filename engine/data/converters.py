@@ -19,22 +19,36 @@ _ALIASES = {"human": USER, "user": USER, "gpt": ASSISTANT, "assistant": ASSISTAN
             "model": ASSISTANT, "system": SYSTEM}
 
 
-class Invalid(Exception):
+class Invalid(UserError):
     """A record that cannot be used; str() is the reason (counted, never silent)."""
 
 
-def _text(v) -> str:
+def _kind(v) -> str:
+    return {dict: "an object", list: "a list", bool: "true/false"}.get(type(v), type(v).__name__)
+
+
+def _text(v, where: str = "a text field", depth: int = 0) -> str:
+    """A column's value as text. Numbers become their digits; an object or list that is not a message
+    (content/value/text) is a mapping mistake and makes the record Invalid, naming the column."""
     if v is None:
         return ""
     if isinstance(v, str):
         return v
-    if isinstance(v, dict):  # {"role": ..., "content": ...} / {"from": ..., "value": ...}
-        for k in ("content", "value", "text"):
-            if k in v:
-                return _text(v[k])
-    if isinstance(v, list) and v and isinstance(v[-1], dict):  # [..., {"role": "assistant", "content": ...}]
-        return _text(v[-1])
-    return str(v)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return str(v)
+    if depth < 8:
+        if isinstance(v, dict):  # {"role": ..., "content": ...} / {"from": ..., "value": ...}
+            for k in ("content", "value", "text"):
+                if k in v:
+                    return _text(v[k], where, depth + 1)
+        if isinstance(v, list) and v and isinstance(v[-1], dict):  # [..., {"role": "assistant", "content": ...}]
+            return _text(v[-1], where, depth + 1)
+    raise Invalid(f"{where} holds {_kind(v)}, not text")
+
+
+def _short(v) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
 
 
 def _columns_present(rows: list[dict]) -> set:
@@ -69,16 +83,18 @@ def _sharegpt_messages(attr: DatasetAttr, raw, roles: dict) -> tuple[list[dict],
         raise Invalid("messages column holds text, not a list of turns")
     if not raw:
         raise Invalid("no messages")
+    if not isinstance(raw, (list, tuple)):
+        raise Invalid(f"messages column holds {_kind(raw)}, not a list of turns")
     rt, ct = attr.tags.get("role_tag", "from"), attr.tags.get("content_tag", "value")
     out, system = [], ""
     for i, m in enumerate(raw):
         if not isinstance(m, dict):
             raise Invalid("a turn is not an object")
         tag = m.get(rt, m.get("role", m.get("from")))
-        role = roles.get(tag)
+        role = roles.get(tag) if isinstance(tag, str) else None
         if role is None:
-            raise Invalid(f"unknown role {tag!r} (set tags.role_tag / user_tag / assistant_tag)")
-        content = _text(m.get(ct, m.get("content", m.get("value"))))
+            raise Invalid(f"unknown role {_short(tag)} (set tags.role_tag / user_tag / assistant_tag)")
+        content = _text(m.get(ct, m.get("content", m.get("value"))), "a turn's content")
         if role == SYSTEM:
             if i != 0:
                 raise Invalid("system turn not at the start")
@@ -94,17 +110,20 @@ def _sharegpt_messages(attr: DatasetAttr, raw, roles: dict) -> tuple[list[dict],
 
 def _alpaca_prompt(attr: DatasetAttr, row: dict) -> tuple[list[dict], str]:
     cols = {**ALPACA_COLUMNS, **attr.columns}
-    prompt = _text(row.get(cols["prompt"]))
-    query = _text(row.get(cols["query"]))
+    prompt = _text(row.get(cols["prompt"]), f"column {cols['prompt']!r}")
+    query = _text(row.get(cols["query"]), f"column {cols['query']!r}")
     user = "\n".join(s for s in (prompt, query) if s)
     messages = []
     hist = row.get(cols["history"]) if cols.get("history") else None
+    if hist and not isinstance(hist, (list, tuple)):
+        raise Invalid("history must be a list of [question, answer] pairs")
     for turn in hist or []:
         if not isinstance(turn, (list, tuple)) or len(turn) != 2:
             raise Invalid("history items must be [question, answer] pairs")
-        messages += [{"role": USER, "content": _text(turn[0])}, {"role": ASSISTANT, "content": _text(turn[1])}]
+        messages += [{"role": USER, "content": _text(turn[0], "history")},
+                     {"role": ASSISTANT, "content": _text(turn[1], "history")}]
     messages.append({"role": USER, "content": user})
-    system = _text(row.get(cols["system"])) if cols.get("system") else ""
+    system = _text(row.get(cols["system"]), f"column {cols['system']!r}") if cols.get("system") else ""
     return messages, system
 
 
@@ -118,7 +137,8 @@ def convert_row(attr: DatasetAttr, row: dict, stage: str, roles: dict | None = N
     """One raw record -> the standard form for `stage`. Raises Invalid with a reason."""
     cols = attr.columns
     if stage == "pt":
-        text = _text(row.get(cols.get("text") or cols.get("prompt") or "text"))
+        col = cols.get("text") or cols.get("prompt") or "text"
+        text = _text(row.get(col), f"column {col!r}")
         if not text.strip():
             raise Invalid("empty text")
         return {"text": text}
@@ -126,12 +146,13 @@ def convert_row(attr: DatasetAttr, row: dict, stage: str, roles: dict | None = N
         messages, system = _sharegpt_messages(attr, row.get(cols.get("messages", "conversations")),
                                               roles or _role_map(attr))
         if cols.get("system") and row.get(cols["system"]):
-            system = _text(row.get(cols["system"]))
+            system = _text(row.get(cols["system"]), f"column {cols['system']!r}")
     else:
         messages, system = _alpaca_prompt(attr, row)
     if stage == "sft":
         if attr.formatting == "alpaca":
-            messages.append({"role": ASSISTANT, "content": _text(row.get({**ALPACA_COLUMNS, **cols}["response"]))})
+            col = {**ALPACA_COLUMNS, **cols}["response"]
+            messages.append({"role": ASSISTANT, "content": _text(row.get(col), f"column {col!r}")})
         while messages and messages[-1]["role"] == USER:  # a trailing question has no answer to learn
             messages.pop()
         if not messages:
@@ -145,9 +166,10 @@ def convert_row(attr: DatasetAttr, row: dict, stage: str, roles: dict | None = N
     chosen_col, rejected_col = cols.get("chosen", "chosen"), cols.get("rejected", "rejected")
     if chosen_col not in row and isinstance(row.get(cols.get("response", "output")), list):
         pair = row[cols.get("response", "output")]  # older LLaMA-Factory: response = [chosen, rejected]
-        chosen, rejected = (_text(pair[0]), _text(pair[1])) if len(pair) == 2 else ("", "")
+        chosen, rejected = (_text(pair[0], "chosen"), _text(pair[1], "rejected")) if len(pair) == 2 else ("", "")
     else:
-        chosen, rejected = _text(row.get(chosen_col)), _text(row.get(rejected_col))
+        chosen = _text(row.get(chosen_col), f"column {chosen_col!r}")
+        rejected = _text(row.get(rejected_col), f"column {rejected_col!r}")
     if not chosen.strip() or not rejected.strip():
         raise Invalid("empty chosen or rejected answer")
     return {"system": system, "messages": messages, "chosen": chosen, "rejected": rejected}
