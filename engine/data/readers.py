@@ -14,6 +14,75 @@ from .registry import DatasetAttr
 
 EXTS = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
 
+# Limits that keep one bad file from taking all memory: a JSON Lines record or text line is read with a
+# bounded readline, and a whole-document .json (parsed at once, ~5-10x its size in memory) has a size cap.
+MAX_LINE_ENV, MAX_LINE_BYTES = "TUNEBOARD_MAX_LINE_BYTES", 16 << 20      # 16 MiB per line
+MAX_JSON_ENV, MAX_JSON_BYTES = "TUNEBOARD_MAX_JSON_BYTES", 512 << 20     # 512 MiB per .json document
+
+
+def _limit(env: str, default: int) -> int:
+    try:
+        v = int(os.environ.get(env, "") or default)
+    except ValueError:
+        raise UserError(f"{env}: expected a number of bytes, got {os.environ.get(env)!r}.") from None
+    return max(v, 1)
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.0f} MiB" if n >= 1 << 20 else f"{n} bytes"
+
+
+def _not_utf8(path: Path, data: bytes, pos: int | None = None) -> UserError:
+    """Wrong encoding: say where, what it looks like, and how to convert it."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or (pos is None and b"\x00" in data[:4096]):
+        kind = "UTF-16 text"
+        fix = "iconv -f UTF-16 -t UTF-8"
+    else:
+        kind = "not UTF-8 (GBK/GB18030 or Latin-1?)"
+        fix = "iconv -f GBK -t UTF-8"
+    where = ""
+    if pos is not None:
+        line = data[:pos].count(b"\n") + 1
+        col = pos - (data.rfind(b"\n", 0, pos) + 1) + 1
+        where = f" at line {line}, column {col} (byte 0x{data[pos]:02x})"
+    return UserError(f"{path}: {kind}{where}; save the file as UTF-8, for example `{fix} {path.name} > "
+                     f"{path.stem}.utf8{path.suffix}`.")
+
+
+def _decode(path: Path, data: bytes) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data[:4096]:
+        raise _not_utf8(path, data)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, data, e.start) from None
+
+
+def _lines(path: Path):
+    """(line number, text) of a line-based file, each line read with a bounded readline."""
+    limit = _limit(MAX_LINE_ENV, MAX_LINE_BYTES)
+    with path.open("rb") as f:
+        n = 0
+        while True:
+            raw = f.readline(limit + 1)
+            if not raw:
+                return
+            n += 1
+            if len(raw) > limit and not raw.endswith(b"\n"):
+                raise UserError(f"{path}: line {n} is longer than {_mib(limit)}, the most one record may hold "
+                                f"(a missing line break, or binary data?). Split it, or raise the limit with "
+                                f"{MAX_LINE_ENV}=<bytes>.")
+            if n == 1 and (raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw):
+                raise _not_utf8(path, raw)
+            try:
+                text = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                col = e.start + 1
+                raise UserError(f"{path}: not UTF-8 at line {n}, column {col} (byte 0x{raw[e.start]:02x}; GBK or "
+                                f"Latin-1?); save the file as UTF-8, for example `iconv -f GBK -t UTF-8 {path.name} "
+                                f"> {path.stem}.utf8{path.suffix}`.") from None
+            yield n, text
+
 
 def data_files(attr: DatasetAttr) -> list[Path]:
     """The files behind a file dataset (a file, or the supported files of a folder, sorted)."""
@@ -55,7 +124,7 @@ def read_file(path: Path) -> list[dict]:
     if kind == "jsonl":
         return _read_jsonl(path)
     if kind == "text":
-        return [{"text": line} for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [{"text": line.rstrip("\r\n")} for _, line in _lines(path) if line.strip()]
     try:
         if kind == "csv":
             import pyarrow.csv as pcsv
@@ -69,13 +138,24 @@ def read_file(path: Path) -> list[dict]:
 
 
 def _read_json(path: Path) -> list[dict]:
-    text = path.read_text(encoding="utf-8-sig")
+    limit = _limit(MAX_JSON_ENV, MAX_JSON_BYTES)
+    size = path.stat().st_size
+    if size > limit:
+        if _first_char(path) == "{":
+            return _read_jsonl(path)  # JSON Lines saved as .json: read line by line, no document cap
+        raise UserError(f"{path}: {_mib(size)} is more than one .json document may hold ({_mib(limit)}); save it as "
+                        f"JSON Lines (.jsonl, one record per line), or raise the limit with {MAX_JSON_ENV}=<bytes>.")
+    text = _decode(path, path.read_bytes())
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         if e.msg == "Extra data" and text.lstrip().startswith("{"):
             return _read_jsonl(path)  # JSON Lines saved as .json
-        raise UserError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}.") from None
+        hint = (" The file ends in the middle of the data: it looks truncated (an interrupted copy or download?)."
+                if _cut_short(e, text) else "")
+        raise UserError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}.{hint}") from None
+    except RecursionError:
+        raise UserError(f"{path}: the JSON is nested too deeply to be a dataset.") from None
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(data) == 1 and lists:  # {"data": [...]}
@@ -91,19 +171,34 @@ def _read_json(path: Path) -> list[dict]:
     return data
 
 
+def _cut_short(e: json.JSONDecodeError, text: str) -> bool:
+    """The parser ran out of text: an unterminated string, or an error within the last few characters."""
+    rest = text[e.pos:].rstrip()
+    return e.msg.startswith("Unterminated string") or not rest or (
+        len(rest) < 6 and '"' not in rest and not rest.endswith(("]", "}")))
+
+
+def _first_char(path: Path) -> str:
+    with path.open("rb") as f:
+        return f.read(4096).decode("utf-8-sig", errors="replace").lstrip()[:1]
+
+
 def _read_jsonl(path: Path) -> list[dict]:
     out = []
-    with path.open(encoding="utf-8-sig") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}: invalid JSON at line {n}, column {e.colno}: {e.msg}.") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}: line {n} is {type(row).__name__}, expected an object.")
-            out.append(row)
+    for n, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            hint = " (the last line is cut short: truncated file?)" if not line.endswith("\n") and \
+                _cut_short(e, line) else ""
+            raise UserError(f"{path}: invalid JSON at line {n}, column {e.colno}: {e.msg}{hint}.") from None
+        except RecursionError:
+            raise UserError(f"{path}: line {n} is nested too deeply to be a dataset record.") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}: line {n} is {type(row).__name__}, expected an object.")
+        out.append(row)
     return out
 
 
