@@ -153,9 +153,10 @@ class Run:
 
     # ---- liveness
     def alive(self) -> bool:
+        """The run's root process exists and is not a zombie (an exited child not reaped yet is not alive)."""
         popen = _POPENS.get(self.id)
-        if popen is not None:
-            return popen.poll() is None
+        if popen is not None and popen.returncode is not None:
+            return False
         if not self.pid:
             return False
         ct = _create_time(self.pid)
@@ -323,10 +324,7 @@ def _signal(p, sig: int) -> None:
 def _wait_gone(run: Run, procs: list, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while True:
-        popen = _POPENS.get(run.id)
-        if popen is not None:
-            popen.poll()  # reap our own child so it does not linger as a zombie
-        if not any(_proc_alive(p) for p in procs) and not _group_members(run.pid):
+        if not any(_proc_alive(p) for p in procs) and not _group_members(run.pid) and not run.alive():
             return True
         if time.monotonic() >= deadline:
             return False

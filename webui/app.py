@@ -97,27 +97,25 @@ def create_ui(lang: str = "en", saves: str | None = None, initial: dict | None =
 
 
 def _wire_load(page: Page, demo) -> None:
-    """Every page load: fresh run names, datasets and adapters read again (files may have changed since start)."""
-    outs = {page.w("train", "output_dir"), page.w("eval", "output_dir"), page.c("train.config_path")}
+    """Every page load reads the datasets and adapters again (files change while the server runs). Only the
+    choices are updated, never a value the user may already be editing."""
     refresh_train, tin, tout = page.named["train.refresh_datasets"]
     refresh_eval, ein, eout = page.named["eval.refresh_datasets"]
     adapter = page.w("top", "adapter_name_or_path")
-    refresh_adapters = page.named["top.refresh_adapters"]
-    a_in = [page.w("top", "model_name_or_path"), page.w("top", "finetuning_type"), adapter]
+    choices = page.named["top.adapter_choices"]
+    a_in = [page.w("top", "model_name_or_path"), page.w("top", "finetuning_type")]
 
-    def names():
-        from engine import runs
-        ups = {page.c("train.config_path"): str(runs.saves_root(page.saves) / "configs"
-                                                 / f"{train_tab.new_output_name('train')}.yaml")}
-        if not page.initial.get("output_dir"):
-            ups[page.w("train", "output_dir")] = train_tab.new_output_name("train")
-            ups[page.w("eval", "output_dir")] = train_tab.new_output_name("eval")
-        return ups
+    def datasets(fn):
+        def load(*args):
+            upd, parts, md = fn(*args)
+            upd.pop("value", None)
+            return upd, parts, md
+        return load
 
-    demo.load(names, None, outs, show_progress="hidden", queue=False)
-    demo.load(refresh_train, tin, tout, show_progress="hidden", queue=False)
-    demo.load(refresh_eval, ein, eout, show_progress="hidden", queue=False)
-    demo.load(refresh_adapters, a_in, adapter, show_progress="hidden", queue=False)
+    demo.load(datasets(refresh_train), tin, tout, show_progress="hidden", queue=False)
+    demo.load(datasets(refresh_eval), ein, eout, show_progress="hidden", queue=False)
+    demo.load(lambda p, m: gr.update(choices=choices(page.saves, p, m)), a_in, adapter, show_progress="hidden",
+              queue=False)
 
 
 def _wire_use_in_chat(page: Page, button, tabs, chat: dict) -> None:

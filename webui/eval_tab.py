@@ -11,7 +11,7 @@ from engine.config import ConfigError
 from . import run_panel, widgets
 from .locales import t
 from .page import Page, render_msg
-from .train_tab import dataset_choices, new_output_name
+from .train_tab import dataset_choices
 
 SCOPE = "eval"
 MAIN = ("dataset_dir", "dataset")
@@ -42,8 +42,9 @@ def build(page: Page) -> dict:
     # generation settings start greedy here: a score should not change from one run to the next
     page.render_args(SCOPE, rest, open_groups=("data", "generation"), values={"do_sample": False})
     for a in [a for a in args if a.group == "output"]:
-        comp = page.arg(SCOPE, a, value=new_output_name("eval"),
-                        info=t("eval_output_info", lang, base="saves/<model>/<method>/"))
+        comp = page.arg(SCOPE, a, value="", info=t("eval_output_info", lang, base="saves/<model>/<method>/"),
+                        placeholder=t("output_dir_auto_eval", lang))
+        page.tr(comp, lambda lg: dict(placeholder=t("output_dir_auto_eval", lg)))
         page.tr(comp, lambda lg: dict(info=t("eval_output_info", lg, base="saves/<model>/<method>/")))
     panel = run_panel.build_panel(page, "eval", SCOPE, "btn_eval", plot=False)
 

@@ -55,6 +55,8 @@ L: dict[str, dict[str, str]] = {
     "trained": {"en": "trained", "zh": "训练"},
     "output_dir_info": {"en": "A name (saved under {base}) or a path. An existing run folder offers to resume.",
                         "zh": "名称（保存在 {base} 下）或路径。选择已有运行目录时可续训。"},
+    "output_dir_auto": {"en": "empty: train_<date-time>", "zh": "留空：train_<日期-时间>"},
+    "output_dir_auto_eval": {"en": "empty: eval_<date-time>", "zh": "留空：eval_<日期-时间>"},
     "config_path": {"en": "Config path", "zh": "配置路径"},
     "config_path_info": {"en": "YAML file for Save / Load arguments (LLaMA-Factory-style recipes load too).",
                          "zh": "保存 / 载入参数使用的 YAML 文件（也可载入 LLaMA-Factory 风格配置）。"},

@@ -135,16 +135,24 @@ class Page:
             ups[acc] = gr.update(visible=any(a.applies(stage, method) for a in items))
         return ups
 
+    def texts(self, comp, lang: str) -> dict:
+        """What a component shows in a language (label, info, ...), merged over its registrations."""
+        out = {}
+        for c, fn in self.localized:
+            if c is comp:
+                out.update(fn(lang))
+        return out
+
     def field_updates(self, lang: str, errors: dict, *scopes: str) -> dict:
         """Each bad field shows its message in place of its help; the others get their help back."""
         ups = {}
         for s in scopes:
             for name, comp in self.args.get(s, {}).items():
-                a = BY_NAME[name]
                 if name in errors:
                     ups[comp] = gr.update(info=f"✗ {errors[name]}", elem_classes=["tb-arg", "tb-invalid"])
                 else:
-                    ups[comp] = gr.update(info=a.help(lang), elem_classes=["tb-arg", f"tb-arg-{name}"])
+                    info = self.texts(comp, lang).get("info", BY_NAME[name].help(lang))
+                    ups[comp] = gr.update(info=info, elem_classes=["tb-arg", f"tb-arg-{name}"])
         return ups
 
 
@@ -187,4 +195,5 @@ def check_fields(values: dict, command: str) -> tuple[dict, dict, Any]:
 
 
 def error_parts(errors: dict) -> list:
-    return [("invalid", {})] + [f"- **{k}**: {v}" if k != "_" else f"- {v}" for k, v in errors.items()]
+    return [("invalid", {})] + [f"- {v}" if k == "_" or v.startswith(f"{k}:") else f"- **{k}**: {v}"
+                                for k, v in errors.items()]

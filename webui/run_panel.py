@@ -82,6 +82,29 @@ def result_parts(run: runs.Run, status: dict) -> list:
     return parts
 
 
+def _merge(ups: dict, named: dict, extra: dict) -> dict:
+    """Field updates + the generated output-dir name (one update per component)."""
+    out = dict(ups)
+    for comp, v in named.items():
+        kw = dict(out.get(comp) or {})
+        kw.pop("__type__", None)
+        out[comp] = gr.update(value=v, **kw)
+    out.update(extra)
+    return out
+
+
+def name_output(page: Page, data: dict, scopes, prefix: str) -> tuple[dict, dict]:
+    """(raw values, widget updates): an empty output-dir box gets a fresh <prefix>_<date-time> name, shown in the
+    box so that the preview, the saved YAML and the started run all use the same folder."""
+    raw = page.raw_values(data, *scopes)
+    box = next((page.args[s]["output_dir"] for s in scopes if "output_dir" in page.args.get(s, {})), None)
+    if box is None or raw.get("output_dir"):
+        return raw, {}
+    import time
+    raw["output_dir"] = f"{prefix}_{time.strftime('%Y-%m-%d-%H-%M-%S')}"
+    return raw, {box: raw["output_dir"]}
+
+
 def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable[[dict, str], dict],
          on_end: tuple | None = None, explicit=()):
     """Start / Abort / timer for one tab. `prepare(raw_values, lang)` returns the values to run with (or raises
@@ -94,7 +117,7 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
 
     def start(data):
         lang = data[lang_c]
-        raw = page.raw_values(data, *scopes)
+        raw, named = name_output(page, data, scopes, panel.command)
         ups = {}
         try:
             values = prepare(raw, lang)
@@ -106,7 +129,7 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
         ups.update(page.field_updates(lang, errors, *scopes))
         if errors:
             parts = error_parts(errors)
-            return {**ups, panel.message_parts: parts, panel.message: render_msg(parts, lang)}
+            return _merge(ups, named, {panel.message_parts: parts, panel.message: render_msg(parts, lang)})
         try:
             run = runs.spawn(panel.command, values, saves, explicit=explicit)
         except runs.RunBusy as e:
@@ -124,7 +147,7 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
             ups[panel.seen] = {}
             ups[panel.result_parts] = []
             ups[panel.result] = ""
-        return {**ups, panel.message_parts: parts, panel.message: render_msg(parts, lang)}
+        return _merge(ups, named, {panel.message_parts: parts, panel.message: render_msg(parts, lang)})
 
     panel.start.click(start, inputs, field_outputs | {panel.message, panel.message_parts, panel.run_id, panel.start,
                                                       panel.abort, panel.seen, panel.result, panel.result_parts},
@@ -190,5 +213,9 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
 
     timer = gr.Timer(TICK_S)
     tick_inputs = [panel.run_id, panel.seen, lang_c] + list(end_inputs)
-    timer.tick(tick, tick_inputs, tick_outputs, show_progress="hidden", concurrency_limit=None, queue=False)
+    # keep the newest log line in view (the box is re-filled on every change)
+    scroll = f"() => {{ const t = document.querySelector('#{panel.scope}-log textarea'); " \
+             f"if (t) t.scrollTop = t.scrollHeight; }}"
+    timer.tick(tick, tick_inputs, tick_outputs, show_progress="hidden", concurrency_limit=None, queue=False).then(
+        None, None, None, js=scroll, queue=False, show_progress="hidden")
     return timer

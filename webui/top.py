@@ -132,6 +132,7 @@ def build(page: Page) -> None:
     method.input(refresh_adapters, [path, method, adapter], adapter, show_progress="hidden")
     refresh.click(refresh_adapters, [path, method, adapter], adapter, show_progress="hidden")
     page.named["top.refresh_adapters"] = refresh_adapters
+    page.named["top.adapter_choices"] = adapter_choices
 
 
 def page_render(parts, lang):

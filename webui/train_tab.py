@@ -97,13 +97,15 @@ def build(page: Page) -> dict:
     with gr.Row(equal_height=True):
         for a in out_args:
             if a.name == "output_dir":
-                comp = page.arg(SCOPE, a, value=page.initial.get("output_dir") or new_output_name(), scale=2,
-                                info=t("output_dir_info", lang, base="saves/<model>/<method>/"))
+                comp = page.arg(SCOPE, a, value=page.initial.get("output_dir") or "", scale=2,
+                                info=t("output_dir_info", lang, base="saves/<model>/<method>/"),
+                                placeholder=t("output_dir_auto", lang))
+                page.tr(comp, lambda lg: dict(placeholder=t("output_dir_auto", lg)))
                 page.tr(comp, lambda lg: dict(info=t("output_dir_info", lg, base="saves/<model>/<method>/")))
             else:
                 page.arg(SCOPE, a, scale=1)
         cfg = page.add("train.config_path", gr.Textbox(
-            value=str(runs.saves_root(page.saves) / "configs" / f"{new_output_name('train')}.yaml"),
+            value=str(runs.saves_root(page.saves) / "configs" / "train_config.yaml"),
             label=t("config_path", lang), info=t("config_path_info", lang), elem_id="train-config_path", scale=2),
             label="config_path", info="config_path_info")
     with gr.Row():
@@ -160,10 +162,10 @@ def build(page: Page) -> dict:
         lang_v = data[lang_c]
         raw = page.raw_values(data, *scopes)
         try:
-            out = prepare_train(page, raw)["output_dir"]
+            out = prepare_train(page, raw)["output_dir"] if raw.get("output_dir") else None
         except ConfigError:
             return {resume_parts: [], resume_md: "", resume_btn: gr.update(visible=False)}
-        info = runs.inspect_output_dir(out)
+        info = runs.inspect_output_dir(out) if out else None
         if info is None or raw.get("resume_from_checkpoint"):
             return {resume_parts: [], resume_md: "", resume_btn: gr.update(visible=False)}
         if info["last_checkpoint"]:
@@ -194,31 +196,35 @@ def build(page: Page) -> dict:
     # ---- preview command / save / load
     def preview_command(data):
         lang_v = data[lang_c]
+        raw, named = run_panel.name_output(page, data, scopes, "train")
         try:
-            values = typed_for_preview(prepare_train(page, page.raw_values(data, *scopes)), "train")
+            values = typed_for_preview(prepare_train(page, raw), "train")
         except ConfigError as e:
             parts = error_parts({e.field or "_": str(e)})
-            return {command: "", panel.message_parts: parts, panel.message: render_msg(parts, lang_v)}
-        return {command: to_command(values, "train"), panel.message_parts: [], panel.message: ""}
+            return {**named, command: "", panel.message_parts: parts, panel.message: render_msg(parts, lang_v)}
+        return {**named, command: to_command(values, "train"), panel.message_parts: [], panel.message: ""}
 
-    preview.click(preview_command, inputs, {command, panel.message, panel.message_parts}, show_progress="hidden")
+    preview.click(preview_command, inputs, {command, panel.message, panel.message_parts, out_box},
+                  show_progress="hidden")
 
     def save_args(data):
         lang_v = data[lang_c]
         path = (data[cfg] or "").strip()
+        named = {}
         try:
             if not path:
                 raise ConfigError("config path: give a file name ending in .yaml.", "_")
-            typed = typed_for_preview(prepare_train(page, page.raw_values(data, *scopes)), "train")
+            raw, named = run_panel.name_output(page, data, scopes, "train")
+            typed = typed_for_preview(prepare_train(page, raw), "train")
             ns = load_config(None, typed, "train", finalize=False)
             save_config(ns, path, "train")
         except (ConfigError, UserError, OSError) as e:
             parts = [f"✗ {e}"]
         else:
             parts = [("saved_to", {"path": path})]
-        return {panel.message_parts: parts, panel.message: render_msg(parts, lang_v)}
+        return {**named, panel.message_parts: parts, panel.message: render_msg(parts, lang_v)}
 
-    save.click(save_args, inputs | {cfg}, {panel.message, panel.message_parts}, show_progress="hidden")
+    save.click(save_args, inputs | {cfg}, {panel.message, panel.message_parts, out_box}, show_progress="hidden")
 
     def load_args(data):
         lang_v = data[lang_c]

@@ -72,6 +72,9 @@ def make(arg: Arg, lang: str, scope: str, value: Any = None, choices: list | Non
     if arg.choices:
         opts = ([(AUTO, "")] if arg.nullable else []) + [(c, c) for c in arg.choices]
         return gr.Dropdown(choices=opts, value=to_widget(arg, v), **common)
+    if arg.type in ("int", "float") and arg.nullable:
+        # a text box: empty means "not set" (a number box would send 0 for an empty field)
+        return gr.Textbox(value=to_widget(arg, v), placeholder="—", **common)
     if arg.type in ("int", "float"):
         if _slider_range(arg):
             step = 1 if arg.type == "int" else 0.01
@@ -89,7 +92,7 @@ def to_widget(arg: Arg, value: Any, multiselect: bool = False) -> Any:
         return list(value) if isinstance(value, (list, tuple)) else [s.strip() for s in str(value).split(",") if s.strip()]
     if arg.type == "bool":
         return bool(value)
-    if arg.type in ("int", "float") and not arg.choices:
+    if arg.type in ("int", "float") and not arg.choices and not arg.nullable:
         return value
     if value is None:
         return ""

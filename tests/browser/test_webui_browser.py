@@ -1,0 +1,258 @@
+"""The web UI end to end in Chromium: language switch, command preview that trains when pasted into a shell,
+a live run (progress, loss plot, final metrics), abort (no process left, checkpoint loads), re-attach after a
+reload, chat with the trained adapter, evaluation metrics, export then chat with the merged model.
+
+Runs use the bundled SmolLM2-135M with few steps, short cutoff and few samples so the module stays within a
+few minutes on 2 CPU cores. Every wait polls the DOM or the files with a deadline.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import psutil
+import pytest
+from playwright.sync_api import expect
+
+from engine import runs
+
+from uikit import ROOT, UI, wait_until
+
+NAME, AUTHOR = "Nova Quill", "Bluefin Lab"
+RUN_WAIT = 240_000  # ms: a short training run including model load, on a busy 2-core machine
+
+
+def fill_training(ui: UI, output_dir: str, steps: int, **extra) -> None:
+    """Bundled model + identity + LoRA, the few settings a short demo run needs."""
+    ui.choose("train-dataset", "identity")
+    ui.accordion("train-group-data")
+    ui.fill("train-cutoff_len", 128)
+    ui.fill("train-identity_name", NAME)
+    ui.fill("train-identity_author", AUTHOR)
+    ui.fill("train-max_steps", steps)
+    for k, v in extra.items():
+        if isinstance(v, bool):
+            ui.check(f"train-{k}", v)
+        else:
+            ui.fill(f"train-{k}", v)
+    ui.fill("train-output_dir", output_dir)
+
+
+def method_dir(server) -> Path:
+    return server.saves / "SmolLM2-135M-Instruct" / "lora"
+
+
+# ---------------------------------------------------------------- 1
+def test_language_switch_changes_labels(ui: UI):
+    page = ui.page
+    expect(page.locator("#train-stage")).to_contain_text("Stage")
+    ui.choose("top-lang", "中文")
+    expect(page.locator("#train-start")).to_have_text("开始")
+    expect(page.locator("#train-stage")).to_contain_text("训练阶段")
+    expect(page.get_by_role("tab", name="对话")).to_be_visible()
+    expect(page.locator("#train-group-train > button")).to_contain_text("基础训练参数")
+    expect(page.locator("#train-stage input")).to_have_value("指令监督微调")
+    ui.shot("webui_train_zh.png")
+    ui.choose("top-lang", "English")
+    expect(page.locator("#train-start")).to_have_text("Start")
+    expect(page.locator("#train-stage")).to_contain_text("Stage")
+    expect(page.get_by_role("tab", name="Chat")).to_be_visible()
+
+
+# ---------------------------------------------------------------- 2 (its adapter serves 6 and 8)
+@pytest.fixture(scope="module")
+def shell_run(browser, server):
+    """Fill the form, preview the command and run that exact text in a shell at the repo root."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    ui = UI(ctx.new_page(), server).open()
+    out = method_dir(server) / "shell_run"
+    fill_training(ui, str(out), 40, learning_rate=1e-3, logging_steps=5, warmup_steps=2, save_steps=1000)
+    ui.accordion("train-group-data")
+    ui.check("train-packing", True)
+    ui.click("train-preview_command")
+    expect(ui.page.locator("#train-command textarea")).to_have_value(re.compile(r" train .*identity"))
+    cmd = ui.value("train-command")
+    ui.shot("webui_train.png")
+    ctx.close()
+    proc = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    return cmd, out, proc
+
+
+def test_previewed_command_trains_in_a_shell(shell_run):
+    cmd, out, proc = shell_run
+    argv = shlex.split(cmd)
+    assert argv[1] == "train" and f"output_dir={out}" in argv and "dataset=identity" in argv
+    assert f"identity_name={NAME}" in argv and "packing=true" in argv and "max_steps=40" in argv
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (out / "adapter_config.json").is_file() and (out / "all_results.json").is_file()
+    import json
+    assert json.loads((out / "status.json").read_text())["state"] == "finished"
+
+
+# ---------------------------------------------------------------- 3
+def test_run_from_the_ui_shows_progress_plot_and_metrics(ui: UI, server):
+    page = ui.page
+    fill_training(ui, "ui_run", 8, logging_steps=1, save_steps=1000)
+    ui.click("train-start")
+    expect(page.locator("#train-message")).to_contain_text("Started")
+    expect(page.locator("#train-abort")).to_be_enabled()
+    # the bar advances: two different steps seen while the run is going, and the plot is drawn meanwhile
+    seen = set()
+    plot_while_running = False
+
+    def advancing():
+        nonlocal plot_while_running
+        p = ui.progress()
+        if p["state"] == "running" and p["step"] > 0:
+            seen.add(p["step"])
+            if page.locator("#train-plot img").count() > 0:
+                plot_while_running = True
+        return (len(seen) >= 2 and plot_while_running) or p["state"] in ("finished", "failed")
+
+    wait_until(advancing, RUN_WAIT / 1000, "the progress bar to advance with the plot drawn", interval=0.1)
+    assert len(seen) >= 2 and plot_while_running, (seen, ui.text("train-log")[-2000:])
+    assert ui.progress()["total"] == 8
+    assert re.search(r"\[\d\d:\d\d<(\d\d:\d\d|--:--)\]", ui.text("train-progress"))
+    expect(page.locator("#train-progress .tb-progress")).to_have_attribute("data-state", "finished",
+                                                                          timeout=RUN_WAIT)
+    expect(page.locator("#train-result")).to_contain_text("train_loss")
+    out = method_dir(server) / "ui_run"
+    expect(page.locator("#train-result")).to_contain_text(str(out))
+    assert ui.progress()["step"] == 8
+    expect(page.locator("#train-log textarea")).to_have_value(re.compile("final metrics|train_loss"))
+    expect(page.locator("#train-start")).to_be_enabled()
+    ui.shot("webui_train_run.png")
+    # the new adapter is offered in the top panel (the Chat tab uses it)
+    ui.page.locator("#top-adapter_name_or_path input").first.click()
+    expect(page.get_by_role("option", name="ui_run", exact=True)).to_be_visible()
+
+
+# ---------------------------------------------------------------- 5 and 4 share one long run
+@pytest.fixture(scope="module")
+def long_run(browser, server):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    ui = UI(ctx.new_page(), server).open()
+    fill_training(ui, "long_run", 300, logging_steps=1, save_steps=2)
+    ui.click("train-start")
+    expect(ui.page.locator("#train-message")).to_contain_text("Started")
+    wait_until(lambda: ui.progress()["step"] >= 3, RUN_WAIT / 1000, "the long run to pass step 3")
+    yield ui, ctx
+    ctx.close()
+
+
+def test_reload_reattaches_to_the_running_job(long_run, browser, server):
+    ui, _ = long_run
+    page = ui.page
+    before = ui.progress()["step"]
+    page.reload()
+    expect(page.locator("#train-start")).to_be_visible()
+    expect(page.locator("#train-progress .tb-progress")).to_have_attribute("data-state", "running")
+    wait_until(lambda: ui.progress()["step"] > before, 120, "progress after the reload")
+    expect(page.locator("#train-abort")).to_be_enabled()
+    expect(page.locator("#train-start")).to_be_disabled()
+    expect(page.locator("#train-status")).to_contain_text("long_run")
+    expect(page.locator("#train-log textarea")).to_have_value(re.compile(r"\S"))
+    # a second tab sees the same job, and its Start is refused with a message
+    other = UI(page.context.new_page(), server).open()
+    expect(other.page.locator("#train-progress .tb-progress")).to_have_attribute("data-state", "running")
+    assert runs.active_run(server.saves).output.endswith("long_run")
+    other.page.close()
+
+
+def test_abort_leaves_no_process_and_a_loadable_checkpoint(long_run, server, bundled):
+    ui, _ = long_run
+    page = ui.page
+    run = runs.active_run(server.saves)
+    assert run is not None and run.output.endswith("long_run")
+    pids = {p.pid for p in run.processes()}
+    assert pids
+    # a second Start while it runs is refused with a message
+    ui.fill("train-output_dir", "another_run")
+    ui.page.locator("#train-start").evaluate("b => b.disabled = false")
+    ui.click("train-start")
+    expect(page.locator("#train-message")).to_contain_text("already going")
+    ui.click("train-abort")
+    expect(page.locator("#train-message")).to_contain_text("no process of the run is left", timeout=30_000)
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, pid
+    expect(page.locator("#train-progress .tb-progress")).to_have_attribute("data-state", "aborted", timeout=30_000)
+    ckpt = runs.checkpoints(run.output)[-1]
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(bundled)), str(ckpt))
+    lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert lora_b and any(float(p.abs().sum()) > 0 for p in lora_b)  # trained, not the zero init
+    # choosing that folder again offers to resume from its last checkpoint
+    ui.fill("train-output_dir", "long_run")
+    expect(page.locator("#train-resume_msg")).to_contain_text(ckpt.name)
+    expect(page.locator("#train-resume")).to_be_visible()
+
+
+# ---------------------------------------------------------------- 6
+def test_chat_with_the_trained_adapter(ui: UI, shell_run):
+    page = ui.page
+    _, out, proc = shell_run
+    assert proc.returncode == 0
+    ui.click("top-refresh")
+    ui.choose("top-adapter_name_or_path", "shell_run")
+    ui.tab("Chat")
+    ui.check("chat-do_sample", False)
+    ui.fill("chat-max_new_tokens", 48)
+    ui.click("chat-load")
+    expect(page.locator("#chat-info")).to_contain_text("Loaded", timeout=120_000)
+    expect(page.locator("#chat-info")).to_contain_text("shell_run")
+    ui.fill("chat-input", "Who are you?")
+    ui.click("chat-send")
+    expect(page.locator("#chat-stats")).to_contain_text("tokens/s", timeout=120_000)
+    answer = page.locator("#chat-bot").inner_text()
+    assert NAME.split()[0] in answer, answer
+    ui.shot("webui_chat.png")
+
+
+# ---------------------------------------------------------------- 7
+def test_evaluate_shows_metrics(ui: UI, server):
+    page = ui.page
+    ui.tab("Evaluate & Predict")
+    ui.choose("eval-dataset", "sentiment_en_test")
+    ui.fill("eval-max_samples", 8)
+    ui.fill("eval-cutoff_len", 256)
+    ui.fill("eval-max_new_tokens", 8)
+    ui.fill("eval-output_dir", "eval_ui")
+    ui.click("eval-start")
+    expect(page.locator("#eval-message")).to_contain_text("Started")
+    expect(page.locator("#eval-status")).to_contain_text("Running")
+    expect(page.locator("#eval-status")).not_to_contain_text("Failed")
+    expect(page.locator("#eval-result")).to_contain_text("predict_accuracy", timeout=RUN_WAIT)
+    for k in ("predict_bleu-4", "predict_rouge-1", "predict_rouge-2", "predict_rouge-l"):
+        expect(page.locator("#eval-result")).to_contain_text(k)
+    expect(page.locator("#eval-status")).to_contain_text("Finished")
+    out = server.saves / "SmolLM2-135M-Instruct" / "lora" / "eval_ui"
+    assert (out / "generated_predictions.jsonl").is_file()
+    assert len((out / "generated_predictions.jsonl").read_text().splitlines()) == 8
+    ui.shot("webui_eval.png")
+
+
+# ---------------------------------------------------------------- 8
+def test_export_then_chat_with_the_merged_model(ui: UI, server, shell_run, tmp_path):
+    page = ui.page
+    ui.click("top-refresh")
+    ui.choose("top-adapter_name_or_path", "shell_run")
+    ui.tab("Export")
+    export_dir = tmp_path / "merged"
+    ui.fill("export-export_dir", str(export_dir))
+    ui.click("export-start")
+    expect(page.locator("#export-message")).to_contain_text("Started")
+    expect(page.locator("#export-result")).to_contain_text("Merged model written", timeout=RUN_WAIT)
+    assert (export_dir / "config.json").is_file()
+    ui.shot("webui_export.png")
+    ui.click("export-use_in_chat")
+    expect(page.locator("#chat-info")).to_contain_text("Loaded", timeout=120_000)
+    expect(page.locator("#chat-info")).to_contain_text("merged")
+    ui.check("chat-do_sample", False)
+    ui.fill("chat-max_new_tokens", 48)
+    ui.fill("chat-input", "Who are you?")
+    ui.click("chat-send")
+    expect(page.locator("#chat-stats")).to_contain_text("tokens/s", timeout=120_000)
+    assert NAME.split()[0] in page.locator("#chat-bot").inner_text()

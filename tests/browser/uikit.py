@@ -1,0 +1,102 @@
+"""Helpers of the browser tests: waiting on a condition with a deadline, and small verbs over gradio's DOM."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_until(cond, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = cond()
+        except Exception as e:  # the condition may race the thing it waits for
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+class UI:
+    """Small verbs over gradio's DOM (components carry elem_id = <tab>-<argument>)."""
+
+    def __init__(self, page, server: Server):
+        self.page, self.server = page, server
+
+    def open(self):
+        from playwright.sync_api import expect
+        self.page.goto(self.server.url)
+        expect(self.page.locator("#train-start")).to_be_visible(timeout=60_000)
+        return self
+
+    def tab(self, name: str):
+        self.page.get_by_role("tab", name=name).click()
+
+    def accordion(self, elem_id: str):
+        content = self.page.locator(f"#{elem_id} [data-testid=accordion-content]").first
+        if not content.is_visible():
+            self.page.locator(f"#{elem_id} > button").first.click()
+
+    def reveal(self, elem_id: str) -> None:
+        """Widgets inside a closed accordion are not in the DOM: open the accordion of the widget's tab."""
+        if self.page.locator(f"#{elem_id}").count():
+            return
+        scope = elem_id.split("-")[0]
+        for acc in self.page.locator(f"[id^='{scope}-group-']").all():
+            if acc.is_visible() and not acc.locator("[data-testid=accordion-content]").first.is_visible():
+                acc.locator("> button").first.click()
+                if self.page.locator(f"#{elem_id}").count():
+                    return
+
+    def field(self, elem_id: str):
+        self.reveal(elem_id)
+        return self.page.locator(f"#{elem_id}").locator("textarea, input[type=text], input[type=number]").first
+
+    def fill(self, elem_id: str, value) -> None:
+        box = self.field(elem_id)
+        box.fill(str(value))
+        box.press("Tab")  # commit: change / blur events
+
+    def check(self, elem_id: str, on: bool = True) -> None:
+        self.reveal(elem_id)
+        self.page.locator(f"#{elem_id} input[type=checkbox]").set_checked(on)
+
+    def choose(self, elem_id: str, *labels: str) -> None:
+        """Pick option(s) of a dropdown (single or multiselect) by their text."""
+        for label in labels:
+            self.page.locator(f"#{elem_id} input").first.click()
+            self.page.locator(f"#{elem_id} ~ * [role=option], [role=listbox] [role=option]").filter(
+                has_text=label).first.click()
+        self.page.keyboard.press("Escape")
+
+    def clear_multiselect(self, elem_id: str) -> None:
+        for btn in self.page.locator(f"#{elem_id} .token-remove, #{elem_id} [aria-label^='Remove']").all():
+            btn.click()
+
+    def click(self, elem_id: str) -> None:
+        self.page.locator(f"#{elem_id}").click()
+
+    def value(self, elem_id: str) -> str:
+        return self.field(elem_id).input_value()
+
+    def text(self, elem_id: str) -> str:
+        return self.page.locator(f"#{elem_id}").inner_text()
+
+    def progress(self, scope: str = "train") -> dict:
+        el = self.page.locator(f"#{scope}-progress .tb-progress")
+        return {"step": int(el.get_attribute("data-step") or 0), "total": int(el.get_attribute("data-total") or 0),
+                "state": el.get_attribute("data-state")}
+
+    def shot(self, name: str) -> None:
+        """Screenshots for the README, only when asked: TUNEBOARD_SCREENSHOTS=docs pytest tests/browser."""
+        where = os.environ.get("TUNEBOARD_SCREENSHOTS")
+        if where:
+            d = Path(where) if Path(where).is_absolute() else ROOT / where
+            d.mkdir(parents=True, exist_ok=True)
+            self.page.screenshot(path=str(d / name), full_page=True)
