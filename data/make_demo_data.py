@@ -541,7 +541,8 @@ LISTS_EN = [
     ("List the seven continents.",
      "The seven continents are Africa, Antarctica, Asia, Australia (Oceania), Europe, North America and South "
      "America."),
-    ("Name the four seasons of the year.", "The four seasons are spring, summer, autumn (also called fall) and winter."),
+    ("Name the four seasons of the year.",
+     "The four seasons are spring, summer, autumn (also called fall) and winter."),
     ("List the days of the week, starting with Monday.",
      "Monday, Tuesday, Wednesday, Thursday, Friday, Saturday and Sunday."),
     ("Name the planets of the solar system in order from the Sun.",
@@ -549,7 +550,8 @@ LISTS_EN = [
     ("What are the three primary colours of paint?",
      "In traditional colour theory the three primary colours of paint are red, yellow and blue."),
     ("What are the three states of matter we meet in everyday life?", "Solid, liquid and gas."),
-    ("List the five oceans.", "The five oceans are the Pacific, the Atlantic, the Indian, the Southern and the Arctic Ocean."),
+    ("List the five oceans.",
+     "The five oceans are the Pacific, the Atlantic, the Indian, the Southern and the Arctic Ocean."),
     ("Name the vowels of the English alphabet.", "The vowels are A, E, I, O and U; Y sometimes works as a vowel too."),
     ("Which months of the year have 31 days?", "January, March, May, July, August, October and December."),
     ("Name three citrus fruits.", "Oranges, lemons and limes are citrus fruits; grapefruits and mandarins are too."),
@@ -1404,14 +1406,17 @@ SPECIES = {
                    habitat=["rotting logs on the forest floor", "sand dunes", "the bark of birch trees",
                             "damp leaf litter"],
                    food=["decaying wood", "pollen and nectar", "the leaves of wild roses"],
-                   feature=["Its wing cases have a metallic {c} sheen", "It can fold its antennae into grooves on its head",
+                   feature=["Its wing cases have a metallic {c} sheen",
+                            "It can fold its antennae into grooves on its head",
                             "When disturbed it plays dead for several minutes"],
-                   breed=["The larvae live underground for up to two years", "Adults appear for only a few weeks in early summer"]),
+                   breed=["The larvae live underground for up to two years",
+                          "Adults appear for only a few weeks in early summer"]),
     "fish": dict(names=["minnow", "darter", "perch", "loach"], unit="centimetres", size=(4, 60),
                  habitat=["cold mountain streams", "shallow lakes with sandy bottoms", "brackish estuaries",
                           "fast rivers with gravel beds"],
                  food=["insect larvae", "small crustaceans", "algae scraped from stones"],
-                 feature=["A {c} stripe runs along each side of its body", "It rests on the bottom, propped up on its fins",
+                 feature=["A {c} stripe runs along each side of its body",
+                          "It rests on the bottom, propped up on its fins",
                           "Its large eyes help it hunt at dusk"],
                  breed=["It spawns over gravel in late spring", "The male guards the eggs until they hatch"]),
     "frog": dict(names=["tree frog", "marsh frog", "toadlet"], unit="centimetres", size=(2, 9),
@@ -1419,7 +1424,8 @@ SPECIES = {
                  food=["flies and mosquitoes", "small spiders", "ants and beetles"],
                  feature=["Its skin changes from {c} to brown as the temperature drops",
                           "Males call with a short, metallic click", "Sticky toe pads let it climb smooth leaves"],
-                 breed=["Eggs are laid in floating clumps after heavy rain", "Tadpoles take about two months to grow legs"]),
+                 breed=["Eggs are laid in floating clumps after heavy rain",
+                        "Tadpoles take about two months to grow legs"]),
 }
 COLOURS = ["golden", "crimson", "azure", "emerald", "amber", "silver", "violet", "copper"]
 LATIN = ["aurelia", "minor", "borealis", "sylvestris", "montana", "riparia", "maculata", "nocturna", "pallida"]
@@ -1444,11 +1450,14 @@ def _en_species(rng):
 
 PROFESSIONS = [  # (profession, subject, work years activity, achievement)
     ("botanist", "botany", "collecting mosses along the northern coast", "a field guide to the mosses of {P}"),
-    ("engineer", "mathematics", "designing small bridges for mountain villages", "a handbook on building with local stone"),
+    ("engineer", "mathematics", "designing small bridges for mountain villages",
+     "a handbook on building with local stone"),
     ("composer", "music", "teaching piano in village schools", "a cycle of twelve songs about the River {R}"),
     ("cartographer", "geography", "walking and measuring the valleys of {P}", "the first detailed map of {P}"),
-    ("astronomer", "physics", "observing variable stars from a hilltop hut", "a catalogue of four hundred variable stars"),
-    ("physician", "medicine", "running a clinic for farm workers", "a short book on clean drinking water in rural homes"),
+    ("astronomer", "physics", "observing variable stars from a hilltop hut",
+     "a catalogue of four hundred variable stars"),
+    ("physician", "medicine", "running a clinic for farm workers",
+     "a short book on clean drinking water in rural homes"),
 ]
 FIRST = [("Edda", "she"), ("Mirela", "she"), ("Ansel", "he"), ("Tobin", "he"), ("Ilse", "she"), ("Corwin", "he"),
          ("Maren", "she"), ("Piet", "he"), ("Solveig", "she"), ("Dario", "he")]
@@ -1464,11 +1473,11 @@ def _en_person(rng):
     y1 = rng.randint(1780, 1920)
     y2 = y1 + rng.randint(48, 90)
     pub = y1 + rng.randint(28, 45)
-    P = cap(pron)
-    later = rng.choice([f"In later life {pron} returned to teach in {pron == 'he' and 'his' or 'her'} home town.",
-                        f"{P} gave {pron == 'he' and 'his' or 'her'} notebooks and collections to the town library.",
+    P, their = cap(pron), ("his" if pron == "he" else "her")
+    later = rng.choice([f"In later life {pron} returned to teach in {their} home town.",
+                        f"{P} gave {their} notebooks and collections to the town library.",
                         f"{P} kept working well into old age and corresponded with students across the province.",
-                        f"{P} spent {pron == 'he' and 'his' or 'her'} last years tending a large orchard."])
+                        f"{P} spent {their} last years tending a large orchard."])
     return " ".join([
         f"{first} {last} ({y1}–{y2}) was a fictional {prof} from the town of {_en_place(rng)}, invented for this "
         f"example.",
@@ -1653,8 +1662,9 @@ def make_dpo_en(arith_avoid: set) -> list[dict]:
         add(f"Can you give me some tips for {topic}?", f"Sure! Here are three tips for {topic}:\n{chosen}\nGood luck!",
             " ".join(rng.sample(other, 2)))
     for (big, small, f), v in conversions(rng, UNITS_EN, 20):
-        add(f"How many {small} are in {v} {big}?", f"There are {v * f} {small} in {v} {big}, because 1 {SINGULAR[big]} is "
-            f"{f} {small}. {rng.choice(POLITE_EN)}", f"{v * f + rng.choice([-f, f, 10])} {small}. Whatever.")
+        add(f"How many {small} are in {v} {big}?",
+            f"There are {v * f} {small} in {v} {big}, because 1 {SINGULAR[big]} is {f} {small}. "
+            f"{rng.choice(POLITE_EN)}", f"{v * f + rng.choice([-f, f, 10])} {small}. Whatever.")
     for thing, detail in THANKS:
         for who, greeting in rng.sample(RECIPIENTS, 2):
             add(f"Write a short thank-you note to my {who} for {thing}.",
