@@ -5,6 +5,7 @@ import json
 import math
 import signal
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -89,6 +90,7 @@ class GracefulStop(TrainerCallback):
     def __init__(self):
         self.requested = False
         self.trainer_running = False
+        self.deferring = False
         self._previous = None
 
     def install(self):
@@ -96,10 +98,23 @@ class GracefulStop(TrainerCallback):
         signal.signal(signal.SIGINT, self._handle)
 
     def _handle(self, signum, frame):
+        if self.deferring:  # writing the result: finish it, then stop
+            log.warning("stop requested: finishing the save in progress, then stopping")
+            self.requested = True
+            return
         if self.requested or not self.trainer_running:
             raise KeyboardInterrupt  # second signal, or not in the loop yet: stop now
         log.warning("stop requested: saving a checkpoint after this step, then stopping")
         self.requested = True
+
+    @contextmanager
+    def deferred(self):
+        """Signals inside this block only ask to stop (the caller checks `requested` afterwards)."""
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
 
     def on_train_begin(self, args, state, control, **kw):
         self.trainer_running = True

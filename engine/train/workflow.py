@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from . import rundir
+from .best import best_metrics, best_model_args, early_stopping
 from .callbacks import GracefulStop, RunLogCallback
 from ..args import Namespace
 from ..config import ConfigError, save_config
@@ -105,10 +106,13 @@ def training_arguments(ns: Namespace, prec: dict, stage: str):
         eval_strategy=ns.eval_strategy, eval_steps=ns.eval_steps if ns.eval_strategy == "steps" else None,
         report_to=[] if ns.report_to in (None, "none") else [ns.report_to],
         dataloader_num_workers=ns.dataloader_num_workers, deepspeed=ns.deepspeed,
+        # several CPU processes (torchrun without GPUs) talk over gloo; on CUDA the Trainer picks nccl
+        ddp_backend="gloo" if prec["use_cpu"] and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         remove_unused_columns=False, include_num_input_tokens_seen="non_padding",
         ddp_find_unused_parameters=False if ns.finetuning_type != "full" else None,
         disable_tqdm=not sys.stderr.isatty(),
     )
+    common.update(best_model_args(ns))  # eval_loss picks the best checkpoint; keep it / stop early
     if stage == "dpo":
         from trl import DPOConfig
         loss = [ns.pref_loss] + (["sft"] if ns.pref_ftx > 0 else [])
@@ -136,7 +140,8 @@ def run(ns: Namespace) -> dict:
         metrics = _run(ns, output_dir, resume, stop)
     except KeyboardInterrupt:
         if _is_main():
-            rundir.write_status(output_dir, "aborted", error="stopped before training began")
+            phase = (rundir.read_status(output_dir) or {}).get("state") or "starting"
+            rundir.write_status(output_dir, "aborted", error=f"stopped by the user while {phase}")
         raise
     except UserError as e:
         if _is_main():
@@ -177,19 +182,25 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     model = load_model(ns, trainable=True)
     model = apply_method(model, ns)
     args = training_arguments(ns, prec, ns.stage)
-    callbacks = [RunLogCallback(str(output_dir)), stop]
+    callbacks = [RunLogCallback(str(output_dir)), stop] + early_stopping(ns)
     if ns.stage == "dpo":
         from .dpo import build_trainer
     else:
         from .sft import build_trainer
     trainer = build_trainer(ns, model, tokenizer, data, args, callbacks)
+    if args.world_size > 1 and _is_main():
+        import torch.distributed as dist
+        log.info("data parallel: %d processes, backend %s, global batch %d", args.world_size,
+                 dist.get_backend() if dist.is_initialized() else "?",
+                 args.world_size * ns.per_device_train_batch_size * ns.gradient_accumulation_steps)
 
     result = trainer.train(resume_from_checkpoint=resume)
-    aborted = stop.requested
     if _is_main():
         rundir.write_status(output_dir, "saving")
-    trainer.save_model(str(output_dir))
-    trainer.save_state()
+    with stop.deferred():  # an Abort while the result is written waits for it: never half an adapter
+        trainer.save_model(str(output_dir))
+        trainer.save_state()
+    aborted = stop.requested
     metrics = dict(result.metrics)
     last_eval = [r for r in rundir.read_log(output_dir) if "eval_loss" in r]
     if last_eval and last_eval[-1]["step"] == trainer.state.global_step:  # evaluated at the last step already
@@ -198,14 +209,17 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
         rundir.write_status(output_dir, "evaluating") if _is_main() else None
         metrics.update(trainer.evaluate())
     if _is_main():
-        tokenizer.save_pretrained(str(output_dir))
-        metrics["total_steps"] = trainer.state.global_step
-        metrics["template"] = template.name
-        log.info("final metrics: %s", json.dumps(metrics, default=str))
-        atomic_write_json(output_dir / rundir.RESULTS, metrics)
-        if ns.plot_loss:
-            from .plots import plot_loss
-            plot_loss(output_dir)
+        with stop.deferred():
+            tokenizer.save_pretrained(str(output_dir))
+            metrics["total_steps"] = trainer.state.global_step
+            metrics.update(best_metrics(trainer.state))
+            metrics["template"] = template.name
+            log.info("final metrics: %s", json.dumps(metrics, default=str))
+            atomic_write_json(output_dir / rundir.RESULTS, metrics)
+            if ns.plot_loss:
+                from .plots import plot_loss
+                plot_loss(output_dir)
+        aborted = stop.requested
         rundir.write_status(output_dir, "aborted" if aborted else "finished", step=trainer.state.global_step,
                             total_steps=trainer.state.max_steps, ended=time.time(),
                             error="aborted by user; the last checkpoint is usable" if aborted else None)
