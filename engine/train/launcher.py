@@ -15,6 +15,17 @@ def needs_torchrun(ns) -> bool:
     return (ns.nproc_per_node > 1 or ns.nnodes > 1 or bool(ns.deepspeed)) and "LOCAL_RANK" not in os.environ
 
 
+def check_deepspeed(ns) -> None:
+    """DeepSpeed on a machine without CUDA would JIT-compile its CPU ops for minutes and then fail: say so first."""
+    if not ns.deepspeed:
+        return
+    import torch
+    if not torch.cuda.is_available():
+        from ..config import ConfigError
+        raise ConfigError("deepspeed: DeepSpeed needs CUDA GPUs and this machine has none; leave deepspeed empty "
+                          "(several CPU processes train data-parallel with nproc_per_node=2).", "deepspeed")
+
+
 def torchrun_command(ns, path: str | None, overrides: list[str]) -> list[str]:
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={ns.nnodes}", f"--node_rank={ns.node_rank}",
            f"--nproc_per_node={ns.nproc_per_node}", f"--master_addr={ns.master_addr}",
@@ -28,6 +39,7 @@ def run_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
         from ..utils import UserError
         raise UserError(f"unexpected arguments {flags}; use key=value (for example learning_rate=1e-4).")
     ns = load_config(path, overrides, "train")
+    check_deepspeed(ns)
     if needs_torchrun(ns):
         cmd = torchrun_command(ns, path, overrides)
         log.info("launching %d process(es) per node with torchrun: %s", ns.nproc_per_node, " ".join(cmd))
