@@ -104,3 +104,8 @@ def test_score_and_accumulator_are_percentages():
     assert MetricAccumulator().result()["bleu-4"] == 0.0
     with pytest.raises(ValueError):
         compute_metrics(["a"], ["a", "b"])
+
+
+def test_bleu_of_a_correct_one_word_answer():
+    # no 2/3/4-grams: method 3 gives them 1/2, 1/4, 1/8 -> (1/64) ** (1/4); documented in engine.metrics
+    assert bleu4(["positive"], ["positive"]) == pytest.approx((1 / 64) ** 0.25)
