@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def demo(tmp_path, monkeypatch):
     from webui.app import create_ui
     monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    monkeypatch.setenv("TUNEBOARD_ROOTS", str(tmp_path))  # the tests' folders are allowed UI paths
     return create_ui("en", saves=str(tmp_path / "saves"))
 
 
@@ -328,3 +329,91 @@ def test_loss_series_and_progress_bar():
     html = monitor.progress_html({"step": 3, "total_steps": 10, "elapsed": 5, "remaining": 12, "percentage": 30.0},
                                  {"state": "running"}, "en")
     assert "data-step='3'" in html and "data-total='10'" in html and "[00:05&lt;00:12]" in html and "width:30.0%" in html
+
+
+# ---------------------------------------------------------------- the commands that serve it
+def _serve(argv, port, env_extra=None):
+    import os
+    import time
+    import urllib.request
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env_extra or {})}
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(proc.stdout.read().decode()[-3000:])
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=2) as r:
+                    return proc, json.loads(r.read())
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("server did not answer")
+    except BaseException:
+        _stop(proc)
+        raise
+
+
+def _stop(proc):
+    import os
+    import signal
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def _elem_ids(config) -> set:
+    return {c.get("props", {}).get("elem_id") for c in config["components"]} - {None}
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_tuneboard_webui_serves_the_studio_with_a_recipe_prefilled(tmp_path):
+    port = _free_port()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("dataset: identity\nlearning_rate: 0.0003\nstage: sft\n")
+    proc, cfg = _serve([sys.executable, "-m", "engine", "webui", str(recipe), "max_steps=7"], port,
+                       {"GRADIO_SERVER_PORT": str(port), "TUNEBOARD_SAVES_DIR": str(tmp_path / "saves")})
+    try:
+        ids = _elem_ids(cfg)
+        assert {"train-start", "eval-start", "chat-load", "export-start", "top-lang"} <= ids
+        by_id = {c["props"].get("elem_id"): c["props"] for c in cfg["components"]}
+        assert by_id["train-learning_rate"]["value"] == 0.0003 and by_id["train-max_steps"]["value"] == 7
+        assert by_id["train-dataset"]["value"] == ["identity"]
+    finally:
+        _stop(proc)
+
+
+def test_tuneboard_webchat_serves_the_chat_tab_alone(tmp_path, tiny_model):
+    port = _free_port()
+    recipe = tmp_path / "chat.yaml"
+    recipe.write_text(f"model_name_or_path: {tiny_model}\ntemplate: chatml\nmax_new_tokens: 16\n")
+    proc, cfg = _serve([sys.executable, "-m", "engine", "webchat", str(recipe), "--port", str(port)], port)
+    try:
+        ids = _elem_ids(cfg)
+        assert {"chat-load", "chat-bot", "chat-input", "top-lang"} <= ids
+        assert not ids & {"train-start", "eval-start", "export-start"}
+        by_id = {c["props"].get("elem_id"): c["props"] for c in cfg["components"]}
+        assert by_id["chat-max_new_tokens"]["value"] == 16
+    finally:
+        _stop(proc)
+
+
+def test_metrics_tables_name_the_eval_scores():
+    from webui.page import render_msg
+    res = {"bleu-4": 12.5, "rouge-1": 30.0, "rouge-2": 10.0, "rouge-l": 28.0, "accuracy": 62.5, "samples": 8,
+           "model": "m", "adapter": None}
+    md = render_msg([("__metrics__", {"results": res})], "en")
+    assert md.startswith("**Metrics**") and "| Accuracy (exact match, %) | 62.5 |" in md and "| BLEU-4 | 12.5 |" in md
+    assert md.index("Accuracy") < md.index("BLEU-4") < md.index("ROUGE-L") and "adapter" not in md
+    zh = render_msg([("__metrics__", {"results": {"train_loss": 1.25}})], "zh")
+    assert zh.startswith("**最终指标**") and "| train_loss | 1.25 |" in zh

@@ -15,7 +15,9 @@ from engine.utils import UserError
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
 USAGE = """usage: python app.py [recipe.yaml] [key=value ...] [--host H] [--port P] [--share] [--lang en|zh]
        tuneboard webui   [recipe.yaml] [key=value ...] [--host H] [--port P] [--share] [--lang en|zh]
-       tuneboard webchat recipe.yaml  [key=value ...] [--host H] [--port P] [--share]"""
+       tuneboard webchat recipe.yaml  [key=value ...] [--host H] [--port P] [--share]
+options: --auth USER:PASSWORD or --auth-file FILE (USER:PASSWORD lines) ask for a login;
+         paths typed into the page stay inside data/, saves/, models/ (TUNEBOARD_ROOTS adds folders)"""
 
 
 def parse_flags(flags: list[str], env: dict | None = None) -> dict:
@@ -30,13 +32,18 @@ def parse_flags(flags: list[str], env: dict | None = None) -> dict:
         name = key.lstrip("-")
         if name == "share":
             out["share"] = True
-        elif name in ("host", "port", "lang"):
+        elif name in ("host", "port", "lang", "auth", "auth-file"):
             if not eq:
                 if i + 1 >= len(flags):
                     raise UserError(f"{key} needs a value, for example {key} {'7861' if name == 'port' else '0.0.0.0'}.")
                 i += 1
                 val = flags[i]
-            out[name] = val
+            if name == "auth":
+                out["auth"] = out.get("auth", []) + [_credential(val, "--auth")]
+            elif name == "auth-file":
+                out["auth"] = out.get("auth", []) + read_auth_file(val)
+            else:
+                out[name] = val
         elif name in ("h", "help"):
             out["help"] = True
         else:
@@ -53,12 +60,37 @@ def parse_flags(flags: list[str], env: dict | None = None) -> dict:
     return out
 
 
+def _credential(text: str, where: str) -> tuple[str, str]:
+    user, sep, password = text.strip().partition(":")
+    if not sep or not user or not password:
+        problem = "no colon" if not sep else "an empty user or password"
+        raise UserError(f"{where}: expected USER:PASSWORD, got {problem}.")
+    return user, password
+
+
+def read_auth_file(path: str) -> list[tuple[str, str]]:
+    """USER:PASSWORD lines (blank lines and # comments skipped); keeps passwords out of `ps` and shell history."""
+    try:
+        lines = open(path, encoding="utf-8").read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"--auth-file: cannot read {path} ({e}).") from None
+    out = [_credential(ln, f"--auth-file {path}, line {n}") for n, ln in enumerate(lines, 1)
+           if ln.strip() and not ln.lstrip().startswith("#")]
+    if not out:
+        raise UserError(f"--auth-file: {path} holds no USER:PASSWORD line.")
+    return out
+
+
 def serve(demo, opts: dict, block: bool = True):
     from .app import CSS, theme
     demo.queue(default_concurrency_limit=4)
+    if not opts.get("auth") and (opts.get("share") or opts["host"] not in ("127.0.0.1", "localhost", "::1")):
+        print(f"warning: serving on {'a public share link' if opts.get('share') else opts['host']} without a login; "
+              "anyone who reaches it can train and read files under data/, saves/, models/. Add --auth-file FILE.",
+              file=sys.stderr, flush=True)
     return demo.launch(server_name=opts["host"], server_port=opts["port"], share=opts["share"], theme=theme(),
                        css=CSS, show_error=True, footer_links=[], ssr_mode=False, mcp_server=False,
-                       prevent_thread_lock=not block, quiet=False)
+                       prevent_thread_lock=not block, quiet=False, auth=opts.get("auth") or None)
 
 
 def run_cli(cmd: str, path: str | None, overrides: list[str], flags: list[str]) -> int:

@@ -99,6 +99,8 @@ L: dict[str, dict[str, str]] = {
     "phase_saving": {"en": "saving", "zh": "保存中"},
     "phase_predicting": {"en": "predicting", "zh": "预测中"},
     "phase_exporting": {"en": "exporting", "zh": "导出中"},
+    "phase_loading": {"en": "loading model and data", "zh": "加载模型与数据"},
+    "phase_running": {"en": "predicting", "zh": "预测中"},
     "progress_steps": {"en": "step {step} / {total}", "zh": "第 {step} / {total} 步"},
     "progress_wait": {"en": "waiting for the first step…", "zh": "等待第一步……"},
     "final_metrics": {"en": "Final metrics", "zh": "最终指标"},

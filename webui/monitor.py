@@ -106,21 +106,24 @@ def loss_figure(records: list[dict], lang: str = "en"):
     return fig
 
 
-_METRIC_ORDER = ("train_loss", "eval_loss", "total_steps", "epoch", "train_runtime", "train_samples_per_second",
-                 "train_steps_per_second", "predict_bleu-4", "predict_rouge-1", "predict_rouge-2", "predict_rouge-l",
-                 "predict_accuracy")
+_METRIC_ORDER = ("accuracy", "bleu-4", "rouge-1", "rouge-2", "rouge-l", "samples", "train_loss", "eval_loss",
+                 "total_steps", "epoch", "train_runtime", "train_samples_per_second", "train_steps_per_second")
+_METRIC_NAMES = {"accuracy": "Accuracy (exact match, %)", "bleu-4": "BLEU-4", "rouge-1": "ROUGE-1",
+                 "rouge-2": "ROUGE-2", "rouge-l": "ROUGE-L"}
+EVAL_KEYS = ("bleu-4", "rouge-1", "rouge-2", "rouge-l", "accuracy")
 
 
 def metrics_md(results: dict, lang: str, title_key: str = "final_metrics") -> str:
     if not results:
         return ""
-    keys = [k for k in _METRIC_ORDER if k in results] + sorted(k for k in results if k not in _METRIC_ORDER)
+    keys = [k for k in _METRIC_ORDER if k in results] + [k for k in results if k not in _METRIC_ORDER]
     rows = []
     for k in keys:
         v = results[k]
         if isinstance(v, float):
             v = f"{v:.4g}"
-        elif isinstance(v, (dict, list)):
+        elif isinstance(v, (dict, list)) or v is None:
             continue
-        rows.append(f"| {html.escape(str(k))} | {html.escape(str(v))} |")
+        name = _METRIC_NAMES.get(k, k)
+        rows.append(f"| {html.escape(name)} | {html.escape(str(v))} |")
     return f"**{t(title_key, lang)}**\n\n| | |\n|---|---|\n" + "\n".join(rows)

@@ -23,10 +23,9 @@ def render_msg(parts, lang: str) -> str:
     out = []
     for p in parts or []:
         if isinstance(p, (list, tuple)) and len(p) == 2 and p[0] == "__metrics__":
-            from .monitor import metrics_md
+            from .monitor import EVAL_KEYS, metrics_md
             res = p[1]["results"]
-            out.append(metrics_md(res, lang, "eval_metrics" if any(k.startswith("predict_") for k in res)
-                                  else "final_metrics"))
+            out.append(metrics_md(res, lang, "eval_metrics" if any(k in res for k in EVAL_KEYS) else "final_metrics"))
         elif isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], dict):
             out.append(t(p[0], lang, **p[1]))
         else:
@@ -184,6 +183,9 @@ def check_fields(values: dict, command: str) -> tuple[dict, dict, Any]:
             typed[name] = v
         except ConfigError as e:
             errors[name] = str(e)
+    from engine.paths import check_values  # paths typed here stay inside the data / saves / models roots
+    for name, msg in check_values(typed).items():
+        errors.setdefault(name, msg)
     if errors:
         return typed, errors, None
     try:

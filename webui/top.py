@@ -77,7 +77,7 @@ def build(page: Page) -> None:
         page.tr(name, lambda lg: dict(choices=model_choices(lg)))
         path = page.arg("top", BY_NAME["model_name_or_path"], value=init_path, scale=3)
         hub = page.arg("top", BY_NAME["hub"], scale=1)
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=False):
         method = page.arg("top", BY_NAME["finetuning_type"], value=init_method, scale=1)
         adapter = page.arg("top", BY_NAME["adapter_name_or_path"], scale=4, info=t("adapter_info", lang),
                            choices=adapter_choices(page.saves, init_path, init_method))

@@ -30,7 +30,9 @@ def dataset_choices(dataset_dir: str, stage: str | None, current=None) -> tuple[
     """(dropdown update, message parts): only datasets the stage can train on; a broken dataset_info.json is
     an error message, never a silently empty list."""
     from engine.data.registry import list_datasets
+    from engine.paths import confine
     try:
+        confine(dataset_dir or "data", "dataset_dir")
         names = list_datasets(dataset_dir or "data", stage)
     except UserError as e:
         return gr.update(choices=[], value=[]), [("dataset_error", {"error": str(e)})]
@@ -46,7 +48,8 @@ def prepare_train(page: Page, raw: dict) -> dict:
                                   page.saves)
     if out is None:
         raise ConfigError("output_dir: give a name or a folder for this run.", "output_dir")
-    v["output_dir"] = out
+    from engine.paths import WRITE, confine
+    v["output_dir"] = confine(out, "output_dir", WRITE, page.saves)
     return v
 
 
@@ -212,8 +215,10 @@ def build(page: Page) -> dict:
         path = (data[cfg] or "").strip()
         named = {}
         try:
-            if not path:
+            if not path or not path.endswith((".yaml", ".yml")):
                 raise ConfigError("config path: give a file name ending in .yaml.", "_")
+            from engine.paths import WRITE, confine
+            confine(path, "config path", WRITE, page.saves)
             raw, named = run_panel.name_output(page, data, scopes, "train")
             typed = typed_for_preview(prepare_train(page, raw), "train")
             ns = load_config(None, typed, "train", finalize=False)
@@ -230,7 +235,8 @@ def build(page: Page) -> dict:
         lang_v = data[lang_c]
         path = (data[cfg] or "").strip()
         try:
-            ns = load_config(path, {}, "train", finalize=False)
+            from engine.paths import confine
+            ns = load_config(confine(path, "config path", saves=page.saves), {}, "train", finalize=False)
         except (ConfigError, UserError) as e:
             parts = [f"✗ {e}"]
             return {panel.message_parts: parts, panel.message: render_msg(parts, lang_v)}
@@ -302,7 +308,8 @@ def preview_dataset(values: dict, page_no: int, lang: str) -> tuple[list, list, 
     if not names:
         raise UserError(t("preview_pick", lang))
     args = {**defaults(), **{k: v for k, v in values.items() if v is not None}}
-    ddir = args.get("dataset_dir") or "data"
+    from engine.paths import confine
+    ddir = confine(args.get("dataset_dir") or "data", "dataset_dir")
     totals = [(n, preview(ddir, n, 1)["total"]) for n in names]
     pages_of = [(n, max(1, -(-tot // PREVIEW_PAGE))) for n, tot in totals]
     pages = sum(k for _, k in pages_of)

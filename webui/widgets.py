@@ -19,6 +19,22 @@ COMPUTE_ARGS = ("bf16", "fp16")
 COMPUTE_TYPES = ("fp32", "bf16", "fp16")
 DYNAMIC = {"dataset", "eval_dataset", "adapter_name_or_path", "template"}  # choices filled at run time
 AUTO = "auto"  # the dropdown entry that stands for "no value" (None) of a nullable choice argument
+FILE_CHOICES = {"deepspeed": "examples/deepspeed/*.json"}  # shipped recipes offered in a list (a path may be typed)
+
+
+def file_choices(name: str) -> list[tuple[str, str]]:
+    """("none", "") + the shipped files for an argument, as paths the engine resolves from the working folder."""
+    from pathlib import Path
+
+    from engine.utils import repo_root
+    out = [("none", "")]
+    for f in sorted(repo_root().glob(FILE_CHOICES[name])):
+        try:
+            shown_path = str(f.relative_to(Path.cwd()))
+        except ValueError:
+            shown_path = str(f)
+        out.append((f.name, shown_path))
+    return out
 
 
 def shown(arg: Arg) -> bool:
@@ -63,6 +79,8 @@ def make(arg: Arg, lang: str, scope: str, value: Any = None, choices: list | Non
     common = dict(label=arg.label(lang), info=arg.help(lang), elem_id=f"{scope}-{arg.name}",
                   elem_classes=["tb-arg", f"tb-arg-{arg.name}"])
     common.update(kw)
+    if arg.name in FILE_CHOICES and choices is None:
+        choices, multiselect = file_choices(arg.name), False
     if arg.name in DYNAMIC or choices is not None:
         multi = arg.type == "list" if multiselect is None else multiselect
         return gr.Dropdown(choices=choices or [], value=to_widget(arg, v, multi), multiselect=multi,

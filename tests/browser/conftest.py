@@ -54,6 +54,7 @@ def server(tmp_path_factory) -> Server:
     port = free_port()
     log = base / "server.log"
     env = {**os.environ, "TUNEBOARD_SAVES_DIR": str(saves), "GRADIO_ANALYTICS_ENABLED": "False",
+           "TUNEBOARD_ROOTS": str(tmp_path_factory.getbasetemp()),  # the tests' folders are allowed UI paths
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("GRADIO_SERVER_NAME", None)
     with open(log, "wb") as f:

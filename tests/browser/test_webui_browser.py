@@ -224,8 +224,8 @@ def test_evaluate_shows_metrics(ui: UI, server):
     expect(page.locator("#eval-message")).to_contain_text("Started")
     expect(page.locator("#eval-status")).to_contain_text("Running")
     expect(page.locator("#eval-status")).not_to_contain_text("Failed")
-    expect(page.locator("#eval-result")).to_contain_text("predict_accuracy", timeout=RUN_WAIT)
-    for k in ("predict_bleu-4", "predict_rouge-1", "predict_rouge-2", "predict_rouge-l"):
+    expect(page.locator("#eval-result")).to_contain_text("Accuracy (exact match, %)", timeout=RUN_WAIT)
+    for k in ("BLEU-4", "ROUGE-1", "ROUGE-2", "ROUGE-L"):
         expect(page.locator("#eval-result")).to_contain_text(k)
     expect(page.locator("#eval-status")).to_contain_text("Finished")
     out = server.saves / "SmolLM2-135M-Instruct" / "lora" / "eval_ui"
