@@ -179,9 +179,11 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     if _is_main():
         atomic_write_json(output_dir / rundir.STATS, data.stats)
 
+    # the arguments come first: with a ZeRO-3 DeepSpeed config they make from_pretrained load the weights
+    # already partitioned across the GPUs instead of a full copy per process
+    args = training_arguments(ns, prec, ns.stage)
     model = load_model(ns, trainable=True)
     model = apply_method(model, ns)
-    args = training_arguments(ns, prec, ns.stage)
     callbacks = [RunLogCallback(str(output_dir)), stop] + early_stopping(ns)
     if ns.stage == "dpo":
         from .dpo import build_trainer
