@@ -1,0 +1,81 @@
+"""The folders a path typed into the web UI may point at.
+
+The UI can be served to other machines (--host, --share), so a path it accepts is refused unless it resolves
+(`..` and symlinks followed) inside the data, saves or models root, or the shipped examples for reading.
+TUNEBOARD_ROOTS (folders separated by os.pathsep) adds more roots. The CLI and recipes are not confined:
+whoever runs a command already owns the machine.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .config import ConfigError
+from .utils import repo_root
+
+ROOTS_ENV = "TUNEBOARD_ROOTS"
+READ, WRITE = "read", "write"
+PATH_ARGS = {"model_name_or_path": READ, "adapter_name_or_path": READ, "dataset_dir": READ, "deepspeed": READ,
+             "resume_from_checkpoint": READ, "output_dir": WRITE, "export_dir": WRITE}
+_LAST = {"true", "last", "latest", "yes"}  # resume_from_checkpoint values that are not paths
+
+
+def roots(mode: str = READ, saves: str | Path | None = None) -> list[Path]:
+    from .runs import saves_root
+    repo = repo_root()
+    found = [Path("data"), repo / "data", saves_root(saves), Path("models"), repo / "models"]
+    if mode == READ:
+        found.append(repo / "examples")
+    found += [Path(p) for p in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if p.strip()]
+    out: list[Path] = []
+    for r in found:
+        r = r.expanduser().resolve()
+        if r not in out:
+            out.append(r)
+    return out
+
+
+def inside(path: str | Path, allowed: list[Path]) -> bool:
+    p = Path(path).expanduser().resolve()
+    return any(p == r or r in p.parents for r in allowed)
+
+
+def _is_path(field: str, value: str) -> bool:
+    """False for values that name something rather than point at it: a registry name or hub id
+    (model_name_or_path, resolved into models/ or the hub cache) and resume_from_checkpoint=true."""
+    if field == "resume_from_checkpoint" and value.strip().lower() in _LAST:
+        return False
+    if field == "model_name_or_path":
+        looks_like_path = value.startswith(("/", ".", "~")) or ".." in Path(value).parts or "\\" in value
+        return looks_like_path or Path(value).exists()
+    return True
+
+
+def confine(value: str, field: str, mode: str = READ, saves: str | Path | None = None) -> str:
+    """`value` when it may be used; ConfigError naming the field when it points outside the allowed roots."""
+    if value is None or not str(value).strip() or not _is_path(field, str(value)):
+        return value
+    allowed = roots(mode, saves)
+    if inside(str(value), allowed):
+        return value
+    cwd = Path.cwd().resolve()
+    shown = ", ".join(str(r.relative_to(cwd)) if r.is_relative_to(cwd) else str(r) for r in allowed)
+    what = "write to" if mode == WRITE else "read"
+    raise ConfigError(f"{field}: {value} is outside the folders the web UI may {what} ({shown}); use a path "
+                      f"inside them, or start the UI with {ROOTS_ENV}=<folder> to allow another one.", field)
+
+
+def check_values(values: dict, saves: str | Path | None = None) -> dict[str, str]:
+    """{field: message} for every path argument in `values` that points outside the allowed roots."""
+    errors = {}
+    for field, mode in PATH_ARGS.items():
+        v = values.get(field)
+        for item in (v if isinstance(v, (list, tuple)) else [v]):
+            if item is None:
+                continue
+            try:
+                confine(str(item), field, mode, saves)
+            except ConfigError as e:
+                errors[field] = str(e)
+                break
+    return errors
