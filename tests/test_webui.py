@@ -123,6 +123,7 @@ def extra_arg(monkeypatch):
 def test_a_new_schema_argument_appears_in_ui_yaml_and_preview(extra_arg, tmp_path, monkeypatch):
     from webui.app import create_ui
     monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    monkeypatch.setenv("TUNEBOARD_ROOTS", str(tmp_path))  # the test's folders are allowed UI paths
     demo = create_ui("en", saves=str(tmp_path / "saves"))
     page = demo.page
     w = page.w("train", extra_arg.name)
