@@ -186,6 +186,12 @@ ARGS: list[Arg] = [
       "数据加载进程", min=0, max=256),
     A("plot_loss", "bool", True, "extra", "Save training/eval loss plots as PNG.", "保存训练/评估损失曲线图。",
       "绘制损失曲线"),
+    A("early_stopping_patience", "int", None, "extra",
+      "Stop when eval loss has not improved for this many evaluations (needs an eval set).",
+      "评估损失连续这么多次没有改善时提前停止（需要评估集）。", "早停耐心", min=1, max=1e6, nullable=True),
+    A("load_best_model_at_end", "bool", False, "extra",
+      "Keep the checkpoint with the lowest eval loss as the result (a checkpoint is saved at each evaluation).",
+      "以评估损失最低的检查点作为最终结果（每次评估时保存检查点）。", "保留最佳检查点"),
     # ---- LoRA
     A("lora_rank", "int", 8, "lora", "LoRA rank r.", "LoRA 秩 r。", "LoRA 秩", min=1, max=4096,
       methods=("lora",)),

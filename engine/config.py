@@ -204,6 +204,9 @@ def validate(ns: Namespace, command: str = "train") -> None:
                               "eval_strategy")
         if v["eval_steps"] is None:
             v["eval_steps"] = v["save_steps"]
+        for k in ("early_stopping_patience", "load_best_model_at_end"):
+            if v.get(k) and v["eval_strategy"] == "no":
+                raise ConfigError(f"{k}: needs evaluation; set val_size (e.g. 0.1) or eval_dataset.", k)
         if v["num_train_epochs"] <= 0 and v["max_steps"] <= 0:
             raise ConfigError("num_train_epochs: must be > 0 unless max_steps is set.", "num_train_epochs")
         if v["output_dir"] is None:
