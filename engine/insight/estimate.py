@@ -1,0 +1,390 @@
+"""Before Start: how much data, how many steps, how much memory, how long.
+
+    estimate(recipe=None, overrides=(), values=None, measure_steps=0) -> report dict
+    render(report, lang) -> plain words
+
+Data: the dataset is tokenised exactly as training will do it (engine.data.get_dataset, cached), so the
+sample count is the one after filtering, truncation and packing. Steps follow the Trainer's own rounding:
+batches per epoch = ceil(rows / batch) per device (split evenly over devices), updates per epoch =
+ceil(batches / gradient_accumulation_steps), total = ceil(epochs x updates per epoch) unless max_steps.
+
+Memory, per device, by part (the model is built on the meta device: no weights are read):
+  weights      frozen params in the load dtype (half only for LoRA with bf16/fp16) + trainable params in fp32
+  gradients    fp32, one per trainable parameter
+  optimizer    AdamW: two fp32 states per trainable parameter; SGD: none; Adafactor: factored row + column
+  activations  what backward keeps for the longest batch: per token and layer about 7h + 3 kv_dim + heads +
+               4 intermediate values (norm inputs/outputs, q/k/v, attention output, the four MLP tensors),
+               only for the layers gradients flow through (freeze: from the first trained layer on); with
+               gradient_checkpointing one hidden state per layer plus one layer recomputed; plus the logits
+               (x3: logits, log-softmax, their gradient, in fp32)
+  runtime      the process itself: Python + torch + transformers + datasets (CPU: ~0.5 GB resident), or the
+               CUDA context (~0.5 GB)
+DeepSpeed ZeRO divides optimizer states (stage >= 1), gradients (>= 2) and weights (3) by the number of
+devices; offload_optimizer / offload_param move them to host memory.
+Time: a real run of a few steps in a subprocess (measure_steps), extrapolated to the whole schedule.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..config import load_config
+from ..utils import UserError
+
+GB = 1024 ** 3
+CPU_RUNTIME_BYTES = 0.5 * GB    # RSS of python + torch + transformers + datasets + peft after import (485 MB here)
+CUDA_CONTEXT_BYTES = 0.5 * GB
+FIT_SHARE = 0.9                 # warn above 90 % of the device's memory
+
+
+def _namespace(recipe=None, overrides=(), values: dict | None = None):
+    if values is not None:
+        return load_config(None, dict(values), "train")
+    return load_config(recipe, overrides or (), "train")
+
+
+# ---------------------------------------------------------------- data and steps
+def data_facts(ns) -> dict:
+    """Tokenise as training does (cached) and count what the trainer will see."""
+    from ..data.loader import get_dataset
+    from ..data.templates import get_template
+    from ..models.loader import load_tokenizer
+    from ..models.registry import default_template
+
+    tok = load_tokenizer(ns)
+    template = get_template(ns.template or default_template(ns.model_name_or_path), tok)
+    template.fix_tokenizer(tok)
+    data = get_dataset(ns, tok, template, ns.stage)
+    train = data.train_dataset
+    rows = len(train)
+    if ns.stage == "dpo":
+        # trl tokenises later: prompt + longer answer per pair, from the stats
+        lengths = [int(data.stats.get("mean_len", 0))] * rows
+        longest = min(int(data.stats.get("max_len", 0)), ns.cutoff_len)
+    else:
+        lengths = [len(x) for x in train["input_ids"]]
+        longest = max(lengths) if lengths else 0
+    return {"stats": data.stats, "rows": rows, "eval_rows": len(data.eval_dataset) if data.eval_dataset else 0,
+            "tokens_per_epoch": int(sum(lengths)), "trained_tokens_per_epoch": int(data.stats.get("tokens", 0)),
+            "longest": int(longest), "template": template.name}
+
+
+def world_size(ns) -> int:
+    return max(1, int(ns.nproc_per_node)) * max(1, int(ns.nnodes))
+
+
+def count_steps(rows: int, ns, devices: int | None = None) -> dict:
+    """Optimisation steps as transformers' Trainer counts them (set_initial_training_values)."""
+    devices = devices or world_size(ns)
+    batches = math.ceil(rows / ns.per_device_train_batch_size)
+    per_device = math.ceil(batches / devices)  # accelerate shards the batches evenly over the processes
+    per_epoch = max(per_device // ns.gradient_accumulation_steps
+                    + int(per_device % ns.gradient_accumulation_steps > 0), 1)
+    total = ns.max_steps if ns.max_steps > 0 else math.ceil(ns.num_train_epochs * per_epoch)
+    return {"devices": devices, "batches_per_epoch": per_device, "steps_per_epoch": per_epoch, "total_steps": total,
+            "epochs": round(total / per_epoch, 3),
+            "global_batch": ns.per_device_train_batch_size * ns.gradient_accumulation_steps * devices}
+
+
+# ---------------------------------------------------------------- parameters
+def param_facts(ns) -> dict:
+    """Total / trainable parameter counts and the shapes the memory model needs, from config.json alone."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from ..models.loader import model_path
+    path = model_path(ns)
+    try:
+        cfg = AutoConfig.from_pretrained(path, trust_remote_code=bool(ns.trust_remote_code))
+    except (OSError, ValueError) as e:
+        raise UserError(f"model_name_or_path: cannot read {path}/config.json ({e}).") from None
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(cfg, trust_remote_code=bool(ns.trust_remote_code))
+    total = sum(p.numel() for p in model.parameters())
+    text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    h = int(getattr(text_cfg, "hidden_size"))
+    heads = int(getattr(text_cfg, "num_attention_heads", 1))
+    kv = int(getattr(text_cfg, "num_key_value_heads", heads) or heads)
+    head_dim = int(getattr(text_cfg, "head_dim", None) or h // heads)
+    inter = int(getattr(text_cfg, "intermediate_size", 4 * h))
+    layers = int(getattr(text_cfg, "num_hidden_layers"))
+    vocab = int(getattr(text_cfg, "vocab_size"))
+    method = ns.finetuning_type
+    shapes: list[tuple[int, ...]] = []
+    grad_layers = layers
+    if method == "full":
+        trainable = total
+        shapes = [tuple(p.shape) for p in model.parameters()]
+    elif method == "freeze":
+        from ..train.methods import apply_freeze
+        apply_freeze(model, ns)
+        trained = [p for p in model.parameters() if p.requires_grad]
+        trainable = sum(p.numel() for p in trained)
+        shapes = [tuple(p.shape) for p in trained]
+        k = int(ns.freeze_trainable_layers)
+        grad_layers = k if k > 0 else layers  # the first N trained: gradients flow back through every layer
+    else:
+        out_emb = model.get_output_embeddings()
+        targets = ns.lora_target
+        trainable = 0
+        r = int(ns.lora_rank)
+        for name, mod in model.named_modules():
+            if not isinstance(mod, torch.nn.Linear) or mod is out_emb:
+                continue
+            short = name.rsplit(".", 1)[-1]
+            if targets != ["all"] and short not in targets and name not in targets:
+                continue
+            trainable += r * (mod.in_features + mod.out_features) + (mod.out_features if ns.use_dora else 0)
+            shapes += [(r, mod.in_features), (mod.out_features, r)]
+        if trainable == 0:
+            raise UserError(f"lora_target: {targets} matches no linear layer of {path}.")
+        total += trainable
+    return {"total": total, "trainable": trainable, "shapes": shapes, "hidden": h, "heads": heads,
+            "kv_dim": kv * head_dim, "intermediate": inter, "layers": layers, "grad_layers": grad_layers,
+            "vocab": vocab, "model_type": getattr(cfg, "model_type", "?")}
+
+
+# ---------------------------------------------------------------- memory
+def zero_config(ns) -> dict:
+    if not ns.deepspeed:
+        return {"stage": 0, "offload_optimizer": False, "offload_param": False}
+    try:
+        cfg = json.loads(Path(ns.deepspeed).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"deepspeed: cannot read {ns.deepspeed} ({e}).") from None
+    z = cfg.get("zero_optimization") or {}
+
+    def off(key):
+        return str((z.get(key) or {}).get("device", "none")).lower() in ("cpu", "nvme")
+    return {"stage": int(z.get("stage", 0) or 0), "offload_optimizer": off("offload_optimizer"),
+            "offload_param": off("offload_param")}
+
+
+def _optimizer_bytes(ns, p: dict) -> int:
+    if ns.optim.startswith("adamw"):
+        return 8 * p["trainable"]
+    if ns.optim == "sgd":
+        return 0
+    # adafactor: factored second moment, one row and one column vector per matrix
+    return 4 * sum((s[0] + s[1]) if len(s) == 2 else math.prod(s) for s in p["shapes"])
+
+
+def memory(ns, p: dict, longest: int, device: str) -> dict:
+    """Bytes per device by part, and where they live."""
+    half_load = ns.finetuning_type == "lora" and (ns.bf16 or (ns.fp16 and device == "cuda"))
+    frozen = p["total"] - p["trainable"]
+    weights = frozen * (2 if half_load else 4) + p["trainable"] * 4
+    grads = 4 * p["trainable"]
+    optim = _optimizer_bytes(ns, p)
+    if ns.stage == "dpo" and ns.finetuning_type != "lora":
+        weights += p["total"] * (2 if half_load else 4)  # a frozen reference copy (LoRA uses the base itself)
+    act_bytes = 2 if (ns.bf16 or ns.fp16) else 4
+    batch = ns.per_device_train_batch_size * (2 if ns.stage == "dpo" else 1)  # chosen + rejected
+    tokens = batch * max(1, min(longest, ns.cutoff_len))
+    per_layer = 7 * p["hidden"] + 3 * p["kv_dim"] + p["heads"] + 4 * p["intermediate"]
+    if ns.gradient_checkpointing:
+        act = tokens * act_bytes * (p["hidden"] * p["grad_layers"] + per_layer)
+    else:
+        act = tokens * act_bytes * per_layer * p["grad_layers"]
+    logits = 3 * tokens * p["vocab"] * 4
+    activations = act + logits
+    z = zero_config(ns)
+    n = world_size(ns)
+    if z["stage"] >= 1:
+        optim = optim / n
+    if z["stage"] >= 2:
+        grads = grads / n
+    if z["stage"] >= 3:
+        weights = weights / n
+    host = 0.0
+    if z["offload_optimizer"]:
+        host += optim
+        optim = 0
+    if z["offload_param"] and z["stage"] >= 3:
+        host += weights
+        weights = 0
+    runtime = CUDA_CONTEXT_BYTES if device == "cuda" else CPU_RUNTIME_BYTES
+    parts = {"weights": weights, "gradients": grads, "optimizer": optim, "activations": activations,
+             "runtime": runtime}
+    return {"parts": {k: int(v) for k, v in parts.items()}, "total": int(sum(parts.values())),
+            "offloaded_to_host": int(host), "zero_stage": z["stage"],
+            "dtype": "bf16" if ns.bf16 else "fp16" if ns.fp16 else "fp32",
+            "weights_dtype": "half" if half_load else "fp32", "tokens_per_micro_batch": tokens}
+
+
+def device_memory() -> dict:
+    """{"device", "name", "total", "available"} of one device (bytes)."""
+    import psutil
+    try:
+        import torch
+        if torch.cuda.is_available():
+            free, total = torch.cuda.mem_get_info(0)
+            return {"device": "cuda", "name": torch.cuda.get_device_name(0), "total": int(total),
+                    "available": int(free), "count": torch.cuda.device_count()}
+    except Exception:  # no usable CUDA: judge against host memory
+        pass
+    vm = psutil.virtual_memory()
+    return {"device": "cpu", "name": "cpu", "total": int(vm.total), "available": int(vm.available), "count": 1}
+
+
+# ---------------------------------------------------------------- time
+def measure(ns, steps: int = 3, timeout: float = 900) -> dict:
+    """Run `steps` real optimisation steps in a fresh process: seconds per step, start-up and peak memory."""
+    import resource
+    steps = max(2, int(steps))
+    values = {k: v for k, v in ns.values.items() if not k.startswith("_")}
+    with tempfile.TemporaryDirectory(prefix="tuneboard-measure-") as tmp:
+        out = Path(tmp) / "run"
+        values.update(output_dir=str(out), max_steps=steps, eval_strategy="no", save_steps=10 ** 9,
+                      logging_steps=1, plot_loss=False, overwrite_output_dir=False, resume_from_checkpoint=None,
+                      load_best_model_at_end=False, early_stopping_patience=None, report_to="none")
+        cfg = Path(tmp) / "measure.yaml"
+        from ..config import save_config
+        save_config(values, cfg)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t0 = time.time()
+        proc = subprocess.run([sys.executable, "-m", "engine", "train", str(cfg)], capture_output=True, text=True,
+                              timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        wall = time.time() - t0
+        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+            raise UserError(f"measuring {steps} steps failed: {tail[0]}")
+        from ..train import rundir
+        rows = [r for r in rundir.read_log(out) if "loss" in r]
+    el = [r["elapsed"] for r in rows]
+    per_step = (el[-1] - el[0]) / (len(el) - 1) if len(el) > 1 else (el[0] if el else wall)
+    return {"steps": steps, "seconds_per_step": round(per_step, 3), "startup_seconds": round(wall - el[-1], 1)
+            if el else None, "wall_seconds": round(wall, 1),
+            "peak_rss": int(peak_kb * 1024) if peak_kb > before else None}
+
+
+# ---------------------------------------------------------------- the report
+def estimate(recipe=None, overrides=(), values: dict | None = None, measure_steps: int = 0,
+             device: dict | None = None) -> dict:
+    ns = _namespace(recipe, overrides, values)
+    d = data_facts(ns)
+    steps = count_steps(d["rows"], ns)
+    p = param_facts(ns)
+    dev = device or device_memory()
+    mem = memory(ns, p, d["longest"], dev["device"])
+    fits = mem["total"] <= FIT_SHARE * dev["total"]
+    rep = {
+        "samples": {"read": d["stats"].get("total"), "kept": d["stats"].get("kept"),
+                    "truncated": d["stats"].get("truncated"), "dropped": d["stats"].get("dropped"),
+                    "train": d["stats"].get("train_samples"), "eval": d["stats"].get("eval_samples"),
+                    "train_rows": d["rows"], "eval_rows": d["eval_rows"]},
+        "steps": steps,
+        "tokens_per_epoch": d["tokens_per_epoch"], "trained_tokens_per_epoch": d["trained_tokens_per_epoch"],
+        "longest_row": d["longest"],
+        "params": {"total": p["total"], "trainable": p["trainable"], "method": ns.finetuning_type},
+        "memory": mem, "device": dev, "fits": bool(fits),
+        "advice": [] if fits else _fit_advice(ns, mem, dev),
+        "time": None,
+    }
+    if measure_steps:
+        m = measure(ns, measure_steps)
+        evals = 0
+        if ns.eval_strategy == "steps" and d["eval_rows"]:
+            evals = steps["total_steps"] // ns.eval_steps + 1
+        eval_batches = math.ceil(d["eval_rows"] / ns.per_device_eval_batch_size) if d["eval_rows"] else 0
+        # an eval batch is a forward pass only: about a third of a training step
+        train_s = m["seconds_per_step"] * steps["total_steps"]
+        eval_s = evals * eval_batches * m["seconds_per_step"] / 3 / max(1, ns.gradient_accumulation_steps)
+        m.update(train_seconds=round(train_s, 1), eval_seconds=round(eval_s, 1),
+                 total_seconds=round(train_s + eval_s + (m["startup_seconds"] or 0), 1))
+        rep["time"] = m
+    return rep
+
+
+def _fit_advice(ns, mem: dict, dev: dict) -> list[dict]:
+    out = []
+    parts = mem["parts"]
+
+    def add(why, change):
+        out.append({"why": why, "change": change})
+    if not ns.gradient_checkpointing and parts["activations"] > 0.2 * mem["total"]:
+        add("recompute activations in backward (slower, far less memory)", {"gradient_checkpointing": True})
+    if ns.per_device_train_batch_size > 1:
+        add("halve the micro-batch and accumulate twice (same global batch)",
+            {"per_device_train_batch_size": max(1, ns.per_device_train_batch_size // 2),
+             "gradient_accumulation_steps": ns.gradient_accumulation_steps * 2})
+    if ns.finetuning_type == "full":
+        add("train a LoRA adapter: no gradients or optimizer states for the base weights",
+            {"finetuning_type": "lora", "learning_rate": 1e-4})
+    if not (ns.bf16 or ns.fp16) and dev["device"] == "cuda":
+        add("bf16 mixed precision halves activations (and LoRA base weights)", {"bf16": True})
+    if dev["device"] == "cuda" and mem["zero_stage"] < 3 and (dev.get("count") or 1) > 1:
+        add("shard weights, gradients and optimizer states over the GPUs with ZeRO-3",
+            {"deepspeed": "examples/deepspeed/ds_z3_config.json", "nproc_per_node": dev["count"]})
+    return out
+
+
+# ---------------------------------------------------------------- words
+def _gb(b) -> str:
+    return f"{b / GB:.2f} GB"
+
+
+def _hms(s) -> str:
+    if s is None:
+        return "?"
+    s = int(round(s))
+    h, r = divmod(s, 3600)
+    m, s = divmod(r, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+_W = {
+    "samples": ("Samples", "样本"), "kept": ("kept", "保留"), "truncated": ("truncated", "截断"),
+    "dropped": ("dropped", "丢弃"), "train": ("train", "训练"), "eval": ("eval", "评估"),
+    "steps": ("Steps", "步数"), "per_epoch": ("per epoch", "每轮"), "global_batch": ("global batch", "全局批大小"),
+    "tokens": ("Tokens per epoch", "每轮 token 数"), "trained": ("trained", "参与训练"),
+    "params": ("Parameters", "参数"), "trainable": ("trainable", "可训练"),
+    "memory": ("Memory per device", "每个设备的内存"), "weights": ("weights", "权重"),
+    "gradients": ("gradients", "梯度"), "optimizer": ("optimizer states", "优化器状态"),
+    "activations": ("activations", "激活"), "runtime": ("runtime", "运行时"), "total": ("total", "合计"),
+    "of": ("of", "/"), "fits": ("fits", "可以放下"), "nofit": ("DOES NOT FIT", "放不下"),
+    "time": ("Time", "时间"), "per_step": ("s/step measured", "秒/步（实测）"), "startup": ("start-up", "启动"),
+    "measured_peak": ("measured peak", "实测峰值"), "advice": ("To make it fit", "放得下的办法"),
+    "offloaded": ("offloaded to host", "卸载到主机内存"), "zero": ("ZeRO stage", "ZeRO 阶段"),
+}
+
+
+def render(rep: dict, lang: str = "en") -> str:
+    i = 1 if lang == "zh" else 0
+
+    def w(k):
+        return _W[k][i]
+    s, st, m, dev = rep["samples"], rep["steps"], rep["memory"], rep["device"]
+    lines = [f"{w('samples')}: {s['kept']} {w('kept')} / {s['read']} ({w('truncated')} {s['truncated']}, "
+             f"{w('dropped')} {s['dropped']}); {w('train')} {s['train']} ({s['train_rows']} rows), "
+             f"{w('eval')} {s['eval']}",
+             f"{w('steps')}: {st['total_steps']} ({st['steps_per_epoch']} {w('per_epoch')} x {st['epochs']}; "
+             f"{w('global_batch')} {st['global_batch']}, {st['devices']} device(s))",
+             f"{w('tokens')}: {rep['tokens_per_epoch']:,} ({w('trained')} {rep['trained_tokens_per_epoch']:,})",
+             f"{w('params')}: {rep['params']['total']:,}, {w('trainable')} {rep['params']['trainable']:,} "
+             f"({rep['params']['method']})",
+             f"{w('memory')} ({m['dtype']}, {w('zero')} {m['zero_stage']}):"]
+    for k, v in m["parts"].items():
+        lines.append(f"  {w(k):<18} {_gb(v)}")
+    verdict = w("fits") if rep["fits"] else w("nofit")
+    lines.append(f"  {w('total'):<18} {_gb(m['total'])} {w('of')} {_gb(dev['total'])} ({dev['name']}): {verdict}")
+    if m.get("offloaded_to_host"):
+        lines.append(f"  {w('offloaded')}: {_gb(m['offloaded_to_host'])}")
+    t = rep.get("time")
+    if t:
+        lines.append(f"{w('time')}: {_hms(t['total_seconds'])} ({t['seconds_per_step']} {w('per_step')}, "
+                     f"{w('startup')} {t['startup_seconds']} s)"
+                     + (f"; {w('measured_peak')} {_gb(t['peak_rss'])}" if t.get("peak_rss") else ""))
+    if rep["advice"]:
+        lines.append(f"{w('advice')}:")
+        for a in rep["advice"]:
+            ch = " ".join(f"{k}={v}" for k, v in a["change"].items())
+            lines.append(f"  - {a['why']}  ->  {ch}")
+    return "\n".join(lines)
