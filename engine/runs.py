@@ -356,7 +356,7 @@ def get_run(run_id: str | None, saves: str | Path | None = None) -> Run | None:
 
 def active_run(saves: str | Path | None = None, command: str | None = None) -> Run | None:
     for r in all_runs(saves, command):
-        if r.alive():
+        if r.returncode is None and r.alive():  # a recorded exit code means it is over: no process lookup
             return r
     return None
 
@@ -365,7 +365,7 @@ def latest_run(saves: str | Path | None = None, command: str | None = None) -> R
     """The run a freshly loaded page shows: the one going now, else the last one started."""
     runs = all_runs(saves, command)
     for r in runs:
-        if r.alive():
+        if r.returncode is None and r.alive():
             return r
     return runs[0] if runs else None
 

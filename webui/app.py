@@ -66,7 +66,9 @@ def wire_visibility(page: Page, demo) -> None:
 
     stage.change(show, [stage, method], targets, show_progress="hidden", queue=False)
     method.change(show, [stage, method], targets, show_progress="hidden", queue=False)
-    demo.load(show, [stage, method], targets, show_progress="hidden", queue=False)
+    # the first render already shows only what applies to the starting stage and method
+    for comp, upd in page.visibility(stage.value, method.value).items():
+        comp.visible = upd["visible"]
 
 
 def create_ui(lang: str = "en", saves: str | None = None, initial: dict | None = None) -> gr.Blocks:
@@ -77,7 +79,7 @@ def create_ui(lang: str = "en", saves: str | None = None, initial: dict | None =
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab(t("tab_train", lang), id="train", elem_id="tab-train") as tab:
                 page.add("tab.train", tab, label="tab_train")
-                train = train_tab.build(page)
+                train_tab.build(page)
             with gr.Tab(t("tab_eval", lang), id="eval", elem_id="tab-eval") as tab:
                 page.add("tab.eval", tab, label="tab_eval")
                 eval_tab.build(page)
@@ -91,7 +93,6 @@ def create_ui(lang: str = "en", saves: str | None = None, initial: dict | None =
         wire_visibility(page, demo)
         _wire_load(page, demo)
         _wire_use_in_chat(page, export["use"], tabs, chat)
-        _ = train
     demo.page = page  # tests and tools reach the components through it
     return demo
 

@@ -86,7 +86,7 @@ def build(page: Page) -> None:
                                                     min_width=90, size="sm"), value="refresh")
         tpl = page.arg("top", BY_NAME["template"], value=init_tpl, choices=template_choices(), multiselect=False,
                        scale=1)
-        ct = page.add("top.compute_type", gr.Dropdown(list(widgets.COMPUTE_TYPES),
+        page.add("top.compute_type", gr.Dropdown(list(widgets.COMPUTE_TYPES),
                                                       value=widgets.compute_type(page.initial),
                                                       label=t("compute_type", lang), info=t("compute_type_info", lang),
                                                       elem_id="top-compute_type", scale=1),
@@ -95,7 +95,6 @@ def build(page: Page) -> None:
             if a.name not in placed:
                 page.arg("top", a, scale=1)
     warn, warn_parts = page.message("top.template_msg")
-    _ = ct
 
     def on_name(n, h, current):
         p = path_for_name(n, h)
