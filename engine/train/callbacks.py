@@ -103,6 +103,7 @@ class GracefulStop(TrainerCallback):
             self.requested = True
             return
         if self.requested or not self.trainer_running:
+            self.requested = True
             raise KeyboardInterrupt  # second signal, or not in the loop yet: stop now
         log.warning("stop requested: saving a checkpoint after this step, then stopping")
         self.requested = True

@@ -138,18 +138,18 @@ def run(ns: Namespace) -> dict:
             log.info("resuming from %s", resume)
     try:
         metrics = _run(ns, output_dir, resume, stop)
-    except KeyboardInterrupt:
-        if _is_main():
-            phase = (rundir.read_status(output_dir) or {}).get("state") or "starting"
-            rundir.write_status(output_dir, "aborted", error=f"stopped by the user while {phase}")
-        raise
-    except UserError as e:
-        if _is_main():
-            rundir.write_status(output_dir, "failed", error=str(e))
-        raise
     except BaseException as e:
+        # a stop signal may surface as another exception (a worker pool that was being waited on, for one)
+        aborted = isinstance(e, KeyboardInterrupt) or stop.requested
         if _is_main():
-            rundir.write_status(output_dir, "failed", error=f"{type(e).__name__}: {e}")
+            if aborted:
+                phase = (rundir.read_status(output_dir) or {}).get("state") or "starting"
+                rundir.write_status(output_dir, "aborted", error=f"stopped by the user while {phase}")
+            else:
+                rundir.write_status(output_dir, "failed",
+                                    error=str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}")
+        if aborted and not isinstance(e, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
         raise
     return metrics
 
