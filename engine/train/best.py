@@ -20,7 +20,8 @@ def best_model_args(ns) -> dict:
     if ns.load_best_model_at_end:
         out["load_best_model_at_end"] = True
         out["save_strategy"] = ns.eval_strategy
-        if ns.eval_strategy == "steps" and ns.save_steps % ns.eval_steps:
+        if ns.eval_strategy == "steps" and ns.save_steps != ns.eval_steps:
+            # every evaluation needs its checkpoint: the best one may fall between two save_steps
             log.info("load_best_model_at_end: saving a checkpoint at every evaluation (save_steps %d -> %d)",
                      ns.save_steps, ns.eval_steps)
             out["save_steps"] = ns.eval_steps
