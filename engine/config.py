@@ -80,6 +80,9 @@ def coerce(arg: Arg, value: Any, source: str = "") -> Any:
                 raise ValueError
             return f
         if arg.type == "list":
+            if isinstance(value, dict) or (isinstance(value, (list, tuple)) and
+                                           any(isinstance(v, (dict, list, tuple)) for v in value)):
+                raise ValueError  # a mapping or nested list is a mistake, not a name
             if isinstance(value, (list, tuple)):
                 items = [str(v).strip() for v in value]
             else:
