@@ -84,11 +84,24 @@ def _load_one(attr: DatasetAttr, args, stage: str) -> tuple[list[dict], dict]:
     out, skipped = convert(attr, rows, stage)
     if not out:
         reasons = "; ".join(f"{c} x {r}" for r, c in skipped.most_common(3))
-        raise UserError(f"dataset {attr.name!r}: none of its {len(rows)} samples is usable ({reasons}). "
-                        f"Check its formatting ({attr.formatting}) and columns/tags mapping in dataset_info.json.")
+        where = attr.path() or attr.hf_hub_url or attr.ms_hub_url
+        raise UserError(f"dataset {attr.name!r} ({where}): none of its {len(rows)} samples is usable ({reasons}; "
+                        f"the first is record {_first_invalid(attr, rows, stage)}). Check its formatting "
+                        f"({attr.formatting}) and columns/tags mapping in dataset_info.json.")
     name, author = _arg(args, "identity_name"), _arg(args, "identity_author")
     out = [replace_identity(r, name, author) for r in out]
     return out, {"total": len(rows), "skipped": dict(skipped)}
+
+
+def _first_invalid(attr: DatasetAttr, rows: list[dict], stage: str) -> int:
+    """1-based number of the first record that cannot be converted (the line, in a JSON Lines file)."""
+    from .converters import Invalid, convert_row
+    for i, row in enumerate(rows, 1):
+        try:
+            convert_row(attr, row, stage)
+        except Invalid:
+            return i
+    return 0
 
 
 def _load(names, args, stage: str) -> tuple[list[dict], dict]:
