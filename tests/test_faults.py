@@ -1,0 +1,346 @@
+"""Runs survive faults: `kill -9` mid-run then resume, half-written checkpoints, a web UI server killed and
+restarted while a run goes on, Abort in the middle of preprocessing / evaluation / saving, and crash-safe
+writes of configs and run records. Every wait polls a condition with a deadline.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from engine import runs
+from engine.config import load_config, save_config
+from engine.train import rundir
+from engine.train.workflow import resolve_resume
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(cond, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def arith(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("faults-data")
+    rows = [{"instruction": f"What is {i % 7} plus {(i * 3) % 11}?", "input": "",
+             "output": f"{i % 7} plus {(i * 3) % 11} is {i % 7 + (i * 3) % 11}."} for i in range(1200)]
+    (d / "arith.json").write_text(json.dumps(rows), encoding="utf-8")
+    (d / "dataset_info.json").write_text(json.dumps({"arith": {"file_name": "arith.json"}}), encoding="utf-8")
+    return d
+
+
+def train_args(tiny_model, data, out, **kw) -> dict:
+    v = {"model_name_or_path": str(tiny_model), "template": "chatml", "dataset": "arith", "dataset_dir": str(data),
+         "cutoff_len": 48, "max_samples": 64, "per_device_train_batch_size": 2, "learning_rate": 1e-3,
+         "logging_steps": 1, "plot_loss": "false", "output_dir": str(out)}
+    v.update(kw)
+    return {k: str(v) for k, v in v.items()}
+
+
+def _steps(out: Path) -> list[int]:
+    return [r["step"] for r in rundir.read_log(out) if "loss" in r]
+
+
+@pytest.fixture
+def saves(tmp_path, monkeypatch):
+    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    monkeypatch.setattr(runs, "_POPENS", {})
+    yield tmp_path / "saves"
+    for r in runs.all_runs(tmp_path / "saves"):  # never leave a process behind, whatever failed
+        r.abort(grace=2)
+
+
+# ---------------------------------------------------------------- kill -9, then resume
+def test_kill_9_mid_run_then_resume_from_the_last_complete_checkpoint(tiny_model, arith, tmp_path, capsys):
+    out = tmp_path / "run"
+    total, every = 30, 4
+    argv = [f"{k}={v}" for k, v in train_args(tiny_model, arith, out, max_steps=total, save_steps=every).items()]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(tmp_path / "first.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "engine", "train", *argv], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def past_a_checkpoint():
+            assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            last = rundir.last_checkpoint(out)
+            step = (rundir.read_status(out) or {}).get("step") or 0
+            return last is not None and rundir.checkpoint_step(last) >= 2 * every and \
+                step >= rundir.checkpoint_step(last) + 2
+        wait_for(past_a_checkpoint, 240, "two checkpoints and two more steps")
+        os.killpg(proc.pid, signal.SIGKILL)  # no handler runs, no file is closed properly
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = rundir.read_status(out)["step"]
+    assert killed_at < total and rundir.read_status(out)["state"] == "training"  # the dead run never said so
+    last = rundir.last_checkpoint(out)
+    n = rundir.checkpoint_step(last)
+    assert max(_steps(out)) > n  # the log ran past the checkpoint: those lines must not be kept twice
+
+    # half-written checkpoints with higher numbers: weights but no trainer_state.json, a cut trainer_state.json
+    half = out / f"checkpoint-{n + every}"
+    half.mkdir(exist_ok=True)
+    (half / "adapter_model.safetensors").write_bytes(b"\0" * 100)
+    (half / "trainer_state.json").unlink(missing_ok=True)
+    (half / rundir.COMPLETE).unlink(missing_ok=True)
+    cut = out / f"checkpoint-{n + 2 * every}"
+    cut.mkdir(exist_ok=True)
+    (cut / "adapter_model.safetensors").write_bytes(b"\0" * 100)
+    (cut / "trainer_state.json").write_text('{"global_step": 2')
+    assert rundir.last_checkpoint(out) == last
+    assert resolve_resume(load_config(None, {"dataset": "arith", "resume_from_checkpoint": "true"}), out) == str(last)
+    assert runs.inspect_output_dir(out)["last_step"] == n
+
+    # a plain re-run is refused (nothing lost); resume continues it (`tuneboard train`, in this process)
+    from engine.cli import main as cli
+    capsys.readouterr()
+    assert cli(["train", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "resume_from_checkpoint=true" in err and last.name in err and (last / "adapter_model.safetensors").exists()
+    assert cli(["train", *argv, "resume_from_checkpoint=true"]) == 0, capsys.readouterr().err[-3000:]
+    steps = _steps(out)
+    # no gap, no duplicate: the lines past checkpoint-n were dropped and training went on from step n + 1
+    # (a fresh start would repeat 1..n, a half checkpoint would not load)
+    assert steps == list(range(1, total + 1))
+    st = rundir.read_status(out)
+    assert st["state"] == "finished" and st["step"] == total == st["total_steps"]
+    assert json.loads((out / rundir.RESULTS).read_text())["total_steps"] == total
+    # the schedule went on where it was (cosine: never back up to the peak after the resume)
+    lrs = [r["learning_rate"] for r in rundir.read_log(out) if "loss" in r]
+    assert all(b <= a + 1e-12 for a, b in zip(lrs, lrs[1:])), lrs
+    assert [c.name for c in rundir.checkpoints(out)][-1] == f"checkpoint-{total}"
+
+
+def test_incomplete_checkpoints_are_never_the_latest(tmp_path):
+    out = tmp_path / "run"
+
+    def ckpt(step, files, marker=False):
+        d = out / f"checkpoint-{step}"
+        d.mkdir(parents=True)
+        for name, text in files.items():
+            (d / name).write_text(text)
+        if marker:
+            (d / rundir.COMPLETE).write_text(str(step))
+
+    ckpt(5, {"adapter_model.safetensors": "w"}, marker=True)                        # ours, marked
+    ckpt(10, {"adapter_model.safetensors": "w", "trainer_state.json": "{}"})        # another tool's, whole
+    ckpt(15, {"adapter_model.safetensors": "w"})                                    # died before the state
+    ckpt(20, {"adapter_model.safetensors": "w", "trainer_state.json": '{"log_hi'})  # died writing the state
+    ckpt(25, {"trainer_state.json": "{}"})                                          # no weights at all
+    (out / "checkpoint-30").mkdir()                                                 # died right after mkdir
+    assert [c.name for c in rundir.checkpoints(out)] == ["checkpoint-5", "checkpoint-10"]
+    assert rundir.last_checkpoint(out).name == "checkpoint-10"
+    assert len(rundir.checkpoints(out, complete_only=False)) == 6
+
+
+# ---------------------------------------------------------------- the UI server dies, the run goes on
+UI_STANDIN = textwrap.dedent("""
+    # what the web UI does on Start: engine.runs.spawn, then it keeps serving until it is killed
+    import json, sys, time
+    from engine import runs
+    run = runs.spawn("train", json.loads(sys.argv[1]), sys.argv[2])
+    print(run.id, run.pid, flush=True)
+    time.sleep(3600)
+""")
+
+
+def _tick(client) -> dict:
+    """One refresh of the Train tab's live view, as a browser tab gets it over HTTP."""
+    status, progress = client.predict(api_name="/tick")[:2]
+    return {"status": str(status), "progress": str(progress)}
+
+
+def test_ui_server_killed_and_restarted_while_training(tiny_model, arith, tmp_path, saves):
+    gradio_client = pytest.importorskip("gradio_client")
+    out = tmp_path / "long"
+    values = train_args(tiny_model, arith, out, max_steps=100000, save_steps=20)
+    ui = subprocess.Popen([sys.executable, "-c", UI_STANDIN, json.dumps(values), str(saves)], cwd=ROOT,
+                          stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        run_id, pid = ui.stdout.readline().split()
+        run = runs.get_run(run_id, saves)
+        assert run is not None and run.pid == int(pid)
+        wait_for(lambda: (rundir.read_status(out) or {}).get("step", 0) >= 2, 240, "training steps")
+        os.killpg(ui.pid, signal.SIGKILL)  # the UI server dies hard: no cleanup code runs
+        ui.wait(30)
+    finally:
+        if ui.poll() is None:
+            os.killpg(ui.pid, signal.SIGKILL)
+        ui.stdout.close()
+    step_at_kill = rundir.read_status(out)["step"]
+    assert run.alive()  # the trainer has its own session: the server's death did not take it along
+    wait_for(lambda: rundir.read_status(out)["step"] > step_at_kill + 3, 120, "training to go on")
+
+    # a new server process: it knows the run only from the registry on disk
+    port = free_port()
+    env = {**os.environ, runs.SAVES_ENV: str(saves), "GRADIO_ANALYTICS_ENABLED": "False",
+           "TUNEBOARD_ROOTS": str(tmp_path)}
+    env.pop("GRADIO_SERVER_NAME", None)
+    with open(tmp_path / "server.log", "wb") as log:
+        server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        client = wait_for(lambda: _client(gradio_client, port, server, tmp_path), 180, "the new web UI")
+        first = wait_for(lambda: (lambda t: t if "data-state='running'" in t["progress"] else None)(_tick(client)),
+                         60, "the new server to show the run")
+        assert str(out) in first["status"]
+        step1 = int(first["progress"].split("data-step='")[1].split("'")[0])
+        assert step1 >= step_at_kill
+        # engine.runs in this process re-attaches the same way and stops the run; the page follows
+        again = runs.active_run(saves)
+        assert again is not None and again.id == run_id and again.status()["state"] == "running"
+        assert again.abort() is True
+        wait_for(lambda: "data-state='aborted'" in _tick(gradio_client.Client(
+            f"http://127.0.0.1:{port}/", verbose=False))["progress"], 60, "the page to show the abort")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+    steps = _steps(out)
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) > step_at_kill  # one log, nothing lost
+    assert rundir.read_status(out)["state"] == "aborted" and rundir.last_checkpoint(out) is not None
+
+
+def _client(gradio_client, port, server, tmp_path):
+    assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+    try:
+        return gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
+    except Exception:  # not listening yet
+        return None
+
+
+# ---------------------------------------------------------------- Abort in the middle of a phase
+# The run is started exactly like the UI starts one (engine.runs: own process group, registry, running.log),
+# with one engine function wrapped so the run is known to be inside that phase when Abort comes.
+PHASE = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    phase, marker, argv = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
+
+    def reached(what):
+        marker.write_text(what)
+
+    if phase == "preprocessing":  # inside a tokenisation worker (datasets num_proc): children exist
+        from engine.data import processing
+        real = processing.sft_batch
+        def sft_batch(*a, **kw):
+            reached("preprocessing")
+            time.sleep(3600)
+        processing.sft_batch = sft_batch
+    elif phase == "evaluating":  # the final evaluation, with data loader workers
+        import transformers
+        def prediction_step(self, *a, **kw):
+            reached("evaluating")
+            time.sleep(3600)
+        transformers.Trainer.prediction_step = prediction_step
+    elif phase == "saving":  # writing the final adapter takes a while
+        import transformers
+        real = transformers.Trainer.save_model
+        def save_model(self, output_dir=None, _internal_call=False):
+            if not _internal_call:
+                reached("saving")
+                time.sleep(3)
+            return real(self, output_dir, _internal_call)
+        transformers.Trainer.save_model = save_model
+    from engine.cli import main
+    sys.exit(main(["train", *argv]))
+""")
+
+
+@pytest.mark.parametrize("phase,extra", [
+    ("preprocessing", {"max_samples": 1200, "preprocessing_num_workers": 2, "max_steps": 2, "overwrite_cache": True}),
+    ("evaluating", {"val_size": 16, "eval_strategy": "no", "dataloader_num_workers": 2, "max_steps": 2,
+                    "per_device_eval_batch_size": 1}),
+    ("saving", {"max_steps": 2}),
+])
+def test_abort_in_a_phase_leaves_no_process_and_a_readable_run_dir(phase, extra, tiny_model, arith, tmp_path,
+                                                                   saves):
+    out = tmp_path / "run"
+    out.mkdir()
+    script, marker = tmp_path / "phase.py", tmp_path / "reached"
+    script.write_text(PHASE)
+    argv = [f"{k}={v}" for k, v in train_args(tiny_model, arith, out, save_steps=1000, **extra).items()]
+    run = runs.launch("train", [sys.executable, str(script), phase, str(marker), *argv], out, saves=saves)
+    wait_for(lambda: marker.exists() or run.status()["state"] != "running", 240, f"the run to reach {phase}")
+    assert marker.exists(), run.tail()
+    assert rundir.read_status(out)["state"] == phase
+    procs = run.processes()
+    if phase != "saving":
+        assert len(procs) >= 3, procs  # the trainer and its worker processes
+    assert run.abort(grace=30) is True
+    for p in procs:
+        assert not psutil.pid_exists(p.pid) or psutil.Process(p.pid).status() == psutil.STATUS_ZOMBIE, p
+    orphans = [p for p in psutil.process_iter(["cmdline"]) if str(script) in " ".join(p.info["cmdline"] or [])]
+    assert orphans == []
+    wait_for(lambda: run.status()["state"] != "running", 30, "the record to settle")
+    # the run dir reads back whole
+    st = rundir.read_status(out)
+    assert st["state"] == "aborted" and run.status()["state"] == "aborted"
+    assert rundir.checkpoints(out, complete_only=False) == rundir.checkpoints(out)  # nothing half-written
+    assert isinstance(rundir.read_log(out), list) and run.tail()
+    load_config(out / rundir.CONFIG)
+    if phase == "saving":  # the Abort waited for the write: the adapter is whole, nothing else ran
+        from safetensors import safe_open
+        with safe_open(str(out / "adapter_model.safetensors"), "pt") as f:
+            assert any("lora_A" in k for k in f.keys())
+        assert json.loads((out / "adapter_config.json").read_text())["r"] == 8
+        assert "error" in st and "aborted by user" in st["error"]
+    else:
+        assert st["error"] == f"stopped by the user while {phase}"
+        assert not (out / "adapter_model.safetensors").exists() or phase == "evaluating"
+
+
+# ---------------------------------------------------------------- atomic writes
+def test_configs_and_run_records_are_written_atomically(tmp_path, monkeypatch, saves):
+    """A crash in the middle of a write (here: the rename that publishes it fails) leaves the old file whole
+    and no temporary file behind, for the run config, status.json and the run registry record."""
+    import engine.utils as utils
+    cfg = tmp_path / "training_args.yaml"
+    save_config(load_config(None, {"dataset": "identity", "learning_rate": "1e-4"}), cfg)
+    rundir.write_status(tmp_path, "training", step=3)
+    run = runs.Run(id="r1", command="train", run_dir=str(tmp_path), output=str(tmp_path), config=str(cfg),
+                   log=str(tmp_path / "running.log"), saves=str(saves))
+    run.save()
+    before = {p: p.read_bytes() for p in (cfg, tmp_path / rundir.STATUS, run.record_path)}
+
+    def crash(src, dst):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(utils.os, "replace", crash)
+        for write in (lambda: save_config(load_config(None, {"dataset": "identity", "learning_rate": "2e-4"}), cfg),
+                      lambda: rundir.write_status(tmp_path, "finished", step=9),
+                      lambda: run._update(returncode=0)):
+            with pytest.raises(OSError, match="disk full"):
+                write()
+    for p, data in before.items():
+        assert p.read_bytes() == data, p
+    assert load_config(cfg).learning_rate == 1e-4 and rundir.read_status(tmp_path)["step"] == 3
+    leftovers = [p.name for d in (tmp_path, run.record_path.parent) for p in d.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []
