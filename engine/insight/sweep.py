@@ -138,6 +138,7 @@ def run_sweep(base: dict, lrs: list[float], out: str | Path, steps: int, eval_ev
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
             rc = _wait(child, stop)
+            r["ended"] = time.time()
             r.update(_result(r["output_dir"]))
             r["returncode"] = rc
             r["state"] = "aborted" if stop.requested else ("finished" if rc == 0 else "failed")
