@@ -197,7 +197,11 @@ class Run:
         'error', 'returncode'}: process liveness first, then what the run wrote."""
         self.refresh()
         st = self.trainer_status() or {}
-        alive = self.alive()
+        popen = _POPENS.get(self.id)
+        if self.returncode is None and popen is not None:
+            self.returncode = popen.returncode  # the reaper has it before the record does
+        # our own child that exited but is not reaped yet still counts as running for a moment
+        alive = self.alive() or (popen is not None and popen.returncode is None)
         out = {"state": "running", "phase": st.get("state") or "starting", "step": st.get("step"),
                "total_steps": st.get("total_steps"), "elapsed": st.get("elapsed"), "remaining": st.get("remaining"),
                "error": st.get("error"), "returncode": self.returncode}
