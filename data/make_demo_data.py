@@ -794,8 +794,8 @@ def make_sentiment() -> tuple[list[dict], list[dict], list[tuple[str, str]]]:
 
 
 # ----------------------------------------------------------------------------------------------- checkable: NLI
-NLI_INSTRUCTION = ("判断下面两句话的关系：如果由前提可以推出假设，回答“蕴含”；如果两者相互冲突，回答“矛盾”；"
-                   "如果无法判断，回答“中性”。只回答一个词：蕴含、中性或矛盾。")
+# Kept short on purpose: in SmolLM2's byte-level tokens the long form (with definitions) was 126 of ~200 tokens.
+NLI_INSTRUCTION = "判断前提和假设的关系。只回答一个词：蕴含、中性或矛盾。"
 NLI_LABELS = ["蕴含", "中性", "矛盾"]
 NLI_PEOPLE = ["小王", "小李", "张老师", "李医生", "王阿姨", "陈经理", "刘叔叔", "我的同桌", "他的妹妹", "那位老人",
               "赵师傅", "林同学", "周记者", "孙教授", "吴护士", "郑先生", "马女士", "黄警官", "何厨师", "高司机"]
