@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import chat_tab, eval_tab, export_tab, top, train_tab
+from . import chat_tab, eval_tab, export_tab, insight_panel, top, train_tab
 from .locales import LANG_CHOICES, t
 from .page import Page, render_msg
 
@@ -80,6 +80,7 @@ def create_ui(lang: str = "en", saves: str | None = None, initial: dict | None =
             with gr.Tab(t("tab_train", lang), id="train", elem_id="tab-train") as tab:
                 page.add("tab.train", tab, label="tab_train")
                 train_tab.build(page)
+                insight_panel.build_train(page)  # doctor, estimate, dataset inspector
             with gr.Tab(t("tab_eval", lang), id="eval", elem_id="tab-eval") as tab:
                 page.add("tab.eval", tab, label="tab_eval")
                 eval_tab.build(page)
@@ -89,6 +90,7 @@ def create_ui(lang: str = "en", saves: str | None = None, initial: dict | None =
             with gr.Tab(t("tab_export", lang), id="export", elem_id="tab-export") as tab:
                 page.add("tab.export", tab, label="tab_export")
                 export = export_tab.build(page)
+            insight_panel.build_runs_tab(page)  # run comparison, learning-rate sweep
         wire_language(page)
         wire_visibility(page, demo)
         _wire_load(page, demo)

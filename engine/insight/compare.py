@@ -129,9 +129,9 @@ def figure(rep: dict, lang: str = "en"):
         if c["eval"]:
             xs, ys = zip(*c["eval"])
             ax.plot(xs, ys, color=col, lw=lw, ls="--", marker="o", markersize=3, label=f"{label} eval")
-    ax.set_xlabel({"step": "step", "epoch": "epoch", "tokens": "tokens seen"}[rep["x"]] if lang != "zh" else
-                  {"step": "步数", "epoch": "轮数", "tokens": "已见 token 数"}[rep["x"]])
-    ax.set_ylabel("loss" if lang != "zh" else "损失")
+    # English axis words: matplotlib's default font has no CJK glyphs
+    ax.set_xlabel({"step": "step", "epoch": "epoch", "tokens": "tokens seen"}[rep["x"]])
+    ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
     if rep["curves"]:
         ax.legend(fontsize=7, loc="upper right")

@@ -1,0 +1,621 @@
+"""Judging a run in the web UI (engine.insight): the doctor, the pre-flight estimate and the dataset inspector at
+the bottom of the Train tab; run comparison and the learning-rate sweep in a "Compare runs" tab.
+
+Two calls hook this into the page (webui/app.py): `build_train(page)` inside the Train tab and
+`build_runs_tab(page)` inside the tabs. Everything reads the same files as the CLI (`tuneboard doctor`), so the
+panel shows exactly what `tuneboard doctor DIR --json` prints; a sweep is one tracked process (engine.runs),
+so Abort and a page reload work as for a training run.
+"""
+from __future__ import annotations
+
+import html
+import sys
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from engine import runs
+from engine.config import ConfigError
+from engine.insight import runlog
+from engine.utils import UserError
+
+from .locales import L, t
+from .page import Page, check_fields
+
+TICK_S = 2.0
+
+IL: dict[str, dict[str, str]] = {
+    "doctor_title": {"en": "Judge the run (doctor, estimate, dataset)", "zh": "评判训练（诊断、预估、数据集）"},
+    "doctor_run": {"en": "Run to judge", "zh": "要诊断的运行"},
+    "doctor_run_info": {"en": "Empty: the run shown above (live while it trains). Runs under saves/, or a folder "
+                              "of a Hugging Face / LLaMA-Factory run.",
+                        "zh": "留空：上方显示的运行（训练中实时更新）。可选 saves/ 下的运行，或 Hugging Face / "
+                              "LLaMA-Factory 的输出目录。"},
+    "btn_refresh_runs": {"en": "Refresh list", "zh": "刷新列表"},
+    "btn_diagnose": {"en": "Diagnose", "zh": "诊断"},
+    "doctor_advice": {"en": "Suggested changes (ticked ones are applied to the form above)",
+                      "zh": "建议的修改（勾选的项会应用到上方表单）"},
+    "btn_apply": {"en": "Apply to the form", "zh": "应用到表单"},
+    "applied": {"en": "✓ Applied: {changes}. Check them above, then Start.",
+                "zh": "✓ 已应用：{changes}。请在上方确认后点击开始。"},
+    "applied_none": {"en": "Tick at least one change with values.", "zh": "请至少勾选一项带参数的修改。"},
+    "evidence": {"en": "Evidence (the numbers behind the verdict)", "zh": "依据（判断所用的数据）"},
+    "no_run": {"en": "No run to judge yet: start one, or pick a run folder.",
+               "zh": "还没有可诊断的运行：请先开始训练，或选择一个运行目录。"},
+    "doctor_head": {"en": "Verdict", "zh": "结论"},
+    "h_change": {"en": "What to change", "zh": "建议的修改"},
+    "h_best": {"en": "Best checkpoint (lowest eval loss)", "zh": "最佳检查点（评估损失最低）"},
+    "h_also": {"en": "Other signs", "zh": "其它迹象"},
+    "h_notes": {"en": "Also", "zh": "另外"},
+    "none": {"en": "none", "zh": "无"},
+    "doctor_plot": {"en": "Loss of the judged run (★ lowest eval loss)", "zh": "所诊断运行的损失（★ 评估损失最低）"},
+    "btn_estimate": {"en": "Estimate before Start", "zh": "开始前预估"},
+    "estimate_measure": {"en": "Measure N real steps for the time (0 = no)", "zh": "实测 N 步以估计时间（0 = 不测）"},
+    "btn_inspect": {"en": "Inspect dataset", "zh": "检查数据集"},
+    "inspect_plot": {"en": "Token lengths (after the template) and cutoff_len", "zh": "token 长度分布（套用模板后）与截断长度"},
+    "inspect_sample": {"en": "A sample as the model sees it (highlighted = trained)",
+                       "zh": "模型看到的样本（高亮部分参与训练）"},
+    "inspect_index": {"en": "Sample #", "zh": "样本序号"},
+    "trained_tokens": {"en": "trained", "zh": "训练"},
+    # ---- compare tab
+    "tab_runs": {"en": "Compare runs", "zh": "对比运行"},
+    "compare_runs": {"en": "Runs", "zh": "运行"},
+    "compare_runs_info": {"en": "Two or more runs under saves/ (sweep runs included).",
+                          "zh": "saves/ 下的两个或更多运行（含学习率扫描的运行）。"},
+    "compare_x": {"en": "x axis", "zh": "横轴"},
+    "btn_compare": {"en": "Compare", "zh": "对比"},
+    "compare_plot": {"en": "Loss (solid: train, dashed: eval; ★ best)", "zh": "损失（实线：训练，虚线：评估；★ 最佳）"},
+    "compare_table": {"en": "Final metrics and the settings that differ", "zh": "最终指标与不同的设置"},
+    "best_run": {"en": "★ Best: `{name}` ({by}).", "zh": "★ 最佳：`{name}`（{by}）。"},
+    "by_eval_loss": {"en": "lowest eval loss", "zh": "评估损失最低"},
+    "by_train_loss": {"en": "lowest final train loss", "zh": "最终训练损失最低"},
+    "sweep_title": {"en": "Learning-rate sweep (uses the Train tab's settings)",
+                    "zh": "学习率扫描（使用训练页的设置）"},
+    "sweep_center": {"en": "Centre learning rate", "zh": "中心学习率"},
+    "sweep_k": {"en": "Runs", "zh": "运行数"},
+    "sweep_span": {"en": "Span (decades)", "zh": "范围（数量级）"},
+    "sweep_steps": {"en": "Steps per run", "zh": "每次运行步数"},
+    "sweep_eval": {"en": "Evaluate every", "zh": "评估间隔"},
+    "btn_sweep": {"en": "Start sweep", "zh": "开始扫描"},
+    "btn_sweep_abort": {"en": "Abort sweep", "zh": "中断扫描"},
+    "btn_sweep_use": {"en": "Use the recommended learning rate", "zh": "使用推荐的学习率"},
+    "sweep_started": {"en": "▶ Sweep started: `{path}` ({lrs}).", "zh": "▶ 扫描已开始：`{path}`（{lrs}）。"},
+    "sweep_state": {"en": "Sweep `{path}`: {state}, {done} of {k} runs done.",
+                    "zh": "扫描 `{path}`：{state}，已完成 {done}/{k} 次运行。"},
+    "sweep_best": {"en": "Recommended learning rate: **{lr}** (best eval loss {loss}).",
+                   "zh": "推荐学习率：**{lr}**（最佳评估损失 {loss}）。"},
+    "sweep_edge": {"en": " It is at the edge of the range: sweep again around it.",
+                   "zh": " 它位于范围边缘：建议以它为中心再扫一次。"},
+    "sweep_none": {"en": "No sweep yet.", "zh": "还没有扫描。"},
+    "sweep_aborted": {"en": "■ Sweep aborted; no process is left.", "zh": "■ 扫描已中断，没有残留进程。"},
+    "sweep_use_set": {"en": "✓ learning_rate = {lr} in the Train tab.", "zh": "✓ 训练页的学习率已设为 {lr}。"},
+}
+for _k, _v in IL.items():
+    L.setdefault(_k, _v)
+
+VERDICT_ICON = {"healthy": "✓", "undertrained": "…", "overfitting": "⚠", "diverging": "✗",
+                "not_learning": "–", "data_problem": "⚠", "capacity_limit": "▲"}  # glyphs every UI font has
+
+
+# ---------------------------------------------------------------- rendering (pure: tests call these)
+def _fmt(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return ",".join(map(str, v))
+    if v is None:
+        return "null"
+    return str(v)
+
+
+def change_text(change: dict) -> str:
+    return " ".join(f"{k}={_fmt(v)}" for k, v in change.items())
+
+
+def doctor_md(report: dict | None, lang: str) -> str:
+    from engine.insight.doctor import _t
+    if not report:
+        return t("no_run", lang)
+    if report.get("error"):
+        return f"✗ {html.escape(report['error'])}"
+    v = report["verdict"]
+    zh = lang == "zh"
+    lines = [f"### {VERDICT_ICON.get(v, '')} {_t(f'verdict_{v}', lang)} <code>{v}</code>",
+             report["summary_zh"] if zh else report["summary"], "",
+             f"`{report['path']}`" + (" · live" if report.get("running") else ""), "",
+             f"**{t('h_change', lang)}**"]
+    for a in report["advice"]:
+        why = a["why_zh"] if zh else a["why"]
+        lines.append(f"- {why}" + (f" → `{change_text(a['change'])}`" if a["change"] else ""))
+    if not report["advice"]:
+        lines.append(f"- {t('none', lang)}")
+    lines.append(f"\n**{t('h_best', lang)}:** " + (f"`{report['best_checkpoint']}`" if report["best_checkpoint"]
+                                                   else t("none", lang)))
+    if report.get("notes"):
+        lines.append(f"\n**{t('h_notes', lang)}:** " + " ".join(n["zh" if zh else "en"] for n in report["notes"]))
+    if report.get("findings"):
+        lines.append(f"\n**{t('h_also', lang)}:** " + ", ".join(_t(f"verdict_{x}", lang) for x in report["findings"]))
+    return "\n".join(lines)
+
+
+def doctor_figure(report: dict | None, lang: str):
+    """Train loss (raw + smoothed) and eval loss of the judged run, the best evaluation starred."""
+    if not report or report.get("error"):
+        return None
+    from engine.insight.doctor import _finite
+    from engine.train.plots import smooth
+    try:
+        run = runlog.read_run(report["path"])
+    except UserError:
+        return None
+    tr, ev = _finite(run.train), _finite(run.eval)
+    if not tr and not ev:
+        return None
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(5.6, 3.2), dpi=100)
+    ax = fig.add_subplot(111)
+    if tr:
+        xs, ys = [p.step for p in tr], [p.loss for p in tr]
+        ax.plot(xs, ys, color="#1f77b4", alpha=0.3, lw=1)
+        ax.plot(xs, smooth(ys), color="#1f77b4", label="train")
+    if ev:
+        ax.plot([p.step for p in ev], [p.loss for p in ev], "o-", color="#d62728", markersize=3,
+                label="eval")
+        best = min(ev, key=lambda p: p.loss)
+        ax.plot([best.step], [best.loss], marker="*", color="#f59e0b", markersize=15, ls="none",
+                label=f"best eval @ step {best.step}")
+    ax.set_xlabel("step")  # figure text stays English: matplotlib's default font has no CJK glyphs
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def evidence_md(report: dict | None, lang: str) -> str:
+    from engine.insight.doctor import EVIDENCE_ZH
+    if not report or not report.get("evidence"):
+        return ""
+    rows = [f"| {EVIDENCE_ZH.get(k, k) if lang == 'zh' else k} | {html.escape(_fmt(v) if not isinstance(v, dict) else str(v))} |"
+            for k, v in report["evidence"].items()]
+    head = ("依据", "数值") if lang == "zh" else ("evidence", "value")
+    return f"| {head[0]} | {head[1]} |\n|---|---|\n" + "\n".join(rows)
+
+
+def advice_choices(report: dict | None, lang: str) -> list[tuple[str, int]]:
+    if not report or report.get("error"):
+        return []
+    out = []
+    for i, a in enumerate(report["advice"]):
+        if a["change"]:
+            out.append((f"{change_text(a['change'])} — {a['why_zh'] if lang == 'zh' else a['why']}", i))
+    return out
+
+
+# ---------------------------------------------------------------- which run
+def run_choices(saves) -> list[tuple[str, str]]:
+    root = runs.saves_root(saves)
+    out = []
+    for p in runlog.find_runs(root):
+        try:
+            label = str(p.relative_to(root))
+        except ValueError:
+            label = str(p)
+        out.append((label, str(p)))
+    return out
+
+
+def current_run_dir(saves) -> str | None:
+    """The training run the Train tab shows: the one going now, else the last one started from the UI."""
+    r = runs.active_run(saves, "train") or runs.latest_run(saves, "train")
+    return r.output if r is not None else None
+
+
+def _confined(path: str, saves) -> str:
+    from engine.paths import READ, confine
+    return confine(path, "output_dir", READ, saves)
+
+
+def diagnose_dir(path: str | None, saves) -> dict | None:
+    from engine.insight.doctor import diagnose
+    target = (path or "").strip() or current_run_dir(saves)
+    if not target:
+        return None
+    try:
+        return diagnose(_confined(target, saves))
+    except (UserError, ConfigError) as e:
+        return {"error": str(e), "path": target}
+
+
+def _values(page: Page, data: dict) -> dict:
+    """The Train tab's values as a run would get them (an empty output dir gets a throw-away name)."""
+    from .train_tab import prepare_train
+    raw = page.raw_values(data, "top", "train")
+    raw["output_dir"] = raw.get("output_dir") or "estimate"
+    values = prepare_train(page, raw)
+    typed, errors, _ = check_fields(values, "train")
+    if errors:
+        raise ConfigError("; ".join(errors.values()), next(iter(errors)))
+    return typed
+
+
+# ---------------------------------------------------------------- Train tab: doctor, estimate, inspector
+def build_train(page: Page) -> dict:
+    lang = page.lang
+    saves = page.saves
+    lang_c = page.c("top.lang")
+    with gr.Accordion(t("doctor_title", lang), open=True, elem_id="doctor") as acc:
+        page.tr(acc, lambda lg: dict(label=t("doctor_title", lg)))
+        with gr.Row(equal_height=True):
+            run_box = page.add("doctor.run", gr.Dropdown(choices=run_choices(saves), value=None, allow_custom_value=True,
+                                                         label=t("doctor_run", lang), info=t("doctor_run_info", lang),
+                                                         elem_id="doctor-run", scale=4),
+                               label="doctor_run", info="doctor_run_info")
+            refresh = page.add("doctor.refresh", gr.Button(t("btn_refresh_runs", lang), size="sm", scale=0,
+                                                           min_width=110, elem_id="doctor-refresh"),
+                               value="btn_refresh_runs")
+            go = page.add("doctor.diagnose", gr.Button(t("btn_diagnose", lang), variant="primary", scale=0,
+                                                       min_width=110, elem_id="doctor-diagnose"), value="btn_diagnose")
+        with gr.Row():
+            with gr.Column(scale=3):
+                verdict = gr.Markdown(t("no_run", lang), elem_id="doctor-verdict")
+            with gr.Column(scale=2):
+                curve = page.add("doctor.plot", gr.Plot(label=t("doctor_plot", lang), elem_id="doctor-plot",
+                                                        format="png"), label="doctor_plot")
+        advice = page.add("doctor.advice", gr.CheckboxGroup(choices=[], value=[], label=t("doctor_advice", lang),
+                                                            elem_id="doctor-advice"), label="doctor_advice")
+        with gr.Row():
+            apply = page.add("doctor.apply", gr.Button(t("btn_apply", lang), size="sm", elem_id="doctor-apply"),
+                             value="btn_apply")
+        applied = gr.Markdown(elem_id="doctor-applied")
+        with gr.Accordion(t("evidence", lang), open=False, elem_id="doctor-evidence-acc") as ev_acc:
+            evidence = gr.Markdown(elem_id="doctor-evidence")
+        page.tr(ev_acc, lambda lg: dict(label=t("evidence", lg)))
+        with gr.Row(equal_height=True):
+            est_btn = page.add("doctor.estimate", gr.Button(t("btn_estimate", lang), elem_id="estimate-run", scale=1),
+                               value="btn_estimate")
+            measure = page.add("doctor.measure", gr.Number(0, precision=0, minimum=0, maximum=50,
+                                                           label=t("estimate_measure", lang), elem_id="estimate-measure",
+                                                           scale=1), label="estimate_measure")
+            ins_btn = page.add("doctor.inspect", gr.Button(t("btn_inspect", lang), elem_id="inspect-run", scale=1),
+                               value="btn_inspect")
+            ins_idx = page.add("doctor.inspect_index", gr.Number(0, precision=0, minimum=0, label=t("inspect_index", lang),
+                                                                 elem_id="inspect-index", scale=1), label="inspect_index")
+        est_out = gr.Markdown(elem_id="estimate-out")
+        ins_out = gr.Markdown(elem_id="inspect-out")
+        with gr.Row():
+            ins_plot = page.add("doctor.inspect_plot", gr.Plot(label=t("inspect_plot", lang), elem_id="inspect-plot",
+                                                               format="png", visible=False), label="inspect_plot")
+            ins_sample = page.add("doctor.inspect_sample", gr.HighlightedText(
+                label=t("inspect_sample", lang), combine_adjacent=False, show_legend=True, elem_id="inspect-sample",
+                visible=False, color_map={t("trained_tokens", "en"): "#16a34a", t("trained_tokens", "zh"): "#16a34a"}),
+                label="inspect_sample")
+    report = gr.State(None)
+    seen = gr.State({})
+    est_state = gr.State(None)
+    ins_state = gr.State(None)
+
+    def show(rep, lg):
+        return rep, doctor_md(rep, lg), evidence_md(rep, lg), gr.update(
+            choices=advice_choices(rep, lg), value=[v for _, v in advice_choices(rep, lg)]), "", doctor_figure(rep, lg)
+
+    outs = [report, verdict, evidence, advice, applied, curve]
+    go.click(lambda path, lg: show(diagnose_dir(path, saves), lg), [run_box, lang_c], outs)
+    run_box.input(lambda path, lg: show(diagnose_dir(path, saves), lg), [run_box, lang_c], outs)
+    refresh.click(lambda: gr.update(choices=run_choices(saves)), None, run_box, show_progress="hidden")
+
+    def tick(path, s, lg):
+        """Follow the run shown above while it trains: a new verdict whenever its log grows or its state changes."""
+        if (path or "").strip():
+            return [gr.skip()] * (len(outs) + 1)
+        target = current_run_dir(saves)
+        if not target:
+            return [gr.skip()] * (len(outs) + 1)
+        log = Path(target) / "trainer_log.jsonl"
+        st = Path(target) / "status.json"
+        key = {"path": target, "log": log.stat().st_size if log.exists() else 0,
+               "status": st.stat().st_mtime if st.exists() else 0, "lang": lg}
+        if key == s:
+            return [gr.skip()] * (len(outs) + 1)
+        return list(show(diagnose_dir(target, saves), lg)) + [key]
+
+    gr.Timer(TICK_S).tick(tick, [run_box, seen, lang_c], outs + [seen], show_progress="hidden", queue=False)
+
+    # one click: the ticked changes become the Train tab's values
+    from .train_tab import set_values
+    form = page.components("top", "train")
+
+    def do_apply(rep, picked, lg):
+        if not rep or rep.get("error") or not picked:
+            return {applied: t("applied_none", lg)}
+        change = {}
+        for i in picked:
+            change.update(rep["advice"][int(i)]["change"])
+        ups = set_values(page, change, ("top", "train"))
+        ups[applied] = t("applied", lg, changes=change_text(change))
+        return ups
+
+    apply.click(do_apply, [report, advice, lang_c], list(form) + [applied], show_progress="hidden")
+
+    # estimate and inspector read the form as Start would
+    inputs = page.components("top", "train") | {lang_c, measure, ins_idx}
+
+    def do_estimate(data):
+        from engine.insight.estimate import estimate
+        lg = data[lang_c]
+        try:
+            rep = estimate(values=_values(page, data), measure_steps=int(data[measure] or 0))
+        except (UserError, ConfigError) as e:
+            return None, f"✗ {e}"
+        return rep, estimate_md(rep, lg)
+
+    est_btn.click(do_estimate, inputs, [est_state, est_out])
+
+    def do_inspect(data):
+        from engine.insight.inspector import inspect_dataset
+        lg = data[lang_c]
+        try:
+            rep = inspect_dataset(values=_values(page, data), sample=int(data[ins_idx] or 0))
+        except (UserError, ConfigError) as e:
+            return None, f"✗ {e}", gr.update(visible=False), gr.update(visible=False)
+        return (rep, inspect_md(rep, lg), gr.update(value=length_figure(rep), visible=True),
+                gr.update(value=sample_spans(rep, lg), visible=True))
+
+    ins_btn.click(do_inspect, inputs, [ins_state, ins_out, ins_plot, ins_sample])
+
+    def relabel(rep, est, ins, lg):
+        return (doctor_md(rep, lg), evidence_md(rep, lg),
+                gr.update(choices=advice_choices(rep, lg)), estimate_md(est, lg) if est else gr.skip(),
+                inspect_md(ins, lg) if ins else gr.skip())
+
+    # .input, not .change: the page's own language handler owns .change (one handler per event there)
+    lang_c.input(relabel, [report, est_state, ins_state, lang_c], [verdict, evidence, advice, est_out, ins_out],
+                  show_progress="hidden", queue=False)
+    return {"report": report, "verdict": verdict, "advice": advice, "apply": apply, "run": run_box}
+
+
+def estimate_md(rep: dict | None, lang: str) -> str:
+    from engine.insight.estimate import render
+    if not rep:
+        return ""
+    head = "✅" if rep["fits"] else "⚠️"
+    return f"{head}\n```\n{render(rep, lang)}\n```"
+
+
+def inspect_md(rep: dict | None, lang: str) -> str:
+    from engine.insight.inspector import render
+    if not rep:
+        return ""
+    text = render(rep, lang)
+    body = text.split("\n")
+    cut = next((i for i, ln in enumerate(body) if ln.startswith(("Sample #", "样本 #"))), len(body))
+    return "```\n" + "\n".join(body[:cut]) + "\n```"
+
+
+def length_figure(rep: dict):
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6.0, 3.0), dpi=100)
+    ax = fig.add_subplot(111)
+    h = rep["histogram"]
+    ax.bar([b["from"] for b in h], [b["count"] for b in h], width=[b["to"] - b["from"] for b in h], align="edge",
+           color=["#ef4444" if b["over_cutoff"] else "#60a5fa" for b in h])
+    ax.axvline(rep["cutoff_len"], color="#111827", ls="--", label=f"cutoff_len {rep['cutoff_len']}")
+    ax.set_xlabel("tokens")
+    ax.set_ylabel("samples")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def sample_spans(rep: dict, lang: str) -> list[tuple[str, str | None]]:
+    label = t("trained_tokens", lang)
+    return [(text, label if trained else None) for text, trained in rep["sample"]]
+
+
+# ---------------------------------------------------------------- Compare runs tab
+def build_runs_tab(page: Page) -> dict:
+    lang = page.lang
+    saves = page.saves
+    lang_c = page.c("top.lang")
+    with gr.Tab(t("tab_runs", lang), id="runs", elem_id="tab-runs") as tab:
+        page.add("tab.runs", tab, label="tab_runs")
+        with gr.Row(equal_height=True):
+            pick = page.add("compare.runs", gr.Dropdown(choices=run_choices(saves), value=[], multiselect=True,
+                                                        allow_custom_value=True, label=t("compare_runs", lang),
+                                                        info=t("compare_runs_info", lang), elem_id="compare-runs",
+                                                        scale=4), label="compare_runs", info="compare_runs_info")
+            x = page.add("compare.x", gr.Radio(["step", "epoch", "tokens"], value="step", label=t("compare_x", lang),
+                                               elem_id="compare-x", scale=1), label="compare_x")
+            refresh = page.add("compare.refresh", gr.Button(t("btn_refresh_runs", lang), size="sm", scale=0,
+                                                            min_width=110, elem_id="compare-refresh"),
+                               value="btn_refresh_runs")
+            go = page.add("compare.go", gr.Button(t("btn_compare", lang), variant="primary", scale=0, min_width=110,
+                                                  elem_id="compare-go"), value="btn_compare")
+        summary = gr.Markdown(elem_id="compare-summary")
+        plot = page.add("compare.plot", gr.Plot(label=t("compare_plot", lang), elem_id="compare-plot", format="png"),
+                        label="compare_plot")
+        table = page.add("compare.table", gr.Dataframe(label=t("compare_table", lang), elem_id="compare-table",
+                                                       interactive=False, wrap=True), label="compare_table")
+        cmp_state = gr.State(None)
+
+        with gr.Accordion(t("sweep_title", lang), open=True, elem_id="sweep") as sw_acc:
+            page.tr(sw_acc, lambda lg: dict(label=t("sweep_title", lg)))
+            with gr.Row(equal_height=True):
+                center = page.add("sweep.center", gr.Textbox("", placeholder="learning_rate", label=t("sweep_center", lang),
+                                                             elem_id="sweep-center"), label="sweep_center")
+                k = page.add("sweep.k", gr.Number(5, precision=0, minimum=1, maximum=20, label=t("sweep_k", lang),
+                                                  elem_id="sweep-k"), label="sweep_k")
+                span = page.add("sweep.span", gr.Number(2.0, minimum=0.1, maximum=6, label=t("sweep_span", lang),
+                                                        elem_id="sweep-span"), label="sweep_span")
+                steps = page.add("sweep.steps", gr.Number(30, precision=0, minimum=1, label=t("sweep_steps", lang),
+                                                          elem_id="sweep-steps"), label="sweep_steps")
+                every = page.add("sweep.eval", gr.Number(5, precision=0, minimum=1, label=t("sweep_eval", lang),
+                                                         elem_id="sweep-eval"), label="sweep_eval")
+            with gr.Row():
+                start = page.add("sweep.start", gr.Button(t("btn_sweep", lang), variant="primary",
+                                                          elem_id="sweep-start"), value="btn_sweep")
+                abort = page.add("sweep.abort", gr.Button(t("btn_sweep_abort", lang), variant="stop",
+                                                          elem_id="sweep-abort"), value="btn_sweep_abort")
+                use = page.add("sweep.use", gr.Button(t("btn_sweep_use", lang), elem_id="sweep-use"),
+                               value="btn_sweep_use")
+            sw_msg = gr.Markdown(elem_id="sweep-msg")
+            sw_status = gr.Markdown(t("sweep_none", lang), elem_id="sweep-status")
+            sw_table = gr.Dataframe(headers=list(SWEEP_COLS), elem_id="sweep-table", interactive=False)
+            sw_plot = page.add("sweep.plot", gr.Plot(label=t("compare_plot", lang), elem_id="sweep-plot",
+                                                     format="png"), label="compare_plot")
+        sw_seen = gr.State({})
+        sw_timer = gr.Timer(TICK_S)
+
+    def do_compare(paths, axis, lg):
+        from engine.insight.compare import compare
+        try:
+            rep = compare([_confined(p, saves) for p in (paths or [])], x=axis or "step")
+        except (UserError, ConfigError) as e:
+            return None, f"✗ {e}", None, None
+        return rep, compare_md(rep, lg), compare_figure(rep, lg), compare_frame(rep, lg)
+
+    go.click(do_compare, [pick, x, lang_c], [cmp_state, summary, plot, table])
+    x.change(do_compare, [pick, x, lang_c], [cmp_state, summary, plot, table], show_progress="hidden")
+    refresh.click(lambda: gr.update(choices=run_choices(saves)), None, pick, show_progress="hidden")
+    lang_c.input(lambda rep, lg: compare_md(rep, lg) if rep else gr.skip(), [cmp_state, lang_c], summary,
+                  show_progress="hidden", queue=False)
+
+    # ---- sweep: one tracked process; its runs go one after another
+    inputs = page.components("top", "train") | {lang_c, center, k, span, steps, every}
+
+    def do_start(data):
+        lg = data[lang_c]
+        try:
+            values = _values(page, data)
+            c = float(data[center]) if str(data[center] or "").strip() else float(values["learning_rate"])
+            from engine.insight.sweep import plan
+            lrs = plan(c, int(data[k] or 5), float(data[span] or 2.0))
+            out = runs.default_output_dir(values["model_name_or_path"], values["finetuning_type"],
+                                          f"sweep_{time.strftime('%Y-%m-%d-%H-%M-%S')}", saves)
+            from engine.paths import WRITE, confine
+            confine(out, "output_dir", WRITE, saves)
+            Path(out).mkdir(parents=True, exist_ok=True)
+            from engine.config import save_config
+            base = Path(out) / "base.yaml"
+            save_config({k2: v for k2, v in values.items() if k2 != "output_dir"}, base)
+            argv = [sys.executable, "-m", "engine", "doctor", "--sweep", str(base), "--k", str(len(lrs)), "--center",
+                    repr(c), "--span", str(float(data[span] or 2.0)), "--steps", str(int(data[steps] or 30)),
+                    "--eval-every", str(int(data[every] or 5)), "--out", out]
+            runs.launch("sweep", argv, run_dir=out, output=out, saves=saves)
+        except runs.RunBusy as e:
+            return t("busy", lg, command=e.run.command, path=e.run.output), {}
+        except (UserError, ConfigError, ValueError) as e:
+            return f"✗ {e}", {}
+        return t("sweep_started", lg, path=out, lrs=", ".join(f"{x_:g}" for x_ in lrs)), {}
+
+    start.click(do_start, inputs, [sw_msg, sw_seen])
+
+    def latest_sweep():
+        found = runs.all_runs(saves, "sweep")
+        return found[0] if found else None
+
+    def do_abort(lg):
+        r = latest_sweep()
+        if r is None or not r.alive():
+            return t("nothing_running", lg)
+        ok = r.abort()
+        return t("sweep_aborted", lg) if ok else t("aborted_left", lg, pids=[p.pid for p in r.processes()])
+
+    abort.click(do_abort, lang_c, sw_msg)
+
+    def sweep_view(s, lg):
+        r = latest_sweep()
+        if r is None:
+            return [gr.skip()] * 4 + [s]
+        from engine.insight.sweep import read_sweep
+        state = read_sweep(r.output)
+        if state is None:
+            return [gr.skip()] * 4 + [s]
+        if state.get("state") == "running" and not r.alive():
+            state["state"] = "aborted" if r.aborted else "failed"
+        sizes = [((Path(x["output_dir"]) / "trainer_log.jsonl").stat().st_size
+                  if (Path(x["output_dir"]) / "trainer_log.jsonl").exists() else 0) for x in state["runs"]]
+        key = {"run": r.id, "state": state["state"], "sizes": sizes, "lang": lg,
+               "runs": [x["state"] for x in state["runs"]]}
+        if key == s:
+            return [gr.skip()] * 4 + [key]
+        return [sweep_md(state, r.output, lg), sweep_frame(state), sweep_figure(state, lg), gr.skip(), key]
+
+    sw_timer.tick(sweep_view, [sw_seen, lang_c], [sw_status, sw_table, sw_plot, sw_msg, sw_seen],
+                  show_progress="hidden", queue=False)
+
+    lr_box = page.w("train", "learning_rate")
+
+    def do_use(lg):
+        r = latest_sweep()
+        from engine.insight.sweep import read_sweep
+        state = read_sweep(r.output) if r else None
+        best = (state or {}).get("best")
+        if not best:
+            return gr.skip(), t("sweep_none", lg)
+        return gr.update(value=best["learning_rate"]), t("sweep_use_set", lg, lr=best["learning_rate"])
+
+    use.click(do_use, lang_c, [lr_box, sw_msg])
+    return {"tab": tab, "pick": pick, "go": go, "summary": summary, "table": table, "plot": plot}
+
+
+def compare_md(rep: dict | None, lang: str) -> str:
+    if not rep:
+        return ""
+    parts = []
+    if rep["best"]:
+        parts.append(t("best_run", lang, name=rep["best"], by=t(f"by_{rep['best_by']}", lang)))
+    parts += [f"ℹ {n}" for n in rep["notes"]]
+    return "\n\n".join(parts)
+
+
+def compare_figure(rep: dict, lang: str):
+    from engine.insight.compare import figure
+    return figure(rep, lang) if rep and rep["curves"] else None
+
+
+def compare_frame(rep: dict, lang: str):
+    import pandas as pd
+    from engine.insight.compare import table
+    headers, rows = table(rep, lang)
+    return pd.DataFrame([[("" if v is None else v if not isinstance(v, float) else f"{v:.4g}") for v in r]
+                         for r in rows], columns=headers)
+
+
+def sweep_md(state: dict, path: str, lang: str) -> str:
+    done = sum(r["state"] in ("finished", "failed", "aborted") for r in state["runs"])
+    text = t("sweep_state", lang, path=path, state=state["state"], done=done, k=len(state["runs"]))
+    best = state.get("best")
+    if best:
+        text += "\n\n" + t("sweep_best", lang, lr=f"{best['learning_rate']:g}", loss=f"{best['best_eval_loss']:.4f}")
+        if best.get("edge") and len(state["runs"]) > 1:
+            text += t("sweep_edge", lang)
+    return text
+
+
+SWEEP_COLS = ("learning_rate", "state", "best eval loss", "at step", "final train loss")
+
+
+def sweep_frame(state: dict):
+    import pandas as pd
+    rows = []
+    best = (state.get("best") or {}).get("learning_rate")
+    for r in state["runs"]:
+        be = r.get("best_eval_loss")
+        rows.append({"learning_rate": ("★ " if r["lr"] == best else "") + f"{r['lr']:g}", "state": r["state"],
+                     "best eval loss": "" if be is None else f"{be:.4f}",
+                     "at step": r.get("best_step") or "", "final train loss":
+                     "" if r.get("final_train_loss") is None else f"{r['final_train_loss']:.4f}"})
+    return pd.DataFrame(rows)
+
+
+def sweep_figure(state: dict, lang: str):
+    from engine.insight.compare import compare, figure
+    dirs = [r["output_dir"] for r in state["runs"] if (Path(r["output_dir"]) / "trainer_log.jsonl").exists()]
+    if not dirs:
+        return None
+    try:
+        return figure(compare(dirs), lang)
+    except UserError:
+        return None
