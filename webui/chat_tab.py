@@ -113,7 +113,8 @@ def build(page: Page, fixed: dict | None = None) -> dict:
             yield {info_parts: parts, info: render_msg(parts, lang_v)}
             return
         parts = [("model_loading", {"model": values.get("model_name_or_path")})]
-        yield {info_parts: parts, info: render_msg(parts, lang_v)}
+        # another model: a new conversation
+        yield {info_parts: parts, info: render_msg(parts, lang_v), chatbot: [], stats_parts: [], stats: ""}
         try:
             desc = SESSION.load(typed)
         except (UserError, ConfigError, OSError, ValueError) as e:
@@ -122,7 +123,8 @@ def build(page: Page, fixed: dict | None = None) -> dict:
             parts = loaded_parts(desc)
         yield {info_parts: parts, info: render_msg(parts, lang_v)}
 
-    load.click(do_load, inputs, {info, info_parts})
+    load_outputs = {info, info_parts, chatbot, stats, stats_parts}
+    load.click(do_load, inputs, load_outputs)
 
     def do_unload(lang_v):
         SESSION.unload()
@@ -176,7 +178,7 @@ def build(page: Page, fixed: dict | None = None) -> dict:
             bot_turn, bot_inputs, bot_outputs, show_progress="hidden")
     clear.click(lambda: ([], [], ""), None, [chatbot, stats_parts, stats], show_progress="hidden")
     return {"chatbot": chatbot, "load": load, "info": info, "load_fn": do_load, "load_inputs": inputs,
-            "load_outputs": {info, info_parts}}
+            "load_outputs": load_outputs}
 
 
 def _text(content) -> str:

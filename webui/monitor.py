@@ -53,8 +53,12 @@ def progress_html(progress: dict | None, status: dict | None, lang: str) -> str:
     if total:
         text = f"{t('progress_steps', lang, step=step, total=total)} · {pct:.0f}% · " \
                f"[{fmt_time(progress.get('elapsed'))}<{fmt_time(progress.get('remaining'))}]"
-    else:
+    elif state == "running":
         text = f"{t('progress_wait', lang)} [{fmt_time(progress.get('elapsed'))}]"
+    else:  # a job without steps (export), or one that ended before its first step
+        pct = 100.0 if state == "finished" else 0.0
+        label = t("state_" + state, lang, error="").rstrip(" :：")
+        text = f"{label} [{fmt_time(progress.get('elapsed'))}]"
     return (f"<div class='tb-progress tb-{html.escape(state)}' data-step='{int(step)}' data-total='{int(total or 0)}' "
             f"data-state='{html.escape(state)}'><div class='tb-bar' style='width:{pct:.1f}%'></div>"
             f"<span class='tb-progress-text'>{html.escape(text)}</span></div>")

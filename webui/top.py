@@ -124,9 +124,11 @@ def build(page: Page) -> None:
     tpl.change(on_tpl, [path, tpl, page.c("top.lang")], [warn_parts, warn], show_progress="hidden")
 
     def refresh_adapters(p, m, current):
+        """New choices; the selection is sent back only when part of it no longer exists, so a pick made while
+        this answer is on its way is not overwritten."""
         ch = adapter_choices(page.saves, p, m)
         keep = [c for c in (current or []) if c in {v for _, v in ch} or Path(str(c)).is_dir()]
-        return gr.update(choices=ch, value=keep)
+        return gr.update(choices=ch) if keep == list(current or []) else gr.update(choices=ch, value=keep)
 
     method.input(refresh_adapters, [path, method, adapter], adapter, show_progress="hidden")
     refresh.click(refresh_adapters, [path, method, adapter], adapter, show_progress="hidden")
