@@ -8,6 +8,7 @@ Recipes and what they must be judged:
   not_learning   learning rate 1e-9                                           -> flat loss
   cut_all        cutoff_len 16 on answers that never fit                      -> the run fails on its data
   cut_most       cutoff_len 16, three quarters of the samples longer          -> trains on fragments
+  duplicates     30 copies of one record among 36                             -> data problem
   sensible       lr 3e-3, 1.5 epochs with gradient accumulation               -> healthy or under-trained
   capacity       only one down_proj matrix trainable, constant lr             -> both losses plateau high
 """
@@ -35,6 +36,7 @@ RECIPES = {
     "not_learning": dict(learning_rate=1e-9, max_steps=10),
     "cut_all": dict(cutoff_len=16, max_steps=3),
     "cut_most": dict(dataset="mixed", cutoff_len=16, max_steps=3),
+    "duplicates": dict(dataset="dups", max_steps=3),
     "sensible": dict(learning_rate=3e-3, val_size=8, num_train_epochs=1.5, gradient_accumulation_steps=2,
                      eval_steps=3, save_steps=3),
     "capacity": dict(finetuning_type="freeze", freeze_trainable_layers=1, freeze_trainable_modules="mlp.down_proj",
@@ -56,8 +58,11 @@ def write_data(d: Path) -> Path:
         [{"instruction": "Bye", "input": "", "output": "Goodbye."}] * 4
     (d / "arith.json").write_text(json.dumps(arith_rows()), encoding="utf-8")
     (d / "mixed.json").write_text(json.dumps(short + arith_rows(24)), encoding="utf-8")
+    dups = [{"instruction": "What is 1 plus 1?", "input": "", "output": "1 plus 1 is 2."}] * 30 + arith_rows(6)
+    (d / "dups.json").write_text(json.dumps(dups), encoding="utf-8")
     (d / "dataset_info.json").write_text(json.dumps({"arith": {"file_name": "arith.json"},
-                                                     "mixed": {"file_name": "mixed.json"}}), encoding="utf-8")
+                                                     "mixed": {"file_name": "mixed.json"},
+                                                     "dups": {"file_name": "dups.json"}}), encoding="utf-8")
     return d
 
 
@@ -183,6 +188,17 @@ def test_cutoff_that_cuts_most_samples_is_a_data_problem(labelled):
     assert rep["evidence"]["truncated"] == stats["truncated"] == 24
     assert rep["evidence"]["truncated_pct"] == pytest.approx(75.0)
     assert check_advice(rep, out)["cutoff_len"] >= stats["max_len"]
+
+
+def test_mostly_duplicated_data_is_a_data_problem(labelled):
+    out = labelled("duplicates")
+    rep = diagnose(out)
+    assert rep["verdict"] == "data_problem" and rep["reason"] == "dup_most", render(rep)
+    assert rep["evidence"]["duplicates"] == 29 and rep["evidence"]["duplicates_pct"] == pytest.approx(100 * 29 / 36,
+                                                                                                       rel=1e-3)
+    assert any("duplicate" in a["why"] for a in rep["advice"])
+    check_advice(rep, out)
+    assert "some_dups" in [n["key"] for n in diagnose(labelled("cut_most"))["notes"]]  # 6 of 32 repeated: a note
 
 
 def test_sensible_recipe_is_healthy_or_undertrained(labelled):

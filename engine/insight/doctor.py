@@ -277,6 +277,8 @@ def _advise(verdict: str, reason: str, f: dict, cfg: dict, tpl: dict | None, has
         if (f.get("dropped_pct") or 0) >= 100 * CUT_SOME:
             reasons = "; ".join(f"{c} x {r}" for r, c in list((f.get("dropped_reasons") or {}).items())[:3])
             a.add("dropped", {}, pct=f.get("dropped_pct"), reasons=reasons or "?")
+        if (f.get("duplicates_pct") or 0) >= 100 * CUT_SOME:
+            a.add("dedup", {}, n=f.get("duplicates"), pct=f.get("duplicates_pct"))
         if f.get("no_trained_tokens"):
             a.add("masking", {"train_on_prompt": False, "mask_history": False})
         if f.get("data_error") and not a.items:
@@ -366,6 +368,10 @@ def diagnose(run: Run | str | Path) -> dict:
     tpl = _template_check(cfg)
     if tpl:
         f["template"], f["expected_template"] = tpl["template"], tpl["expected"]
+    dup = _duplicates(cfg) if run.config else None
+    if dup and dup["samples"]:
+        f["duplicates"] = dup["duplicates"]
+        f["duplicates_pct"] = _r(100 * dup["duplicates"] / dup["samples"])
     err = str(f.get("error") or "")
     if run.state == "failed" and err.split(":")[0].strip() in ("cutoff_len", "dataset", "val_size"):
         f["data_error"] = True
@@ -424,6 +430,43 @@ def _json_safe(v):
     return v
 
 
+_DUP_CACHE: dict = {}
+
+
+def _duplicates(cfg: dict) -> dict | None:
+    """{"duplicates", "samples"}: exact repeats among the run's local training records (after conversion, before
+    dataset_info's num_samples repetition, which is deliberate). None when the data is not readable here."""
+    names = cfg.get("dataset") or []
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    if not names:
+        return None
+    try:
+        from collections import Counter
+
+        from ..data.converters import convert
+        from ..data.readers import data_files, read_records
+        from ..data.registry import load_dataset_info
+        info = load_dataset_info(cfg.get("dataset_dir") or "data")
+        attrs = [info[n] for n in names]
+        if any(a.load_from != "file" for a in attrs):
+            return None  # hub datasets: the doctor does not download
+        key = (cfg.get("stage"), cfg.get("max_samples"),
+               tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for a in attrs for f in data_files(a)))
+        if key not in _DUP_CACHE:
+            rows = []
+            for a in attrs:
+                raw = read_records(a)
+                if cfg.get("max_samples"):
+                    raw = raw[:cfg["max_samples"]]
+                rows += convert(a, raw, cfg.get("stage") or "sft")[0]
+            seen = Counter(json.dumps(r, sort_keys=True, ensure_ascii=False) for r in rows)
+            _DUP_CACHE[key] = {"duplicates": sum(c - 1 for c in seen.values()), "samples": len(rows)}
+        return _DUP_CACHE[key]
+    except Exception:  # moved or unreadable data: judge the run without it
+        return None
+
+
 def _stats_from_error(f: dict, err: str) -> None:
     """A run that failed on cutoff_len wrote no dataset_stats.json; its error message names the lengths."""
     import re
@@ -446,6 +489,8 @@ def _is_data_problem(f: dict, cfg: dict) -> str | None:
         return "cut_most"
     if (f.get("dropped_pct") or 0) > 100 * CUT_MOST:
         return "dropped_most"
+    if (f.get("duplicates_pct") or 0) > 100 * CUT_MOST:
+        return "dup_most"
     if f.get("trained_tokens") == 0 and f.get("samples_train"):
         f["no_trained_tokens"] = True
         return "no_trained_tokens"
@@ -546,6 +591,9 @@ def _notes(f: dict, cfg: dict) -> list[dict]:
     tp = f.get("truncated_pct") or 0
     if 100 * CUT_SOME <= tp <= 100 * CUT_MOST:
         note("some_cut", pct=tp, cutoff=f.get("cutoff_len"), max_len=f.get("max_len"))
+    dp = f.get("duplicates_pct") or 0
+    if 100 * CUT_SOME <= dp <= 100 * CUT_MOST:
+        note("some_dups", n=f.get("duplicates"), pct=dp)
     n = f.get("samples_train")
     if n is not None and n < FEW_SAMPLES:
         note("few_samples", n=n)
@@ -604,6 +652,9 @@ T: dict[str, dict[str, str]] = {
                            "模型学到的是残缺的样本。"},
     "sum_dropped_most": {"en": "{dropped_pct}% of the samples were dropped while reading the dataset.",
                          "zh": "读取数据集时丢弃了 {dropped_pct}% 的样本。"},
+    "sum_dup_most": {"en": "{duplicates_pct}% of the training records are exact repeats ({duplicates}): the model "
+                           "sees a few samples many times.",
+                     "zh": "{duplicates_pct}% 的训练记录是完全重复的（{duplicates} 条）：模型反复看到少数几条样本。"},
     "sum_no_trained_tokens": {"en": "No token is trained: every label is masked.",
                               "zh": "没有任何 token 参与训练：所有标签都被屏蔽了。"},
     "sum_template": {"en": "The template `{template}` is not the model's own (`{expected_template}`): it learns a "
@@ -665,6 +716,8 @@ T: dict[str, dict[str, str]] = {
     "adv_dropped": {"en": "{pct}% of the records were skipped ({reasons}): check the dataset's columns mapping in "
                           "dataset_info.json.",
                     "zh": "{pct}% 的记录被跳过（{reasons}）：请检查 dataset_info.json 中的列映射。"},
+    "adv_dedup": {"en": "Remove the {n} duplicate records ({pct}%) from the dataset file.",
+                  "zh": "从数据文件中删除 {n} 条重复记录（{pct}%）。"},
     "adv_masking": {"en": "Train on the answers: turn train_on_prompt and mask_history off and check the preview.",
                     "zh": "在回答上训练：关闭 train_on_prompt 和 mask_history，并检查数据预览。"},
     "adv_data_error": {"en": "Fix the dataset problem named in the error: {error}",
@@ -707,6 +760,8 @@ T: dict[str, dict[str, str]] = {
     # notes
     "note_some_cut": {"en": "{pct}% of samples are cut by cutoff_len={cutoff} (max length {max_len}).",
                       "zh": "{pct}% 的样本被 cutoff_len={cutoff} 截断（最大长度 {max_len}）。"},
+    "note_some_dups": {"en": "{n} training records ({pct}%) are exact repeats.",
+                       "zh": "{n} 条训练记录（{pct}%）完全重复。"},
     "note_few_samples": {"en": "Only {n} training samples.", "zh": "只有 {n} 条训练样本。"},
     "note_no_eval": {"en": "No evaluation set: overfitting cannot be seen (set val_size).",
                      "zh": "没有评估集：无法发现过拟合（请设置 val_size）。"},
@@ -744,7 +799,8 @@ EVIDENCE_ZH = {
     "samples_eval": "评估样本", "truncated": "被截断样本", "truncated_pct": "截断比例 %", "dropped": "被丢弃样本",
     "dropped_pct": "丢弃比例 %", "dropped_reasons": "丢弃原因", "cutoff_len": "截断长度", "p50": "长度 p50",
     "p95": "长度 p95", "max_len": "最大长度", "trained_tokens": "参与训练的 token", "state": "状态", "error": "错误",
-    "template": "模板", "expected_template": "模型自己的模板",
+    "template": "模板", "expected_template": "模型自己的模板", "duplicates": "重复记录",
+    "duplicates_pct": "重复比例 %",
 }
 
 
