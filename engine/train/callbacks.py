@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,15 +89,26 @@ class RunLogCallback(TrainerCallback):
 class GracefulStop(TrainerCallback):
     """SIGTERM (Abort in the UI, `kill`) -> save a checkpoint at the end of the current step, then stop."""
 
-    def __init__(self):
+    HARD_EXIT_S = 3.0  # after an immediate stop, the process ends within this long whatever the libraries do
+
+    def __init__(self, on_stop=None):
         self.requested = False
         self.trainer_running = False
         self.deferring = False
-        self._previous = None
+        self.on_stop = on_stop  # called once on an immediate stop (rank 0 records the abort there)
+        self._previous: dict = {}
+        self._exit_timer = None
+        self._pid = os.getpid()
 
     def install(self):
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
-        signal.signal(signal.SIGINT, self._handle)
+        self._pid = os.getpid()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
     def _handle(self, signum, frame):
         if self.deferring:  # writing the result: finish it, then stop
@@ -104,9 +117,24 @@ class GracefulStop(TrainerCallback):
             return
         if self.requested or not self.trainer_running:
             self.requested = True
+            self._stop_now()
             raise KeyboardInterrupt  # second signal, or not in the loop yet: stop now
         log.warning("stop requested: saving a checkpoint after this step, then stopping")
         self.requested = True
+
+    def _stop_now(self):
+        if self._exit_timer is not None:
+            return
+        if self.on_stop is not None and os.getpid() == self._pid:  # not in a forked worker that inherited this
+            try:
+                self.on_stop()
+            except Exception:  # recording the abort must not keep the process alive
+                pass
+        # The KeyboardInterrupt raised next can be swallowed (raised inside a weakref callback or a __del__), or a
+        # library's cleanup can wait for worker processes that the same signal ended: end the process regardless.
+        self._exit_timer = threading.Timer(self.HARD_EXIT_S, os._exit, (130,))
+        self._exit_timer.daemon = True
+        self._exit_timer.start()
 
     @contextmanager
     def deferred(self):

@@ -126,7 +126,7 @@ def training_arguments(ns: Namespace, prec: dict, stage: str):
 def run(ns: Namespace) -> dict:
     """Train as configured. Returns the final metrics. Raises UserError/ConfigError for bad input."""
     output_dir, resume = prepare_output_dir(ns)
-    stop = GracefulStop()
+    stop = GracefulStop(on_stop=(lambda: _mark_aborted(output_dir)) if _is_main() else None)
     stop.install()
     if _is_main():
         _attach_running_log(output_dir)
@@ -143,15 +143,23 @@ def run(ns: Namespace) -> dict:
         aborted = isinstance(e, KeyboardInterrupt) or stop.requested
         if _is_main():
             if aborted:
-                phase = (rundir.read_status(output_dir) or {}).get("state") or "starting"
-                rundir.write_status(output_dir, "aborted", error=f"stopped by the user while {phase}")
+                _mark_aborted(output_dir)
             else:
                 rundir.write_status(output_dir, "failed",
                                     error=str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}")
         if aborted and not isinstance(e, KeyboardInterrupt):
             raise KeyboardInterrupt from None
         raise
+    finally:
+        stop.uninstall()
     return metrics
+
+
+def _mark_aborted(output_dir: Path) -> None:
+    """status.json says `aborted` and the phase the stop came in (once: the signal handler may write it first)."""
+    st = rundir.read_status(output_dir) or {}
+    if st.get("state") != "aborted" or st.get("pid") != os.getpid():
+        rundir.write_status(output_dir, "aborted", error=f"stopped by the user while {st.get('state') or 'starting'}")
 
 
 def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop) -> dict:
