@@ -289,7 +289,7 @@ LEAF = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_siz
 JSONISH = st.recursive(LEAF, lambda c: st.lists(c, max_size=4) | st.dictionaries(KEYS, c, max_size=4), max_leaves=10)
 TURN = st.dictionaries(st.sampled_from(["from", "value", "role", "content"]) | st.text(max_size=3), JSONISH, max_size=3)
 ROW = st.dictionaries(KEYS, JSONISH | st.lists(TURN, max_size=5), max_size=7)
-PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
 
 def assert_standard(out: dict, stage: str) -> None:

@@ -75,7 +75,7 @@ def saves(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- kill -9, then resume
 def test_kill_9_mid_run_then_resume_from_the_last_complete_checkpoint(tiny_model, arith, tmp_path, capsys):
     out = tmp_path / "run"
-    total, every = 30, 4
+    total, every = 20, 3
     argv = [f"{k}={v}" for k, v in train_args(tiny_model, arith, out, max_steps=total, save_steps=every).items()]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(tmp_path / "first.log", "wb") as log:
@@ -193,7 +193,6 @@ def test_ui_server_killed_and_restarted_while_training(tiny_model, arith, tmp_pa
         ui.stdout.close()
     step_at_kill = rundir.read_status(out)["step"]
     assert run.alive()  # the trainer has its own session: the server's death did not take it along
-    wait_for(lambda: rundir.read_status(out)["step"] > step_at_kill + 3, 120, "training to go on")
 
     # a new server process: it knows the run only from the registry on disk
     port = free_port()
@@ -204,6 +203,7 @@ def test_ui_server_killed_and_restarted_while_training(tiny_model, arith, tmp_pa
         server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env, stdout=log,
                                   stderr=subprocess.STDOUT, start_new_session=True)
     try:
+        wait_for(lambda: rundir.read_status(out)["step"] > step_at_kill + 3, 120, "training to go on")
         client = wait_for(lambda: _client(gradio_client, port, server, tmp_path), 180, "the new web UI")
         first = wait_for(lambda: (lambda t: t if "data-state='running'" in t["progress"] else None)(_tick(client)),
                          60, "the new server to show the run")
