@@ -100,6 +100,7 @@ def test_multinode_fields_reach_torchrun_and_the_preview(monkeypatch):
 
 def test_ui_preview_shows_deepspeed_and_node_fields(tmp_path, monkeypatch):
     from webui.app import create_ui
+    monkeypatch.chdir(ROOT)  # the shipped recipes are offered as paths from the repo root
     monkeypatch.setenv("TUNEBOARD_SAVES_DIR", str(tmp_path / "saves"))
     demo = create_ui("en", saves=str(tmp_path / "saves"))
     page = demo.page
