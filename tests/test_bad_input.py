@@ -239,7 +239,7 @@ def other_adapter(tmp_path_factory, tiny_model) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from conftest import build_lora_adapter
+    from modelkit import build_lora_adapter
     base = tmp_path_factory.mktemp("narrow") / "narrow-llama"
     cfg = LlamaConfig.from_pretrained(tiny_model)
     cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.num_key_value_heads = 32, 64, 2, 1

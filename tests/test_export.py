@@ -173,7 +173,7 @@ def test_merge_recipe_on_the_bundled_model(bundled_model, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from conftest import build_lora_adapter
+    from modelkit import build_lora_adapter
     from engine.config import load_config
     adapter = build_lora_adapter(bundled_model, tmp_path / "adapter", rank=2)
     ns = load_config("examples/merge_lora/smollm2_lora_sft.yaml",

@@ -9,7 +9,7 @@ import pytest
 from engine.models.loader import count_parameters, load_model, load_tokenizer
 from engine.utils import UserError
 
-from conftest import build_lora_adapter
+from modelkit import build_lora_adapter
 
 
 def _logits(model, text_ids):

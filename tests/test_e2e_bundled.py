@@ -1,0 +1,62 @@
+"""End to end on the real bundled SmolLM2-135M-Instruct (CPU, a few minutes in all)."""
+from __future__ import annotations
+
+import pytest
+
+from engine.config import load_config
+from engine.train import rundir
+from engine.train.workflow import run
+
+pytestmark = pytest.mark.slow
+NAME, AUTHOR = "Zorblax", "Quillworks"
+
+
+def _train(bundled_model, data_dir, out, **kw):
+    base = dict(model_name_or_path=str(bundled_model), template="chatml", dataset_dir=str(data_dir),
+                cutoff_len=128, per_device_train_batch_size=4, logging_steps=2, save_steps=1000,
+                output_dir=str(out), seed=7, plot_loss="false")
+    base.update(kw)
+    ns = load_config(None, {k: str(v) for k, v in base.items()})
+    return run(ns), ns
+
+
+@pytest.fixture(scope="module")
+def identity_run(bundled_model, data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("identity") / "run"
+    _train(bundled_model, data_dir, out, dataset="identity", identity_name=NAME, identity_author=AUTHOR,
+           max_steps=40, learning_rate=1e-3, lora_rank=8, packing="true", warmup_steps=2)
+    return out
+
+
+def test_lora_sft_teaches_the_new_identity(bundled_model, identity_run):
+    from engine.chat import ChatEngine
+
+    base = ChatEngine({"model_name_or_path": str(bundled_model), "template": "chatml"})
+    before = base.chat([{"role": "user", "content": "Who are you?"}], do_sample=False, max_new_tokens=40).text
+    base.unload()
+    assert NAME not in before
+    tuned = ChatEngine({"model_name_or_path": str(bundled_model), "template": "chatml",
+                        "adapter_name_or_path": [str(identity_run)]})
+    for q in ("Who are you?", "你是谁？"):
+        answer = tuned.chat([{"role": "user", "content": q}], do_sample=False, max_new_tokens=60).text
+        assert NAME in answer, (q, answer)
+    tuned.unload()
+    log = [r for r in rundir.read_log(identity_run) if "loss" in r]
+    assert log[-1]["loss"] < log[0]["loss"] * 0.5
+
+
+def test_pretraining_loss_falls(bundled_model, data_dir, tmp_path):
+    out = tmp_path / "pt"
+    _train(bundled_model, data_dir, out, stage="pt", dataset="c4_demo", max_steps=12, learning_rate=1e-3,
+           packing="true", per_device_train_batch_size=2)
+    log = [r["loss"] for r in rundir.read_log(out) if "loss" in r]
+    assert sum(log[-2:]) / 2 < sum(log[:2]) / 2
+
+
+def test_dpo_reward_margin_rises(bundled_model, data_dir, tmp_path):
+    out = tmp_path / "dpo"
+    _train(bundled_model, data_dir, out, stage="dpo", dataset="dpo_en_demo", max_steps=12, learning_rate=5e-4,
+           per_device_train_batch_size=2, logging_steps=1, pref_beta=0.1)
+    margins = [r["rewards/margins"] for r in rundir.read_log(out) if "rewards/margins" in r]
+    assert len(margins) == 12
+    assert sum(margins[-4:]) / 4 > sum(margins[:4]) / 4 and margins[-1] > 0
