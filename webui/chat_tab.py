@@ -81,7 +81,8 @@ def build(page: Page, fixed: dict | None = None) -> dict:
                     page.tr(comp, lambda lg: dict(label=t("system_prompt", lg)))
                 else:
                     page.arg(SCOPE, a)
-            chatbot = gr.Chatbot(height=420, elem_id="chat-bot", buttons=["copy"], label="Chat")
+            chatbot = page.add("chat.bot", gr.Chatbot(height=420, elem_id="chat-bot", buttons=["copy"],
+                                                      label=t("tab_chat", lang)), label="tab_chat")
             with gr.Row():
                 box = page.add("chat.input", gr.Textbox(show_label=False, placeholder=t("chat_placeholder", lang),
                                                         elem_id="chat-input", scale=5, lines=1),

@@ -117,6 +117,10 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
 
     def start(data):
         lang = data[lang_c]
+        busy = runs.active_run(saves)
+        if busy is not None:  # said first: no point fixing a form that cannot start now
+            parts = [("busy", {"command": busy.command, "path": busy.output})]
+            return {panel.message_parts: parts, panel.message: render_msg(parts, lang)}
         raw, named = name_output(page, data, scopes, panel.command)
         ups = {}
         try:
