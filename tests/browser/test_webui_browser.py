@@ -32,6 +32,7 @@ def fill_training(ui: UI, output_dir: str, steps: int, **extra) -> None:
     ui.fill("train-identity_name", NAME)
     ui.fill("train-identity_author", AUTHOR)
     ui.fill("train-max_steps", steps)
+    ui.fill("train-per_device_train_batch_size", 2)
     for k, v in extra.items():
         if isinstance(v, bool):
             ui.check(f"train-{k}", v)
@@ -95,6 +96,7 @@ def test_previewed_command_trains_in_a_shell(shell_run):
     argv = shlex.split(cmd)
     assert argv[1] == "train" and f"output_dir={out}" in argv and "dataset=identity" in argv
     assert f"identity_name={NAME}" in argv and "packing=true" in argv and "max_steps=20" in argv
+    assert "per_device_train_batch_size=2" in argv
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (out / "adapter_config.json").is_file() and (out / "all_results.json").is_file()
     import json
