@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -84,7 +83,7 @@ def run_one(name: str, steps: int, data_dir: str, out: str) -> dict:
     return {"setting": name, "steps": steps, "train_runtime_s": round(runtime, 1),
             "s_per_step": round(runtime / steps, 2), "effective_tokens": tokens,
             "effective_tokens_per_s": round(tokens / runtime, 1),
-            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+            "peak_rss_gib": round(metrics["peak_rss_mb"] / 1024, 2),
             "first_loss": log[0]["loss"], "last_loss": log[-1]["loss"]}
 
 

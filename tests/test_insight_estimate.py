@@ -130,11 +130,12 @@ def test_measured_time_and_cli(tiny_model, data, tmp_path, capsys):
 
 
 def _peak_rss_mb(values: dict) -> float:
-    """Peak RSS of a fresh process that trains with these values (resource.getrusage in that process)."""
+    """Peak RSS of a fresh process that trains with these values (VmHWM of that process)."""
     code = ("import json, resource, sys; sys.path.insert(0, %r)\n"
             "from engine.config import load_config\nfrom engine.train.workflow import run\n"
             "run(load_config(None, json.loads(sys.argv[1])))\n"
-            "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)") % ROOT
+            "from engine.utils import peak_rss_bytes\n"
+            "print('PEAK_KB', peak_rss_bytes() // 1024)") % ROOT
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     out = subprocess.run([sys.executable, "-c", code, json.dumps(values)], capture_output=True, text=True,
                          timeout=600, cwd=ROOT, env=env)

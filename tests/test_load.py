@@ -83,16 +83,24 @@ async def _round(url: str, n: int = N) -> list[dict]:
         return await asyncio.gather(*(_stream(client, url, i) for i in range(n)))
 
 
+def _run_async(coro):
+    """asyncio.run in a thread of its own: an earlier test (gradio, playwright) may leave an event loop
+    registered on the main thread, where asyncio.run refuses to start."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1) as ex:
+        return ex.submit(asyncio.run, coro).result()
+
+
 def test_api_answers_32_concurrent_streams_with_bounded_memory(api):
     me = psutil.Process()
     worker = api["worker"]
     before_threads = threading.active_count()
-    asyncio.run(_round(api["url"], 2))  # warm-up: the first generations allocate the model's work buffers
+    _run_async(_round(api["url"], 2))  # warm-up: the first generations allocate the model's work buffers
     rss0 = me.memory_info().rss
     completed0 = worker.stats["completed"]
-    results = asyncio.run(_round(api["url"]))
+    results = _run_async(_round(api["url"]))
     rss1 = me.memory_info().rss
-    results2 = asyncio.run(_round(api["url"]))
+    results2 = _run_async(_round(api["url"]))
     rss2 = me.memory_info().rss
     for res in (results, results2):
         assert len(res) == N and all(r["done"] and r["finish"] in ("stop", "length") for r in res)

@@ -236,7 +236,6 @@ def device_memory() -> dict:
 # ---------------------------------------------------------------- time
 def measure(ns, steps: int = 3, timeout: float = 900) -> dict:
     """Run `steps` real optimisation steps in a fresh process: seconds per step, start-up and peak memory."""
-    import resource
     steps = max(2, int(steps))
     values = {k: v for k, v in ns.values.items() if not k.startswith("_")}
     with tempfile.TemporaryDirectory(prefix="tuneboard-measure-") as tmp:
@@ -247,22 +246,24 @@ def measure(ns, steps: int = 3, timeout: float = 900) -> dict:
         cfg = Path(tmp) / "measure.yaml"
         from ..config import save_config
         save_config(values, cfg)
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         t0 = time.time()
         proc = subprocess.run([sys.executable, "-m", "engine", "train", str(cfg)], capture_output=True, text=True,
                               timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         wall = time.time() - t0
-        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
             raise UserError(f"measuring {steps} steps failed: {tail[0]}")
         from ..train import rundir
         rows = [r for r in rundir.read_log(out) if "loss" in r]
+        try:  # the run's own peak (RUSAGE_CHILDREN would keep the largest child this process ever had)
+            peak_mb = json.loads((out / rundir.RESULTS).read_text()).get("peak_rss_mb")
+        except (OSError, ValueError):
+            peak_mb = None
     el = [r["elapsed"] for r in rows]
     per_step = (el[-1] - el[0]) / (len(el) - 1) if len(el) > 1 else (el[0] if el else wall)
     return {"steps": steps, "seconds_per_step": round(per_step, 3), "startup_seconds": round(wall - el[-1], 1)
             if el else None, "wall_seconds": round(wall, 1),
-            "peak_rss": int(peak_kb * 1024) if peak_kb > before else None}
+            "peak_rss": int(peak_mb * 2**20) if peak_mb else None}
 
 
 # ---------------------------------------------------------------- the report

@@ -17,7 +17,7 @@ from .best import best_metrics, best_model_args, early_stopping
 from .callbacks import GracefulStop, RunLogCallback
 from ..args import Namespace
 from ..config import ConfigError, save_config
-from ..utils import UserError, atomic_write_json, device_info, get_logger
+from ..utils import UserError, atomic_write_json, device_info, get_logger, peak_rss_bytes
 
 log = get_logger()
 
@@ -224,6 +224,9 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
             metrics["total_steps"] = trainer.state.global_step
             metrics.update(best_metrics(trainer.state))
             metrics["template"] = template.name
+            metrics["peak_rss_mb"] = round(peak_rss_bytes() / 2**20, 1)
+            if torch.cuda.is_available():
+                metrics["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
             log.info("final metrics: %s", json.dumps(metrics, default=str))
             atomic_write_json(output_dir / rundir.RESULTS, metrics)
             if ns.plot_loss:
