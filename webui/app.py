@@ -154,10 +154,19 @@ def create_webchat(values: dict, lang: str = "en") -> gr.Blocks:
         wire_language(page)
 
         def status(lg):
-            parts = chat_tab.loaded_parts(chat_tab.SESSION.desc) if chat_tab.SESSION.desc else \
-                [("model_loading", {"model": values.get("model_name_or_path")})]
-            return parts, render_msg(parts, lg)
+            """The recipe's model loads in the background at start: follow it until it is ready (or failed)."""
+            sess = chat_tab.SESSION
+            if sess.desc:
+                parts, done = chat_tab.loaded_parts(sess.desc), True
+            elif sess.error:
+                parts, done = [("load_failed", {"error": sess.error})], True
+            else:
+                parts, done = [("model_loading", {"model": values.get("model_name_or_path")})], False
+            return parts, render_msg(parts, lg), gr.Timer(active=not done)
 
-        demo.load(status, page.c("top.lang"), [page.c("chat.info_parts"), chat["info"]], queue=False)
+        follow = gr.Timer(1.0)
+        outs = [page.c("chat.info_parts"), chat["info"], follow]
+        demo.load(status, page.c("top.lang"), outs, queue=False)
+        follow.tick(status, page.c("top.lang"), outs, queue=False, show_progress="hidden")
     demo.page = page
     return demo

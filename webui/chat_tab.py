@@ -25,13 +25,19 @@ class Session:
     def __init__(self):
         self.engine = None
         self.desc: dict | None = None
+        self.error: str | None = None  # why the last load failed
         self.lock = threading.Lock()
 
     def load(self, values: dict) -> dict:
         from engine.chat import ChatEngine
         with self.lock:
             self._unload()
-            engine = ChatEngine(values)
+            try:
+                engine = ChatEngine(values)
+            except Exception as e:
+                self.error = str(e) or type(e).__name__
+                raise
+            self.error = None
             self.engine = engine
             adapters = values.get("adapter_name_or_path") or []
             self.desc = {"model": str(values.get("model_name_or_path")),

@@ -18,7 +18,7 @@ from playwright.sync_api import expect
 
 from engine import runs
 
-from uikit import ROOT, UI, wait_until
+from uikit import ROOT, UI, free_port, wait_until
 
 NAME, AUTHOR = "Nova Quill", "Bluefin Lab"
 RUN_WAIT = 240_000  # ms: a short training run including model load, on a busy 2-core machine
@@ -264,3 +264,41 @@ def test_export_then_chat_with_the_merged_model(ui: UI, server, shell_run, tmp_p
     ui.fill("chat-max_new_tokens", 48)
     answer = ask(ui, "Who are you?")
     assert NAME.split()[0] in answer, answer
+
+
+# ---------------------------------------------------------------- webchat
+def test_webchat_serves_the_chat_tab_alone(browser, tiny_model, tmp_path):
+    """`tuneboard webchat recipe.yaml`: the recipe's model loads at start and the page answers."""
+    import os
+    import signal
+    import sys
+    import urllib.request
+
+    recipe = tmp_path / "chat.yaml"
+    recipe.write_text(f"model_name_or_path: {tiny_model}\ntemplate: chatml\nmax_new_tokens: 8\ndo_sample: false\n")
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TUNEBOARD_ROOTS": str(tmp_path.parent)}
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "webchat", str(recipe), "--port", str(port)], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        def up():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+        wait_until(up, 90, "webchat to answer")
+        page = browser.new_page()
+        hosts = set()
+        page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
+        page.goto(f"http://127.0.0.1:{port}/")
+        expect(page.locator("#chat-info")).to_contain_text("Loaded", timeout=120_000)  # no click: preloaded
+        assert page.locator("#train-start").count() == 0 and page.get_by_role("tab").count() == 0
+        page.locator("#chat-input textarea").fill("Hello")
+        page.locator("#chat-send").click()
+        expect(page.locator("#chat-stats")).to_contain_text("tokens/s", timeout=120_000)
+        assert hosts == {f"127.0.0.1:{port}"}
+        page.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)

@@ -2,10 +2,17 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_until(cond, timeout: float, what: str, interval: float = 0.2):
