@@ -137,22 +137,26 @@ def _checkpoints(root: Path) -> list[tuple[int, str]]:
 
 
 # ---------------------------------------------------------------- formats
-def _from_ours(root: Path, rows: list[dict]) -> Run:
-    run = Run(str(root), "tuneboard")
+def _add_points(run: Run, rows: list[dict], step_key: str, lr_key: str, tokens_key: str) -> Run:
+    """Train/eval points from jsonl rows; our log and LLaMA-Factory's differ only in these key names."""
     for r in rows:
-        step = _int(r.get("step"))
+        step = _int(r.get(step_key))
         if step is None:
             continue
-        common = dict(epoch=_num(r.get("epoch")), tokens=_int(r.get("tokens_seen")))
+        common = dict(epoch=_num(r.get("epoch")), tokens=_int(r.get(tokens_key)))
         loss = _loss(r, "loss")
         if loss is not None:
-            run.train.append(Point(step, loss, lr=_num(r.get("learning_rate")), grad_norm=_grad(r), **common))
+            run.train.append(Point(step, loss, lr=_num(r.get(lr_key)), grad_norm=_grad(r), **common))
         ev = _loss(r, "eval_loss")
         if ev is not None:
             run.eval.append(Point(step, ev, **common))
         if r.get("total_steps"):
             run.total_steps = _int(r["total_steps"])
     return run
+
+
+def _from_ours(root: Path, rows: list[dict]) -> Run:
+    return _add_points(Run(str(root), "tuneboard"), rows, "step", "learning_rate", "tokens_seen")
 
 
 def _grad(r: dict) -> float | None:
@@ -183,20 +187,7 @@ def _hms(v) -> float | None:
 
 
 def _from_llamafactory(root: Path, rows: list[dict]) -> Run:
-    run = Run(str(root), "llamafactory")
-    for r in rows:
-        step = _int(r.get("current_steps"))
-        if step is None:
-            continue
-        common = dict(epoch=_num(r.get("epoch")), tokens=_int(r.get("total_tokens")))
-        loss = _loss(r, "loss")
-        if loss is not None:
-            run.train.append(Point(step, loss, lr=_num(r.get("lr")), grad_norm=_grad(r), **common))
-        ev = _loss(r, "eval_loss")
-        if ev is not None:
-            run.eval.append(Point(step, ev, **common))
-        if r.get("total_steps"):
-            run.total_steps = _int(r["total_steps"])
+    run = _add_points(Run(str(root), "llamafactory"), rows, "current_steps", "lr", "total_tokens")
     last = rows[-1] if rows else {}
     pct = _num(last.get("percentage"))
     remaining = _hms(last.get("remaining_time"))
