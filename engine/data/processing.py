@@ -141,7 +141,8 @@ TRAINED, CHOSEN, REJECTED = "trained", "chosen", "rejected"
 def mark_trained(row: dict, stage: str, tokenizer, template, args) -> list[tuple[str, str | None]]:
     """One record of load_records as the model sees it with the cutoff_len / train_on_prompt / mask_history of
     `args`: [(text, kind)], kind TRAINED where tokens have labels and None where not; dpo: the prompt (None), its
-    CHOSEN answer, then the prompt again and its REJECTED answer. What the web UI's and the inspector's previews show."""
+    CHOSEN answer, then the prompt again and its REJECTED answer. What the web UI's and the inspector's previews
+    show."""
     from .records import arg
     cutoff_len = int(arg(args, "cutoff_len", 1024))
     train_on_prompt, mask_history = bool(arg(args, "train_on_prompt", False)), bool(arg(args, "mask_history", False))
