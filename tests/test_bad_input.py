@@ -113,8 +113,8 @@ def test_wrong_types_and_empty_or_broken_conversations(tmp_path):
     d = dataset(tmp_path, "c.json", json.dumps(rows), sharegpt)
     ds = load_examples(["bad"], SimpleNamespace(dataset_dir=str(d)), "sft")
     assert len(ds) == 1 and ds[0]["messages"][-1]["content"] == "fine"  # the one good record, the rest counted
-    from engine.data.loader import _load
-    _, report = _load(["bad"], SimpleNamespace(dataset_dir=str(tmp_path / "ds")), "sft")
+    from engine.data.records import load_records
+    report = load_records(SimpleNamespace(dataset_dir=str(tmp_path / "ds")), "sft", ["bad"]).report
     assert report["bad"]["skipped"] == {"no messages": 1, "messages column holds text, not a list of turns": 1,
                                         "turns do not alternate user/assistant": 1,
                                         "conversation starts with the assistant": 1, "empty answer": 1,

@@ -52,6 +52,8 @@ L: dict[str, dict[str, str]] = {
     "preview_pick": {"en": "Pick a dataset first.", "zh": "请先选择数据集。"},
     "preview_info": {"en": "{dataset}: {total} samples, page {page} of {pages}.",
                      "zh": "{dataset}：共 {total} 条样本，第 {page}/{pages} 页。"},
+    "preview_skipped": {"en": "{n} of its {total} records are skipped in training ({reasons}).",
+                        "zh": "其 {total} 条记录中有 {n} 条在训练时被跳过（{reasons}）。"},
     "trained": {"en": "trained", "zh": "训练"},
     "output_dir_info": {"en": "A name (saved under {base}) or a path. An existing run folder offers to resume.",
                         "zh": "名称（保存在 {base} 下）或路径。选择已有运行目录时可续训。"},

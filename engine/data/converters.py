@@ -201,6 +201,12 @@ def check_columns(attr: DatasetAttr, rows: list[dict], stage: str) -> None:
 
 def convert(attr: DatasetAttr, rows: list[dict], stage: str) -> tuple[list[dict], Counter]:
     """All records of one dataset -> (standard rows, Counter of skip reasons)."""
+    out, _, skipped = convert_indexed(attr, rows, stage)
+    return out, skipped
+
+
+def convert_indexed(attr: DatasetAttr, rows: list[dict], stage: str) -> tuple[list[dict], list[int], Counter]:
+    """Like convert, plus the index in `rows` of each converted record (the skipped ones leave gaps)."""
     have = dataset_stage(attr)
     if have != stage:
         what = {"pt": "a pre-training (text)", "sft": "an instruction (sft)", "dpo": "a preference (ranking)"}[have]
@@ -210,13 +216,15 @@ def convert(attr: DatasetAttr, rows: list[dict], stage: str) -> tuple[list[dict]
         raise UserError(f"dataset {attr.name!r}: no records in {attr.path() or attr.hf_hub_url or attr.ms_hub_url}.")
     check_columns(attr, rows, stage)
     roles = _role_map(attr) if attr.formatting == "sharegpt" else None
-    out, skipped = [], Counter()
-    for row in rows:
+    out, kept, skipped = [], [], Counter()
+    for i, row in enumerate(rows):
         try:
             out.append(convert_row(attr, row, stage, roles))
         except Invalid as e:
             skipped[str(e)] += 1
-    return out, skipped
+        else:
+            kept.append(i)
+    return out, kept, skipped
 
 
 def replace_identity(row: dict, name: str | None, author: str | None) -> dict:

@@ -10,6 +10,7 @@ pt:  text + eos. packing off: the token stream of all texts is cut into cutoff_l
 dpo: strings for trl: prompt = rendered conversation ending with the assistant header, chosen/rejected =
      answer + stop word. A prompt too long for cutoff_len is cut from the left so trl keeps part of
      each answer instead of dropping the pair.
+mark_trained: one record split into trained / untrained text, from the same encoders (the previews).
 """
 from __future__ import annotations
 
@@ -132,3 +133,40 @@ def length_stats(full_lens: list[int], truncated: list[bool], tokens: list[int] 
         "p95": percentile(lens, 0.95),
         "tokens": int(sum(tokens)) if tokens is not None else 0,
     }
+
+
+TRAINED, CHOSEN, REJECTED = "trained", "chosen", "rejected"
+
+
+def mark_trained(row: dict, stage: str, tokenizer, template, args) -> list[tuple[str, str | None]]:
+    """One record of load_records as the model sees it with the cutoff_len / train_on_prompt / mask_history of
+    `args`: [(text, kind)], kind TRAINED where tokens have labels and None where not; dpo: the prompt (None), its
+    CHOSEN answer, then the prompt again and its REJECTED answer. What the web UI's and the inspector's previews
+    show."""
+    from .records import arg
+    cutoff_len = int(arg(args, "cutoff_len", 1024))
+    train_on_prompt, mask_history = bool(arg(args, "train_on_prompt", False)), bool(arg(args, "mask_history", False))
+    if stage == "pt":
+        ids = pt_texts({"text": [row["text"]]}, tokenizer, template, cutoff_len)["input_ids"][0]
+        return [(tokenizer.decode(ids, skip_special_tokens=False), TRAINED)]
+    if stage == "dpo":
+        out = dpo_batch({"system": [row.get("system") or ""], "messages": [row["messages"]],
+                         "chosen": [row["chosen"]], "rejected": [row["rejected"]]}, tokenizer, template, cutoff_len)
+        prompt = out["prompt"][0]
+        return [(prompt, None), (out["chosen"][0], CHOSEN), ("\n", None), (prompt, None),
+                (out["rejected"][0], REJECTED)]
+    enc = encode_sft(row["messages"], row.get("system") or "", tokenizer, template, cutoff_len,
+                     train_on_prompt, mask_history)
+    spans: list[tuple[str, str | None]] = []
+    cur: list[int] = []
+    state = None
+    for tid, lab in zip(enc["input_ids"], enc["labels"]):
+        trained = lab != IGNORE
+        if cur and trained != state:
+            spans.append((tokenizer.decode(cur, skip_special_tokens=False), TRAINED if state else None))
+            cur = []
+        cur.append(tid)
+        state = trained
+    if cur:
+        spans.append((tokenizer.decode(cur, skip_special_tokens=False), TRAINED if state else None))
+    return spans

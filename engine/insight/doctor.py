@@ -434,34 +434,28 @@ _DUP_CACHE: dict = {}
 
 
 def _duplicates(cfg: dict) -> dict | None:
-    """{"duplicates", "samples"}: exact repeats among the run's local training records (after conversion, before
-    dataset_info's num_samples repetition, which is deliberate). None when the data is not readable here."""
+    """{"duplicates", "samples"}: exact repeats among the run's local training records (engine.data.records: the
+    records training saw; num_samples' copies of one record are deliberate, not counted). None when the data is not
+    readable here."""
     names = cfg.get("dataset") or []
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     if not names:
         return None
     try:
-        from collections import Counter
-
-        from ..data.converters import convert
-        from ..data.readers import data_files, read_records
+        from ..data.readers import data_files
+        from ..data.records import duplicates, load_records
         from ..data.registry import load_dataset_info
         info = load_dataset_info(cfg.get("dataset_dir") or "data")
         attrs = [info[n] for n in names]
         if any(a.load_from != "file" for a in attrs):
             return None  # hub datasets: the doctor does not download
-        key = (cfg.get("stage"), cfg.get("max_samples"),
+        key = (cfg.get("stage"), cfg.get("max_samples"), cfg.get("identity_name"), cfg.get("identity_author"),
+               json.dumps([a.to_dict() for a in attrs], sort_keys=True, default=str),
                tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for a in attrs for f in data_files(a)))
         if key not in _DUP_CACHE:
-            rows = []
-            for a in attrs:
-                raw = read_records(a)
-                if cfg.get("max_samples"):
-                    raw = raw[:cfg["max_samples"]]
-                rows += convert(a, raw, cfg.get("stage") or "sft")[0]
-            seen = Counter(json.dumps(r, sort_keys=True, ensure_ascii=False) for r in rows)
-            _DUP_CACHE[key] = {"duplicates": sum(c - 1 for c in seen.values()), "samples": len(rows)}
+            dup = duplicates(load_records(cfg, cfg.get("stage") or "sft", names))
+            _DUP_CACHE[key] = {"duplicates": dup["duplicates"], "samples": dup["samples"]}
         return _DUP_CACHE[key]
     except Exception:  # moved or unreadable data: judge the run without it
         return None

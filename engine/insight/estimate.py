@@ -53,13 +53,11 @@ def _namespace(recipe=None, overrides=(), values: dict | None = None):
 def data_facts(ns) -> dict:
     """Tokenise as training does (cached) and count what the trainer will see."""
     from ..data.loader import get_dataset
-    from ..data.templates import get_template
+    from ..data.templates import resolve_template
     from ..models.loader import load_tokenizer
-    from ..models.registry import default_template
 
     tok = load_tokenizer(ns)
-    template = get_template(ns.template or default_template(ns.model_name_or_path), tok)
-    template.fix_tokenizer(tok)
+    template = resolve_template(ns, tok)
     data = get_dataset(ns, tok, template, ns.stage)
     train = data.train_dataset
     rows = len(train)

@@ -4,8 +4,8 @@ dropped, duplicates, empty fields, which languages, and one sample as the model 
     inspect_dataset(recipe=None, overrides=(), values=None, sample=0) -> report dict
     render(report, lang) -> plain words
 
-Samples are read, converted and tokenised with the same functions training uses (engine.data), so the
-truncated / dropped counts here are the ones the run will have.
+Samples are read, converted and tokenised with the same functions training uses (engine.data.records.load_records,
+resolve_template, processing), so the truncated / dropped counts here are the ones the run will have.
 """
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from collections import Counter
 
 from ..config import load_config
 from ..data import processing as P
-from ..utils import UserError
 
 HIST_BINS = 20
 
@@ -65,10 +64,6 @@ def _text_of(row: dict, stage: str) -> str:
     return "\n".join(parts)
 
 
-def _key(row: dict) -> str:
-    return json.dumps(row, sort_keys=True, ensure_ascii=False)
-
-
 def _histogram(lengths: list[int], cutoff: int) -> list[dict]:
     if not lengths:
         return []
@@ -79,67 +74,24 @@ def _histogram(lengths: list[int], cutoff: int) -> list[dict]:
              "over_cutoff": i * width >= cutoff} for i in range(HIST_BINS) if i * width <= hi]
 
 
-def _marked(row: dict, stage: str, tok, tpl, ns) -> list[list]:
-    """[[text, trained?], ...]: the sample after the template and cutoff, split where training starts/stops."""
-    if stage == "pt":
-        ids = P.pt_texts({"text": [row["text"]]}, tok, tpl, ns.cutoff_len)["input_ids"][0]
-        return [[tok.decode(ids, skip_special_tokens=False), True]]
-    if stage == "dpo":
-        out = P.dpo_batch({"system": [row.get("system") or ""], "messages": [row["messages"]],
-                           "chosen": [row["chosen"]], "rejected": [row["rejected"]]}, tok, tpl, ns.cutoff_len)
-        return [[out["prompt"][0], False], [out["chosen"][0], True], ["\n", False], [out["prompt"][0], False],
-                [out["rejected"][0], True]]
-    enc = P.encode_sft(row["messages"], row.get("system") or "", tok, tpl, ns.cutoff_len,
-                       bool(ns.train_on_prompt), bool(ns.mask_history))
-    spans: list[list] = []
-    cur: list[int] = []
-    state = None
-    for tid, lab in zip(enc["input_ids"], enc["labels"]):
-        trained = lab != -100
-        if cur and trained != state:
-            spans.append([tok.decode(cur, skip_special_tokens=False), state])
-            cur = []
-        cur.append(tid)
-        state = trained
-    if cur:
-        spans.append([tok.decode(cur, skip_special_tokens=False), state])
-    return spans
-
-
 def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sample: int = 0) -> dict:
-    from ..data.converters import convert, replace_identity
-    from ..data.readers import read_records
-    from ..data.registry import load_dataset_info
-    from ..data.templates import get_template
+    from ..data.records import duplicates, load_records
+    from ..data.templates import resolve_template
     from ..models.loader import load_tokenizer
-    from ..models.registry import default_template
 
     ns = load_config(None, dict(values), "train", finalize=False) if values is not None else \
         load_config(recipe, overrides or (), "train", finalize=False)
-    names = ns.dataset or []
-    if not names:
-        raise UserError("dataset: no dataset given; name one or more from dataset_info.json.")
     stage = ns.stage
-    info = load_dataset_info(ns.dataset_dir)
-    unknown = [n for n in names if n not in info]
-    if unknown:
-        raise UserError(f"dataset: unknown dataset {unknown[0]!r} in {ns.dataset_dir}/dataset_info.json; "
-                        f"known: {', '.join(info)}.")
-    rows, dropped, read = [], Counter(), 0
-    per_dataset = {}
-    for n in names:
-        raw = read_records(info[n])
-        if ns.max_samples:
-            raw = raw[:ns.max_samples]
-        conv, skipped = convert(info[n], raw, stage)
-        conv = [replace_identity(r, ns.identity_name, ns.identity_author) for r in conv]
-        read += len(raw)
-        dropped.update(skipped)
-        rows += conv
-        per_dataset[n] = {"read": len(raw), "kept": len(conv), "dropped": sum(skipped.values())}
+    recs = load_records(ns, stage)  # the records training will see
+    rows, names = recs.rows, list(recs.report)
+    dropped = Counter()
+    for rep in recs.report.values():
+        dropped.update(rep["skipped"])
+    read = sum(rep["total"] for rep in recs.report.values())
+    per_dataset = {n: {"read": rep["total"], "kept": rep["kept"], "dropped": sum(rep["skipped"].values())}
+                   for n, rep in recs.report.items()}
     tok = load_tokenizer(ns)
-    tpl = get_template(ns.template or default_template(ns.model_name_or_path), tok, ns.default_system)
-    tpl.fix_tokenizer(tok)
+    tpl = resolve_template(ns, tok)
     cutoff = int(ns.cutoff_len)
 
     lengths, truncated = [], 0
@@ -160,8 +112,7 @@ def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sampl
         truncated += bool(cut)
     srt = sorted(lengths)
 
-    seen = Counter(_key(r) for r in rows)
-    dup_groups = {k: c for k, c in seen.items() if c > 1}
+    dups = duplicates(recs)
     conflicts = 0
     if stage == "sft":
         answers: dict[str, set] = {}
@@ -191,13 +142,14 @@ def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sampl
                     "mean": round(sum(srt) / len(srt), 1) if srt else 0.0},
         "histogram": _histogram(lengths, cutoff),
         "suggested_cutoff_len": _suggest(srt, cutoff),
-        "duplicates": sum(c - 1 for c in dup_groups.values()), "duplicate_groups": len(dup_groups),
-        "duplicate_examples": [json.loads(k) for k in list(dup_groups)[:3]],
+        "duplicates": dups["duplicates"], "duplicate_groups": len(dups["groups"]),
+        "duplicate_examples": [rows[g[0]] for g in dups["groups"][:3]],
         "conflicting_answers": conflicts,
         "empty_fields": dict(empty),
         "languages": dict(langs.most_common()),
         "sample_index": idx,
-        "sample": _marked(rows[idx], stage, tok, tpl, ns) if rows else [],
+        "sample": [[text, kind is not None] for text, kind in P.mark_trained(rows[idx], stage, tok, tpl, ns)]
+        if rows else [],
     }
 
 

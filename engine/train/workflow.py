@@ -167,9 +167,8 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     from transformers import set_seed
 
     from ..data.loader import get_dataset
-    from ..data.templates import get_template
+    from ..data.templates import resolve_template
     from ..models.loader import load_model, load_tokenizer
-    from ..models.registry import default_template
     from .methods import apply_method
 
     set_seed(ns.seed)
@@ -180,9 +179,7 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
 
     rundir.write_status(output_dir, "preprocessing") if _is_main() else None
     tokenizer = load_tokenizer(ns)
-    template_name = ns.template or default_template(ns.model_name_or_path)
-    template = get_template(template_name, tokenizer)
-    template.fix_tokenizer(tokenizer)
+    template = resolve_template(ns, tokenizer)
     data = get_dataset(ns, tokenizer, template, ns.stage)
     if _is_main():
         atomic_write_json(output_dir / rundir.STATS, data.stats)
