@@ -9,6 +9,7 @@ import os
 import sys
 
 from . import __version__
+from .config import split_argv as _split
 from .utils import UserError
 
 USAGE = """usage: tuneboard <command> [recipe.yaml] [key=value ...]
@@ -31,28 +32,6 @@ Examples:
   tuneboard train dataset=identity max_steps=30 learning_rate=2e-4
   tuneboard chat adapter_name_or_path=saves/SmolLM2-135M-Instruct/lora/train_x
 """
-
-
-def _split(argv: list[str]) -> tuple[str | None, list[str], list[str]]:
-    """(yaml path, key=value overrides, --flags) from the remaining arguments."""
-    path, overrides, flags = None, [], []
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a.startswith("--"):
-            if "=" in a or i + 1 >= len(argv) or argv[i + 1].startswith("--") or a in ("--json", "--force", "--share"):
-                flags.append(a)
-            else:
-                flags.extend([a, argv[i + 1]])
-                i += 1
-        elif "=" in a:
-            overrides.append(a)
-        elif a.endswith((".yaml", ".yml")) and path is None:
-            path = a
-        else:
-            flags.append(a)
-        i += 1
-    return path, overrides, flags
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,18 +114,17 @@ def run_cli(cmd: str, path: str | None, overrides: list[str], flags: list[str]) 
         threading.Thread(target=preload, name="webchat-load", daemon=True).start()
         serve(create_webchat(values, opts["lang"]), opts)
         return 0
-    initial = load_config(path, overrides, "train", finalize=False).values if (path or overrides) else {}
-    initial.pop("_explicit", None)
+    initial = {}
     if path or overrides:  # only what the recipe says; the rest keeps the page's defaults
-        explicit = set(load_config(path, overrides, "train", finalize=False).values.get("_explicit", []))
-        initial = {k: v for k, v in initial.items() if k in explicit}
+        ns = load_config(path, overrides, "train", finalize=False)
+        initial = {k: ns.values[k] for k in ns.explicit}
     from .app import create_ui
     serve(create_ui(opts["lang"], initial=initial), opts)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine.cli import _split
+    from engine.config import split_argv as _split
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return run_cli("webui", *_split(argv))
