@@ -123,11 +123,11 @@ def run_cli(cmd: str, path: str | None, overrides: list[str], flags: list[str]) 
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    from engine.config import split_argv as _split
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        return run_cli("webui", *_split(argv))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def webui_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
+    """`tuneboard webui` (and `python app.py`)."""
+    return run_cli("webui", path, overrides, flags)
+
+
+def webchat_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
+    """`tuneboard webchat`."""
+    return run_cli("webchat", path, overrides, flags)
