@@ -44,17 +44,21 @@ def test_every_train_argument_is_mapped_or_names_its_reader():
     assert all(g in {a.group for a in ARGS} for g in READ_BY)
 
 
-def test_hf_fields_exist_on_the_trainer_config():
-    from transformers import TrainingArguments
-    from trl import DPOConfig
-    hf_fields = {f.name for f in dataclasses.fields(TrainingArguments)}
-    dpo_fields = {f.name for f in dataclasses.fields(DPOConfig)}
+STAGES = BY_NAME["stage"].choices
+PREC = {"bf16": False, "fp16": False, "use_cpu": True}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_hf_fields_exist_on_the_stage_config(tmp_path, stage):
+    from engine.train.workflow import training_arguments
+    cls = type(training_arguments(load_config(None, {"dataset": "identity", "output_dir": str(tmp_path)}), PREC,
+                                  stage))
+    fields = {f.name for f in dataclasses.fields(cls)}
     for a in ARGS:
-        if a.hf:
+        if a.hf and a.applies(stage=stage):
             assert "train" in a.commands, a.name
-            fields = dpo_fields if a.stages == ("dpo",) else hf_fields
-            assert a.hf in fields, f"{a.name}: {a.hf} is not a field of {'DPOConfig' if fields is dpo_fields else 'TrainingArguments'}"
-    targets = [a.hf for a in ARGS if a.hf]
+            assert a.hf in fields, f"{a.name}: {a.hf} is not a field of {cls.__name__} (stage {stage})"
+    targets = [a.hf for a in ARGS if a.hf and a.applies(stage=stage)]
     assert len(targets) == len(set(targets)), "two arguments map to the same field"
 
 
@@ -73,11 +77,11 @@ def _ns_with_every_hf_arg_changed(tmp_path, stage):
     return Namespace(v)
 
 
-@pytest.mark.parametrize("stage", ["sft", "dpo"])
+@pytest.mark.parametrize("stage", STAGES)
 def test_training_arguments_carry_every_mapped_value(tmp_path, stage):
     from engine.train.workflow import CONVERT, training_arguments
     ns = _ns_with_every_hf_arg_changed(tmp_path, stage)
-    prec = {"bf16": False, "fp16": False, "use_cpu": True}
+    prec = dict(PREC)
     targs = training_arguments(ns, prec, stage)
     checked = 0
     for a in ARGS:
@@ -102,7 +106,7 @@ def test_training_arguments_carry_every_mapped_value(tmp_path, stage):
 
 def test_warmup_and_report_to_conversions(tmp_path):
     from engine.train.workflow import report_to, training_arguments
-    prec = {"bf16": False, "fp16": False, "use_cpu": True}
+    prec = dict(PREC)
     base = {"dataset": "identity", "output_dir": str(tmp_path / "o"), "warmup_ratio": "0.25"}
     targs = training_arguments(load_config(None, base), prec, "sft")
     assert targs.warmup_steps == 0.25  # transformers 5: warmup_steps below 1 is a fraction of the steps
