@@ -129,6 +129,9 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
+SWITCHES = ("--json", "--force", "--share")  # flags that never take a value (doctor, download, webui)
+
+
 def split_argv(argv: list[str]) -> tuple[str | None, list[str], list[str]]:
     """A command's arguments -> (recipe YAML path, key=value overrides, --flags and other words).
 
@@ -151,9 +154,6 @@ def split_argv(argv: list[str]) -> tuple[str | None, list[str], list[str]]:
             flags.append(a)
         i += 1
     return path, overrides, flags
-
-
-SWITCHES = ("--json", "--force", "--share")  # flags that never take a value (doctor, download, webui)
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, str]:

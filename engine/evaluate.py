@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .args import Namespace, values_of
 from .utils import UserError, get_logger
 
 PREDICTIONS = "generated_predictions.jsonl"
@@ -36,7 +37,6 @@ class Aborted(Exception):
 
 def _explicit(args: Any) -> set:
     """The arguments the user gave: a Namespace says so; every key of a plain dict counts as given."""
-    from .args import Namespace
     return set(args.explicit) if isinstance(args, Namespace) else set(args)
 
 
@@ -85,7 +85,6 @@ def prompt_text(prompt: list[dict]) -> str:
 
 
 def load_eval_examples(values: dict) -> list[tuple[list[dict], str]]:
-    from .args import Namespace
     from .data.loader import load_examples
     names = eval_datasets(values)
     ds = load_examples(names, Namespace(dict(values)), stage="sft")  # max_samples applies per dataset there
@@ -97,7 +96,6 @@ def load_eval_examples(values: dict) -> list[tuple[list[dict], str]]:
 
 def generation_settings(args: Any) -> dict:
     """Generation keyword arguments for ChatEngine.batch: greedy unless do_sample was asked for explicitly."""
-    from .args import values_of
     v = values_of(args)
     sample = bool(v.get("do_sample")) and "do_sample" in _explicit(args)
     gen = {"max_new_tokens": v.get("max_new_tokens"), "do_sample": sample}
@@ -124,7 +122,6 @@ def evaluate(args: Any, engine=None, out: Callable[[str], None] | None = None) -
 
     say = out or (lambda s: print(s, flush=True))
     t_start = time.time()
-    from .args import values_of
     values = values_of(args)
     out_dir = resolve_output_dir(values)
     out_dir.mkdir(parents=True, exist_ok=True)
