@@ -37,18 +37,8 @@ class Response:
 
 
 def _as_dict(args: Any) -> dict:
-    from .args import defaults
-    values = defaults()
-    if args is None:
-        return values
-    if isinstance(args, dict):
-        given = args
-    elif hasattr(args, "values") and isinstance(args.values, dict):
-        given = args.values
-    else:
-        given = vars(args)
-    values.update(given)
-    return values
+    from .args import values_of
+    return values_of(args)
 
 
 class _QueueStreamer:

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from .args import ARGS, BY_NAME, Arg, Namespace, defaults
+from .args import ARGS, BY_NAME, Arg, Namespace
 from .utils import UserError
 
 
@@ -129,6 +129,33 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
+SWITCHES = ("--json", "--force", "--share")  # flags that never take a value (doctor, download, webui)
+
+
+def split_argv(argv: list[str]) -> tuple[str | None, list[str], list[str]]:
+    """A command's arguments -> (recipe YAML path, key=value overrides, --flags and other words).
+
+    `--name value` stays one flag with its value, except for the switches that take none."""
+    path, overrides, flags = None, [], []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("--"):
+            if "=" in a or i + 1 >= len(argv) or argv[i + 1].startswith("--") or a in SWITCHES:
+                flags.append(a)
+            else:
+                flags.extend([a, argv[i + 1]])
+                i += 1
+        elif "=" in a:
+            overrides.append(a)
+        elif a.endswith((".yaml", ".yml")) and path is None:
+            path = a
+        else:
+            flags.append(a)
+        i += 1
+    return path, overrides, flags
+
+
 def parse_overrides(items: Iterable[str]) -> dict[str, str]:
     out = {}
     for item in items:
@@ -161,7 +188,10 @@ def read_yaml(path: str | Path) -> dict:
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] | dict | None = (),
                 command: str = "train", finalize: bool = True) -> Namespace:
-    """Defaults <- YAML <- overrides, each value typed and range-checked; unknown keys refused."""
+    """Defaults <- YAML <- overrides, each value typed and range-checked; unknown keys refused.
+
+    The Namespace holds every argument; `ns.explicit` names those the file or the overrides gave. finalize
+    applies the cross-field rules and derived defaults of `command` (validate)."""
     raw: dict[str, tuple[Any, str]] = {}
     if path:
         for k, v in read_yaml(path).items():
@@ -169,7 +199,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] | dict 
     ov = overrides if isinstance(overrides, dict) else parse_overrides(overrides or ())
     for k, v in ov.items():
         raw[k] = (v, "command line")
-    values = defaults()
+    values = {}
     for key, (value, source) in raw.items():
         arg = BY_NAME.get(key)
         if arg is None:
@@ -177,8 +207,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] | dict 
         v = coerce(arg, value, source)
         check_value(arg, v)
         values[key] = v
-    ns = Namespace(values)
-    ns.values["_explicit"] = sorted(raw)
+    ns = Namespace(values, explicit=raw)
     if finalize:
         validate(ns, command)
     return ns

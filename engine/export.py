@@ -27,11 +27,8 @@ DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 
 def _as_dict(args: Any) -> dict:
-    from .args import defaults
-    values = defaults()
-    given = args if isinstance(args, dict) else (args.values if hasattr(args, "values") else vars(args))
-    values.update(given)
-    return values
+    from .args import values_of
+    return values_of(args)
 
 
 def _check_target(out: Path, a: dict, adapters: list[str]) -> None:

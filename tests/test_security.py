@@ -23,7 +23,8 @@ from engine.config import ConfigError, load_config
 from engine.utils import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = sorted(p for d in ("engine", "webui", "bench", "tests") for p in (ROOT / d).rglob("*.py")) + [ROOT / "app.py"]
+SOURCES = sorted(p for d in ("tuneboard", "engine", "webui", "bench", "tests")
+                 for p in (ROOT / d).rglob("*.py")) + [ROOT / "app.py"]
 
 
 def free_port() -> int:

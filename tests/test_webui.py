@@ -200,7 +200,10 @@ def test_preview_command_is_exact_and_output_name_goes_under_saves(demo, tmp_pat
           page.w("train", "identity_name"): "Nova Li", page.c("top.compute_type"): "bf16"}
     cmd = value(call(demo, page.c("train.preview"), overrides=ov)[page.c("train.command")])
     argv = shlex.split(cmd)
-    assert argv[1] == "train" and "tuneboard" in argv[0] or "engine" in argv
+    from engine.config import launcher
+    prog = shlex.split(launcher())  # the venv's tuneboard script, or this python with -m engine
+    assert argv[:len(prog) + 1] == prog + ["train"]
+    assert all("=" in a for a in argv[len(prog) + 1:])  # nothing but key=value after the command
     kv = dict(a.split("=", 1) for a in argv if "=" in a)
     assert kv["learning_rate"] == "0.0002" and kv["max_steps"] == "30" and kv["identity_name"] == "Nova Li"
     assert kv["dataset"] == "identity" and kv["bf16"] == "true"
@@ -382,7 +385,7 @@ def test_tuneboard_webui_serves_the_studio_with_a_recipe_prefilled(tmp_path):
     port = _free_port()
     recipe = tmp_path / "r.yaml"
     recipe.write_text("dataset: identity\nlearning_rate: 0.0003\nstage: sft\n")
-    proc, cfg = _serve([sys.executable, "-m", "engine", "webui", str(recipe), "max_steps=7"], port,
+    proc, cfg = _serve([sys.executable, "-m", "tuneboard", "webui", str(recipe), "max_steps=7"], port,
                        {"GRADIO_SERVER_PORT": str(port), "TUNEBOARD_SAVES_DIR": str(tmp_path / "saves")})
     try:
         ids = _elem_ids(cfg)
@@ -398,7 +401,7 @@ def test_tuneboard_webchat_serves_the_chat_tab_alone(tmp_path, tiny_model):
     port = _free_port()
     recipe = tmp_path / "chat.yaml"
     recipe.write_text(f"model_name_or_path: {tiny_model}\ntemplate: chatml\nmax_new_tokens: 16\n")
-    proc, cfg = _serve([sys.executable, "-m", "engine", "webchat", str(recipe), "--port", str(port)], port)
+    proc, cfg = _serve([sys.executable, "-m", "tuneboard", "webchat", str(recipe), "--port", str(port)], port)
     try:
         ids = _elem_ids(cfg)
         assert {"chat-load", "chat-bot", "chat-input", "top-lang"} <= ids

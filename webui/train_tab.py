@@ -3,7 +3,6 @@ accordions, output dir with a resume offer, config save / load, command preview,
 view of the run."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import gradio as gr
@@ -20,10 +19,6 @@ from .page import Page, check_fields, choice_labels, error_parts, render_msg
 SCOPE = "train"
 MAIN = ("stage", "dataset_dir", "dataset")
 PREVIEW_PAGE = 2  # samples per preview page
-
-
-def new_output_name(prefix: str = "train") -> str:
-    return f"{prefix}_{time.strftime('%Y-%m-%d-%H-%M-%S')}"
 
 
 def dataset_choices(dataset_dir: str, stage: str | None, current=None) -> tuple[dict, list]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..args import ARGS
 from ..utils import UserError, atomic_write_json, get_logger
 from . import processing as P
 from .readers import fingerprint
@@ -175,14 +176,15 @@ def _tokenizer_fingerprint(tokenizer) -> str:
 def cache_key(args, tokenizer, template, stage: str, attrs: list[DatasetAttr], eval_attrs: list[DatasetAttr]) -> str:
     here = Path(__file__).parent
     code = hashlib.sha256(b"".join((here / f).read_bytes() for f in _SOURCES)).hexdigest()
-    keys = ("cutoff_len", "max_samples", "train_on_prompt", "mask_history", "packing", "neat_packing",
-            "identity_name", "identity_author", "default_system")
+    # the schema's preprocess arguments; the split (val_size, seed) only counts when no eval_dataset replaces it.
+    # Dataset names, template and model enter through what they resolve to: files, template fields, vocabulary.
+    split = ("val_size", "seed")
     payload = {
         "code": code, "stage": stage,
         "datasets": [[a.to_dict(), fingerprint(a)] for a in attrs],
         "eval": [[a.to_dict(), fingerprint(a)] for a in eval_attrs],
-        "split": None if eval_attrs else [_arg(args, "val_size", 0.0), _arg(args, "seed", 42)],
-        "args": {k: _arg(args, k) for k in keys},
+        "split": None if eval_attrs else [_arg(args, k) for k in split],
+        "args": {a.name: _arg(args, a.name) for a in ARGS if a.preprocess and a.name not in split},
         "template": template.to_dict(), "tokenizer": _tokenizer_fingerprint(tokenizer),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]

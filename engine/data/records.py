@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..args import values_of
 from ..utils import UserError
 from .converters import Invalid, convert_indexed, convert_row, replace_identity
 from .readers import read_records
@@ -24,20 +25,9 @@ STAGES = ("pt", "sft", "dpo")
 
 
 def arg(args, name: str, default=None):
-    """args.<name> of a Namespace, a dict or any object; when args lacks it, the schema's default."""
-    if isinstance(args, dict):
-        v = args[name] if name in args else _schema_default(name)
-    else:
-        try:
-            v = getattr(args, name)
-        except AttributeError:
-            v = _schema_default(name)
+    """args.<name> through the schema's one accessor (its default where args lacks it); `default` for None."""
+    v = values_of(args).get(name)
     return default if v is None else v
-
-
-def _schema_default(name: str):
-    from ..args import BY_NAME
-    return BY_NAME[name].default if name in BY_NAME else None
 
 
 def dataset_names(value) -> list[str]:

@@ -884,7 +884,7 @@ USAGE = """usage:
 
 
 def _parse_flags(flags: list[str], path: str | None) -> tuple[dict, list[str]]:
-    """--name value / --name=value / --switch, plus positional words, from cli._split's flags."""
+    """--name value / --name=value / --switch, plus positional words, from engine.config.split_argv's flags."""
     opts: dict = {}
     pos: list[str] = []
     switches = {"--json", "--help", "-h"}
@@ -911,7 +911,7 @@ def _parse_flags(flags: list[str], path: str | None) -> tuple[dict, list[str]]:
 
 def run_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
     opts, pos = _parse_flags(flags, path)
-    # `--estimate key=value`: cli._split took the first override for the flag's value
+    # `--estimate key=value`: split_argv took the first override for the flag's value
     overrides = list(overrides) + [w for w in pos if "=" in w]
     pos = [w for w in pos if "=" not in w]
     if opts.get("help") or opts.get("h"):

@@ -23,12 +23,8 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
 
 def _get(args: Any, key: str, default: Any = None) -> Any:
     """Read an argument from an engine.args.Namespace, a dict or any object with attributes."""
-    if isinstance(args, dict):
-        v = args.get(key, default)
-    elif hasattr(args, "values") and isinstance(getattr(args, "values"), dict):
-        v = args.values.get(key, default)
-    else:
-        v = getattr(args, key, default)
+    from ..args import values_of
+    v = values_of(args).get(key)
     return default if v is None else v
 
 

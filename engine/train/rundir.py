@@ -126,6 +126,8 @@ def clear_run(output_dir: str | Path) -> None:
     root = Path(output_dir)
     for p in checkpoints(root, complete_only=False):
         shutil.rmtree(p, ignore_errors=True)
+    for p in root.glob("runs/*/events.out.tfevents.*"):  # report_to=tensorboard: the old curves would mix in
+        p.unlink(missing_ok=True)
     for pattern in (LOG, RESULTS, STATUS, STATS, RUNNING_LOG, "train_results.json", "eval_results.json",
                     "trainer_state.json", "adapter_config.json", "adapter_model.safetensors", "model*.safetensors",
                     "model.safetensors.index.json", "training_*.png", "README.md"):

@@ -15,7 +15,7 @@ from pathlib import Path
 from . import rundir
 from .best import best_metrics, best_model_args, early_stopping
 from .callbacks import GracefulStop, RunLogCallback
-from ..args import Namespace
+from ..args import ARGS, Namespace
 from ..config import ConfigError, save_config
 from ..utils import UserError, atomic_write_json, device_info, get_logger, peak_rss_bytes
 
@@ -92,35 +92,46 @@ def pick_precision(ns: Namespace) -> dict:
     return {"bf16": bf16, "fp16": fp16, "use_cpu": dev["device"] == "cpu", "device": dev}
 
 
+def report_to(value: str | None) -> list[str]:
+    """report_to as the Trainer takes it: "tensorboard,wandb" -> both; none -> no tracker."""
+    names = [s.strip() for s in str(value or "").split(",") if s.strip()]
+    return [] if names in ([], ["none"]) else names
+
+
+# Arguments whose TrainingArguments value is worked out from the run rather than copied (keyed by arg name).
+CONVERT = {
+    "bf16": lambda ns, prec: prec["bf16"],  # what the device supports (pick_precision)
+    "fp16": lambda ns, prec: prec["fp16"],
+    "warmup_steps": lambda ns, prec: ns.warmup_steps if ns.warmup_steps > 0 else ns.warmup_ratio,  # <1: a fraction
+    "eval_steps": lambda ns, prec: ns.eval_steps if ns.eval_strategy == "steps" else None,
+    "report_to": lambda ns, prec: report_to(ns.report_to),
+    "pref_loss": lambda ns, prec: [ns.pref_loss] + (["sft"] if ns.pref_ftx > 0 else []),
+    "pref_ftx": lambda ns, prec: [1.0] + ([ns.pref_ftx] if ns.pref_ftx > 0 else []),
+}
+
+
+def schema_fields(ns: Namespace, prec: dict, stage: str) -> dict:
+    """The TrainingArguments fields the schema maps (each Arg's `hf`), for the arguments of this stage."""
+    return {a.hf: CONVERT[a.name](ns, prec) if a.name in CONVERT else getattr(ns, a.name)
+            for a in ARGS if a.hf and a.applies(stage=stage)}
+
+
 def training_arguments(ns: Namespace, prec: dict, stage: str):
-    common = dict(
-        output_dir=ns.output_dir, per_device_train_batch_size=ns.per_device_train_batch_size,
-        per_device_eval_batch_size=ns.per_device_eval_batch_size,
-        gradient_accumulation_steps=ns.gradient_accumulation_steps, learning_rate=ns.learning_rate,
-        num_train_epochs=ns.num_train_epochs, max_steps=ns.max_steps, lr_scheduler_type=ns.lr_scheduler_type,
-        warmup_steps=ns.warmup_steps if ns.warmup_steps > 0 else ns.warmup_ratio,
-        max_grad_norm=ns.max_grad_norm, weight_decay=ns.weight_decay, optim=ns.optim, seed=ns.seed,
-        bf16=prec["bf16"], fp16=prec["fp16"], use_cpu=prec["use_cpu"], logging_steps=ns.logging_steps,
-        logging_first_step=True, save_strategy="steps", save_steps=ns.save_steps,
-        save_total_limit=ns.save_total_limit, save_only_model=ns.save_only_model,
-        eval_strategy=ns.eval_strategy, eval_steps=ns.eval_steps if ns.eval_strategy == "steps" else None,
-        report_to=[] if ns.report_to in (None, "none") else [ns.report_to],
-        dataloader_num_workers=ns.dataloader_num_workers, deepspeed=ns.deepspeed,
+    fields = schema_fields(ns, prec, stage)
+    fields.update(  # what every run sets, whatever the arguments
+        use_cpu=prec["use_cpu"], logging_first_step=True, save_strategy="steps",
         # several CPU processes (torchrun without GPUs) talk over gloo; on CUDA the Trainer picks nccl
         ddp_backend="gloo" if prec["use_cpu"] and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         remove_unused_columns=False, include_num_input_tokens_seen="non_padding",
         ddp_find_unused_parameters=False if ns.finetuning_type != "full" else None,
         disable_tqdm=not sys.stderr.isatty(),
     )
-    common.update(best_model_args(ns))  # eval_loss picks the best checkpoint; keep it / stop early
+    fields.update(best_model_args(ns))  # eval_loss picks the best checkpoint; keep it / stop early
     if stage == "dpo":
         from trl import DPOConfig
-        loss = [ns.pref_loss] + (["sft"] if ns.pref_ftx > 0 else [])
-        weights = [1.0] + ([ns.pref_ftx] if ns.pref_ftx > 0 else [])
-        return DPOConfig(**common, beta=ns.pref_beta, loss_type=loss, loss_weights=weights,
-                         max_length=ns.cutoff_len, activation_checkpointing=False, padding_free=False)
+        return DPOConfig(**fields, max_length=ns.cutoff_len, activation_checkpointing=False, padding_free=False)
     from transformers import TrainingArguments
-    return TrainingArguments(**common)
+    return TrainingArguments(**fields)
 
 
 def run(ns: Namespace) -> dict:

@@ -278,7 +278,7 @@ def test_webchat_serves_the_chat_tab_alone(browser, tiny_model, tmp_path):
     recipe.write_text(f"model_name_or_path: {tiny_model}\ntemplate: chatml\nmax_new_tokens: 8\ndo_sample: false\n")
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TUNEBOARD_ROOTS": str(tmp_path.parent)}
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "webchat", str(recipe), "--port", str(port)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "tuneboard", "webchat", str(recipe), "--port", str(port)], cwd=ROOT,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         def up():
