@@ -8,13 +8,18 @@ Verdicts, checked in this order (the first that holds wins; the others' signs st
   data_problem    most samples cut or dropped by cutoff_len / the converter, no trained token, a template that
                   is not the model's, or a run that failed on its data
   diverging       a non-finite loss or gradient, a loss that ends above where it started or blows up to twice
-                  its start, repeated spikes, a gradient-norm explosion
-  not_learning    the loss (and eval loss) stays within a few percent of its start
+                  its start, repeated spikes beyond the noise, a gradient-norm explosion after the first steps
+  not_learning    the loss (and eval loss) stays within a few percent of its start, or within its noise
   overfitting     eval loss rose for several evaluations after its best while train loss kept falling, or train
                   loss near zero on little data
-  capacity_limit  train (and eval) loss flat over the last 40 % of the run while still high
-  undertrained    the loss is still falling at the end (a significant downward slope over the last 40 %)
+  capacity_limit  train (and eval) loss flat at a high level while the learning rate is still high, and the run
+                  could not even fit its training data better than held-out data
+  undertrained    the loss is still falling at the end: the last 40 % of the steps gave a fair share of the
+                  whole drop (or, with a decayed schedule, the last 40 % of the learning-rate budget did), beyond
+                  the noise, and eval loss fell with it
   healthy         learned, flattened, eval not rising
+The curve rules read the run's own curve (its drop, its noise, its schedule), never our logging or eval defaults:
+runs of other tools, logged and evaluated at other intervals, are judged the same way (tests/test_insight_foreign).
 Every "change" maps real engine.args names to values that pass the schema's checks, so the UI can apply it.
 """
 from __future__ import annotations
@@ -32,20 +37,33 @@ from .runlog import Point, Run, read_run
 
 VERDICTS = ("healthy", "undertrained", "overfitting", "diverging", "not_learning", "data_problem", "capacity_limit")
 
-# thresholds, in one place so the reasoning can be read against them
+# Thresholds, in one place so the reasoning can be read against them. The curve rules are relative to the run's
+# own curve (its total drop, its noise, its learning-rate schedule), not to our logging or eval defaults, so runs
+# of other tools, logged every N steps and evaluated every M, read the same.
+RECENT = 0.4             # "the end": the last 40 % of the steps (or of the learning-rate budget, see below)
 FLAT_REL = 0.02          # a loss within 2 % of its start has not moved
-FALLING_REL = 0.01       # still falling: >= 1 % over the last 40 % of steps, with a slope t-value >= 2.5
-EVAL_FALLING_REL = 0.005 # ... and eval loss fell >= 0.5 % over the same stretch
+FALLING_SHARE = 0.2      # still falling: the last 40 % of the steps still gave >= 20 % of the run's total drop,
+FALLING_REL = 0.01       # ... >= 1 % of the loss level (less is not worth training longer for),
+FALLING_T = 3.0          # ... with a slope t-value >= 3 (not noise)
+EVAL_FALLING_SHARE = 0.1 # ... and eval loss gave >= 10 % of its own drop over the same stretch
+EVAL_FALLING_REL = 0.005 # ... and >= 0.5 % of its level
+RAN_OUT_SHARE = 0.25     # the last 40 % of the learning-rate budget (cumulative lr) still gave >= 25 % of the drop
 LR_RAN_OUT = 0.3         # mean learning rate over the last 40 % below 30 % of the peak: the schedule ran out
+PLATEAU = 0.1            # the plateau starts where the smoothed loss is within 10 % of the total drop of its end
 RISE_REL = 0.02          # eval loss this far above its best counts as rising
 TRAIN_FELL_REL = 0.05    # ... while train loss fell at least this much since the best eval
 BLOWUP = 2.0             # loss (median of 3) above twice its start: blew up
 ENDS_ABOVE = 1.10        # loss ends 10 % above its start: diverged
 SPIKE = 2.0              # one logged loss above twice the median of the five before it
-GN_EXPLOSION = 10.0      # largest gradient norm over ten times the median (and over 10)
+NOISE_SIGMAS = 6.0       # ... and that many noise sigmas above it (a noisy but steady curve has no spikes)
+GN_EXPLOSION = 10.0      # largest gradient norm over ten times the median (and over 10) ...
+GN_EARLY = 0.1           # ... outside the first 10 % of steps, where large norms are normal
 MEMORISED = 0.05         # train loss below this on little data: memorised
 LITTLE_DATA = 1000       # samples
 HIGH_LOSS = 1.0          # nats/token: a plateau above this (and above half the start) is "high"
+CAP_GAP = 0.05           # capacity: after >= 1.5 epochs train loss is not even 5 % below eval loss (cannot memorise)
+CAP_EPOCHS = 1.5
+CAP_LEARNED = 0.25       # ... or, without that test, it learned less than 25 % of its start
 CUT_MOST = 0.5           # share of samples truncated or dropped that makes it the verdict
 CUT_SOME = 0.1           # share that is worth a finding
 FEW_SAMPLES = 50
@@ -92,10 +110,67 @@ def _config(run: Run) -> dict:
         lrs = [p.lr for p in run.train if p.lr]
         if lrs:
             cfg["learning_rate"] = max(lrs)
+        epochs = [p.epoch for p in run.train + run.eval if p.epoch is not None]
+        if epochs:  # "train twice as long" should double this run's length, not our default's
+            cfg["num_train_epochs"] = max(0.5, round(max(epochs) * 2) / 2)
     return cfg
 
 
 # ---------------------------------------------------------------- facts
+def _noise(losses: list[float]) -> float:
+    """A loss curve's log-to-log noise (sigma) from its second differences, which a steady trend does not move;
+    median-based, so a sharp early bend or a few spikes do not count as noise."""
+    d = [abs(c - 2 * b + a) for a, b, c in zip(losses, losses[1:], losses[2:])]
+    return 1.4826 * _median(d) / math.sqrt(6) if len(d) >= 2 else 0.0
+
+
+def _cum_lr(tr: list[Point]) -> list[float] | None:
+    """The learning-rate budget spent by each logged step (cumulative lr): the x axis on which a loss that only
+    stopped because the schedule decayed still looks like it is falling. None without a varying logged lr."""
+    if not tr or any(p.lr is None or not math.isfinite(p.lr) for p in tr):
+        return None
+    if max(p.lr for p in tr) <= 0 or max(p.lr for p in tr) - min(p.lr for p in tr) <= 1e-3 * max(p.lr for p in tr):
+        return None  # constant: the same as steps
+    out = [tr[0].lr * max(tr[0].step, 1)]
+    for a, b in zip(tr, tr[1:]):
+        out.append(out[-1] + (a.lr + b.lr) / 2 * (b.step - a.step))
+    return out
+
+
+def _at(points: list[Point], step: float) -> float:
+    """Eval loss at `step`, linearly between the evaluations around it (the first one before any)."""
+    if step <= points[0].step:
+        return points[0].loss
+    for a, b in zip(points, points[1:]):
+        if a.step <= step <= b.step:
+            return a.loss + (b.loss - a.loss) * (step - a.step) / ((b.step - a.step) or 1)
+    return points[-1].loss
+
+
+def _recent(f: dict, tr: list[Point], ev: list[Point], xs: list[float], prefix: str) -> None:
+    """How much the loss still falls over the last RECENT of the x axis (steps or lr budget): the drop as % of the
+    loss level and as a share of the run's total drop, its t-value, and the same for eval loss."""
+    x0 = xs[0] + (1 - RECENT) * (xs[-1] - xs[0])
+    idx = [i for i, x in enumerate(xs) if x >= x0]
+    if len(idx) < 3:
+        idx = list(range(max(0, len(tr) - 3), len(tr)))
+    window = [Point(step=xs[i], loss=tr[i].loss) for i in idx]  # slope over x, not over steps
+    slope, se = _slope(window)
+    drop = -slope * (window[-1].step - window[0].step)
+    level = _median([p.loss for p in window])
+    total = (f["loss_start"] - f["loss_end"]) if f.get("loss_start") is not None else 0
+    f[f"{prefix}from_step"] = tr[idx[0]].step
+    f[f"{prefix}drop_pct"] = _r(100 * drop / level) if level else None
+    f[f"{prefix}share_pct"] = _r(100 * drop / total) if total > 0 else None
+    f[f"{prefix}slope_t"] = _r(-slope / se) if se and math.isfinite(se) and se > 0 else (
+        math.inf if slope < 0 else 0.0)
+    if len(ev) >= 2 and ev[-1].step > tr[idx[0]].step:
+        ref = _at(ev, tr[idx[0]].step)
+        e_total = ev[0].loss - min(p.loss for p in ev)
+        f[f"eval_{prefix}drop_pct"] = _r(100 * (ref - ev[-1].loss) / ref) if ref else None
+        f[f"eval_{prefix}share_pct"] = _r(100 * (ref - ev[-1].loss) / e_total) if e_total > 0 else 0.0
+
+
 def _facts(run: Run) -> dict:
     """The numbers every rule reads (they become the report's evidence)."""
     tr = _finite(run.train)
@@ -124,29 +199,57 @@ def _facts(run: Run) -> dict:
         f["loss_drop_pct"] = _r(100 * (head - tail) / head) if head else None
         roll = [_median(losses[max(0, i - 1):i + 2]) for i in range(n)]
         f["loss_max_smoothed"] = _r(max(roll))
-        spikes = [tr[i].step for i in range(5, n) if losses[i] > SPIKE * _median(losses[i - 5:i])]
+        sigma = _noise(losses)
+        f["noise_sigma"] = _r(sigma)
+        # how far the loss got below its start, on medians of a tenth of the run (one low log is not progress)
+        k = max(3, n // 10)
+        if n >= 2 * k and _median(losses[:k]):
+            head_k = _median(losses[:k])
+            low = min(_median(losses[i:i + k]) for i in range(n - k + 1))
+            f["loss_moved_pct"] = _r(100 * (head_k - low) / head_k)
+            f["loss_rose_pct"] = _r(100 * (_median(losses[-k:]) - head_k) / head_k)
+            f["loss_moved_noise_pct"] = _r(100 * 5 * sigma / math.sqrt(k) / head_k)  # what noise alone gives
+            slope, se = _slope(tr)
+            f["loss_trend_t"] = _r(-slope / se) if se and math.isfinite(se) and se > 0 else 0.0
+        spikes = [tr[i].step for i in range(5, n) if losses[i] > SPIKE * _median(losses[i - 5:i])
+                  and losses[i] > _median(losses[i - 5:i]) + NOISE_SIGMAS * sigma]
         f["spike_steps"] = spikes[:10]
         f["noise"] = _r(statistics.pstdev(losses[-max(3, w):])) if n >= 3 else None
-        window = tr[int(n * 0.6):] if n >= 5 else tr
-        slope, se = _slope(window)
-        span = window[-1].step - window[0].step if len(window) > 1 else 0
-        level = _median([p.loss for p in window])
-        f["recent_drop_pct"] = _r(100 * -slope * span / level) if level else None
-        f["recent_slope_t"] = _r(-slope / se) if se and math.isfinite(se) and se > 0 else (
-            math.inf if slope < 0 else 0.0)
-        f["recent_from_step"] = window[0].step
-        wl = [p.lr for p in window if p.lr is not None]
+        if n >= 5 and head > tail:
+            # the plateau: from where the smoothed loss stays within PLATEAU of the total drop above its end
+            k = max(1, min(5, n // 10))
+            smooth = [_median(losses[max(0, i - k):i + k + 1]) for i in range(n)]
+            limit = tail + max(PLATEAU * (head - tail), 2 * sigma / math.sqrt(2 * k + 1))  # ... or its noise
+            i = n - 1
+            while i > 0 and smooth[i - 1] <= limit:
+                i -= 1
+            f["plateau_step"] = tr[i].step
+            span = tr[-1].step - tr[0].step
+            f["after_plateau_pct"] = _r(100 * (tr[-1].step - tr[i].step) / span) if span else None
+        _recent(f, tr, ev, [float(p.step) for p in tr], "recent_")
+        cum = _cum_lr(tr)
+        if cum is not None:
+            _recent(f, tr, ev, cum, "recent_lr_")
+        x0 = tr[0].step + (1 - RECENT) * (tr[-1].step - tr[0].step)
+        wl = [p.lr for p in tr if p.step >= x0 and p.lr is not None]
         peak = max((p.lr for p in run.train if p.lr is not None), default=None)
         if wl and peak:
             f["recent_lr_ratio"] = _r(sum(wl) / len(wl) / peak)
-    gns = [p.grad_norm for p in run.train if p.grad_norm is not None and math.isfinite(p.grad_norm)]
+    gns = [p for p in run.train if p.grad_norm is not None and math.isfinite(p.grad_norm)]
     if gns:
-        f["grad_norm_median"] = _r(_median(gns))
-        f["grad_norm_max"] = _r(max(gns))
-        f["grad_norm_max_step"] = next(p.step for p in run.train if p.grad_norm == max(gns))
+        f["grad_norm_median"] = _r(_median([p.grad_norm for p in gns]))
+        top = max(gns, key=lambda p: p.grad_norm)
+        f["grad_norm_max"] = _r(top.grad_norm)
+        f["grad_norm_max_step"] = top.step
+        first, last = run.train[0].step, run.train[-1].step
+        late = [p for p in gns if p.step > first + GN_EARLY * (last - first)]
+        if late:
+            f["grad_norm_max_late"] = _r(max(p.grad_norm for p in late))
     if ev:
         e = [p.loss for p in ev]
         best_i = min(range(len(e)), key=lambda i: e[i])
+        sigma_e = _noise(e)
+        f["eval_noise_sigma"] = _r(sigma_e)
         f["eval_first"] = _r(e[0])
         f["eval_best"] = _r(e[best_i])
         f["eval_best_step"] = ev[best_i].step
@@ -155,19 +258,19 @@ def _facts(run: Run) -> dict:
         f["eval_rise_pct"] = _r(100 * (e[-1] - e[best_i]) / e[best_i]) if e[best_i] else None
         f["evals_after_best"] = len(e) - 1 - best_i
         f["evals_above_best"] = sum(1 for x in e[best_i + 1:] if x > e[best_i] * (1 + RISE_REL / 2))
+        # the last eval above the best by more than 1 % and more than the eval curve's own noise
+        f["eval_rose"] = e[-1] > e[best_i] + max(e[best_i] * RISE_REL / 2, 3 * sigma_e)
         f["eval_drop_pct"] = _r(100 * (e[0] - e[best_i]) / e[0]) if e[0] else None
+        f["eval_drop_noise_pct"] = _r(100 * 5 * sigma_e / e[0]) if e[0] else None  # first vs the lowest of many
         if tr:
             near = [p.loss for p in tr if abs(p.step - ev[best_i].step) <= max(1, _log_every(tr))]
             at_best = _median(near) if near else None
             f["train_loss_at_best_eval"] = _r(at_best)
             if at_best:
                 f["train_drop_since_best_pct"] = _r(100 * (at_best - _median([p.loss for p in tr[-3:]])) / at_best)
+                # what two medians of three logs differ by on noise alone
+                f["train_drop_noise_pct"] = _r(100 * 3 * (f.get("noise_sigma") or 0) / at_best)
             f["eval_gap_pct"] = _r(100 * (e[-1] - f["loss_end"]) / f["loss_end"]) if f["loss_end"] else None
-        if tr and f.get("recent_from_step") is not None:
-            before = [p for p in ev if p.step <= f["recent_from_step"]] or ev[:1]
-            ref = before[-1].loss
-            if len(ev) >= 2 and ev[-1] is not before[-1] and ref:
-                f["eval_recent_drop_pct"] = _r(100 * (ref - e[-1]) / ref)
         if len(e) >= 3:
             last3 = e[-3:]
             f["eval_recent_range_pct"] = _r(100 * (max(last3) - min(last3)) / min(last3)) if min(last3) else None
@@ -410,7 +513,7 @@ def diagnose(run: Run | str | Path) -> dict:
         "summary": _t(f"sum_{reasons[verdict]}", "en", **_fmt(f, cfg)),
         "summary_zh": _t(f"sum_{reasons[verdict]}", "zh", **_fmt(f, cfg)),
         "evidence": {k: _json_safe(v) for k, v in f.items()
-                     if v is not None and k not in ("data_error", "cut_error", "no_trained_tokens")},
+                     if v is not None and k not in ("data_error", "cut_error", "no_trained_tokens", "eval_rose")},
         "advice": _advise(verdict, reasons[verdict], f, cfg, tpl, has_eval),
         "best_checkpoint": best,
         "findings": findings,
@@ -505,13 +608,15 @@ def _is_diverging(f: dict, cfg: dict) -> str | None:
     first = f.get("loss_first")
     if first is None:
         return None
-    if f.get("train_points", 0) >= 3 and f["loss_end"] > first * ENDS_ABOVE:
+    start, sigma = f["loss_start"], f.get("noise_sigma") or 0.0
+    # against the median of the first three logs, and beyond the noise: one low first log is not a start
+    if f.get("train_points", 0) >= 3 and f["loss_end"] > start * ENDS_ABOVE and f["loss_end"] - start > 2 * sigma:
         return "ends_above"
     if f["loss_max_smoothed"] > first * BLOWUP:
         return "blowup"
     if len(f.get("spike_steps") or []) >= 2:
         return "spikes"
-    gmax, gmed = f.get("grad_norm_max"), f.get("grad_norm_median")
+    gmax, gmed = f.get("grad_norm_max_late"), f.get("grad_norm_median")
     if gmax and gmed and gmax > GN_EXPLOSION * gmed and gmax > 10:
         return "grad_explosion"
     return None
@@ -523,10 +628,17 @@ def _is_not_learning(f: dict, cfg: dict) -> str | None:
     start = f["loss_start"]
     if start < 0.5:  # already low: flat is fine
         return None
-    moved = max(start - f["loss_end"], start - f["loss_min"])
-    if moved / start >= FLAT_REL:
-        return None
-    if (f.get("eval_drop_pct") or 0) >= 100 * FLAT_REL:
+    if f.get("loss_moved_pct") is None:  # a short log: the first three and the last few logs
+        if max(start - f["loss_end"], start - f["loss_min"]) / start >= FLAT_REL:
+            return None
+    else:
+        noise, trend = f["loss_moved_noise_pct"] or 0, abs(f.get("loss_trend_t") or 0)
+        if f["loss_rose_pct"] > max(100 * FLAT_REL, noise):
+            return None  # it rose: not flat (the divergence rules speak for it)
+        # moved: beyond 2 %, unless that is within its noise and the run as a whole has no trend
+        if f["loss_moved_pct"] >= 100 * FLAT_REL and (f["loss_moved_pct"] >= 2 * noise or trend >= FALLING_T):
+            return None
+    if (f.get("eval_drop_pct") or 0) >= max(100 * FLAT_REL, f.get("eval_drop_noise_pct") or 0):
         return None
     return "flat"
 
@@ -534,13 +646,39 @@ def _is_not_learning(f: dict, cfg: dict) -> str | None:
 def _is_overfitting(f: dict, cfg: dict) -> str | None:
     if f.get("eval_points", 0) >= 3 and f.get("evals_after_best", 0) >= 2 and f.get("evals_above_best", 0) >= 2 \
             and (f.get("eval_rise_pct") or 0) > 100 * RISE_REL \
-            and (f.get("train_drop_since_best_pct") or 0) > 100 * TRAIN_FELL_REL:
+            and (f.get("train_drop_since_best_pct") or 0) > max(100 * TRAIN_FELL_REL, f.get("train_drop_noise_pct") or 0):
         return "eval_rising"
     n = f.get("samples_train")
+    # near-zero train loss on little data; with an eval set only when eval loss stayed far above it
     if f.get("loss_end") is not None and f["loss_end"] < MEMORISED and (n is None or n <= LITTLE_DATA) \
-            and f.get("train_points", 0) >= 5:
+            and f.get("train_points", 0) >= 5 and (f.get("eval_last") is None or f["eval_last"] > 3 * f["loss_end"]):
         return "memorised"
     return None
+
+
+def _falling(f: dict, prefix: str, share: float) -> bool:
+    """Over the last 40 % of the steps (prefix "recent_") or of the lr budget ("recent_lr_"): train loss still
+    gave `share` of the run's whole drop, beyond its noise and worth training for; eval loss, when the run has
+    evaluations over that stretch, fell with it."""
+    if (f.get(f"{prefix}share_pct") or 0) < 100 * share or (f.get(f"{prefix}drop_pct") or 0) < 100 * FALLING_REL \
+            or (f.get(f"{prefix}slope_t") or 0) < FALLING_T:
+        return False
+    if f.get(f"eval_{prefix}drop_pct") is None:
+        return True
+    if f.get("eval_rose"):
+        return False  # eval already turned up
+    return (f.get(f"eval_{prefix}share_pct") or 0) >= 100 * EVAL_FALLING_SHARE \
+        and f[f"eval_{prefix}drop_pct"] >= 100 * EVAL_FALLING_REL
+
+
+def _still_falling(f: dict) -> bool:
+    return _falling(f, "recent_", FALLING_SHARE)
+
+
+def _ran_out(f: dict) -> bool:
+    """The schedule decayed the learning rate away while the loss still fell per unit of learning rate: the loss
+    flattened over the steps only because the steps stopped moving the weights."""
+    return (f.get("recent_lr_ratio") or 1.0) < LR_RAN_OUT and _falling(f, "recent_lr_", RAN_OUT_SHARE)
 
 
 def _plateau_high(f: dict) -> bool:
@@ -551,14 +689,6 @@ def _plateau_high(f: dict) -> bool:
     return end > HIGH_LOSS and end > 0.5 * start and not _still_falling(f)
 
 
-def _still_falling(f: dict) -> bool:
-    """Train loss falls significantly over the last 40 % and, when there is an eval set, so does eval loss."""
-    train = (f.get("recent_drop_pct") or 0) >= 100 * FALLING_REL and (f.get("recent_slope_t") or 0) >= 2.5
-    if not train or f.get("eval_recent_drop_pct") is None:
-        return train
-    return f["eval_recent_drop_pct"] >= 100 * EVAL_FALLING_REL
-
-
 def _is_capacity_limit(f: dict, cfg: dict) -> str | None:
     if cfg.get("stage") == "dpo" or not _plateau_high(f):
         return None
@@ -566,20 +696,22 @@ def _is_capacity_limit(f: dict, cfg: dict) -> str | None:
         return None  # flat because the schedule ran out, not because the model is full
     if f.get("eval_points", 0) >= 3 and (f.get("eval_recent_range_pct") or 0) > 100 * FLAT_REL:
         return None
-    return "plateau_high"
+    if f.get("eval_gap_pct") is not None and (f.get("epochs") or 0) >= CAP_EPOCHS:
+        # data seen again and again: a model with room to spare fits its training set better than held-out data
+        return "plateau_high" if f["eval_gap_pct"] < 100 * CAP_GAP else None
+    # one pass, no memorisation test: only a run that learned little before flattening
+    return "plateau_high" if (f.get("loss_drop_pct") or 0) < 100 * CAP_LEARNED else None
 
 
 def _is_undertrained(f: dict, cfg: dict) -> str | None:
     if f.get("train_points", 0) < 5:
         return "too_early" if f.get("train_points") else None
-    eval_done = f.get("eval_points", 0) >= 2 and f.get("evals_after_best", 0) > 0
-    if _still_falling(f) and not eval_done:
-        return "still_falling"
-    if _plateau_high(f) and not eval_done and (f.get("recent_lr_ratio") or 1.0) < LR_RAN_OUT:
-        # still high when the learning rate had decayed away: the schedule was too short (or too low)
-        return "little_progress" if (f["loss_start"] - f["loss_end"]) / f["loss_start"] < 0.05 \
-            else "schedule_ran_out"
-    return None
+    falling, ran_out = _still_falling(f), _ran_out(f)
+    if not (falling or ran_out):
+        return None
+    if (f.get("loss_drop_pct") or 0) < 5:
+        return "little_progress"
+    return "still_falling" if falling else "schedule_ran_out"
 
 
 def _notes(f: dict, cfg: dict) -> list[dict]:
@@ -663,14 +795,14 @@ T: dict[str, dict[str, str]] = {
                            "回答可能无法停止。"},
     "sum_nonfinite": {"en": "The loss or gradient became NaN/inf (first at step {nonfinite_first}).",
                       "zh": "损失或梯度变成了 NaN/inf（首次出现在第 {nonfinite_first} 步）。"},
-    "sum_ends_above": {"en": "The loss ended above where it started ({loss_first} -> {loss_end}): training diverged.",
-                       "zh": "损失最终高于起点（{loss_first} -> {loss_end}）：训练发散了。"},
+    "sum_ends_above": {"en": "The loss ended above where it started ({loss_start} -> {loss_end}): training diverged.",
+                       "zh": "损失最终高于起点（{loss_start} -> {loss_end}）：训练发散了。"},
     "sum_blowup": {"en": "The loss blew up to {loss_max_smoothed} from {loss_first} at the start: unstable.",
                    "zh": "损失从起点 {loss_first} 暴涨到 {loss_max_smoothed}：训练不稳定。"},
     "sum_spikes": {"en": "The loss spiked repeatedly (steps {spike_steps}).",
                    "zh": "损失多次突然飙升（第 {spike_steps} 步）。"},
-    "sum_grad_explosion": {"en": "The gradient norm exploded to {grad_norm_max} (median {grad_norm_median}).",
-                           "zh": "梯度范数暴涨到 {grad_norm_max}（中位数 {grad_norm_median}）。"},
+    "sum_grad_explosion": {"en": "The gradient norm exploded to {grad_norm_max_late} (median {grad_norm_median}).",
+                           "zh": "梯度范数暴涨到 {grad_norm_max_late}（中位数 {grad_norm_median}）。"},
     "sum_flat": {"en": "The loss did not move: {loss_start} at the start, {loss_end} at the end "
                        "({loss_drop_pct}%), with learning rate {learning_rate}.",
                  "zh": "损失几乎没有变化：开始 {loss_start}，结束 {loss_end}（{loss_drop_pct}%），学习率 {learning_rate}。"},
@@ -687,24 +819,28 @@ T: dict[str, dict[str, str]] = {
                                "after falling from {loss_start}: the trainable part cannot fit more.",
                          "zh": "训练和评估损失从 {loss_start} 下降后都停在较高水平（{loss_end}，评估 {eval_last}）："
                                "可训练部分已无法拟合更多。"},
-    "sum_still_falling": {"en": "The loss is still falling at the end ({recent_drop_pct}% over the last steps "
-                                "since step {recent_from_step}): more training will help.",
-                          "zh": "训练结束时损失仍在下降（自第 {recent_from_step} 步以来下降 {recent_drop_pct}%）："
-                                "继续训练会更好。"},
+    "sum_still_falling": {"en": "The loss is still falling at the end ({recent_drop_pct}% since step "
+                                "{recent_from_step}, {recent_share_pct}% of its whole drop): more training will help.",
+                          "zh": "训练结束时损失仍在下降（自第 {recent_from_step} 步以来下降 {recent_drop_pct}%，"
+                                "占总下降的 {recent_share_pct}%）：继续训练会更好。"},
     "sum_little_progress": {"en": "The loss barely moved ({loss_start} -> {loss_end}, -{loss_drop_pct}%) and is still "
                                   "high: far too little training for this learning rate.",
                             "zh": "损失几乎没有下降（{loss_start} -> {loss_end}，-{loss_drop_pct}%）且仍然很高："
                                   "以当前学习率训练量远远不够。"},
     "sum_schedule_ran_out": {"en": "The loss flattened at {loss_end} only because the learning rate decayed to "
-                                   "~0 (last 40%: {recent_lr_pct}% of the peak) while it was still high: train longer.",
+                                   "~0 (last 40%: {recent_lr_pct}% of the peak) while each unit of learning rate still "
+                                   "lowered it ({recent_lr_share_pct}% of the drop came from the last 40% of the "
+                                   "learning-rate budget): train longer.",
                              "zh": "损失停在 {loss_end} 只是因为学习率已衰减到接近 0（最后 40%：峰值的 {recent_lr_pct}%），"
-                                   "而损失仍然很高：需要训练更久。"},
+                                   "而每一份学习率仍在降低损失（最后 40% 的学习率预算带来了 {recent_lr_share_pct}% 的下降）："
+                                   "需要训练更久。"},
     "sum_too_early": {"en": "Too early to judge: {train_points} logged step(s) so far.",
                       "zh": "现在判断还太早：目前只记录了 {train_points} 步。"},
-    "sum_learned": {"en": "Learned ({loss_start} -> {loss_end}, -{loss_drop_pct}%) and flattened out; eval loss "
-                          "{eval_last_or_na}, not rising.",
-                    "zh": "已学到东西（{loss_start} -> {loss_end}，-{loss_drop_pct}%）并趋于平稳；评估损失 "
-                          "{eval_last_or_na}，没有上升。"},
+    "sum_learned": {"en": "Learned ({loss_start} -> {loss_end}, -{loss_drop_pct}%) and flattened out (from step "
+                          "{plateau_step}, {after_plateau_pct}% of the run after it); eval loss {eval_last_or_na}, "
+                          "not rising.",
+                    "zh": "已学到东西（{loss_start} -> {loss_end}，-{loss_drop_pct}%）并趋于平稳（自第 {plateau_step} 步起，"
+                          "其后占训练的 {after_plateau_pct}%）；评估损失 {eval_last_or_na}，没有上升。"},
     "sum_no_points": {"en": "The run logged no training step{error_tail}.",
                       "zh": "该运行没有记录任何训练步{error_tail}。"},
     # advice
@@ -788,8 +924,16 @@ EVIDENCE_ZH = {
     "nonfinite_steps": "NaN/inf 出现的步", "epochs": "轮数", "lr_peak": "峰值学习率", "lr_end": "最终学习率",
     "loss_first": "第一步损失", "loss_start": "起始损失", "loss_end": "最终损失", "loss_min": "最低损失",
     "loss_drop_pct": "损失下降 %", "loss_max_smoothed": "最高损失（平滑）", "spike_steps": "尖峰所在步",
-    "noise": "末段噪声", "recent_drop_pct": "末段下降 %", "recent_slope_t": "末段下降显著性 t",
-    "recent_from_step": "末段起始步", "grad_norm_median": "梯度范数中位数", "grad_norm_max": "梯度范数最大值",
+    "noise": "末段噪声", "noise_sigma": "逐步噪声 σ", "recent_drop_pct": "末段下降 %", "recent_slope_t": "末段下降显著性 t",
+    "recent_from_step": "末段起始步", "recent_share_pct": "末段下降占总下降 %", "recent_lr_from_step": "学习率预算末段起始步",
+    "recent_lr_drop_pct": "学习率预算末段下降 %", "recent_lr_share_pct": "学习率预算末段下降占总下降 %",
+    "recent_lr_slope_t": "学习率预算末段显著性 t", "recent_lr_ratio": "末段学习率 / 峰值",
+    "eval_recent_drop_pct": "末段评估损失下降 %", "eval_recent_share_pct": "末段评估下降占其总下降 %",
+    "eval_recent_lr_drop_pct": "学习率预算末段评估下降 %", "eval_recent_lr_share_pct": "学习率预算末段评估下降占比 %",
+    "plateau_step": "进入平台的步", "loss_moved_pct": "损失离开起点的幅度 %",
+    "loss_moved_noise_pct": "该幅度的噪声范围 %", "loss_rose_pct": "损失相对起点的上升 %",
+    "loss_trend_t": "全程下降趋势 t", "eval_drop_noise_pct": "评估下降的噪声范围 %", "after_plateau_pct": "平台之后的训练占比 %", "grad_norm_max_late": "前 10% 之后梯度范数最大值",
+    "eval_noise_sigma": "评估损失噪声 σ", "train_drop_noise_pct": "该下降的噪声范围 %", "grad_norm_median": "梯度范数中位数", "grad_norm_max": "梯度范数最大值",
     "grad_norm_max_step": "梯度范数最大的步", "eval_first": "首次评估损失", "eval_best": "最佳评估损失",
     "eval_best_step": "最佳评估所在步", "eval_best_epoch": "最佳评估所在轮", "eval_last": "最后评估损失",
     "eval_rise_pct": "评估损失回升 %", "evals_after_best": "最佳之后的评估次数", "evals_above_best": "高于最佳的评估次数",
