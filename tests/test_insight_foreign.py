@@ -16,7 +16,8 @@ import pytest
 
 from engine.args import BY_NAME
 from engine.config import check_value, coerce
-from engine.insight.doctor import VERDICTS, diagnose, render
+from engine.insight.doctor import render
+from engine.insight.verdict import VERDICTS, diagnose
 from foreign_runs import write_run
 
 FORMATS = ("hf", "llamafactory")
