@@ -36,6 +36,7 @@ from pathlib import Path
 
 from ..config import load_config
 from ..utils import UserError
+from .words import t
 
 GB = 1024 ** 3
 CPU_RUNTIME_BYTES = 0.5 * GB    # RSS of python + torch + transformers + datasets + peft after import (485 MB here)
@@ -306,26 +307,23 @@ def _fit_advice(ns, mem: dict, dev: dict) -> list[dict]:
     out = []
     parts = mem["parts"]
 
-    def add(why, change):
-        out.append({"why": why, "change": change})
+    def add(key, change):
+        out.append({"why": t(f"est_adv_{key}", "en"), "why_zh": t(f"est_adv_{key}", "zh"), "change": change})
     if not ns.gradient_checkpointing and parts["activations"] > 0.2 * mem["total"]:
-        add("recompute activations in backward (slower, far less memory)", {"gradient_checkpointing": True})
+        add("checkpointing", {"gradient_checkpointing": True})
     if ns.per_device_train_batch_size > 1:
-        add("halve the micro-batch and accumulate twice (same global batch)",
-            {"per_device_train_batch_size": max(1, ns.per_device_train_batch_size // 2),
-             "gradient_accumulation_steps": ns.gradient_accumulation_steps * 2})
+        add("half_batch", {"per_device_train_batch_size": max(1, ns.per_device_train_batch_size // 2),
+                           "gradient_accumulation_steps": ns.gradient_accumulation_steps * 2})
     if ns.finetuning_type == "full":
-        add("train a LoRA adapter: no gradients or optimizer states for the base weights",
-            {"finetuning_type": "lora", "learning_rate": 1e-4})
+        add("lora", {"finetuning_type": "lora", "learning_rate": 1e-4})
     if not (ns.bf16 or ns.fp16) and dev["device"] == "cuda":
-        add("bf16 mixed precision halves activations (and LoRA base weights)", {"bf16": True})
+        add("bf16", {"bf16": True})
     if dev["device"] == "cuda" and mem["zero_stage"] < 3 and (dev.get("count") or 1) > 1:
-        add("shard weights, gradients and optimizer states over the GPUs with ZeRO-3",
-            {"deepspeed": "examples/deepspeed/ds_z3_config.json", "nproc_per_node": dev["count"]})
+        add("zero3", {"deepspeed": "examples/deepspeed/ds_z3_config.json", "nproc_per_node": dev["count"]})
     return out
 
 
-# ---------------------------------------------------------------- words
+# ---------------------------------------------------------------- plain words (the words themselves: words.py)
 def _gb(b) -> str:
     return f"{b / GB:.2f} GB"
 
@@ -339,27 +337,9 @@ def _hms(s) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
-_W = {
-    "samples": ("Samples", "样本"), "kept": ("kept", "保留"), "truncated": ("truncated", "截断"),
-    "dropped": ("dropped", "丢弃"), "train": ("train", "训练"), "eval": ("eval", "评估"),
-    "steps": ("Steps", "步数"), "per_epoch": ("per epoch", "每轮"), "global_batch": ("global batch", "全局批大小"),
-    "tokens": ("Tokens per epoch", "每轮 token 数"), "trained": ("trained", "参与训练"),
-    "params": ("Parameters", "参数"), "trainable": ("trainable", "可训练"),
-    "memory": ("Memory per device", "每个设备的内存"), "weights": ("weights", "权重"),
-    "gradients": ("gradients", "梯度"), "optimizer": ("optimizer states", "优化器状态"),
-    "activations": ("activations", "激活"), "runtime": ("runtime", "运行时"), "total": ("total", "合计"),
-    "of": ("of", "/"), "fits": ("fits", "可以放下"), "nofit": ("DOES NOT FIT", "放不下"),
-    "time": ("Time", "时间"), "per_step": ("s/step measured", "秒/步（实测）"), "startup": ("start-up", "启动"),
-    "measured_peak": ("measured peak", "实测峰值"), "advice": ("To make it fit", "放得下的办法"),
-    "offloaded": ("offloaded to host", "卸载到主机内存"), "zero": ("ZeRO stage", "ZeRO 阶段"),
-}
-
-
 def render(rep: dict, lang: str = "en") -> str:
-    i = 1 if lang == "zh" else 0
-
     def w(k):
-        return _W[k][i]
+        return t(f"est_{k}", lang)
     s, st, m, dev = rep["samples"], rep["steps"], rep["memory"], rep["device"]
     lines = [f"{w('samples')}: {s['kept']} {w('kept')} / {s['read']} ({w('truncated')} {s['truncated']}, "
              f"{w('dropped')} {s['dropped']}); {w('train')} {s['train']} ({s['train_rows']} rows), "
@@ -376,14 +356,14 @@ def render(rep: dict, lang: str = "en") -> str:
     lines.append(f"  {w('total'):<18} {_gb(m['total'])} {w('of')} {_gb(dev['total'])} ({dev['name']}): {verdict}")
     if m.get("offloaded_to_host"):
         lines.append(f"  {w('offloaded')}: {_gb(m['offloaded_to_host'])}")
-    t = rep.get("time")
-    if t:
-        lines.append(f"{w('time')}: {_hms(t['total_seconds'])} ({t['seconds_per_step']} {w('per_step')}, "
-                     f"{w('startup')} {t['startup_seconds']} s)"
-                     + (f"; {w('measured_peak')} {_gb(t['peak_rss'])}" if t.get("peak_rss") else ""))
+    tm = rep.get("time")
+    if tm:
+        lines.append(f"{w('time')}: {_hms(tm['total_seconds'])} ({tm['seconds_per_step']} {w('per_step')}, "
+                     f"{w('startup')} {tm['startup_seconds']} s)"
+                     + (f"; {w('measured_peak')} {_gb(tm['peak_rss'])}" if tm.get("peak_rss") else ""))
     if rep["advice"]:
         lines.append(f"{w('advice')}:")
         for a in rep["advice"]:
             ch = " ".join(f"{k}={v}" for k, v in a["change"].items())
-            lines.append(f"  - {a['why']}  ->  {ch}")
+            lines.append(f"  - {a['why_zh'] if lang == 'zh' else a['why']}  ->  {ch}")
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from collections import Counter
 
 from ..config import load_config
 from ..data import processing as P
+from .words import t
 
 HIST_BINS = 20
 
@@ -166,22 +167,9 @@ def _suggest(srt: list[int], cutoff: int) -> int | None:
     return n
 
 
-_W = {
-    "samples": ("Samples", "样本"), "read": ("read", "读取"), "kept": ("kept", "保留"),
-    "dropped": ("dropped", "丢弃"), "lengths": ("Token lengths (after the template)", "token 长度（套用模板后）"),
-    "cut": ("cut by cutoff_len", "被 cutoff_len 截断"), "suggest": ("suggested cutoff_len", "建议的 cutoff_len"),
-    "dups": ("Duplicates", "重复"), "groups": ("groups", "组"), "conflicts": ("same prompt, different answers",
-                                                                          "同一提示不同回答"),
-    "empty": ("Empty fields", "空字段"), "langs": ("Languages", "语言"), "sample": ("Sample", "样本"),
-    "trained": ("trained tokens in [[ ]]", "[[ ]] 内为参与训练的 token"), "none": ("none", "无"),
-}
-
-
 def render(rep: dict, lang: str = "en") -> str:
-    i = 1 if lang == "zh" else 0
-
     def w(k):
-        return _W[k][i]
+        return t(f"ins_{k}", lang)
     L = rep["lengths"]
     lines = [f"{w('samples')}: {w('read')} {rep['read']}, {w('kept')} {rep['kept']}, {w('dropped')} {rep['dropped']}"
              + (f" ({'; '.join(f'{c} x {r}' for r, c in rep['dropped_reasons'].items())})" if rep['dropped'] else ""),
@@ -198,5 +186,5 @@ def render(rep: dict, lang: str = "en") -> str:
     lines.append(f"{w('empty')}: " + (", ".join(f"{k} {v}" for k, v in rep["empty_fields"].items()) or w("none")))
     lines.append(f"{w('langs')}: " + ", ".join(f"{k} {v}" for k, v in rep["languages"].items()))
     lines.append(f"{w('sample')} #{rep['sample_index']} ({w('trained')}):")
-    lines.append("".join(f"[[{t}]]" if tr else t for t, tr in rep["sample"]))
+    lines.append("".join(f"[[{piece}]]" if tr else piece for piece, tr in rep["sample"]))
     return "\n".join(lines)

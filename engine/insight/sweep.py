@@ -23,6 +23,7 @@ from pathlib import Path
 from ..config import ConfigError, load_config, save_config
 from ..train import rundir
 from ..utils import UserError, atomic_write_json
+from .words import t
 
 STATE = "sweep.json"
 GRACE_S = 1.0         # after an abort, time for a group-wide signal to reach the run before we send our own
@@ -246,24 +247,19 @@ def run_sweep_cli(recipe: str | None, overrides: list[str], opts: dict, as_json:
             if r["state"] in ("finished", "failed", "aborted") and r["name"] not in shown:
                 shown.add(r["name"])
                 be = r.get("best_eval_loss")
-                print(f"  lr {r['lr']:<10g} {r['state']:<9} best eval loss "
-                      f"{'-' if be is None else f'{be:.4f}'}", flush=True)
+                print(t("sweep_run", lang, lr=f"{r['lr']:g}", state=r["state"],
+                        loss="-" if be is None else f"{be:.4f}"), flush=True)
     if not as_json:
-        print(f"sweep of {len(lrs)} runs x {steps} steps into {out}: learning rates "
-              f"{', '.join(f'{x:g}' for x in lrs)}", flush=True)
+        print(t("sweep_plan", lang, k=len(lrs), steps=steps, out=out, lrs=", ".join(f"{x:g}" for x in lrs)),
+              flush=True)
     state = run_sweep(base, lrs, out, steps, eval_every, on_update=show)
     if as_json:
         print(json.dumps(state, indent=2, default=str))
     else:
         best = state.get("best")
         if best:
-            edge = " (at the edge of the range: widen it around this value)" if best["edge"] else ""
-            if lang == "zh":
-                edge = "（位于范围边缘：可以以它为中心再扫一次）" if best["edge"] else ""
-                print(f"推荐学习率 {best['learning_rate']:g}（最佳评估损失 {best['best_eval_loss']:.4f}）{edge}")
-            else:
-                print(f"recommended learning_rate={best['learning_rate']:g} (best eval loss "
-                      f"{best['best_eval_loss']:.4f}){edge}")
+            print(t("sweep_recommend", lang, lr=f"{best['learning_rate']:g}", loss=f"{best['best_eval_loss']:.4f}",
+                    edge=t("sweep_at_edge", lang) if best["edge"] else ""))
         else:
-            print("no run produced an eval loss; nothing to recommend" if lang != "zh" else "没有任何运行产生评估损失，无法推荐")
+            print(t("sweep_no_best", lang))
     return 0 if state["state"] == "finished" else 130 if state["state"] == "aborted" else 1
