@@ -49,13 +49,36 @@ def resolve_resume(ns: Namespace, output_dir: Path) -> str | None:
         if ckpt is None:
             raise ConfigError(f"resume_from_checkpoint: {output_dir} has no complete checkpoint to resume from.",
                               "resume_from_checkpoint")
+        _refuse_if_done(ns, ckpt)
         return str(ckpt)
     p = Path(r)
     if not p.is_dir() or not (p / "trainer_state.json").exists():
         raise ConfigError(f"resume_from_checkpoint: {r} is not a checkpoint folder (no trainer_state.json). "
                           f"Complete checkpoints here: {[c.name for c in rundir.checkpoints(output_dir)] or 'none'}.",
                           "resume_from_checkpoint")
+    _refuse_if_done(ns, p)
     return str(p)
+
+
+def _refuse_if_done(ns: Namespace, ckpt: Path) -> None:
+    """A checkpoint that already reached the run's end: transformers would train one step past it (step N+1 of
+    N), so say what to raise instead."""
+    try:
+        state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # unreadable state: let transformers report it
+    step, planned = state.get("global_step"), state.get("max_steps")
+    if not isinstance(step, int) or step <= 0:
+        return
+    if ns.max_steps and ns.max_steps > 0:
+        done = step >= ns.max_steps
+    else:  # epoch-based: the same epochs as the checkpoint's plan end where it ended
+        done = (isinstance(planned, int) and step >= planned
+                and float(state.get("num_train_epochs") or 0) == float(ns.num_train_epochs))
+    if done:
+        raise ConfigError(f"resume_from_checkpoint: {ckpt.name} is already at step {step}, the end of this run "
+                          f"(max_steps={ns.max_steps}, num_train_epochs={ns.num_train_epochs}); raise max_steps or "
+                          f"num_train_epochs to train further.", "resume_from_checkpoint")
 
 
 def prepare_output_dir(ns: Namespace) -> tuple[Path, str | None]:
