@@ -66,7 +66,7 @@ GROUPS = {  # order = order of accordions in the UI
     "extra": ("Extra training", "其它训练参数"),
     "lora": ("LoRA", "LoRA 参数"),
     "freeze": ("Freeze", "部分参数微调"),
-    "dpo": ("DPO", "偏好优化 DPO"),
+    "dpo": ("Preference (DPO / ORPO / SimPO / KTO)", "偏好优化（DPO / ORPO / SimPO / KTO）"),
     "distributed": ("Devices / DeepSpeed / nodes", "设备 / DeepSpeed / 多机"),
     "generation": ("Generation", "生成参数"),
     "export": ("Export", "导出"),
@@ -101,8 +101,11 @@ ARGS: list[Arg] = [
     A("default_system", "str", None, "model", "System prompt that replaces the template's default.",
       "替换模板默认值的系统提示词。", "系统提示词", commands=TI, nullable=True),
     # ---- method
-    A("stage", "str", "sft", "method", "Training stage: pre-training, supervised fine-tuning or DPO.",
-      "训练阶段：预训练、指令监督微调或 DPO。", "训练阶段", choices=("pt", "sft", "dpo")),
+    A("stage", "str", "sft", "method",
+      "Training stage: pre-training, supervised fine-tuning, reward modelling (rm), DPO-style preference "
+      "optimisation (dpo; pref_loss picks DPO / IPO / hinge / ORPO / SimPO) or KTO.",
+      "训练阶段：预训练、指令监督微调、奖励模型（rm）、DPO 类偏好优化（dpo；pref_loss 选择 DPO / IPO / hinge / "
+      "ORPO / SimPO）或 KTO。", "训练阶段", choices=("pt", "sft", "rm", "dpo", "kto")),
     A("finetuning_type", "str", "lora", "method", "Which parameters are trained.",
       "训练哪些参数。", "微调方法", choices=("lora", "freeze", "full"), commands=ALL),
     # ---- data
@@ -212,13 +215,30 @@ ARGS: list[Arg] = [
       methods=("freeze",)),
     A("freeze_trainable_modules", "list", ["all"], "freeze", "Modules trained inside those layers (`all` or names).",
       "这些层中可训练的模块（`all` 或模块名）。", "可训练模块", methods=("freeze",)),
-    # ---- DPO
-    A("pref_beta", "float", 0.1, "dpo", "DPO beta: how far the policy may move from the reference.",
-      "DPO beta：策略偏离参考模型的程度。", "Beta 参数", min=0.0, max=100.0, stages=("dpo",)),
-    A("pref_loss", "str", "sigmoid", "dpo", "Preference loss.", "偏好损失函数。", "损失类型",
-      choices=("sigmoid", "ipo", "hinge"), stages=("dpo",)),
-    A("pref_ftx", "float", 0.0, "dpo", "Weight of an extra SFT loss on the chosen answer.",
-      "附加在 chosen 回答上的 SFT 损失权重。", "SFT 损失权重", min=0.0, max=100.0, stages=("dpo",)),
+    # ---- preference (DPO family, KTO)
+    A("pref_beta", "float", 0.1, "dpo",
+      "Beta: how far the policy may move from the reference (DPO, IPO, hinge, KTO); the reward scale for SimPO; "
+      "the weight of the odds-ratio term for ORPO.",
+      "Beta：策略偏离参考模型的程度（DPO、IPO、hinge、KTO）；SimPO 的奖励缩放；ORPO 中比值比项的权重。",
+      "Beta 参数", min=0.0, max=100.0, stages=("dpo", "kto")),
+    A("pref_loss", "str", "sigmoid", "dpo",
+      "Preference loss: sigmoid (DPO), ipo, hinge (all with a reference model), or orpo / simpo (no reference "
+      "model: less memory and compute).",
+      "偏好损失：sigmoid（DPO）、ipo、hinge（需要参考模型），或 orpo / simpo（无需参考模型，更省内存和计算）。",
+      "损失类型", choices=("sigmoid", "ipo", "hinge", "orpo", "simpo"), stages=("dpo",)),
+    A("pref_ftx", "float", 0.0, "dpo",
+      "Weight of an extra SFT loss on the chosen answer (ORPO always has one of weight 1).",
+      "附加在 chosen 回答上的 SFT 损失权重（ORPO 自带权重为 1 的 SFT 损失）。", "SFT 损失权重",
+      min=0.0, max=100.0, stages=("dpo",)),
+    A("simpo_gamma", "float", 0.5, "dpo", "SimPO target reward margin gamma (pref_loss=simpo).",
+      "SimPO 的目标奖励间隔 gamma（pref_loss=simpo 时）。", "SimPO gamma", min=0.0, max=100.0, stages=("dpo",)),
+    A("kto_chosen_weight", "float", 1.0, "dpo",
+      "KTO weight of the desirable (kto_tag true) answers' loss; raise it when they are the minority.",
+      "KTO 中期望回答（kto_tag 为 true）损失的权重；期望回答较少时调高。", "期望样本权重",
+      min=0.0, max=100.0, stages=("kto",)),
+    A("kto_rejected_weight", "float", 1.0, "dpo",
+      "KTO weight of the undesirable (kto_tag false) answers' loss.",
+      "KTO 中非期望回答（kto_tag 为 false）损失的权重。", "非期望样本权重", min=0.0, max=100.0, stages=("kto",)),
     # ---- distributed
     A("nproc_per_node", "int", 1, "distributed", "Processes (devices) per node; >1 launches torchrun.",
       "每个节点的进程（设备）数；大于 1 时使用 torchrun 启动。", "每节点进程数", min=1, max=1024),

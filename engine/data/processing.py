@@ -10,6 +10,9 @@ pt:  text + eos. packing off: the token stream of all texts is cut into cutoff_l
 dpo: strings for trl: prompt = rendered conversation ending with the assistant header, chosen/rejected =
      answer + stop word. A prompt too long for cutoff_len is cut from the left so trl keeps part of
      each answer instead of dropping the pair.
+kto: the same strings for one answer (completion) and its desirable/undesirable label.
+rm:  token ids for trl's RewardTrainer: chosen_ids / rejected_ids = prompt + answer, cut to cutoff_len here
+     (the trainer would drop a pair that is too long instead of cutting it).
 """
 from __future__ import annotations
 
@@ -111,6 +114,52 @@ def dpo_batch(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
         out[LEN].append(len(p_ids) + answer)
         out[TRUNC].append(len(p_ids) + answer > cutoff_len)
         out[TOKENS].append(min(lc, cutoff_len - pb) + min(lr, cutoff_len - pb))
+    return out
+
+
+def _fit_prompt(tokenizer, prompt: str, answer_len: int, cutoff_len: int) -> tuple[str, list[int], int]:
+    """(prompt text, prompt ids, prompt budget): a prompt too long for cutoff_len next to the answer keeps its end."""
+    p_ids = tokenizer.encode(prompt, add_special_tokens=False)
+    pb, _ = fit_budget(len(p_ids), answer_len, cutoff_len)
+    if pb < len(p_ids):
+        p_ids = p_ids[len(p_ids) - pb:]
+        prompt = tokenizer.decode(p_ids)  # keep the end: question + assistant header
+    return prompt, p_ids, pb
+
+
+def kto_batch(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
+    out: dict[str, list] = {"prompt": [], "completion": [], "label": [], LEN: [], TRUNC: [], TOKENS: []}
+    for system, messages, completion, label in zip(batch["system"], batch["messages"], batch["completion"],
+                                                   batch["label"]):
+        prompt = template.render(messages, system or None)
+        c = template.render_response(completion)
+        lc = len(tokenizer.encode(c, add_special_tokens=False))
+        full = len(tokenizer.encode(prompt, add_special_tokens=False)) + lc
+        prompt, _, pb = _fit_prompt(tokenizer, prompt, lc, cutoff_len)
+        out["prompt"].append(prompt)
+        out["completion"].append(c)
+        out["label"].append(bool(label))
+        out[LEN].append(full)
+        out[TRUNC].append(full > cutoff_len)
+        out[TOKENS].append(min(lc, cutoff_len - pb))
+    return out
+
+
+def rm_batch(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
+    out: dict[str, list] = {"chosen_ids": [], "rejected_ids": [], LEN: [], TRUNC: [], TOKENS: []}
+    for system, messages, chosen, rejected in zip(batch["system"], batch["messages"], batch["chosen"],
+                                                  batch["rejected"]):
+        prompt = template.render(messages, system or None)
+        c = tokenizer.encode(template.render_response(chosen), add_special_tokens=False)
+        r = tokenizer.encode(template.render_response(rejected), add_special_tokens=False)
+        full = len(tokenizer.encode(prompt, add_special_tokens=False)) + max(len(c), len(r))
+        _, p_ids, pb = _fit_prompt(tokenizer, prompt, max(len(c), len(r)), cutoff_len)
+        room = cutoff_len - len(p_ids)
+        out["chosen_ids"].append(p_ids + c[:room])
+        out["rejected_ids"].append(p_ids + r[:room])
+        out[LEN].append(full)
+        out[TRUNC].append(full > cutoff_len)
+        out[TOKENS].append(min(len(c), room) + min(len(r), room))
     return out
 
 

@@ -1,0 +1,201 @@
+"""Preference stages on the tiny model: every pref_loss of dpo, kto and rm run end to end, write their run dir,
+and move their own metric the right way on a trivially separable preference (a friendly answer against "No.")."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.config import ConfigError, load_config
+from engine.train import rundir
+from engine.train.workflow import run
+
+
+def _pairs(n=24):
+    return [{"instruction": f"Say hello to person {i}.", "input": "",
+             "chosen": f"Hello, person {i}! Nice to meet you.", "rejected": "No."} for i in range(n)]
+
+
+def _mirrored(n=32):
+    """Half the pairs prefer the greeting, half the refusal: a reward that looks only at the answer scores 50 %,
+    so the untrained (random) score head starts at chance and must learn to read the request."""
+    rows = []
+    for i in range(n):
+        greet, refuse = f"Hello, person {i}! Nice to meet you.", "No."
+        if i % 2:
+            rows.append({"instruction": f"Refuse person {i}.", "input": "", "chosen": refuse, "rejected": greet})
+        else:
+            rows.append({"instruction": f"Greet person {i}.", "input": "", "chosen": greet, "rejected": refuse})
+    return rows
+
+
+def _kto(n=24):
+    rows = []
+    for i in range(n):  # as many desirable as undesirable, in two blocks (the loader must mix them: trl's KTO batches
+        good = i % 2 == 0  # are read in order)
+        answer = f"Hello, person {i}! Nice to meet you." if good else "No."
+        rows.append({"messages": [{"role": "user", "content": f"Say hello to person {i}."},
+                                  {"role": "assistant", "content": answer}], "label": good})
+    return sorted(rows, key=lambda r: not r["label"])
+
+
+@pytest.fixture(scope="module")
+def pref_data(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("prefdata")
+    (d / "pairs.json").write_text(json.dumps(_pairs()), encoding="utf-8")
+    (d / "kto.json").write_text(json.dumps(_kto()), encoding="utf-8")
+    (d / "mirrored.json").write_text(json.dumps(_mirrored()), encoding="utf-8")
+    (d / "dataset_info.json").write_text(json.dumps({
+        "pairs": {"file_name": "pairs.json", "ranking": True,
+                  "columns": {"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected"}},
+        "mirrored": {"file_name": "mirrored.json", "ranking": True},
+        "kto": {"file_name": "kto.json", "formatting": "sharegpt",
+                "columns": {"messages": "messages", "kto_tag": "label"},
+                "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                         "assistant_tag": "assistant"}},
+    }), encoding="utf-8")
+    return d
+
+
+def _cfg(tiny_model, data, out, **kw):
+    base = dict(model_name_or_path=str(tiny_model), template="chatml", dataset="pairs", dataset_dir=str(data),
+                cutoff_len=64, per_device_train_batch_size=4, max_steps=8, learning_rate=5e-3, logging_steps=1,
+                save_steps=100, output_dir=str(out), seed=1, stage="dpo", lr_scheduler_type="constant",
+                plot_loss="false")
+    base.update(kw)
+    return load_config(None, {k: str(v) for k, v in base.items()})
+
+
+def _series(out: Path, key: str) -> list[float]:
+    return [r[key] for r in rundir.read_log(out) if key in r]
+
+
+def _rises(xs: list[float], k: int = 2) -> bool:
+    return sum(xs[-k:]) / k > sum(xs[:k]) / k
+
+
+@pytest.mark.parametrize("loss", ["sigmoid", "ipo", "hinge", "orpo", "simpo"])
+def test_pref_losses_raise_the_margin(tiny_model, pref_data, tmp_path, loss):
+    out = tmp_path / loss
+    extra = {"simpo_gamma": 0.5, "pref_beta": 2.0} if loss == "simpo" else {}
+    metrics = run(_cfg(tiny_model, pref_data, out, pref_loss=loss, val_size=4, eval_steps=8, **extra))
+    assert rundir.read_status(out)["state"] == "finished"
+    assert (out / "adapter_model.safetensors").exists() and (out / "all_results.json").exists()
+    margins = _series(out, "rewards/margins")
+    assert len(margins) == 8, margins
+    assert _rises(margins) and margins[-1] > 0, margins
+    assert metrics["eval_rewards/accuracies"] > 0.5 and "eval_rewards/margins" in metrics
+    if loss == "orpo":  # the odds of the chosen answer over the rejected one grow
+        assert _rises(_series(out, "log_odds_ratio"))
+        assert all(n > 0 for n in _series(out, "nll_loss"))  # ORPO's SFT term
+    if loss == "simpo":
+        assert all(n == 0 for n in _series(out, "nll_loss"))  # pref_ftx=0: pure SimPO
+
+
+def test_simpo_pref_ftx_adds_the_sft_term(tiny_model, pref_data, tmp_path):
+    out = tmp_path / "simpo_ftx"
+    run(_cfg(tiny_model, pref_data, out, pref_loss="simpo", pref_ftx=1.0, max_steps=2))
+    assert all(n > 0 for n in _series(out, "nll_loss"))
+
+
+def test_kto_rewards_chosen_rise_against_rejected(tiny_model, pref_data, tmp_path):
+    out = tmp_path / "kto"
+    metrics = run(_cfg(tiny_model, pref_data, out, stage="kto", dataset="kto", val_size=6, eval_steps=8,
+                       kto_chosen_weight=1.0, kto_rejected_weight=1.5))
+    assert rundir.read_status(out)["state"] == "finished"
+    assert (out / "adapter_model.safetensors").exists()
+    chosen = _series(out, "rewards/chosen")
+    assert len(chosen) == 8 and _rises(chosen), chosen
+    margins = _series(out, "rewards/margins")  # logged for batches holding both kinds of answer
+    assert len(margins) >= 3 and margins[-1] > 0 and _rises(margins, 1), margins
+    assert metrics["eval_rewards/margins"] > 0 and "eval_loss" in metrics and "eval_kl" in metrics
+    stats = json.loads((out / rundir.STATS).read_text())
+    assert stats["desirable"] + stats["undesirable"] == stats["train_rows"] and stats["desirable"] > 0
+
+
+def test_kto_batches_mix_the_labels(tiny_model, pref_data):
+    """The file lists every desirable answer first; trl reads batches in order, so the loader shuffles."""
+    from engine.data.loader import get_dataset
+    from engine.data.templates import get_template
+    from engine.models.loader import load_tokenizer
+    ns = load_config(None, {"model_name_or_path": str(tiny_model), "dataset": "kto", "dataset_dir": str(pref_data),
+                            "stage": "kto", "template": "chatml", "cutoff_len": "64"})
+    tok = load_tokenizer(ns)
+    data = get_dataset(ns, tok, get_template("chatml", tok), "kto")
+    labels = data.train_dataset["label"]
+    assert sum(labels) == 12 and len(labels) == 24
+    assert labels != sorted(labels, reverse=True)
+    assert sum(0 < sum(labels[k:k + 4]) < 4 for k in range(0, 24, 4)) >= 3  # most batches hold both kinds
+    assert data.train_dataset[0]["completion"].endswith("<|im_end|>")
+    assert data.train_dataset[0]["prompt"].endswith("<|im_start|>assistant\n")
+
+
+def test_reward_model_accuracy_rises(tiny_model, pref_data, tmp_path):
+    out = tmp_path / "rm"
+    metrics = run(_cfg(tiny_model, pref_data, out, stage="rm", dataset="mirrored", val_size=8, eval_steps=2,
+                       max_steps=12, learning_rate=3e-3))
+    assert rundir.read_status(out)["state"] == "finished"
+    acc = _series(out, "eval_accuracy")  # share of held-out pairs whose chosen answer gets the higher reward
+    assert len(acc) == 6 and acc[-1] > acc[0] and acc[-1] >= 0.75, acc
+    losses = _series(out, "eval_loss")
+    assert losses[-1] < losses[0]
+    saved = json.loads((out / rundir.RESULTS).read_text())
+    assert saved["eval_accuracy"] == metrics["eval_accuracy"] == acc[-1]
+    # the score head is saved whole next to the LoRA adapter, so the reward model can be loaded back
+    from safetensors import safe_open
+    with safe_open(str(out / "adapter_model.safetensors"), "pt") as f:
+        assert any("score" in k for k in f.keys())
+    assert json.loads((out / "adapter_config.json").read_text())["task_type"] == "SEQ_CLS"
+
+
+@pytest.mark.parametrize("method,extra", [("freeze", {"freeze_trainable_layers": 1}), ("full", {})])
+def test_reward_model_freeze_and_full(tiny_model, pref_data, tmp_path, method, extra):
+    out = tmp_path / f"rm_{method}"
+    run(_cfg(tiny_model, pref_data, out, stage="rm", finetuning_type=method, max_steps=2, learning_rate=1e-4,
+             **extra))
+    from transformers import AutoModelForSequenceClassification
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.num_labels == 1 and model.score.weight.shape[0] == 1
+
+
+def test_orpo_and_simpo_full_need_no_reference_copy(tiny_model, pref_data, tmp_path):
+    from engine.train.dpo import build_trainer
+    from engine.train.workflow import pick_precision, training_arguments
+    from engine.models.loader import load_model, load_tokenizer
+    from engine.data.loader import get_dataset
+    from engine.data.templates import get_template
+    ns = _cfg(tiny_model, pref_data, tmp_path / "x", pref_loss="orpo", finetuning_type="full")
+    tok = load_tokenizer(ns)
+    tpl = get_template("chatml", tok)
+    tpl.fix_tokenizer(tok)
+    data = get_dataset(ns, tok, tpl, "dpo")
+    for loss in ("orpo", "simpo"):
+        ns.pref_loss = loss
+        args = training_arguments(ns, pick_precision(ns), "dpo")
+        assert type(args).__name__ == {"orpo": "ORPOConfig", "simpo": "CPOConfig"}[loss]
+        assert args.activation_checkpointing is False and args.learning_rate == ns.learning_rate
+        trainer = build_trainer(ns, load_model(ns, trainable=True), tok, data, args, [])
+        assert getattr(trainer, "ref_model", None) is None
+        assert args.beta == ns.pref_beta
+    assert args.simpo_gamma == ns.simpo_gamma and args.cpo_alpha == 0 and args.loss_type == "simpo"
+
+
+def test_config_rules(tiny_model, pref_data, tmp_path):
+    with pytest.raises(ConfigError, match="per_device_train_batch_size") as e:
+        _cfg(tiny_model, pref_data, tmp_path, stage="kto", dataset="kto", per_device_train_batch_size=1)
+    assert e.value.field == "per_device_train_batch_size"
+    for stage in ("rm", "kto", "dpo"):
+        with pytest.raises(ConfigError, match=f"stage {stage}") as e:
+            _cfg(tiny_model, pref_data, tmp_path, stage=stage, packing="true")
+        assert e.value.field == "packing"
+    with pytest.raises(ConfigError, match="pref_loss"):
+        _cfg(tiny_model, pref_data, tmp_path, pref_loss="kto_pair")
+
+
+def test_stage_reads_only_its_kind_of_data(tiny_model, pref_data, tmp_path):
+    from engine.utils import UserError
+    with pytest.raises(UserError, match="stage kto cannot train on it.*kto_tag"):
+        run(_cfg(tiny_model, pref_data, tmp_path / "a", stage="kto", dataset="pairs"))
+    with pytest.raises(UserError, match="stage rm cannot train on it.*ranking"):
+        run(_cfg(tiny_model, pref_data, tmp_path / "b", stage="rm", dataset="kto"))
