@@ -89,7 +89,8 @@ def build(page: Page) -> dict:
         pv_text = page.add("train.preview_rendered", gr.HighlightedText(
             label=t("preview_rendered", lang), combine_adjacent=False, show_legend=True, elem_id="train-preview_text",
             color_map={t("trained", "en"): "#16a34a", t("trained", "zh"): "#16a34a", "chosen": "#16a34a",
-                       "rejected": "#dc2626"}), label="preview_rendered")
+                       "rejected": "#dc2626", "desirable": "#16a34a", "undesirable": "#dc2626"}),
+            label="preview_rendered")
         pv_json = page.add("train.preview_samples", gr.JSON(label=t("preview_samples", lang),
                                                             elem_id="train-preview_json"), label="preview_samples")
 
@@ -344,7 +345,11 @@ def mark_trained(row: dict, stage: str, tok, tpl, args: dict, lang: str) -> list
     if stage == "pt":
         ids = P.pt_texts({"text": [row["text"]]}, tok, tpl, cutoff)["input_ids"][0]
         return [(tok.decode(ids, skip_special_tokens=False), label)]
-    if stage == "dpo":
+    if stage == "kto":  # one answer, marked by its label
+        out = P.kto_batch({"system": [row.get("system") or ""], "messages": [row["messages"]],
+                           "completion": [row["completion"]], "label": [row["label"]]}, tok, tpl, cutoff)
+        return [(out["prompt"][0], None), (out["completion"][0], "desirable" if row["label"] else "undesirable")]
+    if stage == "dpo":  # rm reads the same pairs
         out = P.dpo_batch({"system": [row.get("system") or ""], "messages": [row["messages"]],
                            "chosen": [row["chosen"]], "rejected": [row["rejected"]]}, tok, tpl, cutoff)
         return [(out["prompt"][0], None), (out["chosen"][0], "chosen"), ("\n", None), (out["prompt"][0], None),
