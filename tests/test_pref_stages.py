@@ -199,3 +199,59 @@ def test_stage_reads_only_its_kind_of_data(tiny_model, pref_data, tmp_path):
         run(_cfg(tiny_model, pref_data, tmp_path / "a", stage="kto", dataset="pairs"))
     with pytest.raises(UserError, match="stage rm cannot train on it.*ranking"):
         run(_cfg(tiny_model, pref_data, tmp_path / "b", stage="rm", dataset="kto"))
+
+
+# ---------------------------------------------------------------- estimate
+@pytest.mark.parametrize("stage,kw", [("rm", {}), ("kto", {"dataset": "kto"}), ("dpo", {"pref_loss": "orpo"})])
+def test_estimate_counts_the_steps_of_the_real_run(tiny_model, pref_data, tmp_path, stage, kw):
+    from engine.insight import estimate as E
+    ns = _cfg(tiny_model, pref_data, tmp_path / "run", stage=stage, max_steps=-1, num_train_epochs=0.5,
+              per_device_train_batch_size=3, val_size=4, **kw)
+    est = E.estimate(values={k: v for k, v in ns.values.items() if not k.startswith("_")})
+    run(ns)
+    st = rundir.read_status(tmp_path / "run")
+    assert est["steps"]["total_steps"] == st["total_steps"] == st["step"]
+    assert est["samples"]["train_rows"] == json.loads((tmp_path / "run" / rundir.STATS).read_text())["train_rows"]
+
+
+def test_estimate_memory_by_stage(tiny_model, pref_data, tmp_path):
+    """Parameter counts equal the model training builds; reference-free losses need no reference copy; rm has no
+    vocabulary-sized logits; pairs double the tokens of a micro-batch."""
+    from engine.insight import estimate as E
+    from engine.models.loader import load_model
+    from engine.train.methods import apply_method
+
+    def mem(**kw):
+        ns = _cfg(tiny_model, pref_data, tmp_path / "x", **kw)
+        p = E.param_facts(ns)
+        return ns, p, E.memory(ns, p, 30, "cpu")
+
+    for method in ("lora", "freeze", "full"):
+        ns, p, _ = mem(stage="rm", finetuning_type=method, freeze_trainable_layers=1)
+        model = apply_method(load_model(ns, trainable=True, reward_head=True), ns)
+        real = sum(x.numel() for x in model.parameters() if x.requires_grad)
+        assert (p["trainable"], p["total"]) == (real, sum(x.numel() for x in model.parameters())), method
+    _, p_full, sigmoid = mem(finetuning_type="full")
+    _, _, orpo = mem(finetuning_type="full", pref_loss="orpo")
+    _, _, simpo = mem(finetuning_type="full", pref_loss="simpo")
+    _, _, kto = mem(finetuning_type="full", stage="kto", dataset="kto")
+    ref = p_full["total"] * 4
+    assert sigmoid["parts"]["weights"] - orpo["parts"]["weights"] == ref == kto["parts"]["weights"] - \
+        orpo["parts"]["weights"]
+    assert simpo["parts"]["weights"] == orpo["parts"]["weights"]
+    assert sigmoid["tokens_per_micro_batch"] == 2 * kto["tokens_per_micro_batch"]
+    _, _, rm = mem(stage="rm", finetuning_type="full")
+    assert rm["parts"]["activations"] < orpo["parts"]["activations"]  # no 49k-wide logits
+    _, _, sigmoid_lora = mem()
+    _, _, orpo_lora = mem(pref_loss="orpo")
+    assert sigmoid_lora["parts"]["weights"] == orpo_lora["parts"]["weights"]  # LoRA: the base is the reference
+
+
+def test_inspect_reads_each_stage_its_data(tiny_model, pref_data, tmp_path):
+    from engine.insight.inspector import inspect_dataset
+    base = {k: v for k, v in _cfg(tiny_model, pref_data, tmp_path / "x").values.items() if not k.startswith("_")}
+    kto = inspect_dataset(values={**base, "stage": "kto", "dataset": ["kto"]})
+    assert kto["stage"] == "kto" and kto["kept"] == 24 and kto["dropped"] == 0
+    assert [trained for _, trained in kto["sample"]] == [False, True] and kto["sample"][1][0].endswith("<|im_end|>")
+    rm = inspect_dataset(values={**base, "stage": "rm", "dataset": ["pairs"]})
+    assert rm["stage"] == "rm" and rm["kept"] == 24 and len(rm["sample"]) == 5  # prompt + chosen, prompt + rejected

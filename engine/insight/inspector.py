@@ -62,6 +62,8 @@ def _text_of(row: dict, stage: str) -> str:
     parts = [row.get("system") or ""] + [m["content"] for m in row["messages"]]
     if stage == "dpo":
         parts += [row["chosen"], row["rejected"]]
+    if stage == "kto":
+        parts.append(row["completion"])
     return "\n".join(parts)
 
 
@@ -89,6 +91,10 @@ def _marked(row: dict, stage: str, tok, tpl, ns) -> list[list]:
                            "chosen": [row["chosen"]], "rejected": [row["rejected"]]}, tok, tpl, ns.cutoff_len)
         return [[out["prompt"][0], False], [out["chosen"][0], True], ["\n", False], [out["prompt"][0], False],
                 [out["rejected"][0], True]]
+    if stage == "kto":
+        out = P.kto_batch({"system": [row.get("system") or ""], "messages": [row["messages"]],
+                           "completion": [row["completion"]], "label": [row["label"]]}, tok, tpl, ns.cutoff_len)
+        return [[out["prompt"][0], False], [out["completion"][0], True]]
     enc = P.encode_sft(row["messages"], row.get("system") or "", tok, tpl, ns.cutoff_len,
                        bool(ns.train_on_prompt), bool(ns.mask_history))
     spans: list[list] = []
@@ -109,7 +115,7 @@ def _marked(row: dict, stage: str, tok, tpl, ns) -> list[list]:
 def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sample: int = 0) -> dict:
     from ..data.converters import convert, replace_identity
     from ..data.readers import read_records
-    from ..data.registry import load_dataset_info
+    from ..data.registry import data_kind, load_dataset_info
     from ..data.templates import get_template
     from ..models.loader import load_tokenizer
     from ..models.registry import default_template
@@ -119,7 +125,7 @@ def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sampl
     names = ns.dataset or []
     if not names:
         raise UserError("dataset: no dataset given; name one or more from dataset_info.json.")
-    stage = ns.stage
+    stage = data_kind(ns.stage)  # the kind of data the stage reads (rm reads dpo's pairs)
     info = load_dataset_info(ns.dataset_dir)
     unknown = [n for n in names if n not in info]
     if unknown:
@@ -152,6 +158,10 @@ def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sampl
             out = P.dpo_batch({"system": [r.get("system") or ""], "messages": [r["messages"]], "chosen": [r["chosen"]],
                                "rejected": [r["rejected"]]}, tok, tpl, cutoff)
             full, cut = out[P.LEN][0], out[P.TRUNC][0]
+        elif stage == "kto":
+            out = P.kto_batch({"system": [r.get("system") or ""], "messages": [r["messages"]],
+                               "completion": [r["completion"]], "label": [r["label"]]}, tok, tpl, cutoff)
+            full, cut = out[P.LEN][0], out[P.TRUNC][0]
         else:
             e = P.encode_sft(r["messages"], r.get("system") or "", tok, tpl, cutoff, bool(ns.train_on_prompt),
                              bool(ns.mask_history))
@@ -182,7 +192,7 @@ def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sampl
     langs = Counter(language_of(_text_of(r, stage)) for r in rows)
     idx = min(max(0, int(sample)), len(rows) - 1) if rows else 0
     return {
-        "datasets": names, "stage": stage, "template": tpl.name, "cutoff_len": cutoff,
+        "datasets": names, "stage": ns.stage, "template": tpl.name, "cutoff_len": cutoff,
         "read": read, "kept": len(rows), "dropped": sum(dropped.values()), "dropped_reasons": dict(dropped),
         "per_dataset": per_dataset,
         "truncated": truncated, "truncated_pct": round(100 * truncated / len(rows), 1) if rows else 0.0,
