@@ -255,3 +255,18 @@ def test_inspect_reads_each_stage_its_data(tiny_model, pref_data, tmp_path):
     assert [trained for _, trained in kto["sample"]] == [False, True] and kto["sample"][1][0].endswith("<|im_end|>")
     rm = inspect_dataset(values={**base, "stage": "rm", "dataset": ["pairs"]})
     assert rm["stage"] == "rm" and rm["kept"] == 24 and len(rm["sample"]) == 5  # prompt + chosen, prompt + rejected
+
+
+def test_a_reward_model_is_refused_for_chat(tiny_model, pref_data, tmp_path):
+    """Its adapter or full weights load only as a reward model; chat / export get a message, not a broken model."""
+    from engine.models.loader import load_model
+    from engine.utils import UserError
+    out = tmp_path / "rm"
+    run(_cfg(tiny_model, pref_data, out, stage="rm", max_steps=1))
+    with pytest.raises(UserError, match="reward model"):
+        load_model({"model_name_or_path": str(tiny_model), "adapter_name_or_path": str(out)})
+    full = tmp_path / "rm_full"
+    run(_cfg(tiny_model, pref_data, full, stage="rm", max_steps=1, finetuning_type="full"))
+    with pytest.raises(UserError, match="reward / classification model"):
+        load_model({"model_name_or_path": str(full)})
+    assert load_model({"model_name_or_path": str(full)}, reward_head=True).config.num_labels == 1

@@ -180,6 +180,18 @@ def _load_adapter(model, path: Path, base_path: str, trainable: bool = False):
                         "Load it with the model it was trained on.") from None
 
 
+def _refuse_reward_model(path: str, adapters: list[Path]) -> None:
+    """A reward model (stage rm) scores answers; it has no LM head to generate or continue training one with."""
+    for a in adapters:
+        if _read_json(a / "adapter_config.json").get("task_type") == "SEQ_CLS":
+            raise UserError(f"adapter_name_or_path: {a} is a reward model (trained with stage rm): it scores answers "
+                            "and cannot generate text. Pick an adapter trained with pt / sft / dpo / kto.")
+    archs = _read_json(Path(path) / "config.json").get("architectures") or []
+    if any(str(x).endswith("ForSequenceClassification") for x in archs):
+        raise UserError(f"model_name_or_path: {path} is a reward / classification model ({archs[0]}): it scores "
+                        "answers and cannot generate text. Use the causal LM it was trained from.")
+
+
 def load_model(args: Any, trainable: bool = False, device: str | None = None, dtype=None,
                reward_head: bool = False):
     """Base model (+ adapters). Inference: adapters merged, eval mode, no grad, on CUDA when available.
@@ -198,6 +210,8 @@ def load_model(args: Any, trainable: bool = False, device: str | None = None, dt
     if dtype is None:
         dtype = pick_dtype(args, device if not trainable or not torch.cuda.is_available() else "cuda", trainable)
     adapters = [check_adapter(a) for a in adapter_paths(args)]
+    if not reward_head:
+        _refuse_reward_model(path, adapters)
     trust = bool(_get(args, "trust_remote_code", False))
     log.info("loading %s (%s, %s)%s", path, str(dtype).replace("torch.", ""), device,
              f" + {len(adapters)} adapter(s)" if adapters else "")
