@@ -14,7 +14,7 @@ from .utils import UserError
 USAGE = """usage: tuneboard <command> [recipe.yaml] [key=value ...]
 
 commands:
-  train     train a model (pt / sft / dpo with lora / freeze / full)
+  train     train a model (pt / sft / rm / dpo / kto with lora / freeze / full)
   chat      chat in the terminal with a model (+ adapter)
   webchat   serve the chat tab alone in the browser
   webui     launch the web UI (default 127.0.0.1:7860)
