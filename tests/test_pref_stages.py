@@ -272,3 +272,11 @@ def test_a_reward_model_is_refused_for_chat(tiny_model, pref_data, tmp_path):
     with pytest.raises(UserError, match="reward / classification model"):
         load_model({"model_name_or_path": str(full)})
     assert load_model({"model_name_or_path": str(full)}, reward_head=True).config.num_labels == 1
+
+
+@pytest.mark.parametrize("name", ["dpo", "orpo", "simpo", "kto", "reward"])
+def test_example_recipes_name_data_their_stage_reads(name):
+    from engine.data.registry import list_datasets
+    root = Path(__file__).resolve().parent.parent
+    ns = load_config(root / "examples" / "train_lora" / f"smollm2_lora_{name}.yaml", [])
+    assert set(ns.dataset) <= set(list_datasets(root / "data", ns.stage)), (ns.stage, ns.dataset)
