@@ -8,10 +8,16 @@ kto_chosen_weight / kto_rejected_weight are trl's desirable_weight / undesirable
 """
 from __future__ import annotations
 
+from ..utils import get_logger
+
+log = get_logger()
+
 
 def trainer_config(ns, common: dict):
     from trl import KTOConfig
 
+    if ns.pref_ftx > 0:  # LLaMA-Factory recipes may carry it
+        log.warning("pref_ftx=%g ignored: trl's KTOTrainer has no extra SFT term", ns.pref_ftx)
     # trl's configs default to gradient checkpointing on; ours is applied to the model by engine.train.methods
     return KTOConfig(**common, max_length=ns.cutoff_len, activation_checkpointing=False, beta=ns.pref_beta,
                      desirable_weight=ns.kto_chosen_weight, undesirable_weight=ns.kto_rejected_weight)
