@@ -280,3 +280,28 @@ def test_example_recipes_name_data_their_stage_reads(name):
     root = Path(__file__).resolve().parent.parent
     ns = load_config(root / "examples" / "train_lora" / f"smollm2_lora_{name}.yaml", [])
     assert set(ns.dataset) <= set(list_datasets(root / "data", ns.stage)), (ns.stage, ns.dataset)
+
+
+def test_rm_and_kto_rows_fit_cutoff_len(bundled_model):
+    """Too long for cutoff_len: the prompt keeps its end (question + assistant header), the answer its start;
+    rm pairs share the same prompt ids, so their rewards compare answers, not cuts."""
+    from engine.data import processing as P
+    from engine.data.templates import get_template
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(bundled_model)
+    tpl = get_template("chatml", tok)
+    long_q = "Tell me about rivers. " * 40
+    msgs = [{"role": "user", "content": long_q}]
+    rm = P.rm_batch({"system": [""], "messages": [msgs], "chosen": ["A river is a stream of water. " * 10],
+                     "rejected": ["No."]}, tok, tpl, 64)
+    c, r = rm["chosen_ids"][0], rm["rejected_ids"][0]
+    assert len(c) == 64 and len(r) < 64 and rm[P.TRUNC][0] and rm[P.LEN][0] > 64
+    shared = len(r) - len(tok.encode(tpl.render_response("No."), add_special_tokens=False))
+    assert c[:shared] == r[:shared] and tok.decode(c[:shared]).endswith("<|im_start|>assistant\n")
+    kto = P.kto_batch({"system": [""], "messages": [msgs], "completion": ["Sure."], "label": [True]}, tok, tpl, 64)
+    assert kto["prompt"][0].endswith("<|im_start|>assistant\n") and kto[P.TRUNC][0]
+    assert len(tok.encode(kto["prompt"][0] + kto["completion"][0], add_special_tokens=False)) <= 64
+    short = P.kto_batch({"system": [""], "messages": [[{"role": "user", "content": "Hi"}]], "completion": ["Hello."],
+                         "label": [False]}, tok, tpl, 64)
+    assert not short[P.TRUNC][0] and short["label"] == [False] and short["prompt"][0] == tpl.render(
+        [{"role": "user", "content": "Hi"}])

@@ -118,13 +118,15 @@ def dpo_batch(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
 
 
 def _fit_prompt(tokenizer, prompt: str, answer_len: int, cutoff_len: int) -> tuple[str, list[int], int]:
-    """(prompt text, prompt ids, prompt budget): a prompt too long for cutoff_len next to the answer keeps its end."""
+    """(prompt text, prompt ids, full prompt length): a prompt too long for cutoff_len next to the answer keeps
+    its end (the question and the assistant header)."""
     p_ids = tokenizer.encode(prompt, add_special_tokens=False)
-    pb, _ = fit_budget(len(p_ids), answer_len, cutoff_len)
-    if pb < len(p_ids):
-        p_ids = p_ids[len(p_ids) - pb:]
-        prompt = tokenizer.decode(p_ids)  # keep the end: question + assistant header
-    return prompt, p_ids, pb
+    full = len(p_ids)
+    pb, _ = fit_budget(full, answer_len, cutoff_len)
+    if pb < full:
+        p_ids = p_ids[full - pb:]
+        prompt = tokenizer.decode(p_ids)
+    return prompt, p_ids, full
 
 
 def kto_batch(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
@@ -134,14 +136,13 @@ def kto_batch(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
         prompt = template.render(messages, system or None)
         c = template.render_response(completion)
         lc = len(tokenizer.encode(c, add_special_tokens=False))
-        full = len(tokenizer.encode(prompt, add_special_tokens=False)) + lc
-        prompt, _, pb = _fit_prompt(tokenizer, prompt, lc, cutoff_len)
+        prompt, p_ids, lp = _fit_prompt(tokenizer, prompt, lc, cutoff_len)
         out["prompt"].append(prompt)
         out["completion"].append(c)
         out["label"].append(bool(label))
-        out[LEN].append(full)
-        out[TRUNC].append(full > cutoff_len)
-        out[TOKENS].append(min(lc, cutoff_len - pb))
+        out[LEN].append(lp + lc)
+        out[TRUNC].append(lp + lc > cutoff_len)
+        out[TOKENS].append(min(lc, cutoff_len - len(p_ids)))
     return out
 
 
@@ -152,13 +153,12 @@ def rm_batch(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
         prompt = template.render(messages, system or None)
         c = tokenizer.encode(template.render_response(chosen), add_special_tokens=False)
         r = tokenizer.encode(template.render_response(rejected), add_special_tokens=False)
-        full = len(tokenizer.encode(prompt, add_special_tokens=False)) + max(len(c), len(r))
-        _, p_ids, pb = _fit_prompt(tokenizer, prompt, max(len(c), len(r)), cutoff_len)
+        _, p_ids, lp = _fit_prompt(tokenizer, prompt, max(len(c), len(r)), cutoff_len)
         room = cutoff_len - len(p_ids)
         out["chosen_ids"].append(p_ids + c[:room])
         out["rejected_ids"].append(p_ids + r[:room])
-        out[LEN].append(full)
-        out[TRUNC].append(full > cutoff_len)
+        out[LEN].append(lp + max(len(c), len(r)))
+        out[TRUNC].append(lp + max(len(c), len(r)) > cutoff_len)
         out[TOKENS].append(min(len(c), room) + min(len(r), room))
     return out
 
