@@ -226,8 +226,12 @@ def validate(ns: Namespace, command: str = "train") -> None:
         if not v["dataset"]:
             raise ConfigError("dataset: no dataset given; name one or more from dataset_info.json "
                               "(for example dataset=identity).", "dataset")
-        if v["stage"] == "dpo" and v["packing"]:
-            raise ConfigError("packing: not available for DPO; turn it off.", "packing")
+        if v["stage"] not in ("pt", "sft") and v["packing"]:
+            raise ConfigError(f"packing: not available for stage {v['stage']} (only pt and sft); turn it off.",
+                              "packing")
+        if v["stage"] == "kto" and v["per_device_train_batch_size"] < 2:
+            raise ConfigError("per_device_train_batch_size: KTO needs at least 2 (each answer is compared with a "
+                              "mismatched one from its batch to estimate the KL term).", "per_device_train_batch_size")
         if v["eval_strategy"] is None:
             has_eval = v["val_size"] > 0 or bool(v["eval_dataset"])
             v["eval_strategy"] = "steps" if has_eval else "no"

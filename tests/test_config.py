@@ -31,7 +31,7 @@ def test_yaml_then_overrides(tmp_path):
     ("learnig_rate=1", "learnig_rate", "learning_rate"),
     ("lora_rank=0", "lora_rank", "below"),
     ("lora_rank=abc", "lora_rank", "whole number"),
-    ("stage=rlhf", "stage", "pt, sft, dpo"),
+    ("stage=rlhf", "stage", "pt, sft, rm, dpo, kto"),
     ("val_size=-1", "val_size", "below"),
     ("bf16=maybe", "bf16", "true or false"),
 ])

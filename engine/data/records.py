@@ -19,9 +19,9 @@ from ..args import values_of
 from ..utils import UserError
 from .converters import Invalid, convert_indexed, convert_row, replace_identity
 from .readers import read_records
-from .registry import DatasetAttr, dataset_stage, load_dataset_info
+from .registry import DatasetAttr, data_kind, dataset_stage, load_dataset_info
 
-STAGES = ("pt", "sft", "dpo")
+STAGES = ("pt", "sft", "rm", "dpo", "kto")
 
 
 def arg(args, name: str, default=None):
@@ -58,7 +58,7 @@ def resolve(names: list[str], info: dict[str, DatasetAttr], dataset_dir, stage: 
     out = []
     for n in names:
         if n not in info:
-            fit = [k for k, a in info.items() if dataset_stage(a) == stage]
+            fit = [k for k, a in info.items() if dataset_stage(a) == data_kind(stage)]
             close = difflib.get_close_matches(n, list(info), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise UserError(f"dataset: unknown dataset {n!r} (not in {Path(dataset_dir) / 'dataset_info.json'}).{hint} "

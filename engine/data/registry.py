@@ -18,8 +18,9 @@ INFO_FILE = "dataset_info.json"
 
 ENTRY_KEYS = {"file_name", "hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name", "file_sha1",
               "formatting", "ranking", "columns", "tags", "split", "num_samples", "subset", "folder"}
-COLUMN_KEYS = {"prompt", "query", "response", "history", "system", "messages", "chosen", "rejected", "text"}
-TOLERATED_COLUMNS = {"tools", "images", "videos", "audios", "kto_tag"}  # accepted, not used (text-only studio)
+COLUMN_KEYS = {"prompt", "query", "response", "history", "system", "messages", "chosen", "rejected", "text",
+               "kto_tag"}
+TOLERATED_COLUMNS = {"tools", "images", "videos", "audios"}  # accepted, not used (text-only studio)
 TAG_KEYS = {"role_tag", "content_tag", "user_tag", "assistant_tag", "system_tag", "observation_tag", "function_tag"}
 FORMATTINGS = ("alpaca", "sharegpt", "openai")
 
@@ -133,6 +134,9 @@ def _parse_entry(name: str, e: object, path: Path, dataset_dir: Path) -> Dataset
                    "or hf_hub_url / ms_hub_url.", path)
     if ranking and formatting == "alpaca" and "text" in columns:
         raise _bad(name, "columns.text", "a ranking (preference) dataset has no pre-training text column.", path)
+    if ranking and "kto_tag" in columns:  # pairs win: the dataset is listed for rm / dpo, not kto
+        log.warning("%s: dataset %r is a ranking dataset; its columns.kto_tag is ignored", path, name)
+        del attr.columns["kto_tag"]
     return attr
 
 
@@ -149,11 +153,23 @@ def load_dataset_info(dataset_dir: str | Path) -> dict[str, DatasetAttr]:
     return {str(name): _parse_entry(str(name), e, path, d) for name, e in data.items()}
 
 
+# Which kind of dataset each training stage reads: rm trains on the same preference pairs as dpo.
+STAGE_DATA = {"pt": "pt", "sft": "sft", "rm": "dpo", "dpo": "dpo", "kto": "kto"}
+
+
+def data_kind(stage: str) -> str:
+    """The dataset kind (a dataset_stage value) a training stage reads; unknown stages map to themselves."""
+    return STAGE_DATA.get(stage, stage)
+
+
 def dataset_stage(attr: DatasetAttr) -> str:
-    """Which training stage accepts this dataset: "dpo" (ranking), "pt" (a text column) or "sft"."""
+    """Which kind of data this is: "dpo" (ranking pairs, for dpo and rm), "kto" (answers with a kto_tag
+    desirable/undesirable label), "pt" (a text column) or "sft"."""
     if attr.ranking:
         return "dpo"
     cols = attr.columns
+    if "kto_tag" in cols:
+        return "kto"
     if "text" in cols:
         return "pt"
     if attr.formatting == "alpaca" and "prompt" in cols and not (set(cols) & {"query", "response", "history"}):
@@ -164,4 +180,4 @@ def dataset_stage(attr: DatasetAttr) -> str:
 def list_datasets(dataset_dir: str | Path, stage: str | None = None) -> list[str]:
     """Dataset names (file order), only those `stage` can train on when given."""
     info = load_dataset_info(dataset_dir)
-    return [n for n, a in info.items() if stage is None or dataset_stage(a) == stage]
+    return [n for n, a in info.items() if stage is None or dataset_stage(a) == data_kind(stage)]

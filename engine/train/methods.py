@@ -31,6 +31,7 @@ def apply_freeze(model, args):
                           f"use 1..{n_layers} (last N) or -1..-{n_layers} (first N).", "freeze_trainable_layers")
     layers = set(range(n_layers - k, n_layers)) if k > 0 else set(range(-k))
     modules = args.freeze_trainable_modules
+    head = _new_head(model, args)
     trained = 0
     for name, p in model.named_parameters():
         m = _LAYER.search(name)
@@ -38,10 +39,20 @@ def apply_freeze(model, args):
             "all" in modules or any(f".{mod}." in name or name.endswith(f".{mod}") for mod in modules))
         p.requires_grad_(ok)
         trained += ok
+    for p in head.parameters() if head is not None else ():  # a new reward head is always trained
+        p.requires_grad_(True)
     if not trained:
         raise ConfigError(f"freeze_trainable_modules: no parameter matches {modules} in layers {sorted(layers)}.",
                           "freeze_trainable_modules")
     return model
+
+
+def _new_head(model, args):
+    """The score head of a reward model (stage rm), which starts untrained; None for a causal LM."""
+    if getattr(args, "stage", None) != "rm":
+        return None
+    head = getattr(model, "score", None)
+    return head if isinstance(head, torch.nn.Module) else None
 
 
 def apply_lora(model, args):
@@ -51,9 +62,13 @@ def apply_lora(model, args):
         return model
     targets = args.lora_target
     target = "all-linear" if targets == ["all"] else targets
-    cfg = LoraConfig(task_type="CAUSAL_LM", r=args.lora_rank, lora_alpha=args.lora_alpha,
+    # a reward model: SEQ_CLS makes peft train and save the score head whole (modules_to_save) next to the
+    # adapter, and keeps LoRA off it
+    task = "SEQ_CLS" if _new_head(model, args) is not None else "CAUSAL_LM"
+    cfg = LoraConfig(task_type=task, r=args.lora_rank, lora_alpha=args.lora_alpha,
                      lora_dropout=args.lora_dropout, target_modules=target,
-                     use_rslora=args.use_rslora, use_dora=args.use_dora)
+                     use_rslora=args.use_rslora, use_dora=args.use_dora,
+                     modules_to_save=["score"] if task == "SEQ_CLS" else None)
     try:
         return get_peft_model(model, cfg)
     except ValueError as e:

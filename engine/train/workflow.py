@@ -1,7 +1,8 @@
 """One training run, start to finish: setup -> data -> model -> fit -> save -> report.
 
 pt and sft share this path with HF Trainer (they differ only in how examples are built, which
-engine.data decides); dpo swaps in trl's DPOTrainer. Everything a run produces lands in output_dir.
+engine.data decides); rm, dpo and kto swap in trl's trainers (engine.train.rm / dpo / kto, each with its
+trl config). Everything a run produces lands in output_dir.
 """
 from __future__ import annotations
 
@@ -128,8 +129,6 @@ CONVERT = {
     "warmup_steps": lambda ns, prec: ns.warmup_steps if ns.warmup_steps > 0 else ns.warmup_ratio,  # <1: a fraction
     "eval_steps": lambda ns, prec: ns.eval_steps if ns.eval_strategy == "steps" else None,
     "report_to": lambda ns, prec: report_to(ns.report_to),
-    "pref_loss": lambda ns, prec: [ns.pref_loss] + (["sft"] if ns.pref_ftx > 0 else []),
-    "pref_ftx": lambda ns, prec: [1.0] + ([ns.pref_ftx] if ns.pref_ftx > 0 else []),
 }
 
 
@@ -150,11 +149,20 @@ def training_arguments(ns: Namespace, prec: dict, stage: str):
         disable_tqdm=not sys.stderr.isatty(),
     )
     fields.update(best_model_args(ns))  # eval_loss picks the best checkpoint; keep it / stop early
-    if stage == "dpo":
-        from trl import DPOConfig
-        return DPOConfig(**fields, max_length=ns.cutoff_len, activation_checkpointing=False, padding_free=False)
+    mod = stage_module(stage)
+    if hasattr(mod, "trainer_config"):  # a trl stage: its own config class on top of the shared arguments
+        return mod.trainer_config(ns, fields)
     from transformers import TrainingArguments
     return TrainingArguments(**fields)
+
+
+# stage -> the module under engine.train with its build_trainer (and, for trl stages, trainer_config)
+STAGE_MODULES = {"pt": "sft", "sft": "sft", "rm": "rm", "dpo": "dpo", "kto": "kto"}
+
+
+def stage_module(stage: str):
+    import importlib
+    return importlib.import_module(f".{STAGE_MODULES[stage]}", __package__)
 
 
 def run(ns: Namespace) -> dict:
@@ -221,14 +229,10 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     # the arguments come first: with a ZeRO-3 DeepSpeed config they make from_pretrained load the weights
     # already partitioned across the GPUs instead of a full copy per process
     args = training_arguments(ns, prec, ns.stage)
-    model = load_model(ns, trainable=True)
+    model = load_model(ns, trainable=True, reward_head=ns.stage == "rm")
     model = apply_method(model, ns)
     callbacks = [RunLogCallback(str(output_dir)), stop] + early_stopping(ns)
-    if ns.stage == "dpo":
-        from .dpo import build_trainer
-    else:
-        from .sft import build_trainer
-    trainer = build_trainer(ns, model, tokenizer, data, args, callbacks)
+    trainer = stage_module(ns.stage).build_trainer(ns, model, tokenizer, data, args, callbacks)
     if args.world_size > 1 and _is_main():
         import torch.distributed as dist
         log.info("data parallel: %d processes, backend %s, global batch %d", args.world_size,
