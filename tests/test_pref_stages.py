@@ -149,6 +149,13 @@ def test_reward_model_accuracy_rises(tiny_model, pref_data, tmp_path):
     with safe_open(str(out / "adapter_model.safetensors"), "pt") as f:
         assert any("score" in k for k in f.keys())
     assert json.loads((out / "adapter_config.json").read_text())["task_type"] == "SEQ_CLS"
+    # the doctor says how accurate the reward model is: its held-out accuracy where it started and ended
+    from engine.insight.doctor import diagnose, render
+    rep = diagnose(out)
+    ev = rep["evidence"]
+    assert ev["accuracy_held_out"] is True
+    assert (ev["accuracy_first"], ev["accuracy_last"]) == (pytest.approx(acc[0], abs=1e-3), pytest.approx(acc[-1], abs=1e-3))
+    assert rep["verdict"] != "capacity_limit" and "accuracy_last" in render(rep) and "准确率" in render(rep, "zh")
 
 
 @pytest.mark.parametrize("method,extra", [("freeze", {"freeze_trainable_layers": 1}), ("full", {})])
