@@ -202,3 +202,42 @@ def test_pissa_conversion_keeps_the_trained_model(tiny_model, data, tmp_path):
     with torch.no_grad():
         got = PeftModel.from_pretrained(base, str(tmp_path / "out")).eval()(ids).logits
     assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+def test_extra_args_in_the_web_ui_preview_save_and_start(tiny_model, tmp_path, monkeypatch):
+    """The schema's extra_args is a text box in the Extra training accordion; what is typed there reaches the
+    preview and the saved YAML, and a bad key is marked on the field at Start, with nothing started."""
+    pytest.importorskip("gradio")
+    import shutil
+
+    import yaml
+
+    from engine import runs
+    from tests.test_webui import call, value
+    from webui.app import create_ui
+    model = tmp_path / "models" / "tiny"
+    shutil.copytree(tiny_model, model)  # inside the UI's allowed folders
+    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    monkeypatch.setenv("TUNEBOARD_ROOTS", str(tmp_path))
+    demo = create_ui("en", saves=str(tmp_path / "saves"))
+    page = demo.page
+    from engine.args import BY_NAME
+    assert any(BY_NAME["extra_args"] in items for s, g, items in page.accordions if s == "train")
+    ov = {page.w("top", "model_name_or_path"): str(model), page.w("train", "dataset"): ["identity"],
+          page.w("train", "output_dir"): str(tmp_path / "o"),
+          page.w("train", "extra_args"): '{"adam_beta2": 0.99, "max_grad_norm": 0.5}'}
+    res = call(demo, page.c("train.preview"), overrides=ov)
+    argv = shlex.split(value(res[page.c("train.command")]))
+    assert argv, value(res[page.c("train.message")])
+    assert 'extra_args={"adam_beta2":0.99,"max_grad_norm":0.5}' in argv or \
+        ('extra_args={"adam_beta2":0.99}' in argv and "max_grad_norm=0.5" in argv)
+    cfg = tmp_path / "cfg.yaml"
+    call(demo, page.c("train.save"), overrides={**ov, page.c("train.config_path"): str(cfg)})
+    saved = yaml.safe_load(cfg.read_text())
+    assert saved["extra_args"]["adam_beta2"] == 0.99
+    bad = {**ov, page.w("train", "extra_args"): '{"adam_beta3": 0.99}'}
+    res = call(demo, page.c("train.start"), overrides=bad)
+    msg = value(res[page.c("train.message")])
+    assert "extra_args.adam_beta3" in msg and "adam_beta2" in msg  # the nearest names
+    assert res[page.w("train", "extra_args")]["info"].startswith("✗")
+    assert runs.all_runs(page.saves) == [] and not (tmp_path / "o").exists()

@@ -99,7 +99,8 @@ def check_extra_args(ns, stage: str) -> None:
             a = by_hf[key]
             v = coerce(a, value, "extra_args")
             check_value(a, v)
-            if a.name in ns.explicit and ns.values[a.name] != v:
+            # both given, differently (a form sends every field: its default value is not a choice)
+            if a.name in ns.explicit and ns.values[a.name] not in (v, a.default):
                 raise ConfigError(f"{where}: {a.name} is also given as {ns.values[a.name]!r}; keep one of them.",
                                   "extra_args")
             ns.values[a.name] = v
