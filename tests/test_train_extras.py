@@ -241,3 +241,32 @@ def test_extra_args_in_the_web_ui_preview_save_and_start(tiny_model, tmp_path, m
     assert "extra_args.adam_beta3" in msg and "adam_beta2" in msg  # the nearest names
     assert res[page.w("train", "extra_args")]["info"].startswith("✗")
     assert runs.all_runs(page.saves) == [] and not (tmp_path / "o").exists()
+
+
+def test_loraplus_and_neftune_with_dpo(tiny_model, tmp_path):
+    """The DPO trainer takes the LoRA+ optimizer too, and DPOConfig carries NEFTune."""
+    d = tmp_path / "pairs"
+    d.mkdir()
+    rows = [{"instruction": f"Say {w}.", "chosen": f"{w}!", "rejected": "No."} for w in ("hi", "yes", "ok", "sure")]
+    (d / "p.json").write_text(json.dumps(rows), encoding="utf-8")
+    (d / "dataset_info.json").write_text(json.dumps({"p": {"file_name": "p.json", "ranking": True, "columns": {
+        "prompt": "instruction", "chosen": "chosen", "rejected": "rejected"}}}), encoding="utf-8")
+    out = tmp_path / "dpo"
+    ns = _cfg(tiny_model, d, out, stage="dpo", dataset="p", loraplus_lr_ratio=4, neftune_noise_alpha=5,
+              learning_rate=1e-4, max_steps=1)
+    from engine.data.loader import get_dataset
+    from engine.data.templates import resolve_template
+    from engine.models.loader import load_model, load_tokenizer
+    from engine.train.dpo import build_trainer
+    from engine.train.methods import apply_method, attach_loraplus
+    from engine.train.workflow import pick_precision, training_arguments
+    tok = load_tokenizer(ns)
+    data = get_dataset(ns, tok, resolve_template(ns, tok), "dpo")
+    trainer = build_trainer(ns, apply_method(load_model(ns, trainable=True), ns), tok, data,
+                            training_arguments(ns, pick_precision(ns), "dpo"), [])
+    attach_loraplus(trainer, ns)
+    lrs = sorted({round(g["lr"], 12) for g in trainer.optimizer.param_groups if g["params"]})
+    assert lrs == [1e-4, 4e-4]
+    assert trainer.args.neftune_noise_alpha == 5.0
+    trainer.train()
+    assert trainer.state.global_step == 1
