@@ -158,14 +158,15 @@ def _offline() -> bool:
 
 def ensure_model(name: str, hub: str = "huggingface") -> str:
     """The local folder of model `name`; a registry model or hub id that is not here yet is downloaded first
-    (the web UI's Start with a model not downloaded yet). Offline, a clear message instead."""
+    (the web UI's Start with a model not downloaded yet). Offline, a clear message instead. Anything else is
+    returned as given (a missing folder is reported by the loader, in the run)."""
     from .registry import _looks_like_hub_id, resolve_model_path
     try:
         return resolve_model_path(name)
     except UserError:
         s = str(name or "").strip()
         if not s or (lookup(s) is None and not _looks_like_hub_id(s)):
-            raise  # a path that does not exist: nothing to download
+            return s  # a path that does not exist: nothing to download; loading it reports that, in the run
         if _offline():
             raise UserError(f"model {s} is not downloaded yet and offline mode is on (HF_HUB_OFFLINE=1): run "
                             f"`tuneboard download {s}` where there is network, or copy the model folder to "
