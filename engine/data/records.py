@@ -83,6 +83,8 @@ def load_records(args, stage: str | None = None, names=None, *, keep_raw: bool =
     name, author = arg(args, "identity_name"), arg(args, "identity_author")
     out = Records(stage, [], [], {})
     for attr in attrs:
+        check_trainable(attr)
+    for attr in attrs:
         raw = read_records(attr)
         order = list(range(len(raw)))
         if attr.num_samples and raw:
@@ -103,6 +105,14 @@ def load_records(args, stage: str | None = None, names=None, *, keep_raw: bool =
         if keep_raw:
             out.raw[attr.name] = raw
     return out
+
+
+def check_trainable(attr: DatasetAttr) -> None:
+    """Refuse, before any file is read, a dataset whose media this text-only studio cannot train on."""
+    if attr.media:
+        cols = ", ".join(f"{k} column {v!r}" for k, v in attr.media.items())
+        raise UserError(f"dataset {attr.name!r}: multimodal training is not supported (its {cols} in "
+                        f"dataset_info.json); TuneBoard trains text-only models. Choose a text dataset.")
 
 
 def _first_invalid(attr: DatasetAttr, rows: list[dict], stage: str) -> int:

@@ -20,23 +20,32 @@ log = get_logger()
 REFERENCE_FREE = ("orpo", "simpo")
 
 
-def trainer_config(ns, common: dict):
-    """The trl config of this pref_loss, from the TrainingArguments shared by every stage."""
+def config_class(ns):
+    """The trl arguments class of this pref_loss."""
+    loss = getattr(ns, "pref_loss", "sigmoid") if ns is not None else "sigmoid"
+    if loss == "orpo":
+        from trl.experimental.orpo import ORPOConfig
+        return ORPOConfig
+    if loss == "simpo":
+        from trl.experimental.cpo import CPOConfig
+        return CPOConfig
+    from trl import DPOConfig
+    return DPOConfig
+
+
+def trainer_fields(ns, common: dict) -> dict:
+    """This pref_loss's fields on top of the TrainingArguments shared by every stage."""
     # trl's configs default to gradient checkpointing on; ours is applied to the model by engine.train.methods
     shared = dict(common, max_length=ns.cutoff_len, activation_checkpointing=False)
     if ns.pref_loss == "orpo":
-        from trl.experimental.orpo import ORPOConfig
         if ns.pref_ftx > 0:
             log.warning("pref_ftx=%g ignored: ORPO's loss already holds an SFT term of weight 1", ns.pref_ftx)
-        return ORPOConfig(**shared, beta=ns.pref_beta)
+        return dict(shared, beta=ns.pref_beta)
     if ns.pref_loss == "simpo":
-        from trl.experimental.cpo import CPOConfig
-        return CPOConfig(**shared, loss_type="simpo", beta=ns.pref_beta, simpo_gamma=ns.simpo_gamma,
-                         cpo_alpha=ns.pref_ftx)
-    from trl import DPOConfig
+        return dict(shared, loss_type="simpo", beta=ns.pref_beta, simpo_gamma=ns.simpo_gamma, cpo_alpha=ns.pref_ftx)
     loss = [ns.pref_loss] + (["sft"] if ns.pref_ftx > 0 else [])
     weights = [1.0] + ([ns.pref_ftx] if ns.pref_ftx > 0 else [])
-    return DPOConfig(**shared, beta=ns.pref_beta, loss_type=loss, loss_weights=weights, padding_free=False)
+    return dict(shared, beta=ns.pref_beta, loss_type=loss, loss_weights=weights, padding_free=False)
 
 
 def build_trainer(ns, model, tokenizer, data, args, callbacks):

@@ -13,14 +13,17 @@ from ..utils import get_logger
 log = get_logger()
 
 
-def trainer_config(ns, common: dict):
+def config_class(ns):
     from trl import KTOConfig
+    return KTOConfig
 
+
+def trainer_fields(ns, common: dict) -> dict:
     if ns.pref_ftx > 0:  # LLaMA-Factory recipes may carry it
         log.warning("pref_ftx=%g ignored: trl's KTOTrainer has no extra SFT term", ns.pref_ftx)
-    # trl's configs default to gradient checkpointing on; ours is applied to the model by engine.train.methods
-    return KTOConfig(**common, max_length=ns.cutoff_len, activation_checkpointing=False,
-                     beta=ns.pref_beta)  # desirable/undesirable_weight come mapped from the schema
+    # trl's configs default to gradient checkpointing on; ours is applied to the model by engine.train.methods.
+    # desirable/undesirable_weight come mapped from the schema (kto_chosen_weight / kto_rejected_weight)
+    return dict(common, max_length=ns.cutoff_len, activation_checkpointing=False, beta=ns.pref_beta)
 
 
 def build_trainer(ns, model, tokenizer, data, args, callbacks):

@@ -10,11 +10,14 @@ Pairs arrive tokenised (chosen_ids / rejected_ids cut to cutoff_len by engine.da
 from __future__ import annotations
 
 
-def trainer_config(ns, common: dict):
+def config_class(ns):
     from trl import RewardConfig
+    return RewardConfig
 
+
+def trainer_fields(ns, common: dict) -> dict:
     # trl's configs default to gradient checkpointing on; ours is applied to the model by engine.train.methods
-    return RewardConfig(**common, max_length=ns.cutoff_len, activation_checkpointing=False)
+    return dict(common, max_length=ns.cutoff_len, activation_checkpointing=False)
 
 
 def build_trainer(ns, model, tokenizer, data, args, callbacks):

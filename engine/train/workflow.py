@@ -16,8 +16,10 @@ from pathlib import Path
 from . import rundir
 from .best import best_metrics, best_model_args, early_stopping
 from .callbacks import GracefulStop, RunLogCallback
+from .extra import build
+from .stages import config_class, stage_module
 from ..args import ARGS, Namespace
-from ..config import ConfigError, save_config
+from ..config import ConfigError, compat_notes, save_config
 from ..utils import UserError, atomic_write_json, device_info, get_logger, peak_rss_bytes
 
 log = get_logger()
@@ -150,19 +152,13 @@ def training_arguments(ns: Namespace, prec: dict, stage: str):
     )
     fields.update(best_model_args(ns))  # eval_loss picks the best checkpoint; keep it / stop early
     mod = stage_module(stage)
-    if hasattr(mod, "trainer_config"):  # a trl stage: its own config class on top of the shared arguments
-        return mod.trainer_config(ns, fields)
-    from transformers import TrainingArguments
-    return TrainingArguments(**fields)
-
-
-# stage -> the module under engine.train with its build_trainer (and, for trl stages, trainer_config)
-STAGE_MODULES = {"pt": "sft", "sft": "sft", "rm": "rm", "dpo": "dpo", "kto": "kto"}
-
-
-def stage_module(stage: str):
-    import importlib
-    return importlib.import_module(f".{STAGE_MODULES[stage]}", __package__)
+    if hasattr(mod, "trainer_fields"):  # a trl stage: its own fields on top of the shared arguments
+        fields = mod.trainer_fields(ns, fields)
+    extra = ns.extra_args or None
+    if extra:  # the user's Trainer arguments go last: they were checked against this class (engine.train.extra)
+        log.info("extra_args for the Trainer: %s", json.dumps(extra, default=str))
+        fields.update(extra)
+    return build(config_class(stage, ns), fields, extra)
 
 
 def run(ns: Namespace) -> dict:
@@ -175,6 +171,8 @@ def run(ns: Namespace) -> dict:
         rundir.write_status(output_dir, "starting", started=time.time(), step=0, total_steps=None, error=None,
                             output_dir=str(output_dir))
         save_config(ns, output_dir / rundir.CONFIG)
+        for note in compat_notes(ns):
+            log.warning("LLaMA-Factory key %s", note)
         if resume:
             rundir.truncate_log(output_dir, rundir.checkpoint_step(resume))
             log.info("resuming from %s", resume)
@@ -211,7 +209,7 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     from ..data.loader import get_dataset
     from ..data.templates import resolve_template
     from ..models.loader import load_model, load_tokenizer
-    from .methods import apply_method
+    from .methods import apply_method, attach_loraplus, save_pissa_converted, save_pissa_init
 
     set_seed(ns.seed)
     prec = pick_precision(ns)
@@ -233,6 +231,11 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     model = apply_method(model, ns)
     callbacks = [RunLogCallback(str(output_dir)), stop] + early_stopping(ns)
     trainer = stage_module(ns.stage).build_trainer(ns, model, tokenizer, data, args, callbacks)
+    attach_loraplus(trainer, ns)
+    pissa_dir = None
+    if _is_main():  # a resumed run keeps the initial adapter its first part saved
+        kept = output_dir / "pissa_init"
+        pissa_dir = str(kept) if resume and kept.is_dir() else save_pissa_init(model, output_dir)
     if args.world_size > 1 and _is_main():
         import torch.distributed as dist
         log.info("data parallel: %d processes, backend %s, global batch %d", args.world_size,
@@ -245,6 +248,8 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     with stop.deferred():  # an Abort while the result is written waits for it: never half an adapter
         trainer.save_model(str(output_dir))
         trainer.save_state()
+        if pissa_dir and _is_main():
+            save_pissa_converted(trainer.model, output_dir, pissa_dir)
     aborted = stop.requested
     metrics = dict(result.metrics)
     last_eval = [r for r in rundir.read_log(output_dir) if "eval_loss" in r]
