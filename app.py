@@ -1,9 +1,7 @@
-"""Launch the TuneBoard web UI at http://127.0.0.1:7860 (see webui/launch.py for --host/--port/--share/--lang)."""
-import os
+"""Launch the TuneBoard web UI at http://127.0.0.1:7860: the same as `tuneboard webui [recipe.yaml] [key=value ...]`
+(see webui/launch.py for --host/--port/--share/--lang)."""
 import sys
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
 if __name__ == "__main__":
-    from webui.launch import main
-    sys.exit(main())
+    from tuneboard.cli import main
+    sys.exit(main(["webui", *sys.argv[1:]]))

@@ -1,21 +1,26 @@
 """THE argument schema. Every argument is defined here once.
 
-CLI parsing, YAML validation (engine.config), the web UI widgets (webui/) and the
-command preview (engine.config.to_command) are all derived from ARGS. Adding a
+CLI parsing, YAML validation (engine.config), the web UI widgets (webui/), the command preview
+(engine.config.to_command), the TrainingArguments of a run (engine.train.workflow.training_arguments) and
+the preprocessing cache key (engine.data.loader.cache_key) are all derived from ARGS. Adding a
 hyperparameter is one `A(...)` line.
 
 Field meanings:
-  type     "str" | "int" | "float" | "bool" | "list" (comma-separated strings)
+  type     "str" | "int" | "float" | "bool" | "list" (comma-separated strings) | "dict" (a JSON/YAML mapping)
   group    panel/accordion it belongs to (GROUPS gives order and labels)
   stages   stages it applies to (None: all)       methods  finetuning types (None: all)
   commands which subcommands read it: train / infer (chat, webchat, api, eval) / export
-  compat   accepted for LLaMA-Factory recipe compatibility; has no effect of its own
+  compat   accepted for LLaMA-Factory recipe compatibility; has no effect of its own (a run logs a note, from
+           help_en, when a recipe gives one a non-default value)
   ui       shown as a widget in the web UI
+  hf       the TrainingArguments (for dpo: trl DPOConfig) field the value is passed as
+  read_by  for a train argument without `hf`: what reads it instead (READ_BY gives a group's default)
+  preprocess  the value changes the tokenised data, so it is part of the preprocessing cache key
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Iterable
 
 DEFAULT_MODEL = "models/SmolLM2-135M-Instruct"
 
@@ -38,6 +43,9 @@ class Arg:
     compat: bool = False
     ui: bool = True
     nullable: bool = False
+    hf: str | None = None
+    read_by: str = ""
+    preprocess: bool = False
 
     @property
     def label_en(self) -> str:
@@ -53,6 +61,11 @@ class Arg:
         return (self.stages is None or stage is None or stage in self.stages) and (
             self.methods is None or method is None or method in self.methods)
 
+    @property
+    def reader(self) -> str:
+        """Who uses a value that is not a TrainingArguments field ("" when nothing is declared)."""
+        return self.read_by or READ_BY.get(self.group, "")
+
 
 TRAIN, INFER, EXPORT = "train", "infer", "export"
 ALL = (TRAIN, INFER, EXPORT)
@@ -66,11 +79,21 @@ GROUPS = {  # order = order of accordions in the UI
     "extra": ("Extra training", "其它训练参数"),
     "lora": ("LoRA", "LoRA 参数"),
     "freeze": ("Freeze", "部分参数微调"),
-    "dpo": ("DPO", "偏好优化 DPO"),
+    "dpo": ("Preference (DPO / ORPO / SimPO / KTO)", "偏好优化（DPO / ORPO / SimPO / KTO）"),
     "distributed": ("Devices / DeepSpeed / nodes", "设备 / DeepSpeed / 多机"),
     "generation": ("Generation", "生成参数"),
     "export": ("Export", "导出"),
     "output": ("Output", "输出"),
+}
+
+# What reads the arguments of a group that are not TrainingArguments fields (an Arg's read_by says otherwise).
+# "train", "extra", "dpo" and "output" have none: each of their arguments names its `hf` field or its reader.
+READ_BY = {
+    "model": "engine.models.loader (model, tokenizer, adapters) and the template",
+    "data": "engine.data (datasets, tokenisation, the preprocessing cache)",
+    "lora": "engine.train.methods (peft LoraConfig)",
+    "freeze": "engine.train.methods (which parameters train)",
+    "distributed": "engine.train.launcher (torchrun)",
 }
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
@@ -99,12 +122,16 @@ ARGS: list[Arg] = [
     A("hub", "str", "huggingface", "model", "Where `tuneboard download` fetches models from.",
       "`tuneboard download` 的下载来源。", "模型来源", choices=("huggingface", "modelscope"), commands=ALL),
     A("default_system", "str", None, "model", "System prompt that replaces the template's default.",
-      "替换模板默认值的系统提示词。", "系统提示词", commands=TI, nullable=True),
+      "替换模板默认值的系统提示词。", "系统提示词", commands=TI, nullable=True, preprocess=True),
     # ---- method
-    A("stage", "str", "sft", "method", "Training stage: pre-training, supervised fine-tuning or DPO.",
-      "训练阶段：预训练、指令监督微调或 DPO。", "训练阶段", choices=("pt", "sft", "dpo")),
+    A("stage", "str", "sft", "method",
+      "Training stage: pre-training, supervised fine-tuning, reward modelling (rm), DPO-style preference "
+      "optimisation (dpo; pref_loss picks DPO / IPO / hinge / ORPO / SimPO) or KTO.",
+      "训练阶段：预训练、指令监督微调、奖励模型（rm）、DPO 类偏好优化（dpo；pref_loss 选择 DPO / IPO / hinge / "
+      "ORPO / SimPO）或 KTO。", "训练阶段", choices=("pt", "sft", "rm", "dpo", "kto"),
+      read_by="workflow: picks the data format and the trainer (engine.train.stages)"),
     A("finetuning_type", "str", "lora", "method", "Which parameters are trained.",
-      "训练哪些参数。", "微调方法", choices=("lora", "freeze", "full"), commands=ALL),
+      "训练哪些参数。", "微调方法", choices=("lora", "freeze", "full"), commands=ALL, read_by="engine.train.methods"),
     # ---- data
     A("dataset", "list", None, "data", "Dataset name(s) from dataset_info.json; comma-separated.",
       "dataset_info.json 中的数据集名称，可用逗号分隔多个。", "数据集", commands=TI, nullable=True),
@@ -113,85 +140,104 @@ ARGS: list[Arg] = [
     A("dataset_dir", "str", "data", "data", "Folder holding dataset_info.json.",
       "存放 dataset_info.json 的目录。", "数据目录", commands=TI),
     A("cutoff_len", "int", 1024, "data", "Maximum tokens per example after tokenisation.",
-      "分词后每条样本的最大长度。", "截断长度", min=4, max=1_000_000, commands=TI),
+      "分词后每条样本的最大长度。", "截断长度", min=4, max=1_000_000, commands=TI, preprocess=True),
     A("max_samples", "int", None, "data", "Use at most this many samples of each dataset.",
-      "每个数据集最多使用的样本数。", "最大样本数", min=1, commands=TI, nullable=True),
+      "每个数据集最多使用的样本数。", "最大样本数", min=1, commands=TI, nullable=True, preprocess=True),
     A("val_size", "float", 0.0, "data",
       "Held-out validation part of the training data: a fraction (<1) or a number of samples (>=1).",
-      "验证集大小：小于 1 为比例，大于等于 1 为样本数。", "验证集比例", min=0.0, max=1e9),
+      "验证集大小：小于 1 为比例，大于等于 1 为样本数。", "验证集比例", min=0.0, max=1e9, preprocess=True),
     A("train_on_prompt", "bool", False, "data", "Also compute the loss on prompt tokens.",
-      "同时在提示词上计算损失。", "训练提示词", stages=("sft",)),
+      "同时在提示词上计算损失。", "训练提示词", stages=("sft",), preprocess=True),
     A("mask_history", "bool", False, "data", "Train only on the last assistant turn of each conversation.",
-      "只训练每段对话的最后一轮回答。", "仅训练最后一轮", stages=("sft",)),
+      "只训练每段对话的最后一轮回答。", "仅训练最后一轮", stages=("sft",), preprocess=True),
     A("packing", "bool", False, "data",
       "Pack several examples into one sequence (no attention across examples). Faster on short data.",
-      "将多条样本拼接为一个序列（样本间不互相注意），短样本时更快。", "序列打包", stages=("pt", "sft")),
+      "将多条样本拼接为一个序列（样本间不互相注意），短样本时更快。", "序列打包", stages=("pt", "sft"), preprocess=True),
     A("neat_packing", "bool", False, "data", "LLaMA-Factory name for packing without cross-attention; same as packing.",
-      "LLaMA-Factory 中的无交叉注意力打包，等同 packing。", compat=True, ui=False),
+      "LLaMA-Factory 中的无交叉注意力打包，等同 packing。", compat=True, ui=False, preprocess=True),
     A("identity_name", "str", "Tuney", "data", "Replaces {{name}} in the identity dataset.",
-      "替换 identity 数据集中的 {{name}}。", "模型名字", commands=TI),
+      "替换 identity 数据集中的 {{name}}。", "模型名字", commands=TI, preprocess=True),
     A("identity_author", "str", "TuneBoard", "data", "Replaces {{author}} in the identity dataset.",
-      "替换 identity 数据集中的 {{author}}。", "开发者", commands=TI),
+      "替换 identity 数据集中的 {{author}}。", "开发者", commands=TI, preprocess=True),
     A("overwrite_cache", "bool", False, "data", "Ignore the preprocessing cache and tokenise again.",
       "忽略预处理缓存并重新分词。", "覆盖缓存", commands=TI),
     A("preprocessing_num_workers", "int", None, "data", "Processes used for tokenisation.",
       "分词使用的进程数。", "预处理进程数", min=1, max=256, nullable=True, commands=TI),
     # ---- basic training
     A("learning_rate", "float", 5e-5, "train", "Peak learning rate (AdamW).", "AdamW 的峰值学习率。",
-      "学习率", min=0.0, max=10.0),
+      "学习率", min=0.0, max=10.0, hf="learning_rate"),
     A("num_train_epochs", "float", 3.0, "train", "Passes over the training data (ignored when max_steps > 0).",
-      "训练轮数（max_steps > 0 时忽略）。", "训练轮数", min=0.0, max=1e6),
+      "训练轮数（max_steps > 0 时忽略）。", "训练轮数", min=0.0, max=1e6, hf="num_train_epochs"),
     A("max_steps", "int", -1, "train", "Total optimisation steps; -1 = derived from epochs.",
-      "总训练步数；-1 表示由轮数推算。", "最大步数", min=-1, max=1e9),
+      "总训练步数；-1 表示由轮数推算。", "最大步数", min=-1, max=1e9, hf="max_steps"),
     A("per_device_train_batch_size", "int", 4, "train", "Examples per device per step.",
-      "每个设备每步的样本数。", "批处理大小", min=1, max=4096),
+      "每个设备每步的样本数。", "批处理大小", min=1, max=4096, hf="per_device_train_batch_size"),
     A("gradient_accumulation_steps", "int", 1, "train", "Steps whose gradients are summed before an update.",
-      "梯度累积步数。", "梯度累积", min=1, max=4096),
+      "梯度累积步数。", "梯度累积", min=1, max=4096, hf="gradient_accumulation_steps"),
     A("lr_scheduler_type", "str", "cosine", "train", "Learning-rate schedule.", "学习率调度器。",
-      "学习率调节器", choices=SCHEDULERS),
+      "学习率调节器", choices=SCHEDULERS, hf="lr_scheduler_type"),
     A("warmup_ratio", "float", 0.0, "train", "Fraction of steps for linear warm-up.", "学习率预热占比。",
-      "预热比例", min=0.0, max=1.0),
+      "预热比例", min=0.0, max=1.0,
+      read_by="workflow: passed as warmup_steps (a fraction below 1) when warmup_steps is 0"),
     A("warmup_steps", "int", 0, "train", "Warm-up steps (overrides warmup_ratio when > 0).",
-      "预热步数（大于 0 时覆盖预热比例）。", "预热步数", min=0, max=1e9),
+      "预热步数（大于 0 时覆盖预热比例）。", "预热步数", min=0, max=1e9, hf="warmup_steps"),
     A("max_grad_norm", "float", 1.0, "train", "Gradient clipping norm; 0 disables clipping.",
-      "梯度裁剪阈值，0 表示不裁剪。", "最大梯度范数", min=0.0, max=1e6),
+      "梯度裁剪阈值，0 表示不裁剪。", "最大梯度范数", min=0.0, max=1e6, hf="max_grad_norm"),
     A("bf16", "bool", False, "train", "bfloat16 mixed precision (falls back to fp32 where unsupported).",
-      "使用 bfloat16 混合精度（不支持时回退 fp32）。", "bf16"),
+      "使用 bfloat16 混合精度（不支持时回退 fp32）。", "bf16", hf="bf16"),
     A("fp16", "bool", False, "train", "float16 mixed precision (CUDA only; falls back to fp32 on CPU).",
-      "使用 float16 混合精度（仅 CUDA，CPU 上回退 fp32）。", "fp16"),
+      "使用 float16 混合精度（仅 CUDA，CPU 上回退 fp32）。", "fp16", hf="fp16"),
     # ---- extra training
-    A("weight_decay", "float", 0.0, "extra", "AdamW weight decay.", "权重衰减。", "权重衰减", min=0.0, max=10.0),
+    A("weight_decay", "float", 0.0, "extra", "AdamW weight decay.", "权重衰减。", "权重衰减", min=0.0, max=10.0,
+      hf="weight_decay"),
     A("optim", "str", "adamw_torch", "extra", "Optimizer.", "优化器。", "优化器",
-      choices=("adamw_torch", "adamw_torch_fused", "sgd", "adafactor")),
+      choices=("adamw_torch", "adamw_torch_fused", "sgd", "adafactor"), hf="optim"),
     A("seed", "int", 42, "extra", "Random seed (data split, shuffling, initialisation).",
-      "随机种子（数据划分、打乱、初始化）。", "随机种子", min=0, max=2**32 - 1, commands=TI),
+      "随机种子（数据划分、打乱、初始化）。", "随机种子", min=0, max=2**32 - 1, commands=TI, hf="seed", preprocess=True),
     A("gradient_checkpointing", "bool", False, "extra", "Recompute activations to save memory (slower).",
-      "重计算激活以节省显存（更慢）。", "梯度检查点"),
+      "重计算激活以节省显存（更慢）。", "梯度检查点",
+      read_by="engine.train.methods (non-reentrant activation checkpointing on the model)"),
     A("logging_steps", "int", 5, "extra", "Write a log line every N steps.", "每 N 步记录一次日志。",
-      "日志间隔", min=1, max=1e6),
+      "日志间隔", min=1, max=1e6, hf="logging_steps"),
     A("save_steps", "int", 100, "extra", "Save a checkpoint every N steps.", "每 N 步保存一次检查点。",
-      "保存间隔", min=1, max=1e9),
+      "保存间隔", min=1, max=1e9, hf="save_steps"),
     A("save_total_limit", "int", None, "extra", "Keep at most this many checkpoints.",
-      "最多保留的检查点数。", "最多检查点数", min=1, max=1e6, nullable=True),
+      "最多保留的检查点数。", "最多检查点数", min=1, max=1e6, nullable=True, hf="save_total_limit"),
     A("save_only_model", "bool", False, "extra", "Checkpoints without optimizer state (cannot resume).",
-      "检查点不含优化器状态（无法续训）。", "仅保存模型"),
+      "检查点不含优化器状态（无法续训）。", "仅保存模型", hf="save_only_model"),
     A("eval_strategy", "str", None, "extra", "When to evaluate: no, steps or epoch (default: steps when a validation set exists).",
       "评估时机：no、steps 或 epoch（有验证集时默认 steps）。", "评估策略",
-      choices=("no", "steps", "epoch"), nullable=True),
+      choices=("no", "steps", "epoch"), nullable=True, hf="eval_strategy"),
     A("eval_steps", "int", None, "extra", "Evaluate every N steps (default: save_steps).",
-      "每 N 步评估一次（默认同保存间隔）。", "评估间隔", min=1, max=1e9, nullable=True),
+      "每 N 步评估一次（默认同保存间隔）。", "评估间隔", min=1, max=1e9, nullable=True, hf="eval_steps"),
     A("per_device_eval_batch_size", "int", 4, "extra", "Examples per device per evaluation step.",
-      "评估时每个设备的样本数。", "评估批大小", min=1, max=4096, commands=TI),
+      "评估时每个设备的样本数。", "评估批大小", min=1, max=4096, commands=TI, hf="per_device_eval_batch_size"),
     A("dataloader_num_workers", "int", 0, "extra", "Data loader worker processes.", "数据加载进程数。",
-      "数据加载进程", min=0, max=256),
+      "数据加载进程", min=0, max=256, hf="dataloader_num_workers"),
+    A("report_to", "str", "none", "extra",
+      "Experiment trackers the Trainer reports to: none, tensorboard (event files in output_dir/runs), wandb, "
+      "mlflow, all...; comma-separated.", "训练器上报的实验记录工具：none、tensorboard（事件文件在 output_dir/runs）、"
+      "wandb、mlflow、all 等，可用逗号分隔。", "实验记录", hf="report_to"),
     A("plot_loss", "bool", True, "extra", "Save training/eval loss plots as PNG.", "保存训练/评估损失曲线图。",
-      "绘制损失曲线"),
+      "绘制损失曲线", read_by="workflow: plots written after training"),
     A("early_stopping_patience", "int", None, "extra",
       "Stop when eval loss has not improved for this many evaluations (needs an eval set).",
-      "评估损失连续这么多次没有改善时提前停止（需要评估集）。", "早停耐心", min=1, max=1e6, nullable=True),
+      "评估损失连续这么多次没有改善时提前停止（需要评估集）。", "早停耐心", min=1, max=1e6, nullable=True,
+      read_by="engine.train.best (EarlyStoppingCallback)"),
     A("load_best_model_at_end", "bool", False, "extra",
       "Keep the checkpoint with the lowest eval loss as the result (a checkpoint is saved at each evaluation).",
-      "以评估损失最低的检查点作为最终结果（每次评估时保存检查点）。", "保留最佳检查点"),
+      "以评估损失最低的检查点作为最终结果（每次评估时保存检查点）。", "保留最佳检查点",
+      read_by="engine.train.best (with metric_for_best_model and a save per evaluation)"),
+    A("neftune_noise_alpha", "float", None, "extra",
+      "NEFTune: uniform noise of this scale on the input embeddings while training (5 is typical); empty = off.",
+      "NEFTune：训练时在输入嵌入上加入该强度的均匀噪声（常用 5）；留空为关闭。", "NEFTune 噪声强度",
+      min=0.0, max=1e4, nullable=True, hf="neftune_noise_alpha"),
+    A("extra_args", "dict", None, "extra",
+      "More Trainer arguments as a JSON/YAML mapping, e.g. {\"adam_beta2\": 0.99, \"max_grad_norm\": 0.5}: any field of "
+      "transformers TrainingArguments (DPO: trl DPOConfig) the form does not show. Unknown names are refused.",
+      "更多训练器参数，JSON/YAML 映射，例如 {\"adam_beta2\": 0.99, \"max_grad_norm\": 0.5}：表单未列出的 "
+      "TrainingArguments（DPO 为 trl DPOConfig）字段均可。未知名称会被拒绝。", "额外训练参数", nullable=True,
+      read_by="workflow: checked against the stage's TrainingArguments / DPOConfig and passed to it"),
     # ---- LoRA
     A("lora_rank", "int", 8, "lora", "LoRA rank r.", "LoRA 秩 r。", "LoRA 秩", min=1, max=4096,
       methods=("lora",)),
@@ -205,6 +251,19 @@ ARGS: list[Arg] = [
       "rsLoRA", methods=("lora",)),
     A("use_dora", "bool", False, "lora", "Weight-decomposed LoRA (DoRA).", "使用权重分解 LoRA（DoRA）。",
       "DoRA", methods=("lora",)),
+    A("loraplus_lr_ratio", "float", None, "lora",
+      "LoRA+: the B matrices learn this many times faster than learning_rate (16 is typical); empty = plain LoRA.",
+      "LoRA+：B 矩阵的学习率为 learning_rate 的这么多倍（常用 16）；留空为普通 LoRA。", "LoRA+ 学习率比例",
+      min=1e-3, max=1e4, methods=("lora",), nullable=True,
+      read_by="engine.train.methods (optimizer parameter groups, peft create_loraplus_optimizer)"),
+    A("pissa_init", "bool", False, "lora",
+      "PiSSA: start the adapter from the principal singular vectors of each weight (converges faster); the saved "
+      "adapter is converted to plain LoRA, so it loads on the original base.",
+      "PiSSA：用各权重的主奇异向量初始化适配器（收敛更快）；保存时转换为普通 LoRA，可直接加载到原始基座。",
+      "PiSSA 初始化", methods=("lora",)),
+    A("pissa_iter", "int", 16, "lora", "PiSSA: fast-SVD iterations; -1 = exact SVD (slow on big layers).",
+      "PiSSA 快速 SVD 的迭代次数；-1 为精确 SVD（大层较慢）。", "PiSSA 迭代次数", min=-1, max=10000,
+      methods=("lora",)),
     # ---- freeze
     A("freeze_trainable_layers", "int", 2, "freeze",
       "Trainable layers: positive = the last N, negative = the first N.",
@@ -212,13 +271,35 @@ ARGS: list[Arg] = [
       methods=("freeze",)),
     A("freeze_trainable_modules", "list", ["all"], "freeze", "Modules trained inside those layers (`all` or names).",
       "这些层中可训练的模块（`all` 或模块名）。", "可训练模块", methods=("freeze",)),
-    # ---- DPO
-    A("pref_beta", "float", 0.1, "dpo", "DPO beta: how far the policy may move from the reference.",
-      "DPO beta：策略偏离参考模型的程度。", "Beta 参数", min=0.0, max=100.0, stages=("dpo",)),
-    A("pref_loss", "str", "sigmoid", "dpo", "Preference loss.", "偏好损失函数。", "损失类型",
-      choices=("sigmoid", "ipo", "hinge"), stages=("dpo",)),
-    A("pref_ftx", "float", 0.0, "dpo", "Weight of an extra SFT loss on the chosen answer.",
-      "附加在 chosen 回答上的 SFT 损失权重。", "SFT 损失权重", min=0.0, max=100.0, stages=("dpo",)),
+    # ---- preference (DPO family, KTO)
+    A("pref_beta", "float", 0.1, "dpo",
+      "Beta: how far the policy may move from the reference (DPO, IPO, hinge, KTO); the reward scale for SimPO; "
+      "the weight of the odds-ratio term for ORPO.",
+      "Beta：策略偏离参考模型的程度（DPO、IPO、hinge、KTO）；SimPO 的奖励缩放；ORPO 中比值比项的权重。",
+      "Beta 参数", min=0.0, max=100.0, stages=("dpo", "kto"),
+      read_by="engine.train.dpo / kto trainer_fields: the beta of the pref_loss's trl config"),
+    A("pref_loss", "str", "sigmoid", "dpo",
+      "Preference loss: sigmoid (DPO), ipo, hinge (all with a reference model), or orpo / simpo (no reference "
+      "model: less memory and compute).",
+      "偏好损失：sigmoid（DPO）、ipo、hinge（需要参考模型），或 orpo / simpo（无需参考模型，更省内存和计算）。",
+      "损失类型", choices=("sigmoid", "ipo", "hinge", "orpo", "simpo"), stages=("dpo",),
+      read_by="engine.train.dpo: picks the trl trainer and its loss_type"),
+    A("pref_ftx", "float", 0.0, "dpo",
+      "Weight of an extra SFT loss on the chosen answer (ORPO always has one of weight 1).",
+      "附加在 chosen 回答上的 SFT 损失权重（ORPO 自带权重为 1 的 SFT 损失）。", "SFT 损失权重",
+      min=0.0, max=100.0, stages=("dpo",),
+      read_by="engine.train.dpo: DPO loss_weights / CPO cpo_alpha (ORPO has its own)"),
+    A("simpo_gamma", "float", 0.5, "dpo", "SimPO target reward margin gamma (pref_loss=simpo).",
+      "SimPO 的目标奖励间隔 gamma（pref_loss=simpo 时）。", "SimPO gamma", min=0.0, max=100.0, stages=("dpo",),
+      read_by="engine.train.dpo: CPOConfig.simpo_gamma when pref_loss=simpo"),
+    A("kto_chosen_weight", "float", 1.0, "dpo",
+      "KTO weight of the desirable (kto_tag true) answers' loss; raise it when they are the minority.",
+      "KTO 中期望回答（kto_tag 为 true）损失的权重；期望回答较少时调高。", "期望样本权重",
+      min=0.0, max=100.0, stages=("kto",), hf="desirable_weight"),
+    A("kto_rejected_weight", "float", 1.0, "dpo",
+      "KTO weight of the undesirable (kto_tag false) answers' loss.",
+      "KTO 中非期望回答（kto_tag 为 false）损失的权重。", "非期望样本权重", min=0.0, max=100.0, stages=("kto",),
+      hf="undesirable_weight"),
     # ---- distributed
     A("nproc_per_node", "int", 1, "distributed", "Processes (devices) per node; >1 launches torchrun.",
       "每个节点的进程（设备）数；大于 1 时使用 torchrun 启动。", "每节点进程数", min=1, max=1024),
@@ -227,7 +308,7 @@ ARGS: list[Arg] = [
     A("master_addr", "str", "127.0.0.1", "distributed", "Address of node 0.", "主节点地址。", "主节点地址"),
     A("master_port", "int", 29500, "distributed", "Port of node 0.", "主节点端口。", "主节点端口", min=1, max=65535),
     A("deepspeed", "str", None, "distributed", "DeepSpeed JSON config (see examples/deepspeed/).",
-      "DeepSpeed 配置文件（见 examples/deepspeed/）。", "DeepSpeed 配置", nullable=True),
+      "DeepSpeed 配置文件（见 examples/deepspeed/）。", "DeepSpeed 配置", nullable=True, hf="deepspeed"),
     # ---- generation (chat / eval / api)
     A("max_new_tokens", "int", 512, "generation", "Maximum tokens generated per answer.",
       "每次回答最多生成的 token 数。", "最大生成长度", min=1, max=1_000_000, commands=(INFER,)),
@@ -250,35 +331,65 @@ ARGS: list[Arg] = [
       "导出数据类型", choices=("auto", "float32", "float16", "bfloat16"), commands=(EXPORT,)),
     # ---- output
     A("output_dir", "str", None, "output", "Run folder (default: saves/<model>/<method>/train_<time>).",
-      "运行目录（默认 saves/<模型>/<方法>/train_<时间>）。", "输出目录", nullable=True, commands=TI),
+      "运行目录（默认 saves/<模型>/<方法>/train_<时间>）。", "输出目录", nullable=True, commands=TI, hf="output_dir"),
     A("overwrite_output_dir", "bool", False, "output", "Allow writing into a folder that holds another run.",
-      "允许写入已有其它运行的目录。", "覆盖输出目录"),
+      "允许写入已有其它运行的目录。", "覆盖输出目录", read_by="workflow: refuses or clears an output_dir holding a run"),
     A("resume_from_checkpoint", "str", None, "output",
       "Checkpoint to resume from; `true`/`last` = the newest complete one in output_dir.",
-      "续训的检查点；`true`/`last` 表示输出目录中最新的完整检查点。", "续训检查点", nullable=True),
+      "续训的检查点；`true`/`last` 表示输出目录中最新的完整检查点。", "续训检查点", nullable=True,
+      read_by="workflow: resolved to a checkpoint for trainer.train()"),
     # ---- accepted for LLaMA-Factory recipes; no effect of their own
-    A("do_train", "bool", True, "method", "Accepted for LLaMA-Factory recipes.", "兼容 LLaMA-Factory。",
+    A("do_train", "bool", True, "method",
+      "LLaMA-Factory's do_train: `tuneboard train` always trains (false is refused; predictions: `tuneboard eval`).",
+      "LLaMA-Factory 的 do_train：`tuneboard train` 总是训练（false 会被拒绝；预测请用 `tuneboard eval`）。",
       compat=True, ui=False),
-    A("do_eval", "bool", False, "method", "Accepted for LLaMA-Factory recipes.", "兼容 LLaMA-Factory。",
+    A("do_eval", "bool", False, "method",
+      "LLaMA-Factory's do_eval: ignored, evaluation runs whenever val_size or eval_dataset is set.",
+      "LLaMA-Factory 的 do_eval：此处忽略，设置 val_size 或 eval_dataset 时即会评估。",
       compat=True, ui=False),
-    A("do_predict", "bool", False, "method", "Accepted for LLaMA-Factory recipes.", "兼容 LLaMA-Factory。",
+    A("do_predict", "bool", False, "method",
+      "LLaMA-Factory's do_predict: predictions are made by `tuneboard eval` (a train run refuses it).",
+      "LLaMA-Factory 的 do_predict：预测由 `tuneboard eval` 完成（训练时拒绝）。",
       compat=True, ui=False, commands=TI),
-    A("predict_with_generate", "bool", False, "method", "Accepted for LLaMA-Factory recipes.",
-      "兼容 LLaMA-Factory。", compat=True, ui=False, commands=TI),
-    A("report_to", "str", "none", "extra", "Experiment trackers (none, tensorboard, wandb...).",
-      "实验记录工具（none、tensorboard、wandb 等）。", compat=True, ui=False),
-    A("ddp_timeout", "int", 180000000, "distributed", "Accepted for LLaMA-Factory recipes.",
-      "兼容 LLaMA-Factory。", compat=True, ui=False),
+    A("predict_with_generate", "bool", False, "method",
+      "LLaMA-Factory's predict_with_generate: ignored, `tuneboard eval` always generates.",
+      "LLaMA-Factory 的 predict_with_generate：此处忽略，`tuneboard eval` 总是生成。", compat=True, ui=False, commands=TI),
+
+    A("ddp_timeout", "int", 1800, "distributed", "Seconds processes wait for each other (multi-GPU / multi-node).",
+      "多卡/多机时进程间等待的超时秒数。", "DDP 超时", min=1, max=2**31 - 1, ui=False, hf="ddp_timeout"),
     A("flash_attn", "str", "auto", "model",
       "Attention implementation: auto / sdpa (PyTorch SDPA), eager, or fa2 (FlashAttention-2, CUDA only).",
       "注意力实现：auto / sdpa（PyTorch SDPA）、eager 或 fa2（FlashAttention-2，仅 CUDA）。", "注意力实现",
       choices=("auto", "sdpa", "eager", "disabled", "fa2"), commands=ALL),
-    A("infer_backend", "str", "huggingface", "model", "Inference backend (only huggingface here).",
+    A("rope_scaling", "str", None, "model",
+      "RoPE scaling for contexts longer than the model was trained on: linear, dynamic (NTK), yarn or llama3.",
+      "RoPE 缩放，用于超过模型训练长度的上下文：linear、dynamic（NTK）、yarn 或 llama3。", "RoPE 缩放",
+      choices=("linear", "dynamic", "yarn", "llama3"), nullable=True, commands=ALL),
+    A("rope_factor", "float", None, "model",
+      "RoPE scaling factor; empty = cutoff_len / the model's max_position_embeddings, rounded up.",
+      "RoPE 缩放倍数；留空为 cutoff_len / 模型 max_position_embeddings，向上取整。", "RoPE 缩放倍数",
+      min=1.0, max=1024.0, nullable=True, commands=ALL),
+    A("infer_backend", "str", "huggingface", "model",
+      "Inference backend: ignored, chat / eval / api always use huggingface transformers.",
       "推理后端（此处仅 huggingface）。", compat=True, ui=False, commands=(INFER,)),
-    A("mix_strategy", "str", "concat", "data", "How datasets are mixed (concat).", "数据集混合方式（concat）。",
+    A("mix_strategy", "str", "concat", "data",
+      "How datasets are mixed: ignored, datasets are always concatenated (then shuffled by the Trainer).", "数据集混合方式（concat）。",
       compat=True, ui=False, commands=TI),
-    A("enable_thinking", "bool", True, "model", "Accepted for LLaMA-Factory recipes.", "兼容 LLaMA-Factory。",
+    A("enable_thinking", "bool", True, "model",
+      "LLaMA-Factory's thinking switch for reasoning templates: ignored, the templates here have no thinking mode.",
+      "LLaMA-Factory 推理模板的思考开关：此处忽略，本项目的模板没有思考模式。",
       compat=True, ui=False, commands=ALL),
+    A("tokenized_path", "str", None, "data",
+      "LLaMA-Factory's saved tokenisation folder: ignored, the preprocessing cache here is automatic.",
+      "LLaMA-Factory 的分词结果目录：此处忽略，预处理缓存是自动的。", compat=True, ui=False, nullable=True, commands=TI),
+    A("ray_num_workers", "int", 1, "distributed",
+      "LLaMA-Factory's Ray workers: ignored, Ray is not used; nproc_per_node=N trains on N devices with torchrun.",
+      "LLaMA-Factory 的 Ray 进程数：此处忽略，不使用 Ray；nproc_per_node=N 用 torchrun 在 N 个设备上训练。",
+      compat=True, ui=False),
+    *[A(k, "str", None, "model", f"LLaMA-Factory's {k}: ignored, multimodal training is not supported.",
+        f"LLaMA-Factory 的 {k}：此处忽略，不支持多模态训练。", compat=True, ui=False, nullable=True, commands=ALL)
+      for k in ("image_max_pixels", "image_min_pixels", "video_max_pixels", "video_min_pixels", "video_fps",
+                "video_maxlen", "audio_sampling_rate", "freeze_vision_tower", "freeze_multi_modal_projector")],
 ]
 
 BY_NAME: dict[str, Arg] = {a.name: a for a in ARGS}
@@ -293,26 +404,56 @@ def _copy(v):
     return list(v) if isinstance(v, list) else v
 
 
-def for_group(group: str) -> list[Arg]:
-    return [a for a in ARGS if a.group == group]
-
-
-@dataclass
 class Namespace:
-    """Resolved arguments: attribute access over a plain dict (keeps YAML round-trips trivial)."""
-    values: dict = field(default_factory=dict)
+    """The arguments of a run or a session: always every argument of the schema (its default where none was
+    given), read as attributes (ns.learning_rate) over the plain dict `values`, which YAML round-trips as is.
+    `explicit` names the arguments the recipe or the command line gave; it is not one of the values."""
+
+    __slots__ = ("values", "explicit")
+
+    def __init__(self, values: dict | None = None, explicit: Iterable[str] = ()):
+        full = defaults()
+        full.update(values or {})
+        object.__setattr__(self, "values", full)
+        object.__setattr__(self, "explicit", frozenset(explicit))
 
     def __getattr__(self, name):
+        if name in Namespace.__slots__:  # not set yet (copy / pickle): never recurse
+            raise AttributeError(name)
         try:
-            return self.__dict__["values"][name]
+            return self.values[name]
         except KeyError:
             raise AttributeError(name) from None
 
     def __setattr__(self, name, value):
-        if name == "values":
+        if name in Namespace.__slots__:
             object.__setattr__(self, name, value)
         else:
             self.values[name] = value
 
+    def __getstate__(self):
+        return {"values": self.values, "explicit": self.explicit}
+
+    def __setstate__(self, state):
+        object.__setattr__(self, "values", state["values"])
+        object.__setattr__(self, "explicit", frozenset(state.get("explicit", ())))
+
+    def __eq__(self, other):
+        return isinstance(other, Namespace) and (self.values, self.explicit) == (other.values, other.explicit)
+
+    def __repr__(self):
+        return f"Namespace({self.values!r}, explicit={sorted(self.explicit)!r})"
+
     def to_dict(self) -> dict:
         return dict(self.values)
+
+
+def values_of(args: Any) -> dict:
+    """The full values of a Namespace, a dict or an attribute object (SimpleNamespace), None meaning none given:
+    the schema's defaults for whatever it lacks. The one way engine modules read the arguments they are handed."""
+    if isinstance(args, Namespace):
+        return dict(args.values)
+    out = defaults()
+    if args is not None:
+        out.update(args if isinstance(args, dict) else vars(args))
+    return out

@@ -37,18 +37,8 @@ class Response:
 
 
 def _as_dict(args: Any) -> dict:
-    from .args import defaults
-    values = defaults()
-    if args is None:
-        return values
-    if isinstance(args, dict):
-        given = args
-    elif hasattr(args, "values") and isinstance(args.values, dict):
-        given = args.values
-    else:
-        given = vars(args)
-    values.update(given)
-    return values
+    from .args import values_of
+    return values_of(args)
 
 
 class _QueueStreamer:
@@ -134,18 +124,13 @@ class ChatEngine:
     """A loaded model + template that answers conversations: stream / chat / batch."""
 
     def __init__(self, args: Any):
-        from .data.templates import get_template
-        from .models.loader import adapter_template, load_model, load_tokenizer, model_path
-        from .models.registry import default_template
+        from .data.templates import resolve_template
+        from .models.loader import load_model, load_tokenizer, model_path
 
         self.args = _as_dict(args)
         self.model_path = model_path(self.args)
         self.tokenizer = load_tokenizer(self.args)
-        # empty template = what the adapter was trained with, else the registry's default for this model,
-        # else (None) the tokenizer's own chat template (auto)
-        name = self.args.get("template") or adapter_template(self.args) \
-            or default_template(self.args["model_name_or_path"]) or default_template(self.model_path)
-        self.template = get_template(name, self.tokenizer, default_system=self.args.get("default_system"))
+        self.template = resolve_template(self.args, self.tokenizer)  # the one training used for the same args
         self.template_name = self.template.name
         self.model = load_model(self.args, trainable=False)  # after the cheap checks above
         self._stop_ids = self._find_stop_ids()

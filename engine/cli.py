@@ -1,109 +1,103 @@
-"""`tuneboard <command>` / `python -m engine <command>`.
+"""The engine's commands as a table (command -> function), and the dispatcher that runs one.
 
-Each command takes an optional YAML file, then key=value overrides (see engine.args).
-Heavy imports happen inside the command so `tuneboard --help` and the web UI start fast.
+`python -m engine <command>` runs this table; the `tuneboard` script (tuneboard/cli.py, above engine/ and
+webui/) runs it plus the web UI's commands. Each command takes an optional YAML file, then key=value
+overrides (see engine.args). A command's module is imported only when it runs, so `--help` starts fast.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from dataclasses import dataclass
 
 from . import __version__
+from .config import split_argv
 from .utils import UserError
 
-USAGE = """usage: tuneboard <command> [recipe.yaml] [key=value ...]
 
-commands:
-  train     train a model (pt / sft / dpo with lora / freeze / full)
-  chat      chat in the terminal with a model (+ adapter)
-  webchat   serve the chat tab alone in the browser
-  webui     launch the web UI (default 127.0.0.1:7860)
-  api       OpenAI-compatible API server (default 127.0.0.1:8000)
-  eval      batch predict over a dataset and compute metrics
-  export    merge a LoRA adapter into its base model and save it
-  doctor    judge a finished or running training run
-  download  fetch a model from ModelScope or Hugging Face (or provision the bundled one)
-  env       print versions and devices
-  version   print the TuneBoard version
+@dataclass(frozen=True)
+class Command:
+    target: str           # "module:function", imported when the command runs
+    summary: str
+    argv: str = "split"   # how the function takes its arguments: "split" (path, overrides, flags), "raw", "none"
 
-Examples:
+    def run(self, rest: list[str]) -> int:
+        module, _, name = self.target.partition(":")
+        fn = getattr(importlib.import_module(module), name)
+        if self.argv == "split":
+            rc = fn(*split_argv(rest))
+        elif self.argv == "raw":
+            rc = fn(rest)
+        else:
+            if rest:
+                raise UserError(f"unexpected arguments {rest}; this command takes none.")
+            rc = fn()
+        return int(rc or 0)
+
+
+def print_version() -> int:
+    print(f"tuneboard {__version__}")
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command("engine.train.launcher:run_cli",
+                     "train a model (pt / sft / rm / dpo / kto with lora / freeze / full)"),
+    "chat": Command("engine.chat:run_cli", "chat in the terminal with a model (+ adapter)"),
+    "api": Command("engine.api:run_cli", "OpenAI-compatible API server (default 127.0.0.1:8000)"),
+    "eval": Command("engine.evaluate:run_cli", "batch predict over a dataset and compute metrics"),
+    "export": Command("engine.export:run_cli", "merge a LoRA adapter into its base model and save it"),
+    "doctor": Command("engine.insight.doctor:run_cli", "judge a finished or running training run"),
+    "download": Command("engine.models.download:run_cli",
+                        "fetch a model from ModelScope or Hugging Face (or provision the bundled one)", argv="raw"),
+    "env": Command("engine.env:print_env", "print versions and devices", argv="none"),
+    "version": Command("engine.cli:print_version", "print the TuneBoard version", argv="none"),
+}
+
+# Commands of the tuneboard script that the engine alone does not run (it never imports the UI).
+ELSEWHERE = {"webui": "the web UI", "webchat": "the web chat"}
+
+EXAMPLES = """Examples:
   tuneboard train examples/train_lora/smollm2_lora_sft.yaml
   tuneboard train dataset=identity max_steps=30 learning_rate=2e-4
   tuneboard chat adapter_name_or_path=saves/SmolLM2-135M-Instruct/lora/train_x
 """
 
 
-def _split(argv: list[str]) -> tuple[str | None, list[str], list[str]]:
-    """(yaml path, key=value overrides, --flags) from the remaining arguments."""
-    path, overrides, flags = None, [], []
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a.startswith("--"):
-            if "=" in a or i + 1 >= len(argv) or argv[i + 1].startswith("--") or a in ("--json", "--force", "--share"):
-                flags.append(a)
-            else:
-                flags.extend([a, argv[i + 1]])
-                i += 1
-        elif "=" in a:
-            overrides.append(a)
-        elif a.endswith((".yaml", ".yml")) and path is None:
-            path = a
-        else:
-            flags.append(a)
-        i += 1
-    return path, overrides, flags
+def usage(commands: dict[str, Command], prog: str) -> str:
+    width = max(map(len, commands))
+    lines = [f"usage: {prog} <command> [recipe.yaml] [key=value ...]", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {c.summary}" for name, c in commands.items()]
+    return "\n".join(lines) + "\n\n" + EXAMPLES
 
 
-def main(argv: list[str] | None = None) -> int:
+def dispatch(commands: dict[str, Command], argv: list[str] | None, prog: str) -> int:
+    """Run argv[0] from `commands`: 0 on success, 2 with a one-line message for bad input (no traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+        print(usage(commands, prog))
         return 0
     cmd, rest = argv[0], argv[1:]
+    command = commands.get(cmd)
+    if command is None:
+        if cmd in ELSEWHERE:
+            print(f"error: {ELSEWHERE[cmd]} is started by `tuneboard {cmd}` (or `python -m tuneboard {cmd}`), "
+                  f"not by {prog}.", file=sys.stderr)
+        else:
+            print(f"error: unknown command {cmd!r}.\n\n{usage(commands, prog)}", file=sys.stderr)
+        return 2
     try:
-        if cmd == "version":
-            print(f"tuneboard {__version__}")
-            return 0
-        if cmd == "env":
-            from .env import print_env
-            print_env()
-            return 0
-        if cmd == "train":
-            from .train.launcher import run_cli
-            return run_cli(*_split(rest))
-        if cmd in ("chat",):
-            from .chat import run_cli as chat_cli
-            return chat_cli(*_split(rest))
-        if cmd == "export":
-            from .export import run_cli as export_cli
-            return export_cli(*_split(rest))
-        if cmd == "download":
-            from .models.download import run_cli as download_cli
-            return download_cli(rest)
-        if cmd == "eval":
-            from .evaluate import run_cli as eval_cli
-            return eval_cli(*_split(rest))
-        if cmd == "api":
-            from .api import run_cli as api_cli
-            return api_cli(*_split(rest))
-        if cmd in ("webui", "webchat"):
-            from webui.launch import run_cli as webui_cli
-            return webui_cli(cmd, *_split(rest))
-        if cmd == "doctor":
-            from .insight.doctor import run_cli as doctor_cli
-            return doctor_cli(*_split(rest))
+        return command.run(rest)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith(("engine.", "webui.")):
-            print(f"error: `tuneboard {cmd}` is not built yet in this version ({e.name} missing).", file=sys.stderr)
-            return 2
-        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    print(f"error: unknown command {cmd!r}.\n\n{USAGE}", file=sys.stderr)
-    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m engine <command>`: the engine's commands."""
+    return dispatch(COMMANDS, argv, "python -m engine")

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .args import Namespace, values_of
 from .utils import UserError, get_logger
 
 PREDICTIONS = "generated_predictions.jsonl"
@@ -34,16 +35,9 @@ class Aborted(Exception):
     """SIGTERM (the web UI's Abort) or Ctrl-C during an evaluation."""
 
 
-def _values(args: Any) -> dict:
-    if isinstance(args, dict):
-        return dict(args)
-    return dict(args.values)
-
-
 def _explicit(args: Any) -> set:
-    v = args if isinstance(args, dict) else args.values
-    exp = v.get("_explicit")
-    return set(exp) if exp is not None else set(v)
+    """The arguments the user gave: a Namespace says so; every key of a plain dict counts as given."""
+    return set(args.explicit) if isinstance(args, Namespace) else set(args)
 
 
 def eval_datasets(values: dict) -> list[str]:
@@ -91,7 +85,6 @@ def prompt_text(prompt: list[dict]) -> str:
 
 
 def load_eval_examples(values: dict) -> list[tuple[list[dict], str]]:
-    from .args import Namespace
     from .data.loader import load_examples
     names = eval_datasets(values)
     ds = load_examples(names, Namespace(dict(values)), stage="sft")  # max_samples applies per dataset there
@@ -103,7 +96,7 @@ def load_eval_examples(values: dict) -> list[tuple[list[dict], str]]:
 
 def generation_settings(args: Any) -> dict:
     """Generation keyword arguments for ChatEngine.batch: greedy unless do_sample was asked for explicitly."""
-    v = _values(args)
+    v = values_of(args)
     sample = bool(v.get("do_sample")) and "do_sample" in _explicit(args)
     gen = {"max_new_tokens": v.get("max_new_tokens"), "do_sample": sample}
     if sample:
@@ -129,7 +122,7 @@ def evaluate(args: Any, engine=None, out: Callable[[str], None] | None = None) -
 
     say = out or (lambda s: print(s, flush=True))
     t_start = time.time()
-    values = _values(args)
+    values = values_of(args)
     out_dir = resolve_output_dir(values)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "status.json").unlink(missing_ok=True)  # a previous run's error/fields must not leak in

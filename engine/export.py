@@ -27,11 +27,8 @@ DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 
 def _as_dict(args: Any) -> dict:
-    from .args import defaults
-    values = defaults()
-    given = args if isinstance(args, dict) else (args.values if hasattr(args, "values") else vars(args))
-    values.update(given)
-    return values
+    from .args import values_of
+    return values_of(args)
 
 
 def _check_target(out: Path, a: dict, adapters: list[str]) -> None:
@@ -186,10 +183,8 @@ def _model_card(base: str, adapters: list[str], template: str, dtype: str, shard
 def export_model(args: Any, *, max_shard_size: str | int | None = None) -> Path:
     """Merge the adapters of `args` into the base model and save it to args.export_dir. Returns the folder.
     max_shard_size overrides args.export_size (GB), e.g. "200KB" in tests."""
-    from .data.templates import get_template
-    from .models.loader import (adapter_paths, adapter_template, check_adapter, load_model, load_tokenizer,
-                                model_path)
-    from .models.registry import default_template
+    from .data.templates import resolve_template
+    from .models.loader import adapter_paths, check_adapter, load_model, load_tokenizer, model_path
 
     a = _as_dict(args)
     if not a.get("export_dir"):
@@ -203,9 +198,7 @@ def export_model(args: Any, *, max_shard_size: str | int | None = None) -> Path:
         log.info("no adapter_name_or_path given: re-saving the base model (dtype / shards only)")
 
     tokenizer = load_tokenizer(a)
-    name = a.get("template") or adapter_template(a) or default_template(a["model_name_or_path"]) \
-        or default_template(base)
-    template = get_template(name, tokenizer, default_system=a.get("default_system"))
+    template = resolve_template(a, tokenizer)
     dtype = _export_dtype(a, base)
     shard = max_shard_size or f"{int(a.get('export_size') or 5)}GB"
     t0 = time.time()

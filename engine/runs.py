@@ -24,6 +24,7 @@ from typing import Any, Iterator
 import yaml
 
 from .config import ConfigError, changed, load_config
+from .procs import START_TOLERANCE_S, alive as _alive, create_time as _create_time, is_running as _proc_alive
 from .train import rundir
 from .utils import UserError, atomic_write_json, atomic_write_text
 
@@ -78,22 +79,6 @@ def resolve_output_dir(value: str | None, model: str, method: str, saves: str | 
 def _psutil():
     import psutil
     return psutil
-
-
-def _proc_alive(p) -> bool:
-    psutil = _psutil()
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _create_time(pid: int) -> float | None:
-    psutil = _psutil()
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
 
 
 def _group_members(pgid: int) -> list:
@@ -157,12 +142,9 @@ class Run:
         popen = _POPENS.get(self.id)
         if popen is not None and popen.returncode is not None:
             return False
-        if not self.pid:
+        if self.create_time is None:
             return False
-        ct = _create_time(self.pid)
-        if ct is None or self.create_time is None or abs(ct - self.create_time) > 1.0:
-            return False  # gone, or the pid was reused by another process
-        return _proc_alive(_psutil().Process(self.pid))
+        return _alive(self.pid, self.create_time)  # gone, a zombie, or the pid reused by another process
 
     def processes(self) -> list:
         """The live process tree: the root, its descendants and anything left in its process group."""
@@ -172,7 +154,7 @@ class Run:
         found = {}
         try:
             root = psutil.Process(self.pid)
-            if self.create_time is None or abs(root.create_time() - self.create_time) <= 1.0:
+            if self.create_time is None or abs(root.create_time() - self.create_time) <= START_TOLERANCE_S:
                 for p in [root] + root.children(recursive=True):
                     if _proc_alive(p):
                         found[p.pid] = p

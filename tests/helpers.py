@@ -41,7 +41,7 @@ def wait_for(cond, timeout: float = 30.0, what: str = "the condition", interval:
 
 
 def start_server(argv: list[str], log: Path, env: dict | None = None, drop: tuple = ("GRADIO_SERVER_NAME",)):
-    """Start a server (`python app.py`, `python -m engine webui ...`) at the repo root in a new session, its output
+    """Start a server (`python app.py`, `python -m tuneboard webui ...`) at the repo root in a new session, its output
     in `log`. `argv` after the interpreter; `env` is added to this environment, the names in `drop` removed."""
     full = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false", **(env or {})}

@@ -113,8 +113,8 @@ def test_wrong_types_and_empty_or_broken_conversations(tmp_path):
     d = dataset(tmp_path, "c.json", json.dumps(rows), sharegpt)
     ds = load_examples(["bad"], SimpleNamespace(dataset_dir=str(d)), "sft")
     assert len(ds) == 1 and ds[0]["messages"][-1]["content"] == "fine"  # the one good record, the rest counted
-    from engine.data.loader import _load
-    _, report = _load(["bad"], SimpleNamespace(dataset_dir=str(tmp_path / "ds")), "sft")
+    from engine.data.records import load_records
+    report = load_records(SimpleNamespace(dataset_dir=str(tmp_path / "ds")), "sft", ["bad"]).report
     assert report["bad"]["skipped"] == {"no messages": 1, "messages column holds text, not a list of turns": 1,
                                         "turns do not alternate user/assistant": 1,
                                         "conversation starts with the assistant": 1, "empty answer": 1,
@@ -163,7 +163,7 @@ def test_bad_data_through_the_cli(tiny_model, tmp_path, capsys):
     ("cutoff_len: -5\n", "cutoff_len", "below the smallest allowed value 4"),
     ("lora_dropout: 1.5\n", "lora_dropout", "above the largest allowed value 1"),
     ("seed: -1\n", "seed", "below the smallest allowed value 0"),
-    ("stage: sfft\n", "stage", "not one of pt, sft, dpo. Did you mean 'sft'"),
+    ("stage: sfft\n", "stage", "not one of pt, sft, rm, dpo, kto. Did you mean 'sft'"),
 ])
 def test_bad_yaml_values_name_the_field(tmp_path, text, field, expect):
     p = tmp_path / "r.yaml"

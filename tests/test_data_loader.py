@@ -6,9 +6,10 @@ import json
 import pytest
 
 from engine.config import load_config
-from engine.data import loader
+from engine.data import loader, records
 from engine.data.collator import IGNORE
-from engine.data.loader import get_dataset, load_examples, preview
+from engine.data.loader import get_dataset, load_examples
+from engine.data.records import load_records
 from engine.data.templates import get_template
 from engine.utils import UserError
 
@@ -312,7 +313,7 @@ def test_cache_is_reused_and_invalidated(ddir, tok, chatml, monkeypatch):
 
     def no_reading(*_a, **_k):
         raise AssertionError("re-read the data files on a cache hit")
-    monkeypatch.setattr(loader, "read_records", no_reading)
+    monkeypatch.setattr(records, "read_records", no_reading)
     second = get_dataset(a, tok, chatml, "sft")
     assert loader.BUILDS == builds and second.stats["cache"] == "hit"
     assert second.train_dataset["input_ids"] == first.train_dataset["input_ids"]
@@ -375,8 +376,11 @@ def test_dpo_strings(ddir, tok, chatml):
     assert cut.stats["truncated"] == 1
 
 
-def test_preview_for_the_ui(ddir):
-    p = preview(ddir, "sharegpt", n=2)
-    assert (p["stage"], p["total"], len(p["raw"])) == ("sft", 4, 2)
-    assert p["examples"][0]["system"] == "Be nice." and p["skipped"] == {"empty answer": 1}
-    assert preview(ddir, "texts")["examples"][0] == {"text": TEXTS[0]["text"]}
+def test_records_keep_their_raw_source_for_the_ui(ddir):
+    p = load_records(args(ddir, dataset="sharegpt"), keep_raw=True)
+    assert p.stage == "sft" and p.report["sharegpt"] == {"total": 4, "kept": 2, "skipped": {
+        "empty answer": 1, "turns do not alternate user/assistant": 1}}
+    assert p.rows[0]["system"] == "Be nice." and p.raw_of(0) == SHAREGPT[0]
+    assert p.sources == [("sharegpt", 0), ("sharegpt", 3)] and p.raw_of(1) == SHAREGPT[3]  # skipped ones leave gaps
+    t = load_records(args(ddir, dataset="texts", stage="pt"))
+    assert t.rows[0] == {"text": TEXTS[0]["text"]} and t.raw == {}  # raw records only when asked for

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -15,10 +16,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine import runs
-from engine.config import load_config, save_config
+from engine import procs, runs
+from engine.config import ConfigError, load_config, save_config
 from engine.train import rundir
-from engine.train.workflow import resolve_resume
+from engine.train.workflow import prepare_output_dir, resolve_resume
+from engine.utils import atomic_write_json
 from helpers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,66 +58,174 @@ def saves(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- kill -9, then resume
-def test_kill_9_mid_run_then_resume_from_the_last_complete_checkpoint(tiny_model, arith, tmp_path, capsys):
-    out = tmp_path / "run"
-    total, every = 20, 3
-    argv = [f"{k}={v}" for k, v in train_args(tiny_model, arith, out, max_steps=total, save_steps=every).items()]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def _cli_argv() -> list[str]:
+    """How a user starts it: the installed `tuneboard` script next to this Python (else `python -m engine`)."""
+    script = Path(sys.executable).with_name("tuneboard")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "engine"]
+
+
+def _run_processes(out: Path, mark: str) -> list:
+    """Live processes of a run: its output dir in the command line, or the run's marker in the environment."""
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if p.pid == os.getpid() or p.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if str(out) in " ".join(p.cmdline()) or p.environ().get("TUNEBOARD_TEST_RUN") == mark:
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_kill_9_of_the_cli_started_from_a_shell_then_resume(tiny_model, tmp_path, capsys):
+    """The user's way (issue 9): `tuneboard train ...` from a shell, `kill -9` of that one pid once checkpoint-4
+    is on disk, then the same command with resume_from_checkpoint=true. Nobody has reaped the killed CLI yet (its
+    parent here is this test; after a shell's `&` it is PID 1, which in a container may never reap): a zombie
+    with the pid status.json names, which must not count as a run going on. Nothing else of the run may remain,
+    and the resumed run ends at the same step with every step logged once."""
+    out, total = tmp_path / "out", 10
+    argv = ["train", f"model_name_or_path={tiny_model}", "template=chatml", "dataset=identity",
+            f"dataset_dir={ROOT / 'data'}", "cutoff_len=64",
+            "per_device_train_batch_size=2", f"max_steps={total}", "save_steps=2", "logging_steps=1",
+            "plot_loss=false", "dataloader_num_workers=1", f"output_dir={out}"]
+    mark = f"kill9:{tmp_path}"  # in the environment of every process of this run (children inherit it)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "PYTHONUNBUFFERED": "1", "TUNEBOARD_TEST_RUN": mark}
+    shell = " ".join(shlex.quote(a) for a in _cli_argv() + argv)
     with open(tmp_path / "first.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "engine", "train", *argv], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        sh = subprocess.Popen(["bash", "-c", shell], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
     try:
-        def past_a_checkpoint():
-            assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        def past_checkpoint_4():  # and the log past the newest checkpoint: those lines must not be kept twice
+            assert sh.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
             last = rundir.last_checkpoint(out)
-            step = (rundir.read_status(out) or {}).get("step") or 0
-            return last is not None and rundir.checkpoint_step(last) >= 2 * every and \
-                step >= rundir.checkpoint_step(last) + 2
-        wait_for(past_a_checkpoint, 240, "two checkpoints and two more steps")
-        os.killpg(proc.pid, signal.SIGKILL)  # no handler runs, no file is closed properly
-        proc.wait(30)
+            return (out / "checkpoint-4" / rundir.COMPLETE).exists() and \
+                max(_steps(out), default=0) > rundir.checkpoint_step(last)
+        wait_for(past_checkpoint_4, 240, "checkpoint-4 and a step after the newest checkpoint")
+        top = psutil.Process(sh.pid)
+        cli = top if top.name() != "bash" else top.children()[0]  # bash -c runs a lone command by exec
+        children = cli.children(recursive=True)
+        os.kill(cli.pid, signal.SIGKILL)  # the CLI's pid only: no process group, no handler runs
+        assert children, "dataloader_num_workers=1: the trainer had a worker process"
+
+        # nothing of the run is left: not the CLI, not its workers, nothing marked as this run
+        wait_for(lambda: not procs.is_running(cli) and not any(procs.is_running(c) for c in children)
+                 and not _run_processes(out, mark), 30, "the run's processes to end")
+        killed = rundir.read_status(out)
+        assert killed["pid"] == cli.pid and killed["state"] == "training" and killed["step"] < total
+        if cli.pid == sh.pid:
+            assert cli.status() == psutil.STATUS_ZOMBIE  # not reaped: the case that was refused
+        last = rundir.last_checkpoint(out)
+        n = rundir.checkpoint_step(last)
+        assert n >= 4 and max(_steps(out)) > n
+
+        # half-written checkpoints with higher numbers: weights but no trainer_state.json, a cut trainer_state.json
+        half = out / f"checkpoint-{n + 2}"
+        half.mkdir(exist_ok=True)
+        (half / "adapter_model.safetensors").write_bytes(b"\0" * 100)
+        (half / "trainer_state.json").unlink(missing_ok=True)
+        (half / rundir.COMPLETE).unlink(missing_ok=True)
+        cut = out / f"checkpoint-{n + 4}"
+        cut.mkdir(exist_ok=True)
+        (cut / "adapter_model.safetensors").write_bytes(b"\0" * 100)
+        (cut / "trainer_state.json").write_text('{"global_step": 2')
+        (cut / rundir.COMPLETE).unlink(missing_ok=True)
+        assert rundir.last_checkpoint(out) == last and runs.inspect_output_dir(out)["last_step"] == n
+        assert resolve_resume(load_config(None, {"dataset": "identity", "resume_from_checkpoint": "true"}), out) \
+            == str(last)
+
+        # a plain re-run is refused because the folder holds a run (nothing lost), not as "still going on"
+        from engine.cli import main as cli_main
+        capsys.readouterr()
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err
+        assert "already holds another run" in err and "resume_from_checkpoint=true" in err and last.name in err
+
+        # resume continues it (here in this process: the same code path, without a second start-up to pay for)
+        assert cli_main(argv + ["resume_from_checkpoint=true"]) == 0, capsys.readouterr().err[-3000:]
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == -signal.SIGKILL
-    killed_at = rundir.read_status(out)["step"]
-    assert killed_at < total and rundir.read_status(out)["state"] == "training"  # the dead run never said so
-    last = rundir.last_checkpoint(out)
-    n = rundir.checkpoint_step(last)
-    assert max(_steps(out)) > n  # the log ran past the checkpoint: those lines must not be kept twice
-
-    # half-written checkpoints with higher numbers: weights but no trainer_state.json, a cut trainer_state.json
-    half = out / f"checkpoint-{n + every}"
-    half.mkdir(exist_ok=True)
-    (half / "adapter_model.safetensors").write_bytes(b"\0" * 100)
-    (half / "trainer_state.json").unlink(missing_ok=True)
-    (half / rundir.COMPLETE).unlink(missing_ok=True)
-    cut = out / f"checkpoint-{n + 2 * every}"
-    cut.mkdir(exist_ok=True)
-    (cut / "adapter_model.safetensors").write_bytes(b"\0" * 100)
-    (cut / "trainer_state.json").write_text('{"global_step": 2')
-    assert rundir.last_checkpoint(out) == last
-    assert resolve_resume(load_config(None, {"dataset": "arith", "resume_from_checkpoint": "true"}), out) == str(last)
-    assert runs.inspect_output_dir(out)["last_step"] == n
-
-    # a plain re-run is refused (nothing lost); resume continues it (`tuneboard train`, in this process)
-    from engine.cli import main as cli
-    capsys.readouterr()
-    assert cli(["train", *argv]) == 2
-    err = capsys.readouterr().err
-    assert "resume_from_checkpoint=true" in err and last.name in err and (last / "adapter_model.safetensors").exists()
-    assert cli(["train", *argv, "resume_from_checkpoint=true"]) == 0, capsys.readouterr().err[-3000:]
-    steps = _steps(out)
+        try:
+            os.killpg(sh.pid, signal.SIGKILL)  # whatever failed, nothing of the first run stays
+        except ProcessLookupError:
+            pass
+        sh.wait(30)
     # no gap, no duplicate: the lines past checkpoint-n were dropped and training went on from step n + 1
     # (a fresh start would repeat 1..n, a half checkpoint would not load)
-    assert steps == list(range(1, total + 1))
+    assert _steps(out) == list(range(1, total + 1))
     st = rundir.read_status(out)
-    assert st["state"] == "finished" and st["step"] == total == st["total_steps"]
+    assert st["state"] == "finished" and st["step"] == total == st["total_steps"] and st["pid"] != cli.pid
     assert json.loads((out / rundir.RESULTS).read_text())["total_steps"] == total
-    # the schedule went on where it was (cosine: never back up to the peak after the resume)
-    lrs = [r["learning_rate"] for r in rundir.read_log(out) if "loss" in r]
+    lrs = [r["learning_rate"] for r in rundir.read_log(out) if "loss" in r]  # the schedule went on where it was
     assert all(b <= a + 1e-12 for a, b in zip(lrs, lrs[1:])), lrs
     assert [c.name for c in rundir.checkpoints(out)][-1] == f"checkpoint-{total}"
+    assert _run_processes(out, mark) == []
+
+
+def test_a_zombie_or_a_reused_pid_is_not_a_run_going_on(tmp_path):
+    """status.json names a pid: only that very process (not a zombie, same start time) blocks the output_dir."""
+    def status(pid, started=None):
+        atomic_write_json(tmp_path / rundir.STATUS, {"state": "training", "pid": pid, "pid_create_time": started})
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        started = procs.create_time(live.pid)
+        status(live.pid, started)
+        assert rundir.active_pid(tmp_path) == live.pid
+        status(live.pid)  # a status.json from before start times were recorded: the pid alone
+        assert rundir.active_pid(tmp_path) == live.pid
+        status(live.pid, started - 3600)  # the run's pid, now taken by another process
+        assert rundir.active_pid(tmp_path) is None
+        wait_for(lambda: psutil.Process(dead.pid).status() == psutil.STATUS_ZOMBIE, 30, "the child to exit")
+        status(dead.pid, procs.create_time(dead.pid))  # exited, not reaped: os.kill(pid, 0) still succeeds
+        assert rundir.active_pid(tmp_path) is None
+        (tmp_path / rundir.LOG).write_text('{"step": 1, "loss": 1.0}\n')
+        with pytest.raises(ConfigError, match="already holds another run"):  # not "a run is still going on"
+            prepare_output_dir(load_config(None, {"dataset": "identity", "output_dir": str(tmp_path)}))
+    finally:
+        live.kill()
+        live.wait(30)
+        dead.wait(30)
+
+
+DIES_WITH_PARENT = textwrap.dedent("""
+    # a trainer stand-in: a forked child (as datasets.map / DataLoader make it) and an exec'd one (as torchrun)
+    # die with it; a fork after the training block is left alone
+    import os, subprocess, sys, time
+    from engine import procs
+
+    def fork_sleeper():
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(600)
+            os._exit(0)
+        return pid
+
+    with procs.children_die_with_me():
+        forked = fork_sleeper()
+    prog = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                            preexec_fn=procs.preexec_die_with_parent())
+    later = fork_sleeper()
+    print(forked, prog.pid, later, flush=True)
+    time.sleep(600)
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_helper_processes_die_with_a_killed_trainer():
+    parent = subprocess.Popen([sys.executable, "-c", DIES_WITH_PARENT], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+    try:
+        *kids, later = [psutil.Process(int(pid)) for pid in parent.stdout.readline().split()]
+        assert len(kids) == 2 and all(procs.is_running(k) for k in kids + [later])
+        os.kill(parent.pid, signal.SIGKILL)
+        wait_for(lambda: not any(procs.is_running(k) for k in kids), 30, f"{kids} to die with their parent")
+        assert procs.is_running(later)
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)  # whatever failed, nothing stays (the group holds them all)
+        parent.wait(30)
+        parent.stdout.close()
 
 
 def test_incomplete_checkpoints_are_never_the_latest(tmp_path):
@@ -327,3 +437,26 @@ def test_configs_and_run_records_are_written_atomically(tmp_path, monkeypatch, s
     assert load_config(cfg).learning_rate == 1e-4 and rundir.read_status(tmp_path)["step"] == 3
     leftovers = [p.name for d in (tmp_path, run.record_path.parent) for p in d.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+def test_resume_of_a_checkpoint_at_the_end_is_refused_with_what_to_raise(tmp_path):
+    """transformers would train step N+1 of N from a final checkpoint; the run says what to raise instead."""
+    out = tmp_path / "out"
+    ckpt = out / "checkpoint-10"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": 10, "max_steps": 10, "num_train_epochs": 3}))
+    (ckpt / rundir.COMPLETE).write_text("1")
+
+    def resume(**kw):
+        return resolve_resume(load_config(None, {"dataset": "identity", "resume_from_checkpoint": "true",
+                                                 **{k: str(v) for k, v in kw.items()}}), out)
+
+    for kw in ({"max_steps": 10}, {"max_steps": 8}, {"num_train_epochs": 3}):
+        with pytest.raises(ConfigError) as e:
+            resume(**kw)
+        assert "checkpoint-10 is already at step 10" in str(e.value) and "raise max_steps" in str(e.value)
+    assert resume(max_steps=12) == str(ckpt)
+    assert resume(num_train_epochs=4) == str(ckpt)
+    with pytest.raises(ConfigError, match="already at step 10"):  # an explicit folder is checked the same way
+        resolve_resume(load_config(None, {"dataset": "identity", "resume_from_checkpoint": str(ckpt),
+                                          "max_steps": "10"}), out)

@@ -24,7 +24,8 @@ from engine.args import BY_NAME
 from engine.cli import main as cli
 from engine.config import load_config
 from engine.insight import compare as cmp
-from engine.insight.doctor import VERDICTS, diagnose, render
+from engine.insight.doctor import render
+from engine.insight.verdict import VERDICTS, diagnose
 from engine.train import rundir
 from engine.train.workflow import run as train
 from engine.utils import UserError

@@ -18,7 +18,8 @@ from engine.utils import UserError
 from helpers import free_port, serving, start_server, stop_group, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = sorted(p for d in ("engine", "webui", "bench", "tests") for p in (ROOT / d).rglob("*.py")) + [ROOT / "app.py"]
+SOURCES = sorted(p for d in ("tuneboard", "engine", "webui", "bench", "tests")
+                 for p in (ROOT / d).rglob("*.py")) + [ROOT / "app.py"]
 
 
 # ---------------------------------------------------------------- source-level rules

@@ -136,6 +136,26 @@ def test_dpo_stage(tiny_model, tiny_data, tmp_path):
     assert (out / "adapter_config.json").exists()
 
 
+def test_report_to_tensorboard_writes_event_files(tiny_model, tiny_data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    out = tmp_path / "tb"
+    run(_cfg(tiny_model, tiny_data, out, max_steps=3, save_steps=10, report_to="tensorboard"))
+    events = sorted((out / "runs").glob("*/events.out.tfevents.*"))
+    assert events, sorted(p.name for p in out.iterdir())
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3]
+    assert load_config(out / rundir.CONFIG).report_to == "tensorboard"
+    # overwriting the run leaves only the new run's event file
+    run(_cfg(tiny_model, tiny_data, out, max_steps=2, save_steps=10, report_to="tensorboard",
+             overwrite_output_dir=True))
+    events = sorted(out.glob("runs/*/events.out.tfevents.*"))
+    assert len(events) == 1
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]
+
+
 def _cli_error(capsys, *argv) -> str:
     rc = cli(["train", *argv])
     err = capsys.readouterr().err

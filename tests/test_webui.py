@@ -160,7 +160,8 @@ def test_language_switch_relabels_every_component(demo):
     lang = page.c("top.lang")
     zh = call(demo, lang, "change", overrides={lang: "zh"})
     assert zh[page.w("train", "stage")]["label"] == "训练阶段"
-    assert [c[0] for c in zh[page.w("train", "stage")]["choices"]] == ["预训练", "指令监督微调", "DPO 偏好优化"]
+    assert [c[0] for c in zh[page.w("train", "stage")]["choices"]] == ["预训练", "指令监督微调", "奖励模型训练",
+                                                                     "DPO / ORPO / SimPO 偏好优化", "KTO 偏好优化"]
     assert zh[page.c("train.start")]["value"] == "开始" and zh[page.c("train.abort")]["value"] == "中断"
     assert zh[page.c("tab.chat")]["label"] == "对话"
     acc = next(a for s, a, _ in page.accordions if a.elem_id == "train-group-lora")
@@ -201,7 +202,10 @@ def test_preview_command_is_exact_and_output_name_goes_under_saves(demo, tmp_pat
           page.w("train", "identity_name"): "Nova Li", page.c("top.compute_type"): "bf16"}
     cmd = value(call(demo, page.c("train.preview"), overrides=ov)[page.c("train.command")])
     argv = shlex.split(cmd)
-    assert argv[1] == "train" and "tuneboard" in argv[0] or "engine" in argv
+    from engine.config import launcher
+    prog = shlex.split(launcher())  # the venv's tuneboard script, or this python with -m engine
+    assert argv[:len(prog) + 1] == prog + ["train"]
+    assert all("=" in a for a in argv[len(prog) + 1:])  # nothing but key=value after the command
     kv = dict(a.split("=", 1) for a in argv if "=" in a)
     assert kv["learning_rate"] == "0.0002" and kv["max_steps"] == "30" and kv["identity_name"] == "Nova Li"
     assert kv["dataset"] == "identity" and kv["bf16"] == "true"
@@ -255,15 +259,16 @@ def test_existing_output_dir_offers_resume(demo, tmp_path):
 
 # ---------------------------------------------------------------- datasets
 def test_datasets_are_filtered_by_stage(demo):
-    from engine.data.registry import dataset_stage, load_dataset_info
+    from engine.data.registry import data_kind, dataset_stage, load_dataset_info
     page = demo.page
     info = load_dataset_info(ROOT / "data")
     stage = page.w("train", "stage")
-    for s in ("pt", "sft", "dpo"):
+    for s in BY_NAME["stage"].choices:  # rm reads the ranking pairs of dpo; kto its own labelled answers
         res = call(demo, stage, "change", overrides={stage: s, page.w("train", "dataset_dir"): str(ROOT / "data")})
         upd = res[0] if isinstance(res, tuple) else res
         names = [c[1] if isinstance(c, tuple) else c for c in upd["choices"]]
-        assert names and all(dataset_stage(info[n]) == s for n in names), (s, names)
+        assert names and all(dataset_stage(info[n]) == data_kind(s) for n in names), (s, names)
+        assert ("kto_en_demo" in names) == (s == "kto") and ("dpo_en_demo" in names) == (s in ("rm", "dpo"))
     # a selection that does not fit the new stage is dropped
     res = call(demo, stage, "change", overrides={stage: "dpo", page.w("train", "dataset"): ["identity", "dpo_en_demo"],
                                                   page.w("train", "dataset_dir"): str(ROOT / "data")})
@@ -353,7 +358,7 @@ def test_tuneboard_webui_serves_the_studio_with_a_recipe_prefilled(tmp_path):
     port = free_port()
     recipe = tmp_path / "r.yaml"
     recipe.write_text("dataset: identity\nlearning_rate: 0.0003\nstage: sft\n")
-    proc, cfg = _serve(["-m", "engine", "webui", str(recipe), "max_steps=7"], port, tmp_path / "server.log",
+    proc, cfg = _serve(["-m", "tuneboard", "webui", str(recipe), "max_steps=7"], port, tmp_path / "server.log",
                        {"GRADIO_SERVER_PORT": str(port), "TUNEBOARD_SAVES_DIR": str(tmp_path / "saves")})
     try:
         ids = _elem_ids(cfg)
@@ -369,7 +374,7 @@ def test_tuneboard_webchat_serves_the_chat_tab_alone(tmp_path, tiny_model):
     port = free_port()
     recipe = tmp_path / "chat.yaml"
     recipe.write_text(f"model_name_or_path: {tiny_model}\ntemplate: chatml\nmax_new_tokens: 16\n")
-    proc, cfg = _serve(["-m", "engine", "webchat", str(recipe), "--port", str(port)], port, tmp_path / "server.log")
+    proc, cfg = _serve(["-m", "tuneboard", "webchat", str(recipe), "--port", str(port)], port, tmp_path / "server.log")
     try:
         ids = _elem_ids(cfg)
         assert {"chat-load", "chat-bot", "chat-input", "top-lang"} <= ids

@@ -20,79 +20,10 @@ from engine.config import ConfigError
 from engine.insight import runlog
 from engine.utils import UserError
 
-from .locales import L, t
+from .locales import t
 from .page import Page, check_fields
 
 TICK_S = 2.0
-
-IL: dict[str, dict[str, str]] = {
-    "doctor_title": {"en": "Judge the run (doctor, estimate, dataset)", "zh": "评判训练（诊断、预估、数据集）"},
-    "doctor_run": {"en": "Run to judge", "zh": "要诊断的运行"},
-    "doctor_run_info": {"en": "Empty: the run shown above (live while it trains). Runs under saves/, or a folder "
-                              "of a Hugging Face / LLaMA-Factory run.",
-                        "zh": "留空：上方显示的运行（训练中实时更新）。可选 saves/ 下的运行，或 Hugging Face / "
-                              "LLaMA-Factory 的输出目录。"},
-    "btn_refresh_runs": {"en": "Refresh list", "zh": "刷新列表"},
-    "btn_diagnose": {"en": "Diagnose", "zh": "诊断"},
-    "doctor_advice": {"en": "Suggested changes (ticked ones are applied to the form above)",
-                      "zh": "建议的修改（勾选的项会应用到上方表单）"},
-    "btn_apply": {"en": "Apply to the form", "zh": "应用到表单"},
-    "applied": {"en": "✓ Applied: {changes}. Check them above, then Start.",
-                "zh": "✓ 已应用：{changes}。请在上方确认后点击开始。"},
-    "applied_none": {"en": "Tick at least one change with values.", "zh": "请至少勾选一项带参数的修改。"},
-    "evidence": {"en": "Evidence (the numbers behind the verdict)", "zh": "依据（判断所用的数据）"},
-    "no_run": {"en": "No run to judge yet: start one, or pick a run folder.",
-               "zh": "还没有可诊断的运行：请先开始训练，或选择一个运行目录。"},
-    "doctor_head": {"en": "Verdict", "zh": "结论"},
-    "h_change": {"en": "What to change", "zh": "建议的修改"},
-    "h_best": {"en": "Best checkpoint (lowest eval loss)", "zh": "最佳检查点（评估损失最低）"},
-    "h_also": {"en": "Other signs", "zh": "其它迹象"},
-    "h_notes": {"en": "Also", "zh": "另外"},
-    "none": {"en": "none", "zh": "无"},
-    "doctor_plot": {"en": "Loss of the judged run (★ lowest eval loss)", "zh": "所诊断运行的损失（★ 评估损失最低）"},
-    "btn_estimate": {"en": "Estimate before Start", "zh": "开始前预估"},
-    "estimate_measure": {"en": "Measure N real steps for the time (0 = no)", "zh": "实测 N 步以估计时间（0 = 不测）"},
-    "btn_inspect": {"en": "Inspect dataset", "zh": "检查数据集"},
-    "inspect_plot": {"en": "Token lengths (after the template) and cutoff_len", "zh": "token 长度分布（套用模板后）与截断长度"},
-    "inspect_sample": {"en": "A sample as the model sees it (highlighted = trained)",
-                       "zh": "模型看到的样本（高亮部分参与训练）"},
-    "inspect_index": {"en": "Sample #", "zh": "样本序号"},
-    "trained_tokens": {"en": "trained", "zh": "训练"},
-    # ---- compare tab
-    "tab_runs": {"en": "Compare runs", "zh": "对比运行"},
-    "compare_runs": {"en": "Runs", "zh": "运行"},
-    "compare_runs_info": {"en": "Two or more runs under saves/ (sweep runs included).",
-                          "zh": "saves/ 下的两个或更多运行（含学习率扫描的运行）。"},
-    "compare_x": {"en": "x axis", "zh": "横轴"},
-    "btn_compare": {"en": "Compare", "zh": "对比"},
-    "compare_plot": {"en": "Loss (solid: train, dashed: eval; ★ best)", "zh": "损失（实线：训练，虚线：评估；★ 最佳）"},
-    "compare_table": {"en": "Final metrics and the settings that differ", "zh": "最终指标与不同的设置"},
-    "best_run": {"en": "★ Best: `{name}` ({by}).", "zh": "★ 最佳：`{name}`（{by}）。"},
-    "by_eval_loss": {"en": "lowest eval loss", "zh": "评估损失最低"},
-    "by_train_loss": {"en": "lowest final train loss", "zh": "最终训练损失最低"},
-    "sweep_title": {"en": "Learning-rate sweep (uses the Train tab's settings)",
-                    "zh": "学习率扫描（使用训练页的设置）"},
-    "sweep_center": {"en": "Centre learning rate", "zh": "中心学习率"},
-    "sweep_k": {"en": "Runs", "zh": "运行数"},
-    "sweep_span": {"en": "Span (decades)", "zh": "范围（数量级）"},
-    "sweep_steps": {"en": "Steps per run", "zh": "每次运行步数"},
-    "sweep_eval": {"en": "Evaluate every", "zh": "评估间隔"},
-    "btn_sweep": {"en": "Start sweep", "zh": "开始扫描"},
-    "btn_sweep_abort": {"en": "Abort sweep", "zh": "中断扫描"},
-    "btn_sweep_use": {"en": "Use the recommended learning rate", "zh": "使用推荐的学习率"},
-    "sweep_started": {"en": "▶ Sweep started: `{path}` ({lrs}).", "zh": "▶ 扫描已开始：`{path}`（{lrs}）。"},
-    "sweep_state": {"en": "Sweep `{path}`: {state}, {done} of {k} runs done.",
-                    "zh": "扫描 `{path}`：{state}，已完成 {done}/{k} 次运行。"},
-    "sweep_best": {"en": "Recommended learning rate: **{lr}** (best eval loss {loss}).",
-                   "zh": "推荐学习率：**{lr}**（最佳评估损失 {loss}）。"},
-    "sweep_edge": {"en": " It is at the edge of the range: sweep again around it.",
-                   "zh": " 它位于范围边缘：建议以它为中心再扫一次。"},
-    "sweep_none": {"en": "No sweep yet.", "zh": "还没有扫描。"},
-    "sweep_aborted": {"en": "■ Sweep aborted; no process is left.", "zh": "■ 扫描已中断，没有残留进程。"},
-    "sweep_use_set": {"en": "✓ learning_rate = {lr} in the Train tab.", "zh": "✓ 训练页的学习率已设为 {lr}。"},
-}
-for _k, _v in IL.items():
-    L.setdefault(_k, _v)
 
 VERDICT_ICON = {"healthy": "✓", "undertrained": "…", "overfitting": "⚠", "diverging": "✗",
                 "not_learning": "–", "data_problem": "⚠", "capacity_limit": "▲"}  # glyphs every UI font has
@@ -114,14 +45,14 @@ def change_text(change: dict) -> str:
 
 
 def doctor_md(report: dict | None, lang: str) -> str:
-    from engine.insight.doctor import _t
+    from engine.insight.words import t as insight_t
     if not report:
         return t("no_run", lang)
     if report.get("error"):
         return f"✗ {html.escape(report['error'])}"
     v = report["verdict"]
     zh = lang == "zh"
-    lines = [f"### {VERDICT_ICON.get(v, '')} {_t(f'verdict_{v}', lang)} <code>{v}</code>",
+    lines = [f"### {VERDICT_ICON.get(v, '')} {insight_t(f'verdict_{v}', lang)} <code>{v}</code>",
              report["summary_zh"] if zh else report["summary"], "",
              f"`{report['path']}`" + (" · live" if report.get("running") else ""), "",
              f"**{t('h_change', lang)}**"]
@@ -135,7 +66,8 @@ def doctor_md(report: dict | None, lang: str) -> str:
     if report.get("notes"):
         lines.append(f"\n**{t('h_notes', lang)}:** " + " ".join(n["zh" if zh else "en"] for n in report["notes"]))
     if report.get("findings"):
-        lines.append(f"\n**{t('h_also', lang)}:** " + ", ".join(_t(f"verdict_{x}", lang) for x in report["findings"]))
+        lines.append(f"\n**{t('h_also', lang)}:** " + ", ".join(insight_t(f"verdict_{x}", lang)
+                                                               for x in report["findings"]))
     return "\n".join(lines)
 
 
@@ -143,13 +75,13 @@ def doctor_figure(report: dict | None, lang: str):
     """Train loss (raw + smoothed) and eval loss of the judged run, the best evaluation starred."""
     if not report or report.get("error"):
         return None
-    from engine.insight.doctor import _finite
+    from engine.insight.facts import finite
     from engine.train.plots import smooth
     try:
         run = runlog.read_run(report["path"])
     except UserError:
         return None
-    tr, ev = _finite(run.train), _finite(run.eval)
+    tr, ev = finite(run.train), finite(run.eval)
     if not tr and not ev:
         return None
     from matplotlib.figure import Figure
@@ -174,13 +106,12 @@ def doctor_figure(report: dict | None, lang: str):
 
 
 def evidence_md(report: dict | None, lang: str) -> str:
-    from engine.insight.doctor import EVIDENCE_ZH
+    from engine.insight.words import evidence_label
     if not report or not report.get("evidence"):
         return ""
-    rows = [f"| {EVIDENCE_ZH.get(k, k) if lang == 'zh' else k} | {html.escape(_fmt(v) if not isinstance(v, dict) else str(v))} |"
+    rows = [f"| {evidence_label(k, lang)} | {html.escape(_fmt(v) if not isinstance(v, dict) else str(v))} |"
             for k, v in report["evidence"].items()]
-    head = ("依据", "数值") if lang == "zh" else ("evidence", "value")
-    return f"| {head[0]} | {head[1]} |\n|---|---|\n" + "\n".join(rows)
+    return f"| {t('evidence_col', lang)} | {t('value_col', lang)} |\n|---|---|\n" + "\n".join(rows)
 
 
 def advice_choices(report: dict | None, lang: str) -> list[tuple[str, int]]:
@@ -218,7 +149,7 @@ def _confined(path: str, saves) -> str:
 
 
 def diagnose_dir(path: str | None, saves) -> dict | None:
-    from engine.insight.doctor import diagnose
+    from engine.insight.verdict import diagnose
     target = (path or "").strip() or current_run_dir(saves)
     if not target:
         return None
@@ -389,7 +320,8 @@ def inspect_md(rep: dict | None, lang: str) -> str:
         return ""
     text = render(rep, lang)
     body = text.split("\n")
-    cut = next((i for i, ln in enumerate(body) if ln.startswith(("Sample #", "样本 #"))), len(body))
+    from engine.insight.words import t as insight_t
+    cut = next((i for i, ln in enumerate(body) if ln.startswith(f"{insight_t('ins_sample', lang)} #")), len(body))
     return "```\n" + "\n".join(body[:cut]) + "\n```"
 
 
@@ -566,7 +498,7 @@ def compare_md(rep: dict | None, lang: str) -> str:
     parts = []
     if rep["best"]:
         parts.append(t("best_run", lang, name=rep["best"], by=t(f"by_{rep['best_by']}", lang)))
-    parts += [f"ℹ {n}" for n in rep["notes"]]
+    parts += [f"ℹ {n}" for n in (rep.get("notes_zh") if lang == "zh" else None) or rep["notes"]]
     return "\n\n".join(parts)
 
 

@@ -114,21 +114,20 @@ def run_cli(cmd: str, path: str | None, overrides: list[str], flags: list[str]) 
         threading.Thread(target=preload, name="webchat-load", daemon=True).start()
         serve(create_webchat(values, opts["lang"]), opts)
         return 0
-    initial = load_config(path, overrides, "train", finalize=False).values if (path or overrides) else {}
-    initial.pop("_explicit", None)
+    initial = {}
     if path or overrides:  # only what the recipe says; the rest keeps the page's defaults
-        explicit = set(load_config(path, overrides, "train", finalize=False).values.get("_explicit", []))
-        initial = {k: v for k, v in initial.items() if k in explicit}
+        ns = load_config(path, overrides, "train", finalize=False)
+        initial = {k: ns.values[k] for k in ns.explicit}
     from .app import create_ui
     serve(create_ui(opts["lang"], initial=initial), opts)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    from engine.cli import _split
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        return run_cli("webui", *_split(argv))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def webui_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
+    """`tuneboard webui` (and `python app.py`)."""
+    return run_cli("webui", path, overrides, flags)
+
+
+def webchat_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
+    """`tuneboard webchat`."""
+    return run_cli("webchat", path, overrides, flags)

@@ -3,7 +3,6 @@ accordions, output dir with a resume offer, config save / load, command preview,
 view of the run."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import gradio as gr
@@ -20,10 +19,6 @@ from .page import Page, check_fields, choice_labels, error_parts, render_msg
 SCOPE = "train"
 MAIN = ("stage", "dataset_dir", "dataset")
 PREVIEW_PAGE = 2  # samples per preview page
-
-
-def new_output_name(prefix: str = "train") -> str:
-    return f"{prefix}_{time.strftime('%Y-%m-%d-%H-%M-%S')}"
 
 
 def dataset_choices(dataset_dir: str, stage: str | None, current=None) -> tuple[dict, list]:
@@ -89,7 +84,8 @@ def build(page: Page) -> dict:
         pv_text = page.add("train.preview_rendered", gr.HighlightedText(
             label=t("preview_rendered", lang), combine_adjacent=False, show_legend=True, elem_id="train-preview_text",
             color_map={t("trained", "en"): "#16a34a", t("trained", "zh"): "#16a34a", "chosen": "#16a34a",
-                       "rejected": "#dc2626"}), label="preview_rendered")
+                       "rejected": "#dc2626", "desirable": "#16a34a", "undesirable": "#dc2626"}),
+            label="preview_rendered")
         pv_json = page.add("train.preview_samples", gr.JSON(label=t("preview_samples", lang),
                                                             elem_id="train-preview_json"), label="preview_samples")
 
@@ -297,68 +293,43 @@ def _tokenizer(values: dict):
 
 def preview_dataset(values: dict, page_no: int, lang: str) -> tuple[list, list, list, int]:
     """(info parts, raw samples of the page, the page's samples as the model sees them with trained tokens
-    marked, number of pages). The selected datasets are paged one after the other."""
+    marked, number of pages). The records are the ones training would use for these values (engine.data.records:
+    max_samples, num_samples, skipped records, identity); the selected datasets are paged one after the other."""
     from engine.args import defaults
-    from engine.data.converters import replace_identity
-    from engine.data.loader import preview
-    from engine.data.templates import get_template
-    from engine.models.registry import default_template
+    from engine.data.processing import TRAINED, mark_trained
+    from engine.data.records import load_records
+    from engine.data.templates import resolve_template
+    from engine.paths import confine
 
-    names = values.get("dataset") or []
-    if not names:
+    if not values.get("dataset"):
         raise UserError(t("preview_pick", lang))
     args = {**defaults(), **{k: v for k, v in values.items() if v is not None}}
-    from engine.paths import confine
-    ddir = confine(args.get("dataset_dir") or "data", "dataset_dir")
-    totals = [(n, preview(ddir, n, 1)["total"]) for n in names]
-    pages_of = [(n, max(1, -(-tot // PREVIEW_PAGE))) for n, tot in totals]
+    args["dataset_dir"] = confine(args.get("dataset_dir") or "data", "dataset_dir")
+    recs = load_records(args, keep_raw=True)
+    rows_of: dict[str, list[int]] = {n: [] for n in recs.report}
+    for i, (name, _) in enumerate(recs.sources):
+        rows_of[name].append(i)
+    pages_of = [(n, max(1, -(-len(idx) // PREVIEW_PAGE))) for n, idx in rows_of.items()]
     pages = sum(k for _, k in pages_of)
     page_no = min(max(1, page_no), pages)
     k = page_no
-    for (name, npages), (_, total) in zip(pages_of, totals):
+    for name, npages in pages_of:
         if k <= npages:
             break
         k -= npages
-    got = preview(ddir, name, k * PREVIEW_PAGE)
-    skip = (k - 1) * PREVIEW_PAGE
-    raw = got["raw"][skip:]
-    examples = [replace_identity(e, args.get("identity_name"), args.get("identity_author"))
-                for e in got["examples"][skip:]]
-    info = [("preview_info", {"dataset": name, "total": total, "page": page_no, "pages": pages})]
+    shown = rows_of[name][(k - 1) * PREVIEW_PAGE:k * PREVIEW_PAGE]
+    rep = recs.report[name]
+    info = [("preview_info", {"dataset": name, "total": rep["kept"], "page": page_no, "pages": pages})]
+    if rep["skipped"]:
+        info.append(("preview_skipped", {"n": sum(rep["skipped"].values()), "total": rep["total"],
+                                         "reasons": ", ".join(f"{c} x {r}" for r, c in rep["skipped"].items())}))
     tok = _tokenizer(args)
-    tpl = get_template(args.get("template") or default_template(args["model_name_or_path"]), tok,
-                       args.get("default_system"))
-    marked = []
-    for i, row in enumerate(examples):
-        if i:
-            marked.append(("\n\n────────\n\n", None))
-        marked += mark_trained(row, got["stage"], tok, tpl, args, lang)
-    return info, raw, marked, pages
-
-
-def mark_trained(row: dict, stage: str, tok, tpl, args: dict, lang: str) -> list[tuple[str, str | None]]:
-    """The example as the model sees it after the template (and cutoff), split into trained / untrained text."""
-    from engine.data import processing as P
+    tpl = resolve_template(args, tok)
     label = t("trained", lang)
-    cutoff = int(args.get("cutoff_len") or 1024)
-    if stage == "pt":
-        ids = P.pt_texts({"text": [row["text"]]}, tok, tpl, cutoff)["input_ids"][0]
-        return [(tok.decode(ids, skip_special_tokens=False), label)]
-    if stage == "dpo":
-        out = P.dpo_batch({"system": [row.get("system") or ""], "messages": [row["messages"]],
-                           "chosen": [row["chosen"]], "rejected": [row["rejected"]]}, tok, tpl, cutoff)
-        return [(out["prompt"][0], None), (out["chosen"][0], "chosen"), ("\n", None), (out["prompt"][0], None),
-                (out["rejected"][0], "rejected")]
-    enc = P.encode_sft(row["messages"], row.get("system") or "", tok, tpl, cutoff,
-                       bool(args.get("train_on_prompt")), bool(args.get("mask_history")))
-    spans, cur, cur_trained = [], [], None
-    for tid, lab in zip(enc["input_ids"], enc["labels"]):
-        trained = lab != -100
-        if cur and trained != cur_trained:
-            spans.append((tok.decode(cur, skip_special_tokens=False), label if cur_trained else None))
-            cur = []
-        cur.append(tid)
-        cur_trained = trained
-    if cur:
-        spans.append((tok.decode(cur, skip_special_tokens=False), label if cur_trained else None))
-    return spans
+    marked = []
+    for j, i in enumerate(shown):
+        if j:
+            marked.append(("\n\n────────\n\n", None))
+        marked += [(text, label if kind == TRAINED else kind)
+                   for text, kind in mark_trained(recs.rows[i], recs.stage, tok, tpl, args)]
+    return info, [recs.raw_of(i) for i in shown], marked, pages

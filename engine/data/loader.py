@@ -1,4 +1,4 @@
-"""Datasets by name -> standard-form examples -> tokenised train/eval sets with stats, cached on disk.
+"""The records of a run (engine.data.records) -> tokenised train/eval sets with stats, cached on disk.
 
     load_examples(names, args, stage) -> datasets.Dataset in the standard form of `stage`
     get_dataset(args, tokenizer, template, stage) -> DatasetModule(train_dataset, eval_dataset, stats)
@@ -10,7 +10,6 @@ package's source, so a stale cache is never reused; overwrite_cache=true rebuild
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -22,16 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..args import ARGS
 from ..utils import UserError, atomic_write_json, get_logger
 from . import processing as P
-from .converters import convert, replace_identity
-from .readers import fingerprint, read_records
-from .registry import DatasetAttr, dataset_stage, load_dataset_info
+from .readers import fingerprint
+from .records import STAGES, dataset_names, load_records, resolve
+from .records import arg as _arg
+from .registry import DatasetAttr, load_dataset_info
 
 log = get_logger()
 BUILDS = 0          # times get_dataset tokenised instead of reusing the cache (the tests watch it)
 CACHE_KEEP = 10     # cache entries kept per cache folder (least recently used are removed)
-STAGES = ("pt", "sft", "dpo")
 
 
 @dataclass
@@ -41,106 +41,22 @@ class DatasetModule:
     stats: dict = field(default_factory=dict)
 
 
-def _arg(args, name: str, default=None):
-    """args.<name>; when args lacks it (a partial namespace), the schema's default."""
-    try:
-        v = getattr(args, name)
-    except AttributeError:
-        from ..args import BY_NAME
-        v = BY_NAME[name].default if name in BY_NAME else None
-    return default if v is None else v
-
-
-def _names(value) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        value = value.split(",")
-    return [str(v).strip() for v in value if str(v).strip()]
-
-
-# ---------------------------------------------------------------- loading
-
-def _resolve(names: list[str], info: dict[str, DatasetAttr], dataset_dir, stage: str) -> list[DatasetAttr]:
-    out = []
-    for n in names:
-        if n not in info:
-            fit = [k for k, a in info.items() if dataset_stage(a) == stage]
-            close = difflib.get_close_matches(n, list(info), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise UserError(f"dataset: unknown dataset {n!r} (not in {Path(dataset_dir) / 'dataset_info.json'}).{hint} "
-                            f"Known {stage} datasets: {', '.join(fit) or 'none'}; all datasets: {', '.join(info)}.")
-        out.append(info[n])
-    return out
-
-
-def _load_one(attr: DatasetAttr, args, stage: str) -> tuple[list[dict], dict]:
-    rows = read_records(attr)
-    if attr.num_samples:  # dataset_info's num_samples: the first N, repeated when the file is shorter
-        rows = [rows[i % len(rows)] for i in range(attr.num_samples)] if rows else rows
-    max_samples = _arg(args, "max_samples")
-    if max_samples:
-        rows = rows[:max_samples]
-    out, skipped = convert(attr, rows, stage)
-    if not out:
-        reasons = "; ".join(f"{c} x {r}" for r, c in skipped.most_common(3))
-        where = attr.path() or attr.hf_hub_url or attr.ms_hub_url
-        raise UserError(f"dataset {attr.name!r} ({where}): none of its {len(rows)} samples is usable ({reasons}; "
-                        f"the first is record {_first_invalid(attr, rows, stage)}). Check its formatting "
-                        f"({attr.formatting}) and columns/tags mapping in dataset_info.json.")
-    name, author = _arg(args, "identity_name"), _arg(args, "identity_author")
-    out = [replace_identity(r, name, author) for r in out]
-    return out, {"total": len(rows), "skipped": dict(skipped)}
-
-
-def _first_invalid(attr: DatasetAttr, rows: list[dict], stage: str) -> int:
-    """1-based number of the first record that cannot be converted (the line, in a JSON Lines file)."""
-    from .converters import Invalid, convert_row
-    for i, row in enumerate(rows, 1):
-        try:
-            convert_row(attr, row, stage)
-        except Invalid:
-            return i
-    return 0
-
-
-def _load(names, args, stage: str) -> tuple[list[dict], dict]:
-    if stage not in STAGES:
-        raise UserError(f"stage: {stage!r} is not one of {', '.join(STAGES)}.")
-    names = _names(names)
-    if not names:
-        raise UserError("dataset: no dataset given; name one or more from dataset_info.json.")
-    dataset_dir = _arg(args, "dataset_dir", "data")
-    attrs = _resolve(names, load_dataset_info(dataset_dir), dataset_dir, stage)
-    rows, report = [], {}
-    for attr in attrs:
-        r, rep = _load_one(attr, args, stage)
-        rows += r
-        report[attr.name] = rep
-    return rows, report
-
+# ---------------------------------------------------------------- loading (engine.data.records)
 
 def load_examples(names: list[str], args, stage: str):
     """The named datasets in the standard form of `stage`, concatenated in order."""
     from datasets import Dataset
 
-    rows, report = _load(names, args, stage)
+    recs = load_records(args, stage, names)
+    _warn_skipped(recs.report)
+    return Dataset.from_list(recs.rows)
+
+
+def _warn_skipped(report: dict) -> None:
     for name, rep in report.items():
         if rep["skipped"]:
             log.warning("dataset %s: skipped %d of %d samples (%s)", name, sum(rep["skipped"].values()),
                         rep["total"], ", ".join(f"{c} x {r}" for r, c in rep["skipped"].items()))
-    return Dataset.from_list(rows)
-
-
-def preview(dataset_dir, name: str, n: int = 5) -> dict:
-    """For the web UI's preview: {"stage", "total", "raw": first n records, "examples": them converted,
-    "skipped": reasons among those n}. Raises UserError like training would."""
-    info = load_dataset_info(dataset_dir)
-    attr = _resolve([name], info, dataset_dir, "sft")[0]
-    stage = dataset_stage(attr)
-    rows = read_records(attr)
-    out, skipped = convert(attr, rows[:n], stage) if rows else ([], Counter())
-    return {"stage": stage, "total": len(rows), "raw": rows[:n], "examples": out, "skipped": dict(skipped)}
 
 
 # ---------------------------------------------------------------- splitting and tokenising
@@ -187,8 +103,23 @@ def _tokenise(rows: list[dict], args, tokenizer, template, stage: str) -> tuple[
     from datasets import Dataset
 
     cutoff = int(_arg(args, "cutoff_len", 1024))
-    packing = bool(_arg(args, "packing", False) or _arg(args, "neat_packing", False)) and stage != "dpo"
+    packing = bool(_arg(args, "packing", False) or _arg(args, "neat_packing", False)) and stage in ("pt", "sft")
     workers = _arg(args, "preprocessing_num_workers")
+    if stage == "kto":
+        # trl's KTOTrainer reads batches in order (each answer's KL pair is its batch neighbour), so the
+        # desirable and undesirable answers are mixed here, reproducibly
+        rows = list(rows)
+        random.Random(int(_arg(args, "seed", 42))).shuffle(rows)
+        cols = _map(rows, P.kto_batch, workers, tokenizer=tokenizer, template=template, cutoff_len=cutoff)
+        st = P.length_stats(cols[P.LEN], cols[P.TRUNC], cols[P.TOKENS])
+        data = {k: cols[k] for k in ("prompt", "completion", "label")}
+        st["desirable"] = sum(data["label"])
+        return Dataset.from_dict(data), {**st, "rows": len(data["prompt"])}
+    if stage == "rm":
+        cols = _map(rows, P.rm_batch, workers, tokenizer=tokenizer, template=template, cutoff_len=cutoff)
+        st = P.length_stats(cols[P.LEN], cols[P.TRUNC], cols[P.TOKENS])
+        data = {k: cols[k] for k in ("chosen_ids", "rejected_ids")}
+        return Dataset.from_dict(data), {**st, "rows": len(data["chosen_ids"])}
     if stage == "dpo":
         cols = _map(rows, P.dpo_batch, workers, tokenizer=tokenizer, template=template, cutoff_len=cutoff)
         st = P.length_stats(cols[P.LEN], cols[P.TRUNC], cols[P.TOKENS])
@@ -241,7 +172,7 @@ def _merge_stats(a: dict, b: dict) -> dict:
 # ---------------------------------------------------------------- cache
 
 _SOURCES = ("converters.py", "processing.py", "templates.py", "collator.py", "loader.py", "readers.py",
-            "registry.py")
+            "registry.py", "records.py")
 
 
 def _tokenizer_fingerprint(tokenizer) -> str:
@@ -260,16 +191,19 @@ def _tokenizer_fingerprint(tokenizer) -> str:
 def cache_key(args, tokenizer, template, stage: str, attrs: list[DatasetAttr], eval_attrs: list[DatasetAttr]) -> str:
     here = Path(__file__).parent
     code = hashlib.sha256(b"".join((here / f).read_bytes() for f in _SOURCES)).hexdigest()
-    keys = ("cutoff_len", "max_samples", "train_on_prompt", "mask_history", "packing", "neat_packing",
-            "identity_name", "identity_author", "default_system")
+    # the schema's preprocess arguments; the split (val_size, seed) only counts when no eval_dataset replaces it.
+    # Dataset names, template and model enter through what they resolve to: files, template fields, vocabulary.
+    split = ("val_size", "seed")
     payload = {
         "code": code, "stage": stage,
         "datasets": [[a.to_dict(), fingerprint(a)] for a in attrs],
         "eval": [[a.to_dict(), fingerprint(a)] for a in eval_attrs],
-        "split": None if eval_attrs else [_arg(args, "val_size", 0.0), _arg(args, "seed", 42)],
-        "args": {k: _arg(args, k) for k in keys},
+        "split": None if eval_attrs else [_arg(args, k) for k in split],
+        "args": {a.name: _arg(args, a.name) for a in ARGS if a.preprocess and a.name not in split},
         "template": template.to_dict(), "tokenizer": _tokenizer_fingerprint(tokenizer),
     }
+    if stage == "kto":  # the rows are shuffled with the seed
+        payload["shuffle_seed"] = _arg(args, "seed", 42)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -333,14 +267,14 @@ def get_dataset(args, tokenizer, template, stage: str) -> DatasetModule:
     global BUILDS
     if stage not in STAGES:
         raise UserError(f"stage: {stage!r} is not one of {', '.join(STAGES)}.")
-    names, eval_names = _names(_arg(args, "dataset")), _names(_arg(args, "eval_dataset"))
+    names, eval_names = dataset_names(_arg(args, "dataset")), dataset_names(_arg(args, "eval_dataset"))
     if not names:
         raise UserError("dataset: no dataset given; name one or more from dataset_info.json "
                         "(for example dataset=identity).")
     dataset_dir = _arg(args, "dataset_dir", "data")
     info = load_dataset_info(dataset_dir)
-    attrs = _resolve(names, info, dataset_dir, stage)
-    eval_attrs = _resolve(eval_names, info, dataset_dir, stage)
+    attrs = resolve(names, info, dataset_dir, stage)
+    eval_attrs = resolve(eval_names, info, dataset_dir, stage)
     key = cache_key(args, tokenizer, template, stage, attrs, eval_attrs)
     path = cache_root(dataset_dir) / key
     if not _arg(args, "overwrite_cache", False) and (path / "stats.json").is_file():
@@ -357,13 +291,17 @@ def get_dataset(args, tokenizer, template, stage: str) -> DatasetModule:
 
     BUILDS += 1
     t0 = time.time()
-    rows, report = _load(names, args, stage)
+    recs = load_records(args, stage, names)
+    rows, report = recs.rows, recs.report
+    del recs
     default_system = _arg(args, "default_system")
     val_size = float(_arg(args, "val_size", 0.0) or 0.0)
     if eval_names:
         if val_size:
             log.warning("val_size=%g ignored: eval_dataset %s is used for evaluation", val_size, ",".join(eval_names))
-        eval_rows, eval_report = _load(eval_names, args, stage)
+        ev_recs = load_records(args, stage, eval_names)
+        eval_rows, eval_report = ev_recs.rows, ev_recs.report
+        del ev_recs
     elif val_size > 0:
         rows, eval_rows = _split(rows, val_size, int(_arg(args, "seed", 42)))
         eval_report = {}
@@ -388,12 +326,14 @@ def get_dataset(args, tokenizer, template, stage: str) -> DatasetModule:
         "tokens": st["tokens"], "cutoff_len": cutoff,
         "train_samples": st["kept"], "eval_samples": est["kept"] if est else 0,
         "train_rows": st["rows"], "eval_rows": est["rows"] if est else 0,
-        "packing": bool(_arg(args, "packing", False) or _arg(args, "neat_packing", False)) and stage != "dpo",
+        "packing": bool(_arg(args, "packing", False) or _arg(args, "neat_packing", False)) and stage in ("pt", "sft"),
         "template": template.name, "seconds": round(time.time() - t0, 2),
     }
     for k in ("fill", "packed_from", "split_texts"):
         if k in st:
             stats[k] = st[k]
+    if "desirable" in st:  # kto: how the training labels are balanced (kto_chosen_weight / kto_rejected_weight)
+        stats["desirable"], stats["undesirable"] = st["desirable"], st["rows"] - st["desirable"]
     _check_cut(stats, stage)
     stats["summary"] = summary(stats)
     try:

@@ -355,3 +355,29 @@ def get_template(name: str | None, tokenizer, default_system: str | None = None)
     if default_system:
         changes["default_system"] = default_system
     return dataclasses.replace(t, **changes)
+
+
+def template_name(args) -> str | None:
+    """The template a run of `args` uses, by name: args.template; else the one the last adapter was trained with;
+    else the registry's (or the model folder's) default for the model; else None (get_template then picks `auto`
+    when the tokenizer has its own chat template, `default` when not)."""
+    from ..models.loader import adapter_template, model_path
+    from ..models.registry import default_template
+    from .records import arg
+    name = arg(args, "template") or adapter_template(args) or default_template(arg(args, "model_name_or_path"))
+    if name:
+        return str(name)
+    try:  # a hub id's downloaded folder: guessed from its config.json / tokenizer
+        return default_template(model_path(args))
+    except UserError:
+        return None
+
+
+def resolve_template(args, tokenizer) -> Template:
+    """THE way to get a run's template: named by template_name(args), bound to `tokenizer` with args.default_system,
+    and the tokenizer made ready for it (pad token, eos, right padding; a warning when a stop word is not one
+    token). Training, the estimate, the inspector, the UI preview, chat / eval / api and export all call this."""
+    from .records import arg
+    template = get_template(template_name(args), tokenizer, default_system=arg(args, "default_system"))
+    template.fix_tokenizer(tokenizer)
+    return template

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from ..args import BY_NAME
 from ..utils import UserError
-from .doctor import _finite, diagnose
+from .facts import finite
 from .runlog import Run, read_run
+from .verdict import diagnose
+from .words import t
 
 X_AXES = ("step", "epoch", "tokens")
 _SKIP_DIFF = {"output_dir", "overwrite_output_dir", "resume_from_checkpoint", "plot_loss", "logging_steps"}
@@ -45,7 +47,7 @@ def compare(paths: list[str | Path], x: str = "step") -> dict:
     names = _names(runs)
     rows, curves, notes = [], {}, []
     for name, run in zip(names, runs):
-        tr, ev = _finite(run.train), _finite(run.eval)
+        tr, ev = finite(run.train), finite(run.eval)
         best_ev = min(ev, key=lambda p: p.loss) if ev else None
         try:
             verdict = diagnose(run)["verdict"]
@@ -67,7 +69,7 @@ def compare(paths: list[str | Path], x: str = "step") -> dict:
         c = {"train": [[_x(p, x), p.loss] for p in tr if _x(p, x) is not None],
              "eval": [[_x(p, x), p.loss] for p in ev if _x(p, x) is not None]}
         if (tr or ev) and not c["train"] and not c["eval"]:
-            notes.append(f"{name}: its log has no {x} values; it is left out of the plot.")
+            notes.append(_note("cmp_note_no_axis", name=name, x=x))
         curves[name] = c
     with_eval = [r for r in rows if r["best_eval_loss"] is not None]
     if rows and len(with_eval) == len(rows):
@@ -75,20 +77,22 @@ def compare(paths: list[str | Path], x: str = "step") -> dict:
         best_by = "eval_loss"
         sets = {tuple(str(run.config.get(k)) for k in _EVAL_KEYS) for run in runs if run.config}
         if len(sets) > 1:
-            notes.append("the runs were evaluated on different data or settings: eval losses are not strictly "
-                         "comparable.")
+            notes.append(_note("cmp_note_other_eval"))
     else:
-        finite = [r for r in rows if r["final_train_loss"] is not None and not r["diverged"]]
-        best = min(finite, key=lambda r: r["final_train_loss"]) if finite else None
+        ok = [r for r in rows if r["final_train_loss"] is not None and not r["diverged"]]
+        best = min(ok, key=lambda r: r["final_train_loss"]) if ok else None
         best_by = "train_loss"
         if len(rows) > 1:
-            notes.append("not every run has an eval loss: the best is picked by final train loss, which says "
-                         "nothing about unseen data.")
+            notes.append(_note("cmp_note_no_eval"))
     for r in rows:
         r["best"] = best is not None and r["name"] == best["name"]
     return {"x": x, "runs": rows, "curves": curves, "config_diff": config_diff(runs, names),
             "best": best["name"] if best else None, "best_path": best["path"] if best else None,
-            "best_by": best_by, "notes": notes}
+            "best_by": best_by, "notes": [n["en"] for n in notes], "notes_zh": [n["zh"] for n in notes]}
+
+
+def _note(key: str, **fmt) -> dict:
+    return {"en": t(key, "en", **fmt), "zh": t(key, "zh", **fmt)}
 
 
 def _round(v):
@@ -141,15 +145,12 @@ def figure(rep: dict, lang: str = "en"):
 
 _COLS = ("name", "verdict", "steps", "epochs", "final_train_loss", "best_eval_loss", "best_eval_step",
          "final_eval_loss", "runtime")
-_COLS_ZH = {"name": "运行", "verdict": "结论", "steps": "步数", "epochs": "轮数", "final_train_loss": "最终训练损失",
-            "best_eval_loss": "最佳评估损失", "best_eval_step": "最佳评估步", "final_eval_loss": "最终评估损失",
-            "runtime": "用时(秒)"}
 
 
 def table(rep: dict, lang: str = "en") -> tuple[list[str], list[list]]:
     """(headers, rows): one row per run with its final metrics and the values that differ; ★ marks the best."""
     diff_keys = list(rep["config_diff"])
-    headers = [(_COLS_ZH.get(c, c) if lang == "zh" else c) for c in _COLS] + diff_keys
+    headers = [t(f"cmp_col_{c}", lang) for c in _COLS] + diff_keys
     rows = []
     for r in rep["runs"]:
         row = [("★ " if r["best"] else "") + r["name"]] + [r.get(c) for c in _COLS[1:]]
@@ -169,11 +170,7 @@ def render(rep: dict, lang: str = "en") -> str:
     cells = [headers] + [["" if v is None else str(v) for v in r] for r in rows]
     widths = [max(len(str(c[i])) for c in cells) for i in range(len(headers))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in cells]
-    by = {"eval_loss": "lowest eval loss", "train_loss": "lowest final train loss"}[rep["best_by"]]
-    if lang == "zh":
-        by = {"eval_loss": "评估损失最低", "train_loss": "最终训练损失最低"}[rep["best_by"]]
-        lines.append(f"最佳：{rep['best']}（{by}）")
-    else:
-        lines.append(f"best: {rep['best']} ({by})")
-    lines += [f"note: {n}" for n in rep["notes"]]
+    lines.append(t("cmp_best", lang, name=rep["best"], by=t(f"cmp_by_{rep['best_by']}", lang)))
+    notes = rep.get("notes_zh") if lang == "zh" else None
+    lines += [t("cmp_note", lang, note=n) for n in (notes or rep["notes"])]
     return "\n".join(lines)

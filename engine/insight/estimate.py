@@ -17,6 +17,10 @@ Memory, per device, by part (the model is built on the meta device: no weights a
                only for the layers gradients flow through (freeze: from the first trained layer on); with
                gradient_checkpointing one hidden state per layer plus one layer recomputed; plus the logits
                (x3: logits, log-softmax, their gradient, in fp32)
+Stages: rm and dpo put chosen and rejected in one batch (x2 tokens); dpo (sigmoid / ipo / hinge) and kto add a
+frozen reference copy for freeze/full (LoRA switches the adapter off instead) and compute log-probabilities through
+trl's tiled LM head (one 4096 x 32768 tile instead of all logits); orpo / simpo have no reference model and build
+full logits; rm's head has one output (no vocabulary-sized logits) and is trained whole.
   runtime      the process itself: Python + torch + transformers + datasets (CPU: ~0.5 GB resident), or the
                CUDA context (~0.5 GB)
 DeepSpeed ZeRO divides optimizer states (stage >= 1), gradients (>= 2) and weights (3) by the number of
@@ -36,6 +40,7 @@ from pathlib import Path
 
 from ..config import load_config
 from ..utils import UserError
+from .words import t
 
 GB = 1024 ** 3
 CPU_RUNTIME_BYTES = 0.5 * GB    # RSS of python + torch + transformers + datasets + peft after import (485 MB here)
@@ -53,20 +58,21 @@ def _namespace(recipe=None, overrides=(), values: dict | None = None):
 def data_facts(ns) -> dict:
     """Tokenise as training does (cached) and count what the trainer will see."""
     from ..data.loader import get_dataset
-    from ..data.templates import get_template
+    from ..data.templates import resolve_template
     from ..models.loader import load_tokenizer
-    from ..models.registry import default_template
 
     tok = load_tokenizer(ns)
-    template = get_template(ns.template or default_template(ns.model_name_or_path), tok)
-    template.fix_tokenizer(tok)
+    template = resolve_template(ns, tok)
     data = get_dataset(ns, tok, template, ns.stage)
     train = data.train_dataset
     rows = len(train)
-    if ns.stage == "dpo":
-        # trl tokenises later: prompt + longer answer per pair, from the stats
+    if ns.stage in ("dpo", "kto"):
+        # trl tokenises later: prompt + (longer) answer per row, from the stats
         lengths = [int(data.stats.get("mean_len", 0))] * rows
         longest = min(int(data.stats.get("max_len", 0)), ns.cutoff_len)
+    elif ns.stage == "rm":  # pairs arrive tokenised and cut: the longer of the two sequences per row
+        lengths = [max(len(c), len(r)) for c, r in zip(train["chosen_ids"], train["rejected_ids"])]
+        longest = max(lengths) if lengths else 0
     else:
         lengths = [len(x) for x in train["input_ids"]]
         longest = max(lengths) if lengths else 0
@@ -96,16 +102,23 @@ def count_steps(rows: int, ns, devices: int | None = None) -> dict:
 def param_facts(ns) -> dict:
     """Total / trainable parameter counts and the shapes the memory model needs, from config.json alone."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     from ..models.loader import model_path
     path = model_path(ns)
+    reward = ns.stage == "rm"  # the backbone with a one-output score head instead of the LM head
     try:
-        cfg = AutoConfig.from_pretrained(path, trust_remote_code=bool(ns.trust_remote_code))
+        cfg = AutoConfig.from_pretrained(path, trust_remote_code=bool(ns.trust_remote_code),
+                                         **({"num_labels": 1} if reward else {}))
     except (OSError, ValueError) as e:
         raise UserError(f"model_name_or_path: cannot read {path}/config.json ({e}).") from None
+    auto = AutoModelForSequenceClassification if reward else AutoModelForCausalLM
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(cfg, trust_remote_code=bool(ns.trust_remote_code))
+        try:
+            model = auto.from_config(cfg, trust_remote_code=bool(ns.trust_remote_code))
+        except ValueError as e:
+            raise UserError(f"{path}: stage rm needs a model with a score head (AutoModelForSequenceClassification): "
+                            f"{e}") from None
     total = sum(p.numel() for p in model.parameters())
     text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
     h = int(getattr(text_cfg, "hidden_size"))
@@ -134,8 +147,9 @@ def param_facts(ns) -> dict:
         targets = ns.lora_target
         trainable = 0
         r = int(ns.lora_rank)
+        head = getattr(model, "score", None) if reward else None
         for name, mod in model.named_modules():
-            if not isinstance(mod, torch.nn.Linear) or mod is out_emb:
+            if not isinstance(mod, torch.nn.Linear) or mod is out_emb or mod is head:
                 continue
             short = name.rsplit(".", 1)[-1]
             if targets != ["all"] and short not in targets and name not in targets:
@@ -144,7 +158,13 @@ def param_facts(ns) -> dict:
             shapes += [(r, mod.in_features), (mod.out_features, r)]
         if trainable == 0:
             raise UserError(f"lora_target: {targets} matches no linear layer of {path}.")
+        if reward:  # the score head is trained whole next to the adapter (a copy: peft's modules_to_save)
+            head = sum(p.numel() for p in model.score.parameters())
+            trainable += head
+            shapes += [tuple(p.shape) for p in model.score.parameters()]
         total += trainable
+    if reward:
+        vocab = 1  # the head's output: one score per position
     return {"total": total, "trainable": trainable, "shapes": shapes, "hidden": h, "heads": heads,
             "kv_dim": kv * head_dim, "intermediate": inter, "layers": layers, "grad_layers": grad_layers,
             "vocab": vocab, "model_type": getattr(cfg, "model_type", "?")}
@@ -182,17 +202,21 @@ def memory(ns, p: dict, longest: int, device: str) -> dict:
     weights = frozen * (2 if half_load else 4) + p["trainable"] * 4
     grads = 4 * p["trainable"]
     optim = _optimizer_bytes(ns, p)
-    if ns.stage == "dpo" and ns.finetuning_type != "lora":
+    if uses_reference(ns) and ns.finetuning_type != "lora":
         weights += p["total"] * (2 if half_load else 4)  # a frozen reference copy (LoRA uses the base itself)
     act_bytes = 2 if (ns.bf16 or ns.fp16) else 4
-    batch = ns.per_device_train_batch_size * (2 if ns.stage == "dpo" else 1)  # chosen + rejected
+    # rm and dpo run chosen + rejected in one batch; kto's KL pass runs without gradients (nothing kept)
+    batch = ns.per_device_train_batch_size * (2 if ns.stage in ("rm", "dpo") else 1)
     tokens = batch * max(1, min(longest, ns.cutoff_len))
     per_layer = 7 * p["hidden"] + 3 * p["kv_dim"] + p["heads"] + 4 * p["intermediate"]
     if ns.gradient_checkpointing:
         act = tokens * act_bytes * (p["hidden"] * p["grad_layers"] + per_layer)
     else:
         act = tokens * act_bytes * per_layer * p["grad_layers"]
-    logits = 3 * tokens * p["vocab"] * 4
+    if fused_lm_head(ns):  # trl projects in tiles of 4096 tokens x 32768 vocabulary entries, never all logits
+        logits = min(tokens, 4096) * min(p["vocab"], 32768) * 4
+    else:
+        logits = 3 * tokens * p["vocab"] * 4
     activations = act + logits
     z = zero_config(ns)
     n = world_size(ns)
@@ -216,6 +240,18 @@ def memory(ns, p: dict, longest: int, device: str) -> dict:
             "offloaded_to_host": int(host), "zero_stage": z["stage"],
             "dtype": "bf16" if ns.bf16 else "fp16" if ns.fp16 else "fp32",
             "weights_dtype": "half" if half_load else "fp32", "tokens_per_micro_batch": tokens}
+
+
+def uses_reference(ns) -> bool:
+    """A frozen reference model takes part: DPO-style losses (not ORPO / SimPO) and KTO."""
+    from ..train.dpo import REFERENCE_FREE
+    return ns.stage == "kto" or (ns.stage == "dpo" and ns.pref_loss not in REFERENCE_FREE)
+
+
+def fused_lm_head(ns) -> bool:
+    """trl's DPOTrainer and KTOTrainer compute log-probabilities through a tiled LM head; its ORPO / CPO
+    trainers build the full logits."""
+    return uses_reference(ns)
 
 
 def device_memory() -> dict:
@@ -308,26 +344,23 @@ def _fit_advice(ns, mem: dict, dev: dict) -> list[dict]:
     out = []
     parts = mem["parts"]
 
-    def add(why, change):
-        out.append({"why": why, "change": change})
+    def add(key, change):
+        out.append({"why": t(f"est_adv_{key}", "en"), "why_zh": t(f"est_adv_{key}", "zh"), "change": change})
     if not ns.gradient_checkpointing and parts["activations"] > 0.2 * mem["total"]:
-        add("recompute activations in backward (slower, far less memory)", {"gradient_checkpointing": True})
+        add("checkpointing", {"gradient_checkpointing": True})
     if ns.per_device_train_batch_size > 1:
-        add("halve the micro-batch and accumulate twice (same global batch)",
-            {"per_device_train_batch_size": max(1, ns.per_device_train_batch_size // 2),
-             "gradient_accumulation_steps": ns.gradient_accumulation_steps * 2})
+        add("half_batch", {"per_device_train_batch_size": max(1, ns.per_device_train_batch_size // 2),
+                           "gradient_accumulation_steps": ns.gradient_accumulation_steps * 2})
     if ns.finetuning_type == "full":
-        add("train a LoRA adapter: no gradients or optimizer states for the base weights",
-            {"finetuning_type": "lora", "learning_rate": 1e-4})
+        add("lora", {"finetuning_type": "lora", "learning_rate": 1e-4})
     if not (ns.bf16 or ns.fp16) and dev["device"] == "cuda":
-        add("bf16 mixed precision halves activations (and LoRA base weights)", {"bf16": True})
+        add("bf16", {"bf16": True})
     if dev["device"] == "cuda" and mem["zero_stage"] < 3 and (dev.get("count") or 1) > 1:
-        add("shard weights, gradients and optimizer states over the GPUs with ZeRO-3",
-            {"deepspeed": "examples/deepspeed/ds_z3_config.json", "nproc_per_node": dev["count"]})
+        add("zero3", {"deepspeed": "examples/deepspeed/ds_z3_config.json", "nproc_per_node": dev["count"]})
     return out
 
 
-# ---------------------------------------------------------------- words
+# ---------------------------------------------------------------- plain words (the words themselves: words.py)
 def _gb(b) -> str:
     return f"{b / GB:.2f} GB"
 
@@ -341,27 +374,9 @@ def _hms(s) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
-_W = {
-    "samples": ("Samples", "样本"), "kept": ("kept", "保留"), "truncated": ("truncated", "截断"),
-    "dropped": ("dropped", "丢弃"), "train": ("train", "训练"), "eval": ("eval", "评估"),
-    "steps": ("Steps", "步数"), "per_epoch": ("per epoch", "每轮"), "global_batch": ("global batch", "全局批大小"),
-    "tokens": ("Tokens per epoch", "每轮 token 数"), "trained": ("trained", "参与训练"),
-    "params": ("Parameters", "参数"), "trainable": ("trainable", "可训练"),
-    "memory": ("Memory per device", "每个设备的内存"), "weights": ("weights", "权重"),
-    "gradients": ("gradients", "梯度"), "optimizer": ("optimizer states", "优化器状态"),
-    "activations": ("activations", "激活"), "runtime": ("runtime", "运行时"), "total": ("total", "合计"),
-    "of": ("of", "/"), "fits": ("fits", "可以放下"), "nofit": ("DOES NOT FIT", "放不下"),
-    "time": ("Time", "时间"), "per_step": ("s/step measured", "秒/步（实测）"), "startup": ("start-up", "启动"),
-    "measured_peak": ("measured peak", "实测峰值"), "advice": ("To make it fit", "放得下的办法"),
-    "offloaded": ("offloaded to host", "卸载到主机内存"), "zero": ("ZeRO stage", "ZeRO 阶段"),
-}
-
-
 def render(rep: dict, lang: str = "en") -> str:
-    i = 1 if lang == "zh" else 0
-
     def w(k):
-        return _W[k][i]
+        return t(f"est_{k}", lang)
     s, st, m, dev = rep["samples"], rep["steps"], rep["memory"], rep["device"]
     lines = [f"{w('samples')}: {s['kept']} {w('kept')} / {s['read']} ({w('truncated')} {s['truncated']}, "
              f"{w('dropped')} {s['dropped']}); {w('train')} {s['train']} ({s['train_rows']} rows), "
@@ -378,14 +393,14 @@ def render(rep: dict, lang: str = "en") -> str:
     lines.append(f"  {w('total'):<18} {_gb(m['total'])} {w('of')} {_gb(dev['total'])} ({dev['name']}): {verdict}")
     if m.get("offloaded_to_host"):
         lines.append(f"  {w('offloaded')}: {_gb(m['offloaded_to_host'])}")
-    t = rep.get("time")
-    if t:
-        lines.append(f"{w('time')}: {_hms(t['total_seconds'])} ({t['seconds_per_step']} {w('per_step')}, "
-                     f"{w('startup')} {t['startup_seconds']} s)"
-                     + (f"; {w('measured_peak')} {_gb(t['peak_rss'])}" if t.get("peak_rss") else ""))
+    tm = rep.get("time")
+    if tm:
+        lines.append(f"{w('time')}: {_hms(tm['total_seconds'])} ({tm['seconds_per_step']} {w('per_step')}, "
+                     f"{w('startup')} {tm['startup_seconds']} s)"
+                     + (f"; {w('measured_peak')} {_gb(tm['peak_rss'])}" if tm.get("peak_rss") else ""))
     if rep["advice"]:
         lines.append(f"{w('advice')}:")
         for a in rep["advice"]:
             ch = " ".join(f"{k}={v}" for k, v in a["change"].items())
-            lines.append(f"  - {a['why']}  ->  {ch}")
+            lines.append(f"  - {a['why_zh'] if lang == 'zh' else a['why']}  ->  {ch}")
     return "\n".join(lines)

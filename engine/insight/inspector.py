@@ -4,8 +4,8 @@ dropped, duplicates, empty fields, which languages, and one sample as the model 
     inspect_dataset(recipe=None, overrides=(), values=None, sample=0) -> report dict
     render(report, lang) -> plain words
 
-Samples are read, converted and tokenised with the same functions training uses (engine.data), so the
-truncated / dropped counts here are the ones the run will have.
+Samples are read, converted and tokenised with the same functions training uses (engine.data.records.load_records,
+resolve_template, processing), so the truncated / dropped counts here are the ones the run will have.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from collections import Counter
 
 from ..config import load_config
 from ..data import processing as P
-from ..utils import UserError
+from .words import t
 
 HIST_BINS = 20
 
@@ -62,11 +62,9 @@ def _text_of(row: dict, stage: str) -> str:
     parts = [row.get("system") or ""] + [m["content"] for m in row["messages"]]
     if stage == "dpo":
         parts += [row["chosen"], row["rejected"]]
+    if stage == "kto":
+        parts.append(row["completion"])
     return "\n".join(parts)
-
-
-def _key(row: dict) -> str:
-    return json.dumps(row, sort_keys=True, ensure_ascii=False)
 
 
 def _histogram(lengths: list[int], cutoff: int) -> list[dict]:
@@ -79,67 +77,25 @@ def _histogram(lengths: list[int], cutoff: int) -> list[dict]:
              "over_cutoff": i * width >= cutoff} for i in range(HIST_BINS) if i * width <= hi]
 
 
-def _marked(row: dict, stage: str, tok, tpl, ns) -> list[list]:
-    """[[text, trained?], ...]: the sample after the template and cutoff, split where training starts/stops."""
-    if stage == "pt":
-        ids = P.pt_texts({"text": [row["text"]]}, tok, tpl, ns.cutoff_len)["input_ids"][0]
-        return [[tok.decode(ids, skip_special_tokens=False), True]]
-    if stage == "dpo":
-        out = P.dpo_batch({"system": [row.get("system") or ""], "messages": [row["messages"]],
-                           "chosen": [row["chosen"]], "rejected": [row["rejected"]]}, tok, tpl, ns.cutoff_len)
-        return [[out["prompt"][0], False], [out["chosen"][0], True], ["\n", False], [out["prompt"][0], False],
-                [out["rejected"][0], True]]
-    enc = P.encode_sft(row["messages"], row.get("system") or "", tok, tpl, ns.cutoff_len,
-                       bool(ns.train_on_prompt), bool(ns.mask_history))
-    spans: list[list] = []
-    cur: list[int] = []
-    state = None
-    for tid, lab in zip(enc["input_ids"], enc["labels"]):
-        trained = lab != -100
-        if cur and trained != state:
-            spans.append([tok.decode(cur, skip_special_tokens=False), state])
-            cur = []
-        cur.append(tid)
-        state = trained
-    if cur:
-        spans.append([tok.decode(cur, skip_special_tokens=False), state])
-    return spans
-
-
 def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sample: int = 0) -> dict:
-    from ..data.converters import convert, replace_identity
-    from ..data.readers import read_records
-    from ..data.registry import load_dataset_info
-    from ..data.templates import get_template
+    from ..data.records import duplicates, load_records
+    from ..data.registry import data_kind
+    from ..data.templates import resolve_template
     from ..models.loader import load_tokenizer
-    from ..models.registry import default_template
 
     ns = load_config(None, dict(values), "train", finalize=False) if values is not None else \
         load_config(recipe, overrides or (), "train", finalize=False)
-    names = ns.dataset or []
-    if not names:
-        raise UserError("dataset: no dataset given; name one or more from dataset_info.json.")
-    stage = ns.stage
-    info = load_dataset_info(ns.dataset_dir)
-    unknown = [n for n in names if n not in info]
-    if unknown:
-        raise UserError(f"dataset: unknown dataset {unknown[0]!r} in {ns.dataset_dir}/dataset_info.json; "
-                        f"known: {', '.join(info)}.")
-    rows, dropped, read = [], Counter(), 0
-    per_dataset = {}
-    for n in names:
-        raw = read_records(info[n])
-        if ns.max_samples:
-            raw = raw[:ns.max_samples]
-        conv, skipped = convert(info[n], raw, stage)
-        conv = [replace_identity(r, ns.identity_name, ns.identity_author) for r in conv]
-        read += len(raw)
-        dropped.update(skipped)
-        rows += conv
-        per_dataset[n] = {"read": len(raw), "kept": len(conv), "dropped": sum(skipped.values())}
+    recs = load_records(ns, ns.stage)  # the records training will see
+    stage = data_kind(ns.stage)  # the kind of data the stage reads (rm reads dpo's pairs)
+    rows, names = recs.rows, list(recs.report)
+    dropped = Counter()
+    for rep in recs.report.values():
+        dropped.update(rep["skipped"])
+    read = sum(rep["total"] for rep in recs.report.values())
+    per_dataset = {n: {"read": rep["total"], "kept": rep["kept"], "dropped": sum(rep["skipped"].values())}
+                   for n, rep in recs.report.items()}
     tok = load_tokenizer(ns)
-    tpl = get_template(ns.template or default_template(ns.model_name_or_path), tok, ns.default_system)
-    tpl.fix_tokenizer(tok)
+    tpl = resolve_template(ns, tok)
     cutoff = int(ns.cutoff_len)
 
     lengths, truncated = [], 0
@@ -152,6 +108,10 @@ def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sampl
             out = P.dpo_batch({"system": [r.get("system") or ""], "messages": [r["messages"]], "chosen": [r["chosen"]],
                                "rejected": [r["rejected"]]}, tok, tpl, cutoff)
             full, cut = out[P.LEN][0], out[P.TRUNC][0]
+        elif stage == "kto":
+            out = P.kto_batch({"system": [r.get("system") or ""], "messages": [r["messages"]],
+                               "completion": [r["completion"]], "label": [r["label"]]}, tok, tpl, cutoff)
+            full, cut = out[P.LEN][0], out[P.TRUNC][0]
         else:
             e = P.encode_sft(r["messages"], r.get("system") or "", tok, tpl, cutoff, bool(ns.train_on_prompt),
                              bool(ns.mask_history))
@@ -160,8 +120,7 @@ def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sampl
         truncated += bool(cut)
     srt = sorted(lengths)
 
-    seen = Counter(_key(r) for r in rows)
-    dup_groups = {k: c for k, c in seen.items() if c > 1}
+    dups = duplicates(recs)
     conflicts = 0
     if stage == "sft":
         answers: dict[str, set] = {}
@@ -182,7 +141,7 @@ def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sampl
     langs = Counter(language_of(_text_of(r, stage)) for r in rows)
     idx = min(max(0, int(sample)), len(rows) - 1) if rows else 0
     return {
-        "datasets": names, "stage": stage, "template": tpl.name, "cutoff_len": cutoff,
+        "datasets": names, "stage": ns.stage, "template": tpl.name, "cutoff_len": cutoff,
         "read": read, "kept": len(rows), "dropped": sum(dropped.values()), "dropped_reasons": dict(dropped),
         "per_dataset": per_dataset,
         "truncated": truncated, "truncated_pct": round(100 * truncated / len(rows), 1) if rows else 0.0,
@@ -191,13 +150,14 @@ def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sampl
                     "mean": round(sum(srt) / len(srt), 1) if srt else 0.0},
         "histogram": _histogram(lengths, cutoff),
         "suggested_cutoff_len": _suggest(srt, cutoff),
-        "duplicates": sum(c - 1 for c in dup_groups.values()), "duplicate_groups": len(dup_groups),
-        "duplicate_examples": [json.loads(k) for k in list(dup_groups)[:3]],
+        "duplicates": dups["duplicates"], "duplicate_groups": len(dups["groups"]),
+        "duplicate_examples": [rows[g[0]] for g in dups["groups"][:3]],
         "conflicting_answers": conflicts,
         "empty_fields": dict(empty),
         "languages": dict(langs.most_common()),
         "sample_index": idx,
-        "sample": _marked(rows[idx], stage, tok, tpl, ns) if rows else [],
+        "sample": [[text, kind is not None] for text, kind in P.mark_trained(rows[idx], stage, tok, tpl, ns)]
+        if rows else [],
     }
 
 
@@ -214,22 +174,9 @@ def _suggest(srt: list[int], cutoff: int) -> int | None:
     return n
 
 
-_W = {
-    "samples": ("Samples", "样本"), "read": ("read", "读取"), "kept": ("kept", "保留"),
-    "dropped": ("dropped", "丢弃"), "lengths": ("Token lengths (after the template)", "token 长度（套用模板后）"),
-    "cut": ("cut by cutoff_len", "被 cutoff_len 截断"), "suggest": ("suggested cutoff_len", "建议的 cutoff_len"),
-    "dups": ("Duplicates", "重复"), "groups": ("groups", "组"), "conflicts": ("same prompt, different answers",
-                                                                          "同一提示不同回答"),
-    "empty": ("Empty fields", "空字段"), "langs": ("Languages", "语言"), "sample": ("Sample", "样本"),
-    "trained": ("trained tokens in [[ ]]", "[[ ]] 内为参与训练的 token"), "none": ("none", "无"),
-}
-
-
 def render(rep: dict, lang: str = "en") -> str:
-    i = 1 if lang == "zh" else 0
-
     def w(k):
-        return _W[k][i]
+        return t(f"ins_{k}", lang)
     L = rep["lengths"]
     lines = [f"{w('samples')}: {w('read')} {rep['read']}, {w('kept')} {rep['kept']}, {w('dropped')} {rep['dropped']}"
              + (f" ({'; '.join(f'{c} x {r}' for r, c in rep['dropped_reasons'].items())})" if rep['dropped'] else ""),
@@ -246,5 +193,5 @@ def render(rep: dict, lang: str = "en") -> str:
     lines.append(f"{w('empty')}: " + (", ".join(f"{k} {v}" for k, v in rep["empty_fields"].items()) or w("none")))
     lines.append(f"{w('langs')}: " + ", ".join(f"{k} {v}" for k, v in rep["languages"].items()))
     lines.append(f"{w('sample')} #{rep['sample_index']} ({w('trained')}):")
-    lines.append("".join(f"[[{t}]]" if tr else t for t, tr in rep["sample"]))
+    lines.append("".join(f"[[{piece}]]" if tr else piece for piece, tr in rep["sample"]))
     return "\n".join(lines)

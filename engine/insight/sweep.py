@@ -20,9 +20,11 @@ import sys
 import time
 from pathlib import Path
 
+from .. import procs
 from ..config import ConfigError, load_config, save_config
 from ..train import rundir
 from ..utils import UserError, atomic_write_json
+from .words import t
 
 STATE = "sweep.json"
 GRACE_S = 1.0         # after an abort, time for a group-wide signal to reach the run before we send our own
@@ -101,7 +103,7 @@ def run_sweep(base: dict, lrs: list[float], out: str | Path, steps: int, eval_ev
     out = Path(out)
     if (out / STATE).exists():
         prev = read_sweep(out)
-        if prev and prev.get("state") == "running" and _alive(prev.get("pid")):
+        if prev and prev.get("state") == "running" and _alive(prev):
             raise ConfigError(f"out: a sweep is still running in {out} (process {prev['pid']}).", "out")
         raise ConfigError(f"out: {out} already holds a sweep; choose another folder.", "out")
     (out / "recipes").mkdir(parents=True, exist_ok=True)
@@ -109,7 +111,8 @@ def run_sweep(base: dict, lrs: list[float], out: str | Path, steps: int, eval_ev
         load_config(None, run_values(base, lr, str(out / "x"), steps, eval_every), "train")
     stop = stop or _Stop()
     old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    state = {"state": "running", "pid": os.getpid(), "started": time.time(), "updated": time.time(),
+    state = {"state": "running", "pid": os.getpid(), "pid_create_time": procs.own_create_time(),
+             "started": time.time(), "updated": time.time(),
              "steps": int(steps), "eval_every": int(eval_every), "lrs": list(lrs), "base": _public(base),
              "runs": [{"lr": lr, "name": _name(i, lr), "output_dir": str(out / _name(i, lr)), "state": "pending"}
                       for i, lr in enumerate(lrs)], "best": None}
@@ -136,7 +139,8 @@ def run_sweep(base: dict, lrs: list[float], out: str | Path, steps: int, eval_ev
             with open(Path(r["output_dir"]) / rundir.RUNNING_LOG, "ab") as log:
                 child = subprocess.Popen([sys.executable, "-m", "engine", "train", str(recipe)], stdout=log,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                         preexec_fn=procs.preexec_die_with_parent())  # no run outlives a kill -9
             rc = _wait(child, stop)
             r["ended"] = time.time()
             r.update(_result(r["output_dir"]))
@@ -183,12 +187,9 @@ def _public(base: dict) -> dict:
     return {k: v for k, v in changed(base).items() if k not in ("output_dir",)}
 
 
-def _alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-        return True
-    except (OSError, TypeError, ValueError):
-        return False
+def _alive(state: dict) -> bool:
+    """The sweep's driver process still runs (a zombie or a pid reused since does not count)."""
+    return procs.alive(state.get("pid"), state.get("pid_create_time"))
 
 
 def read_sweep(out: str | Path) -> dict | None:
@@ -197,7 +198,7 @@ def read_sweep(out: str | Path) -> dict | None:
         state = json.loads((Path(out) / STATE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if state.get("state") == "running" and not _alive(state.get("pid")):
+    if state.get("state") == "running" and not _alive(state):
         state["state"] = "failed"  # the driver died without writing its end
     for r in state.get("runs", []):
         if r.get("state") == "running":
@@ -208,7 +209,7 @@ def read_sweep(out: str | Path) -> dict | None:
 def abort(out: str | Path) -> bool:
     """Stop a sweep driver that runs elsewhere (its current run saves and stops; no further run starts)."""
     state = read_sweep(out)
-    if not state or state.get("state") != "running" or not _alive(state.get("pid")):
+    if not state or state.get("state") != "running" or not _alive(state):
         return False
     os.kill(int(state["pid"]), signal.SIGTERM)
     return True
@@ -246,24 +247,19 @@ def run_sweep_cli(recipe: str | None, overrides: list[str], opts: dict, as_json:
             if r["state"] in ("finished", "failed", "aborted") and r["name"] not in shown:
                 shown.add(r["name"])
                 be = r.get("best_eval_loss")
-                print(f"  lr {r['lr']:<10g} {r['state']:<9} best eval loss "
-                      f"{'-' if be is None else f'{be:.4f}'}", flush=True)
+                print(t("sweep_run", lang, lr=f"{r['lr']:g}", state=r["state"],
+                        loss="-" if be is None else f"{be:.4f}"), flush=True)
     if not as_json:
-        print(f"sweep of {len(lrs)} runs x {steps} steps into {out}: learning rates "
-              f"{', '.join(f'{x:g}' for x in lrs)}", flush=True)
+        print(t("sweep_plan", lang, k=len(lrs), steps=steps, out=out, lrs=", ".join(f"{x:g}" for x in lrs)),
+              flush=True)
     state = run_sweep(base, lrs, out, steps, eval_every, on_update=show)
     if as_json:
         print(json.dumps(state, indent=2, default=str))
     else:
         best = state.get("best")
         if best:
-            edge = " (at the edge of the range: widen it around this value)" if best["edge"] else ""
-            if lang == "zh":
-                edge = "（位于范围边缘：可以以它为中心再扫一次）" if best["edge"] else ""
-                print(f"推荐学习率 {best['learning_rate']:g}（最佳评估损失 {best['best_eval_loss']:.4f}）{edge}")
-            else:
-                print(f"recommended learning_rate={best['learning_rate']:g} (best eval loss "
-                      f"{best['best_eval_loss']:.4f}){edge}")
+            print(t("sweep_recommend", lang, lr=f"{best['learning_rate']:g}", loss=f"{best['best_eval_loss']:.4f}",
+                    edge=t("sweep_at_edge", lang) if best["edge"] else ""))
         else:
-            print("no run produced an eval loss; nothing to recommend" if lang != "zh" else "没有任何运行产生评估损失，无法推荐")
+            print(t("sweep_no_best", lang))
     return 0 if state["state"] == "finished" else 130 if state["state"] == "aborted" else 1

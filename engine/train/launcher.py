@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+from .. import procs
 from ..config import load_config
 from ..utils import get_logger
 
@@ -40,16 +41,23 @@ def run_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
         raise UserError(f"unexpected arguments {flags}; use key=value (for example learning_rate=1e-4).")
     ns = load_config(path, overrides, "train")
     check_deepspeed(ns)
+    if "LOCAL_RANK" not in os.environ:  # once, before any worker starts: a registry model not here is fetched
+        from ..models.download import ensure_model
+        ensure_model(ns.model_name_or_path, ns.hub)
     if needs_torchrun(ns):
         cmd = torchrun_command(ns, path, overrides)
         log.info("launching %d process(es) per node with torchrun: %s", ns.nproc_per_node, " ".join(cmd))
         env = dict(os.environ)
         if ns.finetuning_type != "full":
             env.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
-        return subprocess.run(cmd, env=env).returncode
+        # torchrun and, through it, its workers (see below) end with this process, even on `kill -9` of it
+        return subprocess.run(cmd, env=env, preexec_fn=procs.preexec_die_with_parent()).returncode
+    if "LOCAL_RANK" in os.environ:
+        procs.die_with_parent(os.getppid())  # a torchrun worker: it must not train on without its launcher
     from .workflow import run
     try:
-        run(ns)
+        with procs.children_die_with_me():  # datasets.map and DataLoader workers must not outlive a killed trainer
+            run(ns)
     except KeyboardInterrupt:
         log.warning("training stopped")
         return 130

@@ -11,6 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
+from .. import procs
 from ..utils import atomic_write_json
 
 STATUS = "status.json"
@@ -28,7 +29,9 @@ def write_status(run_dir: str | Path, state: str, **fields) -> dict:
     path = Path(run_dir) / STATUS
     old = read_status(run_dir) or {}
     now = time.time()
-    data = {**old, **fields, "state": state, "pid": os.getpid(), "updated": now}
+    # pid + its start time: a later reader tells this process from a zombie or a reused pid (active_pid)
+    data = {**old, **fields, "state": state, "pid": os.getpid(), "pid_create_time": procs.own_create_time(),
+            "updated": now}
     data.setdefault("started", now)
     atomic_write_json(path, data)
     return data
@@ -110,15 +113,17 @@ def holds_run(output_dir: str | Path) -> bool:
 
 
 def active_pid(output_dir: str | Path) -> int | None:
-    """pid of a live process that is writing this run, if any."""
+    """pid of a live process that is writing this run, if any. A killed run's pid is not one: a zombie that its
+    parent has not reaped yet, or a pid reused by another process since (its start time differs), is dead."""
     st = read_status(output_dir)
     if not st or st.get("state") in FINAL_STATES or not st.get("pid") or st["pid"] == os.getpid():
         return None
     try:
-        os.kill(int(st["pid"]), 0)
-    except (OSError, ValueError):
+        pid = int(st["pid"])
+    except (TypeError, ValueError):
         return None
-    return int(st["pid"])
+    # status files written before the start time was recorded: liveness by pid alone (zombies still excluded)
+    return pid if procs.alive(pid, st.get("pid_create_time")) else None
 
 
 def clear_run(output_dir: str | Path) -> None:
@@ -126,6 +131,8 @@ def clear_run(output_dir: str | Path) -> None:
     root = Path(output_dir)
     for p in checkpoints(root, complete_only=False):
         shutil.rmtree(p, ignore_errors=True)
+    for p in root.glob("runs/*/events.out.tfevents.*"):  # report_to=tensorboard: the old curves would mix in
+        p.unlink(missing_ok=True)
     for pattern in (LOG, RESULTS, STATUS, STATS, RUNNING_LOG, "train_results.json", "eval_results.json",
                     "trainer_state.json", "adapter_config.json", "adapter_model.safetensors", "model*.safetensors",
                     "model.safetensors.index.json", "training_*.png", "README.md"):

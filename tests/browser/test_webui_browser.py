@@ -291,7 +291,7 @@ def test_webchat_serves_the_chat_tab_alone(browser, tiny_model, tmp_path):
     recipe.write_text(f"model_name_or_path: {tiny_model}\ntemplate: chatml\nmax_new_tokens: 8\ndo_sample: false\n")
     port = free_port()
     log = tmp_path / "webchat.log"
-    proc = start_server(["-m", "engine", "webchat", str(recipe), "--port", str(port)], log,
+    proc = start_server(["-m", "tuneboard", "webchat", str(recipe), "--port", str(port)], log,
                         {"TUNEBOARD_ROOTS": str(tmp_path.parent)})
     try:
         wait_for(serving(proc, f"http://127.0.0.1:{port}/", log), 90, "webchat to answer")

@@ -1,0 +1,1 @@
+"""The `tuneboard` command: a table of every command above engine/ and webui/ (neither imports this package)."""
