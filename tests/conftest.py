@@ -16,7 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-from modelkit import build_lora_adapter, build_tiny_model  # noqa: E402,F401
+from modelkit import build_lora_adapter, build_tiny_model, train_identity_adapter  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +41,11 @@ def tiny_model(tmp_path_factory, bundled_model) -> Path:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return ROOT / "data"
+
+
+@pytest.fixture(scope="session")
+def identity_adapter(bundled_model, data_dir, tmp_path_factory) -> Path:
+    """The real model taught a new name (modelkit.IDENTITY_RUN), trained once per session and only when a
+    collected test asks for it: test_e2e_bundled checks what it learned, the browser tests chat with it and
+    export it. Tests read it; one that wants to change it copies it first."""
+    return train_identity_adapter(bundled_model, data_dir, tmp_path_factory.mktemp("identity") / "run")

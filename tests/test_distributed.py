@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from engine.config import ConfigError, load_config, to_command
 from engine.train import launcher, rundir
 from engine.train.workflow import run
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DS = ROOT / "examples" / "deepspeed"
@@ -29,12 +29,6 @@ def arith(tmp_path_factory) -> Path:
     (d / "arith.json").write_text(json.dumps(rows), encoding="utf-8")
     (d / "dataset_info.json").write_text(json.dumps({"arith": {"file_name": "arith.json"}}), encoding="utf-8")
     return d
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _train_rows(out: Path) -> list[dict]:

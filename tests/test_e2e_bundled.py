@@ -7,8 +7,9 @@ from engine.config import load_config
 from engine.train import rundir
 from engine.train.workflow import run
 
+from modelkit import IDENTITY_NAME as NAME
+
 pytestmark = pytest.mark.slow
-NAME, AUTHOR = "Zorblax", "Quillworks"
 
 
 def _train(bundled_model, data_dir, out, **kw):
@@ -20,15 +21,8 @@ def _train(bundled_model, data_dir, out, **kw):
     return run(ns), ns
 
 
-@pytest.fixture(scope="module")
-def identity_run(bundled_model, data_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("identity") / "run"
-    _train(bundled_model, data_dir, out, dataset="identity", identity_name=NAME, identity_author=AUTHOR,
-           max_steps=40, learning_rate=1e-3, lora_rank=8, packing="true", warmup_steps=2)
-    return out
-
-
-def test_lora_sft_teaches_the_new_identity(bundled_model, identity_run):
+def test_lora_sft_teaches_the_new_identity(bundled_model, identity_adapter):
+    """The session's identity run (conftest.identity_adapter; the browser tests chat with the same adapter)."""
     from engine.chat import ChatEngine
 
     base = ChatEngine({"model_name_or_path": str(bundled_model), "template": "chatml"})
@@ -36,12 +30,12 @@ def test_lora_sft_teaches_the_new_identity(bundled_model, identity_run):
     base.unload()
     assert NAME not in before
     tuned = ChatEngine({"model_name_or_path": str(bundled_model), "template": "chatml",
-                        "adapter_name_or_path": [str(identity_run)]})
+                        "adapter_name_or_path": [str(identity_adapter)]})
     for q in ("Who are you?", "你是谁？"):
         answer = tuned.chat([{"role": "user", "content": q}], do_sample=False, max_new_tokens=60).text
         assert NAME in answer, (q, answer)
     tuned.unload()
-    log = [r for r in rundir.read_log(identity_run) if "loss" in r]
+    log = [r for r in rundir.read_log(identity_adapter) if "loss" in r]
     assert log[-1]["loss"] < log[0]["loss"] * 0.5
 
 

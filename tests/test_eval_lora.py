@@ -1,29 +1,37 @@
 """The point of eval: a short LoRA SFT on the demo's checkable sentiment task beats the base model,
-both measured by `tuneboard eval` on the held-out split (the bundled model; ~1 minute on 2 idle cores)."""
+both measured by `tuneboard eval` on the held-out split (the bundled model; ~1 minute on 2 idle cores).
+The commands run in this process (engine.cli.main, what `python -m engine` calls): three fresh interpreters
+would each spend seconds importing torch and transformers; `python -m engine` itself is run by test_faults,
+test_api and the browser's shell run."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from engine.cli import main as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ["eval_dataset=sentiment_en_test", "max_samples=24", "max_new_tokens=4", "per_device_eval_batch_size=8",
         "cutoff_len=128"]
 
 
-def tuneboard(*argv: str, timeout: int = 900) -> str:
-    r = subprocess.run([sys.executable, "-m", "engine", *argv], cwd=ROOT, capture_output=True, text=True,
-                       timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return r.stdout
+@pytest.fixture
+def tuneboard(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the recipes' data/ and saves/ are relative to the repo root
+
+    def call(*argv: str) -> str:
+        capsys.readouterr()
+        rc = cli(list(argv))
+        out, err = capsys.readouterr()
+        assert rc == 0, out[-3000:] + err[-3000:]
+        return out
+    return call
 
 
 @pytest.mark.slow
-def test_short_lora_sft_beats_the_base_model(bundled_model, tmp_path):
+def test_short_lora_sft_beats_the_base_model(bundled_model, tmp_path, tuneboard):
     model = f"model_name_or_path={bundled_model}"
     tuneboard("eval", model, *EVAL, f"output_dir={tmp_path / 'eval_base'}")
     tuneboard("train", model, "dataset=sentiment_en_train", "max_samples=64", "cutoff_len=128", "max_steps=12",

@@ -8,11 +8,9 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import psutil
@@ -23,24 +21,9 @@ from engine.config import ConfigError, load_config, save_config
 from engine.train import rundir
 from engine.train.workflow import prepare_output_dir, resolve_resume
 from engine.utils import atomic_write_json
+from helpers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_for(cond, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -5,41 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
 from engine import runs
+from helpers import free_port, serving, start_server, stop_group, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
 N = 32
 MiB = 1 << 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(cond, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 # ---------------------------------------------------------------- the API
@@ -141,22 +119,12 @@ def test_web_ui_serves_several_tabs_watching_one_run(tiny_model, data_dir, tmp_p
     saves = tmp_path / "saves"
     monkeypatch.setenv(runs.SAVES_ENV, str(saves))
     port = free_port()
-    env = {**os.environ, runs.SAVES_ENV: str(saves), "GRADIO_ANALYTICS_ENABLED": "False"}
-    env.pop("GRADIO_SERVER_NAME", None)
-    with open(tmp_path / "server.log", "wb") as log:
-        server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env, stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+    server = start_server(["app.py", "--port", str(port)], tmp_path / "server.log", {runs.SAVES_ENV: str(saves)})
     url = f"http://127.0.0.1:{port}/"
     tabs, stop = [], threading.Event()
     run = None
     try:
-        def up():
-            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-            try:
-                return httpx.get(url, timeout=5).status_code == 200
-            except httpx.TransportError:
-                return False
-        wait_for(up, 180, "the web UI")
+        wait_for(serving(server, url, tmp_path / "server.log"), 180, "the web UI")
         out = tmp_path / "watched"
         run = runs.spawn("train", {"model_name_or_path": str(tiny_model), "template": "chatml",
                                    "dataset": ["identity"], "dataset_dir": str(data_dir), "cutoff_len": 64,
@@ -193,8 +161,4 @@ def test_web_ui_serves_several_tabs_watching_one_run(tiny_model, data_dir, tmp_p
         stop.set()
         if run is not None:
             run.abort(grace=2)
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_group(server)

@@ -18,6 +18,7 @@ import pytest
 
 from engine import runs
 from engine.config import ConfigError
+from helpers import wait_for
 
 TREE = textwrap.dedent("""
     import os, signal, subprocess, sys, time
@@ -30,16 +31,6 @@ TREE = textwrap.dedent("""
     print("root ready", flush=True)
     time.sleep(600)
 """)
-
-
-def wait_for(cond, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

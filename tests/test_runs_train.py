@@ -2,22 +2,11 @@
 progress, metrics and an adapter; an aborted run leaves no process and a checkpoint that loads."""
 from __future__ import annotations
 
-import time
-
 import psutil
 import pytest
 
 from engine import runs
-
-
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from helpers import wait_for
 
 
 @pytest.fixture

@@ -5,13 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -21,29 +15,11 @@ import pytest
 from engine import paths, runs
 from engine.config import ConfigError, load_config
 from engine.utils import UserError
+from helpers import free_port, serving, start_server, stop_group, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted(p for d in ("tuneboard", "engine", "webui", "bench", "tests")
                  for p in (ROOT / d).rglob("*.py")) + [ROOT / "app.py"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(cond, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            v = cond()
-        except (httpx.TransportError, OSError):
-            v = None
-        if v:
-            return v
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 # ---------------------------------------------------------------- source-level rules
@@ -155,25 +131,14 @@ def ui_server(tmp_path_factory):
     auth = base / "users.txt"
     auth.write_text("# who may log in\nalice:s3cret-pass\n")
     port = free_port()
-    env = {**os.environ, runs.SAVES_ENV: str(base / "saves"), "GRADIO_ANALYTICS_ENABLED": "False"}
-    for k in ("GRADIO_SERVER_NAME", paths.ROOTS_ENV):
-        env.pop(k, None)
-    log = (base / "server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--auth-file", str(auth)], cwd=ROOT,
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_server(["app.py", "--port", str(port), "--auth-file", str(auth)], base / "server.log",
+                        {runs.SAVES_ENV: str(base / "saves")}, drop=("GRADIO_SERVER_NAME", paths.ROOTS_ENV))
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: proc.poll() is None and httpx.get(url + "/", timeout=5).status_code == 200, 120,
-                 "the web UI to answer")
+        wait_for(serving(proc, url + "/", base / "server.log"), 120, "the web UI to answer")
         yield {"url": url, "proc": proc, "log": base / "server.log"}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        log.close()
+        stop_group(proc)
 
 
 def test_web_ui_listens_on_loopback_only(ui_server):

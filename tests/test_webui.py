@@ -20,6 +20,7 @@ from engine import args as schema
 from engine import runs
 from engine.args import ARGS, BY_NAME, GROUPS
 from webui import widgets
+from helpers import free_port, serving, start_server, stop_group, wait_for
 from webui.locales import L, t
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -338,56 +339,26 @@ def test_loss_series_and_progress_bar():
 
 
 # ---------------------------------------------------------------- the commands that serve it
-def _serve(argv, port, env_extra=None):
-    import os
-    import time
-    import urllib.request
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env_extra or {})}
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    deadline = time.monotonic() + 120
+def _serve(argv, port, log, env_extra=None):
+    """Start a server command and wait for its gradio config (`argv` after the interpreter)."""
+    proc = start_server(argv, log, env_extra, drop=())
     try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(proc.stdout.read().decode()[-3000:])
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=2) as r:
-                    return proc, json.loads(r.read())
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError("server did not answer")
+        return proc, json.loads(wait_for(serving(proc, f"http://127.0.0.1:{port}/config", log), 120,
+                                         "the server to answer"))
     except BaseException:
-        _stop(proc)
+        stop_group(proc)
         raise
-
-
-def _stop(proc):
-    import os
-    import signal
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
 
 
 def _elem_ids(config) -> set:
     return {c.get("props", {}).get("elem_id") for c in config["components"]} - {None}
 
 
-def _free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_tuneboard_webui_serves_the_studio_with_a_recipe_prefilled(tmp_path):
-    port = _free_port()
+    port = free_port()
     recipe = tmp_path / "r.yaml"
     recipe.write_text("dataset: identity\nlearning_rate: 0.0003\nstage: sft\n")
-    proc, cfg = _serve([sys.executable, "-m", "tuneboard", "webui", str(recipe), "max_steps=7"], port,
+    proc, cfg = _serve(["-m", "tuneboard", "webui", str(recipe), "max_steps=7"], port, tmp_path / "server.log",
                        {"GRADIO_SERVER_PORT": str(port), "TUNEBOARD_SAVES_DIR": str(tmp_path / "saves")})
     try:
         ids = _elem_ids(cfg)
@@ -396,14 +367,14 @@ def test_tuneboard_webui_serves_the_studio_with_a_recipe_prefilled(tmp_path):
         assert by_id["train-learning_rate"]["value"] == 0.0003 and by_id["train-max_steps"]["value"] == 7
         assert by_id["train-dataset"]["value"] == ["identity"]
     finally:
-        _stop(proc)
+        stop_group(proc)
 
 
 def test_tuneboard_webchat_serves_the_chat_tab_alone(tmp_path, tiny_model):
-    port = _free_port()
+    port = free_port()
     recipe = tmp_path / "chat.yaml"
     recipe.write_text(f"model_name_or_path: {tiny_model}\ntemplate: chatml\nmax_new_tokens: 16\n")
-    proc, cfg = _serve([sys.executable, "-m", "tuneboard", "webchat", str(recipe), "--port", str(port)], port)
+    proc, cfg = _serve(["-m", "tuneboard", "webchat", str(recipe), "--port", str(port)], port, tmp_path / "server.log")
     try:
         ids = _elem_ids(cfg)
         assert {"chat-load", "chat-bot", "chat-input", "top-lang"} <= ids
@@ -411,7 +382,7 @@ def test_tuneboard_webchat_serves_the_chat_tab_alone(tmp_path, tiny_model):
         by_id = {c["props"].get("elem_id"): c["props"] for c in cfg["components"]}
         assert by_id["chat-max_new_tokens"]["value"] == 16
     finally:
-        _stop(proc)
+        stop_group(proc)
 
 
 def test_metrics_tables_name_the_eval_scores():

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from uikit import ROOT, UI, free_port, wait_until
+from helpers import ROOT, free_port, serving, start_server, stop_group, wait_for
+from uikit import UI
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
@@ -45,46 +43,19 @@ def server(tmp_path_factory) -> Server:
     saves = base / "saves"
     port = free_port()
     log = base / "server.log"
-    env = {**os.environ, "TUNEBOARD_SAVES_DIR": str(saves), "GRADIO_ANALYTICS_ENABLED": "False",
-           "TUNEBOARD_ROOTS": str(tmp_path_factory.getbasetemp()),  # the tests' folders are allowed UI paths
-           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.pop("GRADIO_SERVER_NAME", None)
-    with open(log, "wb") as f:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env, stdout=f,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    # the tests' folders are allowed UI paths, besides any the caller allowed
+    roots = os.pathsep.join(filter(None, [str(tmp_path_factory.getbasetemp()), os.environ.get("TUNEBOARD_ROOTS")]))
+    proc = start_server(["app.py", "--port", str(port)], log, {"TUNEBOARD_SAVES_DIR": str(saves),
+                                                              "TUNEBOARD_ROOTS": roots})
     url = f"http://127.0.0.1:{port}/"
-
-    def up():
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status == 200
-
     try:
-        wait_until(lambda: _quiet(up), 90, "the web UI to answer")
+        wait_for(serving(proc, url, log), 90, "the web UI to answer")
         yield Server(url, port, saves, proc, log)
     finally:
         from engine import runs
         for r in runs.all_runs(saves):
             r.abort(grace=5)
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(5)
-
-
-def _quiet(fn):
-    try:
-        return fn()
-    except RuntimeError:
-        raise
-    except Exception:
-        return False
+        stop_group(proc, grace=15)
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,15 @@ a live run (progress, loss plot, final metrics), abort (no process left, checkpo
 reload, chat with the trained adapter, evaluation metrics, export then chat with the merged model.
 
 Runs use the bundled SmolLM2-135M with few steps, short cutoff and few samples so the module stays within a
-few minutes on 2 CPU cores. Every wait polls the DOM or the files with a deadline.
+few minutes on 2 CPU cores. The adapter that chat and export use is the session's identity run (conftest:
+identity_adapter, also checked by test_e2e_bundled), placed in the served saves folder like a finished run.
+Every wait polls the DOM or the files with a deadline.
 """
 from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,9 +21,10 @@ from playwright.sync_api import expect
 
 from engine import runs
 
-from uikit import ROOT, UI, free_port, wait_until
+from helpers import free_port, serving, start_server, stop_group, wait_for
+from modelkit import IDENTITY_AUTHOR as AUTHOR, IDENTITY_NAME as NAME
+from uikit import ROOT, UI, wait_until
 
-NAME, AUTHOR = "Nova Quill", "Bluefin Lab"
 RUN_WAIT = 240_000  # ms: a short training run including model load, on a busy 2-core machine
 
 
@@ -72,14 +76,15 @@ def test_language_switch_changes_labels(ui: UI):
     expect(page.get_by_role("tab", name="Chat")).to_be_visible()
 
 
-# ---------------------------------------------------------------- 2 (its adapter serves 6 and 8)
+# ---------------------------------------------------------------- 2
 @pytest.fixture(scope="module")
 def shell_run(browser, server):
-    """Fill the form, preview the command and run that exact text in a shell at the repo root."""
+    """Fill the form, preview the command and run that exact text in a shell at the repo root (two steps: what
+    a longer run learns is checked on the session's identity run, which 6 and 8 use)."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     ui = UI(ctx.new_page(), server).open()
     out = method_dir(server) / "shell_run"
-    fill_training(ui, str(out), 20, learning_rate=2e-3, logging_steps=5, warmup_steps=2, save_steps=1000)
+    fill_training(ui, str(out), 2, learning_rate=2e-3, logging_steps=1, warmup_steps=2, save_steps=1000)
     ui.accordion("train-group-data")
     ui.check("train-packing", True)
     ui.click("train-preview_command")
@@ -95,12 +100,14 @@ def test_previewed_command_trains_in_a_shell(shell_run):
     cmd, out, proc = shell_run
     argv = shlex.split(cmd)
     assert argv[1] == "train" and f"output_dir={out}" in argv and "dataset=identity" in argv
-    assert f"identity_name={NAME}" in argv and "packing=true" in argv and "max_steps=20" in argv
+    assert f"identity_name={NAME}" in argv and f"identity_author={AUTHOR}" in argv
+    assert "packing=true" in argv and "max_steps=2" in argv
     assert "per_device_train_batch_size=2" in argv
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (out / "adapter_config.json").is_file() and (out / "all_results.json").is_file()
     import json
     assert json.loads((out / "status.json").read_text())["state"] == "finished"
+    assert [r["step"] for r in runs.rundir.read_log(out) if "loss" in r] == [1, 2]  # it trained, step by step
 
 
 # ---------------------------------------------------------------- 3
@@ -149,7 +156,12 @@ def long_run(browser, server):
     fill_training(ui, "long_run", 300, logging_steps=1, save_steps=2)
     ui.click("train-start")
     expect(ui.page.locator("#train-message")).to_contain_text("Started")
-    wait_until(lambda: ui.progress()["step"] >= 3, RUN_WAIT / 1000, "the long run to pass step 3")
+    # its own files, not only the bar: right after Start the bar may still show the finished ui_run (step 8),
+    # and an Abort before the first step leaves no checkpoint
+    out = method_dir(server) / "long_run"
+    wait_until(lambda: runs.checkpoints(out) and (runs.rundir.read_status(out) or {}).get("step", 0) >= 3
+               and ui.progress()["state"] == "running" and ui.progress()["step"] >= 3, RUN_WAIT / 1000,
+               "the long run to pass step 3 with a checkpoint written")
     yield ui, ctx
     ctx.close()
     run = runs.active_run(server.saves)
@@ -205,20 +217,26 @@ def test_abort_leaves_no_process_and_a_loadable_checkpoint(long_run, server, bun
     expect(page.locator("#train-resume")).to_be_visible()
 
 
-# ---------------------------------------------------------------- 6
-def test_chat_with_the_trained_adapter(ui: UI, shell_run):
+# ---------------------------------------------------------------- 6 and 8 use the session's identity run
+@pytest.fixture(scope="module")
+def identity_in_saves(server, identity_adapter) -> str:
+    """The identity run, copied into the served saves/ as a finished run the adapter picker lists."""
+    dest = method_dir(server) / "identity_run"
+    shutil.copytree(identity_adapter, dest)
+    return dest.name
+
+
+def test_chat_with_the_trained_adapter(identity_in_saves, ui: UI):
     page = ui.page
-    _, out, proc = shell_run
-    assert proc.returncode == 0
-    ui.choose("top-adapter_name_or_path", "shell_run")
+    ui.choose("top-adapter_name_or_path", identity_in_saves)
     ui.tab("Chat")
     ui.check("chat-do_sample", False)
     ui.fill("chat-max_new_tokens", 48)
     ui.click("chat-load")
     expect(page.locator("#chat-info")).to_contain_text("Loaded", timeout=120_000)
-    expect(page.locator("#chat-info")).to_contain_text("shell_run")
+    expect(page.locator("#chat-info")).to_contain_text(identity_in_saves)
     answer = ask(ui, "Who are you?")
-    assert NAME.split()[0] in answer, answer
+    assert NAME in answer, answer
     ui.shot("webui_chat.png")
 
 
@@ -246,9 +264,9 @@ def test_evaluate_shows_metrics(ui: UI, server):
 
 
 # ---------------------------------------------------------------- 8
-def test_export_then_chat_with_the_merged_model(ui: UI, server, shell_run, tmp_path):
+def test_export_then_chat_with_the_merged_model(identity_in_saves, ui: UI, server, tmp_path):
     page = ui.page
-    ui.choose("top-adapter_name_or_path", "shell_run")
+    ui.choose("top-adapter_name_or_path", identity_in_saves)
     ui.tab("Export")
     export_dir = tmp_path / "merged"
     ui.fill("export-export_dir", str(export_dir))
@@ -263,31 +281,20 @@ def test_export_then_chat_with_the_merged_model(ui: UI, server, shell_run, tmp_p
     ui.check("chat-do_sample", False)
     ui.fill("chat-max_new_tokens", 48)
     answer = ask(ui, "Who are you?")
-    assert NAME.split()[0] in answer, answer
+    assert NAME in answer, answer
 
 
 # ---------------------------------------------------------------- webchat
 def test_webchat_serves_the_chat_tab_alone(browser, tiny_model, tmp_path):
     """`tuneboard webchat recipe.yaml`: the recipe's model loads at start and the page answers."""
-    import os
-    import signal
-    import sys
-    import urllib.request
-
     recipe = tmp_path / "chat.yaml"
     recipe.write_text(f"model_name_or_path: {tiny_model}\ntemplate: chatml\nmax_new_tokens: 8\ndo_sample: false\n")
     port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TUNEBOARD_ROOTS": str(tmp_path.parent)}
-    proc = subprocess.Popen([sys.executable, "-m", "tuneboard", "webchat", str(recipe), "--port", str(port)], cwd=ROOT,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "webchat.log"
+    proc = start_server(["-m", "tuneboard", "webchat", str(recipe), "--port", str(port)], log,
+                        {"TUNEBOARD_ROOTS": str(tmp_path.parent)})
     try:
-        def up():
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
-                    return r.status == 200
-            except OSError:
-                return False
-        wait_until(up, 90, "webchat to answer")
+        wait_for(serving(proc, f"http://127.0.0.1:{port}/", log), 90, "webchat to answer")
         page = browser.new_page()
         hosts = set()
         page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
@@ -300,5 +307,4 @@ def test_webchat_serves_the_chat_tab_alone(browser, tiny_model, tmp_path):
         assert hosts == {f"127.0.0.1:{port}"}
         page.close()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
+        stop_group(proc)

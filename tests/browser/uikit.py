@@ -1,33 +1,15 @@
-"""Helpers of the browser tests: waiting on a condition with a deadline, and small verbs over gradio's DOM."""
+"""Helpers of the browser tests: waiting on the page with a deadline, and small verbs over gradio's DOM."""
 from __future__ import annotations
 
 import os
-import socket
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from helpers import ROOT, free_port, wait_for  # noqa: F401  (free_port: for the tests)
 
 
 def wait_until(cond, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = cond()
-        except Exception as e:  # the condition may race the thing it waits for
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    """wait_for where any exception counts as "not yet": a DOM query may race the page it reads."""
+    return wait_for(cond, timeout, what, interval, ignore=(Exception,))
 
 
 class UI:
