@@ -18,8 +18,8 @@ INFO_FILE = "dataset_info.json"
 
 ENTRY_KEYS = {"file_name", "hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name", "file_sha1",
               "formatting", "ranking", "columns", "tags", "split", "num_samples", "subset", "folder"}
-COLUMN_KEYS = {"prompt", "query", "response", "history", "system", "messages", "chosen", "rejected", "text"}
-TOLERATED_COLUMNS = {"tools", "images", "videos", "audios", "kto_tag"}  # accepted, not used (text-only studio)
+COLUMN_KEYS = {"prompt", "query", "response", "history", "system", "messages", "chosen", "rejected", "text", "tools"}
+TOLERATED_COLUMNS = {"images", "videos", "audios", "kto_tag"}  # accepted, not used (text-only studio)
 TAG_KEYS = {"role_tag", "content_tag", "user_tag", "assistant_tag", "system_tag", "observation_tag", "function_tag"}
 FORMATTINGS = ("alpaca", "sharegpt", "openai")
 
