@@ -157,3 +157,136 @@ def test_parser_and_tool_list_errors():
         T.parse_tools("[{", "Tools box")
     with pytest.raises(UserError, match="tool 'f': \"parameters\" must be a JSON schema"):
         T.parse_tools([{"name": "f", "parameters": "x"}])
+
+
+# ---------------------------------------------------------------- generation: a tiny model trained to call
+
+OPENAI_TOOLS = [{"type": "function", "function": WEATHER}]
+ASK = {"role": "user", "content": "What is the weather in Paris?"}
+
+
+def _train_to_call(src: Path, dest: Path) -> Path:
+    """The tiny model trained (full, a few hundred steps on two conversations, labels from encode_sft) to call
+    get_weather for the Paris question and to answer once the result is in: a real model whose greedy output is a
+    call, so the tests below run generate -> parse -> OpenAI shape without mocking the answer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.data.templates import resolve_template
+    tok = AutoTokenizer.from_pretrained(src)
+    template = resolve_template({"model_name_or_path": str(src)}, tok)  # what ChatEngine will use
+    tools = json.dumps([WEATHER])
+    call = [ASK, {"role": "function", "content": json.dumps(CALL)}]
+    answer = call + [{"role": "observation", "content": RESULT}, {"role": "assistant", "content": ANSWER}]
+    batch = [encode_sft(m, "", tok, template, 4096, tools=tools) for m in (call, answer)]
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(400):
+        loss = sum(model(input_ids=torch.tensor([e["input_ids"]]), labels=torch.tensor([e["labels"]])).loss
+                   for e in batch)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        if loss.item() < 0.01:
+            break
+    model.save_pretrained(dest)
+    tok.save_pretrained(dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def caller(tiny_model, tmp_path_factory):
+    from engine.chat import ChatEngine
+    path = _train_to_call(tiny_model, tmp_path_factory.mktemp("caller") / "tiny-caller")
+    return ChatEngine({"model_name_or_path": str(path), "max_new_tokens": 64})
+
+
+@pytest.fixture(scope="module")
+def server(caller):
+    from engine.api import create_app, start_server_thread
+    app = create_app(caller, api_key="")
+    srv, thread, port = start_server_thread(app)
+    yield {"url": f"http://127.0.0.1:{port}", "model": app.state.model_id}
+    srv.should_exit = True
+    thread.join(30)
+
+
+def client(server):
+    import openai
+    return openai.OpenAI(base_url=server["url"] + "/v1", api_key="none", max_retries=0, timeout=120)
+
+
+def test_chat_engine_returns_parsed_calls(caller):
+    r = caller.chat([ASK], tools=[WEATHER], temperature=0)
+    assert r.tool_calls == [CALL] and r.finish_reason == "tool_calls" and r.text == ""
+    done = caller.chat([ASK, {"role": "function", "content": json.dumps(CALL)},
+                        {"role": "observation", "content": RESULT}], tools=[WEATHER], temperature=0)
+    assert done.text == ANSWER and done.tool_calls == [] and done.finish_reason == "stop"
+    raw = caller.chat([ASK], temperature=0)  # no tools offered: nothing is parsed out of the text
+    assert raw.tool_calls == [] and raw.finish_reason in ("stop", "length")
+
+
+def test_api_returns_tool_calls_in_openai_shape(server):
+    c = client(server)
+    r = c.chat.completions.create(model=server["model"], messages=[ASK], tools=OPENAI_TOOLS, tool_choice="auto",
+                                  temperature=0, max_tokens=64)
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    (tc,) = choice.message.tool_calls
+    assert tc.type == "function" and tc.id.startswith("call_") and tc.function.name == "get_weather"
+    assert json.loads(tc.function.arguments) == {"city": "Paris"}
+    # the call and the tool's result go back in OpenAI's shape; the model answers from the result
+    follow = c.chat.completions.create(
+        model=server["model"], tools=OPENAI_TOOLS, temperature=0, max_tokens=64,
+        messages=[ASK, {"role": "assistant", "content": None, "tool_calls": [tc.model_dump()]},
+                  {"role": "tool", "tool_call_id": tc.id, "content": RESULT}])
+    assert follow.choices[0].message.content == ANSWER and follow.choices[0].message.tool_calls is None
+    assert follow.choices[0].finish_reason == "stop"
+    # tool_choice none: no tool list in the prompt and no calls parsed
+    none = c.chat.completions.create(model=server["model"], messages=[ASK], tools=OPENAI_TOOLS, tool_choice="none",
+                                     temperature=0, max_tokens=16)
+    assert none.choices[0].message.tool_calls is None and none.choices[0].finish_reason != "tool_calls"
+    assert none.usage.prompt_tokens < r.usage.prompt_tokens
+
+
+def test_api_streams_tool_calls(server):
+    chunks = list(client(server).chat.completions.create(model=server["model"], messages=[ASK], tools=OPENAI_TOOLS,
+                                                         temperature=0, max_tokens=64, stream=True))
+    calls = [tc for ch in chunks if ch.choices for tc in (ch.choices[0].delta.tool_calls or [])]
+    assert [(tc.index, tc.function.name, json.loads(tc.function.arguments)) for tc in calls] == \
+        [(0, "get_weather", {"city": "Paris"})]
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason] == \
+        ["tool_calls"]
+    assert not "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+
+
+def test_api_refuses_bad_tools_with_a_message(server):
+    import openai
+    c = client(server)
+    with pytest.raises(openai.BadRequestError) as e:
+        c.chat.completions.create(model=server["model"], messages=[ASK], tools=[{"type": "function",
+                                                                                  "function": {"description": "x"}}])
+    assert "tools" in str(e.value) and "name" in str(e.value)
+    with pytest.raises(openai.BadRequestError) as e:
+        c.chat.completions.create(model=server["model"], messages=[ASK], tools=OPENAI_TOOLS, tool_choice="required")
+    assert "tool_choice" in str(e.value)
+    with pytest.raises(openai.BadRequestError) as e:  # a tool result with no call before it
+        c.chat.completions.create(model=server["model"], messages=[ASK, {"role": "tool", "content": RESULT,
+                                                                         "tool_call_id": "x"}])
+    assert "must follow an assistant message with tool_calls" in str(e.value)
+
+
+def test_chat_tab_turns_a_call_into_a_tool_result_turn(caller):
+    from webui.chat_tab import add_user_turn, answer_turn
+    history, conv = add_user_turn(ASK["content"], [], [], "en")
+    answer = "".join(caller.stream(conv, tools=[WEATHER], temperature=0))
+    shown, turn = answer_turn(answer, True, "en")
+    assert turn == {"role": "function", "content": json.dumps(CALL)}
+    assert "get_weather" in shown["content"] and '"city": "Paris"' in shown["content"]
+    history, conv = add_user_turn(RESULT, history + [shown], conv + [turn], "en")
+    assert conv[-1] == {"role": "observation", "content": RESULT} and "Tool result" in history[-1]["content"]
+    final = "".join(caller.stream(conv, tools=[WEATHER], temperature=0))
+    assert answer_turn(final, True, "en")[1] == {"role": "assistant", "content": ANSWER}
+    with pytest.raises(UserError, match=r"Tools \(JSON\) box: not valid JSON"):
+        T.parse_tools("[{", "Tools (JSON) box")
