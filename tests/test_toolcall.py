@@ -296,3 +296,15 @@ def test_chat_tab_turns_a_call_into_a_tool_result_turn(caller):
     assert answer_turn(final, True, "en")[1] == {"role": "assistant", "content": ANSWER}
     with pytest.raises(UserError, match=r"Tools \(JSON\) box: not valid JSON"):
         T.parse_tools("[{", "Tools (JSON) box")
+
+
+def test_lora_sft_trains_on_the_tool_demo(tiny_model, tmp_path):
+    from engine.train import rundir
+    from engine.train.workflow import run
+    out = tmp_path / "run"
+    cfg = dict(model_name_or_path=str(tiny_model), dataset="toolcall_demo,sharegpt_demo", dataset_dir=str(ROOT / "data"),
+               max_samples=8, cutoff_len=512, per_device_train_batch_size=4, max_steps=2, logging_steps=1,
+               output_dir=str(out), seed=1)
+    metrics = run(load_config(None, {k: str(v) for k, v in cfg.items()}))
+    assert rundir.read_status(out)["state"] == "finished" and metrics["total_steps"] == 2
+    assert all(r["loss"] > 0 for r in rundir.read_log(out) if "loss" in r)
