@@ -308,3 +308,16 @@ def test_lora_sft_trains_on_the_tool_demo(tiny_model, tmp_path):
     metrics = run(load_config(None, {k: str(v) for k, v in cfg.items()}))
     assert rundir.read_status(out)["state"] == "finished" and metrics["total_steps"] == 2
     assert all(r["loss"] > 0 for r in rundir.read_log(out) if "loss" in r)
+
+
+def test_inspector_counts_the_tool_list_like_training(tiny_model, tmp_path):
+    from engine.insight.inspector import inspect_dataset
+    values = {"model_name_or_path": str(tiny_model), "template": "chatml", "dataset": "tc",
+              "dataset_dir": str(write_data(tmp_path / "data", [{"conversations": CONV, "tools": json.dumps([WEATHER])}])),
+              "cutoff_len": 4096, "output_dir": str(tmp_path / "run")}
+    rep = inspect_dataset(values=values)
+    tok = __import__("transformers").AutoTokenizer.from_pretrained(tiny_model)
+    enc = encode_sft(load_records(values).rows[0]["messages"], "", tok, get_template("chatml", tok), 4096,
+                     tools=json.dumps([WEATHER]))
+    assert rep["lengths"]["max"] == len(enc["input_ids"]) > 150  # the tool list's tokens are counted
+    assert any(kind and T.CALL_OPEN in text for text, kind in rep["sample"])
