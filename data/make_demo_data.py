@@ -1729,6 +1729,43 @@ def make_dpo_zh(arith_avoid: set) -> list[dict]:
     return rows
 
 
+def make_kto_en(arith_avoid: set) -> list[dict]:
+    """KTO data: single answers, each labelled desirable (true) or undesirable (false), in the messages format
+    (role / content) with a boolean `label`. Unpaired on purpose: a prompt gets one answer, good or bad; about
+    55 % are good, so the two kinds are close to balanced without being equal."""
+    rng = rng_for("kto_en_demo")
+    rows = []
+
+    def add(prompt, good, wrong):
+        label = rng.random() < 0.55
+        if label:
+            answer = good
+        else:
+            kind = rng.choice(["wrong", "wrong", "rude", "offtopic"])
+            answer = {"wrong": wrong, "rude": rng.choice(RUDE_EN), "offtopic": rng.choice(OFFTOPIC_EN)}[kind]
+        rows.append({"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
+                     "label": label})
+
+    for c, capital, cont, *_ in COUNTRIES:
+        other = rng.choice([x[1] for x in COUNTRIES if x[1] != capital])
+        add(f"Which city is the capital of {c}?", f"{capital} is the capital of {c}, in {cont}.",
+            f"That would be {other}.")
+    for op, a, b, r in fresh_arith(rng, arith_avoid, 50):
+        add(f"Please work out {a} {op} {b}.", f"{a} {op} {b} equals {r}. {rng.choice(POLITE_EN)}",
+            f"{a} {op} {b} equals {r + rng.choice([-3, -1, 1, 5])}.")
+    for i, (c, expl, ex) in enumerate(CONCEPTS_EN):
+        other = CONCEPTS_EN[(i + 1 + rng.randrange(len(CONCEPTS_EN) - 1)) % len(CONCEPTS_EN)][1]
+        add(f"What is {c}, in a few sentences?", f"{expl} A simple example: {ex}", other)
+    for (big, small, f), v in conversions(rng, UNITS_EN, 20):
+        add(f"Convert {v} {big} to {small}.", f"{v} {big} is {v * f} {small} (1 {SINGULAR[big]} = {f} {small}).",
+            f"About {v * f + rng.choice([-f, f, 7])} {small}.")
+    for w in rng.sample(WORDS, 20):
+        add(f"Spell the word \"{w}\" backwards.", f"\"{w}\" backwards is \"{w[::-1]}\".",
+            f"\"{w}\" backwards is \"{w[::-1][1:] + w[-1]}\".")
+    rng.shuffle(rows)
+    return rows
+
+
 # ----------------------------------------------------------------------------------------- multi-turn chats
 SYSTEMS_EN = ["You are a helpful assistant.", "You are a friendly tutor who explains things clearly.",
               "You are a concise assistant. Keep answers short."]
@@ -1950,6 +1987,10 @@ def dataset_info() -> dict:
                           "columns": {"messages": "messages"},
                           "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
                                    "assistant_tag": "assistant", "system_tag": "system"}},
+        "kto_en_demo": {"file_name": "kto_en_demo.json", "formatting": "sharegpt",
+                        "columns": {"messages": "messages", "kto_tag": "label"},
+                        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                                 "assistant_tag": "assistant"}},
     }
 
 
@@ -1975,6 +2016,7 @@ def build() -> dict[str, object]:
         "sharegpt_demo.json": make_sharegpt(avoid),
         "messages_demo.json": make_messages(avoid),
         "toolcall_demo.json": make_toolcall(),
+        "kto_en_demo.json": make_kto_en(avoid),
         "dataset_info.json": dataset_info(),
     }
 

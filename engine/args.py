@@ -6,11 +6,12 @@ the preprocessing cache key (engine.data.loader.cache_key) are all derived from 
 hyperparameter is one `A(...)` line.
 
 Field meanings:
-  type     "str" | "int" | "float" | "bool" | "list" (comma-separated strings)
+  type     "str" | "int" | "float" | "bool" | "list" (comma-separated strings) | "dict" (a JSON/YAML mapping)
   group    panel/accordion it belongs to (GROUPS gives order and labels)
   stages   stages it applies to (None: all)       methods  finetuning types (None: all)
   commands which subcommands read it: train / infer (chat, webchat, api, eval) / export
-  compat   accepted for LLaMA-Factory recipe compatibility; has no effect of its own
+  compat   accepted for LLaMA-Factory recipe compatibility; has no effect of its own (a run logs a note, from
+           help_en, when a recipe gives one a non-default value)
   ui       shown as a widget in the web UI
   hf       the TrainingArguments (for dpo: trl DPOConfig) field the value is passed as
   read_by  for a train argument without `hf`: what reads it instead (READ_BY gives a group's default)
@@ -78,7 +79,7 @@ GROUPS = {  # order = order of accordions in the UI
     "extra": ("Extra training", "其它训练参数"),
     "lora": ("LoRA", "LoRA 参数"),
     "freeze": ("Freeze", "部分参数微调"),
-    "dpo": ("DPO", "偏好优化 DPO"),
+    "dpo": ("Preference (DPO / ORPO / SimPO / KTO)", "偏好优化（DPO / ORPO / SimPO / KTO）"),
     "distributed": ("Devices / DeepSpeed / nodes", "设备 / DeepSpeed / 多机"),
     "generation": ("Generation", "生成参数"),
     "export": ("Export", "导出"),
@@ -123,9 +124,12 @@ ARGS: list[Arg] = [
     A("default_system", "str", None, "model", "System prompt that replaces the template's default.",
       "替换模板默认值的系统提示词。", "系统提示词", commands=TI, nullable=True, preprocess=True),
     # ---- method
-    A("stage", "str", "sft", "method", "Training stage: pre-training, supervised fine-tuning or DPO.",
-      "训练阶段：预训练、指令监督微调或 DPO。", "训练阶段", choices=("pt", "sft", "dpo"),
-      read_by="workflow: picks the data format and the trainer"),
+    A("stage", "str", "sft", "method",
+      "Training stage: pre-training, supervised fine-tuning, reward modelling (rm), DPO-style preference "
+      "optimisation (dpo; pref_loss picks DPO / IPO / hinge / ORPO / SimPO) or KTO.",
+      "训练阶段：预训练、指令监督微调、奖励模型（rm）、DPO 类偏好优化（dpo；pref_loss 选择 DPO / IPO / hinge / "
+      "ORPO / SimPO）或 KTO。", "训练阶段", choices=("pt", "sft", "rm", "dpo", "kto"),
+      read_by="workflow: picks the data format and the trainer (engine.train.stages)"),
     A("finetuning_type", "str", "lora", "method", "Which parameters are trained.",
       "训练哪些参数。", "微调方法", choices=("lora", "freeze", "full"), commands=ALL, read_by="engine.train.methods"),
     # ---- data
@@ -224,6 +228,16 @@ ARGS: list[Arg] = [
       "Keep the checkpoint with the lowest eval loss as the result (a checkpoint is saved at each evaluation).",
       "以评估损失最低的检查点作为最终结果（每次评估时保存检查点）。", "保留最佳检查点",
       read_by="engine.train.best (with metric_for_best_model and a save per evaluation)"),
+    A("neftune_noise_alpha", "float", None, "extra",
+      "NEFTune: uniform noise of this scale on the input embeddings while training (5 is typical); empty = off.",
+      "NEFTune：训练时在输入嵌入上加入该强度的均匀噪声（常用 5）；留空为关闭。", "NEFTune 噪声强度",
+      min=0.0, max=1e4, nullable=True, hf="neftune_noise_alpha"),
+    A("extra_args", "dict", None, "extra",
+      "More Trainer arguments as a JSON/YAML mapping, e.g. {\"adam_beta2\": 0.99, \"max_grad_norm\": 0.5}: any field of "
+      "transformers TrainingArguments (DPO: trl DPOConfig) the form does not show. Unknown names are refused.",
+      "更多训练器参数，JSON/YAML 映射，例如 {\"adam_beta2\": 0.99, \"max_grad_norm\": 0.5}：表单未列出的 "
+      "TrainingArguments（DPO 为 trl DPOConfig）字段均可。未知名称会被拒绝。", "额外训练参数", nullable=True,
+      read_by="workflow: checked against the stage's TrainingArguments / DPOConfig and passed to it"),
     # ---- LoRA
     A("lora_rank", "int", 8, "lora", "LoRA rank r.", "LoRA 秩 r。", "LoRA 秩", min=1, max=4096,
       methods=("lora",)),
@@ -237,6 +251,19 @@ ARGS: list[Arg] = [
       "rsLoRA", methods=("lora",)),
     A("use_dora", "bool", False, "lora", "Weight-decomposed LoRA (DoRA).", "使用权重分解 LoRA（DoRA）。",
       "DoRA", methods=("lora",)),
+    A("loraplus_lr_ratio", "float", None, "lora",
+      "LoRA+: the B matrices learn this many times faster than learning_rate (16 is typical); empty = plain LoRA.",
+      "LoRA+：B 矩阵的学习率为 learning_rate 的这么多倍（常用 16）；留空为普通 LoRA。", "LoRA+ 学习率比例",
+      min=1e-3, max=1e4, methods=("lora",), nullable=True,
+      read_by="engine.train.methods (optimizer parameter groups, peft create_loraplus_optimizer)"),
+    A("pissa_init", "bool", False, "lora",
+      "PiSSA: start the adapter from the principal singular vectors of each weight (converges faster); the saved "
+      "adapter is converted to plain LoRA, so it loads on the original base.",
+      "PiSSA：用各权重的主奇异向量初始化适配器（收敛更快）；保存时转换为普通 LoRA，可直接加载到原始基座。",
+      "PiSSA 初始化", methods=("lora",)),
+    A("pissa_iter", "int", 16, "lora", "PiSSA: fast-SVD iterations; -1 = exact SVD (slow on big layers).",
+      "PiSSA 快速 SVD 的迭代次数；-1 为精确 SVD（大层较慢）。", "PiSSA 迭代次数", min=-1, max=10000,
+      methods=("lora",)),
     # ---- freeze
     A("freeze_trainable_layers", "int", 2, "freeze",
       "Trainable layers: positive = the last N, negative = the first N.",
@@ -244,13 +271,35 @@ ARGS: list[Arg] = [
       methods=("freeze",)),
     A("freeze_trainable_modules", "list", ["all"], "freeze", "Modules trained inside those layers (`all` or names).",
       "这些层中可训练的模块（`all` 或模块名）。", "可训练模块", methods=("freeze",)),
-    # ---- DPO
-    A("pref_beta", "float", 0.1, "dpo", "DPO beta: how far the policy may move from the reference.",
-      "DPO beta：策略偏离参考模型的程度。", "Beta 参数", min=0.0, max=100.0, stages=("dpo",), hf="beta"),
-    A("pref_loss", "str", "sigmoid", "dpo", "Preference loss.", "偏好损失函数。", "损失类型",
-      choices=("sigmoid", "ipo", "hinge"), stages=("dpo",), hf="loss_type"),
-    A("pref_ftx", "float", 0.0, "dpo", "Weight of an extra SFT loss on the chosen answer.",
-      "附加在 chosen 回答上的 SFT 损失权重。", "SFT 损失权重", min=0.0, max=100.0, stages=("dpo",), hf="loss_weights"),
+    # ---- preference (DPO family, KTO)
+    A("pref_beta", "float", 0.1, "dpo",
+      "Beta: how far the policy may move from the reference (DPO, IPO, hinge, KTO); the reward scale for SimPO; "
+      "the weight of the odds-ratio term for ORPO.",
+      "Beta：策略偏离参考模型的程度（DPO、IPO、hinge、KTO）；SimPO 的奖励缩放；ORPO 中比值比项的权重。",
+      "Beta 参数", min=0.0, max=100.0, stages=("dpo", "kto"),
+      read_by="engine.train.dpo / kto trainer_fields: the beta of the pref_loss's trl config"),
+    A("pref_loss", "str", "sigmoid", "dpo",
+      "Preference loss: sigmoid (DPO), ipo, hinge (all with a reference model), or orpo / simpo (no reference "
+      "model: less memory and compute).",
+      "偏好损失：sigmoid（DPO）、ipo、hinge（需要参考模型），或 orpo / simpo（无需参考模型，更省内存和计算）。",
+      "损失类型", choices=("sigmoid", "ipo", "hinge", "orpo", "simpo"), stages=("dpo",),
+      read_by="engine.train.dpo: picks the trl trainer and its loss_type"),
+    A("pref_ftx", "float", 0.0, "dpo",
+      "Weight of an extra SFT loss on the chosen answer (ORPO always has one of weight 1).",
+      "附加在 chosen 回答上的 SFT 损失权重（ORPO 自带权重为 1 的 SFT 损失）。", "SFT 损失权重",
+      min=0.0, max=100.0, stages=("dpo",),
+      read_by="engine.train.dpo: DPO loss_weights / CPO cpo_alpha (ORPO has its own)"),
+    A("simpo_gamma", "float", 0.5, "dpo", "SimPO target reward margin gamma (pref_loss=simpo).",
+      "SimPO 的目标奖励间隔 gamma（pref_loss=simpo 时）。", "SimPO gamma", min=0.0, max=100.0, stages=("dpo",),
+      read_by="engine.train.dpo: CPOConfig.simpo_gamma when pref_loss=simpo"),
+    A("kto_chosen_weight", "float", 1.0, "dpo",
+      "KTO weight of the desirable (kto_tag true) answers' loss; raise it when they are the minority.",
+      "KTO 中期望回答（kto_tag 为 true）损失的权重；期望回答较少时调高。", "期望样本权重",
+      min=0.0, max=100.0, stages=("kto",), hf="desirable_weight"),
+    A("kto_rejected_weight", "float", 1.0, "dpo",
+      "KTO weight of the undesirable (kto_tag false) answers' loss.",
+      "KTO 中非期望回答（kto_tag 为 false）损失的权重。", "非期望样本权重", min=0.0, max=100.0, stages=("kto",),
+      hf="undesirable_weight"),
     # ---- distributed
     A("nproc_per_node", "int", 1, "distributed", "Processes (devices) per node; >1 launches torchrun.",
       "每个节点的进程（设备）数；大于 1 时使用 torchrun 启动。", "每节点进程数", min=1, max=1024),
@@ -290,27 +339,57 @@ ARGS: list[Arg] = [
       "续训的检查点；`true`/`last` 表示输出目录中最新的完整检查点。", "续训检查点", nullable=True,
       read_by="workflow: resolved to a checkpoint for trainer.train()"),
     # ---- accepted for LLaMA-Factory recipes; no effect of their own
-    A("do_train", "bool", True, "method", "Accepted for LLaMA-Factory recipes.", "兼容 LLaMA-Factory。",
+    A("do_train", "bool", True, "method",
+      "LLaMA-Factory's do_train: `tuneboard train` always trains (false is refused; predictions: `tuneboard eval`).",
+      "LLaMA-Factory 的 do_train：`tuneboard train` 总是训练（false 会被拒绝；预测请用 `tuneboard eval`）。",
       compat=True, ui=False),
-    A("do_eval", "bool", False, "method", "Accepted for LLaMA-Factory recipes.", "兼容 LLaMA-Factory。",
+    A("do_eval", "bool", False, "method",
+      "LLaMA-Factory's do_eval: ignored, evaluation runs whenever val_size or eval_dataset is set.",
+      "LLaMA-Factory 的 do_eval：此处忽略，设置 val_size 或 eval_dataset 时即会评估。",
       compat=True, ui=False),
-    A("do_predict", "bool", False, "method", "Accepted for LLaMA-Factory recipes.", "兼容 LLaMA-Factory。",
+    A("do_predict", "bool", False, "method",
+      "LLaMA-Factory's do_predict: predictions are made by `tuneboard eval` (a train run refuses it).",
+      "LLaMA-Factory 的 do_predict：预测由 `tuneboard eval` 完成（训练时拒绝）。",
       compat=True, ui=False, commands=TI),
-    A("predict_with_generate", "bool", False, "method", "Accepted for LLaMA-Factory recipes.",
-      "兼容 LLaMA-Factory。", compat=True, ui=False, commands=TI),
+    A("predict_with_generate", "bool", False, "method",
+      "LLaMA-Factory's predict_with_generate: ignored, `tuneboard eval` always generates.",
+      "LLaMA-Factory 的 predict_with_generate：此处忽略，`tuneboard eval` 总是生成。", compat=True, ui=False, commands=TI),
 
-    A("ddp_timeout", "int", 180000000, "distributed", "Accepted for LLaMA-Factory recipes.",
-      "兼容 LLaMA-Factory。", compat=True, ui=False),
+    A("ddp_timeout", "int", 1800, "distributed", "Seconds processes wait for each other (multi-GPU / multi-node).",
+      "多卡/多机时进程间等待的超时秒数。", "DDP 超时", min=1, max=2**31 - 1, ui=False, hf="ddp_timeout"),
     A("flash_attn", "str", "auto", "model",
       "Attention implementation: auto / sdpa (PyTorch SDPA), eager, or fa2 (FlashAttention-2, CUDA only).",
       "注意力实现：auto / sdpa（PyTorch SDPA）、eager 或 fa2（FlashAttention-2，仅 CUDA）。", "注意力实现",
       choices=("auto", "sdpa", "eager", "disabled", "fa2"), commands=ALL),
-    A("infer_backend", "str", "huggingface", "model", "Inference backend (only huggingface here).",
+    A("rope_scaling", "str", None, "model",
+      "RoPE scaling for contexts longer than the model was trained on: linear, dynamic (NTK), yarn or llama3.",
+      "RoPE 缩放，用于超过模型训练长度的上下文：linear、dynamic（NTK）、yarn 或 llama3。", "RoPE 缩放",
+      choices=("linear", "dynamic", "yarn", "llama3"), nullable=True, commands=ALL),
+    A("rope_factor", "float", None, "model",
+      "RoPE scaling factor; empty = cutoff_len / the model's max_position_embeddings, rounded up.",
+      "RoPE 缩放倍数；留空为 cutoff_len / 模型 max_position_embeddings，向上取整。", "RoPE 缩放倍数",
+      min=1.0, max=1024.0, nullable=True, commands=ALL),
+    A("infer_backend", "str", "huggingface", "model",
+      "Inference backend: ignored, chat / eval / api always use huggingface transformers.",
       "推理后端（此处仅 huggingface）。", compat=True, ui=False, commands=(INFER,)),
-    A("mix_strategy", "str", "concat", "data", "How datasets are mixed (concat).", "数据集混合方式（concat）。",
+    A("mix_strategy", "str", "concat", "data",
+      "How datasets are mixed: ignored, datasets are always concatenated (then shuffled by the Trainer).", "数据集混合方式（concat）。",
       compat=True, ui=False, commands=TI),
-    A("enable_thinking", "bool", True, "model", "Accepted for LLaMA-Factory recipes.", "兼容 LLaMA-Factory。",
+    A("enable_thinking", "bool", True, "model",
+      "LLaMA-Factory's thinking switch for reasoning templates: ignored, the templates here have no thinking mode.",
+      "LLaMA-Factory 推理模板的思考开关：此处忽略，本项目的模板没有思考模式。",
       compat=True, ui=False, commands=ALL),
+    A("tokenized_path", "str", None, "data",
+      "LLaMA-Factory's saved tokenisation folder: ignored, the preprocessing cache here is automatic.",
+      "LLaMA-Factory 的分词结果目录：此处忽略，预处理缓存是自动的。", compat=True, ui=False, nullable=True, commands=TI),
+    A("ray_num_workers", "int", 1, "distributed",
+      "LLaMA-Factory's Ray workers: ignored, Ray is not used; nproc_per_node=N trains on N devices with torchrun.",
+      "LLaMA-Factory 的 Ray 进程数：此处忽略，不使用 Ray；nproc_per_node=N 用 torchrun 在 N 个设备上训练。",
+      compat=True, ui=False),
+    *[A(k, "str", None, "model", f"LLaMA-Factory's {k}: ignored, multimodal training is not supported.",
+        f"LLaMA-Factory 的 {k}：此处忽略，不支持多模态训练。", compat=True, ui=False, nullable=True, commands=ALL)
+      for k in ("image_max_pixels", "image_min_pixels", "video_max_pixels", "video_min_pixels", "video_fps",
+                "video_maxlen", "audio_sampling_rate", "freeze_vision_tower", "freeze_multi_modal_projector")],
 ]
 
 BY_NAME: dict[str, Arg] = {a.name: a for a in ARGS}

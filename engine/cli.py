@@ -42,7 +42,8 @@ def print_version() -> int:
 
 
 COMMANDS: dict[str, Command] = {
-    "train": Command("engine.train.launcher:run_cli", "train a model (pt / sft / dpo with lora / freeze / full)"),
+    "train": Command("engine.train.launcher:run_cli",
+                     "train a model (pt / sft / rm / dpo / kto with lora / freeze / full)"),
     "chat": Command("engine.chat:run_cli", "chat in the terminal with a model (+ adapter)"),
     "api": Command("engine.api:run_cli", "OpenAI-compatible API server (default 127.0.0.1:8000)"),
     "eval": Command("engine.evaluate:run_cli", "batch predict over a dataset and compute metrics"),

@@ -6,6 +6,7 @@ is hard-coded except the few cross-field rules at the end of `validate`.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import shlex
 import sys
@@ -16,7 +17,7 @@ from typing import Any, Iterable
 import yaml
 
 from .args import ARGS, BY_NAME, Arg, Namespace
-from .utils import UserError
+from .utils import UserError, get_logger
 
 
 class ConfigError(UserError, ValueError):
@@ -79,6 +80,8 @@ def coerce(arg: Arg, value: Any, source: str = "") -> Any:
             if math.isnan(f):
                 raise ValueError
             return f
+        if arg.type == "dict":
+            return _mapping(arg, value)
         if arg.type == "list":
             if isinstance(value, dict) or (isinstance(value, (list, tuple)) and
                                            any(isinstance(v, (dict, list, tuple)) for v in value)):
@@ -100,8 +103,29 @@ def coerce(arg: Arg, value: Any, source: str = "") -> Any:
         return None if (arg.nullable and s.strip().lower() in _NONE) else s
     except (ValueError, TypeError):
         kind = {"bool": "true or false", "int": "a whole number", "float": "a number",
-                "list": "a comma-separated list", "str": "text"}[arg.type]
+                "list": "a comma-separated list", "str": "text",
+                "dict": 'a JSON/YAML mapping such as {"adam_beta2": 0.99}'}[arg.type]
         raise ConfigError(f"{arg.name}: expected {kind}, got {value!r}{where}.", arg.name) from None
+
+
+def _mapping(arg: Arg, value: Any) -> dict | None:
+    """A mapping given as a dict, or as JSON / YAML text (the command line, the UI's text box)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)  # JSON first: YAML would read 1e-7 as text
+        except ValueError:
+            pass
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value)  # YAML is a superset of JSON: both spellings work
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{arg.name}: not a valid JSON/YAML mapping ({getattr(e, 'problem', e)}); write it "
+                              f'like {{"adam_beta2": 0.99, "max_grad_norm": 0.5}}.', arg.name) from None
+    if value is None or value == {}:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError
+    return {str(k): v for k, v in value.items()}
 
 
 def _raise_empty(arg: Arg):
@@ -200,7 +224,9 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] | dict 
     for k, v in ov.items():
         raw[k] = (v, "command line")
     values = {}
-    for key, (value, source) in raw.items():
+    # known keys first: a recipe for something unsupported (stage: ppo) is refused for that, not for the
+    # stage's own extra key that happens to come first in the file
+    for key, (value, source) in sorted(raw.items(), key=lambda kv: kv[0] not in BY_NAME):
         arg = BY_NAME.get(key)
         if arg is None:
             raise ConfigError(f"{key}: unknown argument ({source}).{_suggest(key, command)}", key)
@@ -223,11 +249,27 @@ def validate(ns: Namespace, command: str = "train") -> None:
     if v["lora_alpha"] is None:
         v["lora_alpha"] = 2 * v["lora_rank"]
     if command == "train":
+        given = ns.explicit
+        if "do_train" in given and not v["do_train"] or (v["do_predict"] and "do_train" not in given):
+            raise ConfigError("do_train: this recipe asks for predictions, not training; run it with "
+                              "`tuneboard eval <recipe.yaml>` (it reads eval_dataset, adapter_name_or_path and "
+                              "the generation settings).", "do_train")
         if not v["dataset"]:
             raise ConfigError("dataset: no dataset given; name one or more from dataset_info.json "
                               "(for example dataset=identity).", "dataset")
-        if v["stage"] == "dpo" and v["packing"]:
-            raise ConfigError("packing: not available for DPO; turn it off.", "packing")
+        if v["stage"] not in ("pt", "sft") and v["packing"]:
+            raise ConfigError(f"packing: not available for stage {v['stage']} (only pt and sft); turn it off.",
+                              "packing")
+        if v["stage"] == "kto" and v["per_device_train_batch_size"] < 2:
+            ga = v["gradient_accumulation_steps"]
+            if ga % 2:
+                raise ConfigError("per_device_train_batch_size: KTO needs at least 2 (each answer is compared with a "
+                                  "mismatched one from its batch to estimate the KL term); set it to 2.",
+                                  "per_device_train_batch_size")
+            # LLaMA-Factory's KTO recipes use batch 1 x accumulation 8: the same effective batch as 2 x 4
+            v["per_device_train_batch_size"], v["gradient_accumulation_steps"] = 2, ga // 2
+            get_logger().warning("KTO needs 2 answers per batch: per_device_train_batch_size 1 -> 2 and "
+                                 "gradient_accumulation_steps %d -> %d (the same effective batch)", ga, ga // 2)
         if v["eval_strategy"] is None:
             has_eval = v["val_size"] > 0 or bool(v["eval_dataset"])
             v["eval_strategy"] = "steps" if has_eval else "no"
@@ -243,9 +285,19 @@ def validate(ns: Namespace, command: str = "train") -> None:
             raise ConfigError("num_train_epochs: must be > 0 unless max_steps is set.", "num_train_epochs")
         if v["output_dir"] is None:
             v["output_dir"] = default_output_dir(v["model_name_or_path"], v["finetuning_type"])
+        if v.get("extra_args"):
+            from .train.extra import check_extra_args
+            check_extra_args(ns, v["stage"])
     if v["deepspeed"] and not Path(v["deepspeed"]).is_file():
         raise ConfigError(f"deepspeed: {v['deepspeed']} does not exist; see examples/deepspeed/ for configs.",
                           "deepspeed")
+
+
+def compat_notes(ns: Namespace) -> list[str]:
+    """What happens to the LLaMA-Factory keys a recipe gave that have no effect of their own here (one line each,
+    for the run's log): only those set to something other than their default, which changes nothing."""
+    return [f"{a.name}={_fmt(ns.values[a.name])}: {a.help_en}" for a in ARGS
+            if a.compat and a.name in ns.explicit and ns.values.get(a.name) != a.default]
 
 
 def default_output_dir(model: str, method: str, prefix: str = "train") -> str:
@@ -270,6 +322,9 @@ def _fmt(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, list):
         return ",".join(map(str, value))
+    if isinstance(value, dict):
+        import json
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     if value is None:
         return "null"
     return str(value)

@@ -31,7 +31,7 @@ def test_yaml_then_overrides(tmp_path):
     ("learnig_rate=1", "learnig_rate", "learning_rate"),
     ("lora_rank=0", "lora_rank", "below"),
     ("lora_rank=abc", "lora_rank", "whole number"),
-    ("stage=rlhf", "stage", "pt, sft, dpo"),
+    ("stage=rlhf", "stage", "pt, sft, rm, dpo, kto"),
     ("val_size=-1", "val_size", "below"),
     ("bf16=maybe", "bf16", "true or false"),
 ])
@@ -107,3 +107,15 @@ resume_from_checkpoint: null
     ns = load_config(p)
     assert ns.dataset == ["identity", "alpaca_en_demo"] and ns.learning_rate == 1e-4
     assert defaults()["lora_rank"] == BY_NAME["lora_rank"].default
+
+
+def test_kto_batch_of_one_keeps_the_effective_batch_or_is_refused():
+    """KTO compares each answer with a mismatched one of its batch: LLaMA-Factory's 1 x 8 recipe runs as 2 x 4."""
+    ns = load_config(None, {"stage": "kto", "dataset": "kto_en_demo", "per_device_train_batch_size": "1",
+                            "gradient_accumulation_steps": "8"})
+    assert (ns.per_device_train_batch_size, ns.gradient_accumulation_steps) == (2, 4)
+    with pytest.raises(ConfigError, match="per_device_train_batch_size: KTO needs at least 2.*set it to 2"):
+        load_config(None, {"stage": "kto", "dataset": "kto_en_demo", "per_device_train_batch_size": "1"})
+    ns = load_config(None, {"stage": "sft", "dataset": "identity", "per_device_train_batch_size": "1",
+                            "gradient_accumulation_steps": "8"})
+    assert (ns.per_device_train_batch_size, ns.gradient_accumulation_steps) == (1, 8)

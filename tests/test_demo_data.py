@@ -18,7 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 ENTRY_KEYS = {"file_name", "formatting", "ranking", "columns", "tags"}
-COLUMN_KEYS = {"prompt", "query", "response", "system", "history", "messages", "chosen", "rejected", "text", "tools"}
+COLUMN_KEYS = {"prompt", "query", "response", "system", "history", "messages", "chosen", "rejected", "text", "tools",
+               "kto_tag"}
 TAG_KEYS = {"role_tag", "content_tag", "user_tag", "assistant_tag", "system_tag", "observation_tag", "function_tag"}
 SHAREGPT_DEFAULT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
                          "system_tag": "system"}
@@ -46,7 +47,8 @@ def rows(info) -> dict[str, list]:
 
 def test_registry_uses_the_llamafactory_schema(info):
     expected = {"identity", "alpaca_en_demo", "alpaca_zh_demo", "c4_demo", "dpo_en_demo", "dpo_zh_demo",
-                "sharegpt_demo", "messages_demo", "toolcall_demo"} | {f"{p}_{s}" for p in PAIRS for s in ("train", "test")}
+                "sharegpt_demo", "messages_demo", "toolcall_demo", "kto_en_demo"} | {f"{p}_{s}" for p in PAIRS
+                                                                                     for s in ("train", "test")}
     assert expected <= set(info)
     for name, entry in info.items():
         assert set(entry) <= ENTRY_KEYS, name
@@ -109,6 +111,19 @@ def test_every_row_holds_its_mapped_columns(info, rows):
                     for key in ("chosen", "rejected"):
                         answer = row[cols[key]]
                         assert answer[tags["role_tag"]] == tags["assistant_tag"] and answer[tags["content_tag"]], where
+
+
+def test_kto_demo_labels_single_answers(info, rows):
+    """LLaMA-Factory's kto_en_demo schema: messages ending with the assistant's answer, a boolean label column."""
+    entry = info["kto_en_demo"]
+    assert entry["columns"] == {"messages": "messages", "kto_tag": "label"} and not entry.get("ranking")
+    data = rows["kto_en_demo"]
+    assert 150 <= len(data) <= 250
+    assert all(isinstance(r["label"], bool) and r["messages"][-1]["role"] == "assistant" for r in data)
+    good = sum(r["label"] for r in data)
+    assert 0.4 * len(data) <= good <= 0.7 * len(data), "both kinds, close to balanced"
+    prompts = [r["messages"][0]["content"] for r in data]
+    assert len(set(prompts)) == len(prompts), "unpaired: one answer per prompt"
 
 
 def test_identity_answers_carry_the_placeholders(rows):

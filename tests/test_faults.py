@@ -454,3 +454,26 @@ def test_configs_and_run_records_are_written_atomically(tmp_path, monkeypatch, s
     assert load_config(cfg).learning_rate == 1e-4 and rundir.read_status(tmp_path)["step"] == 3
     leftovers = [p.name for d in (tmp_path, run.record_path.parent) for p in d.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+def test_resume_of_a_checkpoint_at_the_end_is_refused_with_what_to_raise(tmp_path):
+    """transformers would train step N+1 of N from a final checkpoint; the run says what to raise instead."""
+    out = tmp_path / "out"
+    ckpt = out / "checkpoint-10"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": 10, "max_steps": 10, "num_train_epochs": 3}))
+    (ckpt / rundir.COMPLETE).write_text("1")
+
+    def resume(**kw):
+        return resolve_resume(load_config(None, {"dataset": "identity", "resume_from_checkpoint": "true",
+                                                 **{k: str(v) for k, v in kw.items()}}), out)
+
+    for kw in ({"max_steps": 10}, {"max_steps": 8}, {"num_train_epochs": 3}):
+        with pytest.raises(ConfigError) as e:
+            resume(**kw)
+        assert "checkpoint-10 is already at step 10" in str(e.value) and "raise max_steps" in str(e.value)
+    assert resume(max_steps=12) == str(ckpt)
+    assert resume(num_train_epochs=4) == str(ckpt)
+    with pytest.raises(ConfigError, match="already at step 10"):  # an explicit folder is checked the same way
+        resolve_resume(load_config(None, {"dataset": "identity", "resume_from_checkpoint": str(ckpt),
+                                          "max_steps": "10"}), out)

@@ -154,3 +154,15 @@ def test_foreign_run_on_mostly_repeated_data_is_a_data_problem(fmt, tmp_path):
     assert rep["verdict"] == "data_problem" and rep["reason"] == "dup_most", render(rep)
     assert rep["evidence"]["duplicates"] == 39 and rep["evidence"]["duplicates_pct"] == pytest.approx(78.0)
     _check_advice(rep)
+
+
+@pytest.mark.parametrize("stage", ["rm", "dpo", "kto"])
+def test_a_flat_preference_loss_is_no_capacity_limit(stage, tmp_path):
+    """A reward model's or a preference run's loss is no next-token loss: staying above 1 says nothing about the
+    model being full. The same curve from an sft recipe is the capacity case."""
+    kw = dict(epochs=3, steps_per_epoch=100, log_every=5, eval_every=10, schedule="constant")
+    sft = diagnose(write_run(tmp_path / "sft", "capacity", "llamafactory", config={"stage": "sft"}, **kw))
+    assert sft["verdict"] == "capacity_limit"
+    rep = diagnose(write_run(tmp_path / stage, "capacity", "llamafactory", config={"stage": stage}, **kw))
+    assert rep["verdict"] != "capacity_limit", render(rep)
+    _check_advice(rep)

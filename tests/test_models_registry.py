@@ -138,3 +138,16 @@ def test_download_argument_errors(capsys):
     assert main(["download", "--list"]) == 0
     out = capsys.readouterr().out
     assert "SmolLM2-135M-Instruct" in out and "(bundled)" in out and "Qwen/Qwen2.5-7B-Instruct" in out
+
+
+def test_train_with_a_registry_model_not_here_says_offline_what_to_do(tmp_path, monkeypatch, capsys):
+    """Start (tuneboard train) with a registry model that is not downloaded: it is fetched first (not testable
+    without network); offline, the message says so and what to do, and no run is started."""
+    from engine.cli import main
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "run"
+    rc = main(["train", "model_name_or_path=Qwen2.5-0.5B-Instruct", "dataset=identity", f"output_dir={out}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert "Qwen2.5-0.5B-Instruct is not downloaded yet and offline mode is on" in err
+    assert "tuneboard download Qwen2.5-0.5B-Instruct" in err and not out.exists()

@@ -99,9 +99,10 @@ def test_training_arguments_carry_every_mapped_value(tmp_path, stage):
     assert checked == sum(1 for a in ARGS if a.hf and a.applies(stage=stage))
     assert targs.bf16 is False and ns.bf16 is True  # precision is what the device supports, not what was asked
     assert targs.eval_steps == ns.eval_steps != BY_NAME["eval_steps"].default and targs.use_cpu is True
-    if stage == "dpo":
-        assert targs.beta == ns.pref_beta and targs.loss_type == [ns.pref_loss, "sft"]
-        assert targs.loss_weights == [1.0, ns.pref_ftx] and targs.max_length == ns.cutoff_len
+    if stage == "dpo":  # the preference arguments pick trl's loss (engine.train.dpo reads them)
+        t2 = training_arguments(Namespace({**ns.values, "pref_ftx": 0.5, "pref_beta": 0.3}), prec, stage)
+        assert t2.beta == 0.3 and t2.loss_type == ["sigmoid", "sft"]
+        assert t2.loss_weights == [1.0, 0.5] and t2.max_length == ns.cutoff_len
 
 
 def test_warmup_and_report_to_conversions(tmp_path):

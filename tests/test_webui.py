@@ -159,7 +159,8 @@ def test_language_switch_relabels_every_component(demo):
     lang = page.c("top.lang")
     zh = call(demo, lang, "change", overrides={lang: "zh"})
     assert zh[page.w("train", "stage")]["label"] == "训练阶段"
-    assert [c[0] for c in zh[page.w("train", "stage")]["choices"]] == ["预训练", "指令监督微调", "DPO 偏好优化"]
+    assert [c[0] for c in zh[page.w("train", "stage")]["choices"]] == ["预训练", "指令监督微调", "奖励模型训练",
+                                                                     "DPO / ORPO / SimPO 偏好优化", "KTO 偏好优化"]
     assert zh[page.c("train.start")]["value"] == "开始" and zh[page.c("train.abort")]["value"] == "中断"
     assert zh[page.c("tab.chat")]["label"] == "对话"
     acc = next(a for s, a, _ in page.accordions if a.elem_id == "train-group-lora")
@@ -257,15 +258,16 @@ def test_existing_output_dir_offers_resume(demo, tmp_path):
 
 # ---------------------------------------------------------------- datasets
 def test_datasets_are_filtered_by_stage(demo):
-    from engine.data.registry import dataset_stage, load_dataset_info
+    from engine.data.registry import data_kind, dataset_stage, load_dataset_info
     page = demo.page
     info = load_dataset_info(ROOT / "data")
     stage = page.w("train", "stage")
-    for s in ("pt", "sft", "dpo"):
+    for s in BY_NAME["stage"].choices:  # rm reads the ranking pairs of dpo; kto its own labelled answers
         res = call(demo, stage, "change", overrides={stage: s, page.w("train", "dataset_dir"): str(ROOT / "data")})
         upd = res[0] if isinstance(res, tuple) else res
         names = [c[1] if isinstance(c, tuple) else c for c in upd["choices"]]
-        assert names and all(dataset_stage(info[n]) == s for n in names), (s, names)
+        assert names and all(dataset_stage(info[n]) == data_kind(s) for n in names), (s, names)
+        assert ("kto_en_demo" in names) == (s == "kto") and ("dpo_en_demo" in names) == (s in ("rm", "dpo"))
     # a selection that does not fit the new stage is dropped
     res = call(demo, stage, "change", overrides={stage: "dpo", page.w("train", "dataset"): ["identity", "dpo_en_demo"],
                                                   page.w("train", "dataset_dir"): str(ROOT / "data")})

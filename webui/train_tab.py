@@ -84,7 +84,8 @@ def build(page: Page) -> dict:
         pv_text = page.add("train.preview_rendered", gr.HighlightedText(
             label=t("preview_rendered", lang), combine_adjacent=False, show_legend=True, elem_id="train-preview_text",
             color_map={t("trained", "en"): "#16a34a", t("trained", "zh"): "#16a34a", "chosen": "#16a34a",
-                       "rejected": "#dc2626"}), label="preview_rendered")
+                       "rejected": "#dc2626", "desirable": "#16a34a", "undesirable": "#dc2626"}),
+            label="preview_rendered")
         pv_json = page.add("train.preview_samples", gr.JSON(label=t("preview_samples", lang),
                                                             elem_id="train-preview_json"), label="preview_samples")
 

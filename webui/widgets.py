@@ -116,6 +116,9 @@ def to_widget(arg: Arg, value: Any, multiselect: bool = False) -> Any:
         return ""
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
+    if isinstance(value, dict):  # extra_args: shown as the JSON it is typed in as
+        import json
+        return json.dumps(value, ensure_ascii=False)
     return str(value)
 
 

@@ -3,7 +3,8 @@
   sft: {"system": str, "messages": [{"role": "user"|"assistant", "content": str}, ...]}  (alternating, ends with assistant)
        tool datasets (columns.tools): + "tools": JSON text of the tool list, and the roles "function" (the assistant's
        call, JSON) and "observation" (the tool's result, user side); see engine.data.tools
-  dpo: {"system": str, "messages": [... ending with user], "chosen": str, "rejected": str}
+  dpo: {"system": str, "messages": [... ending with user], "chosen": str, "rejected": str}   (also rm)
+  kto: {"system": str, "messages": [... ending with user], "completion": str, "label": bool}
   pt:  {"text": str}
 
 A record that cannot be converted is skipped with a reason; the caller reports the counts (nothing is
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 
 from ..utils import UserError
-from .registry import ALPACA_COLUMNS, DatasetAttr, dataset_stage
+from .registry import ALPACA_COLUMNS, DatasetAttr, data_kind, dataset_stage
 from .tools import FUNCTION, OBSERVATION, calls_json, parse_calls, tools_json
 
 USER, ASSISTANT, SYSTEM = "user", "assistant", "system"
@@ -158,9 +159,24 @@ def _tools(attr: DatasetAttr, row: dict, messages: list[dict]) -> dict:
         raise Invalid(str(e)) from None
 
 
+_TRUE, _FALSE = {"true", "yes", "1", "desirable", "good"}, {"false", "no", "0", "undesirable", "bad"}
+
+
+def _label(v, col: str) -> bool:
+    """A kto_tag value -> desirable (True) / undesirable (False); JSON true/false, 1/0 or the words."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float)) and v in (0, 1):
+        return bool(v)
+    if isinstance(v, str) and v.strip().lower() in _TRUE | _FALSE:
+        return v.strip().lower() in _TRUE
+    raise Invalid(f"column {col!r} (kto_tag) holds {_short(v)}, not true/false")
+
+
 def convert_row(attr: DatasetAttr, row: dict, stage: str, roles: dict | None = None) -> dict:
     """One raw record -> the standard form for `stage`. Raises Invalid with a reason."""
     cols = attr.columns
+    stage = data_kind(stage)
     if stage == "pt":
         col = cols.get("text") or cols.get("prompt") or "text"
         text = _text(row.get(col), f"column {col!r}")
@@ -184,6 +200,15 @@ def convert_row(attr: DatasetAttr, row: dict, stage: str, roles: dict | None = N
             raise Invalid("no assistant answer")
         _check_answers(messages)
         return {"system": system, "messages": messages, **_tools(attr, row, messages)}
+    if stage == "kto":  # the last assistant turn is the answer that is labelled
+        if attr.formatting == "alpaca":
+            col = {**ALPACA_COLUMNS, **cols}["response"]
+            messages.append({"role": ASSISTANT, "content": _text(row.get(col), f"column {col!r}")})
+        if not messages or messages[-1]["role"] != ASSISTANT:
+            raise Invalid("no assistant answer to label")
+        _check_answers(messages)
+        label = _label(row.get(cols["kto_tag"]), cols["kto_tag"])
+        return {"system": system, "messages": messages[:-1], "completion": messages[-1]["content"], "label": label}
     # dpo
     if not messages or messages[-1]["role"] not in _ASKS:
         raise Invalid("the prompt turns must end with the user")
@@ -204,6 +229,7 @@ def convert_row(attr: DatasetAttr, row: dict, stage: str, roles: dict | None = N
 def check_columns(attr: DatasetAttr, rows: list[dict], stage: str) -> None:
     present = _columns_present(rows)
     cols = attr.columns
+    stage = data_kind(stage)
     if stage == "pt":
         key = "text" if "text" in cols else "prompt"
         _require(attr, present, {key: cols.get("text") or cols.get("prompt") or "text"})
@@ -212,8 +238,10 @@ def check_columns(attr: DatasetAttr, rows: list[dict], stage: str) -> None:
     else:
         c = {**ALPACA_COLUMNS, **cols}
         _require(attr, present, {"prompt": c["prompt"]})
-        if stage == "sft":
+        if stage in ("sft", "kto"):
             _require(attr, present, {"response": c["response"]})
+    if stage == "kto":
+        _require(attr, present, {"kto_tag": cols["kto_tag"]})
     if stage == "dpo":
         chosen = cols.get("chosen", "chosen")
         legacy = (attr.formatting == "alpaca" and chosen not in present
@@ -234,10 +262,13 @@ def convert(attr: DatasetAttr, rows: list[dict], stage: str) -> tuple[list[dict]
 def convert_indexed(attr: DatasetAttr, rows: list[dict], stage: str) -> tuple[list[dict], list[int], Counter]:
     """Like convert, plus the index in `rows` of each converted record (the skipped ones leave gaps)."""
     have = dataset_stage(attr)
-    if have != stage:
-        what = {"pt": "a pre-training (text)", "sft": "an instruction (sft)", "dpo": "a preference (ranking)"}[have]
+    if have != data_kind(stage):
+        what = {"pt": "a pre-training (text)", "sft": "an instruction (sft)", "dpo": "a preference (ranking)",
+                "kto": "a KTO (answers labelled by kto_tag)"}[have]
+        wants = {"pt": "a pre-training", "sft": "an instruction", "dpo": "a ranking (chosen/rejected)",
+                 "kto": "a KTO (kto_tag)"}[data_kind(stage)]
         raise UserError(f"dataset {attr.name!r} is {what} dataset; stage {stage} cannot train on it. "
-                        f"Choose a {stage} dataset (the web UI lists only those), or change the stage.")
+                        f"Choose {wants} dataset (the web UI lists only those), or change the stage.")
     if not rows:
         raise UserError(f"dataset {attr.name!r}: no records in {attr.path() or attr.hf_hub_url or attr.ms_hub_url}.")
     check_columns(attr, rows, stage)
@@ -265,7 +296,7 @@ def replace_identity(row: dict, name: str | None, author: str | None) -> dict:
         return s
 
     out = dict(row)
-    for k in ("system", "text", "chosen", "rejected"):
+    for k in ("system", "text", "chosen", "rejected", "completion"):
         if k in out:
             out[k] = sub(out[k])
     if "messages" in out:

@@ -104,8 +104,23 @@ def _tokenise(rows: list[dict], args, tokenizer, template, stage: str) -> tuple[
     from datasets import Dataset
 
     cutoff = int(_arg(args, "cutoff_len", 1024))
-    packing = bool(_arg(args, "packing", False) or _arg(args, "neat_packing", False)) and stage != "dpo"
+    packing = bool(_arg(args, "packing", False) or _arg(args, "neat_packing", False)) and stage in ("pt", "sft")
     workers = _arg(args, "preprocessing_num_workers")
+    if stage == "kto":
+        # trl's KTOTrainer reads batches in order (each answer's KL pair is its batch neighbour), so the
+        # desirable and undesirable answers are mixed here, reproducibly
+        rows = list(rows)
+        random.Random(int(_arg(args, "seed", 42))).shuffle(rows)
+        cols = _map(rows, P.kto_batch, workers, tokenizer=tokenizer, template=template, cutoff_len=cutoff)
+        st = P.length_stats(cols[P.LEN], cols[P.TRUNC], cols[P.TOKENS])
+        data = {k: cols[k] for k in ("prompt", "completion", "label")}
+        st["desirable"] = sum(data["label"])
+        return Dataset.from_dict(data), {**st, "rows": len(data["prompt"])}
+    if stage == "rm":
+        cols = _map(rows, P.rm_batch, workers, tokenizer=tokenizer, template=template, cutoff_len=cutoff)
+        st = P.length_stats(cols[P.LEN], cols[P.TRUNC], cols[P.TOKENS])
+        data = {k: cols[k] for k in ("chosen_ids", "rejected_ids")}
+        return Dataset.from_dict(data), {**st, "rows": len(data["chosen_ids"])}
     if stage == "dpo":
         cols = _map(rows, P.dpo_batch, workers, tokenizer=tokenizer, template=template, cutoff_len=cutoff)
         st = P.length_stats(cols[P.LEN], cols[P.TRUNC], cols[P.TOKENS])
@@ -188,6 +203,8 @@ def cache_key(args, tokenizer, template, stage: str, attrs: list[DatasetAttr], e
         "args": {a.name: _arg(args, a.name) for a in ARGS if a.preprocess and a.name not in split},
         "template": template.to_dict(), "tokenizer": _tokenizer_fingerprint(tokenizer),
     }
+    if stage == "kto":  # the rows are shuffled with the seed
+        payload["shuffle_seed"] = _arg(args, "seed", 42)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -310,12 +327,14 @@ def get_dataset(args, tokenizer, template, stage: str) -> DatasetModule:
         "tokens": st["tokens"], "cutoff_len": cutoff,
         "train_samples": st["kept"], "eval_samples": est["kept"] if est else 0,
         "train_rows": st["rows"], "eval_rows": est["rows"] if est else 0,
-        "packing": bool(_arg(args, "packing", False) or _arg(args, "neat_packing", False)) and stage != "dpo",
+        "packing": bool(_arg(args, "packing", False) or _arg(args, "neat_packing", False)) and stage in ("pt", "sft"),
         "template": template.name, "seconds": round(time.time() - t0, 2),
     }
     for k in ("fill", "packed_from", "split_texts"):
         if k in st:
             stats[k] = st[k]
+    if "desirable" in st:  # kto: how the training labels are balanced (kto_chosen_weight / kto_rejected_weight)
+        stats["desirable"], stats["undesirable"] = st["desirable"], st["rows"] - st["desirable"]
     _check_cut(stats, stage)
     stats["summary"] = summary(stats)
     try:

@@ -10,6 +10,9 @@ pt:  text + eos. packing off: the token stream of all texts is cut into cutoff_l
 dpo: strings for trl: prompt = rendered conversation ending with the assistant header, chosen/rejected =
      answer + stop word. A prompt too long for cutoff_len is cut from the left so trl keeps part of
      each answer instead of dropping the pair.
+kto: the same strings for one answer (completion) and its desirable/undesirable label.
+rm:  token ids for trl's RewardTrainer: chosen_ids / rejected_ids = prompt + answer, cut to cutoff_len here
+     (the trainer would drop a pair that is too long instead of cutting it).
 mark_trained: one record split into trained / untrained text, from the same encoders (the previews).
 """
 from __future__ import annotations
@@ -119,6 +122,52 @@ def dpo_batch(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
     return out
 
 
+def _fit_prompt(tokenizer, prompt: str, answer_len: int, cutoff_len: int) -> tuple[str, list[int], int]:
+    """(prompt text, prompt ids, full prompt length): a prompt too long for cutoff_len next to the answer keeps
+    its end (the question and the assistant header)."""
+    p_ids = tokenizer.encode(prompt, add_special_tokens=False)
+    full = len(p_ids)
+    pb, _ = fit_budget(full, answer_len, cutoff_len)
+    if pb < full:
+        p_ids = p_ids[full - pb:]
+        prompt = tokenizer.decode(p_ids)
+    return prompt, p_ids, full
+
+
+def kto_batch(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
+    out: dict[str, list] = {"prompt": [], "completion": [], "label": [], LEN: [], TRUNC: [], TOKENS: []}
+    for system, messages, completion, label in zip(batch["system"], batch["messages"], batch["completion"],
+                                                   batch["label"]):
+        prompt = template.render(messages, system or None)
+        c = template.render_response(completion)
+        lc = len(tokenizer.encode(c, add_special_tokens=False))
+        prompt, p_ids, lp = _fit_prompt(tokenizer, prompt, lc, cutoff_len)
+        out["prompt"].append(prompt)
+        out["completion"].append(c)
+        out["label"].append(bool(label))
+        out[LEN].append(lp + lc)
+        out[TRUNC].append(lp + lc > cutoff_len)
+        out[TOKENS].append(min(lc, cutoff_len - len(p_ids)))
+    return out
+
+
+def rm_batch(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
+    out: dict[str, list] = {"chosen_ids": [], "rejected_ids": [], LEN: [], TRUNC: [], TOKENS: []}
+    for system, messages, chosen, rejected in zip(batch["system"], batch["messages"], batch["chosen"],
+                                                  batch["rejected"]):
+        prompt = template.render(messages, system or None)
+        c = tokenizer.encode(template.render_response(chosen), add_special_tokens=False)
+        r = tokenizer.encode(template.render_response(rejected), add_special_tokens=False)
+        _, p_ids, lp = _fit_prompt(tokenizer, prompt, max(len(c), len(r)), cutoff_len)
+        room = cutoff_len - len(p_ids)
+        out["chosen_ids"].append(p_ids + c[:room])
+        out["rejected_ids"].append(p_ids + r[:room])
+        out[LEN].append(lp + max(len(c), len(r)))
+        out[TRUNC].append(lp + max(len(c), len(r)) > cutoff_len)
+        out[TOKENS].append(min(len(c), room) + min(len(r), room))
+    return out
+
+
 def percentile(sorted_vals: list[int], q: float) -> int:
     if not sorted_vals:
         return 0
@@ -140,20 +189,25 @@ def length_stats(full_lens: list[int], truncated: list[bool], tokens: list[int] 
 
 
 TRAINED, CHOSEN, REJECTED = "trained", "chosen", "rejected"
+DESIRABLE, UNDESIRABLE = "desirable", "undesirable"  # kto: the one answer, by its label
 
 
 def mark_trained(row: dict, stage: str, tokenizer, template, args) -> list[tuple[str, str | None]]:
     """One record of load_records as the model sees it with the cutoff_len / train_on_prompt / mask_history of
     `args`: [(text, kind)], kind TRAINED where tokens have labels and None where not; dpo: the prompt (None), its
-    CHOSEN answer, then the prompt again and its REJECTED answer. What the web UI's and the inspector's previews
-    show."""
+    CHOSEN answer, then the prompt again and its REJECTED answer; kto: the prompt, then its answer as DESIRABLE or
+    UNDESIRABLE. What the web UI's and the inspector's previews show."""
     from .records import arg
     cutoff_len = int(arg(args, "cutoff_len", 1024))
     train_on_prompt, mask_history = bool(arg(args, "train_on_prompt", False)), bool(arg(args, "mask_history", False))
     if stage == "pt":
         ids = pt_texts({"text": [row["text"]]}, tokenizer, template, cutoff_len)["input_ids"][0]
         return [(tokenizer.decode(ids, skip_special_tokens=False), TRAINED)]
-    if stage == "dpo":
+    if stage == "kto":
+        out = kto_batch({"system": [row.get("system") or ""], "messages": [row["messages"]],
+                         "completion": [row["completion"]], "label": [row["label"]]}, tokenizer, template, cutoff_len)
+        return [(out["prompt"][0], None), (out["completion"][0], DESIRABLE if row["label"] else UNDESIRABLE)]
+    if stage in ("dpo", "rm"):  # rm reads the same pairs
         out = dpo_batch({"system": [row.get("system") or ""], "messages": [row["messages"]],
                          "chosen": [row["chosen"]], "rejected": [row["rejected"]], "tools": [row.get("tools")]},
                         tokenizer, template, cutoff_len)

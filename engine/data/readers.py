@@ -208,12 +208,16 @@ def _offline() -> bool:
 
 
 def _read_hub(attr: DatasetAttr) -> list[dict]:
+    if attr.load_from == "om_hub":
+        raise UserError(f"dataset {attr.name!r}: {attr.om_hub_url} is only on the Modelers hub, which is not "
+                        "supported; download it, save it as json/jsonl/parquet in the dataset directory and set "
+                        f"file_name for {attr.name!r} in dataset_info.json.")
     url = attr.hf_hub_url if attr.load_from == "hf_hub" else attr.ms_hub_url
     hub = "Hugging Face" if attr.load_from == "hf_hub" else "ModelScope"
     fix = (f"Without a network, download it where there is one, save it as json/jsonl/parquet in the dataset "
            f"directory and set file_name for {attr.name!r} in dataset_info.json.")
-    if attr.load_from == "hf_hub" and _offline():
-        raise UserError(f"dataset {attr.name!r}: {url} is on the {hub} hub but HF_HUB_OFFLINE is set. {fix}")
+    if _offline():  # offline is meant for every hub: never wait on a network that is not there
+        raise UserError(f"dataset {attr.name!r}: {url} is on the {hub} hub but HF_HUB_OFFLINE is set (offline). {fix}")
     try:
         if attr.load_from == "hf_hub":
             import datasets

@@ -19,9 +19,9 @@ from ..args import values_of
 from ..utils import UserError
 from .converters import Invalid, convert_indexed, convert_row, replace_identity
 from .readers import read_records
-from .registry import DatasetAttr, dataset_stage, load_dataset_info
+from .registry import DatasetAttr, data_kind, dataset_stage, load_dataset_info
 
-STAGES = ("pt", "sft", "dpo")
+STAGES = ("pt", "sft", "rm", "dpo", "kto")
 
 
 def arg(args, name: str, default=None):
@@ -58,7 +58,7 @@ def resolve(names: list[str], info: dict[str, DatasetAttr], dataset_dir, stage: 
     out = []
     for n in names:
         if n not in info:
-            fit = [k for k, a in info.items() if dataset_stage(a) == stage]
+            fit = [k for k, a in info.items() if dataset_stage(a) == data_kind(stage)]
             close = difflib.get_close_matches(n, list(info), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise UserError(f"dataset: unknown dataset {n!r} (not in {Path(dataset_dir) / 'dataset_info.json'}).{hint} "
@@ -83,6 +83,8 @@ def load_records(args, stage: str | None = None, names=None, *, keep_raw: bool =
     name, author = arg(args, "identity_name"), arg(args, "identity_author")
     out = Records(stage, [], [], {})
     for attr in attrs:
+        check_trainable(attr)
+    for attr in attrs:
         raw = read_records(attr)
         order = list(range(len(raw)))
         if attr.num_samples and raw:
@@ -105,6 +107,14 @@ def load_records(args, stage: str | None = None, names=None, *, keep_raw: bool =
     if any("tools" in r for r in out.rows):  # one shape for every row: datasets' from_list reads the first row's keys
         out.rows = [r if "tools" in r else {**r, "tools": None} for r in out.rows]
     return out
+
+
+def check_trainable(attr: DatasetAttr) -> None:
+    """Refuse, before any file is read, a dataset whose media this text-only studio cannot train on."""
+    if attr.media:
+        cols = ", ".join(f"{k} column {v!r}" for k, v in attr.media.items())
+        raise UserError(f"dataset {attr.name!r}: multimodal training is not supported (its {cols} in "
+                        f"dataset_info.json); TuneBoard trains text-only models. Choose a text dataset.")
 
 
 def _first_invalid(attr: DatasetAttr, rows: list[dict], stage: str) -> int:

@@ -18,8 +18,10 @@ INFO_FILE = "dataset_info.json"
 
 ENTRY_KEYS = {"file_name", "hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name", "file_sha1",
               "formatting", "ranking", "columns", "tags", "split", "num_samples", "subset", "folder"}
-COLUMN_KEYS = {"prompt", "query", "response", "history", "system", "messages", "chosen", "rejected", "text", "tools"}
-TOLERATED_COLUMNS = {"images", "videos", "audios", "kto_tag"}  # accepted, not used (text-only studio)
+COLUMN_KEYS = {"prompt", "query", "response", "history", "system", "messages", "chosen", "rejected", "text",
+               "kto_tag", "tools"}
+TOLERATED_COLUMNS = {"images", "videos", "audios"}  # accepted so the message can name them (text-only studio)
+MEDIA_COLUMNS = ("images", "videos", "audios")  # a dataset with one of these is refused when it is trained on
 TAG_KEYS = {"role_tag", "content_tag", "user_tag", "assistant_tag", "system_tag", "observation_tag", "function_tag"}
 FORMATTINGS = ("alpaca", "sharegpt", "openai")
 
@@ -46,6 +48,8 @@ class DatasetAttr:
     ms_hub_url: str | None = None
     folder: str | None = None
     dataset_dir: str | None = None        # where file_name is resolved from
+    media: dict = field(default_factory=dict)  # images / videos / audios columns: multimodal, not trainable here
+    om_hub_url: str | None = None
 
     def path(self) -> Path | None:
         if not self.file_name:
@@ -110,6 +114,7 @@ def _parse_entry(name: str, e: object, path: Path, dataset_dir: Path) -> Dataset
         for k, v in val.items():
             if v is not None and not isinstance(v, str):
                 raise _bad(name, f"{key}.{k}", f"must be a column/tag name (text), got {v!r}.", path)
+    media = {k: v for k, v in columns.items() if v and k in MEDIA_COLUMNS}
     columns = {k: v for k, v in columns.items() if v and k in COLUMN_KEYS}
     if formatting == "openai":
         formatting, tags = "sharegpt", {**OPENAI_TAGS, **tags}
@@ -121,18 +126,23 @@ def _parse_entry(name: str, e: object, path: Path, dataset_dir: Path) -> Dataset
     attr = DatasetAttr(name=name, formatting=formatting, ranking=ranking, columns=columns, tags=tags,
                        split=e.get("split") or "train", num_samples=num, subset=e.get("subset"),
                        hf_hub_url=e.get("hf_hub_url"), ms_hub_url=e.get("ms_hub_url"), folder=e.get("folder"),
-                       dataset_dir=str(dataset_dir))
+                       dataset_dir=str(dataset_dir), media=media, om_hub_url=e.get("om_hub_url"))
     if e.get("hf_hub_url") or e.get("ms_hub_url"):
         attr.load_from = "hf_hub" if e.get("hf_hub_url") else "ms_hub"
         attr.file_name = e.get("file_name")
     elif e.get("script_url") or e.get("file_name"):
         # script_url names a local folder; dataset scripts no longer run (datasets>=4), its data files do.
         attr.file_name = e.get("file_name") or e.get("script_url")
+    elif e.get("om_hub_url"):
+        attr.load_from = "om_hub"  # Modelers hub: listed, refused with a message when loaded
     else:
         raise _bad(name, "file_name", "missing: give file_name (a file or folder in the dataset directory) "
                    "or hf_hub_url / ms_hub_url.", path)
     if ranking and formatting == "alpaca" and "text" in columns:
         raise _bad(name, "columns.text", "a ranking (preference) dataset has no pre-training text column.", path)
+    if ranking and "kto_tag" in columns:  # pairs win: the dataset is listed for rm / dpo, not kto
+        log.warning("%s: dataset %r is a ranking dataset; its columns.kto_tag is ignored", path, name)
+        del attr.columns["kto_tag"]
     return attr
 
 
@@ -149,11 +159,23 @@ def load_dataset_info(dataset_dir: str | Path) -> dict[str, DatasetAttr]:
     return {str(name): _parse_entry(str(name), e, path, d) for name, e in data.items()}
 
 
+# Which kind of dataset each training stage reads: rm trains on the same preference pairs as dpo.
+STAGE_DATA = {"pt": "pt", "sft": "sft", "rm": "dpo", "dpo": "dpo", "kto": "kto"}
+
+
+def data_kind(stage: str) -> str:
+    """The dataset kind (a dataset_stage value) a training stage reads; unknown stages map to themselves."""
+    return STAGE_DATA.get(stage, stage)
+
+
 def dataset_stage(attr: DatasetAttr) -> str:
-    """Which training stage accepts this dataset: "dpo" (ranking), "pt" (a text column) or "sft"."""
+    """Which kind of data this is: "dpo" (ranking pairs, for dpo and rm), "kto" (answers with a kto_tag
+    desirable/undesirable label), "pt" (a text column) or "sft"."""
     if attr.ranking:
         return "dpo"
     cols = attr.columns
+    if "kto_tag" in cols:
+        return "kto"
     if "text" in cols:
         return "pt"
     if attr.formatting == "alpaca" and "prompt" in cols and not (set(cols) & {"query", "response", "history"}):
@@ -162,6 +184,6 @@ def dataset_stage(attr: DatasetAttr) -> str:
 
 
 def list_datasets(dataset_dir: str | Path, stage: str | None = None) -> list[str]:
-    """Dataset names (file order), only those `stage` can train on when given."""
+    """Dataset names (file order), only those `stage` can train on when given (no multimodal ones)."""
     info = load_dataset_info(dataset_dir)
-    return [n for n, a in info.items() if stage is None or dataset_stage(a) == stage]
+    return [n for n, a in info.items() if stage is None or (dataset_stage(a) == data_kind(stage) and not a.media)]

@@ -17,6 +17,10 @@ Memory, per device, by part (the model is built on the meta device: no weights a
                only for the layers gradients flow through (freeze: from the first trained layer on); with
                gradient_checkpointing one hidden state per layer plus one layer recomputed; plus the logits
                (x3: logits, log-softmax, their gradient, in fp32)
+Stages: rm and dpo put chosen and rejected in one batch (x2 tokens); dpo (sigmoid / ipo / hinge) and kto add a
+frozen reference copy for freeze/full (LoRA switches the adapter off instead) and compute log-probabilities through
+trl's tiled LM head (one 4096 x 32768 tile instead of all logits); orpo / simpo have no reference model and build
+full logits; rm's head has one output (no vocabulary-sized logits) and is trained whole.
   runtime      the process itself: Python + torch + transformers + datasets (CPU: ~0.5 GB resident), or the
                CUDA context (~0.5 GB)
 DeepSpeed ZeRO divides optimizer states (stage >= 1), gradients (>= 2) and weights (3) by the number of
@@ -62,10 +66,13 @@ def data_facts(ns) -> dict:
     data = get_dataset(ns, tok, template, ns.stage)
     train = data.train_dataset
     rows = len(train)
-    if ns.stage == "dpo":
-        # trl tokenises later: prompt + longer answer per pair, from the stats
+    if ns.stage in ("dpo", "kto"):
+        # trl tokenises later: prompt + (longer) answer per row, from the stats
         lengths = [int(data.stats.get("mean_len", 0))] * rows
         longest = min(int(data.stats.get("max_len", 0)), ns.cutoff_len)
+    elif ns.stage == "rm":  # pairs arrive tokenised and cut: the longer of the two sequences per row
+        lengths = [max(len(c), len(r)) for c, r in zip(train["chosen_ids"], train["rejected_ids"])]
+        longest = max(lengths) if lengths else 0
     else:
         lengths = [len(x) for x in train["input_ids"]]
         longest = max(lengths) if lengths else 0
@@ -95,16 +102,23 @@ def count_steps(rows: int, ns, devices: int | None = None) -> dict:
 def param_facts(ns) -> dict:
     """Total / trainable parameter counts and the shapes the memory model needs, from config.json alone."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     from ..models.loader import model_path
     path = model_path(ns)
+    reward = ns.stage == "rm"  # the backbone with a one-output score head instead of the LM head
     try:
-        cfg = AutoConfig.from_pretrained(path, trust_remote_code=bool(ns.trust_remote_code))
+        cfg = AutoConfig.from_pretrained(path, trust_remote_code=bool(ns.trust_remote_code),
+                                         **({"num_labels": 1} if reward else {}))
     except (OSError, ValueError) as e:
         raise UserError(f"model_name_or_path: cannot read {path}/config.json ({e}).") from None
+    auto = AutoModelForSequenceClassification if reward else AutoModelForCausalLM
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(cfg, trust_remote_code=bool(ns.trust_remote_code))
+        try:
+            model = auto.from_config(cfg, trust_remote_code=bool(ns.trust_remote_code))
+        except ValueError as e:
+            raise UserError(f"{path}: stage rm needs a model with a score head (AutoModelForSequenceClassification): "
+                            f"{e}") from None
     total = sum(p.numel() for p in model.parameters())
     text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
     h = int(getattr(text_cfg, "hidden_size"))
@@ -133,8 +147,9 @@ def param_facts(ns) -> dict:
         targets = ns.lora_target
         trainable = 0
         r = int(ns.lora_rank)
+        head = getattr(model, "score", None) if reward else None
         for name, mod in model.named_modules():
-            if not isinstance(mod, torch.nn.Linear) or mod is out_emb:
+            if not isinstance(mod, torch.nn.Linear) or mod is out_emb or mod is head:
                 continue
             short = name.rsplit(".", 1)[-1]
             if targets != ["all"] and short not in targets and name not in targets:
@@ -143,7 +158,13 @@ def param_facts(ns) -> dict:
             shapes += [(r, mod.in_features), (mod.out_features, r)]
         if trainable == 0:
             raise UserError(f"lora_target: {targets} matches no linear layer of {path}.")
+        if reward:  # the score head is trained whole next to the adapter (a copy: peft's modules_to_save)
+            head = sum(p.numel() for p in model.score.parameters())
+            trainable += head
+            shapes += [tuple(p.shape) for p in model.score.parameters()]
         total += trainable
+    if reward:
+        vocab = 1  # the head's output: one score per position
     return {"total": total, "trainable": trainable, "shapes": shapes, "hidden": h, "heads": heads,
             "kv_dim": kv * head_dim, "intermediate": inter, "layers": layers, "grad_layers": grad_layers,
             "vocab": vocab, "model_type": getattr(cfg, "model_type", "?")}
@@ -181,17 +202,21 @@ def memory(ns, p: dict, longest: int, device: str) -> dict:
     weights = frozen * (2 if half_load else 4) + p["trainable"] * 4
     grads = 4 * p["trainable"]
     optim = _optimizer_bytes(ns, p)
-    if ns.stage == "dpo" and ns.finetuning_type != "lora":
+    if uses_reference(ns) and ns.finetuning_type != "lora":
         weights += p["total"] * (2 if half_load else 4)  # a frozen reference copy (LoRA uses the base itself)
     act_bytes = 2 if (ns.bf16 or ns.fp16) else 4
-    batch = ns.per_device_train_batch_size * (2 if ns.stage == "dpo" else 1)  # chosen + rejected
+    # rm and dpo run chosen + rejected in one batch; kto's KL pass runs without gradients (nothing kept)
+    batch = ns.per_device_train_batch_size * (2 if ns.stage in ("rm", "dpo") else 1)
     tokens = batch * max(1, min(longest, ns.cutoff_len))
     per_layer = 7 * p["hidden"] + 3 * p["kv_dim"] + p["heads"] + 4 * p["intermediate"]
     if ns.gradient_checkpointing:
         act = tokens * act_bytes * (p["hidden"] * p["grad_layers"] + per_layer)
     else:
         act = tokens * act_bytes * per_layer * p["grad_layers"]
-    logits = 3 * tokens * p["vocab"] * 4
+    if fused_lm_head(ns):  # trl projects in tiles of 4096 tokens x 32768 vocabulary entries, never all logits
+        logits = min(tokens, 4096) * min(p["vocab"], 32768) * 4
+    else:
+        logits = 3 * tokens * p["vocab"] * 4
     activations = act + logits
     z = zero_config(ns)
     n = world_size(ns)
@@ -215,6 +240,18 @@ def memory(ns, p: dict, longest: int, device: str) -> dict:
             "offloaded_to_host": int(host), "zero_stage": z["stage"],
             "dtype": "bf16" if ns.bf16 else "fp16" if ns.fp16 else "fp32",
             "weights_dtype": "half" if half_load else "fp32", "tokens_per_micro_batch": tokens}
+
+
+def uses_reference(ns) -> bool:
+    """A frozen reference model takes part: DPO-style losses (not ORPO / SimPO) and KTO."""
+    from ..train.dpo import REFERENCE_FREE
+    return ns.stage == "kto" or (ns.stage == "dpo" and ns.pref_loss not in REFERENCE_FREE)
+
+
+def fused_lm_head(ns) -> bool:
+    """trl's DPOTrainer and KTOTrainer compute log-probabilities through a tiled LM head; its ORPO / CPO
+    trainers build the full logits."""
+    return uses_reference(ns)
 
 
 def device_memory() -> dict:

@@ -246,6 +246,7 @@ def facts(run: Run) -> dict:
         for k in ("cutoff_len", "p50", "p95", "max_len", "tokens"):
             if k in s:
                 f[k if k != "tokens" else "trained_tokens"] = s[k]
+    headline(run, f)
     st = run.status or {}
     if st.get("state"):
         f["state"] = st["state"]
@@ -348,3 +349,18 @@ def best_checkpoint(run: Run) -> str | None:
 def _has_weights(p: Path) -> bool:
     return any((p / f).exists() for f in ("adapter_model.safetensors", "model.safetensors",
                                           "model.safetensors.index.json", "adapter_model.bin", "pytorch_model.bin"))
+
+
+def headline(run: Run, f: dict) -> None:
+    """A reward model's accuracy, a preference run's reward accuracy and margin: first, last and best logged value
+    (held-out values preferred), what says how well such a run does when its loss cannot."""
+    for name in ("accuracy", "rewards/accuracies", "rewards/margins"):
+        pts = run.metrics.get(f"eval_{name}") or run.metrics.get(name)
+        if not pts:
+            continue
+        key = name.replace("rewards/", "reward_")
+        held_out = f"eval_{name}" in run.metrics
+        f[f"{key}_first"], f[f"{key}_last"] = rounded(pts[0][1]), rounded(pts[-1][1])
+        f[f"{key}_best"] = rounded(max(v for _, v in pts))
+        f[f"{key}_held_out"] = held_out
+

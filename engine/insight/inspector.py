@@ -62,6 +62,8 @@ def _text_of(row: dict, stage: str) -> str:
     parts = [row.get("system") or ""] + [m["content"] for m in row["messages"]]
     if stage == "dpo":
         parts += [row["chosen"], row["rejected"]]
+    if stage == "kto":
+        parts.append(row["completion"])
     return "\n".join(parts)
 
 
@@ -77,13 +79,14 @@ def _histogram(lengths: list[int], cutoff: int) -> list[dict]:
 
 def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sample: int = 0) -> dict:
     from ..data.records import duplicates, load_records
+    from ..data.registry import data_kind
     from ..data.templates import resolve_template
     from ..models.loader import load_tokenizer
 
     ns = load_config(None, dict(values), "train", finalize=False) if values is not None else \
         load_config(recipe, overrides or (), "train", finalize=False)
-    stage = ns.stage
-    recs = load_records(ns, stage)  # the records training will see
+    recs = load_records(ns, ns.stage)  # the records training will see
+    stage = data_kind(ns.stage)  # the kind of data the stage reads (rm reads dpo's pairs)
     rows, names = recs.rows, list(recs.report)
     dropped = Counter()
     for rep in recs.report.values():
@@ -104,6 +107,10 @@ def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sampl
         elif stage == "dpo":
             out = P.dpo_batch({"system": [r.get("system") or ""], "messages": [r["messages"]], "chosen": [r["chosen"]],
                                "rejected": [r["rejected"]], "tools": [r.get("tools")]}, tok, tpl, cutoff)
+            full, cut = out[P.LEN][0], out[P.TRUNC][0]
+        elif stage == "kto":
+            out = P.kto_batch({"system": [r.get("system") or ""], "messages": [r["messages"]],
+                               "completion": [r["completion"]], "label": [r["label"]]}, tok, tpl, cutoff)
             full, cut = out[P.LEN][0], out[P.TRUNC][0]
         else:
             e = P.encode_sft(r["messages"], r.get("system") or "", tok, tpl, cutoff, bool(ns.train_on_prompt),
@@ -135,7 +142,7 @@ def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sampl
     langs = Counter(language_of(_text_of(r, stage)) for r in rows)
     idx = min(max(0, int(sample)), len(rows) - 1) if rows else 0
     return {
-        "datasets": names, "stage": stage, "template": tpl.name, "cutoff_len": cutoff,
+        "datasets": names, "stage": ns.stage, "template": tpl.name, "cutoff_len": cutoff,
         "read": read, "kept": len(rows), "dropped": sum(dropped.values()), "dropped_reasons": dict(dropped),
         "per_dataset": per_dataset,
         "truncated": truncated, "truncated_pct": round(100 * truncated / len(rows), 1) if rows else 0.0,

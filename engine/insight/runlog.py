@@ -51,6 +51,7 @@ class Run:
     total_steps: int | None = None
     checkpoints: list[tuple[int, str]] = field(default_factory=list)
     best_checkpoint_hint: str | None = None   # what the Trainer itself recorded, when it did
+    metrics: dict = field(default_factory=dict)  # headline metric -> [(step, value)] (HEADLINE_METRICS)
 
     @property
     def name(self) -> str:
@@ -137,6 +138,19 @@ def _checkpoints(root: Path) -> list[tuple[int, str]]:
 
 
 # ---------------------------------------------------------------- formats
+# What says how well a reward model or a preference run does, where its loss alone does not (trl's key names; the
+# Trainer prefixes eval_). Kept per step so the doctor can say where it started and ended.
+HEADLINE_METRICS = ("accuracy", "eval_accuracy", "rewards/accuracies", "eval_rewards/accuracies",
+                    "rewards/margins", "eval_rewards/margins")
+
+
+def _add_metrics(run: Run, step: int, row: dict) -> None:
+    for k in HEADLINE_METRICS:
+        v = _num(row.get(k))
+        if v is not None and math.isfinite(v):
+            run.metrics.setdefault(k, []).append((step, v))
+
+
 def _add_points(run: Run, rows: list[dict], step_key: str, lr_key: str, tokens_key: str) -> Run:
     """Train/eval points from jsonl rows; our log and LLaMA-Factory's differ only in these key names."""
     for r in rows:
@@ -150,6 +164,7 @@ def _add_points(run: Run, rows: list[dict], step_key: str, lr_key: str, tokens_k
         ev = _loss(r, "eval_loss")
         if ev is not None:
             run.eval.append(Point(step, ev, **common))
+        _add_metrics(run, step, r)
         if r.get("total_steps"):
             run.total_steps = _int(r["total_steps"])
     return run
@@ -211,6 +226,7 @@ def _from_hf_state(root: Path, state: dict, state_path: Path) -> Run:
         ev = _loss(r, "eval_loss")
         if ev is not None:
             run.eval.append(Point(step, ev, **common))
+        _add_metrics(run, step, r)
     run.total_steps = _int(state.get("max_steps"))
     best = state.get("best_model_checkpoint")
     if best:

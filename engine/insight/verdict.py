@@ -158,6 +158,11 @@ def _ran_out(f: dict) -> bool:
     return (f.get("recent_lr_ratio") or 1.0) < LR_RAN_OUT and _falling(f, "recent_lr_", RAN_OUT_SHARE)
 
 
+# Stages whose loss is a preference / reward objective, not next-token cross-entropy: its level says nothing about
+# how much the model can still learn (a DPO loss starts at ln 2, a KTO loss near 0.5, a reward model's at ln 2).
+PAIRWISE_STAGES = ("rm", "dpo", "kto")
+
+
 def _plateau_high(f: dict) -> bool:
     """Flat over the last 40 % of the run and still high (above 1 nat/token and above half the start)."""
     if f.get("train_points", 0) < 10 or f.get("loss_start") is None:
@@ -167,7 +172,7 @@ def _plateau_high(f: dict) -> bool:
 
 
 def _is_capacity_limit(f: dict, cfg: dict) -> str | None:
-    if cfg.get("stage") == "dpo" or not _plateau_high(f):
+    if cfg.get("stage") in PAIRWISE_STAGES or not _plateau_high(f):
         return None
     if (f.get("recent_lr_ratio") or 1.0) < LR_RAN_OUT:
         return None  # flat because the schedule ran out, not because the model is full

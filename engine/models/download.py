@@ -152,6 +152,29 @@ def download(name: str, hub: str = "huggingface", dest: str | Path | None = None
     return target
 
 
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def ensure_model(name: str, hub: str = "huggingface") -> str:
+    """The local folder of model `name`; a registry model or hub id that is not here yet is downloaded first
+    (the web UI's Start with a model not downloaded yet). Offline, a clear message instead. Anything else is
+    returned as given (a missing folder is reported by the loader, in the run)."""
+    from .registry import _looks_like_hub_id, resolve_model_path
+    try:
+        return resolve_model_path(name)
+    except UserError:
+        s = str(name or "").strip()
+        if not s or (lookup(s) is None and not _looks_like_hub_id(s)):
+            return s  # a path that does not exist: nothing to download; loading it reports that, in the run
+        if _offline():
+            raise UserError(f"model {s} is not downloaded yet and offline mode is on (HF_HUB_OFFLINE=1): run "
+                            f"`tuneboard download {s}` where there is network, or copy the model folder to "
+                            f"{download_dir(s)}.") from None
+    log.info("model %s is not here yet: downloading it from %s before training ...", s, hub)
+    return str(download(s, hub=hub))
+
+
 def run_cli(argv: list[str]) -> int:
     """`tuneboard download NAME [--hub H] [--dest DIR] [--force]`; no name = the bundled model."""
     names, hub, dest, force = [], "huggingface", None, False

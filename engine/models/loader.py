@@ -176,12 +176,74 @@ def _load_adapter(model, path: Path, base_path: str, trainable: bool = False):
                         "Load it with the model it was trained on.") from None
 
 
-def load_model(args: Any, trainable: bool = False, device: str | None = None, dtype=None):
+def rope_parameters(kind: str, factor: float, max_pos: int, theta: float | None) -> dict:
+    """The rope settings transformers reads for each kind of scaling (yarn and llama3 need the trained length)."""
+    p = {"rope_type": kind, "factor": float(factor)}
+    if theta is not None:
+        p["rope_theta"] = theta
+    if kind in ("yarn", "llama3"):
+        p["original_max_position_embeddings"] = int(max_pos)
+    if kind == "llama3":
+        p.update(low_freq_factor=1.0, high_freq_factor=4.0)
+    return p
+
+
+def rope_config(args: Any, path: str, trust: bool = False):
+    """The model's config with rope_scaling applied, or None when rope_scaling is not set (or changes nothing).
+    The factor is rope_factor, else cutoff_len / max_position_embeddings rounded up."""
+    import math
+    kind = _get(args, "rope_scaling")
+    if not kind:
+        return None
+    from transformers import AutoConfig
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust)
+    max_pos = getattr(config, "max_position_embeddings", None)
+    factor = _get(args, "rope_factor")
+    if factor is None:
+        if not max_pos:
+            raise UserError(f"rope_scaling: {path} has no max_position_embeddings to scale from; give rope_factor.")
+        factor = float(math.ceil(int(_get(args, "cutoff_len", 1024)) / max_pos))
+        if factor <= 1:
+            log.warning("rope_scaling: cutoff_len %s fits in max_position_embeddings %s; no scaling (set rope_factor "
+                        "to force it)", _get(args, "cutoff_len"), max_pos)
+            return None
+    current = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    theta = current.get("rope_theta", getattr(config, "rope_theta", None)) if isinstance(current, dict) else None
+    params = rope_parameters(kind, factor, max_pos or 0, theta)
+    if kind in ("yarn", "llama3") and not max_pos:
+        raise UserError(f"rope_scaling: {kind} needs the model's max_position_embeddings, which {path} lacks.")
+    if hasattr(config, "rope_parameters"):
+        config.rope_parameters = params
+    else:
+        config.rope_scaling = params
+    if max_pos and kind != "dynamic":  # dynamic grows by itself; the others now cover factor x the trained length
+        config.max_position_embeddings = int(max_pos * factor)
+    log.info("rope_scaling: %s x%g (max_position_embeddings %s -> %s)", kind, factor, max_pos,
+             config.max_position_embeddings)
+    return config
+
+
+def _refuse_reward_model(path: str, adapters: list[Path]) -> None:
+    """A reward model (stage rm) scores answers; it has no LM head to generate or continue training one with."""
+    for a in adapters:
+        if _read_json(a / "adapter_config.json").get("task_type") == "SEQ_CLS":
+            raise UserError(f"adapter_name_or_path: {a} is a reward model (trained with stage rm): it scores answers "
+                            "and cannot generate text. Pick an adapter trained with pt / sft / dpo / kto.")
+    archs = _read_json(Path(path) / "config.json").get("architectures") or []
+    if any(str(x).endswith("ForSequenceClassification") for x in archs):
+        raise UserError(f"model_name_or_path: {path} is a reward / classification model ({archs[0]}): it scores "
+                        "answers and cannot generate text. Use the causal LM it was trained from.")
+
+
+def load_model(args: Any, trainable: bool = False, device: str | None = None, dtype=None,
+               reward_head: bool = False):
     """Base model (+ adapters). Inference: adapters merged, eval mode, no grad, on CUDA when available.
     trainable with LoRA adapters: all but the last merged, the last stays a trainable PeftModel adapter.
-    trainable without adapters: the plain base model (the trainer applies lora / freeze / full)."""
+    trainable without adapters: the plain base model (the trainer applies lora / freeze / full).
+    reward_head: the backbone with a one-output score head instead of the LM head (a reward model; the head
+    is new unless the checkpoint already is one)."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     path = model_path(args)
     _check_weights(path)
@@ -191,18 +253,31 @@ def load_model(args: Any, trainable: bool = False, device: str | None = None, dt
     if dtype is None:
         dtype = pick_dtype(args, device if not trainable or not torch.cuda.is_available() else "cuda", trainable)
     adapters = [check_adapter(a) for a in adapter_paths(args)]
+    if not reward_head:
+        _refuse_reward_model(path, adapters)
     trust = bool(_get(args, "trust_remote_code", False))
     log.info("loading %s (%s, %s)%s", path, str(dtype).replace("torch.", ""), device,
              f" + {len(adapters)} adapter(s)" if adapters else "")
+    auto, extra = AutoModelForCausalLM, {}
+    if reward_head:
+        auto, extra = AutoModelForSequenceClassification, {"num_labels": 1}
+    config = rope_config(args, path, trust)
+    if config is not None:
+        if reward_head:  # with a config given, its fields travel on the config, not as keywords
+            config.num_labels = extra.pop("num_labels")
+        extra["config"] = config
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust,
-                                                     attn_implementation=_attn_implementation(args))
+        model = auto.from_pretrained(path, dtype=dtype, trust_remote_code=trust,
+                                     attn_implementation=_attn_implementation(args), **extra)
     except ValueError as e:
         if "trust_remote_code" in str(e):
             raise UserError(f"{path}: this model ships its own code; set trust_remote_code=true only if you "
                             "trust the model's source.") from None
+        if reward_head and "Unrecognized configuration class" in str(e):
+            raise UserError(f"{path}: stage rm needs a model transformers can give a score head "
+                            f"(AutoModelForSequenceClassification); this architecture has none: {e}") from None
         if "attn_implementation" in str(e) or "flash" in str(e).lower():
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust)
+            model = auto.from_pretrained(path, dtype=dtype, trust_remote_code=trust, **extra)
         else:
             raise UserError(f"{path}: could not load the model: {e}") from None
     except OSError as e:

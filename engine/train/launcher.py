@@ -41,6 +41,9 @@ def run_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
         raise UserError(f"unexpected arguments {flags}; use key=value (for example learning_rate=1e-4).")
     ns = load_config(path, overrides, "train")
     check_deepspeed(ns)
+    if "LOCAL_RANK" not in os.environ:  # once, before any worker starts: a registry model not here is fetched
+        from ..models.download import ensure_model
+        ensure_model(ns.model_name_or_path, ns.hub)
     if needs_torchrun(ns):
         cmd = torchrun_command(ns, path, overrides)
         log.info("launching %d process(es) per node with torchrun: %s", ns.nproc_per_node, " ".join(cmd))

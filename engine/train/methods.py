@@ -31,6 +31,7 @@ def apply_freeze(model, args):
                           f"use 1..{n_layers} (last N) or -1..-{n_layers} (first N).", "freeze_trainable_layers")
     layers = set(range(n_layers - k, n_layers)) if k > 0 else set(range(-k))
     modules = args.freeze_trainable_modules
+    head = _new_head(model, args)
     trained = 0
     for name, p in model.named_parameters():
         m = _LAYER.search(name)
@@ -38,10 +39,20 @@ def apply_freeze(model, args):
             "all" in modules or any(f".{mod}." in name or name.endswith(f".{mod}") for mod in modules))
         p.requires_grad_(ok)
         trained += ok
+    for p in head.parameters() if head is not None else ():  # a new reward head is always trained
+        p.requires_grad_(True)
     if not trained:
         raise ConfigError(f"freeze_trainable_modules: no parameter matches {modules} in layers {sorted(layers)}.",
                           "freeze_trainable_modules")
     return model
+
+
+def _new_head(model, args):
+    """The score head of a reward model (stage rm), which starts untrained; None for a causal LM."""
+    if getattr(args, "stage", None) != "rm":
+        return None
+    head = getattr(model, "score", None)
+    return head if isinstance(head, torch.nn.Module) else None
 
 
 def apply_lora(model, args):
@@ -51,9 +62,18 @@ def apply_lora(model, args):
         return model
     targets = args.lora_target
     target = "all-linear" if targets == ["all"] else targets
-    cfg = LoraConfig(task_type="CAUSAL_LM", r=args.lora_rank, lora_alpha=args.lora_alpha,
+    init = True
+    if getattr(args, "pissa_init", False):
+        init = "pissa" if args.pissa_iter == -1 else f"pissa_niter_{args.pissa_iter}"
+        if args.lora_dropout:
+            log.warning("pissa_init: lora_dropout=%s is applied to a PiSSA adapter too", args.lora_dropout)
+    # a reward model: SEQ_CLS makes peft train and save the score head whole (modules_to_save) next to the
+    # adapter, and keeps LoRA off it
+    task = "SEQ_CLS" if _new_head(model, args) is not None else "CAUSAL_LM"
+    cfg = LoraConfig(task_type=task, r=args.lora_rank, lora_alpha=args.lora_alpha,
                      lora_dropout=args.lora_dropout, target_modules=target,
-                     use_rslora=args.use_rslora, use_dora=args.use_dora)
+                     use_rslora=args.use_rslora, use_dora=args.use_dora, init_lora_weights=init,
+                     modules_to_save=["score"] if task == "SEQ_CLS" else None)
     try:
         return get_peft_model(model, cfg)
     except ValueError as e:
@@ -88,3 +108,60 @@ def apply_method(model, args):
     log.info("trainable params: %s / %s (%.4f%%) with %s", f"{trainable:,}", f"{total:,}",
              100 * trainable / max(total, 1), method)
     return model
+
+
+# ---------------------------------------------------------------- LoRA+ and PiSSA around the Trainer
+def attach_loraplus(trainer, args) -> None:
+    """LoRA+ (loraplus_lr_ratio): the optimizer gets the B matrices at ratio x learning_rate (peft's parameter
+    groups), built with the optimizer class and settings `optim` names. Set before training starts, so the
+    Trainer schedules, checkpoints and resumes this optimizer like its own."""
+    ratio = getattr(args, "loraplus_lr_ratio", None)
+    if not ratio:
+        return
+    if args.finetuning_type != "lora":
+        log.warning("loraplus_lr_ratio: only applies to LoRA; ignored for %s", args.finetuning_type)
+        return
+    from peft.optimizers import create_loraplus_optimizer
+    from transformers import Trainer
+    targs = trainer.args
+    if targs.deepspeed:
+        raise ConfigError("loraplus_lr_ratio: not available with a DeepSpeed config (it builds its own optimizer); "
+                          "remove one of them.", "loraplus_lr_ratio")
+    cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(targs, trainer.model)
+    kwargs = {k: v for k, v in kwargs.items() if k != "lr"}
+    trainer.optimizer = create_loraplus_optimizer(trainer.model, cls, lr=targs.learning_rate, loraplus_lr_ratio=ratio,
+                                                  loraplus_weight_decay=targs.weight_decay, **kwargs)
+    log.info("LoRA+: lora_B learning rate %.3g (%.3g x %s)", targs.learning_rate * ratio, targs.learning_rate, ratio)
+
+
+PISSA_INIT_DIR = "pissa_init"
+
+
+def save_pissa_init(model, output_dir) -> str | None:
+    """PiSSA moves the principal part of each weight into the adapter, so the base under it is no longer the
+    original. Keep the adapter as initialised, to convert the trained one back to a plain LoRA adapter (on the
+    original base) when it is saved. Returns its folder, or None without PiSSA."""
+    from pathlib import Path
+    from peft import PeftModel
+    if not isinstance(model, PeftModel):
+        return None
+    cfg = model.peft_config.get("default")
+    init = getattr(cfg, "init_lora_weights", True)
+    if not (isinstance(init, str) and init.startswith("pissa")):
+        return None
+    path = Path(output_dir) / PISSA_INIT_DIR
+    cfg.init_lora_weights = True  # loading this folder must not run the SVD again
+    try:
+        model.save_pretrained(str(path))
+    finally:
+        cfg.init_lora_weights = init
+    return str(path)
+
+
+def save_pissa_converted(model, output_dir, init_dir: str) -> None:
+    """Overwrite the saved adapter with its plain-LoRA form (rank doubles), loadable on the original base."""
+    import shutil
+    model.save_pretrained(str(output_dir), path_initial_model_for_weight_conversion=init_dir)
+    shutil.rmtree(init_dir, ignore_errors=True)
+    log.info("PiSSA adapter converted to plain LoRA (rank %d) for the original base model",
+             2 * model.peft_config["default"].r)

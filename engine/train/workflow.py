@@ -1,7 +1,8 @@
 """One training run, start to finish: setup -> data -> model -> fit -> save -> report.
 
 pt and sft share this path with HF Trainer (they differ only in how examples are built, which
-engine.data decides); dpo swaps in trl's DPOTrainer. Everything a run produces lands in output_dir.
+engine.data decides); rm, dpo and kto swap in trl's trainers (engine.train.rm / dpo / kto, each with its
+trl config). Everything a run produces lands in output_dir.
 """
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from pathlib import Path
 from . import rundir
 from .best import best_metrics, best_model_args, early_stopping
 from .callbacks import GracefulStop, RunLogCallback
+from .extra import build
+from .stages import config_class, stage_module
 from ..args import ARGS, Namespace
-from ..config import ConfigError, save_config
+from ..config import ConfigError, compat_notes, save_config
 from ..utils import UserError, atomic_write_json, device_info, get_logger, peak_rss_bytes
 
 log = get_logger()
@@ -49,13 +52,36 @@ def resolve_resume(ns: Namespace, output_dir: Path) -> str | None:
         if ckpt is None:
             raise ConfigError(f"resume_from_checkpoint: {output_dir} has no complete checkpoint to resume from.",
                               "resume_from_checkpoint")
+        _refuse_if_done(ns, ckpt)
         return str(ckpt)
     p = Path(r)
     if not p.is_dir() or not (p / "trainer_state.json").exists():
         raise ConfigError(f"resume_from_checkpoint: {r} is not a checkpoint folder (no trainer_state.json). "
                           f"Complete checkpoints here: {[c.name for c in rundir.checkpoints(output_dir)] or 'none'}.",
                           "resume_from_checkpoint")
+    _refuse_if_done(ns, p)
     return str(p)
+
+
+def _refuse_if_done(ns: Namespace, ckpt: Path) -> None:
+    """A checkpoint that already reached the run's end: transformers would train one step past it (step N+1 of
+    N), so say what to raise instead."""
+    try:
+        state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # unreadable state: let transformers report it
+    step, planned = state.get("global_step"), state.get("max_steps")
+    if not isinstance(step, int) or step <= 0:
+        return
+    if ns.max_steps and ns.max_steps > 0:
+        done = step >= ns.max_steps
+    else:  # epoch-based: the same epochs as the checkpoint's plan end where it ended
+        done = (isinstance(planned, int) and step >= planned
+                and float(state.get("num_train_epochs") or 0) == float(ns.num_train_epochs))
+    if done:
+        raise ConfigError(f"resume_from_checkpoint: {ckpt.name} is already at step {step}, the end of this run "
+                          f"(max_steps={ns.max_steps}, num_train_epochs={ns.num_train_epochs}); raise max_steps or "
+                          f"num_train_epochs to train further.", "resume_from_checkpoint")
 
 
 def prepare_output_dir(ns: Namespace) -> tuple[Path, str | None]:
@@ -105,8 +131,6 @@ CONVERT = {
     "warmup_steps": lambda ns, prec: ns.warmup_steps if ns.warmup_steps > 0 else ns.warmup_ratio,  # <1: a fraction
     "eval_steps": lambda ns, prec: ns.eval_steps if ns.eval_strategy == "steps" else None,
     "report_to": lambda ns, prec: report_to(ns.report_to),
-    "pref_loss": lambda ns, prec: [ns.pref_loss] + (["sft"] if ns.pref_ftx > 0 else []),
-    "pref_ftx": lambda ns, prec: [1.0] + ([ns.pref_ftx] if ns.pref_ftx > 0 else []),
 }
 
 
@@ -127,11 +151,14 @@ def training_arguments(ns: Namespace, prec: dict, stage: str):
         disable_tqdm=not sys.stderr.isatty(),
     )
     fields.update(best_model_args(ns))  # eval_loss picks the best checkpoint; keep it / stop early
-    if stage == "dpo":
-        from trl import DPOConfig
-        return DPOConfig(**fields, max_length=ns.cutoff_len, activation_checkpointing=False, padding_free=False)
-    from transformers import TrainingArguments
-    return TrainingArguments(**fields)
+    mod = stage_module(stage)
+    if hasattr(mod, "trainer_fields"):  # a trl stage: its own fields on top of the shared arguments
+        fields = mod.trainer_fields(ns, fields)
+    extra = ns.extra_args or None
+    if extra:  # the user's Trainer arguments go last: they were checked against this class (engine.train.extra)
+        log.info("extra_args for the Trainer: %s", json.dumps(extra, default=str))
+        fields.update(extra)
+    return build(config_class(stage, ns), fields, extra)
 
 
 def run(ns: Namespace) -> dict:
@@ -144,6 +171,8 @@ def run(ns: Namespace) -> dict:
         rundir.write_status(output_dir, "starting", started=time.time(), step=0, total_steps=None, error=None,
                             output_dir=str(output_dir))
         save_config(ns, output_dir / rundir.CONFIG)
+        for note in compat_notes(ns):
+            log.warning("LLaMA-Factory key %s", note)
         if resume:
             rundir.truncate_log(output_dir, rundir.checkpoint_step(resume))
             log.info("resuming from %s", resume)
@@ -180,7 +209,7 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     from ..data.loader import get_dataset
     from ..data.templates import resolve_template
     from ..models.loader import load_model, load_tokenizer
-    from .methods import apply_method
+    from .methods import apply_method, attach_loraplus, save_pissa_converted, save_pissa_init
 
     set_seed(ns.seed)
     prec = pick_precision(ns)
@@ -198,14 +227,15 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     # the arguments come first: with a ZeRO-3 DeepSpeed config they make from_pretrained load the weights
     # already partitioned across the GPUs instead of a full copy per process
     args = training_arguments(ns, prec, ns.stage)
-    model = load_model(ns, trainable=True)
+    model = load_model(ns, trainable=True, reward_head=ns.stage == "rm")
     model = apply_method(model, ns)
     callbacks = [RunLogCallback(str(output_dir)), stop] + early_stopping(ns)
-    if ns.stage == "dpo":
-        from .dpo import build_trainer
-    else:
-        from .sft import build_trainer
-    trainer = build_trainer(ns, model, tokenizer, data, args, callbacks)
+    trainer = stage_module(ns.stage).build_trainer(ns, model, tokenizer, data, args, callbacks)
+    attach_loraplus(trainer, ns)
+    pissa_dir = None
+    if _is_main():  # a resumed run keeps the initial adapter its first part saved
+        kept = output_dir / "pissa_init"
+        pissa_dir = str(kept) if resume and kept.is_dir() else save_pissa_init(model, output_dir)
     if args.world_size > 1 and _is_main():
         import torch.distributed as dist
         log.info("data parallel: %d processes, backend %s, global batch %d", args.world_size,
@@ -218,6 +248,8 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     with stop.deferred():  # an Abort while the result is written waits for it: never half an adapter
         trainer.save_model(str(output_dir))
         trainer.save_state()
+        if pissa_dir and _is_main():
+            save_pissa_converted(trainer.model, output_dir, pissa_dir)
     aborted = stop.requested
     metrics = dict(result.metrics)
     last_eval = [r for r in rundir.read_log(output_dir) if "eval_loss" in r]
