@@ -1875,6 +1875,84 @@ def make_messages(arith_avoid: set) -> list[dict]:
     return rows
 
 
+# ------------------------------------------------------------------------------------------------- tool calling
+# LLaMA-Factory's glaive_toolcall schema: `conversations` with function_call / observation turns, `tools` as JSON text.
+TOOL_SPECS = {
+    "get_weather": {"name": "get_weather", "description": "Current weather in a city.",
+                    "parameters": {"type": "object", "properties": {
+                        "city": {"type": "string", "description": "City name"},
+                        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "required": ["city"]}},
+    "convert_currency": {"name": "convert_currency", "description": "Convert an amount of money between currencies.",
+                         "parameters": {"type": "object", "properties": {
+                             "amount": {"type": "number"}, "from_currency": {"type": "string"},
+                             "to_currency": {"type": "string"}},
+                             "required": ["amount", "from_currency", "to_currency"]}},
+    "get_local_time": {"name": "get_local_time", "description": "The local time in a city.",
+                       "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                      "required": ["city"]}},
+}
+SKIES = ["sunny", "cloudy", "rainy", "windy", "foggy", "snowy"]
+CURRENCIES = [("USD", "dollars"), ("EUR", "euros"), ("GBP", "pounds"), ("JPY", "yen"), ("CHF", "francs")]
+RATES = {"USD": 1.0, "EUR": 0.9, "GBP": 0.8, "JPY": 150.0, "CHF": 0.88}
+
+
+def _tc(name: str, **arguments) -> str:
+    return json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
+
+
+def _tool_turns(rng: random.Random, kind: str) -> list[dict]:
+    if kind == "weather":
+        city = rng.choice(COUNTRIES)[1]
+        temp, sky = rng.randint(-5, 35), rng.choice(SKIES)
+        unit = rng.choice(["celsius", "fahrenheit"]) if rng.random() < 0.3 else None
+        shown = temp if unit != "fahrenheit" else round(temp * 9 / 5 + 32)
+        sign = "°F" if unit == "fahrenheit" else "°C"
+        args = {"city": city, **({"unit": unit} if unit else {})}
+        ask = rng.choice([f"What's the weather like in {city}?", f"Is it warm in {city} right now?",
+                          f"How is the weather in {city} today?"])
+        return [sg("human", ask), sg("function_call", _tc("get_weather", **args)),
+                sg("observation", json.dumps({"city": city, "temperature": shown, "unit": unit or "celsius",
+                                              "sky": sky})),
+                sg("gpt", f"It is {shown}{sign} and {sky} in {city} right now.")]
+    if kind == "currency":
+        (a, an), (b, bn) = rng.sample(CURRENCIES, 2)
+        amount = rng.choice([5, 10, 20, 50, 100, 250, 1000])
+        result = round(amount / RATES[a] * RATES[b], 2)
+        return [sg("human", f"How many {bn} is {amount} {an}?"),
+                sg("function_call", _tc("convert_currency", amount=amount, from_currency=a, to_currency=b)),
+                sg("observation", json.dumps({"amount": result, "currency": b})),
+                sg("gpt", f"{amount} {a} is about {result:g} {b}.")]
+    if kind == "two_cities":  # two calls in one turn (a JSON list), one observation with both results
+        c1, c2 = [c[1] for c in rng.sample(COUNTRIES, 2)]
+        h1, h2 = rng.randint(0, 23), rng.randint(0, 23)
+        calls = json.dumps([{"name": "get_local_time", "arguments": {"city": c1}},
+                            {"name": "get_local_time", "arguments": {"city": c2}}])
+        return [sg("human", f"What time is it in {c1} and in {c2}?"), sg("function_call", calls),
+                sg("observation", json.dumps([{"city": c1, "time": f"{h1:02d}:00"}, {"city": c2, "time": f"{h2:02d}:00"}])),
+                sg("gpt", f"It is {h1:02d}:00 in {c1} and {h2:02d}:00 in {c2}.")]
+    c, capital, *_ = rng.choice(COUNTRIES)  # no tool needed: a plain answer with tools available
+    return [sg("human", f"What is the capital of {c}?"), sg("gpt", f"The capital of {c} is {capital}.")]
+
+
+def make_toolcall() -> list[dict]:
+    rng = rng_for("toolcall_demo")
+    rows, seen = [], set()
+    kinds = ["weather", "weather", "currency", "two_cities", "plain"]
+    while len(rows) < 60:
+        kind = kinds[len(rows) % len(kinds)]
+        conv = _tool_turns(rng, kind)
+        names = {"weather": ["get_weather"], "currency": ["convert_currency"], "two_cities": ["get_local_time"],
+                 "plain": []}[kind]
+        extra = [n for n in TOOL_SPECS if n not in names]
+        names = names + rng.sample(extra, rng.randint(0 if names else 1, len(extra)))
+        key = json.dumps(conv, ensure_ascii=False)
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append({"conversations": conv, "tools": json.dumps([TOOL_SPECS[n] for n in names], ensure_ascii=False)})
+    return rows
+
+
 # ------------------------------------------------------------------------------------------------ registry
 ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output"}
 SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
@@ -1902,6 +1980,9 @@ def dataset_info() -> dict:
                         "tags": dict(SHAREGPT_TAGS)},
         "sharegpt_demo": {"file_name": "sharegpt_demo.json", "formatting": "sharegpt",
                           "columns": {"messages": "conversations"}, "tags": dict(SHAREGPT_TAGS)},
+        "toolcall_demo": {"file_name": "toolcall_demo.json", "formatting": "sharegpt",
+                          "columns": {"messages": "conversations", "tools": "tools"},
+                          "tags": {**SHAREGPT_TAGS, "observation_tag": "observation", "function_tag": "function_call"}},
         "messages_demo": {"file_name": "messages_demo.json", "formatting": "sharegpt",
                           "columns": {"messages": "messages"},
                           "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
@@ -1934,6 +2015,7 @@ def build() -> dict[str, object]:
         "dpo_zh_demo.json": make_dpo_zh(avoid),
         "sharegpt_demo.json": make_sharegpt(avoid),
         "messages_demo.json": make_messages(avoid),
+        "toolcall_demo.json": make_toolcall(),
         "kto_en_demo.json": make_kto_en(avoid),
         "dataset_info.json": dataset_info(),
     }

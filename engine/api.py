@@ -3,6 +3,11 @@
 GET /v1/models, GET /v1/models/{id}, POST /v1/chat/completions (streamed as SSE `chat.completion.chunk`s
 ending with `data: [DONE]`, or one `chat.completion`), GET /health.
 
+Tools: `tools` (OpenAI function specs) and `tool_choice` "auto" / "none" are accepted; messages may hold assistant
+`tool_calls` and role `tool` results. The model's calls (engine.data.tools' format, read back by the parser the Chat
+tab uses) come back as `message.tool_calls` with finish_reason "tool_calls"; a streamed request with tools sends the
+answer once generation ends (calls can only be told from text when they are complete).
+
 Generation runs in ONE worker thread that takes requests from a FIFO queue, so requests that arrive
 together are all answered in turn and the event loop never waits on the model. A request whose client
 has gone away is skipped if still queued, and a stream whose client disconnects closes the engine's
@@ -64,6 +69,7 @@ class Job:
     loop: asyncio.AbstractEventLoop
     out: asyncio.Queue
     cancel: threading.Event = field(default_factory=threading.Event)
+    tools: list | None = None  # function specs offered to the model (None: no tools)
 
     def emit(self, kind: str, value: Any = None) -> None:
         try:
@@ -134,7 +140,8 @@ class GenerationWorker:
 
     def _run(self, job: Job) -> None:
         # Every request goes through engine.stream, so a client that leaves stops its generation in both modes.
-        gen = self.engine.stream(job.messages, system=job.system, **job.gen)  # bad input raises here
+        extra = {"tools": job.tools} if job.tools else {}
+        gen = self.engine.stream(job.messages, system=job.system, **extra, **job.gen)  # bad input raises here
         job.emit("started")
         parts = []
         try:
@@ -142,7 +149,7 @@ class GenerationWorker:
                 if job.cancel.is_set():
                     break
                 if delta:
-                    if job.stream:
+                    if job.stream and not job.tools:
                         job.emit("delta", delta)
                     else:
                         parts.append(delta)
@@ -154,6 +161,12 @@ class GenerationWorker:
         self.stats["completed"] += 1
         stats = dict(getattr(self.engine, "last_stats", None) or {})
         stats["text"] = "".join(parts)
+        if job.tools:
+            from .data.tools import openai_tool_calls, parse_tool_calls
+            stats["text"], calls = parse_tool_calls(stats["text"])
+            if calls:
+                stats["tool_calls"] = openai_tool_calls(calls)
+                stats["finish_reason"] = "tool_calls"
         job.emit("done", stats)
 
 
@@ -198,23 +211,52 @@ def _text(content: Any, i: int) -> str:
 
 
 def to_engine_messages(messages: list[Any]) -> tuple[list[dict], str | None]:
-    """OpenAI messages -> (user/assistant turns, system text or None for the template's default)."""
+    """OpenAI messages -> (user/assistant turns, system text or None for the template's default). An assistant
+    message with tool_calls becomes a `function` turn, a `tool` message an `observation` (engine.data.tools)."""
+    from .data.tools import FUNCTION, OBSERVATION, calls_json, parse_calls
     system, turns = [], []
     for i, m in enumerate(messages):
         role = _get(m, "role")
         text = _text(_get(m, "content"), i)
         if role in ("system", "developer"):
             system.append(text)
+        elif role == "assistant" and _get(m, "tool_calls"):
+            calls = [c.model_dump() if hasattr(c, "model_dump") else c for c in _get(m, "tool_calls")]
+            try:
+                turns.append({"role": FUNCTION, "content": calls_json(parse_calls(calls, f"messages[{i}].tool_calls"))})
+            except UserError as e:
+                raise APIError(400, str(e), param=f"messages.{i}.tool_calls") from None
+        elif role in ("tool", "function"):
+            if not turns or turns[-1]["role"] not in (FUNCTION, OBSERVATION):
+                raise APIError(400, f"messages[{i}].role: a {role!r} message (a tool result) must follow an assistant "
+                                    "message with tool_calls.", param=f"messages.{i}.role")
+            turns.append({"role": OBSERVATION, "content": text})
         elif role in ("user", "assistant"):
             turns.append({"role": role, "content": text})
         else:
-            raise APIError(400, f"messages[{i}].role: {role!r} is not supported; use system, user or assistant.",
-                           param=f"messages.{i}.role")
+            raise APIError(400, f"messages[{i}].role: {role!r} is not supported; use system, user, assistant or "
+                                "tool.", param=f"messages.{i}.role")
     if not turns:
         raise APIError(400, "messages: at least one user message is required.", param="messages")
-    if turns[-1]["role"] != "user":
-        raise APIError(400, "messages: the last message must come from the user.", param="messages")
+    if turns[-1]["role"] not in ("user", OBSERVATION):
+        raise APIError(400, "messages: the last message must come from the user (or be a tool result).",
+                       param="messages")
     return turns, ("\n\n".join(system) if system else None)
+
+
+def to_tools(req: Any) -> list | None:
+    """The request's tools as function specs for the prompt, or None (no tools, or tool_choice "none")."""
+    from .data.tools import parse_tools
+    choice = req.tool_choice
+    if choice not in (None, "auto", "none"):
+        raise APIError(400, "tool_choice: only \"auto\" and \"none\" are supported (the model decides whether to "
+                            "call a tool).", param="tool_choice")
+    if not req.tools or choice == "none":
+        return None
+    try:
+        return parse_tools(list(req.tools)) or None
+    except UserError as e:
+        raise APIError(400, str(e), param="tools") from None
 
 
 def to_gen_kwargs(req: Any) -> dict:
@@ -295,6 +337,8 @@ def create_app(engine, model_id: str | None = None, api_key: str | None = None,
         model_config = ConfigDict(extra="ignore")
         role: str
         content: Union[str, list[TextPart], None] = None
+        tool_calls: list[dict] | None = None
+        tool_call_id: str | None = None
 
     class StreamOptions(BaseModel):
         model_config = ConfigDict(extra="ignore")
@@ -389,13 +433,12 @@ def create_app(engine, model_id: str | None = None, api_key: str | None = None,
             raise APIError(400, "n: only n=1 is supported.", param="n")
         if req.logprobs:
             raise APIError(400, "logprobs: not supported by this server.", param="logprobs")
-        if req.tools:
-            raise APIError(400, "tools: tool calling is not supported by this server.", param="tools")
+        tools = to_tools(req)
         if req.response_format and req.response_format.get("type", "text") != "text":
             raise APIError(400, "response_format: only type 'text' is supported.", param="response_format")
         messages, system = to_engine_messages(req.messages)
         gen = to_gen_kwargs(req)
-        job = Job(messages, system, gen, req.stream, asyncio.get_running_loop(), asyncio.Queue())
+        job = Job(messages, system, gen, req.stream, asyncio.get_running_loop(), asyncio.Queue(), tools=tools)
         worker.submit(job)
         cid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if req.stream:
@@ -444,10 +487,13 @@ def create_app(engine, model_id: str | None = None, api_key: str | None = None,
         resp = ev[1]
         text = _get(resp, "text", "") or ""
         pt, ct = int(_get(resp, "prompt_tokens", 0) or 0), int(_get(resp, "completion_tokens", 0) or 0)
+        message = {"role": "assistant", "content": text}
+        if _get(resp, "tool_calls"):
+            message = {"role": "assistant", "content": text or None, "tool_calls": _get(resp, "tool_calls")}
         return {
             "id": cid, "object": "chat.completion", "created": now, "model": model,
             "system_fingerprint": None,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+            "choices": [{"index": 0, "message": message,
                          "logprobs": None, "finish_reason": _get(resp, "finish_reason", "stop") or "stop"}],
             "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
         }
@@ -472,6 +518,12 @@ def create_app(engine, model_id: str | None = None, api_key: str | None = None,
                     yield {"data": json.dumps(error_body(f"Generation failed: {value}", type="server_error"))}
                     return
                 else:
+                    if job.tools:  # the answer was held back until its calls could be parsed
+                        if _get(value, "text"):
+                            yield chunk({"content": value["text"]})
+                        calls = _get(value, "tool_calls") or []
+                        if calls:
+                            yield chunk({"tool_calls": [{"index": k, **c} for k, c in enumerate(calls)]})
                     yield chunk({}, _get(value, "finish_reason", "stop") or "stop")
                     if include_usage:
                         pt = int(_get(value, "prompt_tokens", 0) or 0)

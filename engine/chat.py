@@ -12,7 +12,7 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from .utils import UserError, get_logger
@@ -21,7 +21,8 @@ log = get_logger()
 
 GEN_KEYS = ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "repetition_penalty")
 EXTRA_GEN_KEYS = ("seed", "stop")
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "function", "observation")  # function / observation: tool calls and results
+_ROLE_ALIASES = {"tool": "observation"}  # OpenAI's name for a tool result
 _END = object()
 _QUEUE_SIZE = 64  # tokens the generate thread may run ahead of a slow consumer
 
@@ -31,9 +32,10 @@ class Response:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str  # "stop" | "length"
+    finish_reason: str  # "stop" | "length" | "tool_calls"
     ttft_s: float
     tokens_per_s: float
+    tool_calls: list = field(default_factory=list)  # [{"name", "arguments": dict}] when tools were offered
 
 
 def _as_dict(args: Any) -> dict:
@@ -153,6 +155,11 @@ class ChatEngine:
             raise UserError("messages: give a non-empty list of {\"role\", \"content\"} turns.")
         out = []
         for i, m in enumerate(messages):
+            if isinstance(m, dict) and m.get("role") == "assistant" and m.get("tool_calls"):
+                from .data.tools import calls_json, parse_calls
+                m = {"role": "function", "content": calls_json(parse_calls(m["tool_calls"], f"messages[{i}].tool_calls"))}
+            if isinstance(m, dict) and m.get("role") in _ROLE_ALIASES:
+                m = {**m, "role": _ROLE_ALIASES[m["role"]]}
             if not isinstance(m, dict) or "role" not in m or "content" not in m:
                 raise UserError(f"messages[{i}]: each turn needs a role and a content.")
             if m["role"] not in ROLES:
@@ -168,14 +175,15 @@ class ChatEngine:
             out = out[1:]
         if any(m["role"] == "system" for m in out):
             raise UserError("messages: a system message may only come first.")
-        if not out or out[-1]["role"] != "user":
-            raise UserError("messages: the last turn must be the user's.")
+        if not out or out[-1]["role"] not in ("user", "observation"):
+            raise UserError("messages: the last turn must be the user's (or a tool result).")
         return out, system
 
-    def encode(self, messages, system=None) -> list[int]:
-        """Token ids of the prompt: the conversation + the assistant header to generate after."""
+    def encode(self, messages, system=None, tools=None) -> list[int]:
+        """Token ids of the prompt: the conversation (+ the tool list) + the assistant header to generate after."""
+        from .data.tools import parse_tools
         msgs, system = self._check_messages(messages, system)
-        return list(self.template.encode_prompt(self.tokenizer, msgs, system))
+        return list(self.template.encode_prompt(self.tokenizer, msgs, system, tools=parse_tools(tools) or None))
 
     # ---- generation settings
     def _settings(self, gen: dict, prompt_len: int):
@@ -225,9 +233,10 @@ class ChatEngine:
         return ids, False
 
     # ---- public API
-    def stream(self, messages, system=None, **gen) -> Iterator[str]:
-        """Text deltas of the answer. Bad input raises here, before the first delta."""
-        prompt = self.encode(messages, system)
+    def stream(self, messages, system=None, tools=None, **gen) -> Iterator[str]:
+        """Text deltas of the answer (tool calls come as their <tool_call> text: engine.data.tools.parse_tool_calls
+        reads them). Bad input raises here, before the first delta."""
+        prompt = self.encode(messages, system, tools)
         cfg, stop, seed = self._settings(gen, len(prompt))
         return self._stream(prompt, cfg, stop, seed)
 
@@ -316,16 +325,20 @@ class ChatEngine:
             "completion_tokens": n,
         }
 
-    def chat(self, messages, system=None, **gen) -> Response:
-        """The whole answer at once (generate without a thread; same settings as stream)."""
-        return self.batch([messages], system, **gen)[0]
+    def chat(self, messages, system=None, tools=None, **gen) -> Response:
+        """The whole answer at once (generate without a thread; same settings as stream). With `tools` (a list of
+        function specs) the calls the model made are parsed into Response.tool_calls and cut from its text."""
+        return self.batch([messages], system, tools=tools, **gen)[0]
 
-    def batch(self, conversations: list[list[dict]], system=None, **gen) -> list[Response]:
+    def batch(self, conversations: list[list[dict]], system=None, tools=None, **gen) -> list[Response]:
         """Answers to several conversations in one left-padded generate call."""
         import torch
+
+        from .data.tools import parse_tool_calls, parse_tools
         if not conversations:
             return []
-        prompts = [self.encode(c, system) for c in conversations]
+        tools = parse_tools(tools) or None
+        prompts = [self.encode(c, system, tools) for c in conversations]
         longest = max(len(p) for p in prompts)
         cfg, stop_strings, seed = self._settings(gen, longest)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._stop_ids[0]
@@ -363,9 +376,13 @@ class ChatEngine:
             stopped = token_stop or string_stop
             n = len(kept) + (1 if token_stop else 0)
             total += n
+            calls: list = []
+            if tools:
+                text, calls = parse_tool_calls(text)
             results.append(Response(text=text, prompt_tokens=len(p), completion_tokens=n,
-                                    finish_reason="stop" if stopped else "length", ttft_s=round(ttft, 4),
-                                    tokens_per_s=round(n / elapsed, 2) if elapsed > 0 else 0.0))
+                                    finish_reason="tool_calls" if calls else "stop" if stopped else "length",
+                                    ttft_s=round(ttft, 4), tokens_per_s=round(n / elapsed, 2) if elapsed > 0 else 0.0,
+                                    tool_calls=calls))
         self._stats = {"finish_reason": results[-1].finish_reason, "ttft_s": round(ttft, 4), "tokens_per_s": round(total / elapsed, 2) if elapsed > 0 else 0.0,
                        "prompt_tokens": sum(len(p) for p in prompts), "completion_tokens": total}
         return results

@@ -37,7 +37,9 @@ def test_parses_llamafactory_schema(tmp_path):
     assert (a.load_from, a.formatting, a.ranking, a.split) == ("file", "alpaca", False, "train")
     assert a.path() == tmp_path / "a.json"
     c = info["chat_x"]
-    assert c.formatting == "sharegpt" and c.columns == {"messages": "conversations", "system": "system"}
+    # tools is read (tool calling); images are tolerated and dropped (text-only studio)
+    assert c.formatting == "sharegpt" and c.columns == {"messages": "conversations", "system": "system",
+                                                       "tools": "tools"}
     assert c.tags["user_tag"] == "human" and c.tags["observation_tag"] == "observation"  # defaults filled
     o = info["openai_x"]
     assert o.formatting == "sharegpt" and o.tags["role_tag"] == "role" and o.tags["user_tag"] == "user"

@@ -18,9 +18,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 ENTRY_KEYS = {"file_name", "formatting", "ranking", "columns", "tags"}
-COLUMN_KEYS = {"prompt", "query", "response", "system", "history", "messages", "chosen", "rejected", "text",
+COLUMN_KEYS = {"prompt", "query", "response", "system", "history", "messages", "chosen", "rejected", "text", "tools",
                "kto_tag"}
-TAG_KEYS = {"role_tag", "content_tag", "user_tag", "assistant_tag", "system_tag"}
+TAG_KEYS = {"role_tag", "content_tag", "user_tag", "assistant_tag", "system_tag", "observation_tag", "function_tag"}
 SHAREGPT_DEFAULT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
                          "system_tag": "system"}
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -47,7 +47,8 @@ def rows(info) -> dict[str, list]:
 
 def test_registry_uses_the_llamafactory_schema(info):
     expected = {"identity", "alpaca_en_demo", "alpaca_zh_demo", "c4_demo", "dpo_en_demo", "dpo_zh_demo",
-                "sharegpt_demo", "messages_demo", "kto_en_demo"} | {f"{p}_{s}" for p in PAIRS for s in ("train", "test")}
+                "sharegpt_demo", "messages_demo", "toolcall_demo", "kto_en_demo"} | {f"{p}_{s}" for p in PAIRS
+                                                                                     for s in ("train", "test")}
     assert expected <= set(info)
     for name, entry in info.items():
         assert set(entry) <= ENTRY_KEYS, name
@@ -66,8 +67,17 @@ def _check_conversation(name, msgs, tags, ranking):
     assert msgs and all(isinstance(m, dict) and isinstance(m.get(content), str) and m[content] for m in msgs), name
     if msgs[0][role] == tags["system_tag"]:
         msgs = msgs[1:]
-    expect = [tags["user_tag"], tags["assistant_tag"]]
-    assert [m[role] for m in msgs] == [expect[i % 2] for i in range(len(msgs))], f"{name}: roles must alternate"
+    asks = {tags["user_tag"], tags.get("observation_tag")} - {None}
+    answers = {tags["assistant_tag"], tags.get("function_tag")} - {None}
+    roles = [m[role] for m in msgs]
+    assert all(r in (asks if i % 2 == 0 else answers) for i, r in enumerate(roles)), f"{name}: roles must alternate"
+    for i, r in enumerate(roles):  # a tool result answers a call; a call is valid JSON naming a function
+        if "observation_tag" in tags and r == tags["observation_tag"]:
+            assert roles[i - 1] == tags["function_tag"], name
+        if "function_tag" in tags and r == tags["function_tag"]:
+            calls = json.loads(msgs[i][content])
+            assert all(c["name"] and isinstance(c["arguments"], dict) for c in (calls if isinstance(calls, list)
+                                                                               else [calls])), name
     # preference prompts end on the user's turn (the answers are the chosen/rejected pair); SFT ends on the assistant
     assert len(msgs) % 2 == (1 if ranking else 0), name
 
@@ -94,6 +104,9 @@ def test_every_row_holds_its_mapped_columns(info, rows):
             else:
                 tags = {**SHAREGPT_DEFAULT_TAGS, **entry.get("tags", {})}
                 _check_conversation(where, row[cols["messages"]], tags, ranking)
+                if "tools" in cols:
+                    specs = json.loads(row[cols["tools"]])
+                    assert all(s["name"] and s["parameters"]["type"] == "object" for s in specs), where
                 if ranking:
                     for key in ("chosen", "rejected"):
                         answer = row[cols[key]]

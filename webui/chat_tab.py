@@ -1,8 +1,13 @@
 """Chat tab: load base model + adapter(s) in this process through engine.chat.ChatEngine (imported lazily),
 unload, streamed chat with system prompt and generation settings, tokens per second. `tuneboard webchat`
-serves this tab alone."""
+serves this tab alone.
+
+Tools: a JSON box of function specs. When the model answers with a call (engine.data.tools' format, parsed by the
+same parser as the API), the call is shown as JSON and what the user sends next is the tool's result. The chatbot
+only displays; the conversation the engine reads (with its function / observation turns) is kept in a State."""
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -10,6 +15,7 @@ import gradio as gr
 
 from engine.chat import GEN_KEYS
 from engine.config import ConfigError
+from engine.data import tools as T
 from engine.utils import UserError
 
 from . import widgets
@@ -87,6 +93,11 @@ def build(page: Page, fixed: dict | None = None) -> dict:
                     page.tr(comp, lambda lg: dict(label=t("system_prompt", lg)))
                 else:
                     page.arg(SCOPE, a)
+            tools_box = page.add("chat.tools", gr.Textbox(lines=2, max_lines=12, label=t("chat_tools", lang),
+                                                          placeholder=t("chat_tools_hint", lang),
+                                                          elem_id="chat-tools"),
+                                 label="chat_tools", placeholder="chat_tools_hint")
+            convo = gr.State([])  # the conversation as the engine reads it (tool calls / results keep their roles)
             chatbot = page.add("chat.bot", gr.Chatbot(height=420, elem_id="chat-bot", buttons=["copy"],
                                                       label=t("tab_chat", lang)), label="tab_chat")
             with gr.Row():
@@ -121,7 +132,8 @@ def build(page: Page, fixed: dict | None = None) -> dict:
             return
         parts = [("model_loading", {"model": values.get("model_name_or_path")})]
         # another model: a new conversation
-        yield {info_parts: parts, info: render_msg(parts, lang_v), chatbot: [], stats_parts: [], stats: ""}
+        yield {info_parts: parts, info: render_msg(parts, lang_v), chatbot: [], convo: [], stats_parts: [],
+               stats: ""}
         try:
             desc = SESSION.load(typed)
         except (UserError, ConfigError, OSError, ValueError) as e:
@@ -130,7 +142,7 @@ def build(page: Page, fixed: dict | None = None) -> dict:
             parts = loaded_parts(desc)
         yield {info_parts: parts, info: render_msg(parts, lang_v)}
 
-    load_outputs = {info, info_parts, chatbot, stats, stats_parts}
+    load_outputs = {info, info_parts, chatbot, convo, stats, stats_parts}
     load.click(do_load, inputs, load_outputs)
 
     def do_unload(lang_v):
@@ -140,52 +152,94 @@ def build(page: Page, fixed: dict | None = None) -> dict:
 
     unload.click(do_unload, lang_c, [info_parts, info])
 
-    def user_turn(msg, history):
+    def user_turn(msg, history, conv, lang_v):
         if not (msg or "").strip():
-            return gr.skip(), gr.skip()
-        return "", (history or []) + [{"role": "user", "content": msg}]
+            return gr.skip(), gr.skip(), gr.skip()
+        history, conv = add_user_turn(msg, history, conv, lang_v)
+        return "", history, conv
 
     def bot_turn(data):
         lang_v = data[lang_c]
         history = list(data[chatbot] or [])
+        conv = synced(history, data[convo])
         engine = SESSION.engine
         if not history or history[-1]["role"] != "user":
             yield {chatbot: gr.skip()}
             return
         if engine is None:
             parts = [("load_first", {})]
-            yield {chatbot: history[:-1], stats_parts: parts, stats: render_msg(parts, lang_v)}
+            yield {chatbot: history[:-1], convo: conv[:-1], stats_parts: parts, stats: render_msg(parts, lang_v)}
             return
         values = values_of(data)
         typed, errors, _ = check_fields(values, "infer")
+        try:
+            tools = T.parse_tools(data[tools_box], f"{t('chat_tools', lang_v)} box")
+        except UserError as e:
+            errors = {**errors, "_": str(e)}
         if errors:
             parts = error_parts(errors)
-            yield {chatbot: history[:-1], stats_parts: parts, stats: render_msg(parts, lang_v)}
+            yield {chatbot: history[:-1], convo: conv[:-1], stats_parts: parts, stats: render_msg(parts, lang_v)}
             return
         gen = {k: typed[k] for k in GEN_KEYS if k in typed}
-        messages = [{"role": m["role"], "content": _text(m["content"])} for m in history]
         history.append({"role": "assistant", "content": ""})
+        answer = ""
         try:
-            for delta in engine.stream(messages, system=typed.get("default_system") or None, **gen):
-                history[-1]["content"] += delta
+            for delta in engine.stream(conv, system=typed.get("default_system") or None, tools=tools or None, **gen):
+                answer += delta
+                history[-1]["content"] = answer
                 yield {chatbot: history}
         except (UserError, ValueError) as e:
             parts = [f"✗ {e}"]
-            yield {chatbot: history, stats_parts: parts, stats: render_msg(parts, lang_v)}
+            yield {chatbot: history[:-1], convo: conv[:-1], stats_parts: parts, stats: render_msg(parts, lang_v)}
             return
         s = engine.last_stats
         parts = [("chat_stats", {"tps": s.get("tokens_per_s"), "n": s.get("completion_tokens"),
                                  "ttft": s.get("ttft_s")})]
-        yield {chatbot: history, stats_parts: parts, stats: render_msg(parts, lang_v)}
+        history[-1], turn = answer_turn(answer, bool(tools), lang_v)
+        conv = conv + [turn]
+        if turn["role"] == T.FUNCTION:
+            parts.append(("chat_tool_next", {}))
+        yield {chatbot: history, convo: conv, stats_parts: parts, stats: render_msg(parts, lang_v)}
 
-    bot_inputs = inputs | {chatbot}
-    bot_outputs = {chatbot, stats, stats_parts}
+    bot_inputs = inputs | {chatbot, convo, tools_box}
+    bot_outputs = {chatbot, convo, stats, stats_parts}
     for ev in (box.submit, send.click):
-        ev(user_turn, [box, chatbot], [box, chatbot], show_progress="hidden", queue=False).then(
+        ev(user_turn, [box, chatbot, convo, lang_c], [box, chatbot, convo], show_progress="hidden", queue=False).then(
             bot_turn, bot_inputs, bot_outputs, show_progress="hidden")
-    clear.click(lambda: ([], [], ""), None, [chatbot, stats_parts, stats], show_progress="hidden")
+    clear.click(lambda: ([], [], [], ""), None, [chatbot, convo, stats_parts, stats], show_progress="hidden")
     return {"chatbot": chatbot, "load": load, "info": info, "load_fn": do_load, "load_inputs": inputs,
             "load_outputs": load_outputs}
+
+
+def add_user_turn(msg: str, history: list, conv: list, lang: str) -> tuple[list, list]:
+    """The user's message: a tool result when the model's last turn was a tool call, else a user turn."""
+    conv = synced(history, conv)
+    if conv and conv[-1]["role"] == T.FUNCTION:
+        shown = f"{t('chat_tool_result', lang)}:\n```\n{msg}\n```"
+        return list(history) + [{"role": "user", "content": shown}], conv + [{"role": T.OBSERVATION, "content": msg}]
+    return list(history) + [{"role": "user", "content": msg}], conv + [{"role": "user", "content": msg}]
+
+
+def answer_turn(answer: str, tools: bool, lang: str) -> tuple[dict, dict]:
+    """(the chatbot's message, the conversation's turn) for a finished answer; a tool call is shown as JSON."""
+    text, calls = T.parse_tool_calls(answer) if tools else (answer, [])
+    if not calls:
+        return {"role": "assistant", "content": answer}, {"role": "assistant", "content": answer}
+    shown = "\n\n".join(f"{t('chat_tool_call', lang)} `{c['name']}`:\n```json\n"
+                         f"{json.dumps(c['arguments'], ensure_ascii=False, indent=2)}\n```" for c in calls)
+    return {"role": "assistant", "content": (text + "\n\n" if text else "") + shown}, \
+        {"role": T.FUNCTION, "content": T.calls_json(calls)}
+
+
+def synced(history: list, conv: list | None) -> list:
+    """The engine's conversation for this chatbot history: the State when it matches (same length, same roles
+    side), else rebuilt from the history's plain text (e.g. after the chatbot was edited)."""
+    conv = list(conv or [])
+    user_side = ("user", T.OBSERVATION)
+    if len(conv) == len(history) and all((c["role"] in user_side) == (h["role"] == "user")
+                                         for c, h in zip(conv, history)):
+        return conv
+    return [{"role": m["role"], "content": _text(m["content"])} for m in history]
 
 
 def _text(content) -> str:

@@ -134,6 +134,15 @@ L: dict[str, dict[str, str]] = {
     "system_prompt": {"en": "System prompt", "zh": "系统提示词"},
     "chat_stats": {"en": "{tps} tokens/s · {n} tokens · first token after {ttft} s",
                    "zh": "{tps} token/秒 · {n} 个 token · 首 token 用时 {ttft} 秒"},
+    "chat_tools": {"en": "Tools (JSON)", "zh": "工具（JSON）"},
+    "chat_tools_hint": {"en": '[{"name": "get_weather", "description": "...", "parameters": {"type": "object", ...}}]'
+                              " — leave empty for no tools",
+                        "zh": '[{"name": "get_weather", "description": "...", "parameters": {"type": "object", ...}}]'
+                              " —— 留空表示不用工具"},
+    "chat_tool_call": {"en": "🔧 Tool call", "zh": "🔧 调用工具"},
+    "chat_tool_result": {"en": "🔧 Tool result", "zh": "🔧 工具结果"},
+    "chat_tool_next": {"en": "The model called a tool: type the tool's result (JSON or text) and send it.",
+                       "zh": "模型调用了工具：请输入工具的返回结果（JSON 或文本）并发送。"},
     # ---- export tab
     "btn_export": {"en": "Export", "zh": "开始导出"},
     "export_needs_adapter": {"en": "Pick the adapter to merge in the adapter box above.",

@@ -1,6 +1,8 @@
 """Raw records -> one standard form per stage.
 
   sft: {"system": str, "messages": [{"role": "user"|"assistant", "content": str}, ...]}  (alternating, ends with assistant)
+       tool datasets (columns.tools): + "tools": JSON text of the tool list, and the roles "function" (the assistant's
+       call, JSON) and "observation" (the tool's result, user side); see engine.data.tools
   dpo: {"system": str, "messages": [... ending with user], "chosen": str, "rejected": str}   (also rm)
   kto: {"system": str, "messages": [... ending with user], "completion": str, "label": bool}
   pt:  {"text": str}
@@ -14,8 +16,10 @@ from collections import Counter
 
 from ..utils import UserError
 from .registry import ALPACA_COLUMNS, DatasetAttr, data_kind, dataset_stage
+from .tools import FUNCTION, OBSERVATION, calls_json, parse_calls, tools_json
 
 USER, ASSISTANT, SYSTEM = "user", "assistant", "system"
+_ASKS, _ANSWERS = (USER, OBSERVATION), (ASSISTANT, FUNCTION)  # the two sides of the alternation
 _ALIASES = {"human": USER, "user": USER, "gpt": ASSISTANT, "assistant": ASSISTANT, "bot": ASSISTANT,
             "model": ASSISTANT, "system": SYSTEM}
 
@@ -72,8 +76,8 @@ def _require(attr: DatasetAttr, present: set, needed: dict[str, str]) -> None:
 def _role_map(attr: DatasetAttr) -> dict:
     t = attr.tags
     m = dict(_ALIASES)
-    m.update({t.get("user_tag"): USER, t.get("observation_tag"): USER, t.get("assistant_tag"): ASSISTANT,
-              t.get("function_tag"): ASSISTANT, t.get("system_tag"): SYSTEM})
+    m.update({t.get("user_tag"): USER, t.get("observation_tag"): OBSERVATION, t.get("assistant_tag"): ASSISTANT,
+              t.get("function_tag"): FUNCTION, t.get("system_tag"): SYSTEM})
     m.pop(None, None)
     return m
 
@@ -101,10 +105,18 @@ def _sharegpt_messages(attr: DatasetAttr, raw, roles: dict) -> tuple[list[dict],
                 raise Invalid("system turn not at the start")
             system = content
             continue
-        if out and out[-1]["role"] == role:
+        if role == OBSERVATION and (not out or out[-1]["role"] != FUNCTION):
+            raise Invalid("a tool result (observation) that follows no function_call")
+        side = _ASKS if role in _ASKS else _ANSWERS
+        if out and out[-1]["role"] in side:
             raise Invalid("turns do not alternate user/assistant")
         if not out and role != USER:
             raise Invalid("conversation starts with the assistant")
+        if role == FUNCTION:
+            try:
+                content = calls_json(parse_calls(content, "a function_call turn"))
+            except UserError as e:
+                raise Invalid(str(e)) from None
         out.append({"role": role, "content": content})
     return out, system
 
@@ -132,6 +144,19 @@ def _check_answers(messages: list[dict]) -> None:
     for m in messages:
         if m["role"] == ASSISTANT and not m["content"].strip():
             raise Invalid("empty answer")
+
+
+def _tools(attr: DatasetAttr, row: dict, messages: list[dict]) -> dict:
+    """{"tools": JSON text or None} when the dataset maps a tools column, else {} (records stay as they were)."""
+    col = attr.columns.get("tools")
+    if not col:
+        if any(m["role"] in (FUNCTION, OBSERVATION) for m in messages):
+            return {"tools": None}
+        return {}
+    try:
+        return {"tools": tools_json(row.get(col), f"column {col!r}")}
+    except UserError as e:
+        raise Invalid(str(e)) from None
 
 
 _TRUE, _FALSE = {"true", "yes", "1", "desirable", "good"}, {"false", "no", "0", "undesirable", "bad"}
@@ -169,12 +194,12 @@ def convert_row(attr: DatasetAttr, row: dict, stage: str, roles: dict | None = N
         if attr.formatting == "alpaca":
             col = {**ALPACA_COLUMNS, **cols}["response"]
             messages.append({"role": ASSISTANT, "content": _text(row.get(col), f"column {col!r}")})
-        while messages and messages[-1]["role"] == USER:  # a trailing question has no answer to learn
+        while messages and messages[-1]["role"] in _ASKS:  # a trailing question has no answer to learn
             messages.pop()
         if not messages:
             raise Invalid("no assistant answer")
         _check_answers(messages)
-        return {"system": system, "messages": messages}
+        return {"system": system, "messages": messages, **_tools(attr, row, messages)}
     if stage == "kto":  # the last assistant turn is the answer that is labelled
         if attr.formatting == "alpaca":
             col = {**ALPACA_COLUMNS, **cols}["response"]
@@ -185,9 +210,10 @@ def convert_row(attr: DatasetAttr, row: dict, stage: str, roles: dict | None = N
         label = _label(row.get(cols["kto_tag"]), cols["kto_tag"])
         return {"system": system, "messages": messages[:-1], "completion": messages[-1]["content"], "label": label}
     # dpo
-    if not messages or messages[-1]["role"] != USER:
+    if not messages or messages[-1]["role"] not in _ASKS:
         raise Invalid("the prompt turns must end with the user")
     _check_answers(messages)
+    extra = _tools(attr, row, messages)
     chosen_col, rejected_col = cols.get("chosen", "chosen"), cols.get("rejected", "rejected")
     if chosen_col not in row and isinstance(row.get(cols.get("response", "output")), list):
         pair = row[cols.get("response", "output")]  # older LLaMA-Factory: response = [chosen, rejected]
@@ -197,7 +223,7 @@ def convert_row(attr: DatasetAttr, row: dict, stage: str, roles: dict | None = N
         rejected = _text(row.get(rejected_col), f"column {rejected_col!r}")
     if not chosen.strip() or not rejected.strip():
         raise Invalid("empty chosen or rejected answer")
-    return {"system": system, "messages": messages, "chosen": chosen, "rejected": rejected}
+    return {"system": system, "messages": messages, "chosen": chosen, "rejected": rejected, **extra}
 
 
 def check_columns(attr: DatasetAttr, rows: list[dict], stage: str) -> None:
@@ -222,7 +248,7 @@ def check_columns(attr: DatasetAttr, rows: list[dict], stage: str) -> None:
                   and {**ALPACA_COLUMNS, **cols}["response"] in present)  # response = [chosen, rejected]
         if not legacy:
             _require(attr, present, {"chosen": chosen, "rejected": cols.get("rejected", "rejected")})
-    for key in ("system", "history"):
+    for key in ("system", "history", "tools"):
         if cols.get(key):
             _require(attr, present, {key: cols[key]})
 

@@ -76,7 +76,8 @@ def _split(rows: list[dict], val_size: float, seed: int) -> tuple[list[dict], li
 def _batches(rows: list[dict], size: int = 1000):
     for k in range(0, len(rows), size):
         chunk = rows[k:k + size]
-        yield {key: [r[key] for r in chunk] for key in chunk[0]}
+        keys = dict.fromkeys(k for r in chunk for k in r)  # rows of several datasets may differ (tools)
+        yield {key: [r.get(key) for r in chunk] for key in keys}
 
 
 def _map(rows: list[dict], fn, workers: int | None, **kw) -> dict[str, list]:

@@ -38,8 +38,10 @@ def fit_budget(lp: int, lr: int, budget: int) -> tuple[int, int]:
 
 
 def encode_sft(messages: list[dict], system: str, tokenizer, template, cutoff_len: int,
-               train_on_prompt: bool = False, mask_history: bool = False) -> dict:
-    pairs = template.encode_multiturn(tokenizer, messages, system or None)
+               train_on_prompt: bool = False, mask_history: bool = False, tools: str | None = None) -> dict:
+    """Tool records: `tools` (the tool list) goes into the system prompt and tool results into user-side turns
+    (never trained); the assistant's calls are answers (trained), see engine.data.tools."""
+    pairs = template.encode_multiturn(tokenizer, messages, system or None, tools=tools or None)
     full_len = sum(len(p) + len(r) for p, r in pairs)
     n = len(pairs)
     order = list(range(n))[::-1] if mask_history else list(range(n))  # mask_history: the last turn must survive
@@ -68,8 +70,9 @@ def encode_sft(messages: list[dict], system: str, tokenizer, template, cutoff_le
 
 def sft_batch(batch: dict, tokenizer, template, cutoff_len: int, train_on_prompt: bool, mask_history: bool) -> dict:
     out: dict[str, list] = {"input_ids": [], "labels": [], LEN: [], TRUNC: [], TOKENS: []}
-    for system, messages in zip(batch["system"], batch["messages"]):
-        e = encode_sft(messages, system, tokenizer, template, cutoff_len, train_on_prompt, mask_history)
+    tools = batch.get("tools") or [None] * len(batch["messages"])
+    for system, messages, tl in zip(batch["system"], batch["messages"], tools):
+        e = encode_sft(messages, system, tokenizer, template, cutoff_len, train_on_prompt, mask_history, tl)
         for k in out:
             out[k].append(e[k])
     return out
@@ -98,9 +101,10 @@ def pt_blocks(chunks: list[list[int]], cutoff_len: int) -> list[list[int]]:
 
 def dpo_batch(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
     out: dict[str, list] = {"prompt": [], "chosen": [], "rejected": [], LEN: [], TRUNC: [], TOKENS: []}
-    for system, messages, chosen, rejected in zip(batch["system"], batch["messages"], batch["chosen"],
-                                                  batch["rejected"]):
-        prompt = template.render(messages, system or None)
+    tools = batch.get("tools") or [None] * len(batch["messages"])
+    for system, messages, chosen, rejected, tl in zip(batch["system"], batch["messages"], batch["chosen"],
+                                                      batch["rejected"], tools):
+        prompt = template.render(messages, system or None, tools=tl or None)
         c, r = template.render_response(chosen), template.render_response(rejected)
         p_ids = tokenizer.encode(prompt, add_special_tokens=False)
         lc = len(tokenizer.encode(c, add_special_tokens=False))
@@ -205,12 +209,13 @@ def mark_trained(row: dict, stage: str, tokenizer, template, args) -> list[tuple
         return [(out["prompt"][0], None), (out["completion"][0], DESIRABLE if row["label"] else UNDESIRABLE)]
     if stage in ("dpo", "rm"):  # rm reads the same pairs
         out = dpo_batch({"system": [row.get("system") or ""], "messages": [row["messages"]],
-                         "chosen": [row["chosen"]], "rejected": [row["rejected"]]}, tokenizer, template, cutoff_len)
+                         "chosen": [row["chosen"]], "rejected": [row["rejected"]], "tools": [row.get("tools")]},
+                        tokenizer, template, cutoff_len)
         prompt = out["prompt"][0]
         return [(prompt, None), (out["chosen"][0], CHOSEN), ("\n", None), (prompt, None),
                 (out["rejected"][0], REJECTED)]
     enc = encode_sft(row["messages"], row.get("system") or "", tokenizer, template, cutoff_len,
-                     train_on_prompt, mask_history)
+                     train_on_prompt, mask_history, row.get("tools"))
     spans: list[tuple[str, str | None]] = []
     cur: list[int] = []
     state = None

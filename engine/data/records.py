@@ -104,6 +104,8 @@ def load_records(args, stage: str | None = None, names=None, *, keep_raw: bool =
         out.report[attr.name] = {"total": len(rows), "kept": len(conv), "skipped": dict(skipped)}
         if keep_raw:
             out.raw[attr.name] = raw
+    if any("tools" in r for r in out.rows):  # one shape for every row: datasets' from_list reads the first row's keys
+        out.rows = [r if "tools" in r else {**r, "tools": None} for r in out.rows]
     return out
 
 

@@ -19,8 +19,8 @@ INFO_FILE = "dataset_info.json"
 ENTRY_KEYS = {"file_name", "hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name", "file_sha1",
               "formatting", "ranking", "columns", "tags", "split", "num_samples", "subset", "folder"}
 COLUMN_KEYS = {"prompt", "query", "response", "history", "system", "messages", "chosen", "rejected", "text",
-               "kto_tag"}
-TOLERATED_COLUMNS = {"tools", "images", "videos", "audios"}  # accepted, not used (text-only studio)
+               "kto_tag", "tools"}
+TOLERATED_COLUMNS = {"images", "videos", "audios"}  # accepted so the message can name them (text-only studio)
 MEDIA_COLUMNS = ("images", "videos", "audios")  # a dataset with one of these is refused when it is trained on
 TAG_KEYS = {"role_tag", "content_tag", "user_tag", "assistant_tag", "system_tag", "observation_tag", "function_tag"}
 FORMATTINGS = ("alpaca", "sharegpt", "openai")

@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from ..utils import UserError, get_logger
+from . import tools as T
 
 log = get_logger()
 
-Messages = list  # list[{"role": "user"|"assistant", "content": str}]
+Messages = list  # list[{"role": "user"|"assistant"|"function"|"observation", "content": str}]
 
 
 def _fill(fmt: str, content: str, bos: str, eos: str) -> str:
@@ -65,8 +67,10 @@ class Template:
         sys_ = system if system else self.default_system
         return _fill(self.format_system, sys_, self._bos(), self._eos()) if sys_ else ""
 
-    def _turn_texts(self, messages: Messages, system: str | None) -> list[tuple[str, str | None]]:
-        """[(prompt_text, response_text | None)] one per user turn; the last response may be None."""
+    def _turn_texts(self, messages: Messages, system: str | None, tools=None) -> list[tuple[str, str | None]]:
+        """[(prompt_text, response_text | None)] one per user turn; the last response may be None.
+        Tool lists, calls and results are rendered in engine.data.tools' documented format first."""
+        messages, system = T.flatten(messages, system, tools, self.default_system)
         messages, system = _split_system(messages, system)
         _check_roles(messages)
         bos, eos = self._bos(), self._eos()
@@ -87,10 +91,10 @@ class Template:
             out.append((prompt, resp))
         return out
 
-    def render(self, messages: Messages, system: str | None = None) -> str:
+    def render(self, messages: Messages, system: str | None = None, tools=None) -> str:
         """The conversation as text (previews). Ends with the assistant header when the last turn is the user's."""
         head = self._bos() if self._uses_bos_text() else ""
-        return head + "".join(p + (r or "") for p, r in self._turn_texts(messages, system))
+        return head + "".join(p + (r or "") for p, r in self._turn_texts(messages, system, tools))
 
     def render_response(self, content: str) -> str:
         """An answer as the template writes it after the assistant header (ends with the stop word)."""
@@ -104,24 +108,23 @@ class Template:
         add = self.add_bos if self.add_bos is not None else _tokenizer_adds_bos(tokenizer)
         return [tokenizer.bos_token_id] if add and tokenizer.bos_token_id is not None else []
 
-    def encode_multiturn(self, tokenizer, messages: Messages, system: str | None = None
+    def encode_multiturn(self, tokenizer, messages: Messages, system: str | None = None, tools=None
                          ) -> list[tuple[list[int], list[int]]]:
-        """One (prompt_ids, response_ids) pair per assistant turn; response_ids end with the stop word.
-        A trailing user message (no answer) is ignored."""
+        """One (prompt_ids, response_ids) pair per assistant turn (an answer or a tool call); response_ids end with
+        the stop word. A trailing user message (no answer) is ignored."""
         pairs = []
-        for i, (p, r) in enumerate(self._turn_texts(messages, system)):
+        for i, (p, r) in enumerate(self._turn_texts(messages, system, tools)):
             if r is None:
                 break
             ids = (self.bos_ids(tokenizer) if i == 0 else []) + _encode(tokenizer, p)
             pairs.append((ids, _encode(tokenizer, r)))
         return pairs
 
-    def encode_prompt(self, tokenizer, messages: Messages, system: str | None = None) -> list[int]:
+    def encode_prompt(self, tokenizer, messages: Messages, system: str | None = None, tools=None) -> list[int]:
         """Ids to feed generate(): the whole conversation, ending with the assistant header."""
-        if not messages or messages[-1]["role"] != "user":
-            raise UserError("encode_prompt: the conversation must end with a user message.")
+        _check_prompt_end(messages)
         ids = self.bos_ids(tokenizer)
-        for p, r in self._turn_texts(messages, system):
+        for p, r in self._turn_texts(messages, system, tools):
             ids += _encode(tokenizer, p) + (_encode(tokenizer, r) if r is not None else [])
         return ids
 
@@ -165,23 +168,56 @@ class AutoTemplate(Template):
                          bos_token=tokenizer.bos_token, eos_token=tokenizer.eos_token)
         self._tok = tokenizer
         self.stop_words = tuple(self._detect_stop_words())
+        # the tokenizer's own template renders tool lists / calls / results when it reads a `tools` variable
+        self.native_tools = bool(re.search(r"\btools\b", str(tokenizer.chat_template or "")))
+        self._tools: list | None = None
 
     def _apply(self, msgs: Messages, gen: bool) -> str:
         try:
+            if self._tools:
+                return self._tok.apply_chat_template(msgs, tools=self._tools, tokenize=False,
+                                                     add_generation_prompt=gen)
             return self._tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
         except Exception as e:  # jinja errors: roles the template refuses, missing system support...
             raise UserError(f"template auto: the tokenizer's chat template failed ({type(e).__name__}: {e}); "
                             "choose an explicit template instead.") from None
 
-    def _msgs(self, messages: Messages, system: str | None) -> Messages:
+    def _msgs(self, messages: Messages, system: str | None, tools=None) -> Messages:
+        """Messages for apply_chat_template. Tool turns: in the tokenizer's own format when its template supports
+        tools (assistant `tool_calls`, role `tool`, tools=...), else flattened into the documented text format."""
+        self._tools = None
+        if self.native_tools and (tools or T.has_tool_turns(messages)):
+            return self._native_msgs(messages, system, tools)
+        messages, system = T.flatten(messages, system, tools, self.default_system)
         messages, system = _split_system(messages, system)
         _check_roles(messages)
         sys_ = system or self.default_system
         return ([{"role": "system", "content": sys_}] if sys_ else []) + [
             {"role": m["role"], "content": m["content"]} for m in messages]
 
-    def _segments(self, messages: Messages, system: str | None) -> list[tuple[str, str | None]]:
-        msgs = self._msgs(messages, system)
+    def _native_msgs(self, messages: Messages, system: str | None, tools) -> Messages:
+        messages, system = _split_system(messages, system)
+        specs = T.parse_tools(tools) if not isinstance(tools, list) else tools
+        self._tools = [{"type": "function", "function": t} for t in specs] or None
+        out: Messages = []
+        for m in messages:
+            role, content = m.get("role"), m.get("content", "")
+            if role == T.FUNCTION:
+                out.append({"role": "assistant", "content": "", "tool_calls": [
+                    {"type": "function", "function": c} for c in T.parse_calls(content)]})
+            elif role == T.OBSERVATION:
+                if out and out[-1]["role"] == "tool":  # several results answer one turn of calls
+                    out[-1]["content"] += "\n" + content
+                else:
+                    out.append({"role": "tool", "content": content})
+            else:
+                out.append({"role": role, "content": content})
+        _check_roles([{"role": "user" if m["role"] == "tool" else m["role"]} for m in out])
+        sys_ = system or self.default_system
+        return ([{"role": "system", "content": sys_}] if sys_ else []) + out
+
+    def _segments(self, messages: Messages, system: str | None, tools=None) -> list[tuple[str, str | None]]:
+        msgs = self._msgs(messages, system, tools)
         off = 1 if msgs and msgs[0]["role"] == "system" else 0
         out, done = [], ""
         for k in range(off, len(msgs), 2):
@@ -228,13 +264,13 @@ class AutoTemplate(Template):
     def render_response(self, content: str) -> str:
         return content + (self.stop_words[0] if self.stop_words else "")
 
-    def render(self, messages: Messages, system: str | None = None) -> str:
-        msgs = self._msgs(messages, system)
-        return self._apply(msgs, gen=bool(msgs) and msgs[-1]["role"] == "user")
+    def render(self, messages: Messages, system: str | None = None, tools=None) -> str:
+        msgs = self._msgs(messages, system, tools)
+        return self._apply(msgs, gen=bool(msgs) and msgs[-1]["role"] in ("user", "tool"))
 
-    def encode_multiturn(self, tokenizer, messages, system=None):
+    def encode_multiturn(self, tokenizer, messages, system=None, tools=None):
         pairs = []
-        for p, r in self._segments(messages, system):
+        for p, r in self._segments(messages, system, tools):
             if r is None:
                 break
             resp = _encode(tokenizer, r)
@@ -243,10 +279,9 @@ class AutoTemplate(Template):
             pairs.append((_encode(tokenizer, p), resp))
         return pairs
 
-    def encode_prompt(self, tokenizer, messages, system=None):
-        if not messages or messages[-1]["role"] != "user":
-            raise UserError("encode_prompt: the conversation must end with a user message.")
-        return _encode(tokenizer, self.render(messages, system))
+    def encode_prompt(self, tokenizer, messages, system=None, tools=None):
+        _check_prompt_end(messages)
+        return _encode(tokenizer, self.render(messages, system, tools))
 
     def to_dict(self) -> dict:
         return {"name": "auto", "chat_template": str(self._tok.chat_template), "default_system": self.default_system,
@@ -268,6 +303,11 @@ def _split_system(messages: Messages, system: str | None) -> tuple[Messages, str
     if messages and messages[0].get("role") == "system":
         return messages[1:], system if system else messages[0].get("content", "")
     return messages, system
+
+
+def _check_prompt_end(messages: Messages) -> None:
+    if not messages or messages[-1]["role"] not in ("user", T.OBSERVATION):
+        raise UserError("encode_prompt: the conversation must end with a user message (or a tool result).")
 
 
 def _check_roles(messages: Messages) -> None:

@@ -106,7 +106,7 @@ def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sampl
             cut = False  # pre-training text is split into cutoff_len blocks, nothing is lost
         elif stage == "dpo":
             out = P.dpo_batch({"system": [r.get("system") or ""], "messages": [r["messages"]], "chosen": [r["chosen"]],
-                               "rejected": [r["rejected"]]}, tok, tpl, cutoff)
+                               "rejected": [r["rejected"]], "tools": [r.get("tools")]}, tok, tpl, cutoff)
             full, cut = out[P.LEN][0], out[P.TRUNC][0]
         elif stage == "kto":
             out = P.kto_batch({"system": [r.get("system") or ""], "messages": [r["messages"]],
@@ -114,7 +114,7 @@ def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sampl
             full, cut = out[P.LEN][0], out[P.TRUNC][0]
         else:
             e = P.encode_sft(r["messages"], r.get("system") or "", tok, tpl, cutoff, bool(ns.train_on_prompt),
-                             bool(ns.mask_history))
+                             bool(ns.mask_history), r.get("tools"))
             full, cut = e[P.LEN], e[P.TRUNC]
         lengths.append(int(full))
         truncated += bool(cut)
@@ -125,7 +125,8 @@ def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sampl
     if stage == "sft":
         answers: dict[str, set] = {}
         for r in rows:
-            q = json.dumps([r.get("system") or "", r["messages"][:-1]], sort_keys=True, ensure_ascii=False)
+            q = json.dumps([r.get("system") or "", r["messages"][:-1], r.get("tools")], sort_keys=True,
+                           ensure_ascii=False)  # the same question with other tools is another prompt
             answers.setdefault(q, set()).add(r["messages"][-1]["content"])
         conflicts = sum(1 for a in answers.values() if len(a) > 1)
     empty = Counter()
