@@ -273,7 +273,7 @@ def device_memory() -> dict:
 def measure(ns, steps: int = 3, timeout: float = 900) -> dict:
     """Run `steps` real optimisation steps in a fresh process: seconds per step, start-up and peak memory."""
     steps = max(2, int(steps))
-    values = {k: v for k, v in ns.values.items() if not k.startswith("_")}
+    values = dict(ns.values)
     with tempfile.TemporaryDirectory(prefix="tuneboard-measure-") as tmp:
         out = Path(tmp) / "run"
         values.update(output_dir=str(out), max_steps=steps, eval_strategy="no", save_steps=10 ** 9,

@@ -48,7 +48,7 @@ def plan(center: float, k: int = 5, span: float = 2.0) -> list[float]:
 
 def run_values(base: dict, lr: float, output_dir: str, steps: int, eval_every: int) -> dict:
     """One sweep run: the base recipe at this learning rate, short, evaluated often, no checkpoints."""
-    v = {k: val for k, val in base.items() if not k.startswith("_")}
+    v = dict(base)
     v.update(learning_rate=lr, output_dir=output_dir, max_steps=int(steps), eval_strategy="steps",
              eval_steps=int(eval_every), save_steps=10 ** 9, logging_steps=max(1, min(int(v.get("logging_steps")
                                                                                          or 5), int(eval_every))),
