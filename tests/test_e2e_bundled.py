@@ -49,8 +49,8 @@ def test_pretraining_loss_falls(bundled_model, data_dir, tmp_path):
 
 def test_dpo_reward_margin_rises(bundled_model, data_dir, tmp_path):
     out = tmp_path / "dpo"
-    _train(bundled_model, data_dir, out, stage="dpo", dataset="dpo_en_demo", max_steps=12, learning_rate=5e-4,
+    _train(bundled_model, data_dir, out, stage="dpo", dataset="dpo_en_demo", max_steps=8, learning_rate=5e-4,
            per_device_train_batch_size=2, logging_steps=1, pref_beta=0.1)
     margins = [r["rewards/margins"] for r in rundir.read_log(out) if "rewards/margins" in r]
-    assert len(margins) == 12
+    assert len(margins) == 8
     assert sum(margins[-4:]) / 4 > sum(margins[:4]) / 4 and margins[-1] > 0
