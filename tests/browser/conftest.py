@@ -21,9 +21,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if "tests/browser" in str(item.fspath):
+        if _in_browser(item):
             item.add_marker(pytest.mark.browser)
             item.add_marker(pytest.mark.slow)
+    # The browser tests go last: their server and Chromium are session fixtures, and an idle Gradio server and
+    # browser kept alive through the rest of the suite take CPU from it. (A stable sort: order is kept otherwise.)
+    items.sort(key=_in_browser)
+
+
+def _in_browser(item) -> bool:
+    return Path(str(item.fspath)).parent == Path(__file__).parent
 
 
 @dataclass
