@@ -5,12 +5,13 @@ PY     := $(VENV)/bin/python
 MODEL  := models/SmolLM2-135M-Instruct/.tuneboard_provisioned.json
 PYTEST_ARGS ?=
 
-.PHONY: run test setup model browser bench clean-cache help
+.PHONY: run test setup model browser bench clean-cache help reference-templates
 
 help:
 	@echo "make run    set up (venv, packages, bundled model) and launch the web UI at http://127.0.0.1:7860"
 	@echo "make test   set up, then run the whole test suite on CPU"
 	@echo "make bench  training throughput benchmark (bench/)"
+	@echo "make reference-templates  fetch the official chat templates the template tests compare with"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +33,32 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core fonts-noto-cjk >/dev/null; \
 	  else echo "browser tests need /usr/bin/chromium: sudo apt-get install chromium fonts-noto-cjk"; fi; fi
 
+# The official chat_template (jinja) of many model families, as llama.cpp ships them inside this pinned sdist
+# (vendor/llama.cpp/models/templates/): the oracle tests/test_reference_templates.py checks engine/data/templates.py
+# against. Only the .jinja files are extracted, into an ignored folder; none of them is committed. pip's cache
+# makes a rerun cheap; the stamp carries the pin, so changing it fetches again.
+REF_TEMPLATES_PKG := llama-cpp-python==0.3.36
+REF_TEMPLATES     := .cache/reference_templates
+REF_STAMP         := $(REF_TEMPLATES)/.fetched-$(REF_TEMPLATES_PKG)
+
+reference-templates: $(REF_STAMP)
+
+$(REF_STAMP): | $(PY)
+	rm -rf $(REF_TEMPLATES) .cache/reference_sdist
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: $(REF_TEMPLATES_PKG) -d .cache/reference_sdist
+	$(PY) -c "import sys, tarfile, pathlib; out = pathlib.Path(sys.argv[2]); out.mkdir(parents=True); \
+	t = tarfile.open(next(pathlib.Path(sys.argv[1]).glob('*.tar.gz'))); \
+	ms = [m for m in t if m.isfile() and '/vendor/llama.cpp/models/templates/' in m.name and m.name.endswith('.jinja')]; \
+	[(out / pathlib.PurePosixPath(m.name).name).write_bytes(t.extractfile(m).read()) for m in ms]; \
+	print(len(ms), 'reference chat templates in', out); sys.exit(0 if ms else 'no .jinja files found in the sdist')" \
+	  .cache/reference_sdist $(REF_TEMPLATES)
+	rm -rf .cache/reference_sdist
+	touch $@
+
 run: setup
 	$(PY) app.py
 
-test: setup browser
+test: setup browser reference-templates
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup

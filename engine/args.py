@@ -376,9 +376,10 @@ ARGS: list[Arg] = [
       "How datasets are mixed: ignored, datasets are always concatenated (then shuffled by the Trainer).", "数据集混合方式（concat）。",
       compat=True, ui=False, commands=TI),
     A("enable_thinking", "bool", True, "model",
-      "LLaMA-Factory's thinking switch for reasoning templates: ignored, the templates here have no thinking mode.",
-      "LLaMA-Factory 推理模板的思考开关：此处忽略，本项目的模板没有思考模式。",
-      compat=True, ui=False, commands=ALL),
+      "Thinking mode of reasoning templates (qwen3, deepseekr1); false = as qwen3_nothink: the prompt ends with "
+      "an empty <think> block and the data's reasoning is dropped. Other templates ignore it.",
+      "推理模板（qwen3、deepseekr1）的思考模式；false 等同 qwen3_nothink：提示以空的 <think> 块结尾，数据中的推理过程被去掉。"
+      "其它模板忽略此项。", "思考模式", ui=False, commands=ALL),
     A("tokenized_path", "str", None, "data",
       "LLaMA-Factory's saved tokenisation folder: ignored, the preprocessing cache here is automatic.",
       "LLaMA-Factory 的分词结果目录：此处忽略，预处理缓存是自动的。", compat=True, ui=False, nullable=True, commands=TI),

@@ -90,29 +90,69 @@ def _expr(fmt: str, content: str, bos: str, eos: str) -> str:
     return " ~ ".join(terms) if terms else '""'
 
 
+def _answer_jinja(t) -> str:
+    """Jinja that sets `text` to m['content'] as Template._answer writes it (`final`: the answer after the last user
+    message): thinking dropped from earlier answers, the last one with its thought block."""
+    strip = "assistant" in t.trim
+    if not t.thought:
+        return "{%- set text = m['content'] | trim -%}" if strip else "{%- set text = m['content'] -%}"
+    open_, close = t.thought
+    o, c = _literal(open_.strip()), _literal(close.strip())
+    out = ("{%- set text = m['content'] -%}{%- set r = none -%}"
+           f"{{%- if {c} in text -%}}{{%- set r = text.split({c})[0].rstrip('\\n').split({o})[-1].lstrip('\\n') -%}}"
+           f"{{%- set text = text.split({c})[-1] -%}}{{%- endif -%}}")
+    if strip:
+        out += "{%- set text = text.strip() -%}"
+    rest = "{%- if final or r is not none -%}{%- set text = text.lstrip('\\n') -%}{%- endif -%}"
+    if t.history_thought:
+        rest += f"{{%- set text = {_literal(open_ + close)} ~ text -%}}"
+    if not t.thinking:
+        return out + rest
+    r = "(r or '').strip()" if strip else "(r or '').strip('\\n')"
+    head = "" if t.thought_in_prompt else f"{_literal(open_)} ~ "
+    return (out + f"{{%- if final -%}}{{%- set text = {head}{r} ~ {_literal(close)} ~ text.lstrip('\\n') -%}}"
+            + "{%- else -%}" + rest + "{%- endif -%}")
+
+
 def template_jinja(template, tokenizer) -> str:
-    """A Jinja chat template that renders what `template.encode_prompt` encodes. The assistant header is part of
-    each user turn (as in TuneBoard's templates), so add_generation_prompt has no extra effect."""
+    """A Jinja chat template that renders what `template.encode_prompt` encodes (tests/test_reference_templates.py
+    checks it against Template.render for every template). The assistant header is part of each user turn (as in
+    TuneBoard's templates), so add_generation_prompt has no extra effect."""
     from .data.templates import _tokenizer_adds_bos
-    bos, eos = template._bos(), template._eos()
-    add_bos = template.add_bos if template.add_bos is not None else _tokenizer_adds_bos(tokenizer)
-    system = _expr(template.format_system, "system", bos, eos)
-    user = _expr(template.format_user, "m['content']", bos, eos)
-    assistant = _expr(template.format_assistant, "m['content']", bos, eos)
-    user_with_system = _expr(template.format_user, f"({system} ~ m['content'])", bos, eos)
-    first = (f"{{{{ {user_with_system} }}}}" if template.system_in_user
-             else f"{{{{ {system} }}}}{{{{ {user} }}}}")
+    t = template
+    bos, eos = t._bos(), t._eos()
+    add_bos = t.add_bos if t.add_bos is not None else _tokenizer_adds_bos(tokenizer)
+    stop = t.stop_words[0] if t.stop_words else ""
+    later_user = t.format_user[len(stop):] if t.stop_opens_turn and stop and t.format_user.startswith(stop) \
+        else t.format_user  # the previous answer ended with the header
+    system = _expr(t.format_system, "system", bos, eos)
+    user = _expr(t.format_user, "u", bos, eos)
+    user_later = _expr(later_user, "u", bos, eos)
+    at = "ns.last" if t.system_last else "0"
+    gen = t._generation_suffix()
     return (
         "{%- if messages and messages[0]['role'] == 'system' -%}"
         "{%- set system = messages[0]['content'] -%}{%- set loop_messages = messages[1:] -%}"
-        f"{{%- else -%}}{{%- set system = {_literal(template.default_system or '')} -%}}"
+        f"{{%- else -%}}{{%- set system = {_literal(t.default_system or '')} -%}}"
         "{%- set loop_messages = messages -%}{%- endif -%}"
+        + ("{%- set system = system | trim -%}" if "system" in t.trim else "")
+        + f"{{%- set sys_text = ({system}) if (system or {str(t.system_always).lower()}) else '' -%}}"
+        "{%- set ns = namespace(last=-1) -%}"
+        "{%- for m in loop_messages -%}{%- if m['role'] == 'user' -%}{%- set ns.last = loop.index0 -%}{%- endif -%}"
+        "{%- endfor -%}"
         + (f"{{{{ {_literal(bos)} }}}}" if add_bos and bos else "")
+        + (f"{{{{ {_literal(t.prefix)} }}}}" if t.prefix else "")
         + "{%- for m in loop_messages -%}"
         "{%- if m['role'] == 'user' -%}"
-        f"{{%- if not loop.first -%}}{{{{ {_literal(template.separator)} }}}}{{%- endif -%}}"
-        f"{{%- if loop.first and system -%}}{first}{{%- else -%}}{{{{ {user} }}}}{{%- endif -%}}"
-        f"{{%- elif m['role'] == 'assistant' -%}}{{{{ {assistant} }}}}"
+        + ("{%- set u = m['content'] | trim -%}" if "user" in t.trim else "{%- set u = m['content'] -%}")
+        + f"{{%- if not loop.first -%}}{{{{ {_literal(t.separator)} }}}}{{%- endif -%}}"
+        + (f"{{%- if sys_text and loop.index0 == {at} -%}}{{%- set u = sys_text ~ u -%}}{{%- endif -%}}"
+           if t.system_in_user else "{%- if loop.first -%}{{ sys_text }}{%- endif -%}")
+        + f"{{%- if loop.first -%}}{{{{ {user} }}}}{{%- else -%}}{{{{ {user_later} }}}}{{%- endif -%}}"
+        + (f"{{%- if loop.index0 == ns.last -%}}{{{{ {_literal(gen)} }}}}{{%- endif -%}}" if gen else "")
+        + "{%- elif m['role'] == 'assistant' -%}{%- set final = loop.index0 == ns.last + 1 -%}"
+        + _answer_jinja(t)
+        + f"{{{{ {_expr(t.format_assistant, 'text', bos, eos)} }}}}"
         "{%- endif -%}{%- endfor -%}"
     )
 

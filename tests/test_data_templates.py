@@ -75,7 +75,7 @@ def test_unknown_template_lists_known_names(tok):
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
 def test_every_response_ends_with_the_stop_word(tok, name):
     tpl = get_template(name, tok)
-    stop = tpl.render_response("").strip(" ")  # what follows {content}: the stop word (or eos)
+    stop = tpl.render_response("X").split("X")[-1].strip(" ")  # what follows the answer: the stop word (or eos)
     assert stop
     pairs = tpl.encode_multiturn(tok, CONV, SYSTEM)
     assert len(pairs) == 3
@@ -93,13 +93,20 @@ def test_every_response_ends_with_the_stop_word(tok, name):
 
 def test_template_layouts(tok):
     r = get_template("llama3", tok).render(CONV[:1], "S")
-    assert r.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n") and "system<|end_header_id|>\n\nS" in r
+    assert r.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert ("system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+            "S<|eot_id|>") in r
+    assert "Today Date: 26 Jul 2024\n\n<|eot_id|>" in get_template("llama3", tok).render(CONV[:1], None)
     r = get_template("llama2", tok).render(CONV[:2], "S")
     assert "[INST] <<SYS>>\nS\n<</SYS>>\n\nWhat is 2+2? [/INST] It is 4." in r
     r = get_template("gemma", tok).render(CONV[:1], "S")
     assert r.endswith("<start_of_turn>model\n") and "<start_of_turn>user\nS\n\nWhat is 2+2?" in r
-    r = get_template("mistral", tok).render(CONV[:2], None)
-    assert "[INST] What is 2+2? [/INST]It is 4." in r
+    r = get_template("mistral", tok).render(CONV[:3], "S")
+    assert "[INST] What is 2+2?[/INST] It is 4.<|im_end|>[INST] S\n\nAnd 3+3?" in r  # system in the last user turn
+    r = get_template("glm4", tok).render(CONV[:3], "S")
+    assert r == ("[gMASK]<sop><|system|>\nS<|user|>\nWhat is 2+2?<|assistant|>\n<think></think>\nIt is 4.<|user|>\n"
+                 "And 3+3?\nAnswer in words, with a leading space.<|assistant|>")
+    assert get_template("yi", tok).render(CONV[:1], "S") == get_template("chatml", tok).render(CONV[:1], "S")
     q = get_template("qwen", tok).render(CONV[:1], None)
     assert q.startswith("<|im_start|>system\nYou are Qwen")
     assert get_template("qwen", tok, default_system="Mine.").render(CONV[:1], None).startswith(

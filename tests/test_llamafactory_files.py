@@ -292,14 +292,38 @@ def test_every_local_text_dataset_converts_completely(lf_data):
 
 # ---------------------------------------------------------------- the recipes
 def test_unknown_template_lists_the_known_ones(tiny_model, lf_data, tmp_path):
-    p = recipe(tmp_path / "qwen3_lora_sft.yaml", tiny_model, lf_data, tmp_path / "out")
+    p = recipe(tmp_path / "qwen2_vl_lora_sft.yaml", tiny_model, lf_data, tmp_path / "out", template="qwen2_vl")
     with pytest.raises(UserError) as e:
         _train(p)
     msg = str(e.value)
-    assert "unknown template 'qwen3_nothink'" in msg and "known templates:" in msg
-    for name in ("chatml", "llama3", "qwen", "auto"):
+    assert "unknown template 'qwen2_vl'" in msg and "known templates:" in msg
+    for name in ("chatml", "llama3", "qwen", "qwen3_nothink", "auto"):
         assert name in msg
     assert rundir.read_status(tmp_path / "out")["state"] == "failed"
+
+
+@pytest.fixture(scope="module")
+def tiny_tok(tiny_model):
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(tiny_model)
+
+
+@pytest.mark.parametrize("name", ["qwen3", "qwen3_nothink", "llama3", "deepseek3", "deepseekr1", "glm4", "gemma3",
+                                  "phi", "mistral", "yi", "qwen2"])
+def test_llamafactory_template_names_load(tiny_model, tiny_tok, lf_data, tmp_path, name):
+    from engine.data.templates import resolve_template
+    ns = load_config(recipe(tmp_path / "r.yaml", tiny_model, lf_data, tmp_path / "out", template=name))
+    assert resolve_template(ns, tiny_tok).name == name
+
+
+def test_enable_thinking_false_in_a_recipe_turns_thinking_off(tiny_model, tiny_tok, lf_data, tmp_path):
+    from engine.data.templates import resolve_template
+    p = recipe(tmp_path / "r.yaml", tiny_model, lf_data, tmp_path / "out", template="qwen3")
+    tok = tiny_tok
+    msgs = [{"role": "user", "content": "Hi"}]
+    on = resolve_template(load_config(p), tok)
+    off = resolve_template(load_config(p, {"enable_thinking": "false"}), tok)
+    assert not on.render(msgs).endswith("</think>\n\n") and off.render(msgs).endswith("<think>\n\n</think>\n\n")
 
 
 def test_sft_recipe_trains_on_every_local_text_dataset(tiny_model, lf_data, tmp_path):

@@ -24,14 +24,16 @@ def test_registry_file_is_complete():
     hf_ids = [e["hf"].lower() for e in MODELS.values()]
     assert len(hf_ids) == len(set(hf_ids))
     families = {e["template"] for e in MODELS.values()}
-    assert {"chatml", "qwen", "llama3", "llama2", "mistral", "gemma"} <= families
+    assert {"chatml", "qwen", "qwen3", "llama3", "llama2", "mistral", "gemma", "gemma3"} <= families
+    from engine.data.templates import TEMPLATES
+    assert families <= set(TEMPLATES)  # every registry template is one TuneBoard has
 
 
 @pytest.mark.parametrize("name,template", [
     ("SmolLM2-135M-Instruct", "chatml"), ("smollm2-360m-instruct", "chatml"), ("Qwen/Qwen2.5-7B-Instruct", "qwen"),
-    ("Qwen3-0.6B", "qwen"), ("meta-llama/Llama-3.2-1B-Instruct", "llama3"), ("Llama-2-7B-Chat", "llama2"),
+    ("Qwen3-0.6B", "qwen3"), ("meta-llama/Llama-3.2-1B-Instruct", "llama3"), ("Llama-2-7B-Chat", "llama2"),
     ("mistralai/Mistral-7B-Instruct-v0.3", "mistral"), ("google/gemma-2-2b-it", "gemma"),
-    ("LLM-Research/gemma-3-1b-it", "gemma"), ("/some/where/Qwen2.5-1.5B-Instruct", "qwen"),
+    ("LLM-Research/gemma-3-1b-it", "gemma3"), ("/some/where/Qwen2.5-1.5B-Instruct", "qwen"),
 ])
 def test_default_template_by_name_id_or_folder_name(name, template):
     assert default_template(name) == template
@@ -52,7 +54,14 @@ def _fake_model(dest: Path, config: dict, chat_template: str | None = None) -> P
 
 @pytest.mark.parametrize("config,chat,template", [
     ({"model_type": "qwen2"}, None, "qwen"),
+    ({"model_type": "qwen3"}, None, "qwen3"),
     ({"model_type": "gemma2"}, None, "gemma"),
+    ({"model_type": "gemma3_text"}, None, "gemma3"),
+    ({"model_type": "whatever", "architectures": ["Gemma3ForCausalLM"]}, None, "gemma3"),
+    ({"model_type": "deepseek_v3"}, None, "deepseek3"),
+    # the R1 distills are qwen2 / llama models: their DeepSeek chat format decides
+    ({"model_type": "qwen2"}, "{{ '<｜User｜>' + m['content'] }}{{ '<｜Assistant｜><think>\\n' }}", "deepseekr1"),
+    ({"model_type": "llama"}, "{{ '<｜User｜>' + m['content'] + '<｜Assistant｜>' }}", "deepseek3"),
     ({"model_type": "whatever", "architectures": ["MistralForCausalLM"]}, None, "mistral"),
     ({"model_type": "llama"}, "{{ '<|start_header_id|>' + m['role'] }}", "llama3"),
     ({"model_type": "llama"}, "{{ '<|im_start|>' + m['role'] }}", "chatml"),

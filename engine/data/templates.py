@@ -17,6 +17,16 @@ split by rendering the conversation one turn at a time.
 Pieces are tokenised separately (prompt, then response) so the split is exact; for templates whose
 pieces meet at special tokens or newlines this gives the same ids as tokenising the whole text
 (tested for ChatML against the bundled tokenizer's own template).
+
+Each named template renders what the family's own chat_template (jinja) renders: tests/test_reference_templates.py
+checks the strings against the official jinja files (fetched by `make reference-templates`, never committed).
+
+Reasoning templates (`thought` set: qwen3, qwen3_nothink, deepseekr1, glm4) follow their jinja: the thinking in
+earlier answers is dropped (GLM keeps an empty block), and only the last answer is written with its thought
+block ("<think>\n...\n</think>\n\n", empty when the data has none). Training renders the whole conversation
+that way, so the ids are the ones the model's own template gives; with mask_history only that last answer is
+trained. `thinking=False` (qwen3_nothink, or enable_thinking: false) ends the last prompt with an empty block
+instead (not trained) and drops the data's reasoning.
 """
 from __future__ import annotations
 
@@ -55,6 +65,16 @@ class Template:
     description: str = ""
     bos_token: str | None = None          # bound from the tokenizer by get_template
     eos_token: str | None = None
+    prefix: str = ""                      # text that opens every conversation, after bos (GLM's "[gMASK]<sop>")
+    system_always: bool = False           # the system turn is written even when empty (Llama 3.1's date header)
+    system_last: bool = False             # with system_in_user: into the last user message, not the first (Mistral)
+    trim: tuple = ()                      # roles whose text loses surrounding whitespace, as the jinja's `| trim`
+    thought: tuple = ()                   # reasoning templates: the words around the thinking, ("<think>\n", ...)
+    thinking: bool = True                 # False: the last prompt ends with an empty thought, reasoning is dropped
+    thought_in_prompt: bool = False       # the opening thought word ends the generation prompt (DeepSeek-R1)
+    history_thought: bool = False         # earlier answers keep an empty thought block (GLM) instead of none
+    stop_opens_turn: bool = False         # the stop word is the next user turn's header (GLM's <|user|>): an answer
+    #                                       ends with it and the next prompt does not repeat it
 
     # ---- text
     def _bos(self) -> str:
@@ -65,29 +85,70 @@ class Template:
 
     def _system_text(self, system: str | None) -> str:
         sys_ = system if system else self.default_system
-        return _fill(self.format_system, sys_, self._bos(), self._eos()) if sys_ else ""
+        if sys_ and "system" in self.trim:
+            sys_ = sys_.strip()
+        return _fill(self.format_system, sys_, self._bos(), self._eos()) if sys_ or self.system_always else ""
 
-    def _turn_texts(self, messages: Messages, system: str | None, tools=None) -> list[tuple[str, str | None]]:
-        """[(prompt_text, response_text | None)] one per user turn; the last response may be None.
-        Tool lists, calls and results are rendered in engine.data.tools' documented format first."""
+    def _answer(self, content: str, last: bool) -> str:
+        """An answer as it goes into {content}: the last one with its thought block (reasoning templates), earlier
+        ones with the thinking dropped (what the families' jinja does with past turns)."""
+        strip = "assistant" in self.trim
+        if not self.thought:
+            return content.strip() if strip else content
+        open_, close = self.thought
+        reasoning, answer = None, content
+        if close.strip() in content:  # "<think>\n...</think>\n\nanswer", the usual way reasoning data is written
+            head, answer = content.split(close.strip())[0], content.split(close.strip())[-1]
+            reasoning = head.rstrip("\n").split(open_.strip())[-1].lstrip("\n")
+        if strip:
+            answer = answer.strip()
+        if last and self.thinking:
+            r = (reasoning or "").strip() if strip else (reasoning or "").strip("\n")
+            text = open_ + r + close + answer.lstrip("\n")
+            return text[len(open_):] if self.thought_in_prompt else text
+        if last or reasoning is not None:
+            answer = answer.lstrip("\n")
+        return open_ + close + answer if self.history_thought else answer
+
+    def _generation_suffix(self) -> str:
+        """What the last prompt ends with after the assistant header (reasoning templates)."""
+        if not self.thought:
+            return ""
+        if not self.thinking:
+            return "".join(self.thought)
+        return self.thought[0] if self.thought_in_prompt else ""
+
+    def _turn_texts(self, messages: Messages, system: str | None, tools=None, answered: bool = False
+                    ) -> list[tuple[str, str | None]]:
+        """[(prompt_text, response_text | None)] one per user turn; the last response may be None (answered=True
+        drops a trailing unanswered user turn, so the last answer is the last turn). Tool lists, calls and results
+        are rendered in engine.data.tools' documented format first."""
         messages, system = T.flatten(messages, system, tools, self.default_system)
         messages, system = _split_system(messages, system)
         _check_roles(messages)
+        if answered and len(messages) % 2:
+            messages = messages[:-1]
         bos, eos = self._bos(), self._eos()
         sys_text = self._system_text(system)
+        last = (len(messages) - 1) // 2 * 2  # index of the last user message
+        stop = self.stop_words[0] if self.stop_words else ""
         out = []
         for i in range(0, len(messages), 2):
             user = messages[i]["content"]
-            prefix = self.separator if i else ""
-            if i == 0 and sys_text:
-                if self.system_in_user:
-                    user = sys_text + user
-                else:
-                    prefix += sys_text
-            prompt = prefix + _fill(self.format_user, user, bos, eos)
+            if "user" in self.trim:
+                user = user.strip()
+            prefix = self.separator if i else self.prefix
+            if sys_text and self.system_in_user and i == (last if self.system_last else 0):
+                user = sys_text + user
+            elif sys_text and not self.system_in_user and i == 0:
+                prefix += sys_text
+            body = _fill(self.format_user, user, bos, eos)
+            if self.stop_opens_turn and i and stop and body.startswith(stop):
+                body = body[len(stop):]  # the previous answer ended with it
+            prompt = prefix + body + (self._generation_suffix() if i == last else "")
             resp = None
             if i + 1 < len(messages):
-                resp = _fill(self.format_assistant, messages[i + 1]["content"], bos, eos)
+                resp = _fill(self.format_assistant, self._answer(messages[i + 1]["content"], i == last), bos, eos)
             out.append((prompt, resp))
         return out
 
@@ -97,8 +158,8 @@ class Template:
         return head + "".join(p + (r or "") for p, r in self._turn_texts(messages, system, tools))
 
     def render_response(self, content: str) -> str:
-        """An answer as the template writes it after the assistant header (ends with the stop word)."""
-        return _fill(self.format_assistant, content, self._bos(), self._eos())
+        """The last answer as the template writes it after the prompt render() gives (ends with the stop word)."""
+        return _fill(self.format_assistant, self._answer(content, True), self._bos(), self._eos())
 
     def _uses_bos_text(self) -> bool:
         return bool(self.add_bos) and bool(self.bos_token)
@@ -113,7 +174,7 @@ class Template:
         """One (prompt_ids, response_ids) pair per assistant turn (an answer or a tool call); response_ids end with
         the stop word. A trailing user message (no answer) is ignored."""
         pairs = []
-        for i, (p, r) in enumerate(self._turn_texts(messages, system, tools)):
+        for i, (p, r) in enumerate(self._turn_texts(messages, system, tools, answered=True)):
             if r is None:
                 break
             ids = (self.bos_ids(tokenizer) if i == 0 else []) + _encode(tokenizer, p)
@@ -337,7 +398,19 @@ def _tokenizer_adds_bos(tokenizer) -> bool:
 _CHATML = dict(format_user="<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n",
                format_assistant="{content}<|im_end|>", format_system="<|im_start|>system\n{content}<|im_end|>\n",
                separator="\n", stop_words=("<|im_end|>",), add_bos=False)
+_THINK = ("<think>\n", "\n</think>\n\n")
+_LLAMA3 = dict(format_user="<|start_header_id|>user<|end_header_id|>\n\n{content}<|eot_id|>"
+                           "<|start_header_id|>assistant<|end_header_id|>\n\n",
+               format_assistant="{content}<|eot_id|>", stop_words=("<|eot_id|>",), add_bos=True,
+               trim=("system", "user", "assistant"))
+_GEMMA = dict(format_user="<start_of_turn>user\n{content}<end_of_turn>\n<start_of_turn>model\n",
+              format_assistant="{content}<end_of_turn>", format_system="{content}\n\n", system_in_user=True,
+              separator="\n", stop_words=("<end_of_turn>",), add_bos=True, trim=("user", "assistant"))
+_DEEPSEEK = dict(format_user="<｜User｜>{content}<｜Assistant｜>", format_assistant="{content}<｜end▁of▁sentence｜>",
+                 stop_words=("<｜end▁of▁sentence｜>",), add_bos=True)
 
+# Each family's format is checked against its official chat_template in tests/test_reference_templates.py; the
+# descriptions say which (or that none was available).
 TEMPLATES: dict[str, Template] = {t.name: t for t in [
     Template("default", format_user="Human: {content}\nAssistant:", format_assistant=" {content}{eos}",
              format_system="System: {content}\n", separator="\n",
@@ -349,22 +422,50 @@ TEMPLATES: dict[str, Template] = {t.name: t for t in [
              description="Stanford Alpaca prompt"),
     Template("chatml", **_CHATML, description="<|im_start|>role ... <|im_end|> (SmolLM2, Qwen, many others)"),
     Template("qwen", **_CHATML, default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
-             description="ChatML with Qwen2.5's default system prompt"),
-    Template("llama3",
-             format_user="<|start_header_id|>user<|end_header_id|>\n\n{content}<|eot_id|>"
-                         "<|start_header_id|>assistant<|end_header_id|>\n\n",
-             format_assistant="{content}<|eot_id|>",
-             format_system="<|start_header_id|>system<|end_header_id|>\n\n{content}<|eot_id|>",
-             stop_words=("<|eot_id|>",), add_bos=True, description="Llama 3 / 3.1 / 3.2 instruct"),
+             description="Qwen2.5: ChatML with its default system prompt"),
+    Template("qwen2", **_CHATML, default_system="You are a helpful assistant.",
+             description="Qwen2 / Qwen1.5: ChatML with their default system prompt"),
+    Template("qwen3", **_CHATML, thought=_THINK,
+             description="Qwen3 (thinking): the last answer is written with its <think> block, earlier ones without"),
+    Template("qwen3_nothink", **_CHATML, thought=_THINK, thinking=False,
+             description="Qwen3 with enable_thinking=False: the prompt ends with an empty <think> block"),
+    # Meta's 3.1 / 3.3 templates write this date when none is given (3.2's writes today's): pinned, so the same
+    # data gives the same ids on any day.
+    Template("llama3", **_LLAMA3, system_always=True,
+             format_system="<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+                           "Today Date: 26 Jul 2024\n\n{content}<|eot_id|>",
+             description="Llama 3.1 / 3.2 / 3.3 instruct (system turn with the knowledge / today dates)"),
     Template("llama2", format_user="{bos}[INST] {content} [/INST]", format_assistant=" {content} {eos}",
              format_system="<<SYS>>\n{content}\n<</SYS>>\n\n", system_in_user=True, add_bos=False,
              description="Llama 2 chat: [INST] ... [/INST], system inside the first turn"),
-    Template("mistral", format_user="[INST] {content} [/INST]", format_assistant="{content}{eos}",
-             format_system="{content}\n\n", system_in_user=True, add_bos=True,
-             description="Mistral / Mixtral instruct"),
-    Template("gemma", format_user="<start_of_turn>user\n{content}<end_of_turn>\n<start_of_turn>model\n",
-             format_assistant="{content}<end_of_turn>", format_system="{content}\n\n", system_in_user=True,
-             separator="\n", stop_words=("<end_of_turn>",), add_bos=True, description="Gemma / Gemma 2 / Gemma 3"),
+    # No reference jinja for v0.3 (the registry's Mistral-7B-Instruct-v0.3) here: written from its tokenizer's
+    # published template; the test checks it against Nemo's, which differs in the spaces around [INST] / [/INST]
+    # and does not trim the answer.
+    Template("mistral", format_user="[INST] {content}[/INST]", format_assistant=" {content}{eos}",
+             format_system="{content}\n\n", system_in_user=True, system_last=True, add_bos=True,
+             trim=("assistant",), description="Mistral 7B v0.3 / Mixtral instruct: the system prompt goes into "
+                                              "the last user message"),
+    Template("mistral_nemo", format_user="[INST]{content}[/INST]", format_assistant="{content}{eos}",
+             format_system="{content}\n\n", system_in_user=True, system_last=True, add_bos=True,
+             description="Mistral Nemo instruct: [INST] without spaces, the system prompt in the last user message"),
+    Template("gemma", **_GEMMA,
+             description="Gemma / Gemma 2 (their own template refuses a system prompt; it is folded into the first "
+                         "user message the Gemma 3 way)"),
+    # No reference jinja for Gemma 3 here: Gemma 2's format with the system prompt folded into the first user turn.
+    Template("gemma3", **_GEMMA, description="Gemma 3: the system prompt opens the first user message"),
+    Template("phi", format_user="<|user|>\n{content}<|end|>\n<|assistant|>\n", format_assistant="{content}<|end|>",
+             format_system="<|system|>\n{content}<|end|>\n", separator="\n", stop_words=("<|end|>",),
+             add_bos=False, description="Phi-3 / Phi-3.5 instruct"),
+    Template("deepseek3", **_DEEPSEEK, description="DeepSeek-V3: <｜User｜> / <｜Assistant｜>, system text first"),
+    Template("deepseekr1", **_DEEPSEEK, thought=_THINK, thought_in_prompt=True,
+             description="DeepSeek-R1 and its distills: the prompt ends with <think>, earlier answers lose theirs"),
+    Template("glm4", format_user="<|user|>\n{content}<|assistant|>", format_assistant="{content}<|user|>",
+             format_system="<|system|>\n{content}", prefix="[gMASK]<sop>", stop_words=("<|user|>", "<|observation|>"),
+             add_bos=False, trim=("assistant",), thought=("\n<think>", "</think>\n"), history_thought=True,
+             stop_opens_turn=True, description="GLM-4.5 / 4.6 ([gMASK]<sop>, an empty <think></think> before "
+                                               "earlier answers)"),
+    # No reference jinja for Yi here: the model card's ChatML format.
+    Template("yi", **_CHATML, description="Yi / Yi-1.5 chat (ChatML)"),
 ]}
 KNOWN = sorted([*TEMPLATES, "auto"])
 
@@ -373,9 +474,12 @@ def template_names() -> list[str]:
     return list(KNOWN)
 
 
-def get_template(name: str | None, tokenizer, default_system: str | None = None) -> Template:
+def get_template(name: str | None, tokenizer, default_system: str | None = None,
+                 enable_thinking: bool | None = None) -> Template:
     """The template `name` bound to `tokenizer` (its bos/eos). None -> `auto` when the tokenizer has a
-    chat template, else `default`. `default_system` replaces the template's default system prompt."""
+    chat template, else `default`. `default_system` replaces the template's default system prompt;
+    enable_thinking=False turns a reasoning template's thinking off (LLaMA-Factory's switch: qwen3 becomes
+    qwen3_nothink)."""
     if name is None or str(name).strip() == "":
         name = "auto" if getattr(tokenizer, "chat_template", None) else "default"
     name = str(name).strip().lower()
@@ -394,6 +498,11 @@ def get_template(name: str | None, tokenizer, default_system: str | None = None)
         changes["add_bos"] = _tokenizer_adds_bos(tokenizer)
     if default_system:
         changes["default_system"] = default_system
+    if enable_thinking is False and t.thought and t.thinking:
+        if t.history_thought:  # GLM's switch also rewrites every user message ("/nothink"): not modelled here
+            log.warning("template %s: enable_thinking=false is not supported; thinking stays on.", t.name)
+        else:
+            changes["thinking"] = False
     return dataclasses.replace(t, **changes)
 
 
@@ -418,6 +527,7 @@ def resolve_template(args, tokenizer) -> Template:
     and the tokenizer made ready for it (pad token, eos, right padding; a warning when a stop word is not one
     token). Training, the estimate, the inspector, the UI preview, chat / eval / api and export all call this."""
     from .records import arg
-    template = get_template(template_name(args), tokenizer, default_system=arg(args, "default_system"))
+    template = get_template(template_name(args), tokenizer, default_system=arg(args, "default_system"),
+                            enable_thinking=arg(args, "enable_thinking"))
     template.fix_tokenizer(tokenizer)
     return template

@@ -16,10 +16,13 @@ MODELS: dict[str, dict] = json.loads(_REGISTRY_FILE.read_text(encoding="utf-8"))
 
 # Fallbacks when a folder is not in the registry: config.json's model_type -> template name.
 _MODEL_TYPE_TEMPLATES = {
-    "qwen2": "qwen", "qwen2_moe": "qwen", "qwen3": "qwen", "qwen3_moe": "qwen",
-    "gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "gemma3_text": "gemma",
-    "mistral": "mistral", "mixtral": "mistral",
+    "qwen2": "qwen", "qwen2_moe": "qwen", "qwen3": "qwen3", "qwen3_moe": "qwen3",
+    "gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma3", "gemma3_text": "gemma3",
+    "mistral": "mistral", "mixtral": "mistral", "deepseek_v3": "deepseek3", "glm4_moe": "glm4",
 }
+# DeepSeek's chat format marks its fine-tunes of other architectures (the R1 distills are qwen2 / llama models), so
+# it is looked for before the model_type; a <think> in it means the R1 format.
+_DEEPSEEK_MARKER = "<｜User｜>"
 # Markers inside a tokenizer's own chat template (checked for families such as llama whose
 # model_type does not say which chat format the checkpoint was tuned on).
 _CHAT_TEMPLATE_MARKERS = (
@@ -176,15 +179,17 @@ def default_template(name_or_path: str) -> str | None:
     if recorded:
         return recorded
     cfg = _read_json(folder / "config.json")
+    chat = _tokenizer_chat_template(folder)
+    if _DEEPSEEK_MARKER in chat:
+        return "deepseekr1" if "<think>" in chat else "deepseek3"
     model_type = str(cfg.get("model_type", "")).lower()
     if model_type in _MODEL_TYPE_TEMPLATES:
         return _MODEL_TYPE_TEMPLATES[model_type]
     for arch in cfg.get("architectures") or []:
         a = str(arch).lower()
-        for prefix, tpl in _MODEL_TYPE_TEMPLATES.items():
+        for prefix, tpl in sorted(_MODEL_TYPE_TEMPLATES.items(), key=lambda kv: -len(kv[0])):  # gemma3 before gemma
             if a.startswith(prefix.replace("_", "")):
                 return tpl
-    chat = _tokenizer_chat_template(folder)
     for marker, tpl in _CHAT_TEMPLATE_MARKERS:
         if marker in chat:
             return tpl
