@@ -234,7 +234,11 @@ def follow_residual(trainer) -> None:
     """The Trainer reloads a checkpoint's adapter (resume, load_best_model_at_end) through the model's load_adapter;
     for a PiSSA checkpoint, point it at the residual-form adapter the run trains, not the converted top level."""
     from pathlib import Path
+
+    from peft import PeftModel
     model = trainer.model
+    if not isinstance(model, PeftModel):  # PiSSA applies to LoRA only
+        return
     load = model.load_adapter
 
     def load_adapter(model_id, *a, **kw):

@@ -239,7 +239,7 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
         + early_stopping(ns)
     trainer = stage_module(ns.stage).build_trainer(ns, model, tokenizer, data, args, callbacks)
     attach_loraplus(trainer, ns)
-    if pissa_dir:
+    if ns.pissa_init:  # every rank: each one reloads the adapter on resume
         follow_residual(trainer)
     if args.world_size > 1 and _is_main():
         import torch.distributed as dist
