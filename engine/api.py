@@ -5,8 +5,9 @@ ending with `data: [DONE]`, or one `chat.completion`), GET /health.
 
 Tools: `tools` (OpenAI function specs) and `tool_choice` "auto" / "none" are accepted; messages may hold assistant
 `tool_calls` and role `tool` results. The model's calls (engine.data.tools' format, read back by the parser the Chat
-tab uses) come back as `message.tool_calls` with finish_reason "tool_calls"; a streamed request with tools sends the
-answer once generation ends (calls can only be told from text when they are complete).
+tab uses) come back as `message.tool_calls` with finish_reason "tool_calls"; a streamed request with tools streams
+the plain text as it is generated and holds back only what may be a call (engine.data.tools.CallHoldback), sent
+as one `delta.tool_calls` chunk once the answer is complete.
 
 Generation runs in ONE worker thread that takes requests from a FIFO queue, so requests that arrive
 together are all answered in turn and the event loop never waits on the model. A request whose client
@@ -143,16 +144,19 @@ class GenerationWorker:
         extra = {"tools": job.tools} if job.tools else {}
         gen = self.engine.stream(job.messages, system=job.system, **extra, **job.gen)  # bad input raises here
         job.emit("started")
+        from .data.tools import CallHoldback, openai_tool_calls
+        # with tools, a stream shows the plain text as it comes and holds back what may be a call
+        hold = CallHoldback() if job.tools else None
         parts = []
         try:
             for delta in gen:
                 if job.cancel.is_set():
                     break
                 if delta:
-                    if job.stream and not job.tools:
-                        job.emit("delta", delta)
-                    else:
-                        parts.append(delta)
+                    parts.append(delta)
+                    shown = hold.feed(delta) if hold else delta
+                    if job.stream and shown:
+                        job.emit("delta", shown)
         finally:
             gen.close()  # stops generation when we left early
         if job.cancel.is_set():
@@ -161,9 +165,10 @@ class GenerationWorker:
         self.stats["completed"] += 1
         stats = dict(getattr(self.engine, "last_stats", None) or {})
         stats["text"] = "".join(parts)
-        if job.tools:
-            from .data.tools import openai_tool_calls, parse_tool_calls
-            stats["text"], calls = parse_tool_calls(stats["text"])
+        if hold:
+            rest, stats["text"], calls = hold.finish()
+            if job.stream and rest:
+                job.emit("delta", rest)
             if calls:
                 stats["tool_calls"] = openai_tool_calls(calls)
                 stats["finish_reason"] = "tool_calls"
@@ -518,9 +523,7 @@ def create_app(engine, model_id: str | None = None, api_key: str | None = None,
                     yield {"data": json.dumps(error_body(f"Generation failed: {value}", type="server_error"))}
                     return
                 else:
-                    if job.tools:  # the answer was held back until its calls could be parsed
-                        if _get(value, "text"):
-                            yield chunk({"content": value["text"]})
+                    if job.tools:  # the calls, parsed once the answer was complete (its text came as deltas)
                         calls = _get(value, "tool_calls") or []
                         if calls:
                             yield chunk({"tool_calls": [{"index": k, **c} for k, c in enumerate(calls)]})

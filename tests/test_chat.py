@@ -174,6 +174,31 @@ def test_template_of_the_adapter_run_is_used(tiny_model, tiny_adapter, tmp_path)
     assert e2.template_name == "chatml"  # an explicit template wins
 
 
+def test_rope_scaling_of_the_adapter_run_is_applied(tiny_model, tiny_adapter, tmp_path):
+    """An adapter trained with rope_scaling works on the scaled positions: chat (and eval / api / export, which load
+    through the same loader) scale the base config the same way, from the run's training_args.yaml."""
+    import shutil
+    from engine.config import load_config, save_config
+    run = tmp_path / "run"
+    shutil.copytree(tiny_adapter, run / "checkpoint-2")
+    trained = load_config(None, {"model_name_or_path": str(tiny_model), "dataset": "identity", "rope_scaling": "yarn",
+                                 "cutoff_len": "5000", "output_dir": str(run)})
+    save_config(trained, run / "training_args.yaml")  # what a training run records
+    e = ChatEngine({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(run / "checkpoint-2")]})
+    rope = e.model.config.rope_parameters
+    assert rope["rope_type"] == "yarn" and rope["factor"] == 3.0  # 5000 / 2048 rounded up, from the run's cutoff_len
+    assert rope["original_max_position_embeddings"] == 2048 and e.model.config.max_position_embeddings == 3 * 2048
+    e.unload()
+    given = ChatEngine({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(run / "checkpoint-2")],
+                        "rope_scaling": "linear", "rope_factor": 2.0})
+    assert given.model.config.rope_parameters["rope_type"] == "linear"  # an explicit setting wins
+    assert given.model.config.rope_parameters["factor"] == 2.0
+    given.unload()
+    plain = ChatEngine({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(tiny_adapter)]})
+    assert plain.model.config.rope_parameters.get("rope_type", "default") == "default"
+    plain.unload()
+
+
 @pytest.mark.parametrize("messages,words", [
     ([], "non-empty"),
     ([{"role": "robot", "content": "hi"}], "messages[0].role"),

@@ -159,6 +159,27 @@ def test_parser_and_tool_list_errors():
         T.parse_tools([{"name": "f", "parameters": "x"}])
 
 
+def _held(deltas):
+    hold = T.CallHoldback()
+    shown = [hold.feed(d) for d in deltas]
+    rest, text, calls = hold.finish()
+    return shown, rest, text, calls
+
+
+def test_call_holdback_streams_plain_text_and_holds_calls():
+    plain = ["The", " answer", " is <", "tools", "> and", " 42.\n"]
+    shown, rest, text, calls = _held(plain)
+    assert shown == ["The", " answer", " is", " <tools", "> and", " 42."]  # a '<' held until it began no call
+    assert "".join(shown) + rest == text == "".join(plain) and calls == []
+    call = ["Let", " me check.\n", "<tool", "_call>\n", '{"name": "f", ', '"arguments": {"x": 1}}', "\n</tool_call>"]
+    shown, rest, text, calls = _held(call)
+    assert shown == ["Let", " me check.", "", "", "", "", ""]  # nothing of the call shows before it parses
+    assert "".join(shown) + rest == text == "Let me check." and calls == [{"name": "f", "arguments": {"x": 1}}]
+    broken = ["<tool_call>", "{not json}", "</tool_call>"]  # not a call after all: shown as the model wrote it
+    shown, rest, text, calls = _held(broken)
+    assert "".join(shown) + rest == text == "".join(broken) and calls == []
+
+
 # ---------------------------------------------------------------- generation: a tiny model trained to call
 
 OPENAI_TOOLS = [{"type": "function", "function": WEATHER}]
@@ -265,6 +286,15 @@ def test_api_streams_tool_calls(server):
     assert [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason] == \
         ["tool_calls"]
     assert not "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    # the answer after the tool's result is plain text: it streams, and joins to the non-streamed answer
+    follow = [ASK, {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function",
+              "function": {"name": "get_weather", "arguments": json.dumps(CALL["arguments"])}}]},
+              {"role": "tool", "tool_call_id": "call_1", "content": RESULT}]
+    chunks = list(client(server).chat.completions.create(model=server["model"], messages=follow, tools=OPENAI_TOOLS,
+                                                         temperature=0, max_tokens=64, stream=True))
+    parts = [ch.choices[0].delta.content for ch in chunks if ch.choices and ch.choices[0].delta.content]
+    assert len(parts) > 1 and "".join(parts) == ANSWER
+    assert not any(ch.choices[0].delta.tool_calls for ch in chunks if ch.choices)
 
 
 def test_api_refuses_bad_tools_with_a_message(server):

@@ -197,7 +197,8 @@ def test_pissa_conversion_keeps_the_trained_model(tiny_model, data, tmp_path):
     model.eval()
     with torch.no_grad():
         want = model(ids).logits
-    save_pissa_converted(model, tmp_path / "out", init_dir)
+    model.save_pretrained(str(tmp_path / "out"))  # what trainer.save_model writes
+    save_pissa_converted(tmp_path / "out", init_dir)
     base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
     with torch.no_grad():
         got = PeftModel.from_pretrained(base, str(tmp_path / "out")).eval()(ids).logits
@@ -270,3 +271,32 @@ def test_loraplus_and_neftune_with_dpo(tiny_model, tmp_path):
     assert trainer.args.neftune_noise_alpha == 5.0
     trainer.train()
     assert trainer.state.global_step == 1
+
+
+def test_pissa_checkpoints_load_on_the_original_base_and_still_resume(tiny_model, data, tmp_path):
+    """Every checkpoint-N of a PiSSA run is a plain LoRA adapter for the original base (what chat / eval / export
+    load), and resuming from one still continues the run: its residual-form adapter is kept for the Trainer."""
+    from engine.models.loader import load_model
+    out = tmp_path / "pissa"
+    ns = _cfg(tiny_model, data, out, pissa_init="true", pissa_iter=2, lora_rank=4, save_steps=1)
+    run(ns)
+    ids = torch.tensor([[1, 20, 30, 40, 50, 60]])
+
+    def logits(adapter):
+        with torch.no_grad():
+            return load_model({"model_name_or_path": str(tiny_model), "adapter_name_or_path": str(adapter)},
+                              device="cpu")(ids).logits
+
+    final = logits(out)
+    last = out / "checkpoint-2"
+    assert json.loads((last / "adapter_config.json").read_text())["r"] == 8
+    assert torch.allclose(logits(last), final, atol=1e-5)  # the last checkpoint is the final model
+    assert not torch.allclose(logits(out / "checkpoint-1"), final, atol=1e-4)  # one step earlier: another model
+    # resume from checkpoint-1: the Trainer reloads the residual-form adapter and reaches the same step-2 model
+    run(_cfg(tiny_model, data, out, pissa_init="true", pissa_iter=2, lora_rank=4, save_steps=1,
+             resume_from_checkpoint=str(out / "checkpoint-1")))
+    assert rundir.read_status(out)["state"] == "finished"
+    assert torch.allclose(logits(out), final, atol=1e-5)
+    assert not (out / "pissa_residual").exists()  # the residual folder was never taken for a second adapter
+    assert json.loads((last / "pissa_residual" / "adapter_config.json").read_text())["r"] == 4
+    assert torch.allclose(logits(out / "checkpoint-2"), final, atol=1e-5)

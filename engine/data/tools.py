@@ -174,6 +174,48 @@ def parse_tool_calls(text: str) -> tuple[str, list[dict]]:
     return ("".join(keep).strip() if calls else text), calls
 
 
+class CallHoldback:
+    """Streams an answer that may hold tool calls: plain text goes out as it is generated; from the first call
+    opener on (and while the text ends in what may be the start of one) the rest is held until the answer is
+    complete, when parse_tool_calls reads it. Trailing whitespace is held too, because an answer with calls has
+    its text stripped: what feed() and finish() hand out then joins to parse_tool_calls' text (or, without a
+    call, to the whole answer)."""
+
+    def __init__(self, openers: tuple[str, ...] = (CALL_OPEN,)):
+        self.openers = openers
+        self.text, self.sent, self.holding = "", 0, False
+
+    def _partial(self) -> int:
+        """How many trailing characters may begin an opener."""
+        best = 0
+        for o in self.openers:
+            for k in range(min(len(o) - 1, len(self.text)), best, -1):
+                if self.text.endswith(o[:k]):
+                    best = k
+                    break
+        return best
+
+    def feed(self, delta: str) -> str:
+        """The part of the answer so far that can be shown now ("" while holding)."""
+        self.text += delta
+        if self.holding:
+            return ""
+        hits = [i for i in (self.text.find(o, self.sent) for o in self.openers) if i >= 0]
+        self.holding = bool(hits)
+        end = min(hits) if hits else len(self.text) - self._partial()
+        end = max(self.sent, len(self.text[:end].rstrip()))
+        out, self.sent = self.text[self.sent:end], end
+        return out
+
+    def finish(self) -> tuple[str, str, list[dict]]:
+        """(what is left to show, the answer's text, its calls) once the answer is complete."""
+        text, calls = parse_tool_calls(self.text) if self.holding else (self.text, [])
+        shown = self.text[:self.sent]
+        if calls and text.startswith(shown.lstrip()):
+            return text[len(shown.lstrip()):], text, calls
+        return self.text[self.sent:], text, calls
+
+
 def openai_tool_calls(calls: list[dict]) -> list[dict]:
     """Parsed calls in OpenAI's response shape (arguments as JSON text)."""
     return [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",

@@ -136,25 +136,45 @@ def check_adapter(path: str) -> Path:
                     "LoRA run.")
 
 
-def adapter_template(args: Any) -> str | None:
-    """The chat template the last adapter was trained with, as its run recorded it (training_args.yaml /
-    all_results.json next to the adapter or one level up for checkpoint-N), or None."""
+def _adapter_run(args: Any) -> tuple[dict, dict]:
+    """(training_args.yaml, all_results.json) of the run that trained the last adapter: next to the adapter, or
+    one level up for checkpoint-N; ({}, {}) without an adapter or a record."""
     import yaml
     paths = adapter_paths(args)
     if not paths:
-        return None
+        return {}, {}
     last = Path(paths[-1]).expanduser()
     for folder in (last, last.parent):
-        name = _read_json(folder / "all_results.json").get("template")
-        if not name and (folder / "training_args.yaml").is_file():
+        cfg = {}
+        if (folder / "training_args.yaml").is_file():
             try:
                 cfg = yaml.safe_load((folder / "training_args.yaml").read_text(encoding="utf-8"))
-                name = cfg.get("template") if isinstance(cfg, dict) else None
             except (OSError, yaml.YAMLError):
-                name = None
-        if name:
-            return str(name)
-    return None
+                cfg = {}
+        results = _read_json(folder / "all_results.json")
+        if cfg or results:
+            return (cfg if isinstance(cfg, dict) else {}), results
+    return {}, {}
+
+
+def adapter_template(args: Any) -> str | None:
+    """The chat template the last adapter was trained with, as its run recorded it (training_args.yaml /
+    all_results.json next to the adapter or one level up for checkpoint-N), or None."""
+    cfg, results = _adapter_run(args)
+    name = results.get("template") or cfg.get("template")
+    return str(name) if name else None
+
+
+def _rope_args(args: Any) -> Any:
+    """Where the rope settings come from: the arguments when they set rope_scaling, else the run that trained the
+    last adapter (its positions were learnt scaled: the same factor, worked out from that run's cutoff_len)."""
+    if _get(args, "rope_scaling"):
+        return args
+    cfg, _ = _adapter_run(args)
+    if not cfg.get("rope_scaling"):
+        return args
+    log.info("rope_scaling: %s, as the adapter's run trained with", cfg["rope_scaling"])
+    return {k: cfg.get(k) for k in ("rope_scaling", "rope_factor", "cutoff_len")}
 
 
 def _load_adapter(model, path: Path, base_path: str, trainable: bool = False):
@@ -261,7 +281,7 @@ def load_model(args: Any, trainable: bool = False, device: str | None = None, dt
     auto, extra = AutoModelForCausalLM, {}
     if reward_head:
         auto, extra = AutoModelForSequenceClassification, {"num_labels": 1}
-    config = rope_config(args, path, trust)
+    config = rope_config(_rope_args(args), path, trust)
     if config is not None:
         if reward_head:  # with a config given, its fields travel on the config, not as keywords
             config.num_labels = extra.pop("num_labels")

@@ -1,12 +1,15 @@
 """Which parameters train: LoRA (peft), freeze (last/first N layers), or full."""
 from __future__ import annotations
 
+import json
+import os
 import re
 
 import torch
+from transformers import TrainerCallback
 
 from ..config import ConfigError
-from ..utils import get_logger
+from ..utils import atomic_write_json, get_logger
 
 log = get_logger()
 _LAYER = re.compile(r"\.(?:layers|h|blocks|layer)\.(\d+)\.")
@@ -158,10 +161,92 @@ def save_pissa_init(model, output_dir) -> str | None:
     return str(path)
 
 
-def save_pissa_converted(model, output_dir, init_dir: str) -> None:
-    """Overwrite the saved adapter with its plain-LoRA form (rank doubles), loadable on the original base."""
+PISSA_RESIDUAL_DIR = "pissa_residual"  # in checkpoint-N: the adapter as trained (on the residual base), for resume
+_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def convert_pissa(trained_dir, init_dir, out_dir) -> None:
+    """Write the plain-LoRA form of a trained PiSSA adapter into out_dir (may be trained_dir itself), from files.
+    PiSSA trains W_res + B A with W_res = W - B0 A0, so the change to the original W is B A - B0 A0 =
+    [B | -B0] [A ; A0]: a LoRA adapter of twice the rank (alpha doubled too, or x sqrt 2 with rsLoRA, so the
+    scaling stays). Other saved weights (a reward model's score head) are not touched by PiSSA and stay."""
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import load_file, save_file
+    trained_dir, out_dir = Path(trained_dir), Path(out_dir)
+    cfg = json.loads((trained_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    if cfg.get("rank_pattern") or cfg.get("alpha_pattern"):
+        raise ValueError("convert_pissa: rank_pattern / alpha_pattern adapters are not handled")
+    trained = load_file(str(trained_dir / "adapter_model.safetensors"))
+    init = load_file(str(Path(init_dir) / "adapter_model.safetensors"))
+    out = {}
+    for key, w in trained.items():
+        if ".lora_A." in key:
+            out[key] = torch.cat([w, init[key]], dim=0).contiguous()
+        elif ".lora_B." in key:
+            out[key] = torch.cat([w, -init[key]], dim=1).contiguous()
+        else:
+            out[key] = w
+    cfg.update(r=2 * cfg["r"], init_lora_weights=True,
+               lora_alpha=cfg["lora_alpha"] * (2 ** 0.5 if cfg.get("use_rslora") else 2))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # the weights land before the config names the new rank, each file whole (a crash never mixes the two forms)
+    tmp = out_dir / "adapter_model.safetensors.tmp"
+    save_file(out, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, out_dir / "adapter_model.safetensors")
+    atomic_write_json(out_dir / "adapter_config.json", cfg)
+
+
+def save_pissa_converted(output_dir, init_dir: str) -> None:
+    """Overwrite the final adapter (as the Trainer saved it) with its plain-LoRA form, loadable on the original
+    base, and drop the initial adapter, which nothing needs any more."""
     import shutil
-    model.save_pretrained(str(output_dir), path_initial_model_for_weight_conversion=init_dir)
+    convert_pissa(output_dir, init_dir, output_dir)
     shutil.rmtree(init_dir, ignore_errors=True)
-    log.info("PiSSA adapter converted to plain LoRA (rank %d) for the original base model",
-             2 * model.peft_config["default"].r)
+    log.info("PiSSA adapter converted to plain LoRA for the original base model (rank doubles)")
+
+
+class PissaCheckpoints(TrainerCallback):
+    """Each checkpoint-N of a PiSSA run becomes loadable on the original base like the final adapter: its
+    top-level adapter is the plain-LoRA form (what chat, eval, export and other tools read), and the adapter as
+    trained moves to checkpoint-N/pissa_residual, where resume and load_best_model_at_end read it (follow_residual).
+    Listed before RunLogCallback, so a checkpoint is marked complete only once converted."""
+
+    def __init__(self, init_dir: str):
+        self.init_dir = init_dir
+
+    def on_save(self, args, state, control, **kw):
+        if not state.is_world_process_zero:
+            return
+        from pathlib import Path
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if not (ckpt / "adapter_model.safetensors").is_file():
+            return
+        residual = ckpt / PISSA_RESIDUAL_DIR
+        residual.mkdir(exist_ok=True)
+        for name in _ADAPTER_FILES:
+            os.replace(ckpt / name, residual / name)
+        convert_pissa(residual, self.init_dir, ckpt)
+
+
+def follow_residual(trainer) -> None:
+    """The Trainer reloads a checkpoint's adapter (resume, load_best_model_at_end) through the model's load_adapter;
+    for a PiSSA checkpoint, point it at the residual-form adapter the run trains, not the converted top level."""
+    from pathlib import Path
+
+    from peft import PeftModel
+    model = trainer.model
+    if not isinstance(model, PeftModel):  # PiSSA applies to LoRA only
+        return
+    load = model.load_adapter
+
+    def load_adapter(model_id, *a, **kw):
+        if Path(str(model_id)).name == PISSA_RESIDUAL_DIR:
+            return None  # the Trainer takes an adapter subfolder for a second adapter of that name; it is not one
+        residual = Path(str(model_id)) / PISSA_RESIDUAL_DIR
+        if (residual / "adapter_config.json").is_file():
+            model_id = str(residual)
+        return load(model_id, *a, **kw)
+
+    model.load_adapter = load_adapter

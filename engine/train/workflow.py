@@ -209,7 +209,8 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     from ..data.loader import get_dataset
     from ..data.templates import resolve_template
     from ..models.loader import load_model, load_tokenizer
-    from .methods import apply_method, attach_loraplus, save_pissa_converted, save_pissa_init
+    from .methods import (PissaCheckpoints, apply_method, attach_loraplus, follow_residual, save_pissa_converted,
+                          save_pissa_init)
 
     set_seed(ns.seed)
     prec = pick_precision(ns)
@@ -229,13 +230,17 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     args = training_arguments(ns, prec, ns.stage)
     model = load_model(ns, trainable=True, reward_head=ns.stage == "rm")
     model = apply_method(model, ns)
-    callbacks = [RunLogCallback(str(output_dir)), stop] + early_stopping(ns)
-    trainer = stage_module(ns.stage).build_trainer(ns, model, tokenizer, data, args, callbacks)
-    attach_loraplus(trainer, ns)
     pissa_dir = None
     if _is_main():  # a resumed run keeps the initial adapter its first part saved
         kept = output_dir / "pissa_init"
         pissa_dir = str(kept) if resume and kept.is_dir() else save_pissa_init(model, output_dir)
+    # PissaCheckpoints before RunLogCallback: a checkpoint is converted before it is marked complete
+    callbacks = ([PissaCheckpoints(pissa_dir)] if pissa_dir else []) + [RunLogCallback(str(output_dir)), stop] \
+        + early_stopping(ns)
+    trainer = stage_module(ns.stage).build_trainer(ns, model, tokenizer, data, args, callbacks)
+    attach_loraplus(trainer, ns)
+    if ns.pissa_init:  # every rank: each one reloads the adapter on resume
+        follow_residual(trainer)
     if args.world_size > 1 and _is_main():
         import torch.distributed as dist
         log.info("data parallel: %d processes, backend %s, global batch %d", args.world_size,
@@ -249,7 +254,7 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
         trainer.save_model(str(output_dir))
         trainer.save_state()
         if pissa_dir and _is_main():
-            save_pissa_converted(trainer.model, output_dir, pissa_dir)
+            save_pissa_converted(output_dir, pissa_dir)
     aborted = stop.requested
     metrics = dict(result.metrics)
     last_eval = [r for r in rundir.read_log(output_dir) if "eval_loss" in r]
