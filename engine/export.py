@@ -114,6 +114,46 @@ def _answer_jinja(t) -> str:
             + "{%- else -%}" + rest + "{%- endif -%}")
 
 
+def _tools_jinja() -> str:
+    """Jinja that renders `tools` and the OpenAI / transformers tool turns (assistant `tool_calls`, role `tool`) in
+    engine.data.tools' documented format, as tools.flatten does before a template renders: the tool list joins
+    the system prompt, calls become the assistant's turn, consecutive results one user turn."""
+    from .data.tools import CALL_CLOSE, CALL_OPEN, RESULT_CLOSE, RESULT_OPEN, TOOLS_PROMPT
+    head, tail = TOOLS_PROMPT.format(tools="\0").split("\0")
+    nl = _literal("\n")
+    spec = ("{%- set f = t['function'] if t['function'] is defined else t -%}"
+            "{%- set d = {'name': f['name'], 'description': f['description'] if f['description'] is defined and "
+            "f['description'] is not none else ''} -%}"
+            "{%- if f['parameters'] is defined and f['parameters'] is not none -%}"
+            "{%- set d = {'name': d['name'], 'description': d['description'], 'parameters': f['parameters']} -%}"
+            "{%- endif -%}")
+    tool_list = (
+        "{%- if tools -%}{%- set tb = namespace(lines=[]) -%}{%- for t in tools -%}" + spec
+        + "{%- set tb.lines = tb.lines + [{'type': 'function', 'function': d} | tojson] -%}{%- endfor -%}"
+        + "{%- set system = (system ~ " + _literal("\n\n") + " if system else '') ~ " + _literal(head)
+        + " ~ (tb.lines | join(" + nl + ")) ~ " + _literal(tail) + " -%}{%- endif -%}")
+    call = ("{%- set f = c['function'] if c['function'] is defined else c -%}"
+            "{%- set a = f['arguments'] if f['arguments'] is defined and f['arguments'] is not none else {} -%}"
+            "{%- set a = a if a is string else a | tojson -%}"
+            "{%- set tb.text = tb.text ~ (" + nl + " if not loop.first else '') ~ " + _literal(CALL_OPEN + "\n")
+            + " ~ " + _literal('{"name": ') + " ~ (f['name'] | tojson) ~ " + _literal(', "arguments": ')
+            + " ~ a ~ " + _literal("}\n" + CALL_CLOSE) + " -%}")
+    result = _literal(RESULT_OPEN + "\n") + " ~ m['content'] ~ " + _literal("\n" + RESULT_CLOSE)
+    turns = (
+        "{%- set tb = namespace(msgs=[], text='', result=false) -%}{%- for m in loop_messages -%}"
+        "{%- if m['role'] == 'assistant' and m['tool_calls'] is defined and m['tool_calls'] -%}"
+        "{%- set tb.text = '' -%}{%- for c in m['tool_calls'] -%}" + call + "{%- endfor -%}"
+        "{%- set tb.msgs = tb.msgs + [{'role': 'assistant', 'content': tb.text}] -%}{%- set tb.result = false -%}"
+        "{%- elif m['role'] == 'tool' -%}{%- set r = " + result + " -%}"
+        "{%- if tb.result -%}"  # several results answer one turn of calls: one user turn
+        "{%- set tb.msgs = tb.msgs[:-1] + [{'role': 'user', 'content': tb.msgs[-1]['content'] ~ " + nl + " ~ r}] -%}"
+        "{%- else -%}{%- set tb.msgs = tb.msgs + [{'role': 'user', 'content': r}] -%}{%- endif -%}"
+        "{%- set tb.result = true -%}"
+        "{%- else -%}{%- set tb.msgs = tb.msgs + [m] -%}{%- set tb.result = false -%}{%- endif -%}"
+        "{%- endfor -%}{%- set loop_messages = tb.msgs -%}")
+    return tool_list + turns
+
+
 def template_jinja(template, tokenizer) -> str:
     """A Jinja chat template that renders what `template.encode_prompt` encodes (tests/test_reference_templates.py
     checks it against Template.render for every template). The assistant header is part of each user turn (as in
@@ -135,6 +175,7 @@ def template_jinja(template, tokenizer) -> str:
         "{%- set system = messages[0]['content'] -%}{%- set loop_messages = messages[1:] -%}"
         f"{{%- else -%}}{{%- set system = {_literal(t.default_system or '')} -%}}"
         "{%- set loop_messages = messages -%}{%- endif -%}"
+        + _tools_jinja()
         + ("{%- set system = system | trim -%}" if "system" in t.trim else "")
         + f"{{%- set sys_text = ({system}) if (system or {str(t.system_always).lower()}) else '' -%}}"
         "{%- set ns = namespace(last=-1) -%}"
@@ -164,15 +205,30 @@ _PROBES = (
 )
 
 
+_TOOL = {"name": "lookup", "description": "Look a word up.",
+         "parameters": {"type": "object", "properties": {"word": {"type": "string"}}}}
+_TOOL_PROBE = (  # (TuneBoard's turns, the same as transformers writes them)
+    [{"role": "user", "content": "Look up 'tune'"}, {"role": "function", "content": '{"name": "lookup", '
+     '"arguments": {"word": "tune"}}'}, {"role": "observation", "content": "a melody"}],
+    [{"role": "user", "content": "Look up 'tune'"}, {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "lookup", "arguments": {"word": "tune"}}}]},
+     {"role": "tool", "content": "a melody"}])
+
+
 def _own_template_matches(template, tokenizer) -> bool:
-    """Does the tokenizer's own chat template already produce TuneBoard's prompts?"""
+    """Does the tokenizer's own chat template already produce TuneBoard's prompts, tool turns included?"""
     if not tokenizer.chat_template:
         return False
+    ours, theirs = _TOOL_PROBE
     try:
         for msgs in _PROBES:
             own = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=False)
             if list(own) != template.encode_prompt(tokenizer, msgs):
                 return False
+        own = tokenizer.apply_chat_template(theirs, tools=[{"type": "function", "function": _TOOL}],
+                                            add_generation_prompt=True, tokenize=True, return_dict=False)
+        if list(own) != template.encode_prompt(tokenizer, ours, tools=[_TOOL]):
+            return False
     except Exception:  # a template that refuses system messages etc.: not a match
         return False
     return True

@@ -50,6 +50,16 @@ def test_merged_export_matches_base_plus_adapter(tiny_model, run_dir, tmp_path):
     msgs = [{"role": "user", "content": "Who are you?"}]
     ids = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=False)
     assert list(ids) == get_template("chatml", tok).encode_prompt(tok, msgs)
+    # ... tool lists, calls and results too, as transformers / OpenAI write them
+    tool = {"name": "lookup", "description": "Look a word up.", "parameters": {"type": "object"}}
+    hf = msgs + [{"role": "assistant", "tool_calls": [{"type": "function", "function": {
+        "name": "lookup", "arguments": {"word": "tune"}}}]}, {"role": "tool", "content": "a melody"}]
+    ours = msgs + [{"role": "function", "content": '{"name": "lookup", "arguments": {"word": "tune"}}'},
+                   {"role": "observation", "content": "a melody"}]
+    ids = tok.apply_chat_template(hf, tools=[{"type": "function", "function": tool}], add_generation_prompt=True,
+                                  tokenize=True, return_dict=False)
+    assert list(ids) == get_template("chatml", tok).encode_prompt(tok, ours, tools=[tool])
+    assert "<tool_response>\na melody\n</tool_response>" in tok.decode(ids)
     assert merged.generation_config.eos_token_id in (2, [2]) and merged.generation_config.pad_token_id == 2
 
     card = (out / "README.md").read_text()

@@ -10,9 +10,12 @@ nearest one with the documented difference applied, or not at all (Yi: plain Cha
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from engine.data.templates import TEMPLATES, get_template
+from engine.data.tools import parse_tools
 from engine.export import template_jinja
 from engine.utils import repo_root
 
@@ -223,3 +226,31 @@ class _AddsBos(SpecialTokens):
 
     def encode(self, text, add_special_tokens=True):
         return [1, 2]
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city.",
+                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+         {"type": "function", "function": {"name": "now"}}]  # no description, no parameters
+CALLS = [{"name": "get_weather", "arguments": {"city": "Zürich"}}, {"name": "now", "arguments": {}}]
+TOOL_CONV = [{"role": "user", "content": "Weather in Zürich, and the time?"},
+             {"role": "function", "content": json.dumps(CALLS, ensure_ascii=False)},
+             {"role": "observation", "content": '{"temp": 3}'}, {"role": "observation", "content": "12:00"},
+             {"role": "assistant", "content": "3 degrees at noon."}, {"role": "user", "content": "Thanks"}]
+# the same conversation as transformers / OpenAI write it
+TOOL_CONV_HF = [TOOL_CONV[0], {"role": "assistant", "content": "", "tool_calls": [
+    {"type": "function", "function": c} for c in CALLS]}, {"role": "tool", "content": '{"temp": 3}'},
+    {"role": "tool", "content": "12:00"}, *TOOL_CONV[4:]]
+
+
+@pytest.mark.parametrize("name", sorted(set(TEMPLATES) - {"auto"}))
+def test_the_exported_jinja_renders_tools_as_the_template(name):
+    """A tool list, calls and results passed to apply_chat_template(tools=...) in transformers' shape come out of
+    the exported template as TuneBoard trained them (engine.data.tools' format), with and without a system."""
+    tok = _AddsBos()
+    tpl = get_template(name, tok)
+    exported = template_jinja(tpl, tok)
+    for system in (SYSTEM, None):
+        for conv, conv_hf in ((TOOL_CONV, TOOL_CONV_HF), (TOOL_CONV[:1], TOOL_CONV_HF[:1])):
+            want = tpl.render(with_system(conv, system), tools=parse_tools(TOOLS))  # as ChatEngine passes them
+            assert jinja(exported, with_system(conv_hf, system), True, bos="<s>", eos="</s>", tools=TOOLS) == want
+    assert "<tool_call>" in want and "get_weather" in want
