@@ -341,6 +341,8 @@ def count_parameters(model) -> tuple[int, int]:
         n = p.numel()
         if hasattr(p, "ds_numel"):  # DeepSpeed ZeRO-3 keeps a placeholder tensor
             n = p.ds_numel
+        elif type(p).__name__ == "Params4bit":  # QLoRA: two 4-bit weights per stored byte
+            n *= 2
         total += n
         if p.requires_grad:
             trainable += n
