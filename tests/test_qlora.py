@@ -194,3 +194,28 @@ def test_qlora_trains_on_cpu_and_the_adapter_loads_on_the_plain_base(bits, tiny_
     assert not getattr(chat, "is_quantized", False)
     with torch.no_grad():
         assert torch.isfinite(chat(input_ids=torch.tensor([[1, 2, 3]])).logits).all()
+
+
+def test_gpu_check_qlora_check_is_a_valid_recipe_and_judged_on_its_evidence(bnb_ok, tmp_path):
+    """bench/gpu_check.py's QLoRA check cannot run here (no GPU); its recipe and its verdict rules can."""
+    import importlib.util
+
+    from engine.utils import repo_root
+    spec = importlib.util.spec_from_file_location("gpu_check", repo_root() / "bench" / "gpu_check.py")
+    gc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gc)
+    over, compared = gc.CHECKS["qlora4"]
+    ns = load_config(None, {"dataset": "identity", **over})
+    assert (ns.quantization_bit, ns.quantization_type, ns.double_quantization, ns.bf16) == (4, "nf4", True, True)
+    assert compared is None and "bitsandbytes==0.50.2" in gc.QLORA_WHEELS and not any(
+        w.startswith("deepspeed") for w in gc.QLORA_WHEELS)
+    out = tmp_path / "qlora4"
+    out.mkdir()
+    good = {"name": "qlora4", "rc": 0, "state": "finished", "error": None, "steps": list(range(1, 31)),
+            "losses": [10.8 - 0.1 * i for i in range(30)], "bf16_used": True, "quantized": True, "out": str(out),
+            "deepspeed_used": False}
+    assert gc.judge(dict(good), {}) == ["no adapter_model.safetensors saved"]
+    (out / "adapter_model.safetensors").write_bytes(b"x")
+    assert gc.judge(dict(good), {}) == []
+    bad = gc.judge({**good, "quantized": False, "losses": [10.0] * 30}, {})
+    assert any("not loaded quantized" in b for b in bad) and any("did not go down" in b for b in bad)
