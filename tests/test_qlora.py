@@ -219,3 +219,16 @@ def test_gpu_check_qlora_check_is_a_valid_recipe_and_judged_on_its_evidence(bnb_
     assert gc.judge(dict(good), {}) == []
     bad = gc.judge({**good, "quantized": False, "losses": [10.0] * 30}, {})
     assert any("not loaded quantized" in b for b in bad) and any("did not go down" in b for b in bad)
+
+
+def test_estimate_advises_qlora_only_where_it_can_run(monkeypatch):
+    from engine.insight import estimate as E
+    ns = load_config(None, {"dataset": "identity"})
+    mem = {"parts": {"activations": 0}, "total": 1, "zero_stage": 0}
+    dev = {"device": "cuda", "count": 1}
+    monkeypatch.setattr(quantize, "backend", lambda: (True, ""))
+    adv = [a["change"] for a in E._fit_advice(ns, mem, dev)]
+    assert {"quantization_bit": 4} in adv
+    load_config(None, {"dataset": "identity", **{k: str(v) for a in adv for k, v in a.items()}})  # a valid recipe
+    monkeypatch.setattr(quantize, "backend", lambda: (False, "not installed"))
+    assert {"quantization_bit": 4} not in [a["change"] for a in E._fit_advice(ns, mem, dev)]

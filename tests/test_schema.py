@@ -19,7 +19,8 @@ def _other(a, value=None):
     """A valid value of `a` that differs from its default (or from `value`)."""
     cur = a.default if value is None else value
     if a.choices:
-        return next(c for c in a.choices if c != cur and c != "cosine_with_min_lr")  # that one needs extra kwargs
+        # cosine_with_min_lr needs extra kwargs; a single choice (quantization_method) has no other value
+        return next((c for c in a.choices if c != cur and c != "cosine_with_min_lr"), cur)
     if a.type == "bool":
         return not cur
     if a.type in ("int", "float"):

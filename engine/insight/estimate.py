@@ -377,6 +377,10 @@ def _fit_advice(ns, mem: dict, dev: dict) -> list[dict]:
         add("lora", {"finetuning_type": "lora", "learning_rate": 1e-4})
     if not (ns.bf16 or ns.fp16) and dev["device"] == "cuda":
         add("bf16", {"bf16": True})
+    if ns.finetuning_type == "lora" and not ns.quantization_bit and not ns.pissa_init:
+        from ..models.quantize import backend
+        if backend()[0]:  # only where bitsandbytes runs: the advice must be a recipe that validates here
+            add("qlora", {"quantization_bit": 4})
     if dev["device"] == "cuda" and mem["zero_stage"] < 3 and (dev.get("count") or 1) > 1:
         add("zero3", {"deepspeed": "examples/deepspeed/ds_z3_config.json", "nproc_per_node": dev["count"]})
     return out
