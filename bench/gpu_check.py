@@ -3,7 +3,8 @@ without CPU offload, through `tuneboard train` (torchrun + the HF Trainer integr
 that uses the bundled tokenizer. Each check is a real run; the script reports pass/fail, losses against the fp32
 baseline, seconds per step and peak GPU memory, and writes gpu_check.json + gpu_check.log to --out.
 
-Checks: fp32 and bf16 without DeepSpeed; ZeRO-2, ZeRO-2 + offload, ZeRO-3, ZeRO-3 + offload (LoRA, bf16);
+Checks: fp32 and bf16 without DeepSpeed; QLoRA (4-bit nf4 + double quantization through bitsandbytes, LoRA in
+bf16: loss finite and falling, peak CUDA memory, the adapter loads on the unquantized base and changes it); ZeRO-2, ZeRO-2 + offload, ZeRO-3, ZeRO-3 + offload (LoRA, bf16);
 ZeRO-3 full fine-tuning (the saved 16-bit weights load back whole); ZeRO-2 resume from a checkpoint (same steps,
 no duplicate log lines). A LoRA adapter trained under ZeRO-3 must load on its base and change its logits.
 
@@ -13,6 +14,10 @@ Prepare on the CPU machine (network; the GPU image has torch, peft, accelerate b
 Run on the GPU machine in ONE device call, carry [".whl"], timeout_s 560:
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl &&
     PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --tokenizer .whl/tokenizer --out $OUT
+QLoRA alone (bitsandbytes' wheel is 43 MB: it does not fit beside DeepSpeed's kit), in its own device call:
+    .venv/bin/python bench/gpu_check.py --kit .whl --qlora    # the same, with bitsandbytes and without DeepSpeed
+    ... the same install line ... && PYTHONPATH=/tmp/site python3 bench/gpu_check.py --tokenizer .whl/tokenizer
+    --out $OUT --only qlora4
 Quick plumbing test without a GPU: `.venv/bin/python bench/gpu_check.py --cpu` (fp32 baseline only).
 """
 from __future__ import annotations
@@ -35,7 +40,11 @@ WHEELS = ["deepspeed==0.19.8", "hjson==3.1.0", "pydantic==2.14.4", "pydantic-cor
           "typing-inspection==0.4.5", "datasets==5.2.0", "dill==0.4.1", "multiprocess==0.70.19",
           "transformers==5.24.0", "huggingface-hub==2.4.0", "peft==0.21.2", "accelerate==1.15.0",
           "fsspec==2026.9.0"]
+QLORA_WHEELS = [w for w in WHEELS if w.split("==")[0] not in ("deepspeed", "hjson", "pydantic", "pydantic-core",
+                                                                "annotated-types", "typing-inspection")] \
+    + ["bitsandbytes==0.50.2"]
 LORA = {"finetuning_type": "lora", "lora_rank": "8"}
+QLORA = {**LORA, "bf16": "true", "quantization_bit": "4", "quantization_type": "nf4", "double_quantization": "true"}
 CHECKS = {  # name -> (overrides, compared with)
     "fp32": ({**LORA}, None),
     "bf16": ({**LORA, "bf16": "true"}, "fp32"),
@@ -45,6 +54,8 @@ CHECKS = {  # name -> (overrides, compared with)
     "zero3_offload": ({**LORA, "bf16": "true", "deepspeed": str(DS / "ds_z3_offload_config.json")}, "bf16"),
     "zero3_full": ({"finetuning_type": "full", "bf16": "true", "learning_rate": "1e-3",
                     "deepspeed": str(DS / "ds_z3_config.json")}, None),
+    # 4-bit weights of a random model compute other losses than bf16's: judged on its own curve, not against bf16
+    "qlora4": (QLORA, None),
 }
 LOSS_TOL = 0.25  # |final loss - compared run's| may be at most this share of the compared run's loss drop
 
@@ -118,7 +129,8 @@ def train(name: str, model: Path, data: Path, work: Path, overrides: dict, log, 
     return {"name": name, "rc": p.returncode, "state": status.get("state"), "error": status.get("error"),
             "steps": [r["step"] for r in rows], "losses": [round(r["loss"], 4) for r in rows],
             "seconds": round(time.time() - t0, 1), "train_runtime": res.get("train_runtime"),
-            "peak_gpu_mib": mem.peak_mib, "out": str(out),
+            "peak_gpu_mib": mem.peak_mib, "peak_cuda_mb": res.get("peak_gpu_mb"), "out": str(out),
+            "quantized": "QLoRA: base weights in" in _text(out / "running.log"),
             "bf16_used": "precision: bf16" in _text(out / "running.log"),
             # a DeepSpeed engine saves its partitioned ZeRO states inside the Trainer's checkpoint
             "deepspeed_used": bool(list(out.glob("checkpoint-*/global_step*/*zero_pp_rank_0*optim_states.pt")))}
@@ -171,9 +183,13 @@ def judge(r: dict, results: dict, steps: int = STEPS) -> list[str]:
         if r["vs_" + ref] > LOSS_TOL:
             bad.append(f"final loss {a:.4f} vs {ref} {b:.4f}: apart by {r['vs_' + ref]:.0%} of {ref}'s loss drop "
                        f"{drop:.3f} (allowed {LOSS_TOL:.0%})")
-    if "bf16" in r["name"] or r["name"].startswith("zero"):
+    if "bf16" in r["name"] or r["name"].startswith(("zero", "qlora")):
         if not r["bf16_used"]:
             bad.append("the run did not train in bf16")
+    if r["name"].startswith("qlora") and not r["quantized"]:
+        bad.append("the base model was not loaded quantized (no 'QLoRA: base weights in' line in running.log)")
+    if r["name"].startswith("qlora") and not (Path(r["out"]) / "adapter_model.safetensors").is_file():
+        bad.append("no adapter_model.safetensors saved")
     if r["name"].startswith("zero") and not r["deepspeed_used"]:
         bad.append("no ZeRO optimizer states in the checkpoint: DeepSpeed did not run the training")
     return bad
@@ -229,6 +245,8 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", help="check names (default: all)")
     ap.add_argument("--cpu", action="store_true", help="plumbing test without a GPU: the fp32 baseline only")
     ap.add_argument("--kit", help="prepare DIR for the device call (tokenizer + the wheel download lines)")
+    ap.add_argument("--qlora", action="store_true", help="with --kit: the QLoRA check's wheels (bitsandbytes, no "
+                                                         "DeepSpeed)")
     a = ap.parse_args()
     if a.kit:
         kit = Path(a.kit)
@@ -238,9 +256,11 @@ def main() -> int:
                 shutil.copy2(f, kit / "tokenizer" / f.name)
         plat = " ".join(f"--platform {p}" for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64",
                                                     "manylinux2014_x86_64"))
-        wheels = [w for w in WHEELS if not w.startswith("deepspeed")]
+        wheels = [w for w in (QLORA_WHEELS if a.qlora else WHEELS) if not w.startswith("deepspeed")]
         print(f"python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp "
               f"{plat} -d {kit} {' '.join(wheels)}")
+        if a.qlora:
+            return 0
         print(f"python3 -m pip wheel --no-deps --no-build-isolation -w {kit} deepspeed==0.19.8  "
               "# sdist only; DS_BUILD_OPS=0 default: its ops are JIT-built on the GPU machine")
         return 0
@@ -254,7 +274,7 @@ def main() -> int:
     env = {"torch": torch.__version__, "cuda": torch.cuda.is_available()}
     if torch.cuda.is_available():
         env.update(device=torch.cuda.get_device_name(0), bf16=torch.cuda.is_bf16_supported())
-    for mod in ("transformers", "peft", "accelerate", "datasets", "deepspeed"):
+    for mod in ("transformers", "peft", "accelerate", "datasets", "deepspeed", "bitsandbytes"):
         try:
             env[mod] = __import__(mod).__version__
         except Exception as e:  # reported, and the checks that need it fail with the reason
@@ -264,7 +284,9 @@ def main() -> int:
         print("no CUDA device: run with --cpu for the plumbing test only", file=sys.stderr)
         return 2
     model = build_tiny(Path(a.tokenizer), work / "tiny")
-    names = ["fp32"] if a.cpu else (a.only or list(CHECKS) + ["zero2_resume"])
+    # the QLoRA check needs bitsandbytes, which only its own kit (--kit DIR --qlora) carries
+    default = [n for n in CHECKS if n != "qlora4" or not env["bitsandbytes"].startswith("missing")]
+    names = ["fp32"] if a.cpu else (a.only or default + ["zero2_resume"])
     results: dict = {}
     with open(out_dir / "gpu_check.log", "w") as log:
         for name in names:
@@ -273,13 +295,14 @@ def main() -> int:
             else:
                 r = train(name, model, ROOT / "data", work, CHECKS[name][0], log)
                 r["problems"] = judge(r, results)
-                if name == "zero3" and not r["problems"]:
+                if name in ("zero3", "qlora4") and not r["problems"]:  # QLoRA: loads on the unquantized base
                     r["problems"] += check_adapter(model, Path(r["out"]))
                 if name == "zero3_full" and not r["problems"]:
                     r["problems"] += check_full(model, Path(r["out"]))
             results[name] = r
             print(f"{name:14s} {'PASS' if not r['problems'] else 'FAIL'}  {r['seconds']:6.1f}s  "
-                  f"peak {r['peak_gpu_mib']:8.1f} MiB  loss {r['losses'][:1]} -> {r['losses'][-1:]}  "
+                  f"peak {r['peak_gpu_mib']:8.1f} MiB (CUDA allocated {r['peak_cuda_mb']} MB)  "
+                  f"loss {r['losses'][:1]} -> {r['losses'][-1:]}  "
                   f"{'; '.join(r['problems'])}", flush=True)
             (out_dir / "gpu_check.json").write_text(json.dumps({"env": env, "results": results}, indent=1))
     return 0 if all(not r["problems"] for r in results.values()) else 1

@@ -123,6 +123,23 @@ ARGS: list[Arg] = [
       "`tuneboard download` 的下载来源。", "模型来源", choices=("huggingface", "modelscope"), commands=ALL),
     A("default_system", "str", None, "model", "System prompt that replaces the template's default.",
       "替换模板默认值的系统提示词。", "系统提示词", commands=TI, nullable=True, preprocess=True),
+    # ---- QLoRA (LLaMA-Factory's names): the frozen base in 4 / 8 bits, LoRA on top in full precision
+    A("quantization_bit", "int", None, "model",
+      "QLoRA: load the frozen base model in 4 or 8 bits with bitsandbytes (LoRA only; training only: chat, eval "
+      "and export load the base unquantized); empty = no quantization.",
+      "QLoRA：用 bitsandbytes 以 4 或 8 比特加载冻结的基座模型（仅 LoRA；仅训练时生效，对话、评估和导出加载未量化的"
+      "基座）；留空为不量化。", "量化比特", choices=(4, 8), nullable=True, methods=("lora",),
+      read_by="engine.models.quantize (checked before loading; BitsAndBytesConfig for engine.models.loader)"),
+    A("quantization_type", "str", "nf4", "model", "QLoRA 4-bit data type: nf4 (NormalFloat, usual) or fp4.",
+      "QLoRA 4 比特数据类型：nf4（NormalFloat，常用）或 fp4。", "4 比特类型", choices=("nf4", "fp4"),
+      methods=("lora",), read_by="engine.models.quantize (bnb_4bit_quant_type)"),
+    A("double_quantization", "bool", True, "model",
+      "QLoRA 4-bit: quantize the quantization constants too (about 0.4 bits per parameter less).",
+      "QLoRA 4 比特：对量化常数再量化（每个参数约省 0.4 比特）。", "双重量化", methods=("lora",),
+      read_by="engine.models.quantize (bnb_4bit_use_double_quant)"),
+    A("quantization_method", "str", "bnb", "model", "Quantization library: only bnb (bitsandbytes) here.",
+      "量化库：此处仅支持 bnb（bitsandbytes）。", "量化方法", choices=("bnb",), ui=False,
+      read_by="engine.models.quantize (bitsandbytes is the only backend)"),
     # ---- method
     A("stage", "str", "sft", "method",
       "Training stage: pre-training, supervised fine-tuning, reward modelling (rm), DPO-style preference "

@@ -139,9 +139,10 @@ def check_value(arg: Arg, value: Any) -> None:
         vals = value if isinstance(value, list) else [value]
         for v in vals:
             if v not in arg.choices:
-                close = difflib.get_close_matches(str(v), arg.choices, n=1)
+                names = [str(c) for c in arg.choices]  # quantization_bit's are numbers
+                close = difflib.get_close_matches(str(v), names, n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(f"{arg.name}: {v!r} is not one of {', '.join(arg.choices)}.{hint}", arg.name)
+                raise ConfigError(f"{arg.name}: {v!r} is not one of {', '.join(names)}.{hint}", arg.name)
     if arg.type in ("int", "float"):
         if arg.min is not None and value < arg.min:
             raise ConfigError(f"{arg.name}: {value} is below the smallest allowed value {_num(arg.min)}.", arg.name)
@@ -257,6 +258,9 @@ def validate(ns: Namespace, command: str = "train") -> None:
         if not v["dataset"]:
             raise ConfigError("dataset: no dataset given; name one or more from dataset_info.json "
                               "(for example dataset=identity).", "dataset")
+        if v["quantization_bit"] is not None:  # QLoRA: refused here, before any model is read, if it cannot run
+            from .models.quantize import check
+            check(v)
         if v["stage"] not in ("pt", "sft") and v["packing"]:
             raise ConfigError(f"packing: not available for stage {v['stage']} (only pt and sft); turn it off.",
                               "packing")

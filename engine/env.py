@@ -6,7 +6,7 @@ import platform
 
 from . import __version__
 
-PACKAGES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "deepspeed", "gradio",
+PACKAGES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "deepspeed", "bitsandbytes", "gradio",
             "modelscope", "gguf", "fastapi", "uvicorn")
 
 

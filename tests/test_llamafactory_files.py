@@ -427,3 +427,21 @@ output_dir: {tmp_path / 'o'}
     assert "multimodal training is not supported" in notes and "do_train" not in notes  # default: no note
     with pytest.raises(ConfigError, match="stage: 'ppo' is not one of"):  # not "reward_model: unknown argument"
         load_config(None, {"reward_model": "saves/x", "stage": "ppo", "dataset": "identity"})
+
+
+def test_qlora_recipe(tiny_model, lf_data, tmp_path):
+    """examples/train_qlora/*.yaml style: quantization_bit + quantization_method: bnb on top of a LoRA recipe. Where
+    bitsandbytes runs (requirements.txt pins it) it trains; elsewhere it is refused before anything is written."""
+    from engine.models.quantize import backend
+    extra = "quantization_bit: 4\nquantization_method: bnb  # choices: [bnb, hqq, eetq]\ndouble_quantization: true\n"
+    p = recipe(tmp_path / "qlora_sft.yaml", tiny_model, lf_data, tmp_path / "qlora", template="chatml",
+               dataset="identity", loader_workers=0, method_extra=extra)
+    ok, why = backend()
+    if not ok:
+        with pytest.raises(ConfigError, match="quantization_bit: 4-bit .QLoRA. training needs bitsandbytes") as e:
+            _train(p)
+        assert e.value.field == "quantization_bit" and not (tmp_path / "qlora").exists()
+        return
+    metrics, out = _train(p)
+    assert rundir.read_status(out)["state"] == "finished" and (out / "adapter_model.safetensors").is_file()
+    assert load_config(out / "training_args.yaml").quantization_bit == 4

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.args import ARGS, BY_NAME, READ_BY, Namespace, defaults, values_of
-from engine.config import changed, load_config, save_config, to_command
+from engine.config import ConfigError, changed, load_config, save_config, to_command
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_ARGS = [a for a in ARGS if "train" in a.commands]
@@ -19,7 +19,8 @@ def _other(a, value=None):
     """A valid value of `a` that differs from its default (or from `value`)."""
     cur = a.default if value is None else value
     if a.choices:
-        return next(c for c in a.choices if c != cur and c != "cosine_with_min_lr")  # that one needs extra kwargs
+        # cosine_with_min_lr needs extra kwargs; a single choice (quantization_method) has no other value
+        return next((c for c in a.choices if c != cur and c != "cosine_with_min_lr"), cur)
     if a.type == "bool":
         return not cur
     if a.type in ("int", "float"):
@@ -203,8 +204,8 @@ def test_namespace_copies_and_pickles():
 
 
 # ---------------------------------------------------------------- shipped recipes
-COMMAND_OF = {"train_lora": "train", "train_freeze": "train", "train_full": "train", "inference": "infer",
-              "api": "infer", "eval": "infer", "merge_lora": "export"}
+COMMAND_OF = {"train_lora": "train", "train_qlora": "train", "train_freeze": "train", "train_full": "train",
+              "inference": "infer", "api": "infer", "eval": "infer", "merge_lora": "export"}
 
 
 def _examples():
@@ -223,6 +224,11 @@ def test_example_recipe_loads_and_validates(path, monkeypatch):
     from engine.models.loader import adapter_paths
     monkeypatch.chdir(ROOT)  # recipes name paths from the repo root
     command = COMMAND_OF[path.relative_to(ROOT / "examples").parts[0]]
+    from engine.models.quantize import backend
+    if "quantization_bit" in load_config(path, (), command, finalize=False).explicit and not backend()[0]:
+        with pytest.raises(ConfigError, match="quantization_bit: 4-bit .QLoRA. training needs bitsandbytes"):
+            load_config(path, (), command)  # refused on a machine where bitsandbytes cannot run, before loading
+        return
     ns = load_config(path, (), command)
     assert ns.explicit, f"{path}: an empty recipe"
     names = (ns.dataset or []) + (ns.eval_dataset or [])

@@ -14,11 +14,12 @@ import gradio as gr
 from engine.args import ARGS, GROUPS, Arg
 
 # Arguments the top panel shows (every command reads them) and arguments shown in another form.
-TOP_EXTRA = ("finetuning_type",)
+TOP_EXTRA = ("finetuning_type", "quantization_bit", "quantization_type", "double_quantization")
 COMPUTE_ARGS = ("bf16", "fp16")
 COMPUTE_TYPES = ("fp32", "bf16", "fp16")
 DYNAMIC = {"dataset", "eval_dataset", "adapter_name_or_path", "template"}  # choices filled at run time
 AUTO = "auto"  # the dropdown entry that stands for "no value" (None) of a nullable choice argument
+NONE_LABEL = {"quantization_bit": "none"}  # where "no value" means off, not automatic
 FILE_CHOICES = {"deepspeed": "examples/deepspeed/*.json"}  # shipped recipes offered in a list (a path may be typed)
 
 
@@ -42,7 +43,7 @@ def shown(arg: Arg) -> bool:
 
 
 def top_args() -> list[Arg]:
-    """Arguments of the model group every command reads, plus the finetuning method."""
+    """Arguments of the model group every command reads, plus the finetuning method and QLoRA's quantization."""
     return [a for a in ARGS if shown(a) and ((a.group == "model" and set(a.commands) >= {"train", "infer", "export"})
                                              or a.name in TOP_EXTRA)]
 
@@ -88,7 +89,9 @@ def make(arg: Arg, lang: str, scope: str, value: Any = None, choices: list | Non
     if arg.type == "bool":
         return gr.Checkbox(value=bool(v), **common)
     if arg.choices:
-        opts = ([(AUTO, "")] if arg.nullable else []) + [(c, c) for c in arg.choices]
+        # values as text: a number choice (quantization_bit 4 / 8) comes back as "4", which coerce types
+        opts = ([(NONE_LABEL.get(arg.name, AUTO), "")] if arg.nullable else []) + [(str(c), str(c))
+                                                                                  for c in arg.choices]
         return gr.Dropdown(choices=opts, value=to_widget(arg, v), **common)
     if arg.type in ("int", "float") and arg.nullable:
         # a text box: empty means "not set" (a number box would send 0 for an empty field)

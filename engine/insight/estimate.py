@@ -9,7 +9,9 @@ batches per epoch = ceil(rows / batch) per device (split evenly over devices), u
 ceil(batches / gradient_accumulation_steps), total = ceil(epochs x updates per epoch) unless max_steps.
 
 Memory, per device, by part (the model is built on the meta device: no weights are read):
-  weights      frozen params in the load dtype (half only for LoRA with bf16/fp16) + trainable params in fp32
+  weights      frozen params in the load dtype (half only for LoRA with bf16/fp16) + trainable params in fp32;
+               QLoRA (quantization_bit): the linear weights at ~0.52 bytes (4-bit nf4/fp4 + constants) or ~1 byte
+               (8-bit) per parameter, the other frozen params in fp32
   gradients    fp32, one per trainable parameter
   optimizer    AdamW: two fp32 states per trainable parameter; SGD: none; Adafactor: factored row + column
   activations  what backward keeps for the longest batch: per token and layer about 7h + 3 kv_dim + heads +
@@ -128,6 +130,10 @@ def param_facts(ns) -> dict:
     inter = int(getattr(text_cfg, "intermediate_size", 4 * h))
     layers = int(getattr(text_cfg, "num_hidden_layers"))
     vocab = int(getattr(text_cfg, "vocab_size"))
+    # what bitsandbytes quantizes for QLoRA: the weights of every linear layer but the LM head (and a reward head)
+    out_emb, score = model.get_output_embeddings(), getattr(model, "score", None) if reward else None
+    linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not out_emb and m is not score]
+    quantizable = sum(m.weight.numel() for m in linear)
     method = ns.finetuning_type
     shapes: list[tuple[int, ...]] = []
     grad_layers = layers
@@ -143,7 +149,6 @@ def param_facts(ns) -> dict:
         k = int(ns.freeze_trainable_layers)
         grad_layers = k if k > 0 else layers  # the first N trained: gradients flow back through every layer
     else:
-        out_emb = model.get_output_embeddings()
         targets = ns.lora_target
         trainable = 0
         r = int(ns.lora_rank)
@@ -167,7 +172,8 @@ def param_facts(ns) -> dict:
         vocab = 1  # the head's output: one score per position
     return {"total": total, "trainable": trainable, "shapes": shapes, "hidden": h, "heads": heads,
             "kv_dim": kv * head_dim, "intermediate": inter, "layers": layers, "grad_layers": grad_layers,
-            "vocab": vocab, "model_type": getattr(cfg, "model_type", "?")}
+            "vocab": vocab, "model_type": getattr(cfg, "model_type", "?"), "quantizable": quantizable,
+            "quantized_rows": sum(m.out_features for m in linear)}
 
 
 # ---------------------------------------------------------------- memory
@@ -199,7 +205,12 @@ def memory(ns, p: dict, longest: int, device: str) -> dict:
     """Bytes per device by part, and where they live."""
     half_load = ns.finetuning_type == "lora" and (ns.bf16 or (ns.fp16 and device == "cuda"))
     frozen = p["total"] - p["trainable"]
-    weights = frozen * (2 if half_load else 4) + p["trainable"] * 4
+    bits = ns.quantization_bit if ns.finetuning_type == "lora" else None
+    if bits:
+        weights = quantized_bytes(p, bits, ns.double_quantization) + (frozen - p["quantizable"]) * 4 \
+            + p["trainable"] * 4  # peft's k-bit preparation puts the rest (embeddings, norms) in fp32
+    else:
+        weights = frozen * (2 if half_load else 4) + p["trainable"] * 4
     grads = 4 * p["trainable"]
     optim = _optimizer_bytes(ns, p)
     if uses_reference(ns) and ns.finetuning_type != "lora":
@@ -239,7 +250,18 @@ def memory(ns, p: dict, longest: int, device: str) -> dict:
     return {"parts": {k: int(v) for k, v in parts.items()}, "total": int(sum(parts.values())),
             "offloaded_to_host": int(host), "zero_stage": z["stage"],
             "dtype": "bf16" if ns.bf16 else "fp16" if ns.fp16 else "fp32",
-            "weights_dtype": "half" if half_load else "fp32", "tokens_per_micro_batch": tokens}
+            "weights_dtype": f"{bits}-bit" if bits else "half" if half_load else "fp32",
+            "tokens_per_micro_batch": tokens}
+
+
+def quantized_bytes(p: dict, bits: int, double_quant: bool = True) -> float:
+    """bitsandbytes storage of the quantized linear weights. 4-bit: half a byte per weight plus one absmax per block
+    of 64 (fp32, or with double quantization one byte plus an fp32 per 256 blocks); 8-bit: a byte per weight plus
+    an fp32 scale per output row."""
+    q = p["quantizable"]
+    if int(bits) == 8:
+        return q + 4 * p["quantized_rows"]
+    return q / 2 + (q / 64) * ((1 + 4 / 256) if double_quant else 4)
 
 
 def uses_reference(ns) -> bool:
@@ -355,6 +377,10 @@ def _fit_advice(ns, mem: dict, dev: dict) -> list[dict]:
         add("lora", {"finetuning_type": "lora", "learning_rate": 1e-4})
     if not (ns.bf16 or ns.fp16) and dev["device"] == "cuda":
         add("bf16", {"bf16": True})
+    if ns.finetuning_type == "lora" and not ns.quantization_bit and not ns.pissa_init:
+        from ..models.quantize import backend
+        if backend()[0]:  # only where bitsandbytes runs: the advice must be a recipe that validates here
+            add("qlora", {"quantization_bit": 4})
     if dev["device"] == "cuda" and mem["zero_stage"] < 3 and (dev.get("count") or 1) > 1:
         add("zero3", {"deepspeed": "examples/deepspeed/ds_z3_config.json", "nproc_per_node": dev["count"]})
     return out
@@ -386,7 +412,8 @@ def render(rep: dict, lang: str = "en") -> str:
              f"{w('tokens')}: {rep['tokens_per_epoch']:,} ({w('trained')} {rep['trained_tokens_per_epoch']:,})",
              f"{w('params')}: {rep['params']['total']:,}, {w('trainable')} {rep['params']['trainable']:,} "
              f"({rep['params']['method']})",
-             f"{w('memory')} ({m['dtype']}, {w('zero')} {m['zero_stage']}):"]
+             f"{w('memory')} ({m['dtype']}" + (f", QLoRA {m['weights_dtype']}" if "bit" in m["weights_dtype"] else "")
+             + f", {w('zero')} {m['zero_stage']}):"]
     for k, v in m["parts"].items():
         lines.append(f"  {w(k):<18} {_gb(v)}")
     verdict = w("fits") if rep["fits"] else w("nofit")

@@ -265,6 +265,8 @@ W: dict[str, dict[str, str]] = {
                      "zh": "bf16 混合精度让激活（以及 LoRA 的基座权重）减半"},
     "est_adv_zero3": {"en": "shard weights, gradients and optimizer states over the GPUs with ZeRO-3",
                       "zh": "用 ZeRO-3 把权重、梯度和优化器状态切分到各个 GPU"},
+    "est_adv_qlora": {"en": "QLoRA: load the frozen base in 4 bits (its linear weights at about an eighth of their fp32 size)",
+                      "zh": "QLoRA：以 4 比特加载冻结的基座（约为 fp32 权重的八分之一）"},
     # ================================================================ the dataset inspector (inspector.py)
     "ins_samples": {"en": "Samples", "zh": "样本"}, "ins_read": {"en": "read", "zh": "读取"},
     "ins_kept": {"en": "kept", "zh": "保留"}, "ins_dropped": {"en": "dropped", "zh": "丢弃"},

@@ -255,6 +255,34 @@ def _refuse_reward_model(path: str, adapters: list[Path]) -> None:
                         "answers and cannot generate text. Use the causal LM it was trained from.")
 
 
+def _quantization(args: Any, trainable: bool, dtype, reward_head: bool, extra: dict) -> bool:
+    """QLoRA: put a BitsAndBytesConfig (and the device the quantized weights live on) into the from_pretrained
+    keywords when quantization_bit is set for training. Inference loads the base unquantized: a QLoRA adapter is a
+    plain LoRA adapter."""
+    bits = _get(args, "quantization_bit")
+    if not bits:
+        return False
+    if not trainable:
+        log.info("quantization_bit=%s applies to training only: the base loads unquantized (%s)", bits,
+                 str(dtype).replace("torch.", ""))
+        return False
+    import os
+
+    import torch
+
+    from ..args import values_of
+    from .quantize import bnb_config, check
+    check(values_of(args))  # the same refusal as validation, for callers that never validated
+    extra["quantization_config"] = bnb_config(values_of(args), dtype, reward_head)
+    extra["device_map"] = {"": f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available()
+                           else "cpu"}
+    log.info("QLoRA: base weights in %s bits (%s), compute in %s", bits,
+             "int8" if int(bits) == 8 else _get(args, "quantization_type", "nf4")
+             + (" + double quantization" if _get(args, "double_quantization", True) else ""),
+             str(dtype).replace("torch.", ""))
+    return True
+
+
 def load_model(args: Any, trainable: bool = False, device: str | None = None, dtype=None,
                reward_head: bool = False):
     """Base model (+ adapters). Inference: adapters merged, eval mode, no grad, on CUDA when available.
@@ -286,6 +314,7 @@ def load_model(args: Any, trainable: bool = False, device: str | None = None, dt
         if reward_head:  # with a config given, its fields travel on the config, not as keywords
             config.num_labels = extra.pop("num_labels")
         extra["config"] = config
+    quantized = _quantization(args, trainable, dtype, reward_head, extra)
     try:
         model = auto.from_pretrained(path, dtype=dtype, trust_remote_code=trust,
                                      attn_implementation=_attn_implementation(args), **extra)
@@ -302,8 +331,12 @@ def load_model(args: Any, trainable: bool = False, device: str | None = None, dt
             raise UserError(f"{path}: could not load the model: {e}") from None
     except OSError as e:
         raise UserError(f"{path}: could not load the model: {e}") from None
-    if device != "cpu":
+    if device != "cpu" and not quantized:  # a bitsandbytes model is placed by its device_map and cannot move
         model.to(device)
+    if quantized:
+        from peft import prepare_model_for_kbit_training
+        # frozen base, norms and embeddings in fp32, input grads on; gradient checkpointing is engine.train.methods'
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
     if adapters:
         continue_training = trainable and _get(args, "finetuning_type", "lora") == "lora"
@@ -328,6 +361,8 @@ def count_parameters(model) -> tuple[int, int]:
         n = p.numel()
         if hasattr(p, "ds_numel"):  # DeepSpeed ZeRO-3 keeps a placeholder tensor
             n = p.ds_numel
+        elif type(p).__name__ == "Params4bit":  # QLoRA: two 4-bit weights per stored byte
+            n *= 2
         total += n
         if p.requires_grad:
             trainable += n

@@ -107,7 +107,8 @@ def apply_method(model, args):
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    total = sum(p.numel() * (2 if type(p).__name__ == "Params4bit" else 1)  # 4-bit: two weights per stored byte
+                for p in model.parameters())
     log.info("trainable params: %s / %s (%.4f%%) with %s", f"{trainable:,}", f"{total:,}",
              100 * trainable / max(total, 1), method)
     return model
