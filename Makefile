@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 MODEL  := models/SmolLM2-135M-Instruct/.tuneboard_provisioned.json
 PYTEST_ARGS ?=
+# The suite runs in this many pytest-xdist workers, a test file per worker at a time (`TEST_WORKERS=0`: one process).
+TEST_WORKERS ?= 2
 
 .PHONY: run test setup model browser bench clean-cache help reference-templates
 
@@ -59,7 +61,7 @@ run: setup
 	$(PY) app.py
 
 test: setup browser reference-templates
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) bench/train_throughput.py

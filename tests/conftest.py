@@ -14,6 +14,10 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one xdist worker per core: one torch thread each (inherited by the runs they spawn), or
+    # two workers' thread pools fight over the same cores and the suite gets slower, not faster.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 from modelkit import build_lora_adapter, build_tiny_model, train_identity_adapter  # noqa: E402,F401
