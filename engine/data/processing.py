@@ -153,9 +153,10 @@ def kto_batch(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
 
 def rm_batch(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
     out: dict[str, list] = {"chosen_ids": [], "rejected_ids": [], LEN: [], TRUNC: [], TOKENS: []}
-    for system, messages, chosen, rejected in zip(batch["system"], batch["messages"], batch["chosen"],
-                                                  batch["rejected"]):
-        prompt = template.render(messages, system or None)
+    tools = batch.get("tools") or [None] * len(batch["messages"])
+    for system, messages, chosen, rejected, tl in zip(batch["system"], batch["messages"], batch["chosen"],
+                                                      batch["rejected"], tools):
+        prompt = template.render(messages, system or None, tools=tl or None)  # as dpo_batch: the same pairs
         c = tokenizer.encode(template.render_response(chosen), add_special_tokens=False)
         r = tokenizer.encode(template.render_response(rejected), add_special_tokens=False)
         _, p_ids, lp = _fit_prompt(tokenizer, prompt, max(len(c), len(r)), cutoff_len)
