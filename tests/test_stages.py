@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.args import BY_NAME
+from engine.config import load_config
 from engine.data import processing as P
 from engine.data.converters import KINDS
 from engine.data.templates import get_template
@@ -86,6 +87,7 @@ RECORDS = {  # one standard record of each kind (engine.data.converters)
     "sft": {"system": "", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]},
     "dpo": {"system": "", "messages": [{"role": "user", "content": "Hi"}], "chosen": "Hello.", "rejected": "No."},
     "kto": {"system": "", "messages": [{"role": "user", "content": "Hi"}], "completion": "Hello.", "label": True},
+    "prompt": {"system": "", "messages": [{"role": "user", "content": "What is 1 + 1?"}], "answer": "2"},
 }
 
 
@@ -107,8 +109,10 @@ def test_each_record_encodes_marks_and_measures_its_kind_of_data(name, tok):
     assert st["kept"] == 3 and st["truncated"] == 0
     assert st["rows"] == (1 if name == "pt" else 3)  # pt: the texts' token stream in cutoff_len blocks
     from datasets import Dataset
-    lengths, longest = s.lengths(Dataset.from_dict(data), st, 64)
-    assert len(lengths) == st["rows"] and 0 < longest <= 64
+    ns = load_config(None, {"cutoff_len": "64"}, finalize=False)
+    lengths, longest = s.lengths(Dataset.from_dict(data), st, ns)
+    sampled = ns.max_completion_length if s.sampled else 0  # grpo: a prompt and the completion sampled for it
+    assert len(lengths) == st["rows"] and sampled < longest <= 64 + sampled
     spans = s.mark(rows[0], tok, tpl, opts)
     assert spans and any(kind is not None for _, kind in spans)
     assert P.mark_trained(rows[0], name, tok, tpl, {"cutoff_len": 64}) == spans
