@@ -20,6 +20,7 @@ RUNNING_LOG = "running.log"
 CONFIG = "training_args.yaml"
 STATS = "dataset_stats.json"
 RESULTS = "all_results.json"
+COMPLETIONS = "completions.jsonl"  # reward runs (grpo): a few prompts with their sampled completions, per log step
 COMPLETE = ".tuneboard_complete"  # written into a checkpoint once it is fully on disk
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 FINAL_STATES = ("finished", "failed", "aborted")
@@ -44,29 +45,54 @@ def read_status(output_dir: str | Path) -> dict | None:
         return None
 
 
-def read_log(output_dir: str | Path) -> list[dict]:
-    """trainer_log.jsonl as a list; a half-written last line (a run still writing) is skipped."""
+def _jsonl(path: Path) -> list[dict]:
     out = []
     try:
-        with open(Path(output_dir) / LOG, encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             for line in f:
                 try:
                     out.append(json.loads(line))
-                except ValueError:
+                except ValueError:  # a half-written last line (a run still writing)
                     continue
     except OSError:
         pass
     return out
 
 
+def read_log(output_dir: str | Path) -> list[dict]:
+    """trainer_log.jsonl as a list; a half-written last line (a run still writing) is skipped."""
+    return _jsonl(Path(output_dir) / LOG)
+
+
 def truncate_log(output_dir: str | Path, last_step: int) -> None:
-    """On resume: drop log lines after the checkpoint's step so the curve has no duplicates."""
-    path = Path(output_dir) / LOG
-    if not path.exists():
-        return
-    keep = [json.dumps(r, ensure_ascii=False) for r in read_log(output_dir) if r.get("step", 0) <= last_step]
+    """On resume: drop log lines (and logged completions) after the checkpoint's step so nothing is there twice."""
     from ..utils import atomic_write_text
-    atomic_write_text(path, "".join(line + "\n" for line in keep))
+    for name in (LOG, COMPLETIONS):
+        path = Path(output_dir) / name
+        if not path.exists():
+            continue
+        keep = [json.dumps(r, ensure_ascii=False) for r in _jsonl(path) if r.get("step", 0) <= last_step]
+        atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
+def read_completions(output_dir: str | Path, max_bytes: int = 1_000_000) -> dict | None:
+    """The last completions table a reward run logged: {"step", "rows": [{"prompt", "completion", "rewards",
+    "advantage"}]}; None when there is none. Reads only the end of the file."""
+    try:
+        with open(Path(output_dir) / COMPLETIONS, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_bytes))
+            lines = f.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("rows"), list):
+            return entry
+    return None
 
 
 def _is_complete(ckpt: Path) -> bool:
@@ -133,7 +159,7 @@ def clear_run(output_dir: str | Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
     for p in root.glob("runs/*/events.out.tfevents.*"):  # report_to=tensorboard: the old curves would mix in
         p.unlink(missing_ok=True)
-    for pattern in (LOG, RESULTS, STATUS, STATS, RUNNING_LOG, "train_results.json", "eval_results.json",
+    for pattern in (LOG, RESULTS, STATUS, STATS, RUNNING_LOG, COMPLETIONS, "train_results.json", "eval_results.json",
                     "trainer_state.json", "adapter_config.json", "adapter_model.safetensors", "model*.safetensors",
                     "model.safetensors.index.json", "training_*.png", "README.md"):
         for p in root.glob(pattern):
