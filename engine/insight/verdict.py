@@ -31,10 +31,12 @@ from pathlib import Path
 from ..args import BY_NAME
 from ..train.stages import STAGES
 from . import facts as F
+from . import rewards as R
 from .runlog import Run, read_run
 from .words import t
 
-VERDICTS = ("healthy", "undertrained", "overfitting", "diverging", "not_learning", "data_problem", "capacity_limit")
+VERDICTS = ("healthy", "undertrained", "overfitting", "diverging", "not_learning", "data_problem", "capacity_limit",
+            "reward_hacking")
 
 # Thresholds, in one place so the reasoning can be read against them. The curve rules are relative to the run's
 # own curve (its total drop, its noise, its learning-rate schedule), not to our logging or eval defaults, so runs
@@ -267,8 +269,12 @@ def _lower_lr(cfg: dict, factor: float) -> dict:
     return {"learning_rate": float(f"{cfg['learning_rate'] * factor:.3g}")}
 
 
-def _advise(verdict: str, reason: str, f: dict, cfg: dict, tpl: dict | None, has_eval: bool) -> list[dict]:
+def _advise(verdict: str, reason: str, f: dict, cfg: dict, tpl: dict | None, has_eval: bool,
+            reward_run: bool = False) -> list[dict]:
     a = _Advice(cfg)
+    if reward_run and verdict != "data_problem":
+        R.advise(a, verdict, reason, f, cfg, _steps_or_epochs)
+        return [{"why": x["why"], "why_zh": x["why_zh"], "change": x["change"], "key": x["key"]} for x in a.items]
     method = cfg.get("finetuning_type", "lora")
     lr = cfg["learning_rate"]
     if verdict == "data_problem":
@@ -385,6 +391,11 @@ def diagnose(run: Run | str | Path) -> dict:
     checks = [("data_problem", _is_data_problem), ("diverging", _is_diverging), ("not_learning", _is_not_learning),
               ("overfitting", _is_overfitting), ("capacity_limit", _is_capacity_limit),
               ("undertrained", _is_undertrained)]
+    reward_run = R.is_reward_run(run)
+    if reward_run:  # GRPO: the reward curve says what the loss (a surrogate, about 0) cannot (engine.insight.rewards)
+        f.update(R.facts(run, cfg))
+        checks = [("data_problem", _is_data_problem), ("diverging", lambda f, c: "nonfinite" if
+                                                      f.get("nonfinite_steps") else None)] + R.CHECKS
     verdict = None
     reasons: dict[str, str] = {}
     for name, check in checks:
@@ -393,6 +404,8 @@ def diagnose(run: Run | str | Path) -> dict:
             reasons[name] = why
             if verdict is None:
                 verdict = name
+    if verdict is None and reward_run:
+        verdict, reasons["healthy"] = "healthy", R.HEALTHY
     if verdict is None:
         if f.get("train_points"):
             verdict, reasons["healthy"] = "healthy", "learned"
@@ -414,7 +427,7 @@ def diagnose(run: Run | str | Path) -> dict:
         "summary_zh": t(f"sum_{reasons[verdict]}", "zh", **_fmt(f, cfg)),
         "evidence": {k: _json_safe(v) for k, v in f.items()
                      if v is not None and k not in ("data_error", "cut_error", "no_trained_tokens", "eval_rose")},
-        "advice": _advise(verdict, reasons[verdict], f, cfg, tpl, has_eval),
+        "advice": _advise(verdict, reasons[verdict], f, cfg, tpl, has_eval, reward_run),
         "best_checkpoint": best,
         "findings": findings,
         "notes": notes,
@@ -441,6 +454,7 @@ def _fmt(f: dict, cfg: dict) -> dict:
     out["eval_last_or_na"] = f.get("eval_last", "n/a")
     out["error_tail"] = f": {f['error']}" if f.get("error") else ""
     out["recent_lr_pct"] = F.rounded(100 * f["recent_lr_ratio"], 2) if f.get("recent_lr_ratio") is not None else "?"
+    out["zero_signal_pct"] = F.rounded(100 * f["zero_signal_share"], 3) if f.get("zero_signal_share") is not None else "?"
     return out
 
 
