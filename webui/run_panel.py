@@ -12,6 +12,7 @@ from typing import Callable
 import gradio as gr
 
 from engine import runs
+from engine.train import rundir
 from engine.config import ConfigError
 from engine.utils import UserError
 
@@ -30,6 +31,8 @@ class RunPanel:
     progress: gr.HTML
     log: gr.Textbox
     plot: gr.Plot | None
+    reward_plot: gr.Plot | None    # reward runs (grpo): reward, KL, completion length; hidden until one logs a reward
+    completions: gr.HTML | None    # ... and the completions it sampled at its last logging step
     result: gr.Markdown
     result_parts: gr.State
     start: gr.Button
@@ -58,9 +61,15 @@ def build_panel(page: Page, command: str, scope: str, start_key: str, plot: bool
         if plot:
             fig = page.add(f"{scope}.plot", gr.Plot(label=t("loss_plot", lang), elem_id=f"{scope}-plot", scale=1,
                                                     format="png"), label="loss_plot")
+    reward_fig = completions = None
+    if plot:
+        reward_fig = page.add(f"{scope}.reward_plot", gr.Plot(label=t("reward_plot", lang), format="png",
+                                                              elem_id=f"{scope}-reward-plot", visible=False),
+                              label="reward_plot")
+        completions = gr.HTML("", elem_id=f"{scope}-completions", visible=False)
     result, result_parts = page.message(f"{scope}.result")
-    return RunPanel(command, scope, status, progress, log, fig, result, result_parts, start, abort, message,
-                    message_parts, gr.State(None), gr.State({}))
+    return RunPanel(command, scope, status, progress, log, fig, reward_fig, completions, result, result_parts, start,
+                    abort, message, message_parts, gr.State(None), gr.State({}))
 
 
 def result_parts(run: runs.Run, status: dict) -> list:
@@ -169,9 +178,9 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
     panel.abort.click(abort, [panel.run_id, lang_c], [panel.message_parts, panel.message], show_progress="minimal")
 
     end_inputs, end_outputs, on_end_fn = on_end if on_end else ([], [], None)
+    plots = [c for c in (panel.plot, panel.reward_plot, panel.completions) if c is not None]
     tick_outputs = [panel.status, panel.progress, panel.log, panel.result, panel.result_parts, panel.start,
-                    panel.abort, panel.run_id, panel.seen] + ([panel.plot] if panel.plot is not None else []) \
-        + list(end_outputs)
+                    panel.abort, panel.run_id, panel.seen] + plots + list(end_outputs)
 
     def tick(run_id, seen, lang, *end_args):
         run = runs.active_run(saves, panel.command) or runs.get_run(run_id, saves) \
@@ -185,7 +194,7 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
             out = [monitor.status_md(None, lang), monitor.progress_html(None, None, lang), "", "", [],
                    gr.update(interactive=True), gr.update(interactive=False), None, key]
             if panel.plot is not None:
-                out.append(None)
+                out += [None, gr.update(value=None, visible=False), gr.update(value="", visible=False)]
             return out + [skip] * n_end
         st = run.status()
         prog = run.progress()
@@ -208,6 +217,12 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
         if panel.plot is not None:
             changed = not same_run or seen.get("n") != len(recs) or seen.get("lang") != lang
             out.append(monitor.loss_figure(recs, lang) if changed else skip)
+            if changed:  # a reward run (grpo) also has its reward curves and sampled completions
+                rfig = monitor.reward_figure(recs, lang)
+                table = monitor.completions_html(rundir.read_completions(run.output), lang)
+                out += [gr.update(value=rfig, visible=rfig is not None), gr.update(value=table, visible=bool(table))]
+            else:
+                out += [skip, skip]
         just_ended = same_run and seen.get("state") == "running" and not running
         if on_end_fn is not None and (just_ended or not same_run):
             out += list(on_end_fn(*end_args))
