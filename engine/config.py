@@ -247,6 +247,10 @@ def validate(ns: Namespace, command: str = "train") -> None:
         v["packing"] = True
     if v["bf16"] and v["fp16"]:
         raise ConfigError("bf16 and fp16: choose one of them, not both.", "bf16")
+    for flag in ("bf16", "fp16"):  # LLaMA-Factory's names for two values of precision: one value, not two
+        if v[flag] and v["precision"] not in ("auto", flag):
+            raise ConfigError(f"{flag}: true asks for precision={flag}, but precision is {v['precision']}; keep one "
+                              "of them.", "precision")
     if v["lora_alpha"] is None:
         v["lora_alpha"] = 2 * v["lora_rank"]
     if command == "train":

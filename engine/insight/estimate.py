@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 from ..config import load_config
+from ..precision import choose, flags
 from ..utils import UserError
 from .words import t
 
@@ -211,6 +212,8 @@ def memory(ns, p: dict, longest: int, device: str) -> dict:
             + p["trainable"] * 4  # peft's k-bit preparation puts the rest (embeddings, norms) in fp32
     else:
         weights = frozen * (2 if half_load else 4) + p["trainable"] * 4
+    if (ns.bf16 or ns.fp16) and not half_load and not bits:  # autocast keeps half copies of the fp32 weights
+        weights += p["total"] * 2
     grads = 4 * p["trainable"]
     optim = _optimizer_bytes(ns, p)
     if uses_reference(ns) and ns.finetuning_type != "lora":
@@ -226,6 +229,9 @@ def memory(ns, p: dict, longest: int, device: str) -> dict:
         act = tokens * act_bytes * per_layer * p["grad_layers"]
     if fused_lm_head(ns):  # trl projects in tiles of 4096 tokens x 32768 vocabulary entries, never all logits
         logits = min(tokens, 4096) * min(p["vocab"], 32768) * 4
+    elif chunked_lm_head(ns):  # engine.train.lmloss: one chunk of logits (fp32) and its gradient at a time
+        from ..train.lmloss import CHUNK_ELEMENTS
+        logits = min(tokens * p["vocab"], CHUNK_ELEMENTS) * (4 + act_bytes)
     else:
         logits = 3 * tokens * p["vocab"] * 4
     activations = act + logits
@@ -276,6 +282,12 @@ def fused_lm_head(ns) -> bool:
     return uses_reference(ns)
 
 
+def chunked_lm_head(ns) -> bool:
+    """pt / sft in one process take the loss through engine.train.lmloss (chunks of logits, never all of them);
+    under DDP / DeepSpeed / FSDP the stock loss builds the full logits."""
+    return ns.stage in ("pt", "sft") and world_size(ns) == 1 and not ns.deepspeed and not getattr(ns, "fsdp", None)
+
+
 def device_memory() -> dict:
     """{"device", "name", "total", "available"} of one device (bytes)."""
     import psutil
@@ -284,11 +296,14 @@ def device_memory() -> dict:
         if torch.cuda.is_available():
             free, total = torch.cuda.mem_get_info(0)
             return {"device": "cuda", "name": torch.cuda.get_device_name(0), "total": int(total),
-                    "available": int(free), "count": torch.cuda.device_count()}
+                    "available": int(free), "count": torch.cuda.device_count(),
+                    "bf16": bool(torch.cuda.is_bf16_supported())}
     except Exception:  # no usable CUDA: judge against host memory
         pass
+    from ..utils import cpu_has_bf16
     vm = psutil.virtual_memory()
-    return {"device": "cpu", "name": "cpu", "total": int(vm.total), "available": int(vm.available), "count": 1}
+    return {"device": "cpu", "name": "cpu", "total": int(vm.total), "available": int(vm.available), "count": 1,
+            "bf16": cpu_has_bf16()}
 
 
 # ---------------------------------------------------------------- time
@@ -332,6 +347,8 @@ def estimate(recipe=None, overrides=(), values: dict | None = None, measure_step
     steps = count_steps(d["rows"], ns)
     p = param_facts(ns)
     dev = device or device_memory()
+    prec = choose(ns, {**dev, "bf16": bool(dev.get("bf16"))})
+    ns.values.update(flags(prec["precision"]))  # what the run will compute in (auto: the hardware's choice)
     mem = memory(ns, p, d["longest"], dev["device"])
     fits = mem["total"] <= FIT_SHARE * dev["total"]
     rep = {
@@ -343,7 +360,7 @@ def estimate(recipe=None, overrides=(), values: dict | None = None, measure_step
         "tokens_per_epoch": d["tokens_per_epoch"], "trained_tokens_per_epoch": d["trained_tokens_per_epoch"],
         "longest_row": d["longest"],
         "params": {"total": p["total"], "trainable": p["trainable"], "method": ns.finetuning_type},
-        "memory": mem, "device": dev, "fits": bool(fits),
+        "memory": mem, "device": dev, "fits": bool(fits), "precision": prec,
         "advice": [] if fits else _fit_advice(ns, mem, dev),
         "time": None,
     }
@@ -360,6 +377,21 @@ def estimate(recipe=None, overrides=(), values: dict | None = None, measure_step
                  total_seconds=round(train_s + eval_s + (m["startup_seconds"] or 0), 1))
         rep["time"] = m
     return rep
+
+
+def needs_checkpointing(ns, longest: int, dev: dict | None = None) -> dict | None:
+    """For a run that left gradient_checkpointing alone: the estimate with and without it when, without it, the run
+    would not fit in the memory free now (90 %); None when it fits (checkpointing only costs time then)."""
+    import copy
+    dev = dev or device_memory()
+    p = param_facts(ns)
+    plain = memory(ns, p, longest, dev["device"])
+    budget = FIT_SHARE * dev["available"]
+    if plain["total"] <= budget:
+        return None
+    ck = copy.deepcopy(ns)
+    ck.values["gradient_checkpointing"] = True
+    return {"without": plain["total"], "with": memory(ck, p, longest, dev["device"])["total"], "budget": int(budget)}
 
 
 def _fit_advice(ns, mem: dict, dev: dict) -> list[dict]:
@@ -412,8 +444,11 @@ def render(rep: dict, lang: str = "en") -> str:
              f"{w('tokens')}: {rep['tokens_per_epoch']:,} ({w('trained')} {rep['trained_tokens_per_epoch']:,})",
              f"{w('params')}: {rep['params']['total']:,}, {w('trainable')} {rep['params']['trainable']:,} "
              f"({rep['params']['method']})",
+             f"{w('precision')}: {rep['precision']['precision']} ({rep['precision']['why_zh' if lang == 'zh' else 'why']})"
+             if rep.get("precision") else "",
              f"{w('memory')} ({m['dtype']}" + (f", QLoRA {m['weights_dtype']}" if "bit" in m["weights_dtype"] else "")
              + f", {w('zero')} {m['zero_stage']}):"]
+    lines = [ln for ln in lines if ln]
     for k, v in m["parts"].items():
         lines.append(f"  {w(k):<18} {_gb(v)}")
     verdict = w("fits") if rep["fits"] else w("nofit")

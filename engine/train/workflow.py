@@ -107,15 +107,15 @@ def prepare_output_dir(ns: Namespace) -> tuple[Path, str | None]:
 
 
 def pick_precision(ns: Namespace) -> dict:
+    """The compute type this run trains in (engine.precision), written back into bf16 / fp16 so the Trainer, the
+    model loader and the logs all read the one choice."""
+    from ..precision import choose, flags
     dev = device_info()
-    bf16, fp16 = ns.bf16, ns.fp16
-    if bf16 and not dev["bf16"]:
-        log.warning("bf16 requested but %s does not support it: training in fp32", dev["name"])
-        bf16 = False
-    if fp16 and dev["device"] == "cpu":
-        log.warning("fp16 is not available on CPU: training in fp32 (bf16=true works on CPUs with AVX512-BF16)")
-        fp16 = False
-    return {"bf16": bf16, "fp16": fp16, "use_cpu": dev["device"] == "cpu", "device": dev}
+    c = choose(ns, dev)
+    if c["precision"] == "fp32" and c["asked"] not in ("auto", "fp32"):
+        log.warning("%s", c["why"])
+    ns.values.update(flags(c["precision"]))
+    return {**flags(c["precision"]), "use_cpu": dev["device"] == "cpu", "device": dev, "why": c["why"]}
 
 
 def report_to(value: str | None) -> list[str]:
@@ -202,6 +202,25 @@ def _mark_aborted(output_dir: Path) -> None:
         rundir.write_status(output_dir, "aborted", error=f"stopped by the user while {st.get('state') or 'starting'}")
 
 
+def _checkpoint_if_needed(ns: Namespace, stats: dict) -> None:
+    """Activation checkpointing costs a recomputed forward: on only where the memory estimate says the run would
+    not fit without it, and only when the recipe left gradient_checkpointing alone."""
+    if ns.gradient_checkpointing or "gradient_checkpointing" in ns.explicit:
+        return
+    from ..insight.estimate import needs_checkpointing
+    longest = min(int(stats.get("max_len") or ns.cutoff_len), ns.cutoff_len)
+    try:
+        need = needs_checkpointing(ns, longest)
+    except Exception as e:  # an estimate that cannot be made must not stop the run
+        log.info("memory estimate unavailable (%s): gradient_checkpointing stays off", e)
+        return
+    if need:
+        ns.gradient_checkpointing = True
+        log.warning("gradient_checkpointing: on, since the estimate (%.2f GB) exceeds the memory free now (%.2f GB); "
+                    "with it: %.2f GB. Set gradient_checkpointing=false to keep it off.",
+                    need["without"] / 2**30, need["budget"] / 2**30, need["with"] / 2**30)
+
+
 def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop) -> dict:
     import torch
     from transformers import set_seed
@@ -214,8 +233,8 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
 
     set_seed(ns.seed)
     prec = pick_precision(ns)
-    log.info("device: %s; precision: %s", prec["device"]["name"],
-             "bf16" if prec["bf16"] else "fp16" if prec["fp16"] else "fp32")
+    log.info("device: %s; precision: %s (%s)", prec["device"]["name"],
+             "bf16" if prec["bf16"] else "fp16" if prec["fp16"] else "fp32", prec["why"])
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     rundir.write_status(output_dir, "preprocessing") if _is_main() else None
@@ -225,6 +244,7 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     if _is_main():
         atomic_write_json(output_dir / rundir.STATS, data.stats)
 
+    _checkpoint_if_needed(ns, data.stats)
     # the arguments come first: with a ZeRO-3 DeepSpeed config they make from_pretrained load the weights
     # already partitioned across the GPUs instead of a full copy per process
     args = training_arguments(ns, prec, ns.stage)
