@@ -343,6 +343,15 @@ ARGS: list[Arg] = [
     A("master_port", "int", 29500, "distributed", "Port of node 0.", "主节点端口。", "主节点端口", min=1, max=65535),
     A("deepspeed", "str", None, "distributed", "DeepSpeed JSON config (see examples/deepspeed/).",
       "DeepSpeed 配置文件（见 examples/deepspeed/）。", "DeepSpeed 配置", nullable=True, hf="deepspeed"),
+    A("fsdp", "str", None, "distributed",
+      "FSDP2 (PyTorch fully_shard, through accelerate): shard the weights, gradients and optimizer states over the "
+      "processes. full_shard: everything sharded, gathered per layer (least memory); shard_grad_op: weights stay "
+      "gathered between forward and backward (faster, more memory); offload: full_shard with the shards kept in host "
+      "memory. Empty = plain data parallel (or DeepSpeed).",
+      "FSDP2（PyTorch fully_shard，经 accelerate）：把权重、梯度和优化器状态切分到各进程。full_shard：全部切分，逐层"
+      "收集（最省内存）；shard_grad_op：前向到反向之间保留完整权重（更快、更占内存）；offload：full_shard 且分片放在"
+      "主机内存。留空为普通数据并行（或 DeepSpeed）。", "FSDP 模式",
+      choices=("full_shard", "shard_grad_op", "offload"), nullable=True, hf="fsdp"),
     # ---- generation (chat / eval / api)
     A("max_new_tokens", "int", 512, "generation", "Maximum tokens generated per answer.",
       "每次回答最多生成的 token 数。", "最大生成长度", min=1, max=1_000_000, commands=(INFER,)),

@@ -296,6 +296,11 @@ def validate(ns: Namespace, command: str = "train") -> None:
         if v.get("extra_args"):
             from .train.extra import check_extra_args
             check_extra_args(ns, v["stage"])
+    if v["fsdp"] and v["deepspeed"]:
+        raise ConfigError("fsdp: FSDP and DeepSpeed both shard the model; choose one of them (fsdp or deepspeed).",
+                          "fsdp")
+    if v["fsdp"] and v["quantization_bit"] is not None:
+        raise ConfigError("fsdp: not available with QLoRA (quantization_bit); remove one of them.", "fsdp")
     if v["deepspeed"] and not Path(v["deepspeed"]).is_file():
         raise ConfigError(f"deepspeed: {v['deepspeed']} does not exist; see examples/deepspeed/ for configs.",
                           "deepspeed")

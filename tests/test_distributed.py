@@ -70,6 +70,49 @@ def test_two_gloo_processes_train_like_one_on_the_same_global_batch(tiny_model, 
     assert json.loads((two / rundir.RESULTS).read_text())["total_steps"] == 4
 
 
+@pytest.mark.parametrize("mode", ["full_shard"])
+def test_fsdp2_two_gloo_processes_train_like_one_on_the_same_global_batch(mode, tiny_model, arith, tmp_path):
+    """fsdp=full_shard: FSDP2 (fully_shard through accelerate) over two gloo processes, each holding half of every
+    weight, gradient and optimizer state, logs the losses one process logs on the same global batch."""
+    common = {"model_name_or_path": str(tiny_model), "template": "chatml", "dataset": "arith",
+              "dataset_dir": str(arith), "cutoff_len": "64", "max_steps": "3", "learning_rate": "1e-3",
+              "logging_steps": "1", "save_steps": "3", "plot_loss": "false", "seed": "7", "finetuning_type": "full",
+              "precision": "fp32"}
+    one = tmp_path / "one"
+    run(load_config(None, {**common, "per_device_train_batch_size": "4", "output_dir": str(one)}))
+    two = tmp_path / "two"
+    argv = [f"{k}={v}" for k, v in common.items()] + [
+        "per_device_train_batch_size=2", "nproc_per_node=2", f"fsdp={mode}", f"master_port={free_port()}",
+        f"output_dir={two}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("LOCAL_RANK", None)
+    proc = subprocess.run([sys.executable, "-m", "engine", "train", *argv], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    log = (two / rundir.RUNNING_LOG).read_text()
+    assert "data parallel: 2 processes, backend gloo, global batch 4" in log and "FSDP2 full_shard" in log
+    import re
+    sharded = re.search(r"FSDP2: (\d+) of (\d+) parameter tensors sharded over 2 processes", log)
+    assert sharded and int(sharded.group(1)) == int(sharded.group(2)) > 0, log[-2000:]
+    a, b = _train_rows(one), _train_rows(two)
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2, 3]
+    for x, y in zip(a, b):
+        assert y["loss"] == pytest.approx(x["loss"], rel=1e-2), (x, y)
+    # the saved model is whole (gathered from the shards), and loads like the one-process one
+    from safetensors.torch import load_file
+    w1, w2 = load_file(str(one / "model.safetensors")), load_file(str(two / "model.safetensors"))
+    assert set(w1) == set(w2)
+    for k in w1:
+        assert w2[k].shape == w1[k].shape
+        assert torch_allclose(w2[k], w1[k]), k
+
+
+def torch_allclose(a, b) -> bool:
+    import torch
+    return bool(torch.allclose(a.float(), b.float(), rtol=1e-2, atol=1e-4))
+
+
 def test_multinode_fields_reach_torchrun_and_the_preview(monkeypatch):
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     ov = {"dataset": "identity", "nproc_per_node": "4", "nnodes": "2", "node_rank": "1", "master_addr": "10.1.2.3",

@@ -26,7 +26,9 @@ full logits; rm's head has one output (no vocabulary-sized logits) and is traine
   runtime      the process itself: Python + torch + transformers + datasets (CPU: ~0.5 GB resident), or the
                CUDA context (~0.5 GB)
 DeepSpeed ZeRO divides optimizer states (stage >= 1), gradients (>= 2) and weights (3) by the number of
-devices; offload_optimizer / offload_param move them to host memory.
+devices; offload_optimizer / offload_param move them to host memory. FSDP2 (`fsdp`) is read as the same stages:
+full_shard = 3, shard_grad_op = 2, offload = 3 with both offloads.
+Precision: the one engine.precision picks for this device (auto: the hardware's native type).
 Time: a real run of a few steps in a subprocess (measure_steps), extrapolated to the whole schedule.
 """
 from __future__ import annotations
@@ -179,6 +181,13 @@ def param_facts(ns) -> dict:
 
 # ---------------------------------------------------------------- memory
 def zero_config(ns) -> dict:
+    """How the states are sharded over the processes, as ZeRO stages: DeepSpeed's config, or the FSDP2 mode
+    (full_shard shards weights, gradients and optimizer states = stage 3; shard_grad_op keeps the weights whole
+    between forward and backward = stage 2; offload = full_shard with the shards in host memory)."""
+    if getattr(ns, "fsdp", None):
+        off = ns.fsdp == "offload"
+        return {"stage": 2 if ns.fsdp == "shard_grad_op" else 3, "offload_optimizer": off, "offload_param": off,
+                "by": "fsdp"}
     if not ns.deepspeed:
         return {"stage": 0, "offload_optimizer": False, "offload_param": False}
     try:
@@ -254,7 +263,7 @@ def memory(ns, p: dict, longest: int, device: str) -> dict:
     parts = {"weights": weights, "gradients": grads, "optimizer": optim, "activations": activations,
              "runtime": runtime}
     return {"parts": {k: int(v) for k, v in parts.items()}, "total": int(sum(parts.values())),
-            "offloaded_to_host": int(host), "zero_stage": z["stage"],
+            "offloaded_to_host": int(host), "zero_stage": z["stage"], "sharded_by": z.get("by", "deepspeed"),
             "dtype": "bf16" if ns.bf16 else "fp16" if ns.fp16 else "fp32",
             "weights_dtype": f"{bits}-bit" if bits else "half" if half_load else "fp32",
             "tokens_per_micro_batch": tokens}
@@ -413,7 +422,7 @@ def _fit_advice(ns, mem: dict, dev: dict) -> list[dict]:
         from ..models.quantize import backend
         if backend()[0]:  # only where bitsandbytes runs: the advice must be a recipe that validates here
             add("qlora", {"quantization_bit": 4})
-    if dev["device"] == "cuda" and mem["zero_stage"] < 3 and (dev.get("count") or 1) > 1:
+    if dev["device"] == "cuda" and mem["zero_stage"] < 3 and (dev.get("count") or 1) > 1 and not ns.fsdp:
         add("zero3", {"deepspeed": "examples/deepspeed/ds_z3_config.json", "nproc_per_node": dev["count"]})
     return out
 
@@ -447,7 +456,8 @@ def render(rep: dict, lang: str = "en") -> str:
              f"{w('precision')}: {rep['precision']['precision']} ({rep['precision']['why_zh' if lang == 'zh' else 'why']})"
              if rep.get("precision") else "",
              f"{w('memory')} ({m['dtype']}" + (f", QLoRA {m['weights_dtype']}" if "bit" in m["weights_dtype"] else "")
-             + f", {w('zero')} {m['zero_stage']}):"]
+             + (f", FSDP2 {w('zero')} {m['zero_stage']}):" if m.get("sharded_by") == "fsdp"
+                else f", {w('zero')} {m['zero_stage']}):")]
     lines = [ln for ln in lines if ln]
     for k, v in m["parts"].items():
         lines.append(f"  {w(k):<18} {_gb(v)}")

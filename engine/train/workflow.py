@@ -131,7 +131,16 @@ CONVERT = {
     "warmup_steps": lambda ns, prec: ns.warmup_steps if ns.warmup_steps > 0 else ns.warmup_ratio,  # <1: a fraction
     "eval_steps": lambda ns, prec: ns.eval_steps if ns.eval_strategy == "steps" else None,
     "report_to": lambda ns, prec: report_to(ns.report_to),
+    "fsdp": lambda ns, prec: bool(ns.fsdp),  # its settings go in fsdp_config (fsdp_config below)
 }
+
+
+def fsdp_config(ns: Namespace) -> dict:
+    """transformers' fsdp_config of an `fsdp` mode: FSDP2, one shard unit per decoder layer (the model's
+    _no_split_modules), the whole state dict gathered on save so checkpoints load anywhere. gradient_checkpointing
+    stays with engine.train.methods, as for every other mode."""
+    return {"version": 2, "reshard_after_forward": ns.fsdp != "shard_grad_op", "cpu_offload": ns.fsdp == "offload",
+            "auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "state_dict_type": "FULL_STATE_DICT"}
 
 
 def schema_fields(ns: Namespace, prec: dict, stage: str) -> dict:
@@ -150,6 +159,8 @@ def training_arguments(ns: Namespace, prec: dict, stage: str):
         ddp_find_unused_parameters=False if ns.finetuning_type != "full" else None,
         disable_tqdm=not sys.stderr.isatty(),
     )
+    if ns.fsdp:
+        fields["fsdp_config"] = fsdp_config(ns)
     fields.update(best_model_args(ns))  # eval_loss picks the best checkpoint; keep it / stop early
     mod = stage_module(stage)
     if hasattr(mod, "trainer_fields"):  # a trl stage: its own fields on top of the shared arguments
@@ -258,16 +269,25 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     callbacks = ([PissaCheckpoints(pissa_dir)] if pissa_dir else []) + [RunLogCallback(str(output_dir)), stop] \
         + early_stopping(ns)
     trainer = stage_module(ns.stage).build_trainer(ns, model, tokenizer, data, args, callbacks)
+    if ns.fsdp:
+        from .fsdp import enable_on_cpu
+        enable_on_cpu(trainer)
     attach_loraplus(trainer, ns)
     if ns.pissa_init:  # every rank: each one reloads the adapter on resume
         follow_residual(trainer)
     if args.world_size > 1 and _is_main():
         import torch.distributed as dist
-        log.info("data parallel: %d processes, backend %s, global batch %d", args.world_size,
+        log.info("data parallel: %d processes, backend %s, global batch %d%s", args.world_size,
                  dist.get_backend() if dist.is_initialized() else "?",
-                 args.world_size * ns.per_device_train_batch_size * ns.gradient_accumulation_steps)
+                 args.world_size * ns.per_device_train_batch_size * ns.gradient_accumulation_steps,
+                 f"; FSDP2 {ns.fsdp}" if ns.fsdp else "")
 
     result = trainer.train(resume_from_checkpoint=resume)
+    if ns.fsdp and _is_main():  # what fully_shard made of the weights: each process holds a shard (a DTensor)
+        from torch.distributed.tensor import DTensor
+        ps = list(trainer.model_wrapped.parameters())
+        log.info("FSDP2: %d of %d parameter tensors sharded over %d processes", sum(isinstance(p, DTensor) for p in ps),
+                 len(ps), args.world_size)
     if _is_main():
         rundir.write_status(output_dir, "saving")
     with stop.deferred():  # an Abort while the result is written waits for it: never half an adapter
