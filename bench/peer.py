@@ -149,7 +149,8 @@ WORKLOADS = {
             "batch": 2, "lr": 1e-4},
 }
 # TuneBoard with every speed lever off: the plain fp32 run whose losses the defaults must match
-REFERENCE = {"precision": "fp32", "packing": "false", "gradient_checkpointing": "false"}
+REFERENCE = {"precision": "fp32", "packing": False, "gradient_checkpointing": False}
+REFERENCE_SFT = {"padding_free": False}  # an sft-only argument
 
 
 def _common(w: dict, data: Path, out: Path) -> dict:
@@ -162,7 +163,7 @@ def _common(w: dict, data: Path, out: Path) -> dict:
 
 def peer_recipe(w: dict, data: Path, out: Path) -> dict:
     r = {**_common(w, data, out), "do_train": True, "do_eval": True, "eval_strategy": "no", "save_strategy": "no",
-         "logging_steps": 1, "plot_loss": False, "overwrite_output_dir": True, "overwrite_cache": True,
+         "logging_steps": 1, "plot_loss": False, "overwrite_cache": True,
          "report_to": "none"}
     if w["finetuning_type"] == "lora":
         r.update(lora_rank=8, lora_target="all")
@@ -175,7 +176,9 @@ def tuneboard_recipe(w: dict, data: Path, out: Path, reference: bool) -> dict:
     r = _common(w, data, out)
     if w["finetuning_type"] == "lora":
         r.update(lora_rank=8, lora_target="all")  # both are the defaults already; said for the reader
-    return {**r, **(REFERENCE if reference else {})}
+    if reference:
+        r.update(REFERENCE, **(REFERENCE_SFT if w["stage"] == "sft" else {}))
+    return r
 
 
 # ---------------------------------------------------------------- running and measuring
