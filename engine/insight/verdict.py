@@ -454,7 +454,8 @@ def _fmt(f: dict, cfg: dict) -> dict:
     out["eval_last_or_na"] = f.get("eval_last", "n/a")
     out["error_tail"] = f": {f['error']}" if f.get("error") else ""
     out["recent_lr_pct"] = F.rounded(100 * f["recent_lr_ratio"], 2) if f.get("recent_lr_ratio") is not None else "?"
-    out["zero_signal_pct"] = F.rounded(100 * f["zero_signal_share"], 3) if f.get("zero_signal_share") is not None else "?"
+    zero = f.get("zero_signal_share")
+    out["zero_signal_pct"] = F.rounded(100 * zero, 3) if zero is not None else "?"
     return out
 
 

@@ -305,8 +305,8 @@ W: dict[str, dict[str, str]] = {
     "verdict_reward_hacking": {"en": "Reward hacking", "zh": "奖励被钻空子"},
     "sum_reward_rising": {"en": "The reward rose: {reward_start} -> {reward_end} (+{reward_rise}, t={reward_rise_t}).",
                           "zh": "奖励在上升：{reward_start} -> {reward_end}（+{reward_rise}，t={reward_rise_t}）。"},
-    "sum_zero_advantage": {"en": "No learning signal: in {zero_signal_pct}% of the groups every completion got the same "
-                                 "reward, so the advantage is zero and the policy does not move (reward "
+    "sum_zero_advantage": {"en": "No learning signal: in {zero_signal_pct}% of the groups every completion got the "
+                                 "same reward, so the advantage is zero and the policy does not move (reward "
                                  "{reward_start} -> {reward_end}).",
                            "zh": "没有学习信号：{zero_signal_pct}% 的组里每个回答得分相同，优势为零，策略不会改变"
                                  "（奖励 {reward_start} -> {reward_end}）。"},
@@ -347,7 +347,8 @@ W: dict[str, dict[str, str]] = {
                         "zh": "放宽奖励，让部分正确也能得分（例如用 answer_last_number 代替 answer_exact，或换更简单的题目）。"},
     "ev_reward_points": {"en": "reward_points", "zh": "奖励记录点数"},
     "ev_reward_start": {"en": "reward_start", "zh": "奖励（开始）"}, "ev_reward_end": {"en": "reward_end", "zh": "奖励（最后）"},
-    "ev_reward_rise": {"en": "reward_rise", "zh": "奖励上升"}, "ev_reward_rise_t": {"en": "reward_rise_t", "zh": "奖励上升 t 值"},
+    "ev_reward_rise": {"en": "reward_rise", "zh": "奖励上升"},
+    "ev_reward_rise_t": {"en": "reward_rise_t", "zh": "奖励上升 t 值"},
     "ev_reward_rising": {"en": "reward_rising", "zh": "奖励上升中"},
     "ev_reward_still_rising": {"en": "reward_still_rising", "zh": "奖励在最后仍上升"},
     "ev_zero_signal_share": {"en": "zero_signal_share", "zh": "无信号组占比"},

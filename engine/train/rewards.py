@@ -179,8 +179,9 @@ def check(v: dict) -> list[str]:
             raise ConfigError(f"reward_weights: {weights} are not all numbers (one per reward function).",
                               "reward_weights") from None
         if len(w) != len(names) or not all(math.isfinite(x) for x in w):
-            raise ConfigError(f"reward_weights: {len(w)} weights for {len(names)} reward functions ({', '.join(names)});"
-                              " give one number per function, in the same order.", "reward_weights")
+            raise ConfigError(f"reward_weights: {len(w)} weights for {len(names)} reward functions "
+                              f"({', '.join(names)}); give one number per function, in the same order.",
+                              "reward_weights")
     if "format" in names:
         try:
             re.compile(v["reward_format_regex"])

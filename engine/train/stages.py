@@ -46,7 +46,7 @@ class Stage:
     mark: Callable                   # processing: one record -> [(text, kind)], what the previews show
     lengths: Callable                # processing: (train dataset, stats, ns) -> (tokens per row, longest)
     target: Callable | None = None   # processing: one record -> (its prompt, the one answer it teaches) or None,
-    #                                  for the inspector's conflicting answers; None where a prompt has several by design
+    #                                  for the inspector's conflicting answers; None: a prompt has several by design
     packs: bool = False              # packing applies
     shuffles: bool = False           # finish reorders the rows with the seed (so the seed is part of the cache key)
     reward_head: bool = False        # the model gets a one-output score head instead of its LM head
