@@ -286,3 +286,34 @@ def test_resume_continues_the_run_and_its_completions(digit_model, tmp_path):
     assert steps == [1, 2, 3] and rundir.read_status(out)["state"] == "finished"
     with pytest.raises(UserError, match="2 prompt\\(s\\), but one GRPO step samples 4 prompts"):
         _run(grpo_values(model, data, tmp_path / "few", max_steps=1, num_generations=4))
+
+
+def test_abort_of_a_spawned_run_keeps_a_checkpoint_and_a_page_reattaches(digit_model, tmp_path, monkeypatch):
+    """As the web UI starts it: its own process group; Abort saves at the step it is on and leaves no process."""
+    import psutil
+    from engine import runs
+    from helpers import wait_for
+    saves = tmp_path / "saves"
+    monkeypatch.setenv(runs.SAVES_ENV, str(saves))
+    model, data = digit_model
+    out = tmp_path / "long"
+    run = runs.spawn("train", grpo_values(model, data, out, max_steps=5000, num_generations=4,
+                                          per_device_train_batch_size=8), saves)
+    try:
+        wait_for(lambda: run.progress()["step"] >= 2 or run.status()["state"] != "running", 300, "step 2")
+        assert run.status()["state"] == "running", run.tail()
+        pids = {p.pid for p in run.processes()}
+        assert run.abort() is True
+    finally:
+        for r in runs.all_runs(saves):
+            r.abort(grace=2)
+    assert all(not psutil.pid_exists(p) or psutil.Process(p).status() == psutil.STATUS_ZOMBIE for p in pids)
+    wait_for(lambda: run.status()["state"] != "running", 30, "the record to settle")
+    assert run.status()["state"] == "aborted"
+    ckpt = runs.checkpoints(out)[-1]
+    step = runs.rundir.checkpoint_step(ckpt)
+    assert step >= 2 and (ckpt / "model.safetensors").is_file()
+    # a page loaded now finds the run, its reward curve and its completions
+    again = runs.latest_run(saves, "train")
+    assert again.id == run.id and [r["step"] for r in again.log_records() if "reward" in r][:2] == [1, 2]
+    assert runs.rundir.read_completions(again.output)["step"] >= 2
