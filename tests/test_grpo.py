@@ -233,6 +233,13 @@ def test_the_reward_rises_only_by_learning(digit_model, tmp_path):
                for r in table["rows"])
     steps = [json.loads(line)["step"] for line in (out / rundir.COMPLETIONS).read_text().splitlines()]
     assert steps == list(range(1, 15))
+    # what the web UI draws of it: four panels of curves, the table of the last step (each prompt once)
+    from webui import monitor
+    fig = monitor.reward_figure(log)
+    assert [ax.get_title() for ax in fig.axes] == ["Reward", "KL", "completion length (tokens)", "clipped share"]
+    assert monitor.reward_functions(log) == ["answer_exact"] and monitor.reward_figure(log[:0]) is None
+    html = monitor.completions_html(table, "en")
+    assert 'data-step=\'14\'' in html and html.count("tb-completion'") == 16 and html.count("tb-prompt") == 2
     # the doctor reads the reward, not the surrogate loss (about 0): it rose, and the policy went from any digit to
     # one answer per prompt, a KL to the start of nats per token that the doctor calls running away
     rep = diagnose(out)
