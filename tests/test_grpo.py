@@ -284,7 +284,9 @@ def test_resume_continues_the_run_and_its_completions(digit_model, tmp_path):
     from engine.train import rundir
     model, data = digit_model
     out = tmp_path / "resume"
-    small = dict(save_steps=2, num_generations=4, per_device_train_batch_size=8)  # both prompts a step
+    # freeze here (full in the run above, LoRA in the next): both prompts a step
+    small = dict(save_steps=2, num_generations=4, per_device_train_batch_size=8, finetuning_type="freeze",
+                 freeze_trainable_layers=1)
     _run(grpo_values(model, data, out, max_steps=2, **small))
     assert (out / "checkpoint-2").is_dir()
     _run(grpo_values(model, data, out, max_steps=3, resume_from_checkpoint="true", **small))
@@ -305,7 +307,7 @@ def test_abort_of_a_spawned_run_keeps_a_checkpoint_and_a_page_reattaches(digit_m
     model, data = digit_model
     out = tmp_path / "long"
     run = runs.spawn("train", grpo_values(model, data, out, max_steps=5000, num_generations=4,
-                                          per_device_train_batch_size=8), saves)
+                                          per_device_train_batch_size=8, finetuning_type="lora"), saves)
     try:
         wait_for(lambda: run.progress()["step"] >= 2 or run.status()["state"] != "running", 300, "step 2")
         assert run.status()["state"] == "running", run.tail()
@@ -319,7 +321,7 @@ def test_abort_of_a_spawned_run_keeps_a_checkpoint_and_a_page_reattaches(digit_m
     assert run.status()["state"] == "aborted"
     ckpt = runs.checkpoints(out)[-1]
     step = runs.rundir.checkpoint_step(ckpt)
-    assert step >= 2 and (ckpt / "model.safetensors").is_file()
+    assert step >= 2 and (ckpt / "adapter_model.safetensors").is_file()  # LoRA: the reference is the adapter off
     # a page loaded now finds the run, its reward curve and its completions
     again = runs.latest_run(saves, "train")
     assert again.id == run.id and [r["step"] for r in again.log_records() if "reward" in r][:2] == [1, 2]
