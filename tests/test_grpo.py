@@ -245,7 +245,7 @@ def test_the_reward_rises_only_by_learning(digit_model, tmp_path):
     rep = diagnose(out)
     assert rep["evidence"]["reward_rising"] is True and rep["evidence"]["reward_end"] > rep["evidence"]["reward_start"]
     assert (rep["verdict"], rep["reason"]) == ("diverging", "kl_runaway"), rep["evidence"]
-    assert {a["key"] for a in rep["advice"]} == {"lr_down", "beta_up"}
+    assert {a["key"] for a in rep["advice"]} == {"lr_third", "beta_up"}
 
 
 def test_estimate_counts_groups_generation_and_the_reference(digit_model, tmp_path):

@@ -132,3 +132,18 @@ def test_a_trl_grpo_run_of_its_own_is_judged_by_its_reward(tmp_path):
     rep = diagnose(write_reward_run(tmp_path / "trl", "rising", fmt="hf"))
     assert (rep["verdict"], rep["reason"]) == ("healthy", "reward_rising")
     assert rep["evidence"]["reward_rising"] is True and rep["evidence"]["reward_end"] > 0.5
+
+
+def test_every_word_the_reward_rules_use_exists():
+    """As tests/test_insight_words.py does for verdict.py: each reason a rule returns and each advice key."""
+    import ast
+    from engine.insight import rewards as R
+    tree = ast.parse(Path(R.__file__).read_text(encoding="utf-8"))
+    reasons = {n.value.value for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name.startswith("_is_")
+               for n in ast.walk(f) if isinstance(n, ast.Return) and isinstance(getattr(n.value, "value", None), str)}
+    advice = {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
+              and getattr(n.func, "attr", None) == "add" and n.args and isinstance(n.args[0], ast.Constant)}
+    assert reasons >= {"kl_runaway", "format_only", "length_bound", "empty_completions", "zero_advantage"}
+    assert all(f"sum_{r}" in W for r in reasons | {R.HEALTHY}), reasons
+    assert advice and all(f"adv_{k}" in W for k in advice), advice
+    assert {v for v, _ in R.CHECKS} <= set(VERDICTS)

@@ -152,7 +152,7 @@ HEALTHY = "reward_rising"  # what verdict.diagnose says of a reward run none of 
 def advise(a, verdict: str, reason: str, f: dict, cfg: dict, steps_or_epochs) -> None:
     lr = cfg["learning_rate"]
     if reason == "kl_runaway":
-        a.add("lr_down", {"learning_rate": float(f"{lr * 0.3:.3g}")}, lr=lr)
+        a.add("lr_third", {"learning_rate": float(f"{lr * 0.3:.3g}")}, lr=lr)
         beta = cfg.get("grpo_beta") or 0.0
         a.add("beta_up", {"grpo_beta": float(f"{min(100.0, beta * 3 if beta else 0.04):.3g}")}, beta=beta)
     elif reason == "format_only":

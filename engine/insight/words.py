@@ -328,6 +328,7 @@ W: dict[str, dict[str, str]] = {
     "sum_kl_runaway": {"en": "The KL to the starting model runs away: {kl_start} -> {kl_end} nats per token and still "
                              "climbing (t={kl_rise_t}).",
                        "zh": "与初始模型的 KL 失控：{kl_start} -> {kl_end}（每 token 奈特），且仍在上升（t={kl_rise_t}）。"},
+    "adv_lr_third": {"en": "Lower the learning rate to a third (now {lr}).", "zh": "把学习率降到三分之一（当前 {lr}）。"},
     "adv_beta_up": {"en": "Hold the policy nearer the starting model: raise grpo_beta (now {beta}).",
                     "zh": "让策略更贴近初始模型：调大 grpo_beta（当前 {beta}）。"},
     "adv_weigh_answer": {"en": "Weigh the answer reward ({answer}) above {hacked} with reward_weights.",
