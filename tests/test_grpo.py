@@ -263,6 +263,8 @@ def test_estimate_counts_groups_generation_and_the_reference(digit_model, tmp_pa
                          num_train_epochs=1.5, max_steps=-1, grpo_beta=0.0)
     est = E.estimate(values={k: str(v) for k, v in values.items()})
     assert est["steps"]["steps_per_epoch"] == 2 and est["steps"]["total_steps"] == 3  # 5 prompts, 2 per step
+    # every prompt is sampled 4 times a pass: its tokens and up to max_completion_length per completion
+    assert est["trained_tokens_per_epoch"] == 5 * 4 * 3 and est["tokens_per_epoch"] > 5 * 4 * 3
     _run(values)
     st = rundir.read_status(out)
     assert st["step"] == st["total_steps"] == 3

@@ -81,7 +81,7 @@ def data_facts(ns) -> dict:
     if trained is None and stage.sampled:  # grpo: at most max_completion_length per sampled completion
         trained = rows * stage.sampled(ns) * ns.max_completion_length
     return {"stats": data.stats, "rows": rows, "eval_rows": len(data.eval_dataset) if data.eval_dataset else 0,
-            "tokens_per_epoch": int(sum(lengths)), "trained_tokens_per_epoch": int(trained or 0),
+            "tokens_per_epoch": int(sum(lengths)) * (stage.sampled(ns) if stage.sampled else 1), "trained_tokens_per_epoch": int(trained or 0),
             "longest": int(longest), "template": template.name}
 
 
