@@ -17,17 +17,26 @@ from uikit import UI, wait_until
 RUN_WAIT = 300  # s: model load and three sampling steps on a busy 2-core machine
 
 
+def _pick_prompt_set(ui: UI, name: str) -> bool:
+    """Open the dataset list; pick `name` once the list is the stage's (no sft dataset in it)."""
+    page = ui.page
+    page.locator("#train-dataset input").first.click()
+    options = page.locator("[role=listbox] [role=option]")
+    texts = options.all_inner_texts()
+    if name not in texts or "identity" in texts:
+        page.keyboard.press("Escape")
+        return False
+    options.filter(has_text=name).first.click(timeout=3000)
+    page.keyboard.press("Escape")
+    return True
+
+
 def test_grpo_with_two_reward_presets_shows_rewards_and_completions(ui: UI, server):
     page = ui.page
     ui.choose("train-stage", "GRPO")
-    # the dataset list follows the stage: the prompt sets only
-    ui.page.locator("#train-dataset input").first.click()
-    options = page.locator("[role=listbox] [role=option]")
-    wait_until(lambda: options.count() > 0 and "arith_prompts" in options.all_inner_texts(), 30,
-               "the prompt datasets to be offered")
-    assert "identity" not in options.all_inner_texts()
-    page.keyboard.press("Escape")
-    ui.choose("train-dataset", "arith_prompts")
+    # the dataset list follows the stage (the page re-renders it): the prompt sets only, then pick one
+    wait_until(lambda: _pick_prompt_set(ui, "arith_prompts"), 60, "arith_prompts offered without the sft sets")
+    expect(page.locator("#train-dataset")).to_contain_text("arith_prompts")
     ui.accordion("train-group-grpo")
     ui.clear_multiselect("train-reward_funcs")
     ui.choose("train-reward_funcs", "answer_last_number", "length")
