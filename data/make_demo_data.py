@@ -909,12 +909,25 @@ def make_arith():
     return train, test, test_keys
 
 
+def _easy_problem(rng):
+    """A sum of two numbers up to 25: the bundled 135M model gets about a third of such sums right when it samples,
+    so a GRPO run has right and wrong answers to tell apart (two-digit sums it almost never gets)."""
+    a, b = rng.randint(1, 25), rng.randint(1, 25)
+    return ("+", a, b, a + b)
+
+
 def make_arith_prompts(avoid: set) -> list[dict]:
     """Prompts for GRPO with their reference answer (columns.answer): sampled answers are scored against it, nothing
     is trained on it directly. Fresh problems, none of arith_test's."""
     rng = rng_for("arith_prompts")
-    return [{"question": ARITH_INSTRUCTION.format(e=f"{a} {op} {b}"), "answer": str(r)}
-            for op, a, b, r in fresh_arith(rng, avoid, 256)]
+    out = []
+    while len(out) < 160:
+        op, a, b, r = _easy_problem(rng)
+        if arith_key(op, a, b) in avoid:
+            continue
+        avoid.add(arith_key(op, a, b))
+        out.append({"question": ARITH_INSTRUCTION.format(e=f"{a} {op} {b}"), "answer": str(r)})
+    return out
 
 
 def fresh_arith(rng, avoid: set, n: int):

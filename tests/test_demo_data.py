@@ -173,7 +173,7 @@ def test_arith_answers_are_correct(rows):
         m = ARITH.fullmatch(r["question"])
         assert m, r["question"]
         assert r["answer"] == str(ops[m[2]](int(m[1]), int(m[3])))
-    assert len(rows["arith_prompts"]) == len({r["question"] for r in rows["arith_prompts"]}) == 256
+    assert len(rows["arith_prompts"]) == len({r["question"] for r in rows["arith_prompts"]}) == 160
 
 
 def _prompt_keys(entry, data) -> set[str]:
