@@ -318,6 +318,15 @@ ARGS: list[Arg] = [
       "KTO 中非期望回答（kto_tag 为 false）损失的权重。", "非期望样本权重", min=0.0, max=100.0, stages=("kto",),
       hf="undesirable_weight"),
     # ---- distributed
+    A("devices", "list", None, "distributed",
+      "Devices this run trains on: cpu, or GPU indices (0,1 as nvidia-smi numbers them); empty = every device the "
+      "process sees. Sets CUDA_VISIBLE_DEVICES for this run's processes alone.",
+      "本次运行使用的设备：cpu，或 GPU 序号（0,1，与 nvidia-smi 编号一致）；留空为进程可见的全部设备。仅对本次运行的进程设置 "
+      "CUDA_VISIBLE_DEVICES。", "设备", nullable=True,
+      read_by="engine.devices (the run's CUDA_VISIBLE_DEVICES, set by engine.runs and engine.train.launcher)"),
+    A("cpu_threads", "int", None, "distributed", "CPU threads of this run (OMP_NUM_THREADS); empty = every core.",
+      "本次运行的 CPU 线程数（OMP_NUM_THREADS）；留空为全部核心。", "CPU 线程数", min=1, max=4096, nullable=True,
+      read_by="engine.devices (the run's OMP_NUM_THREADS / torch threads)"),
     A("nproc_per_node", "int", 1, "distributed", "Processes (devices) per node; >1 launches torchrun.",
       "每个节点的进程（设备）数；大于 1 时使用 torchrun 启动。", "每节点进程数", min=1, max=1024),
     A("nnodes", "int", 1, "distributed", "Number of nodes.", "节点数量。", "节点数", min=1, max=10000),

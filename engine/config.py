@@ -258,6 +258,9 @@ def validate(ns: Namespace, command: str = "train") -> None:
         if not v["dataset"]:
             raise ConfigError("dataset: no dataset given; name one or more from dataset_info.json "
                               "(for example dataset=identity).", "dataset")
+        if v.get("devices") or v.get("cpu_threads"):  # devices this machine has (nvidia-smi), before any run
+            from .devices import check as check_devices
+            check_devices(v)
         if v["quantization_bit"] is not None:  # QLoRA: refused here, before any model is read, if it cannot run
             from .models.quantize import check
             check(v)
