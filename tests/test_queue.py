@@ -102,7 +102,8 @@ def test_three_queued_runs_second_broken_through_a_killed_ui_and_runner(tiny_mod
     assert items[third]["state"] == "finished", runs.get_run(items[third]["run_id"], saves).tail()
     assert items[second]["state"] == runqueue.SKIPPED and items[second]["run_id"] is None
     assert f"{a} already holds a run" in items[second]["reason"]
-    assert json.loads((b / "all_results.json").read_text())["total_steps"] == 2
+    results = json.loads((b / "all_results.json").read_text())
+    assert results["total_steps"] == 2 and results["peak_tree_rss_mb"] > 0  # the trainer's own recorded peak
     listing = cli("queue", "list", env={runs.SAVES_ENV: str(saves)}).stdout
     assert f"{second}  skipped" in listing and "already holds a run" in listing
     assert "the run queue holds work: its runner started" in (tmp_path / "ui2.log").read_text()
@@ -181,3 +182,41 @@ def test_queue_editing_and_cli_messages(tmp_path, saves):
     assert listing.returncode == 0 and ids[2] in listing.stdout and "runner: not running" in listing.stdout
     for i in ids[1:]:
         runqueue.cancel(i, saves)
+
+
+def test_ui_offers_queue_it_while_busy_carries_devices_and_shows_the_queue_after_a_restart(
+        tmp_path, saves, monkeypatch, bundled_model):
+    from test_webui import call, value
+    from webui.app import create_ui
+    monkeypatch.setenv("TUNEBOARD_ROOTS", str(tmp_path))
+    busy = runs.launch("train", [sys.executable, "-c", "import time; time.sleep(600)"], tmp_path / "busy",
+                       saves=saves)
+    demo = create_ui("en", saves=str(saves))
+    page = demo.page
+    form = {page.w("train", "dataset"): ["identity"], page.w("train", "devices"): ["cpu"],
+            page.w("train", "cpu_threads"): "1"}
+    label, first = page.w("train", "devices").choices[0]
+    assert first == "cpu" and label.startswith("CPU · ")  # the detected CPU is offered, with its cores
+    res = call(demo, page.c("train.start"), overrides=form)
+    assert "already going" in value(res[page.c("train.message")]) and "Queue it" in value(res[page.c("train.message")])
+    assert res[page.c("train.queue")]["visible"] is True
+    res = call(demo, page.c("train.queue"), overrides=form)
+    assert "Queued as" in value(res[page.c("train.message")]), res[page.c("train.message")]
+    (item,) = runqueue.items(saves)
+    assert item["state"] == "queued" and item["values"]["devices"] == ["cpu"] and item["values"]["cpu_threads"] == 1
+    assert "output_dir" not in item["values"]  # named when its turn comes: two queued forms never share a folder
+    wait_for(lambda: runqueue.runner_alive(saves), 10, "the queue's runner")
+    # the command preview and the saved recipe carry the picked devices
+    res = call(demo, page.c("train.preview"), overrides=form)
+    cmd = value(res[page.c("train.command")])
+    assert "devices=cpu" in cmd.split() and "cpu_threads=1" in cmd.split()
+    cfg = tmp_path / "cfg.yaml"
+    call(demo, page.c("train.save"), overrides={**form, page.c("train.config_path"): str(cfg)})
+    assert yaml.safe_load(cfg.read_text())["devices"] == ["cpu"]
+    # a UI built again (a restarted server) shows the same queue, read from disk
+    again = create_ui("en", saves=str(saves))
+    table = again.page.c("queue.table")
+    assert table.value["data"][0][:2] == [item["id"], "queued"]
+    res = call(again, again.page.c("queue.cancel"), overrides={again.page.c("queue.pick"): item["id"]})
+    assert runqueue.get(item["id"], saves)["state"] == "cancelled"
+    assert busy.status()["state"] == "running"  # the queue never touched the run that was going
