@@ -119,6 +119,10 @@ def _wire_load(page: Page, demo) -> None:
     demo.load(datasets(refresh_eval), ein, eout, show_progress="hidden", queue=False)
     demo.load(lambda p, m: gr.update(choices=choices(page.saves, p, m)), a_in, adapter, show_progress="hidden",
               queue=False)
+    dev = page.args.get("train", {}).get("devices")
+    if dev is not None:  # free GPU memory changes while the server runs
+        from engine.devices import choices as device_choices
+        demo.load(lambda: gr.update(choices=device_choices()), None, dev, show_progress="hidden", queue=False)
 
 
 def _wire_use_in_chat(page: Page, button, tabs, chat: dict) -> None:
