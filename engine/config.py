@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from .args import ARGS, BY_NAME, Arg, Namespace
+from .args import ARGS, BY_NAME, STRICT, Arg, Namespace
 from .utils import UserError, get_logger
 
 
@@ -231,6 +231,10 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] | dict 
         arg = BY_NAME.get(key)
         if arg is None:
             raise ConfigError(f"{key}: unknown argument ({source}).{_suggest(key, command)}", key)
+        if command not in arg.commands and (command in STRICT or set(arg.commands) <= set(STRICT)):
+            owner = f"`tuneboard {arg.commands[0]}`" if set(arg.commands) <= set(STRICT) else "other commands"
+            raise ConfigError(f"{key}: not an argument of {command} ({source}); it belongs to {owner}."
+                              f"{_suggest(key, command)}", key)
         v = coerce(arg, value, source)
         check_value(arg, v)
         values[key] = v
