@@ -371,7 +371,7 @@ ARGS: list[Arg] = [
     A("prompt", "str", None, "augment",
       "File with the prompt template; {record} stands for the record as JSON. Empty = the built-in template.",
       "提示词模板文件，{record} 代表 JSON 格式的样本；留空使用内置模板。", "提示词模板文件", nullable=True,
-      commands=(AUGMENT,), read_by="engine.data.augment"),
+      commands=(AUGMENT,), ui=False, read_by="engine.data.augment (the web UI edits the template text itself)"),
     A("output", "str", None, "augment",
       "Name of the new dataset (default <dataset>_aug); an existing dataset is never replaced.",
       "新数据集名称（默认 <数据集>_aug）；已有数据集不会被覆盖。", "新数据集名称", nullable=True, commands=(AUGMENT,),
