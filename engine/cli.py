@@ -54,7 +54,8 @@ COMMANDS: dict[str, Command] = {
     "queue": Command("engine.runqueue:run_cli", "queue training runs: queue add recipe.yaml / list / cancel ID / move",
                      argv="raw"),
     "augment": Command("engine.data.augment:run_cli",
-                       "grow a dataset: N new records per record from an OpenAI-compatible endpoint (key: OPENAI_API_KEY)"),
+                       "grow a dataset: N new records per record from an OpenAI-compatible endpoint "
+                       "(key: OPENAI_API_KEY)"),
     "env": Command("engine.env:print_env", "print versions and devices", argv="none"),
     "version": Command("engine.cli:print_version", "print the TuneBoard version", argv="none"),
 }

@@ -334,7 +334,8 @@ def run_cli(argv: list[str]) -> int:
     if sub == "add":
         path, overrides, flags = split_argv(rest)
         if flags or (path is None and not overrides):
-            raise UserError(f"queue add: give a recipe.yaml and/or key=value overrides{f', not {flags}' if flags else ''}.")
+            extra = f", not {flags}" if flags else ""
+            raise UserError(f"queue add: give a recipe.yaml and/or key=value overrides{extra}.")
         it = add(recipe_values(path, overrides), saves, source=path or "command line")
         started = ensure_runner(saves)
         print(f"queued {it['id']} ({len([x for x in items(saves) if x['state'] == QUEUED])} waiting)"

@@ -10,7 +10,7 @@ import pytest
 from engine import runs
 from engine.data.registry import INFO_FILE, load_dataset_info
 from helpers import wait_for
-from test_augment import KEY, KINDS, StandIn, record
+from test_augment import KEY, StandIn, record
 from test_upload import CASES, sample_files
 from test_webui import call, value
 

@@ -9,6 +9,7 @@ nothing and a stopped job continues when started again. The API key is handed to
 """
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -96,8 +97,9 @@ def build(page: Page) -> dict:
             fmt = page.add("data.format", gr.Dropdown(choices=list(upload.FORMATS), value=upload.FORMATS[0],
                                                       label=t("upload_format", lang), elem_id="data-upload_format",
                                                       scale=1), label="upload_format")
-            mapping = page.add("data.mapping", gr.Textbox(label=t("upload_mapping", lang), elem_id="data-upload_mapping",
-                                                          info=t("upload_mapping_info", lang), scale=3),
+            mapping = page.add("data.mapping", gr.Textbox(label=t("upload_mapping", lang), scale=3,
+                                                          elem_id="data-upload_mapping",
+                                                          info=t("upload_mapping_info", lang)),
                                label="upload_mapping", info="upload_mapping_info")
         with gr.Row():
             name = page.add("data.name", gr.Textbox(label=t("upload_name", lang), elem_id="data-upload_name", scale=2),
@@ -195,7 +197,6 @@ def job_html(prog: augment.Progress | None, lang: str) -> str:
     state = {"running": "running", "finished": "finished", "stopped": "aborted", "failed": "failed"}.get(
         prog.state, "running")
     text = f"{prog.output}: {prog.line()}"
-    import html
     return (f"<div class='tb-progress tb-{state}' data-done='{prog.done}' data-total='{prog.total}' "
             f"data-state='{html.escape(prog.state)}' data-kept='{prog.counts['kept']}'>"
             f"<div class='tb-bar' style='width:{pct:.1f}%'></div>"

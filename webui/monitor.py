@@ -181,7 +181,7 @@ def curves_figure(records: list[dict], lang: str = "en"):
         if key in series:
             s, v = series[key]
             ax.plot(s, v, color=color, marker="o" if len(s) < 20 else None, markersize=3)
-        ax.set_ylabel(key.replace("_", " "), fontsize=8)  # the names in trainer_log.jsonl (the plot's title is translated)
+        ax.set_ylabel(key.replace("_", " "), fontsize=8)  # trainer_log.jsonl's names; the plot's title is translated
         ax.grid(alpha=0.3)
     axes[1].set_xlabel("step")
     fig.tight_layout()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..utils import UserError
 from .converters import Invalid, check_columns, convert_row
-from .readers import EXTS, read_file
+from .readers import read_file
 from .registry import (BACKUP_SUFFIX, INFO_FILE, OPENAI_TAGS, _parse_entry, add_entry, data_kind, dataset_stage,
                        info_lock, load_dataset_info)
 
@@ -70,7 +70,8 @@ def read_upload(path: str | Path, shown_name: str | None = None) -> list[dict]:
                         f"{', '.join(UPLOAD_EXTS)}.")
     size = p.stat().st_size
     if size > max_bytes():
-        raise UserError(f"{name}: {size / (1 << 20):.1f} MiB ({size} bytes) is more than the {limit_text()} an upload may hold; "
+        raise UserError(f"{name}: {size / (1 << 20):.1f} MiB ({size} bytes) is more than the {limit_text()} an upload "
+                        "may hold; "
                         f"copy bigger files into the dataset folder and add them to {INFO_FILE} by hand.")
     try:
         rows = read_file(p)
