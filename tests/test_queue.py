@@ -13,7 +13,7 @@ import psutil
 import pytest
 import yaml
 
-from engine import devices, runqueue, runs
+from engine import devices, runqueue, runs, usage
 from helpers import ROOT, free_port, serving, start_server, stop_group, wait_for
 
 FAKE_SMI = """#!/bin/sh
@@ -127,6 +127,8 @@ def test_disjoint_gpus_run_side_by_side_each_with_its_own_devices(tiny_model, da
     assert envs[on0["id"]]["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
     assert envs[on1["id"]]["CUDA_VISIBLE_DEVICES"] == "1"
     assert envs[on1["id"]].get("OMP_NUM_THREADS") == os.environ.get("OMP_NUM_THREADS")  # not picked: inherited
+    run0 = runs.get_run(runqueue.get(on0["id"], saves)["run_id"], saves)
+    assert [(g["id"], g["used_mb"]) for g in usage.sample(run0)["gpus"]] == [("0", 11920.0)]  # its GPU alone
     cfg = yaml.safe_load((tmp_path / "g0" / "training_args.yaml").read_text())
     assert cfg["devices"] == ["0"] and cfg["cpu_threads"] == 1  # the run's saved recipe carries them
     runqueue.cancel(shared["id"], saves)
@@ -212,6 +214,11 @@ def test_ui_offers_queue_it_while_busy_carries_devices_and_shows_the_queue_after
     cfg = tmp_path / "cfg.yaml"
     call(demo, page.c("train.save"), overrides={**form, page.c("train.config_path"): str(cfg)})
     assert yaml.safe_load(cfg.read_text())["devices"] == ["cpu"]
+    # the run panel's monitor line follows the busy run's process tree
+    tick = next(fn for fn in demo.fns.values() if any(getattr(o, "elem_id", None) == "train-usage" for o in fn.outputs))
+    out = tick.fn(busy.id, {}, "en", str(bundled_model), "lora", [])
+    line = out[[getattr(o, "elem_id", None) for o in tick.outputs].index("train-usage")]
+    assert "(1 processes)" in line and float(line.split("data-rss-mb='")[1].split("'")[0]) > 1
     # a UI built again (a restarted server) shows the same queue, read from disk
     again = create_ui("en", saves=str(saves))
     table = again.page.c("queue.table")
