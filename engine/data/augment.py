@@ -299,6 +299,8 @@ def run(job: Job, key: str | None = None, progress: Callable[[Progress], None] |
         except ValueError:
             return task, BROKEN, _short(reply, 120)
         rows = data if isinstance(data, list) else [data]
+        if not rows:
+            return task, INVALID, "an empty list"
         good = []
         for row in rows:
             if not isinstance(row, dict):
