@@ -217,7 +217,9 @@ def test_ui_offers_queue_it_while_busy_carries_devices_and_shows_the_queue_after
     # the run panel's monitor line follows the busy run's process tree
     tick = next(fn for fn in demo.fns.values() if any(getattr(o, "elem_id", None) == "train-usage" for o in fn.outputs))
     out = tick.fn(busy.id, {}, "en", str(bundled_model), "lora", [])
-    line = out[[getattr(o, "elem_id", None) for o in tick.outputs].index("train-usage")]
+    ids = [getattr(o, "elem_id", None) for o in tick.outputs]
+    line = out[ids.index("train-usage")]
+    assert out[ids.index("train-queue")]["visible"] is True  # Start is disabled while a run goes: Queue it is not
     assert "(1 processes)" in line and float(line.split("data-rss-mb='")[1].split("'")[0]) > 1
     # a UI built again (a restarted server) shows the same queue, read from disk
     again = create_ui("en", saves=str(saves))

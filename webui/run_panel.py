@@ -186,7 +186,8 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
     tick_outputs = [panel.status, panel.progress, panel.log, panel.result, panel.result_parts, panel.start,
                     panel.abort, panel.run_id, panel.seen] + ([panel.plot] if panel.plot is not None else []) \
         + list(end_outputs)
-    extra_outputs = [c for c in (panel.usage, panel.curves) if c is not None]  # the monitor, after the rest
+    # the monitor, the curves and "Queue it" (offered while a run goes: Start is disabled then), after the rest
+    extra_outputs = [c for c in (panel.usage, panel.curves, panel.queue) if c is not None]
     tick_outputs += extra_outputs
 
     def tick(run_id, seen, lang, *end_args):
@@ -202,7 +203,7 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
                    gr.update(interactive=True), gr.update(interactive=False), None, key]
             if panel.plot is not None:
                 out.append(None)
-            return out + [skip] * n_end + _monitor_out(panel, None, [], lang, True)
+            return out + [skip] * n_end + _monitor_out(panel, None, [], lang, True, saves)
         st = run.status()
         prog = run.progress()
         recs = run.log_records() if panel.plot is not None else []
@@ -212,7 +213,8 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
         if seen == key and st["state"] != "running":
             return [skip] * len(tick_outputs)
         if seen == key:  # nothing new in the files; the process's CPU and memory move anyway
-            return [skip] * (len(tick_outputs) - len(extra_outputs)) + _monitor_out(panel, run, recs, lang, False)
+            return [skip] * (len(tick_outputs) - len(extra_outputs)) + _monitor_out(panel, run, recs, lang, False,
+                                                                                    saves)
         same_run = seen.get("run") == run.id
         running = st["state"] == "running"
         parts = result_parts(run, st)
@@ -231,7 +233,8 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
             out += list(on_end_fn(*end_args))
         else:
             out += [skip] * n_end
-        return out + _monitor_out(panel, run, recs, lang, changed if panel.plot is not None else False)
+        return out + _monitor_out(panel, run, recs, lang, changed if panel.plot is not None else False,
+                                 saves)
 
     timer = gr.Timer(TICK_S)
     tick_inputs = [panel.run_id, panel.seen, lang_c] + list(end_inputs)
@@ -243,7 +246,7 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
     return timer
 
 
-def _monitor_out(panel: RunPanel, run, recs: list, lang: str, curves_changed: bool) -> list:
+def _monitor_out(panel: RunPanel, run, recs: list, lang: str, curves_changed: bool, saves) -> list:
     """The monitor line (a running run: sampled now; an ended one: the peaks it recorded) and the curves."""
     out = []
     if panel.usage is not None:
@@ -257,6 +260,9 @@ def _monitor_out(panel: RunPanel, run, recs: list, lang: str, curves_changed: bo
                        else monitor.usage_html(None, lang))
     if panel.curves is not None:
         out.append(monitor.curves_figure(recs, lang) if curves_changed else gr.skip())
+    if panel.queue is not None:
+        alive = run is not None and run.alive()
+        out.append(gr.update(visible=alive or runs.active_run(saves) is not None))
     return out
 
 
@@ -290,8 +296,7 @@ def wire_queue(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Ca
         else:
             waiting = sum(it["state"] == runqueue.QUEUED for it in runqueue.items(page.saves))
             parts = [("queued", {"id": item["id"], "n": waiting})]
-        return {**ups, panel.message_parts: parts, panel.message: render_msg(parts, lang),
-                panel.queue: gr.update(visible=False)}
+        return {**ups, panel.message_parts: parts, panel.message: render_msg(parts, lang)}
 
-    panel.queue.click(queue_it, inputs, page.components(*scopes) | {panel.message, panel.message_parts, panel.queue},
+    panel.queue.click(queue_it, inputs, page.components(*scopes) | {panel.message, panel.message_parts},
                       show_progress="minimal")
