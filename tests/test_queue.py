@@ -78,8 +78,8 @@ def test_three_queued_runs_second_broken_through_a_killed_ui_and_runner(tiny_mod
     try:
         wait_for(serving(ui, f"http://127.0.0.1:{port}/", tmp_path / "ui.log"), 120, "the web UI")
         # the second reuses the first's folder: fine when queued, refused when its turn comes (a run is there)
-        for out in (a, a, b):
-            r = cli("queue", "add", str(path), f"output_dir={out}")
+        for out, steps in ((a, 40), (a, 2), (b, 2)):  # the first runs long enough to kill the UI while it trains
+            r = cli("queue", "add", str(path), f"output_dir={out}", f"max_steps={steps}")
             assert r.returncode == 0 and "queued" in r.stdout, r.stderr
         first, second, third = [it["id"] for it in runqueue.items(saves)]
         wait_for(lambda: runqueue.get(first, saves)["state"] == runqueue.RUNNING, 60, "the first run to start")
