@@ -80,11 +80,12 @@ def get(item_id: str, saves=None) -> dict | None:
 
 # ---------------------------------------------------------------- editing
 def recipe_values(path: str | None, overrides) -> dict:
-    """A recipe YAML plus key=value overrides, as the queue stores them (checked field by field now, the rest
-    when the run's turn comes)."""
+    """A recipe YAML plus key=value overrides, as the queue stores them: checked now as `tuneboard train` checks
+    them; what depends on the moment (the output folder, the data on disk) is checked when the run's turn comes."""
     raw = dict(read_yaml(path)) if path else {}
     raw.update(overrides if isinstance(overrides, dict) else parse_overrides(overrides or ()))
     typed = load_config(None, raw, COMMAND, finalize=False).values  # unknown keys, types, ranges: refused now
+    load_config(None, dict(raw), COMMAND)  # and the cross-field rules (its derived values are not stored)
     return changed(typed, COMMAND)
 
 

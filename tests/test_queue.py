@@ -177,6 +177,8 @@ def test_queue_editing_and_cli_messages(tmp_path, saves):
     env = {runs.SAVES_ENV: str(saves)}
     bad = cli("queue", "add", "dataset=identity", "learning_rat=1", env=env)
     assert bad.returncode == 2 and "learning_rat: unknown argument" in bad.stderr and "learning_rate" in bad.stderr
+    bad = cli("queue", "add", "learning_rate=1e-4", env=env)  # the cross-field rules too: no dataset
+    assert bad.returncode == 2 and "dataset: no dataset given" in bad.stderr
     bad = cli("queue", "cancel", "q-nope", env=env)
     assert bad.returncode == 2 and "no item 'q-nope'" in bad.stderr and ids[1] in bad.stderr
     listing = cli("queue", "list", env=env)
