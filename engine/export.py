@@ -8,6 +8,7 @@ never leaves half a model and never destroys a previous one.
 """
 from __future__ import annotations
 
+import errno
 import json
 import shlex
 import shutil
@@ -119,6 +120,16 @@ def write_safetensors(job: Job, folder: Path) -> Written:
                    facts={"next": f"tuneboard chat model_name_or_path={shlex.quote(str(job.args['export_dir']))}"})
 
 
+def _write_gguf(job: Job, folder: Path) -> Written:
+    from .export_gguf import write
+    return write(job, folder, write_safetensors)
+
+
+def _check_gguf(a: dict, base: str) -> None:
+    from .export_gguf import check
+    check(a, base)
+
+
 @dataclass(frozen=True)
 class Format:
     name: str
@@ -128,6 +139,7 @@ class Format:
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("safetensors", write_safetensors),
+    Format("gguf", _write_gguf, _check_gguf),
 )}
 
 
@@ -193,6 +205,9 @@ def export_model(args: Any, *, max_shard_size: str | int | None = None) -> Path:
     ident = _identity(a, base, adapters)
     _check_target(out, a, adapters, ident)
     fmt.check(a, base)
+    if a.get("export_hub_model_id"):
+        from .hub_upload import check as check_upload
+        check_upload(a)
     if not adapters:
         log.info("no adapter_name_or_path given: re-saving the base model (dtype / shards only)")
 
@@ -221,7 +236,13 @@ def export_model(args: Any, *, max_shard_size: str | int | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     old = None
     try:
-        written = fmt.write(job, tmp)
+        try:
+            written = fmt.write(job, tmp)
+        except Exception as e:  # OSError, or safetensors' own error wrapping one
+            if "No space left" not in str(e) and getattr(e, "errno", None) != errno.ENOSPC:
+                raise
+            raise UserError(f"export_dir: the disk is full ({out.parent}: {e}); free some space and export again. "
+                            "The previous export, if any, is untouched.") from None
         atomic_write_text(tmp / "README.md", _model_card(job, fmt_name, written))
         atomic_write_json(tmp / EXPORT_MARKER, {**ident, "base": base, "adapters": adapters,
                                                 "template": template.name, "dtype": job.dtype,
@@ -241,6 +262,9 @@ def export_model(args: Any, *, max_shard_size: str | int | None = None) -> Path:
     log.info("exported %s in %.0f s", out, time.time() - t0)
     for line in folder_listing(out):
         log.info("  %s", line)
+    if a.get("export_hub_model_id"):
+        from .hub_upload import upload
+        upload(out, a)
     return out
 
 
@@ -261,7 +285,7 @@ def run_cli(path=None, overrides=(), flags=()) -> int:
     from .config import compat_notes, load_config
     args = load_config(path, overrides, command="export")
     for note in compat_notes(args):  # LLaMA-Factory's export keys that mean nothing here
-        log.info("note: %s", note)
+        log.warning("LLaMA-Factory key %s", note)
     out = export_model(args)
     print(f"exported to {out}:")
     for line in folder_listing(out):

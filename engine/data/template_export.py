@@ -220,7 +220,8 @@ def go_template(template) -> str:
     gen = t._generation_suffix()
     user_turn = lambda content: (  # noqa: E731 - a user message or a tool result: one user turn
         "{{ if not $first }}" + t.separator + "{{ end }}" + sys_before
-        + "{{ if $first }}" + user_head + "{{ else }}" + later_head + "{{ end }}" + sys_in + content + user_tail
+        + (user_head if later_head == user_head else "{{ if $first }}" + user_head + "{{ else }}" + later_head
+           + "{{ end }}") + sys_in + content + user_tail
         + ("{{ if eq $i $last }}" + gen + "{{ end }}" if gen else "") + "{{ $first = false }}")
     call = ("{{ range $k, $c := $m.ToolCalls }}{{ if $k }}\n{{ end }}" + CALL_OPEN
             + '\n{"name": "{{ $c.Function.Name }}", "arguments": {{ json $c.Function.Arguments }}}\n'
