@@ -179,17 +179,27 @@ def test_k_quant_with_the_quantizer(tiny_model, tmp_path):
 
 
 def test_a_folder_holding_another_export_is_refused_unless_overwrite(tiny_model, gguf_export, tmp_path):
-    """gguf_export holds a GGUF export of the tiny run; a safetensors export of the bare model is another one."""
+    """gguf_export holds the GGUF of the tiny LoRA run; a GGUF of the bare model (a full run: nothing to merge) is
+    another export. Replaced with overwrite_output_dir, and that GGUF is the full run's weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
     other = tmp_path / "other"
     shutil.copytree(gguf_export, other)
     before = sorted(p.name for p in other.iterdir())
-    args = {"model_name_or_path": str(tiny_model), "export_dir": str(other)}
+    args = {"model_name_or_path": str(tiny_model), "finetuning_type": "full", "export_dir": str(other),
+            "export_format": "gguf", "gguf_type": "f32"}
     with pytest.raises(ConfigError, match="holds another export .gguf export of") as e:
         export_model(args)
     assert "overwrite_output_dir=true" in str(e.value) and e.value.field == "export_dir"
     assert sorted(p.name for p in other.iterdir()) == before
     export_model({**args, "overwrite_output_dir": True})
-    assert (other / "model.safetensors").is_file() and not (other / MODELFILE).exists()
+    assert sorted(p.name for p in other.iterdir()) == [".tuneboard_export.json", MODELFILE, "README.md",
+                                                       "tiny-llama-f32.gguf"]
+    full = AutoModelForCausalLM.from_pretrained(other, gguf_file="tiny-llama-f32.gguf", dtype=torch.float32)
+    ref = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    ids = torch.tensor([[1, 504, 3458, 314, 260]])
+    with torch.no_grad():
+        assert (full(input_ids=ids).logits - ref(input_ids=ids).logits).abs().max().item() < 1e-4
 
 
 def _mount_tmpfs(path: Path, size: str) -> bool:
@@ -311,3 +321,33 @@ def test_every_registry_family_is_supported_by_the_converter():
     assert used - {"chatml"} <= set(FAMILIES), "a registry family without an architecture in this test"
     missing = set(FAMILIES.values()) - set(supported_architectures())
     assert not missing
+
+
+def test_upload_hands_the_folder_privacy_and_token_to_huggingface_hub(tmp_path, monkeypatch):
+    """Our side of the upload (no hub is reachable from the tests): the repository created private with the token,
+    the folder uploaded without the marker; the hub's own behaviour is huggingface_hub's."""
+    import huggingface_hub
+    import engine.hub_upload as hu
+    calls = []
+
+    class Api:
+        def __init__(self, token=None):
+            calls.append(("token", token))
+
+        def create_repo(self, repo, private=None, exist_ok=False):
+            calls.append(("create", repo, private, exist_ok))
+            return f"https://hub.example/{repo}"
+
+        def upload_folder(self, repo_id, folder_path, commit_message, ignore_patterns):
+            calls.append(("upload", repo_id, folder_path, ignore_patterns))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    monkeypatch.setattr(hu, "_reachable", lambda hub: None)
+    monkeypatch.setenv("HF_TOKEN", "hf_FROM_ENV")
+    url = hu.upload(tmp_path, {"export_hub_model_id": "me/tiny"})
+    assert url == "https://hub.example/me/tiny"
+    assert calls == [("token", "hf_FROM_ENV"), ("create", "me/tiny", True, True),
+                     ("upload", "me/tiny", str(tmp_path), [".*"])]
+    calls.clear()
+    hu.upload(tmp_path, {"export_hub_model_id": "me/tiny", "hub_token": "hf_FIELD", "export_hub_private": False})
+    assert calls[:2] == [("token", "hf_FIELD"), ("create", "me/tiny", False, True)]
