@@ -1,10 +1,12 @@
-"""`tuneboard export`: merge LoRA adapter(s) into the base model and save a standalone model folder.
+"""`tuneboard export`: merge LoRA adapter(s) into the base model and write it in one of FORMATS.
 
-The folder loads with plain transformers (AutoModelForCausalLM / AutoTokenizer, no TuneBoard code):
-sharded safetensors, the tokenizer with a chat template that formats prompts as TuneBoard did in
-training, a generation_config that stops at the template's stop words, and a README model card.
-It is written to a temporary sibling folder and moved into place at the end, so a failed export
-never leaves half a model and never destroys a previous one.
+Shared by every format: loading + merging, the chat template (Template.to_jinja written into the tokenizer unless
+its own already builds the same prompts), the generation stop tokens, the README model card, the marker that says
+what the folder holds, and the swap: everything is written to a temporary sibling folder and moved into place at
+the end, so a failed export never leaves half a model and never destroys a previous one. A format is one FORMATS
+entry: a writer that fills the new folder (and a check that refuses bad input before any work). safetensors: the
+folder plain transformers loads; gguf: engine.export_gguf (llama.cpp's converter + an Ollama Modelfile). With
+export_hub_model_id the finished folder is uploaded (engine.hub_upload); a failed upload loses nothing local.
 """
 from __future__ import annotations
 

@@ -178,12 +178,11 @@ def _model_name(job) -> str:
 def _prepare_tokenizer(hf: Path, job) -> None:
     """The scratch folder's tokenizer config as the GGUF should carry it: eos = the template's stop word (when it
     is one token: llama.cpp stops there), add_bos as the template adds bos."""
-    from .data.templates import _single_token_id
     p = hf / "tokenizer_config.json"
     cfg = json.loads(p.read_text(encoding="utf-8"))
     t, tok = job.template, job.tokenizer
     for w in t.stop_words[:1]:
-        if _single_token_id(tok, w) is not None:
+        if len(tok.encode(w, add_special_tokens=False)) == 1:
             cfg["eos_token"] = w
     cfg["add_bos_token"] = bool(t.bos_ids(tok))
     atomic_write_text(p, json.dumps(cfg, ensure_ascii=False, indent=2))
