@@ -57,7 +57,7 @@ def test_dpo_reward_margin_rises(bundled_model, data_dir, tmp_path):
 
 
 PROMPTS = ("Who are you?", "What is the capital of France?", "Give me one tip for sleeping well.")
-Q8_LOGIT_TOL = 1.0  # q8_0 vs the merged fp32 model, max |logit difference| on the next token (measured: see below)
+Q8_LOGIT_TOL = 1.0  # q8_0 vs the merged fp32 model: max |logit difference| on the next token (measured 0.34-0.48)
 
 
 def test_identity_run_exports_to_gguf_and_answers_the_same(bundled_model, identity_adapter, tmp_path):
