@@ -409,8 +409,6 @@ def test_export_tab_previews_the_new_fields_but_never_the_token(tmp_path, monkey
     demo = create_ui("en", saves=str(tmp_path / "saves"))
     page = demo.page
     w = lambda name: page.w("export", name)  # noqa: E731
-    assert w("gguf_type").visible is False  # shown once gguf is picked
-    assert call(demo, w("export_format"), "change", {w("export_format"): "gguf"})[0]["visible"] is True
     ov = {w("export_dir"): str(tmp_path / "out"), w("export_format"): "gguf", w("gguf_type"): "q8_0",
           w("export_hub_model_id"): "me/tiny", w("export_hub_private"): False, w("hub_token"): "hf_SECRET",
           page.w("top", "finetuning_type"): "full"}  # a full run: nothing to merge, no adapter needed

@@ -25,26 +25,21 @@ def prepare_export(raw: dict) -> dict:
 
 
 UPLOAD = ("export_hub_model_id", "export_hub", "export_hub_private", "hub_token")  # under "Upload to a hub"
-GGUF_ONLY = ("gguf_type",)  # shown when export_format is gguf
 
 
 def build(page: Page) -> dict:
     lang = page.lang
     args = widgets.scope_args("export")
-    fmt_on = (page.initial.get("export_format") or "safetensors") == "gguf"
     with gr.Row(equal_height=True):
         for a in args:
             if a.name not in UPLOAD:
-                page.arg(SCOPE, a, **({"visible": fmt_on} if a.name in GGUF_ONLY else {}))
+                page.arg(SCOPE, a)
     with page.add("export.upload", gr.Accordion(t("export_upload", lang), open=False, elem_id="export-upload"),
                   label="export_upload"):
         with gr.Row(equal_height=True):
             for a in args:
                 if a.name in UPLOAD:
                     page.arg(SCOPE, a)
-    fmt = page.w(SCOPE, "export_format")
-    fmt.change(lambda f: [gr.update(visible=f == "gguf") for _ in GGUF_ONLY], fmt,
-               [page.w(SCOPE, n) for n in GGUF_ONLY], show_progress="hidden")
     preview = page.add("export.preview", gr.Button(t("btn_preview", lang), elem_id="export-preview_command"),
                        value="btn_preview")
     command = page.add("export.command", gr.Textbox(label=t("command", lang), lines=2, max_lines=6, interactive=False,
