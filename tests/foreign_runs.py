@@ -79,6 +79,8 @@ def curves(name: str, total: int, steps_per_epoch: int, budget: list[float]):
     if name == "capacity":  # a small drop, then flat at a high loss; train no lower than eval after 3 epochs
         return (lambda s: 2.6 + 0.35 * _exp(s, T / 10), lambda s: 2.63 + 0.33 * _exp(s, T / 10))
     # shapes of short runs (10-40 steps)
+    if name == "healthy_short":  # from ~3 to a plateau by half the lr budget (the identity run of the tests)
+        return (lambda s: 1.2 + 1.8 * _exp(c(s), 1 / 6), lambda s: 1.3 + 1.6 * _exp(c(s), 1 / 6))
     if name == "falling":  # a straight fall to the last step: far from done
         return (lambda s: 3.0 - 1.5 * s / T, lambda s: 3.1 - 1.3 * s / T)
     if name == "rising":  # ends well above its start (too high a learning rate, slowly)

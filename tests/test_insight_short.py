@@ -36,12 +36,15 @@ NO_DATA = "dataset: no usable samples in mine (40 read, 40 skipped: {'no respons
 
 # (id, verdict, reason or reasons (None: any), curve, write_run keywords: SHORT plus these)
 CASES = [
-    ("healthy-30", "healthy", "learned", "healthy", dict(noise=0.08)),
-    ("healthy-2ep-eval5", "healthy", "learned", "healthy", dict(epochs=2, steps_per_epoch=20, eval_every=5)),
-    ("healthy-40-log2", "healthy", "learned", "healthy", dict(steps_per_epoch=40, log_every=2)),
+    ("healthy-30", "healthy", "learned", "healthy_short", dict(noise=0.08)),
+    ("healthy-2ep-eval5", "healthy", "learned", "healthy_short", dict(epochs=2, steps_per_epoch=20, eval_every=5)),
+    ("healthy-40-log2", "healthy", "learned", "healthy_short", dict(steps_per_epoch=40, log_every=2)),
+    ("healthy-20", "healthy", "learned", "healthy_short", dict(steps_per_epoch=20)),
     ("undertrained-falling", "undertrained", ("still_falling", "not_flat"), "falling", {}),
     ("undertrained-falling-eval", "undertrained", ("still_falling", "not_flat"), "falling",
      dict(steps_per_epoch=40, eval_every=8, schedule="constant", warmup=0.0)),
+    ("undertrained-falling-noisy", "undertrained", ("not_flat", "still_falling"), "falling",
+     dict(noise=0.2, schedule="constant", warmup=0.0)),
     ("undertrained-few-points", "undertrained", "few_points", "healthy", dict(steps_per_epoch=20, log_every=5)),
     ("undertrained-identity-partway", "undertrained", ("not_taught", "schedule_ran_out", "still_falling"), "partway",
      dict(noise=0.04, config={"dataset": "identity"})),
@@ -111,3 +114,68 @@ def test_labelled_short_run(case, fmt, tmp_path, strict_words):
             assert rep["reason"] in ((reason,) if isinstance(reason, str) else reason), f"seed {seed}\n{render(rep)}"
         _check_words(rep)
         _check_advice(rep)
+
+
+# ---------------------------------------------------------------- issue 20 items 2 and 3, 12
+def test_a_failed_run_is_judged_by_its_error_not_by_its_curve(tmp_path):
+    rep = diagnose(write_run(tmp_path / "nomodel", "healthy", "tuneboard", until=0.0, error=NO_MODEL, **SHORT))
+    assert rep["verdict"] == "failed" and "/nowhere/model not found" in rep["summary"]
+    assert [(a["key"], a["change"]) for a in rep["advice"]] == [("fix_field", {})]
+    assert "model_name_or_path" in rep["advice"][0]["why"] and "model_name_or_path" in rep["advice"][0]["why_zh"]
+    words_read = " ".join([rep["summary"]] + [a["why"] for a in rep["advice"]]).lower()
+    assert "learning rate" not in words_read and "learning_rate" not in words_read
+    oom = diagnose(write_run(tmp_path / "oom", "healthy", "tuneboard", until=0.5, error=OOM,
+                             config={"per_device_train_batch_size": 4, "gradient_accumulation_steps": 2}, **SHORT))
+    assert oom["verdict"] == "failed" and oom["reason"] == "failed_at" and "at step 15" in oom["summary"]
+    assert oom["advice"][0]["change"] == {"gradient_checkpointing": True, "per_device_train_batch_size": 2,
+                                          "gradient_accumulation_steps": 4}
+    assert "diverging" not in oom["findings"]
+
+
+@pytest.mark.parametrize("stage", ("pt", "sft", "rm", "dpo", "kto"))
+@pytest.mark.parametrize("method", ("lora", "freeze", "full"))
+def test_the_proposed_learning_rate_stays_in_the_range_it_states(stage, method, tmp_path):
+    lo, hi = lr_range({"stage": stage, "finetuning_type": method})
+    for i, lr in enumerate((1e-9, lo / 3, math.sqrt(lo * hi), hi, 4 * hi)):
+        rep = diagnose(write_run(tmp_path / str(i), "not_learning", "tuneboard", peak_lr=lr, config={
+            "stage": stage, "finetuning_type": method, "learning_rate": lr}, **SHORT))
+        assert rep["verdict"] == "not_learning", render(rep)
+        adv = {a["key"]: a for a in rep["advice"]}
+        if lr < hi:
+            new = adv["lr_up"]["change"]["learning_rate"]
+            assert lo <= new <= hi and new > lr, (lr, new)
+            for text in (adv["lr_up"]["why"], adv["lr_up"]["why_zh"]):
+                assert f"{lo:g}" in text and f"{hi:g}" in text and f"{new:g}" in text
+        else:  # at the top already: no higher rate, a pointer at the data instead
+            assert "lr_up" not in adv and adv["lr_at_top"]["change"] == {}
+        _check_words(rep)
+
+
+@pytest.mark.parametrize("stage", ("sft", "pt", "dpo"))
+def test_a_few_percent_drop_is_weighed_against_its_noise_in_every_stage(stage, tmp_path):
+    """The same curve (a DPO loss from ln 2 falling ~5 %) gets the same verdict from every stage: learned where
+    the noise is smaller than the drop, not learning where it is larger."""
+    kw = dict(SHORT, steps_per_epoch=40, config={"stage": stage})
+    quiet = diagnose(write_run(tmp_path / "quiet", "small_drop", "tuneboard", **{**kw, "noise": 0.003}))
+    assert quiet["verdict"] in ("healthy", "undertrained") and 3 < quiet["evidence"]["loss_drop_pct"] < 6, render(quiet)
+    noisy = diagnose(write_run(tmp_path / "noisy", "small_drop", "tuneboard", **{**kw, "noise": 0.05}))
+    assert noisy["verdict"] == "not_learning", render(noisy)
+
+
+def test_pretraining_is_not_told_its_trained_tokens_must_be_the_answers(tmp_path):
+    said = {}
+    for stage in ("pt", "sft", "dpo"):
+        rep = diagnose(write_run(tmp_path / stage, "not_learning", "tuneboard", config={"stage": stage}, **SHORT))
+        said[stage] = next(a for a in rep["advice"] if a["key"] == "check_masking")
+    assert "answers" in said["sft"]["why"] and "回答" in said["sft"]["why_zh"]
+    assert "answers" not in said["pt"]["why"] and "回答" not in said["pt"]["why_zh"]
+    assert "every token" in said["pt"]["why"] and "chosen" in said["dpo"]["why"]
+
+
+def test_a_live_run_with_an_eval_set_is_not_told_to_set_val_size(tmp_path):
+    kw = dict(SHORT, until=0.3, state="training")
+    live = diagnose(write_run(tmp_path / "live", "healthy_short", "tuneboard", config={"val_size": 0.1}, **kw))
+    assert live["running"] and live["evidence"]["eval_points"] == 0
+    assert "no_eval" not in [n["key"] for n in live["notes"]] and "running" in [n["key"] for n in live["notes"]]
+    without = diagnose(write_run(tmp_path / "without", "healthy_short", "tuneboard", **kw))
+    assert "no_eval" in [n["key"] for n in without["notes"]]

@@ -126,6 +126,8 @@ def _recent(f: dict, tr: list[Point], ev: list[Point], xs: list[float], prefix: 
     f[f"{prefix}from_step"] = tr[idx[0]].step
     f[f"{prefix}drop_pct"] = rounded(100 * drop / level) if level else None
     f[f"{prefix}share_pct"] = rounded(100 * drop / total) if total > 0 else None
+    if prefix == "recent_" and total > 0 and math.isfinite(se):  # how sure that share is: its standard error
+        f["recent_share_se_pct"] = rounded(100 * se * (window[-1].step - window[0].step) / total)
     f[f"{prefix}slope_t"] = rounded(-slope / se) if se and math.isfinite(se) and se > 0 else (
         math.inf if slope < 0 else 0.0)
     if len(ev) >= 2 and ev[-1].step > tr[idx[0]].step:

@@ -52,7 +52,8 @@ EVAL_FALLING_REL = 0.005 # ... and >= 0.5 % of its level
 RAN_OUT_SHARE = 0.25     # the last 40 % of the learning-rate budget (cumulative lr) still gave >= 25 % of the drop
 LR_RAN_OUT = 0.3         # mean learning rate over the last 40 % below 30 % of the peak: the schedule ran out
 PLATEAU_MIN = 0.2        # healthy: flat (facts.PLATEAU) for at least the last 20 % of the run ...
-FLAT_SHARE = 0.25        # ... and the last 40 % of the steps gave at most a quarter of the drop
+FLAT_SHARE = 0.25        # ... the last 40 % of the steps gave at most a quarter of the drop ...
+FLAT_BOUND = 0.5         # ... and, two standard errors up, at most half of it (a noisy short run must show it)
 FEW_POINTS = 5           # fewer logged losses than this cannot tell learning from noise
 TRAIN_FELL_REL = 0.05    # overfitting: train loss fell at least this much since the best eval
 BLOWUP = 2.0             # loss (median of 3) above twice its start: blew up
@@ -145,9 +146,11 @@ def _ran_out(f: dict) -> bool:
 
 def _flat_end(f: dict) -> bool:
     """The loss stopped falling: its smoothed curve has stayed near its end for the last PLATEAU_MIN of the run
-    or more, and the last 40 % of the steps gave at most FLAT_SHARE of the drop."""
-    return (f.get("after_plateau_pct") or 0) >= 100 * PLATEAU_MIN \
-        and (f.get("recent_share_pct") or 0) <= 100 * FLAT_SHARE
+    or more, and the last 40 % of the steps gave at most FLAT_SHARE of the drop (FLAT_BOUND at two standard
+    errors: a noisy run whose end could as well still be falling has not shown a plateau)."""
+    share = f.get("recent_share_pct") or 0
+    return (f.get("after_plateau_pct") or 0) >= 100 * PLATEAU_MIN and share <= 100 * FLAT_SHARE \
+        and share + 2 * (f.get("recent_share_se_pct") or 0) <= 100 * FLAT_BOUND
 
 
 # ---------------------------------------------------------------- the rules, in the order they are checked

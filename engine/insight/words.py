@@ -305,6 +305,7 @@ W: dict[str, dict[str, str]] = {
     "ev_recent_slope_t": {"en": "recent_slope_t", "zh": "末段下降显著性 t"},
     "ev_recent_from_step": {"en": "recent_from_step", "zh": "末段起始步"},
     "ev_recent_share_pct": {"en": "recent_share_pct", "zh": "末段下降占总下降 %"},
+    "ev_recent_share_se_pct": {"en": "recent_share_se_pct", "zh": "该占比的标准误 %"},
     "ev_recent_lr_from_step": {"en": "recent_lr_from_step", "zh": "学习率预算末段起始步"},
     "ev_recent_lr_drop_pct": {"en": "recent_lr_drop_pct", "zh": "学习率预算末段下降 %"},
     "ev_recent_lr_share_pct": {"en": "recent_lr_share_pct", "zh": "学习率预算末段下降占总下降 %"},
