@@ -30,6 +30,7 @@ import re
 from pathlib import Path
 
 from ..args import BY_NAME
+from ..data import recipes
 from . import facts as F
 from .runlog import Run, read_run
 from .words import W, t, ts
@@ -533,8 +534,7 @@ def _advise(verdict: str, reason: str, f: dict, cfg: dict, tpl: dict | None, has
 
 def dataset_recipe(cfg: dict) -> dict | None:
     """The settings the run's dataset ships with (engine.data.recipes) that this run did not use, or None."""
-    from ..data.recipes import recipe_for
-    r = recipe_for(cfg.get("dataset"), cfg.get("stage"), cfg.get("finetuning_type"))
+    r = recipes.recipe_for(cfg.get("dataset"), cfg.get("stage"), cfg.get("finetuning_type"))
     if not r or all(cfg.get(k) == v for k, v in r.items()):
         return None
     return r
@@ -610,10 +610,9 @@ def diagnose(run: Run | str | Path) -> dict:
 
 def _taught(f: dict, cfg: dict) -> bool | None:
     """Whether the run got as far as its dataset's recipe says it must to teach what it teaches (the identity
-    dataset: the loss below half its start, or the model does not yet answer with its new name); None when the
+    dataset: the loss well below its start, or the model does not yet answer with its new name); None when the
     dataset says nothing."""
-    from ..data.recipes import taught_below
-    ratio = taught_below(cfg.get("dataset"), cfg.get("stage"))
+    ratio = recipes.taught_below(cfg.get("dataset"), cfg.get("stage"))
     if ratio is None or f.get("loss_start") is None or f.get("loss_end") is None:
         return None
     return f["loss_end"] <= ratio * f["loss_start"]
@@ -655,6 +654,9 @@ def _fmt(f: dict, cfg: dict) -> dict:
     if f.get("error"):
         out["error"] = str(f["error"]).rstrip(". ")
     out["dataset"] = ",".join(cfg.get("dataset") or [])
+    ratio = recipes.taught_below(cfg.get("dataset"), cfg.get("stage"))
+    if ratio is not None:
+        out["taught_pct"] = round(100 * ratio)
     return out
 
 

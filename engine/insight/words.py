@@ -94,10 +94,10 @@ W: dict[str, dict[str, str]] = {
                      "zh": "损失下降了（{loss_start} -> {loss_end}，{loss_change}），但还没有明显趋于平稳："
                            "继续训练，看它停在哪里。"},
     "sum_not_taught": {"en": "The loss fell ({loss_start} -> {loss_end}, {loss_change}) but not far enough for the "
-                             "{dataset} dataset to have taught the model (below half its start): it will not answer "
-                             "as taught yet.",
+                             "{dataset} dataset to have taught the model (below {taught_pct}% of its start): it will "
+                             "not answer as taught yet.",
                        "zh": "损失下降了（{loss_start} -> {loss_end}，{loss_change}），但还不够低，{dataset} 数据集"
-                             "还没有教会模型（需低于起点的一半）：模型暂时还不会按所教的回答。"},
+                             "还没有教会模型（需低于起点的 {taught_pct}%）：模型暂时还不会按所教的回答。"},
     "sum_few_points": {"en": "Only {train_points} losses were logged ({loss_start} -> {loss_end}, {loss_change}): too "
                              "few to tell learning from noise.",
                        "zh": "只记录了 {train_points} 个损失值（{loss_start} -> {loss_end}，{loss_change}）："
@@ -151,6 +151,9 @@ W: dict[str, dict[str, str]] = {
     "adv_lr_at_top": {"en": "The learning rate {lr} is already at the top of the usual range for {what} ({lo} to {hi}): "
                             "look at the data rather than the rate.",
                       "zh": "学习率 {lr} 已经在 {what} 常用范围（{lo} ~ {hi}）的上限：问题更可能在数据，而不是学习率。"},
+    "recipe_filled": {"en": "{dataset}: {changes} (the settings it needs to teach in a short run; yours stay as "
+                            "you set them)",
+                      "zh": "{dataset}：{changes}（短训练教会模型所需的设置；你改过的值保持不变）"},
     "adv_recipe": {"en": "Use the settings the {dataset} dataset needs to teach in a short run (its recipe).",
                    "zh": "使用 {dataset} 数据集在短训练中教会模型所需的设置（它的配方）。"},
     "adv_log_more": {"en": "Log the loss more often: {n} values cannot show a trend.",
