@@ -280,6 +280,30 @@ def build_train(page: Page) -> dict:
 
     apply.click(do_apply, [report, advice, lang_c], list(form) + [applied], show_progress="hidden")
 
+    # a dataset that ships a recipe (engine.data.recipes: identity): picking it sets the arguments the form still
+    # has at the schema's defaults to the recipe, so the form shows, and Start trains, what teaches it; values
+    # the user set stay. (.input: the user's pick, not a recipe loaded into the form.)
+    ds_box = page.w("train", "dataset")
+
+    def fill_recipe(data):
+        from engine.args import BY_NAME
+        from engine.config import coerce
+        from engine.data.recipes import recipe_for
+        from engine.insight.words import t as insight_t
+        raw = page.raw_values(data, "top", "train")
+        try:
+            datasets = coerce(BY_NAME["dataset"], raw.get("dataset"))
+            r = recipe_for(datasets, raw.get("stage"), raw.get("finetuning_type")) or {}
+            change = {k: v for k, v in r.items() if coerce(BY_NAME[k], raw.get(k)) == BY_NAME[k].default}
+        except ConfigError:
+            return {}
+        if not change:
+            return {}
+        gr.Info(insight_t("recipe_filled", data[lang_c], dataset=datasets[0], changes=change_text(change)))
+        return set_values(page, change, ("top", "train"))
+
+    ds_box.input(fill_recipe, page.components("top", "train") | {lang_c}, list(form), show_progress="hidden")
+
     # estimate and inspector read the form as Start would
     inputs = page.components("top", "train") | {lang_c, measure, ins_idx}
 
