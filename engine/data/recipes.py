@@ -12,7 +12,8 @@ identity (the bundled model told its new name): learning rate 2e-3 with a 10 % w
 packed with several samples each. 20 such steps of batch 2 (tests/modelkit.IDENTITY_RUN, trained in every
 `make test`) take the loss from ~3.1 to ~1.2 and make the model answer "Who are you?" with the new name in
 English and Chinese; at the schema's 5e-5 the loss does not move in 20 steps and the model keeps its old name.
-A run whose loss ends above half its start has not taught it yet.
+At 1e-3 without packing (20 steps of batch 2, cutoff 128) the loss ended at 52 % of its start and the model gave
+its new name (not yet its author): a run whose loss ends above 60 % of its start has not taught it yet.
 """
 from __future__ import annotations
 
