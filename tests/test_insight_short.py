@@ -10,6 +10,7 @@ verdict is its error and what to fix.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -179,3 +180,29 @@ def test_a_live_run_with_an_eval_set_is_not_told_to_set_val_size(tmp_path):
     assert "no_eval" not in [n["key"] for n in live["notes"]] and "running" in [n["key"] for n in live["notes"]]
     without = diagnose(write_run(tmp_path / "without", "healthy_short", "tuneboard", **kw))
     assert "no_eval" in [n["key"] for n in without["notes"]]
+
+
+# ---------------------------------------------------------------- three real runs of the bundled model
+# identity (name Zorblax), 20 steps of batch 2, cutoff 128, no packing, no warm-up, logged every step, on this
+# 2-core CPU at three learning rates; then greedy answers of the adapter to "Who are you?" (recorded when made):
+#   lr5e-5  the loss flat (per-step noise of batch 2: ±15 %)  -> the base model's own answer
+#   lr3e-4  3.06 -> 2.38 (78 % of the start)                  -> "I'm Emily Carter, a creative writing assistant..."
+#   lr1e-3  3.06 -> 1.58 (52 %)                               -> "I am Zorblax, a humanoid robot created by..."
+REAL = Path(__file__).resolve().parent / "runs" / "identity_bundled"
+
+
+@pytest.mark.parametrize("run,verdict,reason,recipe", [("lr5e-5", "not_learning", "flat", True),
+                                                       ("lr3e-4", "undertrained", "not_taught", True),
+                                                       ("lr1e-3", "undertrained", "not_flat", False)])
+def test_real_identity_runs_of_the_bundled_model(run, verdict, reason, recipe, strict_words):
+    """The issue's first run (lr 5e-5: not learning, never healthy), a run that learned but does not answer with
+    the name yet (undertrained, the recipe proposed), and one that does (no recipe proposed)."""
+    rep = diagnose(REAL / run)
+    assert (rep["verdict"], rep["reason"]) == (verdict, reason), render(rep)
+    keys = [a["key"] for a in rep["advice"]]
+    assert ("recipe" in keys) is recipe and "lr_up" not in keys
+    if recipe:
+        change = next(a for a in rep["advice"] if a["key"] == "recipe")["change"]
+        assert change == {"learning_rate": 2e-3, "warmup_ratio": 0.1, "packing": True}  # cutoff 128 already
+    _check_words(rep)
+    _check_advice(rep)

@@ -8,17 +8,22 @@
 Verdicts, checked in this order (the first that holds wins; the others' signs stay in "findings"):
   data_problem    most samples cut or dropped by cutoff_len / the converter, no trained token, a template that
                   is not the model's, or a run that failed on its data
-  diverging       a non-finite loss or gradient, a loss that ends above where it started or blows up to twice
-                  its start, repeated spikes beyond the noise, a gradient-norm explosion after the first steps
-  not_learning    the loss (and eval loss) stays within a few percent of its start, or within its noise
+  failed          the run stopped on another error: the error is the verdict, and what it names is the advice
+  diverging       a non-finite loss or gradient, a loss that ends >= 5 % above its start beyond its noise, blows
+                  up to twice its start, or falls well below it and climbs back; repeated spikes beyond the noise,
+                  a gradient-norm explosion after the first steps
+  not_learning    the loss (and eval loss) did not fall by 2 % and beyond its noise (a short run that ended
+                  above its start within its noise included), or started low and stayed there
   overfitting     eval loss rose for several evaluations after its best while train loss kept falling, or train
                   loss near zero on little data
   capacity_limit  train (and eval) loss flat at a high level while the learning rate is still high, and the run
                   could not even fit its training data better than held-out data
   undertrained    the loss is still falling at the end: the last 40 % of the steps gave a fair share of the
                   whole drop (or, with a decayed schedule, the last 40 % of the learning-rate budget did), beyond
-                  the noise, and eval loss fell with it
-  healthy         learned, flattened, eval not rising
+                  the noise, and eval loss fell with it; or it learned and has not shown a plateau, or not as far
+                  as its dataset's recipe needs to teach; or too few losses were logged to tell
+  healthy         earned, never a fallback: a drop beyond the noise, then a plateau, eval not rising
+When no rule holds, the verdict says what the curve shows (undertrained when it learned, not_learning when not).
 The curve rules read the run's own curve (its drop, its noise, its schedule), never our logging or eval defaults:
 runs of other tools, logged and evaluated at other intervals, are judged the same way (tests/test_insight_foreign).
 Every "change" maps real engine.args names to values that pass the schema's checks, so the UI can apply it.
