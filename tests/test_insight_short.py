@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from engine.insight import words
 from engine.insight.doctor import evidence_rows, render
 from engine.insight.verdict import VERDICTS, diagnose, lr_range
 from foreign_runs import write_run
@@ -93,11 +92,9 @@ def _check_words(rep: dict) -> None:
 
 
 @pytest.fixture
-def strict_words(monkeypatch):
-    """A placeholder the rules did not fill fails the test instead of showing a stand-in."""
-    def missing(key):
-        raise AssertionError(f"no value for {{{key}}}")
-    monkeypatch.setattr(words, "missing", missing)
+def strict_words(insight_words_are_filled):
+    """A placeholder the rules did not fill fails the test instead of showing a stand-in (conftest does it for
+    every test; named here so these tests say they rely on it)."""
 
 
 @pytest.mark.parametrize("fmt", ("tuneboard", "hf", "llamafactory"))
