@@ -36,6 +36,7 @@ from pathlib import Path
 
 from ..args import BY_NAME
 from ..data import recipes
+from ..train.stages import STAGES
 from . import facts as F
 from .runlog import Run, read_run
 from .words import W, t, ts
@@ -74,13 +75,11 @@ CUT_MOST = 0.5           # share of samples truncated or dropped that makes it t
 CUT_SOME = 0.1           # share that is worth a finding
 FEW_SAMPLES = 50
 
-# By stage (the stage's own numbers; its words are in words.py, keyed the same way).
 # A token-level loss that starts below this (nats/token) has little left to lose: flat is no fault. A preference
-# or reward loss starts where chance puts it (ln 2 for DPO / a reward model, ~0.5 for KTO), so none applies there.
-LOW_START = {"pt": 0.5, "sft": 0.5}
-# A preference / reward objective's level says nothing about what the model can still learn: no capacity rule.
-NO_CAPACITY_RULE = ("rm", "dpo", "kto")
-# The usual learning-rate range, by stage and method (what the advice proposes stays inside it).
+# or reward loss starts where chance puts it (ln 2 for DPO / a reward model, ~0.5 for KTO), so it does not apply.
+LOW_START = 0.5
+# The usual learning-rate range, by stage and method (what the advice proposes stays inside it; the stage's words
+# are in words.py, keyed the same way).
 LR_TYPICAL = {
     ("pt", "lora"): (1e-4, 5e-4), ("pt", "freeze"): (2e-5, 1e-4), ("pt", "full"): (1e-5, 5e-5),
     ("sft", "lora"): (1e-4, 5e-4), ("sft", "freeze"): (2e-5, 1e-4), ("sft", "full"): (1e-5, 5e-5),
@@ -212,8 +211,7 @@ def _is_not_learning(f: dict, cfg: dict) -> str | None:
         return "flat" if (f.get("loss_drop_pct") or 0) < 100 * FLAT_REL and not _rose(f) else None
     if _learned(f) or _moved(f) or _eval_learned(f) or _rose(f):
         return None
-    low = LOW_START.get(cfg.get("stage") or "sft")
-    if low is not None and f["loss_start"] < low:
+    if not _preference_loss(cfg) and f["loss_start"] < LOW_START:
         return "already_low"
     return "flat"
 
@@ -231,6 +229,14 @@ def _is_overfitting(f: dict, cfg: dict) -> str | None:
     return None
 
 
+def _preference_loss(cfg: dict) -> bool:
+    """The stage's loss is a preference / reward objective, not next-token cross-entropy: its level says nothing
+    about how much the model can still learn (a DPO loss starts at ln 2, a KTO loss near 0.5, a reward model's at
+    ln 2). A foreign run's unknown stage counts as cross-entropy."""
+    stage = STAGES.get(cfg.get("stage"))
+    return bool(stage and stage.preference_loss)
+
+
 def _plateau_high(f: dict) -> bool:
     """Flat at the end of the run and still high (above 1 nat/token and above half the start)."""
     if f.get("train_points", 0) < 10 or f.get("loss_start") is None:
@@ -240,7 +246,7 @@ def _plateau_high(f: dict) -> bool:
 
 
 def _is_capacity_limit(f: dict, cfg: dict) -> str | None:
-    if cfg.get("stage") in NO_CAPACITY_RULE or not _plateau_high(f):
+    if _preference_loss(cfg) or not _plateau_high(f):
         return None
     if (f.get("recent_lr_ratio") or 1.0) < LR_RAN_OUT:
         return None  # flat because the schedule ran out, not because the model is full
@@ -366,9 +372,11 @@ def _lower_lr(cfg: dict, factor: float) -> dict:
 
 
 def _lr_words(cfg: dict) -> dict:
+    """The range and what it is for ("LoRA Supervised Fine-Tuning"), the stage in its record's own words."""
     lo, hi = lr_range(cfg)
-    method, stage = cfg.get("finetuning_type") or "lora", cfg.get("stage") or "sft"
-    what = {lang: f"{t('method_' + method, lang)} {t('stage_' + stage, lang)}" for lang in ("en", "zh")}
+    method, stage = cfg.get("finetuning_type") or "lora", STAGES.get(cfg.get("stage") or "sft")
+    words = stage.words if stage else (cfg.get("stage"),) * 2
+    what = {lang: f"{t('method_' + method, lang)} {w}" for lang, w in zip(("en", "zh"), words)}
     return {"lo": f"{lo:g}", "hi": f"{hi:g}", "what": what}
 
 

@@ -235,12 +235,9 @@ W: dict[str, dict[str, str]] = {
     "h_notes": {"en": "Also", "zh": "另外"},
     "h_also": {"en": "Other signs", "zh": "其它迹象"},
     "none": {"en": "none", "zh": "无"},
-    # the stage and method a piece of advice speaks of ("usual for LoRA SFT")
-    "method_lora": {"en": "LoRA", "zh": "LoRA"}, "method_freeze": {"en": "freeze-tuning", "zh": "冻结微调"},
-    "method_full": {"en": "full fine-tuning", "zh": "全参微调"},
-    "stage_pt": {"en": "pre-training", "zh": "预训练"}, "stage_sft": {"en": "SFT", "zh": "指令监督微调"},
-    "stage_rm": {"en": "reward modelling", "zh": "奖励模型训练"}, "stage_dpo": {"en": "DPO", "zh": "DPO"},
-    "stage_kto": {"en": "KTO", "zh": "KTO"},
+    # the method a piece of advice speaks of ("usual for LoRA <the stage's own words>")
+    "method_lora": {"en": "LoRA", "zh": "LoRA"}, "method_freeze": {"en": "freeze-tuning", "zh": "冻结"},
+    "method_full": {"en": "full", "zh": "全参"},
     "verdict": {"en": "Verdict", "zh": "结论"},
 
     # ---- the evidence a person reads first: a label and its numbers in words (doctor.evidence_rows), in this order
