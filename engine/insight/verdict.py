@@ -307,8 +307,8 @@ def _notes(f: dict, cfg: dict, verdict: str) -> list[dict]:
     n = f.get("samples_train")
     if n is not None and n < FEW_SAMPLES:
         note("few_samples", n=n)
-    if f.get("eval_points", 0) == 0 and f.get("train_points", 0) and not _has_eval_set(cfg):
-        note("no_eval")
+    if f.get("eval_points", 0) == 0 and f.get("train_points", 0) and not _has_eval_set(cfg) and verdict != "failed":
+        note("no_eval")  # (a failed run has its error to fix first)
     if f.get("running"):
         if f.get("total_steps"):
             note("running", step=f.get("last_step"), total=f["total_steps"])
