@@ -96,8 +96,8 @@ def test_every_reason_is_read_in_a_labelled_run_with_real_values(tmp_path, stric
         seen.add(rep["reason"])
         for lang in ("en", "zh"):
             assert "?" not in render(rep, lang).split("\n")[1]
-    assert (reasons | FALLBACKS | {"learned"}) - {"dup_most", "template"} <= seen, \
-        sorted((reasons | FALLBACKS) - seen)  # dup_most, template: read from their own labelled runs
+    assert (reasons | FALLBACKS | {"learned"}) - {"dup_most"} <= seen, \
+        sorted((reasons | FALLBACKS) - seen)  # dup_most: its own labelled runs (a dataset folder beside the log)
 
 
 def test_every_evidence_number_has_a_chinese_label(tmp_path):
