@@ -249,6 +249,10 @@ def validate(ns: Namespace, command: str = "train") -> None:
         v["packing"] = True
     if v["bf16"] and v["fp16"]:
         raise ConfigError("bf16 and fp16: choose one of them, not both.", "bf16")
+    for flag in ("bf16", "fp16"):  # LLaMA-Factory's names for two values of precision: one value, not two
+        if v[flag] and v["precision"] not in ("auto", flag):
+            raise ConfigError(f"{flag}: true asks for precision={flag}, but precision is {v['precision']}; keep one "
+                              "of them.", "precision")
     if v["lora_alpha"] is None:
         v["lora_alpha"] = 2 * v["lora_rank"]
     if command == "train":
@@ -289,6 +293,11 @@ def validate(ns: Namespace, command: str = "train") -> None:
         if v.get("extra_args"):
             from .train.extra import check_extra_args
             check_extra_args(ns, v["stage"])
+    if v["fsdp"] and v["deepspeed"]:
+        raise ConfigError("fsdp: FSDP and DeepSpeed both shard the model; choose one of them (fsdp or deepspeed).",
+                          "fsdp")
+    if v["fsdp"] and v["quantization_bit"] is not None:
+        raise ConfigError("fsdp: not available with QLoRA (quantization_bit); remove one of them.", "fsdp")
     if v["deepspeed"] and not Path(v["deepspeed"]).is_file():
         raise ConfigError(f"deepspeed: {v['deepspeed']} does not exist; see examples/deepspeed/ for configs.",
                           "deepspeed")

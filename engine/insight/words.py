@@ -362,6 +362,7 @@ W: dict[str, dict[str, str]] = {
     "est_global_batch": {"en": "global batch", "zh": "全局批大小"},
     "est_tokens": {"en": "Tokens per epoch", "zh": "每轮 token 数"}, "est_trained": {"en": "trained", "zh": "参与训练"},
     "est_params": {"en": "Parameters", "zh": "参数"}, "est_trainable": {"en": "trainable", "zh": "可训练"},
+    "est_precision": {"en": "Compute type", "zh": "计算类型"},
     "est_memory": {"en": "Memory per device", "zh": "每个设备的内存"}, "est_weights": {"en": "weights", "zh": "权重"},
     "est_gradients": {"en": "gradients", "zh": "梯度"}, "est_optimizer": {"en": "optimizer states", "zh": "优化器状态"},
     "est_activations": {"en": "activations", "zh": "激活"}, "est_runtime": {"en": "runtime", "zh": "运行时"},
