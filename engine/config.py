@@ -17,8 +17,9 @@ from typing import Any, Iterable
 import yaml
 
 from .args import ARGS, BY_NAME, STRICT, Arg, Namespace
+from .data import recipes
 from .train.stages import STAGES, get_stage
-from .utils import UserError
+from .utils import UserError, get_logger
 
 
 class ConfigError(UserError, ValueError):
@@ -267,6 +268,10 @@ def validate(ns: Namespace, command: str = "train") -> None:
         if not v["dataset"]:
             raise ConfigError("dataset: no dataset given; name one or more from dataset_info.json "
                               "(for example dataset=identity).", "dataset")
+        filled = recipes.apply(v, given)  # what the dataset needs to teach in a short run, where not given
+        if filled:
+            get_logger().info("%s's recipe: %s (give them to change them)", v["dataset"][0],
+                              " ".join(f"{k}={_fmt(x)}" for k, x in filled.items()))
         if v.get("devices") or v.get("cpu_threads"):  # devices this machine has (nvidia-smi), before any run
             from .devices import check as check_devices
             check_devices(v)
@@ -283,8 +288,6 @@ def validate(ns: Namespace, command: str = "train") -> None:
         if v["eval_strategy"] != "no" and not (v["val_size"] > 0 or v["eval_dataset"]):
             raise ConfigError("eval_strategy: evaluation needs data; set val_size (e.g. 0.1) or eval_dataset.",
                               "eval_strategy")
-        if v["eval_steps"] is None:
-            v["eval_steps"] = v["save_steps"]
         if stage.validate:  # the stage's own rules (they see eval_strategy resolved)
             stage.validate(v)
         for k in ("early_stopping_patience", "load_best_model_at_end"):
@@ -320,11 +323,15 @@ def default_output_dir(model: str, method: str, prefix: str = "train") -> str:
 
 
 def changed(ns_or_dict: Namespace | dict, command: str = "train") -> dict[str, Any]:
-    """Values that differ from the defaults, in schema order (what the preview and saved config show)."""
+    """Values that differ from the defaults, in schema order (what the preview and saved config show), and the
+    arguments of the dataset's recipe whatever their value: left out, the recipe would replace them."""
     v = ns_or_dict.values if isinstance(ns_or_dict, Namespace) else ns_or_dict
+    keep = (recipes.recipe_for(v.get("dataset"), v.get("stage"), v.get("finetuning_type")) or {}) \
+        if command == "train" else {}
     out = {}
     for a in ARGS:
-        if a.name in v and command in a.commands and v[a.name] != a.default and not a.compat:
+        if a.name in v and command in a.commands and (v[a.name] != a.default or a.name in keep) and not a.compat \
+                and not a.secret:
             if a.name == "lora_alpha" and v[a.name] == 2 * v.get("lora_rank", 8):
                 continue
             out[a.name] = v[a.name]
@@ -371,5 +378,6 @@ def save_config(ns: Namespace | dict, path: str | Path, command: str = "train") 
     """Write the full resolved config atomically (a crash never leaves half a file)."""
     from .utils import atomic_write_text
     v = ns.values if isinstance(ns, Namespace) else ns
-    data = {a.name: v[a.name] for a in ARGS if a.name in v and command in a.commands and not a.compat}
+    data = {a.name: v[a.name] for a in ARGS if a.name in v and command in a.commands and not a.compat
+            and not a.secret}
     atomic_write_text(path, yaml.safe_dump(data, allow_unicode=True, sort_keys=False))

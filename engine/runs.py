@@ -24,6 +24,7 @@ from typing import Any, Iterator
 import yaml
 
 from . import devices
+from .args import ARGS, SECRET_ENV
 from .config import ConfigError, changed, load_config
 from .procs import START_TOLERANCE_S, alive as _alive, create_time as _create_time, is_running as _proc_alive
 from .train import rundir
@@ -450,6 +451,9 @@ def spawn(command: str, values: dict, saves: str | Path | None = None, env: dict
         meta = {k: v.get(k) for k in ("model_name_or_path", "finetuning_type", "stage", "dataset",
                                       "adapter_name_or_path", "template", "devices")}
         env = {**(os.environ if env is None else env), **devices.env_for(v)}  # the picked devices, this run alone
+        secrets = {SECRET_ENV + a.name.upper(): str(v[a.name]) for a in ARGS if a.secret and v.get(a.name)}
+        if secrets:  # credentials go to the run through its environment, never into the YAML above
+            env = {**env, **secrets}
         return _start(run_id, command, [sys.executable, "-m", "engine", command, str(config)], run_dir,
                       output, str(config), saves, env, meta)
 

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from ..config import load_config
 from ..precision import choose, flags
+from ..train.best import eval_steps
 from ..train.stages import get_stage
 from ..utils import UserError
 from .words import t
@@ -369,7 +370,9 @@ def estimate(recipe=None, overrides=(), values: dict | None = None, measure_step
         m = measure(ns, measure_steps)
         evals = 0
         if ns.eval_strategy == "steps" and d["eval_rows"]:
-            evals = steps["total_steps"] // ns.eval_steps + 1
+            every = eval_steps(ns)
+            every = every if every >= 1 else max(1, math.ceil(steps["total_steps"] * every))
+            evals = steps["total_steps"] // every + (steps["total_steps"] % every != 0)
         eval_batches = math.ceil(d["eval_rows"] / ns.per_device_eval_batch_size) if d["eval_rows"] else 0
         # an eval batch is a forward pass only: about a third of a training step
         train_s = m["seconds_per_step"] * steps["total_steps"]

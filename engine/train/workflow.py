@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import usage
 from . import rundir
-from .best import best_metrics, best_model_args, early_stopping
+from .best import best_metrics, best_model_args, early_stopping, eval_steps
 from .callbacks import GracefulStop, RunLogCallback
 from .extra import build
 from .stages import config_class, get_stage, stage_module
@@ -130,7 +130,7 @@ CONVERT = {
     "bf16": lambda ns, prec: prec["bf16"],  # what the device supports (pick_precision)
     "fp16": lambda ns, prec: prec["fp16"],
     "warmup_steps": lambda ns, prec: ns.warmup_steps if ns.warmup_steps > 0 else ns.warmup_ratio,  # <1: a fraction
-    "eval_steps": lambda ns, prec: ns.eval_steps if ns.eval_strategy == "steps" else None,
+    "eval_steps": lambda ns, prec: eval_steps(ns) if ns.eval_strategy == "steps" else None,
     "report_to": lambda ns, prec: report_to(ns.report_to),
     "fsdp": lambda ns, prec: bool(ns.fsdp),  # its settings go in fsdp_config (fsdp_config below)
 }
