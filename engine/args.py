@@ -77,6 +77,8 @@ class Arg:
 TRAIN, INFER, EXPORT = "train", "infer", "export"
 ALL = (TRAIN, INFER, EXPORT)
 TI = (TRAIN, INFER)
+AUGMENT = "augment"  # `tuneboard augment`: strict, it takes only its own arguments and they belong to it alone
+STRICT = (AUGMENT,)
 
 GROUPS = {  # order = order of accordions in the UI
     "model": ("Model", "模型"),
@@ -90,6 +92,7 @@ GROUPS = {  # order = order of accordions in the UI
     "distributed": ("Devices / DeepSpeed / nodes", "设备 / DeepSpeed / 多机"),
     "generation": ("Generation", "生成参数"),
     "export": ("Export", "导出"),
+    "augment": ("Augment a dataset", "数据增强"),
     "output": ("Output", "输出"),
 }
 
@@ -159,15 +162,15 @@ ARGS: list[Arg] = [
       "训练哪些参数。", "微调方法", choices=("lora", "freeze", "full"), commands=ALL, read_by="engine.train.methods"),
     # ---- data
     A("dataset", "list", None, "data", "Dataset name(s) from dataset_info.json; comma-separated.",
-      "dataset_info.json 中的数据集名称，可用逗号分隔多个。", "数据集", commands=TI, nullable=True),
+      "dataset_info.json 中的数据集名称，可用逗号分隔多个。", "数据集", commands=TI + (AUGMENT,), nullable=True),
     A("eval_dataset", "list", None, "data", "Dataset(s) used for evaluation instead of a split of the training data.",
       "用于评估的数据集（替代从训练集划分）。", "评估数据集", commands=TI, nullable=True),
     A("dataset_dir", "str", "data", "data", "Folder holding dataset_info.json.",
-      "存放 dataset_info.json 的目录。", "数据目录", commands=TI),
+      "存放 dataset_info.json 的目录。", "数据目录", commands=TI + (AUGMENT,)),
     A("cutoff_len", "int", 1024, "data", "Maximum tokens per example after tokenisation.",
       "分词后每条样本的最大长度。", "截断长度", min=4, max=1_000_000, commands=TI, preprocess=True),
     A("max_samples", "int", None, "data", "Use at most this many samples of each dataset.",
-      "每个数据集最多使用的样本数。", "最大样本数", min=1, commands=TI, nullable=True, preprocess=True),
+      "每个数据集最多使用的样本数。", "最大样本数", min=1, commands=TI + (AUGMENT,), nullable=True, preprocess=True),
     A("val_size", "float", 0.0, "data",
       "Held-out validation part of the training data: a fraction (<1) or a number of samples (>=1).",
       "验证集大小：小于 1 为比例，大于等于 1 为样本数。", "验证集比例", min=0.0, max=1e9, preprocess=True),
@@ -343,6 +346,15 @@ ARGS: list[Arg] = [
       "KTO 中非期望回答（kto_tag 为 false）损失的权重。", "非期望样本权重", min=0.0, max=100.0, stages=("kto",),
       hf="undesirable_weight"),
     # ---- distributed
+    A("devices", "list", None, "distributed",
+      "Devices this run trains on: cpu, or GPU indices (0,1 as nvidia-smi numbers them); empty = every device the "
+      "process sees. Sets CUDA_VISIBLE_DEVICES for this run's processes alone.",
+      "本次运行使用的设备：cpu，或 GPU 序号（0,1，与 nvidia-smi 编号一致）；留空为进程可见的全部设备。仅对本次运行的进程设置 "
+      "CUDA_VISIBLE_DEVICES。", "设备", nullable=True,
+      read_by="engine.devices (the run's CUDA_VISIBLE_DEVICES, set by engine.runs and engine.train.launcher)"),
+    A("cpu_threads", "int", None, "distributed", "CPU threads of this run (OMP_NUM_THREADS); empty = every core.",
+      "本次运行的 CPU 线程数（OMP_NUM_THREADS）；留空为全部核心。", "CPU 线程数", min=1, max=4096, nullable=True,
+      read_by="engine.devices (the run's OMP_NUM_THREADS / torch threads)"),
     A("nproc_per_node", "int", 1, "distributed", "Processes (devices) per node; >1 launches torchrun.",
       "每个节点的进程（设备）数；大于 1 时使用 torchrun 启动。", "每节点进程数", min=1, max=1024),
     A("nnodes", "int", 1, "distributed", "Number of nodes.", "节点数量。", "节点数", min=1, max=10000),
@@ -362,11 +374,11 @@ ARGS: list[Arg] = [
       choices=("full_shard", "shard_grad_op", "offload"), nullable=True, hf="fsdp"),
     # ---- generation (chat / eval / api)
     A("max_new_tokens", "int", 512, "generation", "Maximum tokens generated per answer.",
-      "每次回答最多生成的 token 数。", "最大生成长度", min=1, max=1_000_000, commands=(INFER,)),
+      "每次回答最多生成的 token 数。", "最大生成长度", min=1, max=1_000_000, commands=(INFER, AUGMENT)),
     A("do_sample", "bool", True, "generation", "Sample (otherwise greedy decoding).", "采样解码（否则贪心）。",
       "采样", commands=(INFER,)),
     A("temperature", "float", 0.95, "generation", "Sampling temperature.", "采样温度。", "温度",
-      min=0.0, max=10.0, commands=(INFER,)),
+      min=0.0, max=10.0, commands=(INFER, AUGMENT)),
     A("top_p", "float", 0.7, "generation", "Nucleus sampling probability mass.", "核采样概率阈值。",
       "Top-p", min=0.0, max=1.0, commands=(INFER,)),
     A("top_k", "int", 50, "generation", "Sample among the k most likely tokens.", "仅从概率最高的 k 个 token 中采样。",
@@ -380,6 +392,31 @@ ARGS: list[Arg] = [
       "分片大小 (GB)", min=1, max=1000, commands=(EXPORT,)),
     A("export_dtype", "str", "auto", "export", "dtype of the exported weights.", "导出权重的数据类型。",
       "导出数据类型", choices=("auto", "float32", "float16", "bfloat16"), commands=(EXPORT,)),
+    # ---- augment (`tuneboard augment`, the web UI's Data tab): N rewrites of each record by an OpenAI-style endpoint
+    A("base_url", "str", "http://127.0.0.1:8000/v1", "augment",
+      "OpenAI-compatible endpoint that writes the new records (`tuneboard api` serves one at this default).",
+      "生成新样本的 OpenAI 兼容接口地址（`tuneboard api` 默认即此地址）。", "接口地址", commands=(AUGMENT,),
+      read_by="engine.data.augment"),
+    A("model", "str", None, "augment", "Model name the endpoint serves (its /v1/models lists them).",
+      "接口提供的模型名称（见其 /v1/models）。", "模型名称", nullable=True, commands=(AUGMENT,),
+      read_by="engine.data.augment"),
+    A("n", "int", 2, "augment", "New records asked for per record of the dataset.", "每条样本生成的新样本数。",
+      "每条生成数", min=1, max=1000, commands=(AUGMENT,), read_by="engine.data.augment"),
+    A("prompt", "str", None, "augment",
+      "File with the prompt template; {record} stands for the record as JSON. Empty = the built-in template.",
+      "提示词模板文件，{record} 代表 JSON 格式的样本；留空使用内置模板。", "提示词模板文件", nullable=True,
+      commands=(AUGMENT,), ui=False, read_by="engine.data.augment (the web UI edits the template text itself)"),
+    A("output", "str", None, "augment",
+      "Name of the new dataset (default <dataset>_aug); an existing dataset is never replaced.",
+      "新数据集名称（默认 <数据集>_aug）；已有数据集不会被覆盖。", "新数据集名称", nullable=True, commands=(AUGMENT,),
+      read_by="engine.data.augment"),
+    A("workers", "int", 4, "augment", "Requests in flight at once.", "同时进行的请求数。", "并发请求数",
+      min=1, max=256, commands=(AUGMENT,), read_by="engine.data.augment"),
+    A("retries", "int", 3, "augment", "Retries of a request that failed (timeout, 429, 5xx) before it counts as failed.",
+      "请求失败（超时、429、5xx）后的重试次数，之后计为失败。", "重试次数", min=0, max=20, commands=(AUGMENT,),
+      read_by="engine.data.augment"),
+    A("request_timeout", "float", 120.0, "augment", "Seconds one request may take.", "单个请求的超时秒数。",
+      "请求超时", min=1.0, max=3600.0, commands=(AUGMENT,), read_by="engine.data.augment"),
     # the names are engine.export.FORMATS' (tests/test_export.py checks they agree)
     A("export_format", "str", "safetensors", "export",
       "What to write: safetensors (a transformers model folder) or gguf (one file for llama.cpp / Ollama / LM Studio, "

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from .args import ARGS, BY_NAME, Arg, Namespace
+from .args import ARGS, BY_NAME, STRICT, Arg, Namespace
 from .data import recipes
 from .train.stages import STAGES, get_stage
 from .utils import UserError, get_logger
@@ -233,6 +233,10 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] | dict 
         arg = BY_NAME.get(key)
         if arg is None:
             raise ConfigError(f"{key}: unknown argument ({source}).{_suggest(key, command)}", key)
+        if command not in arg.commands and (command in STRICT or set(arg.commands) <= set(STRICT)):
+            owner = f"`tuneboard {arg.commands[0]}`" if set(arg.commands) <= set(STRICT) else "other commands"
+            raise ConfigError(f"{key}: not an argument of {command} ({source}); it belongs to {owner}."
+                              f"{_suggest(key, command)}", key)
         v = coerce(arg, value, source)
         check_value(arg, v)
         values[key] = v
@@ -268,6 +272,9 @@ def validate(ns: Namespace, command: str = "train") -> None:
         if filled:
             get_logger().info("%s's recipe: %s (give them to change them)", v["dataset"][0],
                               " ".join(f"{k}={_fmt(x)}" for k, x in filled.items()))
+        if v.get("devices") or v.get("cpu_threads"):  # devices this machine has (nvidia-smi), before any run
+            from .devices import check as check_devices
+            check_devices(v)
         if v["quantization_bit"] is not None:  # QLoRA: refused here, before any model is read, if it cannot run
             from .models.quantize import check
             check(v)

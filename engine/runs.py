@@ -23,6 +23,7 @@ from typing import Any, Iterator
 
 import yaml
 
+from . import devices
 from .args import ARGS, SECRET_ENV
 from .config import ConfigError, changed, load_config
 from .procs import START_TOLERANCE_S, alive as _alive, create_time as _create_time, is_running as _proc_alive
@@ -391,7 +392,15 @@ def prepare_values(command: str, values: dict) -> Any:
     return ns
 
 
-def _refuse_if_busy(saves: str) -> None:
+def _refuse_if_busy(saves: str, beside: dict | None = None) -> None:
+    """RunBusy while a run is going; with `beside` (a run's values), only when the two may share a device."""
+    if beside is not None:  # the queue starts runs side by side on disjoint GPUs
+        mine = devices.gpu_ids(beside)
+        for r in all_runs(saves):
+            theirs = devices.gpu_ids({"devices": r.meta.get("devices")})
+            if r.returncode is None and r.alive() and not (mine and theirs and not mine & theirs):
+                raise RunBusy(f"a {r.command} run is going on the same devices ({r.output}).", r)
+        return
     busy = active_run(saves)
     if busy is not None:
         raise RunBusy(f"a {busy.command} run is already going ({busy.output}); wait for it to end or abort "
@@ -410,16 +419,17 @@ def recipe(command: str, values: dict, explicit=()) -> dict:
 
 
 def spawn(command: str, values: dict, saves: str | Path | None = None, env: dict | None = None,
-          explicit=()) -> Run:
+          explicit=(), beside: bool = False) -> Run:
     """Validate, write the config YAML atomically, start `python -m engine <command> <yaml>` in its own
     process group with stdout+stderr appended to running.log, and record it. Refuses a second run while one
-    is going (RunBusy) and an output dir that holds another run unless resume or overwrite is asked."""
+    is going (RunBusy; with beside=True only one on the same GPUs) and an output dir that holds another run
+    unless resume or overwrite is asked."""
     ns = prepare_values(command, values)
     v = ns.values
     data = recipe(command, values, explicit)
     saves = str(saves_root(saves))
     with _spawn_lock(saves):
-        _refuse_if_busy(saves)
+        _refuse_if_busy(saves, v if beside else None)
         if command == "export":
             output = str(v["export_dir"])
             run_dir = None
@@ -439,10 +449,11 @@ def spawn(command: str, values: dict, saves: str | Path | None = None, env: dict
         config = Path(run_dir) / CONFIG_NAME[command]
         atomic_write_text(config, yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
         meta = {k: v.get(k) for k in ("model_name_or_path", "finetuning_type", "stage", "dataset",
-                                      "adapter_name_or_path", "template")}
+                                      "adapter_name_or_path", "template", "devices")}
+        env = {**(os.environ if env is None else env), **devices.env_for(v)}  # the picked devices, this run alone
         secrets = {SECRET_ENV + a.name.upper(): str(v[a.name]) for a in ARGS if a.secret and v.get(a.name)}
         if secrets:  # credentials go to the run through its environment, never into the YAML above
-            env = {**(os.environ if env is None else env), **secrets}
+            env = {**env, **secrets}
         return _start(run_id, command, [sys.executable, "-m", "engine", command, str(config)], run_dir,
                       output, str(config), saves, env, meta)
 

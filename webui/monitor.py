@@ -152,3 +152,58 @@ def metrics_md(results: dict, lang: str, title_key: str = "final_metrics") -> st
         name = _METRIC_NAMES.get(k, k)
         rows.append(f"| {html.escape(name)} | {html.escape(str(v))} |")
     return f"**{t(title_key, lang)}**\n\n| | |\n|---|---|\n" + "\n".join(rows)
+
+
+# ---------------------------------------------------------------- hardware monitor, learning rate, grad norm
+def _mb(v) -> str:
+    return "?" if v is None else f"{v / 1024:.2f} GB" if v >= 1024 else f"{v:.0f} MB"
+
+
+def usage_html(sample: dict | None, lang: str) -> str:
+    """One line under the progress bar: the run's CPU and memory (whole process tree), its GPUs, the peaks the
+    trainer recorded; data-* attributes carry the numbers for the tests."""
+    if not sample:
+        return "<div class='tb-usage tb-idle'></div>"
+    cpu, rss, peak = sample.get("cpu_percent"), sample.get("rss_mb"), sample.get("peak") or {}
+    parts = [t("usage_cpu", lang, cpu="?" if cpu is None else f"{cpu:.0f}", n=sample.get("processes", 0)),
+             t("usage_mem", lang, rss=_mb(rss))]
+    if peak.get("peak_tree_rss_mb"):
+        parts.append(t("usage_peak", lang, peak=_mb(peak["peak_tree_rss_mb"])))
+    for g in sample.get("gpus") or []:
+        parts.append(f"GPU {html.escape(str(g['id']))}: {_mb(g.get('used_mb'))} / {_mb(g.get('total_mb'))}"
+                     + (f", {g['util']:.0f}%" if g.get("util") is not None else ""))
+    if peak.get("peak_gpu_reserved_mb"):
+        parts.append(t("usage_gpu_peak", lang, peak=_mb(peak["peak_gpu_reserved_mb"])))
+    attrs = f"data-rss-mb='{rss or 0}' data-cpu='{cpu if cpu is not None else ''}' " \
+            f"data-peak-mb='{peak.get('peak_tree_rss_mb') or ''}' data-gpus='{len(sample.get('gpus') or [])}'"
+    return f"<div class='tb-usage' {attrs}>{html.escape(' · '.join(parts))}</div>"
+
+
+def curve_series(records: list[dict]) -> dict[str, tuple[list, list]]:
+    """{"learning_rate": (steps, values), "grad_norm": (...)} from trainer_log.jsonl rows."""
+    out = {}
+    for key in ("learning_rate", "grad_norm"):
+        pts = [(r["step"], r[key]) for r in records if _num(r.get(key))]
+        if pts:
+            out[key] = tuple(map(list, zip(*pts)))
+    return out
+
+
+def curves_figure(records: list[dict], lang: str = "en"):
+    """Learning rate and gradient norm, one above the other, beside the loss plot (None before the first log)."""
+    series = curve_series(records)
+    if not series:
+        return None
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 3.6), dpi=100)
+    axes = fig.subplots(2, 1, sharex=True)
+    for ax, key, color in ((axes[0], "learning_rate", "#9333ea"), (axes[1], "grad_norm", "#ea580c")):
+        if key in series:
+            s, v = series[key]
+            ax.plot(s, v, color=color, marker="o" if len(s) < 20 else None, markersize=3)
+        ax.set_ylabel(key.replace("_", " "), fontsize=8)  # trainer_log.jsonl's names; the plot's title is translated
+        ax.grid(alpha=0.3)
+    axes[1].set_xlabel("step")
+    fig.tight_layout()
+    return fig

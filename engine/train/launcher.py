@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from .. import procs
+from .. import devices, procs
 from ..config import load_config
 from ..utils import get_logger
 
@@ -41,6 +41,7 @@ def run_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
         from ..utils import UserError
         raise UserError(f"unexpected arguments {flags}; use key=value (for example learning_rate=1e-4).")
     ns = load_config(path, overrides, "train")
+    devices.apply(ns.values)  # before anything starts CUDA (check_deepspeed does)
     check_deepspeed(ns)
     if "LOCAL_RANK" not in os.environ:  # once, before any worker starts: a registry model not here is fetched
         from ..models.download import ensure_model

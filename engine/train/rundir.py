@@ -20,6 +20,7 @@ RUNNING_LOG = "running.log"
 CONFIG = "training_args.yaml"
 STATS = "dataset_stats.json"
 RESULTS = "all_results.json"
+USAGE = "usage.json"  # the trainer's own CPU / memory / GPU peaks so far (engine.usage.Recorder)
 COMPLETE = ".tuneboard_complete"  # written into a checkpoint once it is fully on disk
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 FINAL_STATES = ("finished", "failed", "aborted")
@@ -133,7 +134,7 @@ def clear_run(output_dir: str | Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
     for p in root.glob("runs/*/events.out.tfevents.*"):  # report_to=tensorboard: the old curves would mix in
         p.unlink(missing_ok=True)
-    for pattern in (LOG, RESULTS, STATUS, STATS, RUNNING_LOG, "train_results.json", "eval_results.json",
+    for pattern in (LOG, RESULTS, STATUS, STATS, USAGE, RUNNING_LOG, "train_results.json", "eval_results.json",
                     "trainer_state.json", "adapter_config.json", "adapter_model.safetensors", "model*.safetensors",
                     "model.safetensors.index.json", "training_*.png", "README.md"):
         for p in root.glob(pattern):

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from .. import usage
 from . import rundir
 from .best import best_metrics, best_model_args, early_stopping, eval_steps
 from .callbacks import GracefulStop, RunLogCallback
@@ -187,8 +188,9 @@ def run(ns: Namespace) -> dict:
         if resume:
             rundir.truncate_log(output_dir, rundir.checkpoint_step(resume))
             log.info("resuming from %s", resume)
+    recorder = usage.Recorder(output_dir).start() if _is_main() else None  # the peaks, for the results
     try:
-        metrics = _run(ns, output_dir, resume, stop)
+        metrics = _run(ns, output_dir, resume, stop, recorder)
     except BaseException as e:
         # a stop signal may surface as another exception (a worker pool that was being waited on, for one)
         aborted = isinstance(e, KeyboardInterrupt) or stop.requested
@@ -203,6 +205,8 @@ def run(ns: Namespace) -> dict:
         raise
     finally:
         stop.uninstall()
+        if recorder is not None:
+            recorder.stop()
     return metrics
 
 
@@ -232,7 +236,7 @@ def _checkpoint_if_needed(ns: Namespace, stats: dict) -> None:
                     need["without"] / 2**30, need["budget"] / 2**30, need["with"] / 2**30)
 
 
-def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop) -> dict:
+def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop, recorder=None) -> dict:
     import torch
     from transformers import set_seed
 
@@ -312,6 +316,8 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
             metrics["peak_rss_mb"] = round(peak_rss_bytes() / 2**20, 1)
             if torch.cuda.is_available():
                 metrics["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+            if recorder is not None:  # the whole process tree (data workers too), sampled while it trained
+                metrics.update(recorder.stop())
             log.info("final metrics: %s", json.dumps(metrics, default=str))
             atomic_write_json(output_dir / rundir.RESULTS, metrics)
             if ns.plot_loss:
