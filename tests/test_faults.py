@@ -21,7 +21,7 @@ from engine.config import ConfigError, load_config, save_config
 from engine.train import rundir
 from engine.train.workflow import prepare_output_dir, resolve_resume
 from engine.utils import atomic_write_json
-from helpers import free_port, wait_for
+from helpers import free_port, frozen, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,7 +84,7 @@ def test_kill_9_of_the_cli_started_from_a_shell_then_resume(tiny_model, tmp_path
     parent here is this test; after a shell's `&` it is PID 1, which in a container may never reap): a zombie
     with the pid status.json names, which must not count as a run going on. Nothing else of the run may remain,
     and the resumed run ends at the same step with every step logged once."""
-    out, total = tmp_path / "out", 10
+    out, total = tmp_path / "out", 16
     argv = ["train", f"model_name_or_path={tiny_model}", "template=chatml", "dataset=identity",
             f"dataset_dir={ROOT / 'data'}", "cutoff_len=64",
             "per_device_train_batch_size=2", f"max_steps={total}", "save_steps=2", "logging_steps=1",
@@ -97,16 +97,24 @@ def test_kill_9_of_the_cli_started_from_a_shell_then_resume(tiny_model, tmp_path
         sh = subprocess.Popen(["bash", "-c", shell], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
-        def past_checkpoint_4():  # and the log past the newest checkpoint: those lines must not be kept twice
+        children = []
+
+        def killed_past_checkpoint_4():
+            """Kill -9 once checkpoint-4 is whole and the log is past the newest whole checkpoint (those lines must
+            not be kept twice). Both are read with the CLI stopped, so they are one moment; the kill comes at it."""
             assert sh.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-            last = rundir.last_checkpoint(out)
-            return (out / "checkpoint-4" / rundir.COMPLETE).exists() and \
-                max(_steps(out), default=0) > rundir.checkpoint_step(last)
-        wait_for(past_checkpoint_4, 240, "checkpoint-4 and a step after the newest checkpoint")
-        top = psutil.Process(sh.pid)
-        cli = top if top.name() != "bash" else top.children()[0]  # bash -c runs a lone command by exec
-        children = cli.children(recursive=True)
-        os.kill(cli.pid, signal.SIGKILL)  # the CLI's pid only: no process group, no handler runs
+            top = psutil.Process(sh.pid)
+            cli = top if top.name() != "bash" else top.children()[0]  # bash -c runs a lone command by exec
+            with frozen(cli.pid) as stopped:
+                last = rundir.last_checkpoint(out)
+                if not ((out / "checkpoint-4" / rundir.COMPLETE).exists() and
+                        max(_steps(out), default=0) > rundir.checkpoint_step(last)):
+                    return None
+                children.extend(cli.children(recursive=True))
+                stopped.kill()  # the CLI's pid only: no process group, no handler runs
+            return cli
+        cli = wait_for(killed_past_checkpoint_4, 240, "checkpoint-4 and a step after the newest checkpoint",
+                       ignore=(IndexError,))
         assert children, "dataloader_num_workers=1: the trainer had a worker process"
 
         # nothing of the run is left: not the CLI, not its workers, nothing marked as this run
