@@ -526,7 +526,7 @@ def inspect_output_dir(path: str | Path | None) -> dict | None:
     if not path or not rundir.holds_run(path):
         return None
     st = rundir.read_status(path) or {}
-    last = rundir.last_checkpoint(path)
+    last, _ = rundir.last_good_checkpoint(path)  # never offer one that a kill or a full disk cut short
     return {"path": str(path), "state": st.get("state"), "step": st.get("step"),
             "total_steps": st.get("total_steps"), "last_checkpoint": str(last) if last else None,
             "last_step": rundir.checkpoint_step(last) if last else None}

@@ -78,6 +78,15 @@ def _run_processes(out: Path, mark: str) -> list:
     return found
 
 
+def _lock_free(out: Path) -> bool:
+    """No process holds the run folder's lock (the kernel drops it as the last process that shares it exits)."""
+    try:
+        rundir.check_free(out)
+    except rundir.FolderBusy:
+        return False
+    return True
+
+
 def test_kill_9_of_the_cli_started_from_a_shell_then_resume(tiny_model, tmp_path, capsys):
     """The user's way (issue 9): `tuneboard train ...` from a shell, `kill -9` of that one pid once checkpoint-4
     is on disk, then the same command with resume_from_checkpoint=true. Nobody has reaped the killed CLI yet (its
@@ -119,7 +128,7 @@ def test_kill_9_of_the_cli_started_from_a_shell_then_resume(tiny_model, tmp_path
 
         # nothing of the run is left: not the CLI, not its workers, nothing marked as this run
         wait_for(lambda: not procs.is_running(cli) and not any(procs.is_running(c) for c in children)
-                 and not _run_processes(out, mark), 30, "the run's processes to end")
+                 and not _run_processes(out, mark) and _lock_free(out), 30, "the run's processes to end")
         killed = rundir.read_status(out)
         assert killed["pid"] == cli.pid and killed["state"] == "training" and killed["step"] < total
         if cli.pid == sh.pid:
@@ -449,10 +458,13 @@ def test_configs_and_run_records_are_written_atomically(tmp_path, monkeypatch, s
 
 def test_resume_of_a_checkpoint_at_the_end_is_refused_with_what_to_raise(tmp_path):
     """transformers would train step N+1 of N from a final checkpoint; the run says what to raise instead."""
+    import torch
+    from safetensors.torch import save_file
     out = tmp_path / "out"
     ckpt = out / "checkpoint-10"
     ckpt.mkdir(parents=True)
     (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": 10, "max_steps": 10, "num_train_epochs": 3}))
+    save_file({"w": torch.zeros(1)}, str(ckpt / "adapter_model.safetensors"))  # weights that read whole
     (ckpt / rundir.COMPLETE).write_text("1")
 
     def resume(**kw):

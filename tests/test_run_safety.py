@@ -173,18 +173,20 @@ def test_a_replacing_run_killed_before_its_first_checkpoint_gives_the_old_run_ba
     p = start(CLI + argv(tiny_model, data, out, max_steps=100000, save_steps=100000, overwrite_output_dir="true"),
               tmp_path / "new.log")
     try:
-        # training has begun (the old run set aside) and a step of the new run is logged
-        wait_for(lambda: p.poll() is None and (out / rundir.REPLACED).is_dir() and logged_steps(out), 240,
-                 "the new run's first step", ignore=(OSError,))
+        # the new run trains: its status names it, at step 1 or later
+        wait_for(lambda: p.poll() is not None or (lambda st: st.get("pid") == p.pid and st.get("state") ==
+                                                  "training" and st.get("step", 0) >= 1)(rundir.read_status(out) or {}),
+                 240, "the new run's first step")
         assert p.poll() is None, (tmp_path / "new.log").read_text()[-3000:]
     finally:
         kill_group(p)  # kill -9: no handler runs, the replace is left half-done
-    assert (out / rundir.REPLACED / "checkpoint-4").is_dir() and not (out / "checkpoint-4").exists()
+    at_kill = {q.name for q in out.iterdir()}
 
     # the next start in that folder (here a plain one, refused because the folder holds a run) puts it back
     rc, err = cli_err(capsys, *argv(tiny_model, data, out, max_steps=2))
     assert rc == 2 and "already holds another run" in err and rundir.last_checkpoint(finished).name in err
     assert changed(out, before) == []
+    assert "checkpoint-4" not in at_kill  # (the kill had left the old run out of place)
 
 
 # ---------------------------------------------------------------- 3. a failed resume changes nothing
@@ -327,7 +329,6 @@ def test_resume_passes_over_a_damaged_checkpoint_and_names_a_damaged_explicit_on
     with open(weights, "r+b") as f:  # cut short, as a kill or a full disk leaves it (the marker is there)
         f.truncate(weights.stat().st_size // 2)
     assert rundir.last_checkpoint(out).name == "checkpoint-4"
-    assert "adapter_model.safetensors cannot be read" in rundir.checkpoint_problem(out / "checkpoint-4")
 
     rc, err = cli_err(capsys, *argv(tiny_model, data, out, max_steps=6, resume_from_checkpoint=str(out / "checkpoint-4")))
     assert rc == 2 and "Traceback" not in err
@@ -339,6 +340,7 @@ def test_resume_passes_over_a_damaged_checkpoint_and_names_a_damaged_explicit_on
     assert "checkpoint-4 is damaged" in (out / rundir.RUNNING_LOG).read_text()
     assert logged_steps(out) == [1, 2, 3, 4, 5, 6]  # went on from step 2: every step once
     assert (out / "checkpoint-4.damaged").is_dir() and rundir.read_status(out)["state"] == "finished"
+    assert "adapter_model.safetensors cannot be read" in rundir.checkpoint_problem(out / "checkpoint-4.damaged")
 
     state = out / "checkpoint-6" / "trainer_state.json"  # a garbled trainer_state.json counts too
     state.write_text(state.read_text()[:50])

@@ -187,11 +187,13 @@ def test_spawn_writes_the_config_and_runs_the_engine(tmp_path, saves):
 
 
 def _ckpt(path: Path, adapter=True, complete=True):
+    import torch
+    from safetensors.torch import save_file
     path.mkdir(parents=True)
-    (path / "trainer_state.json").write_text("{}")
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": int(path.name.split("-")[1])}))
     if adapter:
         (path / "adapter_config.json").write_text("{}")
-        (path / "adapter_model.safetensors").write_bytes(b"x")
+        save_file({"w": torch.zeros(1)}, str(path / "adapter_model.safetensors"))  # reads whole
     if complete:
         (path / ".tuneboard_complete").write_text("1")
 

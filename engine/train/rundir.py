@@ -504,6 +504,14 @@ class Attempt:
         self.deferred: list = []
         self.checkpoint_bytes: int | None = None  # what one checkpoint takes, for a disk-full message
 
+    def write(self, fn) -> None:
+        """A write into the run folder: now if the folder holds no run to protect, else once training starts."""
+        if self.began or (self.old_status is None and not self.resume and not self.replacing
+                          and not holds_run(self.out)):
+            fn()
+        else:
+            self.deferred.append(fn)
+
     def start(self) -> None:
         write_status(self.out, "starting", started=time.time(), step=0, total_steps=None, error=None, ended=None,
                      stop_by=None, output_dir=str(self.out))

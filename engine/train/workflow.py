@@ -85,6 +85,7 @@ def pick_checkpoint(ns: Namespace, output_dir: Path) -> tuple[str | None, list[t
         if not rundir.checkpoints(output_dir):
             raise ConfigError(f"resume_from_checkpoint: {output_dir} has no complete checkpoint to resume from.",
                               "resume_from_checkpoint")
+        _refuse_if_done(ns, rundir.last_checkpoint(output_dir))  # the end already: say what to raise first
         ckpt, skipped = rundir.last_good_checkpoint(output_dir)
         if ckpt is None:
             bad = "; ".join(f"{c.name}: {why}" for c, why in skipped)
@@ -98,6 +99,7 @@ def pick_checkpoint(ns: Namespace, output_dir: Path) -> tuple[str | None, list[t
         raise ConfigError(f"resume_from_checkpoint: {r} is not a checkpoint folder (no trainer_state.json). "
                           f"Complete checkpoints here: {[c.name for c in rundir.checkpoints(output_dir)] or 'none'}.",
                           "resume_from_checkpoint")
+    _refuse_if_done(ns, p)
     problem = rundir.checkpoint_problem(p)
     if problem:
         good = next((c for c in reversed(rundir.checkpoints(p.parent)) if c != p and
@@ -108,7 +110,6 @@ def pick_checkpoint(ns: Namespace, output_dir: Path) -> tuple[str | None, list[t
         raise ConfigError(f"resume_from_checkpoint: {p} is damaged: {problem}, so training cannot resume from it "
                           f"(a run killed while saving it, or a full disk?).{alt} Delete or move {p.name} so that "
                           f"resume_from_checkpoint=true does not pick it either.", "resume_from_checkpoint")
-    _refuse_if_done(ns, p)
     return str(p), []
 
 
@@ -237,6 +238,8 @@ def _attempt(ns: Namespace) -> dict:
             log.warning("%s is damaged (%s): resuming from %s instead; it is renamed %s.damaged when training "
                         "starts", c, why, Path(resume).name, c.name)
         attempt.start()
+        # a run already in the folder keeps its own config until this one starts training
+        attempt.write(lambda: save_config(ns, output_dir / rundir.CONFIG))
         for line in compat_notes(ns):
             log.warning("LLaMA-Factory key %s", line)
         if resume:
@@ -330,15 +333,14 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     if main:
         # what the run folder gets once training starts (rundir.Attempt.begin): nothing of a run already there
         # changes before the data, the model and the checkpoint have loaded
-        attempt.deferred.append(lambda: save_config(ns, output_dir / rundir.CONFIG))
-        attempt.deferred.append(lambda: atomic_write_json(output_dir / rundir.STATS, data.stats))
+        attempt.write(lambda: atomic_write_json(output_dir / rundir.STATS, data.stats))
         attempt.checkpoint_bytes = _checkpoint_bytes(model, ns)
         kept = output_dir / PISSA_INIT_DIR
         if resume and kept.is_dir():  # a resumed run keeps the initial adapter its first part saved
             pissa_dir = str(kept)
         elif uses_pissa(model):
             pissa_dir = str(kept)
-            attempt.deferred.append(lambda: save_pissa_init(model, output_dir))
+            attempt.deferred.append(lambda: save_pissa_init(model, output_dir))  # as it is when training starts
     # PissaCheckpoints before RunLogCallback: a checkpoint is converted before it is marked complete
     callbacks = ([PissaCheckpoints(pissa_dir)] if pissa_dir else []) \
         + [RunLogCallback(str(output_dir), stop=stop, on_checkpoint=_saved(attempt)), stop] + early_stopping(ns)
