@@ -361,6 +361,7 @@ def set_aside(output_dir: str | Path, old_status: bytes | None) -> None:
             os.replace(p, aside / p.name)
     if old_status is not None:
         (aside / STATUS).write_bytes(old_status)
+    (aside / COMPLETE).write_text("")  # all of it is here: what is at the top from now on is the new run's
 
 
 def drop_replaced(output_dir: str | Path) -> bool:
@@ -373,13 +374,16 @@ def drop_replaced(output_dir: str | Path) -> bool:
 
 
 def restore_replaced(output_dir: str | Path) -> bool:
-    """The new run ended without a checkpoint: remove what it wrote and put the replaced run back as it was."""
+    """The new run ended without a checkpoint: remove what it wrote and put the replaced run back as it was. If
+    setting aside was cut short (no marker), the files at the top are still the old run's: they stay."""
     root = Path(output_dir)
     aside = root / REPLACED
     if not aside.is_dir():
         return False
-    for p in own_files(root):
-        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    if (aside / COMPLETE).exists():
+        for p in own_files(root):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        (aside / COMPLETE).unlink()
     for p in aside.iterdir():
         os.replace(p, root / p.name)
     aside.rmdir()
@@ -392,7 +396,8 @@ def recover(output_dir: str | Path) -> str | None:
     root = Path(output_dir)
     if not (root / REPLACED).is_dir():
         return None
-    if any(c.parent == root for c in checkpoints(root)) or (root / RESULTS).exists():
+    new_run = (root / REPLACED / COMPLETE).exists()  # else the kill came while the old run was being moved
+    if new_run and (any(c.parent == root for c in checkpoints(root)) or (root / RESULTS).exists()):
         drop_replaced(root)
         return f"{root}: removed the run that an earlier overwrite replaced (the new run has a checkpoint)"
     restore_replaced(root)
@@ -498,7 +503,8 @@ class Attempt:
         self.resume = resume
         self.replacing = replacing
         self.damaged = list(set_aside_too)  # checkpoints a resume passed over: renamed, never trusted again
-        self.old_status = status_bytes(self.out) if holds_run(self.out) else None
+        self.protecting = holds_run(self.out)  # a run is already in the folder
+        self.old_status = status_bytes(self.out) if self.protecting else None
         self.began = False
         self.ended = False
         self.deferred: list = []
@@ -506,8 +512,7 @@ class Attempt:
 
     def write(self, fn) -> None:
         """A write into the run folder: now if the folder holds no run to protect, else once training starts."""
-        if self.began or (self.old_status is None and not self.resume and not self.replacing
-                          and not holds_run(self.out)):
+        if self.began or not self.protecting:
             fn()
         else:
             self.deferred.append(fn)
@@ -521,6 +526,7 @@ class Attempt:
             return
         if self.replacing:
             set_aside(self.out, self.old_status)
+        self.began = True  # from here on the folder is this run's: an end records its state
         if self.resume:
             truncate_log(self.out, checkpoint_step(self.resume))
         for c in self.damaged:
@@ -529,7 +535,6 @@ class Attempt:
                 os.replace(c, target)
         for write in self.deferred:
             write()
-        self.began = True
 
     def saved(self) -> bool:
         """A whole checkpoint or the final result is on disk: the replaced run can go. True if it went now."""
@@ -543,8 +548,9 @@ class Attempt:
             return None
         self.ended = True
         try:
-            if self.began and self.replacing:  # no checkpoint of the new run: the replaced one comes back whole
-                restore_replaced(self.out)
+            if self.replacing and restore_replaced(self.out):  # no checkpoint of the new run: the old one is back
+                if self.old_status is not None:
+                    put_status_back(self.out, self.old_status)
                 return f"the new run ended before its first checkpoint: the run it was replacing is back in {self.out}"
             if not self.began and self.old_status is not None:
                 put_status_back(self.out, self.old_status)

@@ -343,10 +343,11 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
             attempt.deferred.append(lambda: save_pissa_init(model, output_dir))  # as it is when training starts
     # PissaCheckpoints before RunLogCallback: a checkpoint is converted before it is marked complete
     callbacks = ([PissaCheckpoints(pissa_dir)] if pissa_dir else []) \
-        + [RunLogCallback(str(output_dir), stop=stop, on_checkpoint=_saved(attempt)), stop] + early_stopping(ns)
+        + [RunLogCallback(str(output_dir), stop=stop, on_checkpoint=_saved(attempt))] + early_stopping(ns)
     trainer = stage_module(ns.stage).build_trainer(ns, model, tokenizer, data, args, callbacks)
-    if main:  # first of all callbacks: the folder is ready before a tracker (tensorboard) opens files in it
-        trainer.callback_handler.callbacks.insert(0, BeginCallback(attempt.begin))
+    # first of all callbacks: a stop signal is graceful before the run folder changes hands (Begin), and the
+    # folder is ready before a tracker (tensorboard) opens files in it
+    trainer.callback_handler.callbacks[0:0] = [stop] + ([BeginCallback(attempt.begin)] if main else [])
     attach_loraplus(trainer, ns)
     if ns.pissa_init:  # every rank: each one reloads the adapter on resume
         follow_residual(trainer)
