@@ -141,7 +141,7 @@ def test_overwrite_of_a_folder_of_runs_is_refused_and_no_run_loses_a_file(tiny_m
     assert changed(method, before) == []  # every file of every run, byte for byte
 
 
-# ---------------------------------------------------------------- 2. the old run stays until the new one has a checkpoint
+# ---------------------------------------------------------------- 2. the old run stays until the new one has one
 def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(tiny_model, data, finished, tmp_path, capsys):
     out = copy_run(finished, tmp_path / "run")
     (out / "notes.txt").write_text("my notes")  # not a run file: never moved, never deleted
@@ -159,7 +159,7 @@ def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(tiny_mod
     rc, err = cli_err(capsys, *argv(tiny_model, data, out, max_steps=3, save_steps=2, learning_rate=2e-3,
                                     overwrite_output_dir="true"))
     assert rc == 0, err[-3000:]
-    assert [c.name for c in rundir.checkpoints(out)] == ["checkpoint-2", "checkpoint-3"]  # checkpoint-4 was the old run's
+    assert [c.name for c in rundir.checkpoints(out)] == ["checkpoint-2", "checkpoint-3"]  # the old run's 4 is gone
     assert logged_steps(out) == [1, 2, 3] and load_config(out / rundir.CONFIG).learning_rate == 2e-3
     assert (out / "notes.txt").read_text() == "my notes" and (out / "keep" / "data.csv").is_file()
     assert not (out / rundir.REPLACED).exists() and rundir.read_status(out)["state"] == "finished"
@@ -292,7 +292,9 @@ def test_two_trains_on_one_output_dir_one_is_refused(tiny_model, data, tmp_path)
     assert steps == list(range(1, len(steps) + 1))  # every step once
 
 
-def test_the_lock_is_the_folders_and_dies_with_its_holder(tmp_path):
+def test_the_lock_is_the_folders_and_dies_with_its_holder(tmp_path, monkeypatch):
+    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    monkeypatch.setattr(runs, "_POPENS", {})
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from engine.train import rundir\n"
                                "with rundir.lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(600)",
@@ -305,6 +307,9 @@ def test_the_lock_is_the_folders_and_dies_with_its_holder(tmp_path):
         with pytest.raises(rundir.FolderBusy):
             with rundir.lock(out):
                 pass
+        with pytest.raises(ConfigError) as e:  # the web UI's Start on that folder
+            runs.spawn("train", {"dataset": "identity", "output_dir": str(out)}, tmp_path / "saves")
+        assert e.value.field == "output_dir" and "another run is writing" in str(e.value)
         holder.kill()  # kill -9: the kernel drops the lock
         holder.wait(30)
         with rundir.lock(out):
@@ -329,7 +334,8 @@ def test_resume_passes_over_a_damaged_checkpoint_and_names_a_damaged_explicit_on
         f.truncate(weights.stat().st_size // 2)
     assert rundir.last_checkpoint(out).name == "checkpoint-4"
 
-    rc, err = cli_err(capsys, *argv(tiny_model, data, out, max_steps=6, resume_from_checkpoint=str(out / "checkpoint-4")))
+    rc, err = cli_err(capsys, *argv(tiny_model, data, out, max_steps=6,
+                                    resume_from_checkpoint=str(out / "checkpoint-4")))
     assert rc == 2 and "Traceback" not in err
     assert "checkpoint-4 is damaged: adapter_model.safetensors cannot be read" in err
     assert f"resume_from_checkpoint={out / 'checkpoint-2'}" in err
