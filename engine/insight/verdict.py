@@ -213,7 +213,7 @@ def _notes(f: dict, cfg: dict) -> list[dict]:
         note("few_samples", n=n)
     if f.get("eval_points", 0) == 0 and f.get("train_points", 0):
         note("no_eval")
-    if f.get("state") in ("running", "training", "starting", "preprocessing", "evaluating", "saving"):
+    if f.get("state") in ("running", "training", "starting", "preprocessing", "evaluating", "saving", "aborting"):
         note("running", step=f.get("last_step"), total=f.get("total_steps") or "?")
     if f.get("state") == "aborted":
         note("aborted", step=f.get("last_step"))
