@@ -315,7 +315,12 @@ class Run:
         signalled = time.time()
         self.request_abort()
         pgid = self.pid
-        if not _wait_gone(self, procs, lambda: self.stop_deadline(signalled, grace)):
+        latest = [signalled]
+
+        def deadline() -> float:  # never earlier than a deadline already seen (status.json is rewritten often)
+            latest[0] = max(latest[0], self.stop_deadline(signalled, grace))
+            return latest[0]
+        if not _wait_gone(self, procs, deadline):
             _signal_group(pgid, signal.SIGKILL)
             for p in procs + _group_members(pgid):
                 _signal(p, signal.SIGKILL)

@@ -173,7 +173,7 @@ class GracefulStop(TrainerCallback):
         if self.output_dir is None:
             return
         try:
-            rundir.write_status(self.output_dir, rundir.ABORTING, stop_by=time.time() + self.wait_needed())
+            rundir.write_status_soon(self.output_dir, rundir.ABORTING, stop_by=time.time() + self.wait_needed())
         except OSError:  # a full disk: the stop goes on regardless
             pass
 

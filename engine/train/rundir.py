@@ -51,16 +51,35 @@ _WEIGHTS = ("adapter_model.safetensors", "model.safetensors", "model.safetensors
 
 
 # ---------------------------------------------------------------- status and log
+_writing = []  # a status write in progress in this process (a signal handler may run in the middle of it)
+_after_write: list = []
+
+
 def write_status(run_dir: str | Path, state: str, **fields) -> dict:
     path = Path(run_dir) / STATUS
-    old = read_status(run_dir) or {}
-    now = time.time()
-    # pid + its start time: a later reader tells this process from a zombie or a reused pid (active_pid)
-    data = {**old, **fields, "state": state, "pid": os.getpid(), "pid_create_time": procs.own_create_time(),
-            "updated": now}
-    data.setdefault("started", now)
-    atomic_write_json(path, data)
+    _writing.append(path)
+    try:
+        old = read_status(run_dir) or {}
+        now = time.time()
+        # pid + its start time: a later reader tells this process from a zombie or a reused pid (active_pid)
+        data = {**old, **fields, "state": state, "pid": os.getpid(), "pid_create_time": procs.own_create_time(),
+                "updated": now}
+        data.setdefault("started", now)
+        atomic_write_json(path, data)
+    finally:
+        _writing.pop()
+    while _after_write and not _writing:
+        _after_write.pop(0)()
     return data
+
+
+def write_status_soon(run_dir: str | Path, state: str, **fields) -> None:
+    """write_status from a signal handler: if it interrupted a status write of this process, after that write
+    (else the interrupted write, finishing, would put back what it read before)."""
+    if _writing:
+        _after_write.append(lambda: write_status(run_dir, state, **fields))
+    else:
+        write_status(run_dir, state, **fields)
 
 
 def read_status(output_dir: str | Path) -> dict | None:
