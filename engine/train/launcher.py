@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 
 from . import rundir
 from .. import procs
@@ -41,6 +42,23 @@ def run_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
     if flags:
         from ..utils import UserError
         raise UserError(f"unexpected arguments {flags}; use key=value (for example learning_rate=1e-4).")
+    with _stop_is_an_interrupt():
+        return _run_cli(path, overrides)
+
+
+@contextmanager
+def _stop_is_an_interrupt():
+    """SIGTERM during start-up (before training installs its graceful stop) ends like Ctrl-C: exit code 130."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_cli(path: str | None, overrides: list[str]) -> int:
     ns = load_config(path, overrides, "train")
     check_deepspeed(ns)
     if "LOCAL_RANK" in os.environ:  # a torchrun worker: the launcher holds the lock and fetched the model

@@ -409,10 +409,30 @@ def restore_replaced(output_dir: str | Path) -> bool:
     return True
 
 
+_TMP = re.compile(r"^\.(.+)\.[A-Za-z0-9_]+\.tmp$")  # utils.atomic_write_text's temporary file for <name>
+
+
+def drop_stale_temporaries(output_dir: str | Path) -> list[str]:
+    """Temporary files of atomic writes that a killed process left behind (a kill -9 between the write and the
+    rename). Call with the folder's lock held: no other process is writing them."""
+    gone = []
+    try:
+        for p in Path(output_dir).iterdir():
+            m = _TMP.match(p.name)
+            if m and _own(m.group(1)) and p.is_file():
+                p.unlink(missing_ok=True)
+                gone.append(p.name)
+    except OSError:
+        pass
+    return gone
+
+
 def recover(output_dir: str | Path) -> str | None:
-    """A replace that a kill -9 cut short: finish it if the new run had a whole checkpoint, else undo it. Call
-    with the folder's lock held. Returns what was done, for the log."""
+    """What a kill -9 left half-done, put right before a new attempt (call with the folder's lock held):
+    temporary files of interrupted writes go; a replace is finished if the new run had a whole checkpoint, else
+    undone. Returns what was done to the replaced run, for the log."""
     root = Path(output_dir)
+    drop_stale_temporaries(root)
     if not (root / REPLACED).is_dir():
         return None
     new_run = (root / REPLACED / COMPLETE).exists()  # else the kill came while the old run was being moved

@@ -237,25 +237,30 @@ def _attempt(ns: Namespace) -> dict:
         for c, why in damaged:
             log.warning("%s is damaged (%s): resuming from %s instead; it is renamed %s.damaged when training "
                         "starts", c, why, Path(resume).name, c.name)
-        attempt.start()
-        # a run already in the folder keeps its own config until this one starts training
-        attempt.write(lambda: save_config(ns, output_dir / rundir.CONFIG))
-        for line in compat_notes(ns):
-            log.warning("LLaMA-Factory key %s", line)
-        if resume:
-            log.info("resuming from %s", resume)
-        if replacing:
-            log.warning("overwrite_output_dir: the run in %s is set aside when training starts and removed once "
-                        "this run has its first checkpoint", output_dir)
         return _train(ns, output_dir, resume, attempt)
+
+
+def _begin_attempt(ns: Namespace, attempt: rundir.Attempt) -> None:
+    attempt.start()
+    # a run already in the folder keeps its own config until this one starts training
+    attempt.write(lambda: save_config(ns, attempt.out / rundir.CONFIG))
+    for line in compat_notes(ns):
+        log.warning("LLaMA-Factory key %s", line)
+    if attempt.resume:
+        log.info("resuming from %s", attempt.resume)
+    if attempt.replacing:
+        log.warning("overwrite_output_dir: the run in %s is set aside when training starts and removed once this "
+                    "run has its first checkpoint", attempt.out)
 
 
 def _train(ns: Namespace, output_dir: Path, resume: str | None, attempt: rundir.Attempt | None) -> dict:
     """_run with the stop signals handled and the attempt's end recorded, however it ends (rank 0: attempt)."""
     main = attempt is not None
     stop = GracefulStop(on_stop=(lambda: _end(attempt, "aborted", None)) if main else None, output_dir=output_dir)
-    stop.install()
+    stop.install()  # before the attempt writes anything: a stop from here on is recorded
     try:
+        if main:
+            _begin_attempt(ns, attempt)
         metrics = _run(ns, output_dir, resume, stop, attempt)
     except BaseException as e:
         # a stop signal may surface as another exception (a worker pool that was being waited on, for one)
