@@ -16,11 +16,14 @@ Field meanings:
   hf       the TrainingArguments (for dpo: trl DPOConfig) field the value is passed as
   read_by  for a train argument without `hf`: what reads it instead (READ_BY gives a group's default)
   preprocess  the value changes the tokenised data, so it is part of the preprocessing cache key
+  choice_words  display names of the choices in English and Chinese (the stages' come from their records)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Iterable
+
+from .train.stages import STAGES
 
 DEFAULT_MODEL = "models/SmolLM2-135M-Instruct"
 
@@ -46,6 +49,7 @@ class Arg:
     hf: str | None = None
     read_by: str = ""
     preprocess: bool = False
+    choice_words: tuple = ()  # ((value, English, Chinese), ...): display names of the choices (the stages)
 
     @property
     def label_en(self) -> str:
@@ -145,7 +149,8 @@ ARGS: list[Arg] = [
       "Training stage: pre-training, supervised fine-tuning, reward modelling (rm), DPO-style preference "
       "optimisation (dpo; pref_loss picks DPO / IPO / hinge / ORPO / SimPO) or KTO.",
       "训练阶段：预训练、指令监督微调、奖励模型（rm）、DPO 类偏好优化（dpo；pref_loss 选择 DPO / IPO / hinge / "
-      "ORPO / SimPO）或 KTO。", "训练阶段", choices=("pt", "sft", "rm", "dpo", "kto"),
+      "ORPO / SimPO）或 KTO。", "训练阶段", choices=tuple(STAGES),
+      choice_words=tuple((s.name, *s.words) for s in STAGES.values()),
       read_by="workflow: picks the data format and the trainer (engine.train.stages)"),
     A("finetuning_type", "str", "lora", "method", "Which parameters are trained.",
       "训练哪些参数。", "微调方法", choices=("lora", "freeze", "full"), commands=ALL, read_by="engine.train.methods"),
@@ -169,7 +174,13 @@ ARGS: list[Arg] = [
       "只训练每段对话的最后一轮回答。", "仅训练最后一轮", stages=("sft",), preprocess=True),
     A("packing", "bool", False, "data",
       "Pack several examples into one sequence (no attention across examples). Faster on short data.",
-      "将多条样本拼接为一个序列（样本间不互相注意），短样本时更快。", "序列打包", stages=("pt", "sft"), preprocess=True),
+      "将多条样本拼接为一个序列（样本间不互相注意），短样本时更快。", "序列打包", stages=tuple(n for n, s in STAGES.items() if s.packs), preprocess=True),
+    A("padding_free", "bool", True, "data",
+      "Each batch's examples in one row without padding, attention kept within each example (position ids restart "
+      "per example): the same steps and loss as padded batches, no compute spent on padding.",
+      "每个批次的样本拼成一行、不填充，注意力仅在各样本内部（位置编号按样本重新开始）：步数和损失与填充批次相同，"
+      "不在填充上浪费计算。", "无填充批次", stages=tuple(n for n, s in STAGES.items() if s.packs),
+      read_by="engine.train.sft (the collator: one row per batch, position ids per example)"),
     A("neat_packing", "bool", False, "data", "LLaMA-Factory name for packing without cross-attention; same as packing.",
       "LLaMA-Factory 中的无交叉注意力打包，等同 packing。", compat=True, ui=False, preprocess=True),
     A("identity_name", "str", "Tuney", "data", "Replaces {{name}} in the identity dataset.",
@@ -200,10 +211,18 @@ ARGS: list[Arg] = [
       "预热步数（大于 0 时覆盖预热比例）。", "预热步数", min=0, max=1e9, hf="warmup_steps"),
     A("max_grad_norm", "float", 1.0, "train", "Gradient clipping norm; 0 disables clipping.",
       "梯度裁剪阈值，0 表示不裁剪。", "最大梯度范数", min=0.0, max=1e6, hf="max_grad_norm"),
-    A("bf16", "bool", False, "train", "bfloat16 mixed precision (falls back to fp32 where unsupported).",
-      "使用 bfloat16 混合精度（不支持时回退 fp32）。", "bf16", hf="bf16"),
-    A("fp16", "bool", False, "train", "float16 mixed precision (CUDA only; falls back to fp32 on CPU).",
-      "使用 float16 混合精度（仅 CUDA，CPU 上回退 fp32）。", "fp16", hf="fp16"),
+    A("precision", "str", "auto", "train",
+      "Compute type. auto: training takes what the hardware runs natively (bf16 on GPUs that support it, else fp16; "
+      "bf16 autocast on CPUs with AVX512-BF16 / AMX; fp32 on other CPUs), chat keeps fp32 on CPU. A type the device "
+      "cannot run falls back to fp32.",
+      "计算类型。auto：训练使用硬件原生支持的类型（支持 bf16 的 GPU 用 bf16，否则 fp16；有 AVX512-BF16 / AMX 的 CPU 用 "
+      "bf16 自动混合精度；其它 CPU 用 fp32），CPU 上对话保持 fp32。设备不支持的类型回退 fp32。", "计算类型",
+      choices=("auto", "fp32", "bf16", "fp16"), commands=ALL,
+      read_by="engine.precision (what auto picks; the Trainer's bf16 / fp16 and the load dtype follow it)"),
+    A("bf16", "bool", False, "train", "LLaMA-Factory's name for precision=bf16 (bfloat16 mixed precision).",
+      "LLaMA-Factory 中的 bf16，等同 precision=bf16（bfloat16 混合精度）。", "bf16", hf="bf16"),
+    A("fp16", "bool", False, "train", "LLaMA-Factory's name for precision=fp16 (float16 mixed precision, CUDA only).",
+      "LLaMA-Factory 中的 fp16，等同 precision=fp16（float16 混合精度，仅 CUDA）。", "fp16", hf="fp16"),
     # ---- extra training
     A("weight_decay", "float", 0.0, "extra", "AdamW weight decay.", "权重衰减。", "权重衰减", min=0.0, max=10.0,
       hf="weight_decay"),
@@ -211,9 +230,12 @@ ARGS: list[Arg] = [
       choices=("adamw_torch", "adamw_torch_fused", "sgd", "adafactor"), hf="optim"),
     A("seed", "int", 42, "extra", "Random seed (data split, shuffling, initialisation).",
       "随机种子（数据划分、打乱、初始化）。", "随机种子", min=0, max=2**32 - 1, commands=TI, hf="seed", preprocess=True),
-    A("gradient_checkpointing", "bool", False, "extra", "Recompute activations to save memory (slower).",
-      "重计算激活以节省显存（更慢）。", "梯度检查点",
-      read_by="engine.train.methods (non-reentrant activation checkpointing on the model)"),
+    A("gradient_checkpointing", "bool", False, "extra",
+      "Recompute activations to save memory (slower). Left unset, it turns on by itself only when the memory "
+      "estimate says the run would not fit without it.",
+      "重计算激活以节省显存（更慢）。未设置时，仅当内存预估显示不开启就放不下时自动开启。", "梯度检查点",
+      read_by="engine.train.methods (non-reentrant activation checkpointing on the model); workflow turns it on "
+              "when the estimate says the run would not fit"),
     A("logging_steps", "int", 5, "extra", "Write a log line every N steps.", "每 N 步记录一次日志。",
       "日志间隔", min=1, max=1e6, hf="logging_steps"),
     A("save_steps", "int", 100, "extra", "Save a checkpoint every N steps.", "每 N 步保存一次检查点。",
@@ -225,8 +247,8 @@ ARGS: list[Arg] = [
     A("eval_strategy", "str", None, "extra", "When to evaluate: no, steps or epoch (default: steps when a validation set exists).",
       "评估时机：no、steps 或 epoch（有验证集时默认 steps）。", "评估策略",
       choices=("no", "steps", "epoch"), nullable=True, hf="eval_strategy"),
-    A("eval_steps", "int", None, "extra", "Evaluate every N steps (default: save_steps).",
-      "每 N 步评估一次（默认同保存间隔）。", "评估间隔", min=1, max=1e9, nullable=True, hf="eval_steps"),
+    A("eval_steps", "int", None, "extra", "Evaluate every N steps (default: every tenth of the run).",
+      "每 N 步评估一次（默认每训练十分之一评估一次）。", "评估间隔", min=1, max=1e9, nullable=True, hf="eval_steps"),
     A("per_device_eval_batch_size", "int", 4, "extra", "Examples per device per evaluation step.",
       "评估时每个设备的样本数。", "评估批大小", min=1, max=4096, commands=TI, hf="per_device_eval_batch_size"),
     A("dataloader_num_workers", "int", 0, "extra", "Data loader worker processes.", "数据加载进程数。",
@@ -326,6 +348,15 @@ ARGS: list[Arg] = [
     A("master_port", "int", 29500, "distributed", "Port of node 0.", "主节点端口。", "主节点端口", min=1, max=65535),
     A("deepspeed", "str", None, "distributed", "DeepSpeed JSON config (see examples/deepspeed/).",
       "DeepSpeed 配置文件（见 examples/deepspeed/）。", "DeepSpeed 配置", nullable=True, hf="deepspeed"),
+    A("fsdp", "str", None, "distributed",
+      "FSDP2 (PyTorch fully_shard, through accelerate): shard the weights, gradients and optimizer states over the "
+      "processes. full_shard: everything sharded, gathered per layer (least memory); shard_grad_op: weights stay "
+      "gathered between forward and backward (faster, more memory); offload: full_shard with the shards kept in host "
+      "memory. Empty = plain data parallel (or DeepSpeed).",
+      "FSDP2（PyTorch fully_shard，经 accelerate）：把权重、梯度和优化器状态切分到各进程。full_shard：全部切分，逐层"
+      "收集（最省内存）；shard_grad_op：前向到反向之间保留完整权重（更快、更占内存）；offload：full_shard 且分片放在"
+      "主机内存。留空为普通数据并行（或 DeepSpeed）。", "FSDP 模式",
+      choices=("full_shard", "shard_grad_op", "offload"), nullable=True, hf="fsdp"),
     # ---- generation (chat / eval / api)
     A("max_new_tokens", "int", 512, "generation", "Maximum tokens generated per answer.",
       "每次回答最多生成的 token 数。", "最大生成长度", min=1, max=1_000_000, commands=(INFER,)),

@@ -17,6 +17,8 @@ from typing import Any, Iterable
 import yaml
 
 from .args import ARGS, BY_NAME, Arg, Namespace
+from .data import recipes
+from .train.stages import STAGES, get_stage
 from .utils import UserError, get_logger
 
 
@@ -250,6 +252,10 @@ def validate(ns: Namespace, command: str = "train") -> None:
         v["packing"] = True
     if v["bf16"] and v["fp16"]:
         raise ConfigError("bf16 and fp16: choose one of them, not both.", "bf16")
+    for flag in ("bf16", "fp16"):  # LLaMA-Factory's names for two values of precision: one value, not two
+        if v[flag] and v["precision"] not in ("auto", flag):
+            raise ConfigError(f"{flag}: true asks for precision={flag}, but precision is {v['precision']}; keep one "
+                              "of them.", "precision")
     if v["lora_alpha"] is None:
         v["lora_alpha"] = 2 * v["lora_rank"]
     if command == "train":
@@ -261,30 +267,25 @@ def validate(ns: Namespace, command: str = "train") -> None:
         if not v["dataset"]:
             raise ConfigError("dataset: no dataset given; name one or more from dataset_info.json "
                               "(for example dataset=identity).", "dataset")
+        filled = recipes.apply(v, given)  # what the dataset needs to teach in a short run, where not given
+        if filled:
+            get_logger().info("%s's recipe: %s (give them to change them)", v["dataset"][0],
+                              " ".join(f"{k}={_fmt(x)}" for k, x in filled.items()))
         if v["quantization_bit"] is not None:  # QLoRA: refused here, before any model is read, if it cannot run
             from .models.quantize import check
             check(v)
-        if v["stage"] not in ("pt", "sft") and v["packing"]:
-            raise ConfigError(f"packing: not available for stage {v['stage']} (only pt and sft); turn it off.",
-                              "packing")
-        if v["stage"] == "kto" and v["per_device_train_batch_size"] < 2:
-            ga = v["gradient_accumulation_steps"]
-            if ga % 2:
-                raise ConfigError("per_device_train_batch_size: KTO needs at least 2 (each answer is compared with a "
-                                  "mismatched one from its batch to estimate the KL term); set it to 2.",
-                                  "per_device_train_batch_size")
-            # LLaMA-Factory's KTO recipes use batch 1 x accumulation 8: the same effective batch as 2 x 4
-            v["per_device_train_batch_size"], v["gradient_accumulation_steps"] = 2, ga // 2
-            get_logger().warning("KTO needs 2 answers per batch: per_device_train_batch_size 1 -> 2 and "
-                                 "gradient_accumulation_steps %d -> %d (the same effective batch)", ga, ga // 2)
+        stage = get_stage(v["stage"])
+        if v["packing"] and not stage.packs:
+            raise ConfigError(f"packing: not available for stage {stage.name} (only "
+                              f"{' and '.join(s.name for s in STAGES.values() if s.packs)}); turn it off.", "packing")
         if v["eval_strategy"] is None:
             has_eval = v["val_size"] > 0 or bool(v["eval_dataset"])
             v["eval_strategy"] = "steps" if has_eval else "no"
         if v["eval_strategy"] != "no" and not (v["val_size"] > 0 or v["eval_dataset"]):
             raise ConfigError("eval_strategy: evaluation needs data; set val_size (e.g. 0.1) or eval_dataset.",
                               "eval_strategy")
-        if v["eval_steps"] is None:
-            v["eval_steps"] = v["save_steps"]
+        if stage.validate:  # the stage's own rules (they see eval_strategy resolved)
+            stage.validate(v)
         for k in ("early_stopping_patience", "load_best_model_at_end"):
             if v.get(k) and v["eval_strategy"] == "no":
                 raise ConfigError(f"{k}: needs evaluation; set val_size (e.g. 0.1) or eval_dataset.", k)
@@ -301,6 +302,11 @@ def validate(ns: Namespace, command: str = "train") -> None:
             problem = unwritable_folder(v[name])
             if problem:
                 raise ConfigError(f"{name}: {problem}; choose a folder you can write to.", name)
+    if v["fsdp"] and v["deepspeed"]:
+        raise ConfigError("fsdp: FSDP and DeepSpeed both shard the model; choose one of them (fsdp or deepspeed).",
+                          "fsdp")
+    if v["fsdp"] and v["quantization_bit"] is not None:
+        raise ConfigError("fsdp: not available with QLoRA (quantization_bit); remove one of them.", "fsdp")
     if v["deepspeed"] and not Path(v["deepspeed"]).is_file():
         raise ConfigError(f"deepspeed: {v['deepspeed']} does not exist; see examples/deepspeed/ for configs.",
                           "deepspeed")
@@ -319,11 +325,14 @@ def default_output_dir(model: str, method: str, prefix: str = "train") -> str:
 
 
 def changed(ns_or_dict: Namespace | dict, command: str = "train") -> dict[str, Any]:
-    """Values that differ from the defaults, in schema order (what the preview and saved config show)."""
+    """Values that differ from the defaults, in schema order (what the preview and saved config show), and the
+    arguments of the dataset's recipe whatever their value: left out, the recipe would replace them."""
     v = ns_or_dict.values if isinstance(ns_or_dict, Namespace) else ns_or_dict
+    keep = (recipes.recipe_for(v.get("dataset"), v.get("stage"), v.get("finetuning_type")) or {}) \
+        if command == "train" else {}
     out = {}
     for a in ARGS:
-        if a.name in v and command in a.commands and v[a.name] != a.default and not a.compat:
+        if a.name in v and command in a.commands and (v[a.name] != a.default or a.name in keep) and not a.compat:
             if a.name == "lora_alpha" and v[a.name] == 2 * v.get("lora_rank", 8):
                 continue
             out[a.name] = v[a.name]

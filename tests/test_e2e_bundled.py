@@ -22,8 +22,16 @@ def _train(bundled_model, data_dir, out, **kw):
 
 
 def test_lora_sft_teaches_the_new_identity(bundled_model, identity_adapter):
-    """The session's identity run (conftest.identity_adapter; the browser tests chat with the same adapter)."""
+    """The session's identity run (conftest.identity_adapter; the browser tests chat with the same adapter): the
+    identity dataset on its recipe (issue 20: the defaults a user who picks it gets) answers with the new name."""
     from engine.chat import ChatEngine
+    from engine.config import load_config
+    from engine.data.recipes import RECIPES
+    from engine.insight.doctor import render
+    from engine.insight.verdict import diagnose
+
+    ran = load_config(identity_adapter / rundir.CONFIG, {}, finalize=False).values
+    assert {k: ran[k] for k in RECIPES["identity"]["values"]} == RECIPES["identity"]["values"]
 
     base = ChatEngine({"model_name_or_path": str(bundled_model), "template": "chatml"})
     before = base.chat([{"role": "user", "content": "Who are you?"}], do_sample=False, max_new_tokens=40).text
@@ -37,6 +45,10 @@ def test_lora_sft_teaches_the_new_identity(bundled_model, identity_adapter):
     tuned.unload()
     log = [r for r in rundir.read_log(identity_adapter) if "loss" in r]
     assert log[-1]["loss"] < log[0]["loss"] * 0.5
+    # the doctor agrees it has taught the name: no "not learning", no "not taught yet", no recipe to propose
+    rep = diagnose(identity_adapter)
+    assert rep["verdict"] in ("healthy", "undertrained") and rep["reason"] != "not_taught", render(rep)
+    assert "recipe" not in [a["key"] for a in rep["advice"]]
 
 
 def test_pretraining_loss_falls(bundled_model, data_dir, tmp_path):

@@ -369,6 +369,8 @@ PHASE = textwrap.dedent("""
             reached("evaluating")
             time.sleep(3600)
         transformers.Trainer.prediction_step = prediction_step
+        from engine.train import sft  # pt / sft evaluate through their own loss-only prediction_step
+        sft.CausalLMTrainer.prediction_step = prediction_step
     elif phase == "saving":  # writing the final adapter takes a while
         import transformers
         real = transformers.Trainer.save_model

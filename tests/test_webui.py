@@ -88,7 +88,7 @@ def test_every_ui_argument_has_a_widget_with_label_help_range_and_choices(demo):
     # eval scope: every inference argument except the training-only ones
     assert "learning_rate" not in page.args["eval"] and "max_new_tokens" in page.args["eval"]
     ct = page.c("top.compute_type")
-    assert ct.value == "fp32" and [c[1] for c in ct.choices] == ["fp32", "bf16", "fp16"]
+    assert ct.value == "auto" and [c[1] for c in ct.choices] == ["auto", "fp32", "bf16", "fp16"]
 
 
 def test_accordions_follow_groups_and_stage_method_visibility(demo):
@@ -208,7 +208,7 @@ def test_preview_command_is_exact_and_output_name_goes_under_saves(demo, tmp_pat
     assert all("=" in a for a in argv[len(prog) + 1:])  # nothing but key=value after the command
     kv = dict(a.split("=", 1) for a in argv if "=" in a)
     assert kv["learning_rate"] == "0.0002" and kv["max_steps"] == "30" and kv["identity_name"] == "Nova Li"
-    assert kv["dataset"] == "identity" and kv["bf16"] == "true"
+    assert kv["dataset"] == "identity" and kv["precision"] == "bf16"
     assert kv["output_dir"] == str(Path(page.saves) / "SmolLM2-135M-Instruct" / "lora" / "my_run")
     assert "lora_rank" not in kv  # unchanged values stay out
     from engine.config import load_config
@@ -226,7 +226,7 @@ def test_save_then_load_arguments_round_trip(demo, tmp_path):
     res = call(demo, page.c("train.save"), overrides=ov)
     assert "saved" in value(res[page.c("train.message")]).lower()
     saved = yaml.safe_load(cfg.read_text())
-    assert saved["lora_rank"] == 16 and saved["dataset"] == ["identity"] and saved["bf16"] is True
+    assert saved["lora_rank"] == 16 and saved["dataset"] == ["identity"] and saved["precision"] == "bf16"
     res = call(demo, page.c("train.load"), overrides={page.c("train.config_path"): str(cfg)})
     assert value(res[page.w("train", "lora_rank")]) == 16
     assert value(res[page.w("train", "lr_scheduler_type")]) == "linear"

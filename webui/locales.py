@@ -18,8 +18,12 @@ L: dict[str, dict[str, str]] = {
                         "zh": "从模型注册表中选择，或选 Custom 在下方填写路径或仓库 ID。"},
     "custom": {"en": "Custom", "zh": "自定义"},
     "compute_type": {"en": "Compute type", "zh": "计算类型"},
-    "compute_type_info": {"en": "Precision for training and chat (bf16/fp16 fall back to fp32 where unsupported).",
-                          "zh": "训练与对话使用的精度（不支持时 bf16/fp16 回退到 fp32）。"},
+    "compute_type_info": {"en": "Precision for training and chat. auto: what the hardware runs natively (bf16 on "
+                                "GPUs and AVX512-BF16 CPUs for training, fp32 chat on CPU); the estimate says which. "
+                                "bf16/fp16 fall back to fp32 where unsupported.",
+                          "zh": "训练与对话使用的精度。auto：使用硬件原生支持的类型（训练时 GPU 与支持 AVX512-BF16 的 CPU 用 "
+                                "bf16，CPU 上对话用 fp32），预估会说明所选类型。不支持时 bf16/fp16 回退到 fp32。"},
+    "precision_note": {"en": "Compute type: **{kind}** ({why}).", "zh": "计算类型：**{kind}**（{why}）。"},
     "refresh": {"en": "Refresh", "zh": "刷新"},
     "adapter_info": {"en": "Runs under saves/ for this model and method (checkpoint-N folders included); "
                            "a path can be typed too.",
@@ -35,11 +39,6 @@ L: dict[str, dict[str, str]] = {
     "tab_chat": {"en": "Chat", "zh": "对话"},
     "tab_export": {"en": "Export", "zh": "导出"},
     # ---- train tab
-    "choice_stage_sft": {"en": "Supervised Fine-Tuning", "zh": "指令监督微调"},
-    "choice_stage_pt": {"en": "Pre-Training", "zh": "预训练"},
-    "choice_stage_rm": {"en": "Reward Modeling", "zh": "奖励模型训练"},
-    "choice_stage_dpo": {"en": "DPO / ORPO / SimPO", "zh": "DPO / ORPO / SimPO 偏好优化"},
-    "choice_stage_kto": {"en": "KTO", "zh": "KTO 偏好优化"},
     "dataset_info_stage": {"en": "Datasets of dataset_info.json this stage accepts ({stage}).",
                            "zh": "dataset_info.json 中适用于当前阶段（{stage}）的数据集。"},
     "dataset_error": {"en": "✗ Cannot read the datasets: {error}", "zh": "✗ 无法读取数据集：{error}"},

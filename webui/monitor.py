@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import math
 
-from engine.train.plots import smooth
+from engine.train.plots import REWARD_CURVES, draw_rewards, reward_series, smooth
 
 from .locales import t
 
@@ -85,14 +85,18 @@ def _num(v) -> bool:
 
 def loss_figure(records: list[dict], lang: str = "en"):
     """A matplotlib figure of the loss curves, or None before the first logged loss. Points are marked so a
-    run with one or two log lines still shows something."""
+    run with one or two log lines still shows something. A preference or reward run's reward accuracy and
+    margin get axes of their own below the loss."""
     series = loss_series(records)
     if not series:
         return None
     from matplotlib.figure import Figure  # lazy: matplotlib only once a run has logged
 
-    fig = Figure(figsize=(6.4, 3.6), dpi=100)
-    ax = fig.add_subplot(111)
+    rewards = reward_series(records)
+    fig = Figure(figsize=(6.4, 3.6 + 2.4 * len(rewards)), dpi=100)
+    grid = fig.add_gridspec(1 + len(rewards), 1, height_ratios=[3.6] + [2.4] * len(rewards))
+    ax = fig.add_subplot(grid[0])
+    draw_rewards([fig.add_subplot(grid[i + 1]) for i in range(len(rewards))], rewards)
     few = len(series.get("loss", ([], []))[0]) < 20
     if "loss" in series:
         s, v = series["loss"]
@@ -110,10 +114,27 @@ def loss_figure(records: list[dict], lang: str = "en"):
     return fig
 
 
-_METRIC_ORDER = ("accuracy", "bleu-4", "rouge-1", "rouge-2", "rouge-l", "samples", "train_loss", "eval_loss",
+_METRIC_ORDER = ("accuracy", "bleu-4", "rouge-1", "rouge-2", "rouge-l", "samples", "eval_rewards/accuracies",
+                 "eval_accuracy", "eval_rewards/margins", "eval_margin", "rewards/accuracies", "rewards/margins",
+                 "train_loss", "eval_loss",
                  "total_steps", "epoch", "train_runtime", "train_samples_per_second", "train_steps_per_second")
 _METRIC_NAMES = {"accuracy": "Accuracy (exact match, %)", "bleu-4": "BLEU-4", "rouge-1": "ROUGE-1",
-                 "rouge-2": "ROUGE-2", "rouge-l": "ROUGE-L"}
+                 "rouge-2": "ROUGE-2", "rouge-l": "ROUGE-L",
+                 "eval_rewards/accuracies": "Reward accuracy (eval)", "eval_accuracy": "Reward accuracy (eval)",
+                 "eval_rewards/margins": "Reward margin (eval)", "eval_margin": "Reward margin (eval)",
+                 "rewards/accuracies": "Reward accuracy (train, last log)",
+                 "rewards/margins": "Reward margin (train, last log)"}
+
+
+def reward_results(records: list[dict]) -> dict:
+    """The last logged train reward accuracy and margin (under the DPO names, whichever trainer logged them):
+    the result of a preference or reward run, next to its eval values."""
+    out = {}
+    for name, (key, *_) in REWARD_CURVES.items():
+        parts = reward_series(records).get(name, {})
+        if "train" in parts:
+            out[key] = parts["train"][1][-1]
+    return out
 EVAL_KEYS = ("bleu-4", "rouge-1", "rouge-2", "rouge-l", "accuracy")
 
 

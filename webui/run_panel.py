@@ -69,6 +69,8 @@ def result_parts(run: runs.Run, status: dict) -> list:
         return []
     parts = []
     res = run.results()
+    if res and run.command == "train":  # a preference / reward run: its last reward accuracy and margin too
+        res = {**monitor.reward_results(run.log_records()), **res}
     if res:
         parts.append(("__metrics__", {"results": res}))
     if run.command == "train" and status["state"] in ("finished", "aborted"):

@@ -10,6 +10,7 @@ import gradio as gr
 from engine import runs
 from engine.args import BY_NAME
 from engine.config import ConfigError, load_config, save_config, to_command
+from engine.precision import choose, device_light
 from engine.utils import UserError
 
 from . import run_panel, widgets
@@ -201,7 +202,10 @@ def build(page: Page) -> dict:
         except ConfigError as e:
             parts = error_parts({e.field or "_": str(e)})
             return {**named, command: "", panel.message_parts: parts, panel.message: render_msg(parts, lang_v)}
-        return {**named, command: to_command(values, "train"), panel.message_parts: [], panel.message: ""}
+        c = choose(values, device_light())
+        parts = [("precision_note", {"kind": c["precision"], "why": c["why_zh"] if lang_v == "zh" else c["why"]})]
+        return {**named, command: to_command(values, "train"), panel.message_parts: parts,
+                panel.message: render_msg(parts, lang_v)}
 
     preview.click(preview_command, inputs, {command, panel.message, panel.message_parts, out_box},
                   show_progress="hidden")

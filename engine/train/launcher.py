@@ -16,7 +16,8 @@ log = get_logger()
 
 
 def needs_torchrun(ns) -> bool:
-    return (ns.nproc_per_node > 1 or ns.nnodes > 1 or bool(ns.deepspeed)) and "LOCAL_RANK" not in os.environ
+    return (ns.nproc_per_node > 1 or ns.nnodes > 1 or bool(ns.deepspeed) or bool(ns.fsdp)) \
+        and "LOCAL_RANK" not in os.environ
 
 
 def check_deepspeed(ns) -> None:

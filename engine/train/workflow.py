@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import rundir
-from .best import best_metrics, best_model_args, early_stopping
+from .best import best_metrics, best_model_args, early_stopping, eval_steps
 from .callbacks import BeginCallback, GracefulStop, RunLogCallback
 from .extra import build
-from .stages import config_class, stage_module
+from .stages import config_class, get_stage, stage_module
 from ..args import ARGS, Namespace
 from ..config import ConfigError, compat_notes, save_config
 from .. import procs
@@ -153,15 +153,15 @@ def _plan(ns: Namespace) -> tuple[Path, str | None, list[tuple[Path, str]]]:
 
 
 def pick_precision(ns: Namespace) -> dict:
+    """The compute type this run trains in (engine.precision), written back into bf16 / fp16 so the Trainer, the
+    model loader and the logs all read the one choice."""
+    from ..precision import choose, flags
     dev = device_info()
-    bf16, fp16 = ns.bf16, ns.fp16
-    if bf16 and not dev["bf16"]:
-        log.warning("bf16 requested but %s does not support it: training in fp32", dev["name"])
-        bf16 = False
-    if fp16 and dev["device"] == "cpu":
-        log.warning("fp16 is not available on CPU: training in fp32 (bf16=true works on CPUs with AVX512-BF16)")
-        fp16 = False
-    return {"bf16": bf16, "fp16": fp16, "use_cpu": dev["device"] == "cpu", "device": dev}
+    c = choose(ns, dev)
+    if c["precision"] == "fp32" and c["asked"] not in ("auto", "fp32"):
+        log.warning("%s", c["why"])
+    ns.values.update(flags(c["precision"]))
+    return {**flags(c["precision"]), "use_cpu": dev["device"] == "cpu", "device": dev, "why": c["why"]}
 
 
 def report_to(value: str | None) -> list[str]:
@@ -175,9 +175,18 @@ CONVERT = {
     "bf16": lambda ns, prec: prec["bf16"],  # what the device supports (pick_precision)
     "fp16": lambda ns, prec: prec["fp16"],
     "warmup_steps": lambda ns, prec: ns.warmup_steps if ns.warmup_steps > 0 else ns.warmup_ratio,  # <1: a fraction
-    "eval_steps": lambda ns, prec: ns.eval_steps if ns.eval_strategy == "steps" else None,
+    "eval_steps": lambda ns, prec: eval_steps(ns) if ns.eval_strategy == "steps" else None,
     "report_to": lambda ns, prec: report_to(ns.report_to),
+    "fsdp": lambda ns, prec: bool(ns.fsdp),  # its settings go in fsdp_config (fsdp_config below)
 }
+
+
+def fsdp_config(ns: Namespace) -> dict:
+    """transformers' fsdp_config of an `fsdp` mode: FSDP2, one shard unit per decoder layer (the model's
+    _no_split_modules), the whole state dict gathered on save so checkpoints load anywhere. gradient_checkpointing
+    stays with engine.train.methods, as for every other mode."""
+    return {"version": 2, "reshard_after_forward": ns.fsdp != "shard_grad_op", "cpu_offload": ns.fsdp == "offload",
+            "auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "state_dict_type": "FULL_STATE_DICT"}
 
 
 def schema_fields(ns: Namespace, prec: dict, stage: str) -> dict:
@@ -196,6 +205,8 @@ def training_arguments(ns: Namespace, prec: dict, stage: str):
         ddp_find_unused_parameters=False if ns.finetuning_type != "full" else None,
         disable_tqdm=not sys.stderr.isatty(),
     )
+    if ns.fsdp:
+        fields["fsdp_config"] = fsdp_config(ns)
     fields.update(best_model_args(ns))  # eval_loss picks the best checkpoint; keep it / stop early
     mod = stage_module(stage)
     if hasattr(mod, "trainer_fields"):  # a trl stage: its own fields on top of the shared arguments
@@ -306,6 +317,25 @@ def _checkpoint_bytes(model, ns: Namespace) -> int:
     return saved + 8 * trained + (8 << 20)
 
 
+def _checkpoint_if_needed(ns: Namespace, stats: dict) -> None:
+    """Activation checkpointing costs a recomputed forward: on only where the memory estimate says the run would
+    not fit without it, and only when the recipe left gradient_checkpointing alone."""
+    if ns.gradient_checkpointing or "gradient_checkpointing" in ns.explicit:
+        return
+    from ..insight.estimate import needs_checkpointing
+    longest = min(int(stats.get("max_len") or ns.cutoff_len), ns.cutoff_len)
+    try:
+        need = needs_checkpointing(ns, longest)
+    except Exception as e:  # an estimate that cannot be made must not stop the run
+        log.info("memory estimate unavailable (%s): gradient_checkpointing stays off", e)
+        return
+    if need:
+        ns.gradient_checkpointing = True
+        log.warning("gradient_checkpointing: on, since the estimate (%.2f GB) exceeds the memory free now (%.2f GB); "
+                    "with it: %.2f GB. Set gradient_checkpointing=false to keep it off.",
+                    need["without"] / 2**30, need["budget"] / 2**30, need["with"] / 2**30)
+
+
 def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop,
          attempt: rundir.Attempt | None) -> dict:
     import torch
@@ -320,8 +350,8 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     main = attempt is not None
     set_seed(ns.seed)
     prec = pick_precision(ns)
-    log.info("device: %s; precision: %s", prec["device"]["name"],
-             "bf16" if prec["bf16"] else "fp16" if prec["fp16"] else "fp32")
+    log.info("device: %s; precision: %s (%s)", prec["device"]["name"],
+             "bf16" if prec["bf16"] else "fp16" if prec["fp16"] else "fp32", prec["why"])
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     rundir.write_status(output_dir, "preprocessing") if main else None
@@ -329,10 +359,11 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     template = resolve_template(ns, tokenizer)
     data = get_dataset(ns, tokenizer, template, ns.stage)
 
+    _checkpoint_if_needed(ns, data.stats)
     # the arguments come first: with a ZeRO-3 DeepSpeed config they make from_pretrained load the weights
     # already partitioned across the GPUs instead of a full copy per process
     args = training_arguments(ns, prec, ns.stage)
-    model = load_model(ns, trainable=True, reward_head=ns.stage == "rm")
+    model = load_model(ns, trainable=True, reward_head=get_stage(ns.stage).reward_head)
     model = apply_method(model, ns)
     pissa_dir = None
     if main:
@@ -353,17 +384,26 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     # first of all callbacks: a stop signal is graceful before the run folder changes hands (Begin), and the
     # folder is ready before a tracker (tensorboard) opens files in it
     trainer.callback_handler.callbacks[0:0] = [stop] + ([BeginCallback(attempt.begin)] if main else [])
+    if ns.fsdp:
+        from .fsdp import enable_on_cpu
+        enable_on_cpu(trainer)
     attach_loraplus(trainer, ns)
     if ns.pissa_init:  # every rank: each one reloads the adapter on resume
         follow_residual(trainer)
     if args.world_size > 1 and main:
         import torch.distributed as dist
-        log.info("data parallel: %d processes, backend %s, global batch %d", args.world_size,
+        log.info("data parallel: %d processes, backend %s, global batch %d%s", args.world_size,
                  dist.get_backend() if dist.is_initialized() else "?",
-                 args.world_size * ns.per_device_train_batch_size * ns.gradient_accumulation_steps)
+                 args.world_size * ns.per_device_train_batch_size * ns.gradient_accumulation_steps,
+                 f"; FSDP2 {ns.fsdp}" if ns.fsdp else "")
 
     with procs.shielded_children():  # data workers outlive a group-wide stop signal until the checkpoint is saved
         result = trainer.train(resume_from_checkpoint=resume)
+        if ns.fsdp and main:  # what fully_shard made of the weights: each process holds a shard (a DTensor)
+            from torch.distributed.tensor import DTensor
+            ps = list(trainer.model_wrapped.parameters())
+            log.info("FSDP2: %d of %d parameter tensors sharded over %d processes",
+                     sum(isinstance(p, DTensor) for p in ps), len(ps), args.world_size)
         if main:
             rundir.write_status(output_dir, rundir.ABORTING if stop.requested else "saving")
         with stop.saving():  # an Abort while the result is written waits for it: never half an adapter
