@@ -268,6 +268,35 @@ def test_abort_from_the_ui_waits_for_a_slow_step_and_its_checkpoint(tiny_model, 
     assert rundir.checkpoint_step(rundir.last_checkpoint(out)) == 3 == max(logged_steps(out))
 
 
+TWICE = textwrap.dedent("""
+    # Abort signals the process group and each process: outside the training loop the same stop can arrive
+    # while the handler of the first one is recording the abort. The record must be written once, whole.
+    import os, signal, sys, time
+    from engine.train.callbacks import GracefulStop
+    seen = []
+    def on_stop():
+        seen.append("start")
+        if seen.count("start") == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # the second signal lands while the first is being recorded
+        time.sleep(0.3)
+        seen.append("end")
+    stop = GracefulStop(on_stop=on_stop)
+    stop.install()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+    except KeyboardInterrupt:
+        print(",".join(seen), flush=True)
+        sys.exit(130)
+""")
+
+
+def test_the_same_stop_twice_records_the_abort_once_and_whole():
+    r = subprocess.run([sys.executable, "-c", TWICE], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 130 and r.stdout.strip() == "start,end", (r.stdout, r.stderr[-2000:])
+
+
 # ---------------------------------------------------------------- 5. one writer per run folder
 def test_two_trains_on_one_output_dir_one_is_refused(tiny_model, data, tmp_path):
     out = tmp_path / "run"

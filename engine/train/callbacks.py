@@ -128,6 +128,7 @@ class GracefulStop(TrainerCallback):
         self.output_dir = Path(output_dir) if output_dir is not None and _rank0() else None
         self._previous: dict = {}
         self._exit_timer = None
+        self._stopping = False
         self._pid = os.getpid()
         self._step_started = None
         self._step_ended = None
@@ -157,6 +158,9 @@ class GracefulStop(TrainerCallback):
             if signum != signal.SIGINT or self.saving_result:
                 return
             log.warning("second Ctrl-C: stopping now, without a checkpoint of this step")
+        if self._stopping:  # the same stop again (group + process): the handler already at work raises, once
+            return
+        self._stopping = True
         self.requested = True
         self._stop_now()
         raise KeyboardInterrupt  # not in the loop: stop now
