@@ -261,8 +261,8 @@ def test_abort_from_the_ui_waits_for_a_slow_step_and_its_checkpoint(tiny_model, 
         assert r.abort() is True  # waits as long as the trainer says it needs, not a fixed 7 s
     finally:
         r.abort(grace=1)
-    wait_for(lambda: r.status()["state"] != "running", 30, "the record to settle")
-    assert r.status()["state"] == "aborted" and r.refresh().returncode == 130, r.tail()
+    wait_for(lambda: r.refresh().returncode is not None, 30, "the reaper to record the exit code")
+    assert r.returncode == 130 and r.status()["state"] == "aborted", r.tail()
     st = rundir.read_status(out)
     assert st["state"] == "aborted" and st["step"] == 3, r.tail()
     assert rundir.checkpoint_step(rundir.last_checkpoint(out)) == 3 == max(logged_steps(out))
