@@ -17,6 +17,8 @@ Field meanings:
   read_by  for a train argument without `hf`: what reads it instead (READ_BY gives a group's default)
   preprocess  the value changes the tokenised data, so it is part of the preprocessing cache key
   choice_words  display names of the choices in English and Chinese (the stages' come from their records)
+  secret   a credential (hub_token): left out of saved recipes, previews and logs; a started run gets it through
+           its environment (SECRET_ENV), never on disk
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ class Arg:
     read_by: str = ""
     preprocess: bool = False
     choice_words: tuple = ()  # ((value, English, Chinese), ...): display names of the choices (the stages)
+    secret: bool = False      # a credential: never in a saved YAML, a preview or a log; a run gets it in its env
 
     @property
     def label_en(self) -> str:
@@ -377,11 +380,39 @@ ARGS: list[Arg] = [
       "分片大小 (GB)", min=1, max=1000, commands=(EXPORT,)),
     A("export_dtype", "str", "auto", "export", "dtype of the exported weights.", "导出权重的数据类型。",
       "导出数据类型", choices=("auto", "float32", "float16", "bfloat16"), commands=(EXPORT,)),
+    # the names are engine.export.FORMATS' (tests/test_export.py checks they agree)
+    A("export_format", "str", "safetensors", "export",
+      "What to write: safetensors (a transformers model folder) or gguf (one file for llama.cpp / Ollama / LM Studio, "
+      "with an Ollama Modelfile beside it).",
+      "导出格式：safetensors（transformers 模型目录）或 gguf（llama.cpp / Ollama / LM Studio 使用的单个文件，"
+      "附带 Ollama Modelfile）。", "导出格式", choices=("safetensors", "gguf"), commands=(EXPORT,)),
+    A("gguf_type", "str", "f16", "export",
+      "GGUF weight type: f16 / bf16 / f32 (exact), q8_0 (8-bit, about half of f16); the k-quants q4_k_m / q5_k_m / "
+      "q6_k need llama.cpp's quantizer (llama-quantize).",
+      "GGUF 权重类型：f16 / bf16 / f32（无损），q8_0（8 比特，约为 f16 的一半）；k-quant 类型 q4_k_m / q5_k_m / q6_k "
+      "需要 llama.cpp 的量化工具（llama-quantize）。", "GGUF 类型",
+      choices=("f16", "bf16", "f32", "q8_0", "q4_k_m", "q5_k_m", "q6_k"), commands=(EXPORT,),
+      read_by="engine.export_gguf (llama.cpp's converter, then llama-quantize for the k-quants)"),
+    A("export_hub_model_id", "str", None, "export",
+      "Upload the export to this hub repository (user/name) when set; created if missing.",
+      "设置后将导出结果上传到该模型仓库（用户名/仓库名），不存在时自动创建。", "上传仓库 ID", nullable=True,
+      commands=(EXPORT,), read_by="engine.hub_upload"),
+    A("export_hub", "str", "huggingface", "export", "The hub export_hub_model_id is on.",
+      "上传到的模型平台。", "上传平台", choices=("huggingface", "modelscope"), commands=(EXPORT,),
+      read_by="engine.hub_upload"),
+    A("export_hub_private", "bool", True, "export", "Create the hub repository as private.",
+      "以私有仓库创建。", "私有仓库", commands=(EXPORT,), read_by="engine.hub_upload"),
+    A("hub_token", "str", None, "export",
+      "Access token for the upload; empty = HF_TOKEN / MODELSCOPE_API_TOKEN or your saved login. Never saved.",
+      "上传使用的访问令牌；留空则使用 HF_TOKEN / MODELSCOPE_API_TOKEN 或已保存的登录。不会被保存。", "访问令牌",
+      nullable=True, commands=(EXPORT,), secret=True, read_by="engine.hub_upload"),
     # ---- output
     A("output_dir", "str", None, "output", "Run folder (default: saves/<model>/<method>/train_<time>).",
       "运行目录（默认 saves/<模型>/<方法>/train_<时间>）。", "输出目录", nullable=True, commands=TI, hf="output_dir"),
-    A("overwrite_output_dir", "bool", False, "output", "Allow writing into a folder that holds another run.",
-      "允许写入已有其它运行的目录。", "覆盖输出目录", read_by="workflow: refuses or clears an output_dir holding a run"),
+    A("overwrite_output_dir", "bool", False, "output",
+      "Allow writing into a folder that holds another run (train) or another export (export).",
+      "允许写入已有其它运行（训练）或其它导出结果（导出）的目录。", "覆盖输出目录", commands=(TRAIN, EXPORT),
+      read_by="workflow: refuses or clears an output_dir holding a run; engine.export: export_dir"),
     A("resume_from_checkpoint", "str", None, "output",
       "Checkpoint to resume from; `true`/`last` = the newest complete one in output_dir.",
       "续训的检查点；`true`/`last` 表示输出目录中最新的完整检查点。", "续训检查点", nullable=True,
@@ -435,6 +466,19 @@ ARGS: list[Arg] = [
       "LLaMA-Factory's Ray workers: ignored, Ray is not used; nproc_per_node=N trains on N devices with torchrun.",
       "LLaMA-Factory 的 Ray 进程数：此处忽略，不使用 Ray；nproc_per_node=N 用 torchrun 在 N 个设备上训练。",
       compat=True, ui=False),
+    # LLaMA-Factory's merge recipes (examples/merge_lora/*.yaml): accepted, each noted in the export's log
+    A("export_device", "str", "cpu", "export", "LLaMA-Factory's export_device: ignored, the merge runs on the CPU.",
+      "LLaMA-Factory 的 export_device：此处忽略，合并在 CPU 上进行。", compat=True, ui=False, commands=(EXPORT,)),
+    A("export_legacy_format", "bool", False, "export",
+      "LLaMA-Factory's export_legacy_format: ignored, weights are always written as safetensors (or GGUF).",
+      "LLaMA-Factory 的 export_legacy_format：此处忽略，权重总是保存为 safetensors（或 GGUF）。", compat=True,
+      ui=False, commands=(EXPORT,)),
+    *[A(k, t, None, "export", f"LLaMA-Factory's {k}: ignored, GPTQ export is not supported; for a smaller model "
+        "use export_format=gguf with gguf_type=q8_0 (or a k-quant).",
+        f"LLaMA-Factory 的 {k}：此处忽略，不支持 GPTQ 导出；需要更小的模型请用 export_format=gguf 与 gguf_type=q8_0"
+        "（或 k-quant 类型）。", compat=True, ui=False, nullable=True, commands=(EXPORT,))
+      for k, t in (("export_quantization_bit", "int"), ("export_quantization_dataset", "str"),
+                   ("export_quantization_nsamples", "int"), ("export_quantization_maxlen", "int"))],
     *[A(k, "str", None, "model", f"LLaMA-Factory's {k}: ignored, multimodal training is not supported.",
         f"LLaMA-Factory 的 {k}：此处忽略，不支持多模态训练。", compat=True, ui=False, nullable=True, commands=ALL)
       for k in ("image_max_pixels", "image_min_pixels", "video_max_pixels", "video_min_pixels", "video_fps",
@@ -442,6 +486,7 @@ ARGS: list[Arg] = [
 ]
 
 BY_NAME: dict[str, Arg] = {a.name: a for a in ARGS}
+SECRET_ENV = "TUNEBOARD_SECRET_"  # + NAME upper-cased: how a started run receives a secret argument
 assert len(BY_NAME) == len(ARGS), "duplicate argument name"
 
 

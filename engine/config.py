@@ -332,7 +332,8 @@ def changed(ns_or_dict: Namespace | dict, command: str = "train") -> dict[str, A
         if command == "train" else {}
     out = {}
     for a in ARGS:
-        if a.name in v and command in a.commands and (v[a.name] != a.default or a.name in keep) and not a.compat:
+        if a.name in v and command in a.commands and (v[a.name] != a.default or a.name in keep) and not a.compat \
+                and not a.secret:
             if a.name == "lora_alpha" and v[a.name] == 2 * v.get("lora_rank", 8):
                 continue
             out[a.name] = v[a.name]
@@ -379,5 +380,6 @@ def save_config(ns: Namespace | dict, path: str | Path, command: str = "train") 
     """Write the full resolved config atomically (a crash never leaves half a file)."""
     from .utils import atomic_write_text
     v = ns.values if isinstance(ns, Namespace) else ns
-    data = {a.name: v[a.name] for a in ARGS if a.name in v and command in a.commands and not a.compat}
+    data = {a.name: v[a.name] for a in ARGS if a.name in v and command in a.commands and not a.compat
+            and not a.secret}
     atomic_write_text(path, yaml.safe_dump(data, allow_unicode=True, sort_keys=False))

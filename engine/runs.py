@@ -23,6 +23,7 @@ from typing import Any, Iterator
 
 import yaml
 
+from .args import ARGS, SECRET_ENV
 from .config import ConfigError, changed, load_config
 from .procs import START_TOLERANCE_S, alive as _alive, create_time as _create_time, is_running as _proc_alive
 from .train import rundir
@@ -480,6 +481,9 @@ def spawn(command: str, values: dict, saves: str | Path | None = None, env: dict
         atomic_write_text(config, yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
         meta = {k: v.get(k) for k in ("model_name_or_path", "finetuning_type", "stage", "dataset",
                                       "adapter_name_or_path", "template")}
+        secrets = {SECRET_ENV + a.name.upper(): str(v[a.name]) for a in ARGS if a.secret and v.get(a.name)}
+        if secrets:  # credentials go to the run through its environment, never into the YAML above
+            env = {**(os.environ if env is None else env), **secrets}
         return _start(run_id, command, [sys.executable, "-m", "engine", command, str(config)], run_dir,
                       output, str(config), saves, env, meta)
 

@@ -143,3 +143,12 @@ def peak_rss_bytes() -> int:
         pass
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def human_size(n: float) -> str:
+    """Bytes as people read them: 517.4 MB, 12.0 KB (decimal units, as file managers and the hubs show)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"

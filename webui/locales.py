@@ -147,6 +147,9 @@ L: dict[str, dict[str, str]] = {
     "export_needs_adapter": {"en": "Pick the adapter to merge in the adapter box above.",
                              "zh": "请先在上方适配器框中选择要合并的适配器。"},
     "export_done": {"en": "✓ Merged model written to `{path}`.", "zh": "✓ 合并后的模型已保存到 `{path}`。"},
+    "export_files": {"en": "Files:\n\n{files}", "zh": "文件：\n\n{files}"},
+    "export_next": {"en": "Next, copy and run:\n\n```\n{line}\n```", "zh": "下一步，复制并运行：\n\n```\n{line}\n```"},
+    "export_upload": {"en": "Upload to a hub (Hugging Face / ModelScope)", "zh": "上传到模型平台（Hugging Face / ModelScope）"},
     "btn_use_in_chat": {"en": "Load the merged model in Chat", "zh": "在对话中加载合并后的模型"},
     # ---- judging runs (insight_panel.py: doctor, estimate, dataset inspector; the words of the reports
     # themselves come from engine/insight/words.py)

@@ -13,6 +13,7 @@ import gradio as gr
 
 from engine import runs
 from engine.config import ConfigError
+from engine.export import folder_listing, next_step
 from engine.utils import UserError
 
 from . import monitor
@@ -81,6 +82,14 @@ def result_parts(run: runs.Run, status: dict) -> list:
         parts.append(("predictions_at", {"path": f"{run.output}/generated_predictions.jsonl"}))
     if run.command == "export" and status["state"] == "finished":
         parts.append(("export_done", {"path": run.output}))
+        try:
+            files = folder_listing(run.output)
+        except OSError:  # moved or deleted since
+            files = []
+        if files:
+            parts.append(("export_files", {"files": "\n".join(f"- `{f}`" for f in files)}))
+        if next_step(run.output):
+            parts.append(("export_next", {"line": next_step(run.output)}))
     return parts
 
 

@@ -80,6 +80,8 @@ def make(arg: Arg, lang: str, scope: str, value: Any = None, choices: list | Non
     common = dict(label=arg.label(lang), info=arg.help(lang), elem_id=f"{scope}-{arg.name}",
                   elem_classes=["tb-arg", f"tb-arg-{arg.name}"])
     common.update(kw)
+    if arg.secret:  # a credential: masked, never pre-filled
+        return gr.Textbox(value="", type="password", **common)
     if arg.name in FILE_CHOICES and choices is None:
         choices, multiselect = file_choices(arg.name), False
     if arg.name in DYNAMIC or choices is not None:
