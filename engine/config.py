@@ -196,6 +196,9 @@ def parse_overrides(items: Iterable[str]) -> dict[str, str]:
 
 def read_yaml(path: str | Path) -> dict:
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: this is a folder, not a config file; give the path of a .yaml file (for example "
+                          f"one in examples/).")
     if not p.is_file():
         raise ConfigError(f"{p}: no such config file.")
     try:
@@ -300,6 +303,12 @@ def validate(ns: Namespace, command: str = "train") -> None:
         if v.get("extra_args"):
             from .train.extra import check_extra_args
             check_extra_args(ns, v["stage"])
+    for name in ("output_dir", "export_dir"):  # a folder the command writes: checked before anything loads
+        if v.get(name) and command in BY_NAME[name].commands:
+            from .paths import unwritable_folder
+            problem = unwritable_folder(v[name])
+            if problem:
+                raise ConfigError(f"{name}: {problem}; choose a folder you can write to.", name)
     if v["fsdp"] and v["deepspeed"]:
         raise ConfigError("fsdp: FSDP and DeepSpeed both shard the model; choose one of them (fsdp or deepspeed).",
                           "fsdp")

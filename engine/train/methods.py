@@ -8,6 +8,7 @@ import re
 import torch
 from transformers import TrainerCallback
 
+from . import rundir
 from ..config import ConfigError
 from .stages import STAGES
 from ..utils import atomic_write_json, get_logger
@@ -140,7 +141,15 @@ def attach_loraplus(trainer, args) -> None:
     log.info("LoRA+: lora_B learning rate %.3g (%.3g x %s)", targs.learning_rate * ratio, targs.learning_rate, ratio)
 
 
-PISSA_INIT_DIR = "pissa_init"
+PISSA_INIT_DIR = rundir.PISSA_INIT
+
+
+def uses_pissa(model) -> bool:
+    from peft import PeftModel
+    if not isinstance(model, PeftModel):
+        return False
+    init = getattr(model.peft_config.get("default"), "init_lora_weights", True)
+    return isinstance(init, str) and init.startswith("pissa")
 
 
 def save_pissa_init(model, output_dir) -> str | None:
@@ -148,13 +157,10 @@ def save_pissa_init(model, output_dir) -> str | None:
     original. Keep the adapter as initialised, to convert the trained one back to a plain LoRA adapter (on the
     original base) when it is saved. Returns its folder, or None without PiSSA."""
     from pathlib import Path
-    from peft import PeftModel
-    if not isinstance(model, PeftModel):
+    if not uses_pissa(model):
         return None
     cfg = model.peft_config.get("default")
-    init = getattr(cfg, "init_lora_weights", True)
-    if not (isinstance(init, str) and init.startswith("pissa")):
-        return None
+    init = cfg.init_lora_weights
     path = Path(output_dir) / PISSA_INIT_DIR
     cfg.init_lora_weights = True  # loading this folder must not run the SVD again
     try:
