@@ -270,9 +270,10 @@ def _train(ns: Namespace, output_dir: Path, resume: str | None, attempt: rundir.
     main = attempt is not None
     stop = GracefulStop(on_stop=(lambda: _end(attempt, "aborted", None)) if main else None, output_dir=output_dir)
     stop.install()  # before the attempt writes anything: a stop from here on is recorded
-    recorder = usage.Recorder(output_dir).start() if main else None  # the peaks, for the results
+    recorder = usage.Recorder(output_dir, publish=False).start() if main else None  # the peaks, for the results
     try:
         if main:
+            attempt.deferred.append(recorder.publish)  # usage.json appears when training starts
             _begin_attempt(ns, attempt)
         metrics = _run(ns, output_dir, resume, stop, attempt, recorder)
     except BaseException as e:
