@@ -237,6 +237,8 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] | dict 
         if arg is None:
             raise ConfigError(f"{key}: unknown argument ({source}).{_suggest(key, command)}", key)
         if command not in arg.commands and (command in STRICT or set(arg.commands) <= set(STRICT)):
+            if isinstance(overrides, dict) and key in ov and value == arg.default:
+                continue  # a Namespace's values passed back whole: another command's untouched default
             owner = f"`tuneboard {arg.commands[0]}`" if set(arg.commands) <= set(STRICT) else "other commands"
             raise ConfigError(f"{key}: not an argument of {command} ({source}); it belongs to {owner}."
                               f"{_suggest(key, command)}", key)

@@ -152,10 +152,20 @@ def uses_pissa(model) -> bool:
     return isinstance(init, str) and init.startswith("pissa")
 
 
-def save_pissa_init(model, output_dir) -> str | None:
+def pissa_init_saver(model, output_dir):
+    """save_pissa_init of the adapter as it is now, to call later: the run folder gets it when training starts,
+    after a resumed run has loaded its trained checkpoint into the same model (which must not be what is kept)."""
+    if not uses_pissa(model):
+        return None
+    snapshot = {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k}
+    return lambda: save_pissa_init(model, output_dir, snapshot)
+
+
+def save_pissa_init(model, output_dir, state_dict: dict | None = None) -> str | None:
     """PiSSA moves the principal part of each weight into the adapter, so the base under it is no longer the
     original. Keep the adapter as initialised, to convert the trained one back to a plain LoRA adapter (on the
-    original base) when it is saved. Returns its folder, or None without PiSSA."""
+    original base) when it is saved. Returns its folder, or None without PiSSA. state_dict: the adapter's
+    weights taken earlier (pissa_init_saver); the model's own weights otherwise."""
     from pathlib import Path
     if not uses_pissa(model):
         return None
@@ -164,7 +174,7 @@ def save_pissa_init(model, output_dir) -> str | None:
     path = Path(output_dir) / PISSA_INIT_DIR
     cfg.init_lora_weights = True  # loading this folder must not run the SVD again
     try:
-        model.save_pretrained(str(path))
+        model.save_pretrained(str(path), **({"state_dict": state_dict} if state_dict is not None else {}))
     finally:
         cfg.init_lora_weights = init
     return str(path)

@@ -14,7 +14,7 @@ import re
 import shutil
 import time
 import zipfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
@@ -328,6 +328,7 @@ def lock(output_dir: str | Path) -> Iterator[Path]:
     a second writer is refused with FolderBusy instead of mixing its steps into this run. The kernel drops the
     lock when the process ends, however it ends, so a killed run never leaves the folder locked."""
     out = Path(output_dir)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     key = os.path.realpath(out)
     held = _HELD.get(key)
@@ -349,6 +350,9 @@ def lock(output_dir: str | Path) -> Iterator[Path]:
         yield out
     finally:
         _HELD.pop(key, None)
+        if created:  # a run refused before it wrote anything leaves no empty folder behind
+            with suppress(OSError):
+                out.rmdir()
         fcntl.flock(fd, fcntl.LOCK_UN)  # for forked helpers that share the open file too
         os.close(fd)
 

@@ -350,7 +350,7 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     from ..data.templates import resolve_template
     from ..models.loader import load_model, load_tokenizer
     from .methods import (PISSA_INIT_DIR, PissaCheckpoints, apply_method, attach_loraplus, follow_residual,
-                          save_pissa_converted, save_pissa_init, uses_pissa)
+                          pissa_init_saver, save_pissa_converted, uses_pissa)
 
     main = attempt is not None
     set_seed(ns.seed)
@@ -381,7 +381,7 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
             pissa_dir = str(kept)
         elif uses_pissa(model):
             pissa_dir = str(kept)
-            attempt.deferred.append(lambda: save_pissa_init(model, output_dir))  # as it is when training starts
+            attempt.deferred.append(pissa_init_saver(model, output_dir))  # as initialised, written at the start
     # PissaCheckpoints before RunLogCallback: a checkpoint is converted before it is marked complete
     callbacks = ([PissaCheckpoints(pissa_dir)] if pissa_dir else []) \
         + [RunLogCallback(str(output_dir), stop=stop, on_checkpoint=_saved(attempt))] + early_stopping(ns)
