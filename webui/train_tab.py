@@ -13,7 +13,7 @@ from engine.config import ConfigError, load_config, save_config, to_command
 from engine.precision import choose, device_light
 from engine.utils import UserError
 
-from . import run_panel, widgets
+from . import queue_panel, run_panel, widgets
 from .locales import t
 from .page import Page, check_fields, choice_labels, error_parts, render_msg
 
@@ -120,6 +120,7 @@ def build(page: Page) -> dict:
     command = page.add("train.command", gr.Textbox(label=t("command", lang), lines=3, max_lines=8, interactive=False,
                                                    buttons=["copy"], elem_id="train-command"), label="command")
     panel = run_panel.build_panel(page, "train", SCOPE, "btn_start", plot=True)
+    queue_panel.build(page)  # the runs waiting for their turn (Start while a run goes offers "Queue it")
 
     lang_c = page.c("top.lang")
     scopes = ("top", SCOPE)

@@ -22,6 +22,13 @@ DYNAMIC = {"dataset", "eval_dataset", "adapter_name_or_path", "template"}  # cho
 AUTO = "auto"  # the dropdown entry that stands for "no value" (None) of a nullable choice argument
 NONE_LABEL = {"quantization_bit": "none"}  # where "no value" means off, not automatic
 FILE_CHOICES = {"deepspeed": "examples/deepspeed/*.json"}  # shipped recipes offered in a list (a path may be typed)
+LIVE_CHOICES = {"devices": "engine.devices:choices"}  # choices read from the machine (refreshed on page load)
+
+
+def live_choices(name: str) -> list[tuple[str, str]]:
+    import importlib
+    module, _, fn = LIVE_CHOICES[name].partition(":")
+    return getattr(importlib.import_module(module), fn)()
 
 
 def file_choices(name: str) -> list[tuple[str, str]]:
@@ -81,10 +88,14 @@ def make(arg: Arg, lang: str, scope: str, value: Any = None, choices: list | Non
     common = dict(label=arg.label(lang), info=arg.help(lang), elem_id=f"{scope}-{arg.name}",
                   elem_classes=["tb-arg", f"tb-arg-{arg.name}"])
     common.update(kw)
+    if arg.secret:  # a credential: masked, never pre-filled
+        return gr.Textbox(value="", type="password", **common)
     if arg.name in FILE_CHOICES and choices is None:
         choices, multiselect = file_choices(arg.name), False
     if arg.suggest and choices is None:  # offered values; others may be typed (reward_funcs: path/file.py:name)
         choices = list(arg.suggest)
+    if arg.name in LIVE_CHOICES and choices is None:
+        choices = live_choices(arg.name)
     if arg.name in DYNAMIC or choices is not None:
         multi = arg.type == "list" if multiselect is None else multiselect
         return gr.Dropdown(choices=choices or [], value=to_widget(arg, v, multi), multiselect=multi,

@@ -47,6 +47,7 @@ from pathlib import Path
 
 from ..config import load_config
 from ..precision import choose, flags
+from ..train.best import eval_steps
 from ..train.stages import get_stage
 from ..utils import UserError
 from .words import t
@@ -231,7 +232,9 @@ def memory(ns, p: dict, longest: int, device: str) -> dict:
     optim = _optimizer_bytes(ns, p)
     if uses_reference(ns) and ns.finetuning_type != "lora":
         weights += p["total"] * (2 if half_load else 4)  # a frozen reference copy (LoRA uses the base itself)
-    act_bytes = 2 if (ns.bf16 or ns.fp16) else 4
+    # on CUDA autocast saves half activations; CPU autocast keeps fp32 ones beside the bf16 copies (norms,
+    # residual adds, softmax), measured at about the fp32 total
+    act_bytes = 2 if (ns.bf16 or ns.fp16) and device == "cuda" else 4
     # rm and dpo run chosen + rejected in one batch; kto's KL pass runs without gradients (nothing kept)
     batch = ns.per_device_train_batch_size * get_stage(ns.stage).sequences
     tokens = batch * max(1, min(longest, ns.cutoff_len))
@@ -391,7 +394,9 @@ def estimate(recipe=None, overrides=(), values: dict | None = None, measure_step
         m = measure(ns, measure_steps)
         evals = 0
         if ns.eval_strategy == "steps" and d["eval_rows"]:
-            evals = steps["total_steps"] // ns.eval_steps + 1
+            every = eval_steps(ns)
+            every = every if every >= 1 else max(1, math.ceil(steps["total_steps"] * every))
+            evals = steps["total_steps"] // every + (steps["total_steps"] % every != 0)
         eval_batches = math.ceil(d["eval_rows"] / ns.per_device_eval_batch_size) if d["eval_rows"] else 0
         # an eval batch is a forward pass only: about a third of a training step
         train_s = m["seconds_per_step"] * steps["total_steps"]

@@ -144,12 +144,18 @@ def _is_too_early(f: dict, cfg: dict) -> str | None:
     return "too_early" if f.get("reward_start") is None else None
 
 
+HEALTHY = "reward_rising"
+
+
+def _is_rising(f: dict, cfg: dict) -> str | None:
+    return HEALTHY if f.get("reward_rising") else None
+
+
 CHECKS = [("diverging", _is_kl_runaway), ("reward_hacking", _is_reward_hacking), ("undertrained", _is_too_early),
-          ("not_learning", _is_no_signal)]
-HEALTHY = "reward_rising"  # what verdict.diagnose says of a reward run none of the rules caught
+          ("not_learning", _is_no_signal), ("healthy", _is_rising)]
 
 
-def advise(a, verdict: str, reason: str, f: dict, cfg: dict, steps_or_epochs) -> None:
+def advise(a, verdict: str, reason: str, f: dict, cfg: dict, steps_or_epochs, raise_lr) -> None:
     lr = cfg["learning_rate"]
     if reason == "kl_runaway":
         a.add("lr_third", {"learning_rate": float(f"{lr * 0.3:.3g}")}, lr=lr)
@@ -185,6 +191,6 @@ def advise(a, verdict: str, reason: str, f: dict, cfg: dict, steps_or_epochs) ->
         else:
             a.add("ease_reward", {})
     elif reason == "flat_reward":
-        a.add("lr_up", {"learning_rate": float(f"{lr * 3:.3g}")}, lr=lr)
+        raise_lr(a, cfg, 3.0)
     elif reason == HEALTHY and f.get("reward_still_rising"):
         a.add("longer", steps_or_epochs(cfg, f, factor=2.0))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 
-from . import rewards, rundir
+from . import rewards
 from ..utils import get_logger
 
 log = get_logger()
@@ -93,6 +93,8 @@ def trainer_fields(ns, common: dict) -> dict:
 
 def build_trainer(ns, model, tokenizer, data, args, callbacks):
     from trl import GRPOTrainer
+
+    from . import rundir  # here, not at the top: rundir -> config -> args -> stages -> this module
 
     class Trainer(GRPOTrainer):
         _table_step = -1
