@@ -133,3 +133,21 @@ def test_rm_reads_the_pairs_the_preview_shows_tools_included(tok):
     assert tok.decode(cols["rejected_ids"][0]) == spans[3][0] + spans[4][0]
     dpo = get_stage("dpo").batch(P.as_columns([row]), tok, tpl, opts)
     assert cols[P.LEN] == dpo[P.LEN]
+
+
+def _names_in(path: Path, name: str) -> list[int]:
+    """Lines of a source file where `name` is a string constant (comments and docstrings aside)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    docs = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef))
+            and n.body and isinstance(n.body[0], ast.Expr)}
+    return [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value == name and id(n) not in docs]
+
+
+@pytest.mark.parametrize("name", [s for s in STAGES if s not in KINDS])  # pt/sft/dpo/kto also name a kind of data
+def test_a_stage_is_named_in_its_module_its_record_and_its_schema_rows_only(name):
+    """What docs/dev/adding-a-stage.md promises: adding a stage on an existing kind of data is its module, its
+    record and its schema rows (plus a recipe); no other source file of the engine, the UI or the CLI names it."""
+    files = [p for pkg in ("engine", "webui", "tuneboard") for p in sorted((ROOT / pkg).rglob("*.py"))]
+    where = {str(p.relative_to(ROOT)) for p in files if _names_in(p, name)}
+    assert where <= {"engine/train/stages.py", f"engine/train/{STAGES[name].module}.py", "engine/args.py"}, where
+    assert "engine/train/stages.py" in where

@@ -79,21 +79,17 @@ FEW_SAMPLES = 50
 # A token-level loss that starts below this (nats/token) has little left to lose: flat is no fault. A preference
 # or reward loss starts where chance puts it (ln 2 for DPO / a reward model, ~0.5 for KTO), so it does not apply.
 LOW_START = 0.5
-# The usual learning-rate range, by stage and method (what the advice proposes stays inside it; the stage's words
-# are in words.py, keyed the same way).
-LR_TYPICAL = {
-    ("pt", "lora"): (1e-4, 5e-4), ("pt", "freeze"): (2e-5, 1e-4), ("pt", "full"): (1e-5, 5e-5),
-    ("sft", "lora"): (1e-4, 5e-4), ("sft", "freeze"): (2e-5, 1e-4), ("sft", "full"): (1e-5, 5e-5),
-    ("rm", "lora"): (5e-5, 3e-4), ("rm", "freeze"): (1e-5, 5e-5), ("rm", "full"): (5e-6, 2e-5),
-    ("dpo", "lora"): (5e-6, 1e-4), ("dpo", "freeze"): (1e-6, 1e-5), ("dpo", "full"): (5e-7, 5e-6),
-    ("kto", "lora"): (5e-6, 1e-4), ("kto", "freeze"): (1e-6, 1e-5), ("kto", "full"): (5e-7, 5e-6),
-}
 # Errors of a failed run that name their cure (a substring of the error -> the advice key).
 FAILURE_ADVICE = (("out of memory", "oom"), ("MemoryError", "oom"), ("DefaultCPUAllocator", "oom"))
 
 
 def lr_range(cfg: dict) -> tuple[float, float]:
-    return LR_TYPICAL.get((cfg.get("stage") or "sft", cfg.get("finetuning_type") or "lora"), (1e-5, 5e-4))
+    """The usual learning rates of the run's stage and method (its record's lr_ranges): the advice stays inside."""
+    stage, method = STAGES.get(cfg.get("stage") or "sft"), cfg.get("finetuning_type") or "lora"
+    for name, lo, hi in stage.lr_ranges if stage else ():
+        if name == method:
+            return lo, hi
+    return 1e-5, 5e-4
 
 
 # ---------------------------------------------------------------- what the curve shows
