@@ -299,6 +299,21 @@ def test_resume_continues_the_run_and_its_completions(digit_model, tmp_path):
         _run(grpo_values(model, data, tmp_path / "few", max_steps=1, num_generations=4))
 
 
+def test_an_overwrite_sets_the_completions_aside_with_the_run_and_brings_them_back(tmp_path):
+    """completions.jsonl is one of a run's own files: replacing the run moves it aside with the log (a user's file
+    stays), and a new run that ends before its first checkpoint puts it back as it was."""
+    from engine.train import rundir
+    (tmp_path / rundir.LOG).write_text('{"step": 1, "reward": 0.5}\n')
+    (tmp_path / rundir.COMPLETIONS).write_text('{"step": 1, "rows": []}\n')
+    (tmp_path / "notes.txt").write_text("mine")
+    rundir.set_aside(tmp_path, None)
+    assert not (tmp_path / rundir.COMPLETIONS).exists() and (tmp_path / "notes.txt").exists()
+    assert (tmp_path / rundir.REPLACED / rundir.COMPLETIONS).exists()
+    (tmp_path / rundir.COMPLETIONS).write_text('{"step": 1, "rows": [{"prompt": "new"}]}\n')  # the new run's
+    assert rundir.restore_replaced(tmp_path)
+    assert rundir.read_completions(tmp_path) == {"step": 1, "rows": []}
+
+
 def test_abort_of_a_spawned_run_keeps_a_checkpoint_and_a_page_reattaches(digit_model, tmp_path, monkeypatch):
     """As the web UI starts it: its own process group; Abort saves at the step it is on and leaves no process."""
     import psutil
