@@ -285,16 +285,20 @@ def test_engine_refusal_is_a_400_in_both_modes(server):
 
 
 def test_host_port_resolution():
-    assert host_port([], env={}) == ("127.0.0.1", 8000)
-    assert host_port([], env={"API_HOST": "0.0.0.0", "API_PORT": "9001"}) == ("0.0.0.0", 9001)
-    assert host_port(["--host", "::1", "--port", "8123"], env={"API_PORT": "9001"}) == ("::1", 8123)
-    assert host_port(["--port=8124"], env={}) == ("127.0.0.1", 8124)
+    from engine.cli import COMMANDS, parse
+
+    def host_port_of(argv, env):
+        return host_port(parse("api", COMMANDS["api"], argv), env=env)
+    assert host_port_of([], env={}) == ("127.0.0.1", 8000)
+    assert host_port_of([], env={"API_HOST": "0.0.0.0", "API_PORT": "9001"}) == ("0.0.0.0", 9001)
+    assert host_port_of(["--host", "::1", "--port", "8123"], env={"API_PORT": "9001"}) == ("::1", 8123)
+    assert host_port_of(["--port=8124"], env={}) == ("127.0.0.1", 8124)
     with pytest.raises(UserError, match="--port"):
-        host_port(["--port", "eighty"], env={})
+        host_port_of(["--port", "eighty"], env={})
     with pytest.raises(UserError, match="API_PORT"):
-        host_port([], env={"API_PORT": "70000"})
+        host_port_of([], env={"API_PORT": "70000"})
     with pytest.raises(UserError, match="--hots"):
-        host_port(["--hots", "x"], env={})
+        host_port_of(["--hots", "x"], env={})
 
 
 def test_cli_serves_with_api_key(tiny_model, tmp_path):

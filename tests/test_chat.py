@@ -229,7 +229,7 @@ def test_engine_reads_namespace_args(tiny_model):
 
 
 def test_cli_chat_session(tiny_model, monkeypatch, capsys):
-    from engine.chat import run_cli
+    from engine.cli import main
     inputs = iter(["Hello there", "clear", "What is 2+2?"])
 
     def fake_input(prompt=""):
@@ -240,7 +240,7 @@ def test_cli_chat_session(tiny_model, monkeypatch, capsys):
             raise EOFError from None
 
     monkeypatch.setattr(builtins, "input", fake_input)
-    rc = run_cli(None, [f"model_name_or_path={tiny_model}", "max_new_tokens=5", "do_sample=false"], [])
+    rc = main(["chat", f"model_name_or_path={tiny_model}", "max_new_tokens=5", "do_sample=false"])
     out, err = capsys.readouterr()
     assert rc == 0
     assert out.count("Assistant: ") == 2 and "History cleared." in out
