@@ -83,6 +83,36 @@ def test_python_m_engine_and_m_tuneboard_run_their_tables():
 
 
 # ---------------------------------------------------------------- options parsed once, --help
+# Where a module may still read its own command line: a maintenance entry that is no `tuneboard` command.
+OWN_ARGV = {"engine/cli.py": "the dispatcher itself",
+            "engine/export_gguf.py": "`python -m engine.export_gguf fetch` (make gguf-converter)"}
+
+
+def test_options_are_parsed_only_by_the_dispatcher():
+    """No second parser: only engine/cli.py imports argparse, and no module of the three packages reads sys.argv or
+    compares a word with an option's spelling ("--port", "-h") by hand (the hand-written parsers this replaced)."""
+    found = {}
+    for package in ("engine", "webui", "tuneboard"):
+        for path in (ROOT / package).rglob("*.py"):
+            rel = str(path.relative_to(ROOT))
+            tree = ast.parse(path.read_text(encoding="utf-8"), rel)
+            for node in ast.walk(tree):
+                what = None
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and rel != "engine/cli.py":
+                    names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                    what = "argparse" if "argparse" in names else None
+                elif (isinstance(node, ast.Attribute) and node.attr == "argv" and isinstance(node.value, ast.Name)
+                      and node.value.id == "sys" and rel not in OWN_ARGV):
+                    what = "sys.argv"
+                elif isinstance(node, ast.Compare) and rel != "engine/cli.py":
+                    consts = [c.value for side in [node.left, *node.comparators] for c in ast.walk(side)
+                              if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+                    what = next((c for c in consts if re.fullmatch(r"--?[a-z][a-z-]*", c)), None)
+                if what:
+                    found.setdefault(rel, []).append(f"{node.lineno}: {what}")
+    assert found == {}
+
+
 def _help(capsys, *argv) -> str:
     rc = main([*argv])
     out = capsys.readouterr()
