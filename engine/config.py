@@ -169,6 +169,9 @@ def parse_overrides(items: Iterable[str]) -> dict[str, str]:
 
 def read_yaml(path: str | Path) -> dict:
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: this is a folder, not a config file; give the path of a .yaml file (for example "
+                          f"one in examples/).")
     if not p.is_file():
         raise ConfigError(f"{p}: no such config file.")
     try:
@@ -207,6 +210,8 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] | dict 
         if arg is None:
             raise ConfigError(f"{key}: unknown argument ({source}).{_suggest(key, command)}", key)
         if command not in arg.commands and (command in STRICT or set(arg.commands) <= set(STRICT)):
+            if isinstance(overrides, dict) and key in ov and value == arg.default:
+                continue  # a Namespace's values passed back whole: another command's untouched default
             owner = f"`tuneboard {arg.commands[0]}`" if set(arg.commands) <= set(STRICT) else "other commands"
             raise ConfigError(f"{key}: not an argument of {command} ({source}); it belongs to {owner}."
                               f"{_suggest(key, command)}", key)
@@ -273,6 +278,12 @@ def validate(ns: Namespace, command: str = "train") -> None:
         if v.get("extra_args"):
             from .train.extra import check_extra_args
             check_extra_args(ns, v["stage"])
+    for name in ("output_dir", "export_dir"):  # a folder the command writes: checked before anything loads
+        if v.get(name) and command in BY_NAME[name].commands:
+            from .paths import unwritable_folder
+            problem = unwritable_folder(v[name])
+            if problem:
+                raise ConfigError(f"{name}: {problem}; choose a folder you can write to.", name)
     if v["fsdp"] and v["deepspeed"]:
         raise ConfigError("fsdp: FSDP and DeepSpeed both shard the model; choose one of them (fsdp or deepspeed).",
                           "fsdp")

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from .config import ConfigError
 from .models.registry import EXPORT_MARKER, lookup
-from .utils import UserError, atomic_write_json, atomic_write_text, get_logger
+from .utils import UserError, atomic_write_json, atomic_write_text, get_logger, share_like_umask
 
 log = get_logger()
 CONFIG_NAMES = ("training_args.yaml", "training_config.yaml", "train_config.yaml")
@@ -253,6 +253,7 @@ def export_model(args: Any, *, max_shard_size: str | int | None = None) -> Path:
         if out.exists():  # a previous export (checked above): keep it until the new one is in place
             old = out.with_name(f".{out.name}.old-{int(time.time())}")
             out.rename(old)
+        share_like_umask(tmp)  # mkdtemp made it 0700 and safetensors writes 0600: readable as the umask allows
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -98,11 +98,14 @@ def read_peaks(output_dir) -> dict:
 
 class Recorder:
     """A thread in the trainer that samples its own process tree every RECORD_EVERY_S and keeps the peaks in
-    <output_dir>/usage.json; stop() returns them for the results (peak_tree_rss_mb, peak_gpu_reserved_mb)."""
+    <output_dir>/usage.json; stop() returns them for the results (peak_tree_rss_mb, peak_gpu_reserved_mb).
+    With publish=False it samples from the start but writes nothing until publish(): an attempt that never starts
+    training must leave the folder (and a run already in it) as it was."""
 
-    def __init__(self, output_dir, every: float = RECORD_EVERY_S):
+    def __init__(self, output_dir, every: float = RECORD_EVERY_S, publish: bool = True):
         self.path = Path(output_dir) / rundir.USAGE
         self.every = every
+        self.published = publish
         self.peak: dict = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="usage-recorder", daemon=True)
@@ -118,8 +121,12 @@ class Recorder:
         if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
             reserved = sum(torch.cuda.max_memory_reserved(i) for i in range(torch.cuda.device_count()))
             self.peak["peak_gpu_reserved_mb"] = round(reserved / 2**20, 1)
-        atomic_write_json(self.path, {"now": now, "peak": self.peak, "updated": time.time()})
+        if self.published:
+            atomic_write_json(self.path, {"now": now, "peak": self.peak, "updated": time.time()})
         return self.peak
+
+    def publish(self) -> None:
+        self.published = True
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -100,11 +100,11 @@ def test_three_queued_runs_second_broken_through_a_killed_ui_and_runner(tiny_mod
     assert items[first]["state"] == "finished", runs.get_run(items[first]["run_id"], saves).tail()
     assert items[third]["state"] == "finished", runs.get_run(items[third]["run_id"], saves).tail()
     assert items[second]["state"] == runqueue.SKIPPED and items[second]["run_id"] is None
-    assert f"{a} already holds a run" in items[second]["reason"]
+    assert f"{a} already holds another run" in items[second]["reason"]
     results = json.loads((b / "all_results.json").read_text())
     assert results["total_steps"] == 2 and results["peak_tree_rss_mb"] > 0  # the trainer's own recorded peak
     listing = cli("queue", "list", env={runs.SAVES_ENV: str(saves)}).stdout
-    assert f"{second}  skipped" in listing and "already holds a run" in listing
+    assert f"{second}  skipped" in listing and "already holds another run" in listing
     assert "the run queue holds work: its runner started" in (tmp_path / "ui2.log").read_text()
 
 
@@ -129,7 +129,8 @@ def test_disjoint_gpus_run_side_by_side_each_with_its_own_devices(tiny_model, da
     assert envs[on1["id"]].get("OMP_NUM_THREADS") == os.environ.get("OMP_NUM_THREADS")  # not picked: inherited
     run0 = runs.get_run(runqueue.get(on0["id"], saves)["run_id"], saves)
     assert [(g["id"], g["used_mb"]) for g in usage.sample(run0)["gpus"]] == [("0", 11920.0)]  # its GPU alone
-    cfg = yaml.safe_load((tmp_path / "g0" / "training_args.yaml").read_text())
+    saved = tmp_path / "g0" / "training_args.yaml"  # written atomically once training starts
+    cfg = wait_for(lambda: saved.is_file() and yaml.safe_load(saved.read_text()), 60, "the run's saved recipe")
     assert cfg["devices"] == ["0"] and cfg["cpu_threads"] == 1  # the run's saved recipe carries them
     runqueue.cancel(shared["id"], saves)
     for it in (on0, on1):

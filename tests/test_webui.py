@@ -243,12 +243,14 @@ def test_save_then_load_arguments_round_trip(demo, tmp_path):
 
 
 def test_existing_output_dir_offers_resume(demo, tmp_path):
+    import torch
+    from safetensors.torch import save_file
     page = demo.page
     out = tmp_path / "held"
     ck = out / "checkpoint-6"
     ck.mkdir(parents=True)
-    (ck / "trainer_state.json").write_text("{}")
-    (ck / "adapter_model.safetensors").write_bytes(b"x")
+    (ck / "trainer_state.json").write_text('{"global_step": 6}')
+    save_file({"w": torch.zeros(1)}, str(ck / "adapter_model.safetensors"))  # a checkpoint that reads whole
     (out / "trainer_log.jsonl").write_text("{}\n")
     (out / "status.json").write_text(json.dumps({"state": "aborted", "step": 6}))
     box = page.w("train", "output_dir")

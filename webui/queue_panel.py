@@ -83,7 +83,7 @@ def build(page: Page) -> dict:
         return (*show(cur), now)
 
     timer = gr.Timer(REFRESH_S)
-    timer.tick(tick, [pick, seen], [table, pick, seen], show_progress="hidden", queue=False)
+    timer.tick(tick, [pick, seen], [table, pick, seen], show_progress="hidden", queue=False, api_name="queue_tick")
     return {"table": table, "pick": pick, "show": show, "act": act}
 
 

@@ -252,7 +252,8 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
     # keep the newest log line in view (the box is re-filled on every change)
     scroll = f"() => {{ const t = document.querySelector('#{panel.scope}-log textarea'); " \
              f"if (t) t.scrollTop = t.scrollHeight; }}"
-    timer.tick(tick, tick_inputs, tick_outputs, show_progress="hidden", concurrency_limit=None, queue=False).then(
+    timer.tick(tick, tick_inputs, tick_outputs, show_progress="hidden", concurrency_limit=None, queue=False,
+               api_name="tick").then(
         None, None, None, js=scroll, queue=False, show_progress="hidden")
     return timer
 

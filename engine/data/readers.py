@@ -163,6 +163,9 @@ def _read_json(path: Path) -> list[dict]:
         raise UserError(f"{path}: {_mib(size)} is more than one .json document may hold ({_mib(limit)}); save it as "
                         f"JSON Lines (.jsonl, one record per line), or raise the limit with {MAX_JSON_ENV}=<bytes>.")
     text = _decode(path, path.read_bytes())
+    if not text.strip():
+        raise UserError(f"{path}: the file is empty ({'0 bytes' if not size else 'only blank space'}): it holds no "
+                        "records. Put a JSON list of records in it, or remove the dataset from dataset_info.json.")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
