@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cli import env_port
 from .utils import UserError, get_logger
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
@@ -569,40 +570,11 @@ def start_server_thread(app, host: str = DEFAULT_HOST, port: int = 0, timeout: f
     return server, thread, sock.getsockname()[1]
 
 
-def _flag(flags: list[str], name: str) -> str | None:
-    value = None
-    i = 0
-    while i < len(flags):
-        f = flags[i]
-        if f == name:
-            if i + 1 >= len(flags):
-                raise UserError(f"{name}: give a value, e.g. {name} {'8000' if name == '--port' else '127.0.0.1'}.")
-            value = flags[i + 1]
-            i += 1
-        elif f.startswith(name + "="):
-            value = f.split("=", 1)[1]
-        i += 1
-    return value
-
-
-def host_port(flags: list[str], env: dict | None = None) -> tuple[str, int]:
+def host_port(opts, env: dict | None = None) -> tuple[str, int]:
+    """--host / --port (parsed by engine.cli), else API_HOST / API_PORT, else 127.0.0.1:8000."""
     env = os.environ if env is None else env
-    known = {"--host", "--port"}
-    for i, f in enumerate(flags):
-        if f.startswith("--") and f.split("=", 1)[0] not in known:
-            raise UserError(f"{f}: unknown option for `tuneboard api`; use --host H --port P and key=value arguments.")
-        if not f.startswith("--") and (i == 0 or flags[i - 1] not in known):
-            raise UserError(f"{f!r}: unexpected argument; arguments are key=value (see `tuneboard api --help`).")
-    host = _flag(flags, "--host") or env.get("API_HOST") or DEFAULT_HOST
-    raw = _flag(flags, "--port") or env.get("API_PORT") or str(DEFAULT_PORT)
-    source = "--port" if _flag(flags, "--port") else ("API_PORT" if env.get("API_PORT") else "port")
-    try:
-        port = int(raw)
-    except ValueError:
-        raise UserError(f"{source}: expected a port number, got {raw!r}.") from None
-    if not 1 <= port <= 65535:
-        raise UserError(f"{source}: {port} is not a port number (1-65535).")
-    return host, port
+    host = opts.host or env.get("API_HOST") or DEFAULT_HOST
+    return host, opts.port or env_port(env, "API_PORT", DEFAULT_PORT)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -615,13 +587,11 @@ def _check_port_free(host: str, port: int) -> None:
                             "another server may be using it - pick another with --port.") from None
 
 
-def run_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
-    if "--help" in flags or "-h" in flags:
-        print(__doc__)
-        return 0
+def run_cli(opts) -> int:
+    """`tuneboard api [recipe.yaml] [key=value ...] [--host H] [--port P]` (opts: parsed by engine.cli)."""
     from .config import load_config
-    host, port = host_port(flags)
-    args = load_config(path, overrides, command="infer")
+    host, port = host_port(opts)
+    args = load_config(opts.recipe, opts.overrides, command="infer")
     _check_port_free(host, port)
     from .chat import ChatEngine
     engine = ChatEngine(args)

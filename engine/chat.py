@@ -404,10 +404,10 @@ class ChatEngine:
                 pass
 
 
-def run_cli(path=None, overrides=(), flags=()) -> int:
-    """`tuneboard chat [recipe.yaml] [key=value ...]`: a terminal chat, streamed."""
+def run_cli(opts) -> int:
+    """`tuneboard chat [recipe.yaml] [key=value ...]`: a terminal chat, streamed (opts: parsed by engine.cli)."""
     from .config import load_config
-    args = load_config(path, overrides, command="infer")
+    args = load_config(opts.recipe, opts.overrides, command="infer")
     engine = ChatEngine(args)
     print(f"Chatting with {engine.model_path}"
           + (f" + {', '.join(args.adapter_name_or_path)}" if args.adapter_name_or_path else "")

@@ -210,15 +210,10 @@ def _raise_aborted(signum, frame):
     raise Aborted()
 
 
-def run_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
+def run_cli(opts) -> int:
+    """`tuneboard eval [recipe.yaml] [key=value ...]` (opts: parsed by engine.cli)."""
     from .config import load_config
-    if "--help" in flags or "-h" in flags:
-        print(__doc__)
-        return 0
-    if flags:
-        raise UserError(f"{flags[0]}: unexpected argument; `tuneboard eval` takes a recipe.yaml and key=value "
-                        "arguments.")
-    args = load_config(path, overrides, command="infer")
+    args = load_config(opts.recipe, opts.overrides, command="infer")
     eval_datasets(args.values)  # a missing dataset is reported before anything is created
     if not args.values.get("output_dir"):
         args.values["output_dir"] = str(resolve_output_dir(args.values))

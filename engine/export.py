@@ -274,10 +274,10 @@ def next_step(folder: Path) -> str:
     return str(read_json_object(Path(folder) / EXPORT_MARKER).get("next") or "")
 
 
-def run_cli(path=None, overrides=(), flags=()) -> int:
-    """`tuneboard export [recipe.yaml] [key=value ...]`."""
+def run_cli(opts) -> int:
+    """`tuneboard export [recipe.yaml] [key=value ...]` (opts: parsed by engine.cli)."""
     from .config import compat_notes, load_config
-    args = load_config(path, overrides, command="export")
+    args = load_config(opts.recipe, opts.overrides, command="export")
     for note in compat_notes(args):  # LLaMA-Factory's export keys that mean nothing here
         log.warning("LLaMA-Factory key %s", note)
     out = export_model(args)

@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from engine.api import create_app, host_port, start_server_thread
 from engine.utils import UserError
+from helpers import wait_for
 
 KEY = "sk-test-key"
 HI = [{"role": "user", "content": "Hello there, who are you?"}]
@@ -42,10 +42,7 @@ def client(server, key=KEY) -> openai.OpenAI:
 
 
 def wait_idle(worker, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not worker.idle:
-        assert time.monotonic() < deadline, "the generation worker never went idle"
-        time.sleep(0.02)
+    wait_for(lambda: worker.idle, timeout, "the generation worker to go idle", interval=0.02)
 
 
 def assert_error_shape(resp: httpx.Response, status: int, code=None, param=None) -> dict:
@@ -265,15 +262,10 @@ def test_queued_request_whose_client_left_is_skipped(server, engine, monkeypatch
     sock = socket.create_connection(("127.0.0.1", server["port"]))
     sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  + f"Authorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
-    deadline = time.monotonic() + 60
-    while worker.waiting < 1:
-        assert time.monotonic() < deadline, "the second request never reached the queue"
-        time.sleep(0.01)
+    wait_for(lambda: worker.waiting >= 1, 60, "the second request to reach the queue", interval=0.01)
     queued = list(worker.jobs.queue)[0]
     sock.close()  # the queued client goes away
-    while not queued.cancel.is_set():
-        assert time.monotonic() < deadline, "the server did not notice the queued client leaving"
-        time.sleep(0.01)
+    wait_for(queued.cancel.is_set, 60, "the server to notice the queued client leaving", interval=0.01)
     busy.close()
     wait_idle(worker)
     assert worker.stats["cancelled"] - before["cancelled"] == 2
@@ -292,16 +284,20 @@ def test_engine_refusal_is_a_400_in_both_modes(server):
 
 
 def test_host_port_resolution():
-    assert host_port([], env={}) == ("127.0.0.1", 8000)
-    assert host_port([], env={"API_HOST": "0.0.0.0", "API_PORT": "9001"}) == ("0.0.0.0", 9001)
-    assert host_port(["--host", "::1", "--port", "8123"], env={"API_PORT": "9001"}) == ("::1", 8123)
-    assert host_port(["--port=8124"], env={}) == ("127.0.0.1", 8124)
+    from engine.cli import COMMANDS, parse
+
+    def host_port_of(argv, env):
+        return host_port(parse("api", COMMANDS["api"], argv), env=env)
+    assert host_port_of([], env={}) == ("127.0.0.1", 8000)
+    assert host_port_of([], env={"API_HOST": "0.0.0.0", "API_PORT": "9001"}) == ("0.0.0.0", 9001)
+    assert host_port_of(["--host", "::1", "--port", "8123"], env={"API_PORT": "9001"}) == ("::1", 8123)
+    assert host_port_of(["--port=8124"], env={}) == ("127.0.0.1", 8124)
     with pytest.raises(UserError, match="--port"):
-        host_port(["--port", "eighty"], env={})
+        host_port_of(["--port", "eighty"], env={})
     with pytest.raises(UserError, match="API_PORT"):
-        host_port([], env={"API_PORT": "70000"})
+        host_port_of([], env={"API_PORT": "70000"})
     with pytest.raises(UserError, match="--hots"):
-        host_port(["--hots", "x"], env={})
+        host_port_of(["--hots", "x"], env={})
 
 
 def test_cli_serves_with_api_key(tiny_model, tmp_path):
@@ -314,17 +310,12 @@ def test_cli_serves_with_api_key(tiny_model, tmp_path):
     log = (tmp_path / "api.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "engine", "api", f"model_name_or_path={tiny_model}",
                              "--port", str(port)], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    def healthy():
+        assert proc.poll() is None, (tmp_path / "api.log").read_text()  # ends the wait at once
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (tmp_path / "api.log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "api.log").read_text()
-            time.sleep(0.2)
+        wait_for(healthy, 120, "the API server's /health", interval=0.2, ignore=(httpx.TransportError,))
         c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-cli", max_retries=0, timeout=60)
         assert c.chat.completions.create(model=tiny_model.name, messages=HI, max_tokens=3).choices[0].message.content
         with pytest.raises(openai.AuthenticationError):

@@ -9,6 +9,7 @@ import pytest
 from engine.chat import ChatEngine, Response
 from engine.config import ConfigError
 from engine.utils import UserError
+from helpers import wait_for
 
 # The random tiny model's plain greedy answer is a run of newlines; a repetition penalty keeps greedy
 # decoding deterministic while making the text varied enough to test streaming and stop strings.
@@ -115,22 +116,61 @@ def test_closing_the_stream_stops_generation(engine):
     assert engine.chat(Q, max_new_tokens=3, **GREEDY).completion_tokens == 3
 
 
-def test_concurrent_requests_are_serialised(engine):
+def test_concurrent_requests_are_serialised(engine, monkeypatch):
+    """Three requests at once: one generate at a time. The first is held inside generate until the other two have
+    reached the engine's lock, so with a lock that does not exclude they would be counted inside generate too."""
     expected = engine.chat(Q, max_new_tokens=10, **GREEDY).text
-    results, errors = [], []
+    real_generate, real_lock = engine.model.generate, engine._lock
+    release, guard = threading.Event(), threading.Lock()
+    count = {"at_lock": 0, "inside": 0, "most_inside": 0, "generates": 0}
 
-    def ask():
+    class CountingLock:  # the engine's own lock, counting the requests that reached it
+        def __enter__(self):
+            with guard:
+                count["at_lock"] += 1
+            return real_lock.__enter__()
+
+        def __exit__(self, *exc):
+            return real_lock.__exit__(*exc)
+
+    def generate(*a, **kw):
+        with guard:
+            count["inside"] += 1
+            count["generates"] += 1
+            count["most_inside"] = max(count["most_inside"], count["inside"])
+            first = count["generates"] == 1
         try:
-            results.append(engine.chat(Q, max_new_tokens=10, **GREEDY).text)
+            if first:
+                release.wait(120)  # the first answer holds the model until the others are at the door
+            return real_generate(*a, **kw)
+        finally:
+            with guard:
+                count["inside"] -= 1
+
+    monkeypatch.setattr(engine, "_lock", CountingLock())
+    monkeypatch.setattr(engine.model, "generate", generate)
+    results, errors = {}, []
+
+    def ask(i):
+        try:
+            results[i] = engine.chat(Q, max_new_tokens=10, **GREEDY).text
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=ask) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors and results == [expected] * 3
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
+    try:
+        threads[0].start()
+        wait_for(lambda: count["generates"] == 1, what="the first request inside generate")
+        for t in threads[1:]:
+            t.start()
+        wait_for(lambda: count["at_lock"] == 3, what="the other two requests at the engine's lock")
+        assert count["inside"] == 1  # they wait outside while the first generates
+    finally:
+        release.set()
+        for t in threads:
+            t.join(timeout=120)
+    assert not errors and results == {0: expected, 1: expected, 2: expected}
+    assert count["most_inside"] == 1 and count["generates"] == 3
 
 
 def test_seeded_sampling_is_reproducible(engine):
@@ -229,7 +269,7 @@ def test_engine_reads_namespace_args(tiny_model):
 
 
 def test_cli_chat_session(tiny_model, monkeypatch, capsys):
-    from engine.chat import run_cli
+    from engine.cli import main
     inputs = iter(["Hello there", "clear", "What is 2+2?"])
 
     def fake_input(prompt=""):
@@ -240,7 +280,7 @@ def test_cli_chat_session(tiny_model, monkeypatch, capsys):
             raise EOFError from None
 
     monkeypatch.setattr(builtins, "input", fake_input)
-    rc = run_cli(None, [f"model_name_or_path={tiny_model}", "max_new_tokens=5", "do_sample=false"], [])
+    rc = main(["chat", f"model_name_or_path={tiny_model}", "max_new_tokens=5", "do_sample=false"])
     out, err = capsys.readouterr()
     assert rc == 0
     assert out.count("Assistant: ") == 2 and "History cleared." in out

@@ -91,16 +91,18 @@ def test_remote_code_runs_only_when_asked(tiny_model, tmp_path):
 # ---------------------------------------------------------------- bind addresses, API key
 def test_servers_default_to_loopback(monkeypatch):
     from engine import api
-    from webui.launch import parse_flags
-    assert parse_flags([], {})["host"] == "127.0.0.1"
-    assert api.host_port([], {}) == ("127.0.0.1", 8000)
+    from tuneboard.cli import COMMANDS, main
+    from engine.cli import parse
+    from webui.launch import server_options
+    assert server_options(parse("webui", COMMANDS["webui"], []), {})["host"] == "127.0.0.1"
+    assert api.host_port(parse("api", COMMANDS["api"], []), {}) == ("127.0.0.1", 8000)
     # `tuneboard api` hands that host to uvicorn (no model loaded: the engine and server are stand-ins)
     seen = {}
     monkeypatch.delenv("API_HOST", raising=False)
     monkeypatch.setattr("engine.chat.ChatEngine", lambda args: type("E", (), {"args": args})())
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: seen.update(kw))
     monkeypatch.setattr(api, "_check_port_free", lambda host, port: None)
-    assert api.run_cli(None, [], []) == 0
+    assert main(["api"]) == 0
     assert seen["host"] == "127.0.0.1"
 
 
@@ -163,7 +165,12 @@ def test_web_ui_login(ui_server):
 
 
 def test_auth_flags():
-    from webui.launch import parse_flags, read_auth_file
+    from engine.cli import parse
+    from tuneboard.cli import COMMANDS
+    from webui.launch import read_auth_file, server_options
+
+    def parse_flags(argv, env):
+        return server_options(parse("webui", COMMANDS["webui"], argv), env)
     assert parse_flags(["--auth", "bob:pw"], {})["auth"] == [("bob", "pw")]
     for bad in ("bob", "bob:", ":pw"):
         with pytest.raises(UserError, match="USER:PASSWORD"):

@@ -422,13 +422,11 @@ def job_from(values: dict, template: str | None = None) -> Job:
                max_tokens=values["max_new_tokens"])
 
 
-def run_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
-    if flags:
-        raise UserError(f"unexpected arguments {flags}; use key=value (for example n=3). The key comes from "
-                        f"{KEY_ENV}.")
+def run_cli(opts) -> int:
+    """`tuneboard augment [recipe.yaml] [key=value ...]` (opts: parsed by engine.cli; the key comes from KEY_ENV)."""
     from ..config import load_config
     from .. import args as schema
-    job = job_from(load_config(path, overrides, schema.AUGMENT).values)
+    job = job_from(load_config(opts.recipe, opts.overrides, schema.AUGMENT).values)
     logging_quiet()
     last = [0.0]
 

@@ -22,11 +22,6 @@ HUBS = ("huggingface", "modelscope")
 # Formats other runtimes use; TuneBoard loads safetensors (or .bin where a repo has nothing else).
 SKIP_PATTERNS = ["*.pth", "original/*", "*.gguf", "onnx/*", "*.onnx", "*.msgpack", "*.h5", "*.ot",
                  "flax_model*", "tf_model*", "openvino/*", "coreml/*"]
-USAGE = """usage: tuneboard download NAME [--hub huggingface|modelscope] [--dest DIR] [--force]
-       tuneboard download bundled        provision the offline default model (SmolLM2-135M-Instruct)
-       tuneboard download --list         models in the registry
-
-NAME is a registry name (see --list) or a hub id such as Qwen/Qwen2.5-0.5B-Instruct."""
 
 
 def _repo_id(name: str, hub: str) -> str:
@@ -176,29 +171,22 @@ def ensure_model(name: str, hub: str = "huggingface") -> str:
     return str(download(s, hub=hub))
 
 
-def run_cli(argv: list[str]) -> int:
-    """`tuneboard download NAME [--hub H] [--dest DIR] [--force]`; no name = the bundled model."""
-    names, hub, dest, force = [], "huggingface", None, False
-    it = iter(argv)
-    for a in it:
-        if a in ("-h", "--help"):
-            print(USAGE)
-            return 0
-        if a == "--list":
-            for n, e in MODELS.items():
-                print(f"{n:28s} {e.get('hf', ''):42s} template={e.get('template')}"
-                      + ("  (bundled)" if e.get("bundled") else ""))
-            return 0
-        if a == "--force":
-            force = True
-        elif a.startswith("--hub") or a.startswith("hub="):
-            hub = a.split("=", 1)[1] if "=" in a else next(it, "")
-        elif a.startswith("--dest") or a.startswith("dest="):
-            dest = a.split("=", 1)[1] if "=" in a else next(it, "")
-        elif a.startswith("-"):
-            raise UserError(f"{a}: unknown option.\n{USAGE}")
-        else:
-            names.append(a)
+def run_cli(opts) -> int:
+    """`tuneboard download NAME [--hub H] [--dest DIR] [--force]`; no name = the bundled model (opts: engine.cli)."""
+    if opts.list:
+        for n, e in MODELS.items():
+            print(f"{n:28s} {e.get('hf', ''):42s} template={e.get('template')}"
+                  + ("  (bundled)" if e.get("bundled") else ""))
+        return 0
+    given = {}  # hub=... / dest=... are accepted as the options' key=value spelling
+    for word in opts.overrides:
+        key, _, value = word.partition("=")
+        if key not in ("hub", "dest"):
+            raise UserError(f"{word}: `tuneboard download` takes NAME, --hub, --dest and --force.")
+        given[key] = value
+    hub = opts.hub or given.get("hub") or "huggingface"
+    dest, force = opts.dest or given.get("dest"), opts.force
+    names = ([opts.recipe] if opts.recipe else []) + opts.words
     if len(names) > 1:
         raise UserError(f"download one model at a time (got {', '.join(names)}).")
     if not names:

@@ -39,12 +39,10 @@ def torchrun_command(ns, path: str | None, overrides: list[str]) -> list[str]:
     return cmd + ([path] if path else []) + list(overrides) + [f"output_dir={ns.output_dir}"]
 
 
-def run_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
-    if flags:
-        from ..utils import UserError
-        raise UserError(f"unexpected arguments {flags}; use key=value (for example learning_rate=1e-4).")
+def run_cli(opts) -> int:
+    """`tuneboard train [recipe.yaml] [key=value ...]` (opts: parsed by engine.cli)."""
     with _stop_is_an_interrupt():
-        return _run_cli(path, overrides)
+        return _run_cli(opts.recipe, opts.overrides)
 
 
 @contextmanager
