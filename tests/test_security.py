@@ -162,6 +162,18 @@ def test_web_ui_login(ui_server):
             assert "root:" not in r.text and "ConfigError" not in r.text
 
 
+def test_upload_route_refuses_files_over_the_limit(ui_server):
+    from webui.launch import MAX_UPLOAD
+    url = ui_server["url"]
+    with httpx.Client(timeout=60) as c:
+        assert c.post(url + "/login", data={"username": "alice", "password": "s3cret-pass"}).status_code == 200
+        small = c.post(url + "/gradio_api/upload", files={"files": ("small.txt", b"hello")})
+        assert small.status_code == 200, small.text
+        big = c.post(url + "/gradio_api/upload", files={"files": ("big.bin", bytes(MAX_UPLOAD + (1 << 20)))})
+        assert big.status_code == 413 and "maximum allowed size" in big.text
+    assert psutil.Process(ui_server["proc"].pid).is_running()
+
+
 def test_auth_flags():
     from webui.launch import parse_flags, read_auth_file
     assert parse_flags(["--auth", "bob:pw"], {})["auth"] == [("bob", "pw")]

@@ -13,6 +13,9 @@ import threading
 from engine.utils import UserError
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
+# gradio's upload route (/gradio_api/upload) takes files from anyone who can reach the page; the UI itself uploads
+# nothing, so a file over this many bytes is refused (413) before more of it is written to disk
+MAX_UPLOAD = 32 << 20
 USAGE = """usage: python app.py [recipe.yaml] [key=value ...] [--host H] [--port P] [--share] [--lang en|zh]
        tuneboard webui   [recipe.yaml] [key=value ...] [--host H] [--port P] [--share] [--lang en|zh]
        tuneboard webchat recipe.yaml  [key=value ...] [--host H] [--port P] [--share]
@@ -90,7 +93,8 @@ def serve(demo, opts: dict, block: bool = True):
               file=sys.stderr, flush=True)
     return demo.launch(server_name=opts["host"], server_port=opts["port"], share=opts["share"], theme=theme(),
                        css=CSS, show_error=True, footer_links=[], ssr_mode=False, mcp_server=False,
-                       prevent_thread_lock=not block, quiet=False, auth=opts.get("auth") or None)
+                       prevent_thread_lock=not block, quiet=False, auth=opts.get("auth") or None,
+                       max_file_size=MAX_UPLOAD)
 
 
 def run_cli(cmd: str, path: str | None, overrides: list[str], flags: list[str]) -> int:
