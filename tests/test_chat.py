@@ -215,6 +215,43 @@ def test_bad_generation_settings_name_the_field(engine):
         engine.chat(Q, temperature=-1)
     with pytest.raises(UserError, match="max_tokenz"):
         engine.chat(Q, max_tokenz=5)
+    with pytest.raises(UserError, match="seed"):
+        engine.stream(Q, do_sample=True, seed=2**63)
+
+
+CONVS = [Q, [{"role": "user", "content": "Hi"}],
+         [{"role": "user", "content": "Tell me a long story about a dragon and a knight, please."},
+          {"role": "assistant", "content": "Once upon a time"}, {"role": "user", "content": "Go on."}]]
+
+
+def _rows(engine, gen, lengths):
+    return [engine.row(engine.prepare(c, max_new_tokens=n, **gen)) for c, n in zip(CONVS, lengths)]
+
+
+@pytest.mark.parametrize("gen", [GREEDY, {"do_sample": True, "temperature": 0.8, "top_p": 0.9, "top_k": 40,
+                                          "seed": 11}], ids=["greedy", "seeded-sampling"])
+def test_rows_joining_and_leaving_a_batch_answer_as_alone(engine, gen):
+    """Continuous batching: rows join a running batch at different steps (left padding grows on either side),
+    end at different steps, and one is cancelled half-way; every other row gives the answer it gives alone."""
+    lengths = [20, 9, 30]
+    alone = [engine.decoder().run([engine.row(engine.prepare(c, max_new_tokens=n, **gen))])[0].text.text
+             for c, n in zip(CONVS, lengths)]
+    rows = _rows(engine, gen, lengths)
+    extra = engine.row(engine.prepare(CONVS[2], max_new_tokens=30, **gen))
+    dec = engine.decoder()
+    dec.add([rows[2], extra])  # the longest prompt first: later rows are padded to its length
+    for _ in range(3):
+        dec.step()
+    dec.add([rows[0]])
+    dec.step()
+    dec.remove(extra)  # its client left
+    dec.add([rows[1]])
+    peak = len(dec)
+    while len(dec):
+        dec.step()
+    assert peak == 3 and extra.finish == "cancelled" and extra.count == 5
+    assert [r.text.text for r in rows] == alone
+    assert [r.count for r in rows] == lengths and all(r.finish == "length" for r in rows)
 
 
 def test_engine_reads_namespace_args(tiny_model):
