@@ -9,11 +9,14 @@ tab uses) come back as `message.tool_calls` with finish_reason "tool_calls"; a s
 the plain text as it is generated and holds back only what may be a call (engine.data.tools.CallHoldback), sent
 as one `delta.tool_calls` chunk once the answer is complete.
 
-Generation runs in ONE worker thread that takes requests from a FIFO queue, so requests that arrive
-together are all answered in turn and the event loop never waits on the model. A request whose client
-has gone away is skipped if still queued, and a stream whose client disconnects closes the engine's
-generator, which stops generation. When API_KEY is set every /v1 request must carry
-`Authorization: Bearer $API_KEY`. Errors use OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
+Generation runs in ONE worker thread and the event loop never waits on the model. Requests running together are
+rows of one engine.batching.Decoder: a request that arrives joins at the next model step, each leaves when its
+answer ends, so tokens/s grows with concurrency (up to MAX_BATCH rows; the rest wait in arrival order). A request
+whose client has gone away is skipped if still waiting and dropped from the batch at the next step if running.
+Limits (docs/guide/serving.md): MAX_BODY bytes of body (413), prompts tokenised off the worker thread, DEADLINE_S
+to start (503) and to finish a non-streamed answer (cut, finish_reason "length"), MAX_QUEUE waiting (429).
+When API_KEY is set every /v1 request must carry `Authorization: Bearer $API_KEY`. Errors use OpenAI's shape:
+{"error": {"message", "type", "param", "code"}}.
 
 fastapi / uvicorn / sse-starlette are imported inside functions so `import engine.api` stays cheap.
 """

@@ -206,7 +206,8 @@ class ChatEngine:
         stop = [stop] if isinstance(stop, str) else [s for s in (stop or []) if isinstance(s, str) and s]
         stop = list(dict.fromkeys(stop + self._stop_strings))
         seed = gen.get("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not SEED_MIN <= seed <= SEED_MAX):
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                                 or not SEED_MIN <= seed <= SEED_MAX):
             raise UserError(f"seed: {seed!r} is not an integer from {SEED_MIN} to {SEED_MAX}.")
         ctx = getattr(self.model.config, "max_position_embeddings", None)
         max_new = int(p["max_new_tokens"])
@@ -235,7 +236,7 @@ class ChatEngine:
     # ---- public API
     def prepare(self, messages, system=None, tools=None, **gen) -> Prompt:
         """The prompt's token ids and its settings, checked (bad input raises UserError here). Safe to call off
-        the generation thread: the API counts tokens in the request's own thread."""
+        the generation thread: the API counts tokens in a thread of its own."""
         ids = self.encode(messages, system, tools)
         cfg, stop, seed = self._settings(gen, len(ids))
         return Prompt(ids, cfg, stop, seed)

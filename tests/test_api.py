@@ -386,6 +386,26 @@ def test_every_request_is_answered_by_its_deadline(engine):
         thread.join(30)
 
 
+def test_a_model_that_cannot_batch_is_served_one_request_at_a_time(engine, monkeypatch):
+    monkeypatch.setattr(engine, "_batches", False)
+    app = create_app(engine, api_key="")
+    srv, thread, port = start_server_thread(app)
+    c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=120)
+    kw = dict(model="default", messages=HI, max_tokens=12, temperature=0, extra_body={"repetition_penalty": 2.0})
+    try:
+        expected = engine.chat(HI, max_new_tokens=12, do_sample=False, repetition_penalty=2.0).text
+        with ThreadPoolExecutor(3) as pool:
+            plain = [pool.submit(c.chat.completions.create, **kw) for _ in range(2)]
+            streamed = pool.submit(lambda: "".join(ch.choices[0].delta.content or "" for ch in
+                                                   c.chat.completions.create(**kw, stream=True) if ch.choices))
+            assert [f.result().choices[0].message.content for f in plain] == [expected] * 2
+            assert streamed.result() == expected
+        assert app.state.worker.peak == 1 and app.state.worker.stats["completed"] == 3
+    finally:
+        srv.should_exit = True
+        thread.join(30)
+
+
 def test_host_port_resolution():
     assert host_port([], env={}) == ("127.0.0.1", 8000)
     assert host_port([], env={"API_HOST": "0.0.0.0", "API_PORT": "9001"}) == ("0.0.0.0", 9001)

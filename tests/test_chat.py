@@ -219,6 +219,19 @@ def test_bad_generation_settings_name_the_field(engine):
         engine.stream(Q, do_sample=True, seed=2**63)
 
 
+def test_models_that_cannot_batch_answer_the_same_through_generate(engine, monkeypatch):
+    """The fallback for models whose cache rows cannot be merged (sliding windows): transformers' generate."""
+    assert engine.batches
+    decoded = [engine.chat(Q, **GREEDY), "".join(engine.stream(Q, **GREEDY)),
+               [r.text for r in engine.batch([Q, [{"role": "user", "content": "Hi"}]], **GREEDY)]]
+    monkeypatch.setattr(engine, "_batches", False)
+    assert not engine.batches
+    fallback = [engine.chat(Q, **GREEDY), "".join(engine.stream(Q, **GREEDY)),
+                [r.text for r in engine.batch([Q, [{"role": "user", "content": "Hi"}]], **GREEDY)]]
+    assert fallback[0].text == decoded[0].text and fallback[0].completion_tokens == decoded[0].completion_tokens
+    assert fallback[1:] == [decoded[0].text, decoded[2]] and decoded[1] == decoded[0].text
+
+
 CONVS = [Q, [{"role": "user", "content": "Hi"}],
          [{"role": "user", "content": "Tell me a long story about a dragon and a knight, please."},
           {"role": "assistant", "content": "Once upon a time"}, {"role": "user", "content": "Go on."}]]
@@ -310,3 +323,14 @@ def test_unloaded_engine_says_so(tiny_model):
     e.unload()
     with pytest.raises(UserError, match="unloaded"):
         e.chat(Q)
+
+
+def test_which_models_batch():
+    """Rows can be merged where every layer caches plain keys and values; a sliding-window layer cannot."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    from engine.batching import Decoder
+    small = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=1, head_dim=8)
+    assert Decoder.supports(LlamaForCausalLM(LlamaConfig(**small)))
+    assert not Decoder.supports(Gemma2ForCausalLM(Gemma2Config(**small, sliding_window=4)))
