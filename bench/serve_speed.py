@@ -12,6 +12,8 @@ api   `tuneboard api` in its own process; rounds of 1, 8 and 32 concurrent strea
       greedy, max_tokens 64, one explicit system prompt): aggregate tokens/s (tokens of every answer, counted with
       the model's tokenizer, / the round's wall time) and p50 / p95 request latency. --peer VENV runs the same
       rounds against LLaMA-Factory's `llamafactory-cli api` from that venv on the same model, one after the other.
+ab    chat and a batch of 4 eval prompts through the decoder and through transformers' generate (the fallback, and
+      the only path before engine.batching), alternating in one process (--pairs rounds) so both see the same load.
 --engine DIR runs chat / eval / api with the `engine` package of another checkout (before/after comparisons).
 Prints markdown tables; writes bench/serve_results.json. Numbers depend on the machine's load: run it quietly.
 """
@@ -62,6 +64,40 @@ def one_chat() -> dict:
         n = e.last_stats["completion_tokens"]
         rates.append(n / dt)
     return {"chat_tokens_per_s": round(statistics.median(rates), 2), "chat_tokens": n, "chat_text": text[:80]}
+
+
+def one_ab(pairs: int) -> dict:
+    """The decoder against transformers' generate (the path models that cannot batch still take, and the only
+    path before engine.batching) in one process, alternating, so both see the same machine load: a 64-token
+    greedy chat answer, and a batch of 4 eval prompts x 32 new tokens."""
+    from engine.chat import ChatEngine
+    from engine.evaluate import load_eval_examples
+    e = ChatEngine({"model_name_or_path": str(MODEL), "template": "chatml"})
+    q = [{"role": "user", "content": CHAT_Q}]
+    convs = [p for p, _ in load_eval_examples({"model_name_or_path": str(MODEL), "template": "chatml",
+                                               "eval_dataset": ["alpaca_en_demo"], "dataset_dir": str(ROOT / "data"),
+                                               "max_samples": 4, "cutoff_len": 1024})]
+
+    def chat() -> float:
+        t0 = time.perf_counter()
+        "".join(e.stream(q, max_new_tokens=64, do_sample=False))
+        return e.last_stats["completion_tokens"] / (time.perf_counter() - t0)
+
+    def batch() -> float:
+        t0 = time.perf_counter()
+        n = sum(r.completion_tokens for r in e.batch(convs, max_new_tokens=32, do_sample=False))
+        return n / (time.perf_counter() - t0)
+
+    out: dict = {"decoder": {"chat": [], "batch": []}, "generate": {"chat": [], "batch": []}}
+    for i in range(pairs + 1):
+        for path in ("decoder", "generate") if i % 2 else ("generate", "decoder"):
+            e._batches = path == "decoder"
+            c, b = chat(), batch()
+            if i:  # the first round warms both paths up
+                out[path]["chat"].append(round(c, 2))
+                out[path]["batch"].append(round(b, 2))
+    return {path: {k: {"median": round(statistics.median(v), 2), "runs": v} for k, v in d.items()}
+            for path, d in out.items()}
 
 
 def one_eval(out: str) -> dict:
@@ -190,15 +226,17 @@ def main() -> None:
     ap.add_argument("what", nargs="*", help="chat, eval, api (default: all three)")
     ap.add_argument("--engine", type=Path, help="a checkout whose engine/ to measure instead of this one")
     ap.add_argument("--peer", type=Path, help="LLaMA-Factory's venv: also measure `llamafactory-cli api`")
+    ap.add_argument("--pairs", type=int, default=6, help="ab: alternating rounds of each path")
     ap.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
         kind = a.one[0]
-        print("RESULT " + json.dumps(one_chat() if kind == "chat" else one_eval(a.one[1])), flush=True)
+        res = one_chat() if kind == "chat" else one_ab(int(a.one[1])) if kind == "ab" else one_eval(a.one[1])
+        print("RESULT " + json.dumps(res), flush=True)
         return
     a.what = a.what or ["chat", "eval", "api"]
-    if set(a.what) - {"chat", "eval", "api"}:
-        ap.error(f"what: choose among chat, eval, api (got {' '.join(a.what)})")
+    if set(a.what) - {"chat", "eval", "api", "ab"}:
+        ap.error(f"what: choose among chat, eval, api, ab (got {' '.join(a.what)})")
     out: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "engine": str(a.engine or ROOT),
                  "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=a.engine or ROOT,
                                           capture_output=True, text=True).stdout.strip(),
@@ -210,11 +248,18 @@ def main() -> None:
         if "eval" in a.what:
             out["eval"] = _child(["eval", str(Path(tmp) / "eval")], a.engine)
             print(json.dumps(out["eval"]), flush=True)
+        if "ab" in a.what:
+            out["ab"] = _child(["ab", str(a.pairs)], a.engine)
+            print(json.dumps(out["ab"]), flush=True)
         if "api" in a.what:
             out["api"] = api_rounds("tuneboard", a.engine, None, Path(tmp))
             if a.peer:
                 out["api"] += api_rounds("llamafactory", None, a.peer, Path(tmp))
     out["load_after"] = os.getloadavg()
+    if "ab" in out:
+        print("\n| path | chat tokens/s (64-token greedy, median) | batch-4 eval tokens/s (median) |\n|---|---|---|")
+        for path, d in out["ab"].items():
+            print(f"| {path} | {d['chat']['median']} | {d['batch']['median']} |")
     if "chat" in out or "eval" in out:
         print("\n| chat tokens/s (64-token greedy) | eval tokens/s (8 x 32, batch 4) |\n|---|---|")
         print(f"| {out.get('chat', {}).get('chat_tokens_per_s', '-')} | "
