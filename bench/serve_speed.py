@@ -270,6 +270,17 @@ def main() -> None:
         for r in out["api"]:
             print(f"| {r['server']} | {r['streams']} | {r['aggregate_tokens_per_s']} | {r['p50_latency_s']} | "
                   f"{r['p95_latency_s']} | {r['p50_ttft_s']} |")
+    if out.get("api"):  # greedy answers should not depend on what else ran in the batch (nor on the server)
+        first: dict = {}
+        for r in out["api"]:
+            same = [first.setdefault((r["server"], i % len(TOPICS)), t) == t for i, t in enumerate(r["texts"])]
+            print(f"{r['server']}, {r['streams']} streams: {sum(same)}/{len(same)} answers equal to the same "
+                  "prompt's answer in the earlier rounds")
+        by = {(r["server"], r["streams"]): r["texts"] for r in out["api"]}
+        for n in STREAMS:
+            if ("llamafactory", n) in by:
+                same = sum(a == b for a, b in zip(by[("tuneboard", n)], by[("llamafactory", n)]))
+                print(f"{n} streams: {same}/{n} answers identical between tuneboard and llamafactory")
     (ROOT / "bench" / "serve_results.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
 
 
