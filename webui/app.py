@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import chat_tab, eval_tab, export_tab, insight_panel, top, train_tab
+from . import chat_tab, data_tab, eval_tab, export_tab, insight_panel, top, train_tab
 from .locales import LANG_CHOICES, t
 from .page import Page, render_msg
 
@@ -81,6 +81,9 @@ def create_ui(lang: str = "en", saves: str | None = None, initial: dict | None =
                 page.add("tab.train", tab, label="tab_train")
                 train_tab.build(page)
                 insight_panel.build_train(page)  # doctor, estimate, dataset inspector
+            with gr.Tab(t("tab_data", lang), id="data", elem_id="tab-data") as tab:
+                page.add("tab.data", tab, label="tab_data")
+                data_tab.build(page)  # upload a dataset, augment one with an endpoint
             with gr.Tab(t("tab_eval", lang), id="eval", elem_id="tab-eval") as tab:
                 page.add("tab.eval", tab, label="tab_eval")
                 eval_tab.build(page)
@@ -119,6 +122,10 @@ def _wire_load(page: Page, demo) -> None:
     demo.load(datasets(refresh_eval), ein, eout, show_progress="hidden", queue=False)
     demo.load(lambda p, m: gr.update(choices=choices(page.saves, p, m)), a_in, adapter, show_progress="hidden",
               queue=False)
+    dev = page.args.get("train", {}).get("devices")
+    if dev is not None:  # free GPU memory changes while the server runs
+        from engine.devices import choices as device_choices
+        demo.load(lambda: gr.update(choices=device_choices()), None, dev, show_progress="hidden", queue=False)
 
 
 def _wire_use_in_chat(page: Page, button, tabs, chat: dict) -> None:
