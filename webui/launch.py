@@ -10,12 +10,10 @@ import os
 import sys
 import threading
 
+from engine.data import upload
 from engine.utils import UserError
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
-# gradio's upload route (/gradio_api/upload) takes files from anyone who can reach the page; the UI itself uploads
-# nothing, so a file over this many bytes is refused (413) before more of it is written to disk
-MAX_UPLOAD = 32 << 20
 USAGE = """usage: python app.py [recipe.yaml] [key=value ...] [--host H] [--port P] [--share] [--lang en|zh]
        tuneboard webui   [recipe.yaml] [key=value ...] [--host H] [--port P] [--share] [--lang en|zh]
        tuneboard webchat recipe.yaml  [key=value ...] [--host H] [--port P] [--share]
@@ -94,7 +92,9 @@ def serve(demo, opts: dict, block: bool = True):
     return demo.launch(server_name=opts["host"], server_port=opts["port"], share=opts["share"], theme=theme(),
                        css=CSS, show_error=True, footer_links=[], ssr_mode=False, mcp_server=False,
                        prevent_thread_lock=not block, quiet=False, auth=opts.get("auth") or None,
-                       max_file_size=MAX_UPLOAD)
+                       # gradio's upload route takes files from anyone who can reach the page: one over the
+                       # limit the Data tab states is refused (413) before more of it is written to disk
+                       max_file_size=upload.max_bytes())
 
 
 def run_cli(cmd: str, path: str | None, overrides: list[str], flags: list[str]) -> int:
