@@ -15,7 +15,7 @@ def wait_until(cond, timeout: float, what: str, interval: float = 0.2):
 class UI:
     """Small verbs over gradio's DOM (components carry elem_id = <tab>-<argument>)."""
 
-    def __init__(self, page, server: Server):
+    def __init__(self, page, server):  # server: conftest.Server
         self.page, self.server = page, server
 
     def open(self):
