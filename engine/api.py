@@ -26,7 +26,6 @@ import asyncio
 import hmac
 import json
 import os
-import queue
 import socket
 import threading
 import time
