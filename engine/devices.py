@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -171,7 +172,6 @@ def apply(values: dict) -> dict[str, str]:
             os.environ[k] = v
     n = values.get("cpu_threads")
     if n:
-        import sys
         if "torch" in sys.modules:  # already imported: its thread pool read the variable at import
             sys.modules["torch"].set_num_threads(int(n))
     return env

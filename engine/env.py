@@ -5,6 +5,7 @@ import importlib.metadata as md
 import platform
 
 from . import __version__
+from .utils import device_info
 
 PACKAGES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "deepspeed", "bitsandbytes", "gradio",
             "modelscope", "gguf", "fastapi", "uvicorn")
@@ -17,7 +18,6 @@ def collect() -> dict:
             info[p] = md.version(p)
         except md.PackageNotFoundError:
             info[p] = "not installed"
-    from .utils import device_info
     info.update({f"device.{k}": v for k, v in device_info().items()})
     return info
 

@@ -16,6 +16,7 @@ which is a sign: "-42" stays "-42") - and must then be equal. So "Positive." mat
 """
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections import Counter
@@ -29,7 +30,6 @@ _jieba = None
 def _segment_cjk(text: str) -> list[str]:
     global _jieba
     if _jieba is None:
-        import logging
 
         import jieba
         jieba.setLogLevel(logging.WARNING)  # silences "Building prefix dict..." on every first use

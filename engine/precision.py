@@ -7,7 +7,12 @@ device cannot run falls back to fp32, with the reason. `choose` never imports to
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
+
+from .args import values_of
+from .utils import cpu_has_bf16, device_info
 
 CHOICES = ("auto", "fp32", "bf16", "fp16")
 
@@ -23,7 +28,6 @@ def asked(values: dict) -> str:
 
 def device() -> dict:
     """{"device": "cuda"|"cpu", "name", "bf16": native bf16, "fp16": fp16 runs}. Imports torch."""
-    from .utils import device_info
     return device_info()
 
 
@@ -45,7 +49,6 @@ REASONS = {  # reason -> (English, Chinese); {name} is the device
 def choose(values: Any, dev: dict | None = None, training: bool = True) -> dict:
     """{"precision": "bf16"|"fp16"|"fp32", "asked", "reason", "why" (English), "why_zh"}: what a run of these
     arguments computes in on `dev` (this machine's device when None)."""
-    from .args import values_of
     v = values if isinstance(values, dict) else values_of(values)
     want = asked(v)
     dev = dev or device()
@@ -70,11 +73,8 @@ def choose(values: Any, dev: dict | None = None, training: bool = True) -> dict:
 
 def device_light() -> dict:
     """device(), without importing torch on a machine with no NVIDIA driver (the web UI's preview): a CPU then."""
-    import sys
-    from pathlib import Path
     if "torch" in sys.modules or Path("/proc/driver/nvidia/gpus").exists():
         return device()
-    from .utils import cpu_has_bf16
     return {"device": "cpu", "count": 1, "name": "cpu", "bf16": cpu_has_bf16(), "fp16": False}
 
 

@@ -7,6 +7,7 @@ is not a zombie and its start time is the one recorded with it. No torch here; p
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import signal
@@ -76,7 +77,6 @@ def _load_prctl():
     global _prctl
     if _prctl is None and sys.platform.startswith("linux"):
         try:
-            import ctypes
             _prctl = ctypes.CDLL(None, use_errno=True).prctl
         except (OSError, AttributeError):
             _prctl = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import sys
 import tempfile
 from pathlib import Path
@@ -150,7 +151,6 @@ def peak_rss_bytes() -> int:
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

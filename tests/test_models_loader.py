@@ -164,7 +164,7 @@ def test_dtype_rules(monkeypatch):
     import torch
     from engine.models import loader
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    monkeypatch.setattr("engine.utils.cpu_has_bf16", lambda: False)
+    monkeypatch.setattr("engine.models.loader.cpu_has_bf16", lambda: False)  # the name the loader reads
     pick = loader.pick_dtype
     assert pick({}, "cpu") == torch.float32
     assert pick({"bf16": True}, "cpu") == torch.float32  # no native bf16 on this CPU: fp32

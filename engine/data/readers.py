@@ -5,6 +5,8 @@ line and column. CSV and Parquet go through pyarrow (installed with datasets).
 """
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -141,7 +143,6 @@ def read_file(path: Path) -> list[dict]:
 def _csv_bad_line(path: Path) -> str:
     """" at line N" for the first CSV row whose number of fields differs from the header's (pyarrow's message
     quotes the row but not its line)."""
-    import csv
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f)
@@ -258,7 +259,6 @@ def _read_hub(attr: DatasetAttr) -> list[dict]:
 def fingerprint(attr: DatasetAttr) -> list:
     """What identifies the data's content for the preprocessing cache: per file its size and mtime,
     plus a content hash for files under 64 MB (an edit that keeps size and mtime is still seen)."""
-    import hashlib
     if attr.load_from != "file":
         return [attr.load_from, attr.hf_hub_url, attr.ms_hub_url, attr.subset, attr.split, attr.folder,
                 attr.file_name]

@@ -36,8 +36,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..models.loader import adapter_template, model_path
+from ..models.registry import default_template
 from ..utils import UserError, get_logger
 from . import tools as T
+from .records import arg
+from .template_export import go_template, jinja, matches_tokenizer
 
 log = get_logger()
 
@@ -217,17 +221,14 @@ class Template:
     # ---- the template in other programs' languages (engine.data.template_export)
     def to_jinja(self, tokenizer) -> str:
         """A Jinja chat_template (transformers, llama.cpp) that renders what encode_prompt encodes."""
-        from .template_export import jinja
         return jinja(self, tokenizer)
 
     def to_go_template(self) -> str:
         """Ollama's Modelfile TEMPLATE (a Go template) that renders what render() gives, without bos."""
-        from .template_export import go_template
         return go_template(self)
 
     def matches_tokenizer(self, tokenizer) -> bool:
         """Does the tokenizer's own chat_template already build this template's prompts, tool turns included?"""
-        from .template_export import matches_tokenizer
         return matches_tokenizer(self, tokenizer)
 
     def to_dict(self) -> dict:
@@ -526,9 +527,6 @@ def template_name(args) -> str | None:
     """The template a run of `args` uses, by name: args.template; else the one the last adapter was trained with;
     else the registry's (or the model folder's) default for the model; else None (get_template then picks `auto`
     when the tokenizer has its own chat template, `default` when not)."""
-    from ..models.loader import adapter_template, model_path
-    from ..models.registry import default_template
-    from .records import arg
     name = arg(args, "template") or adapter_template(args) or default_template(arg(args, "model_name_or_path"))
     if name:
         return str(name)
@@ -542,7 +540,6 @@ def resolve_template(args, tokenizer) -> Template:
     """THE way to get a run's template: named by template_name(args), bound to `tokenizer` with args.default_system,
     and the tokenizer made ready for it (pad token, eos, right padding; a warning when a stop word is not one
     token). Training, the estimate, the inspector, the UI preview, chat / eval / api and export all call this."""
-    from .records import arg
     template = get_template(template_name(args), tokenizer, default_system=arg(args, "default_system"),
                             enable_thinking=arg(args, "enable_thinking"))
     template.fix_tokenizer(tokenizer)

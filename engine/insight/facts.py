@@ -16,6 +16,12 @@ import statistics
 from pathlib import Path
 
 from ..args import BY_NAME, defaults
+from ..data.readers import data_files
+from ..data.records import dataset_names, load_records
+from ..data.records import duplicates as repeats
+from ..data.registry import load_dataset_info
+from ..data.templates import TEMPLATES
+from ..models.registry import default_template
 from ..train import rundir
 from .runlog import Point, Run
 
@@ -286,8 +292,6 @@ def template_check(cfg: dict) -> dict | None:
     if not name or name == "auto":
         return None
     try:
-        from ..data.templates import TEMPLATES
-        from ..models.registry import default_template
         expected = default_template(cfg.get("model_name_or_path"))
     except Exception:  # the model folder is gone or unreadable: nothing to compare with
         return None
@@ -308,14 +312,10 @@ def duplicates(cfg: dict) -> dict | None:
     """{"duplicates", "samples"}: exact repeats among the run's local training records, read by the one records
     path training uses (engine.data.records; num_samples' copies of one record are deliberate, not counted).
     None for hub datasets (the doctor does not download) or data that is not readable here."""
-    from ..data.records import dataset_names
     names = dataset_names(cfg.get("dataset"))
     if not names:
         return None
     try:
-        from ..data.readers import data_files
-        from ..data.records import duplicates as repeats, load_records
-        from ..data.registry import load_dataset_info
         info = load_dataset_info(cfg.get("dataset_dir") or "data")
         attrs = [info[n] for n in names]
         if any(a.load_from != "file" for a in attrs):

@@ -6,10 +6,14 @@ export paths all load through here so they behave the same.
 """
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import Any
 
-from ..utils import UserError, get_logger, read_json_object
+from ..args import DEFAULT_MODEL, values_of
+from ..precision import asked
+from ..utils import UserError, cpu_has_bf16, get_logger, read_json_object
 from .registry import resolve_model_path
 
 log = get_logger()
@@ -22,7 +26,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
 
 def _get(args: Any, key: str, default: Any = None) -> Any:
     """Read an argument from an engine.args.Namespace, a dict or any object with attributes."""
-    from ..args import values_of
     v = values_of(args).get(key)
     return default if v is None else v
 
@@ -37,7 +40,6 @@ def adapter_paths(args: Any) -> list[str]:
 
 
 def model_path(args: Any) -> str:
-    from ..args import DEFAULT_MODEL
     return resolve_model_path(_get(args, "model_name_or_path", DEFAULT_MODEL))
 
 
@@ -69,8 +71,6 @@ def pick_dtype(args: Any, device: str, trainable: bool = False):
     the Trainer's mixed precision (LoRA weights stay fp32 through peft); full and freeze keep fp32 master
     weights and let the Trainer's autocast do the mixed precision."""
     import torch
-    from ..precision import asked
-    from ..utils import cpu_has_bf16
     want = asked({k: _get(args, k, None) for k in ("bf16", "fp16", "precision")})
     want_bf16, want_fp16 = want == "bf16", want == "fp16"
     if want == "fp32" and not trainable:
@@ -206,7 +206,6 @@ def rope_parameters(kind: str, factor: float, max_pos: int, theta: float | None)
 def rope_config(args: Any, path: str, trust: bool = False):
     """The model's config with rope_scaling applied, or None when rope_scaling is not set (or changes nothing).
     The factor is rope_factor, else cutoff_len / max_position_embeddings rounded up."""
-    import math
     kind = _get(args, "rope_scaling")
     if not kind:
         return None
@@ -261,11 +260,9 @@ def _quantization(args: Any, trainable: bool, dtype, reward_head: bool, extra: d
         log.info("quantization_bit=%s applies to training only: the base loads unquantized (%s)", bits,
                  str(dtype).replace("torch.", ""))
         return False
-    import os
 
     import torch
 
-    from ..args import values_of
     from .quantize import bnb_config, check
     check(values_of(args))  # the same refusal as validation, for callers that never validated
     extra["quantization_config"] = bnb_config(values_of(args), dtype, reward_head)

@@ -4,6 +4,8 @@ train plain data-parallel. fully_shard itself runs on CPU tensors over gloo, so 
 for a CPU run before training prepares the model; on GPUs accelerate has done it already and nothing changes."""
 from __future__ import annotations
 
+from ..utils import UserError
+
 
 def enable_on_cpu(trainer) -> bool:
     """Switch the trainer's accelerate state to FSDP with the run's FSDP2 plugin; True when it did."""
@@ -18,7 +20,6 @@ def enable_on_cpu(trainer) -> bool:
     if emb_in is not None and emb_out is not None and getattr(emb_in, "weight", None) is getattr(emb_out, "weight", 0):
         # measured: accelerate's FSDP2 grouping of a tied embedding + head makes the gloo collectives of the two
         # processes disagree (an abort, not an error message)
-        from ..utils import UserError
         raise UserError("fsdp: on CPU processes FSDP2 cannot shard a model whose input embeddings and LM head share "
                         "their weights (tie_word_embeddings, as SmolLM2); leave fsdp empty to train data-parallel, "
                         "or use GPUs.")

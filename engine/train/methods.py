@@ -4,14 +4,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
 
-from . import rundir
 from ..config import ConfigError
-from .stages import STAGES
 from ..utils import atomic_write_json, get_logger
+from . import rundir
+from .stages import STAGES
 
 log = get_logger()
 _LAYER = re.compile(r"\.(?:layers|h|blocks|layer)\.(\d+)\.")
@@ -166,7 +168,6 @@ def save_pissa_init(model, output_dir, state_dict: dict | None = None) -> str | 
     original. Keep the adapter as initialised, to convert the trained one back to a plain LoRA adapter (on the
     original base) when it is saved. Returns its folder, or None without PiSSA. state_dict: the adapter's
     weights taken earlier (pissa_init_saver); the model's own weights otherwise."""
-    from pathlib import Path
     if not uses_pissa(model):
         return None
     cfg = model.peft_config.get("default")
@@ -189,7 +190,6 @@ def convert_pissa(trained_dir, init_dir, out_dir) -> None:
     PiSSA trains W_res + B A with W_res = W - B0 A0, so the change to the original W is B A - B0 A0 =
     [B | -B0] [A ; A0]: a LoRA adapter of twice the rank (alpha doubled too, or x sqrt 2 with rsLoRA, so the
     scaling stays). Other saved weights (a reward model's score head) are not touched by PiSSA and stay."""
-    from pathlib import Path
 
     import torch
     from safetensors.torch import load_file, save_file
@@ -220,7 +220,6 @@ def convert_pissa(trained_dir, init_dir, out_dir) -> None:
 def save_pissa_converted(output_dir, init_dir: str) -> None:
     """Overwrite the final adapter (as the Trainer saved it) with its plain-LoRA form, loadable on the original
     base, and drop the initial adapter, which nothing needs any more."""
-    import shutil
     convert_pissa(output_dir, init_dir, output_dir)
     shutil.rmtree(init_dir, ignore_errors=True)
     log.info("PiSSA adapter converted to plain LoRA for the original base model (rank doubles)")
@@ -238,7 +237,6 @@ class PissaCheckpoints(TrainerCallback):
     def on_save(self, args, state, control, **kw):
         if not state.is_world_process_zero:
             return
-        from pathlib import Path
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if not (ckpt / "adapter_model.safetensors").is_file():
             return
@@ -252,7 +250,6 @@ class PissaCheckpoints(TrainerCallback):
 def follow_residual(trainer) -> None:
     """The Trainer reloads a checkpoint's adapter (resume, load_best_model_at_end) through the model's load_adapter;
     for a PiSSA checkpoint, point it at the residual-form adapter the run trains, not the converted top level."""
-    from pathlib import Path
 
     from peft import PeftModel
     model = trainer.model

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from transformers import Trainer
 
+from ..data.collator import make_collator
 from .lmloss import linear_cross_entropy
 
 IGNORE = -100
@@ -102,7 +103,6 @@ class CausalLMTrainer(Trainer):
 
 
 def build_trainer(ns, model, tokenizer, data, args, callbacks) -> Trainer:
-    from ..data.collator import make_collator
 
     collator = make_collator(tokenizer, packing=ns.packing, cutoff_len=ns.cutoff_len,
                              padding_free=ns.padding_free)

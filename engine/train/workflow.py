@@ -14,16 +14,20 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .. import usage
+from .. import procs, usage
+from ..args import ARGS, Namespace
+from ..config import ConfigError, compat_notes, save_config
+from ..data.loader import get_dataset
+from ..data.templates import resolve_template
+from ..models.loader import load_model, load_tokenizer
+from ..precision import choose, flags
+from ..utils import UserError, atomic_write_json, device_info, get_logger, peak_rss_bytes
 from . import rundir
 from .best import best_metrics, best_model_args, early_stopping, eval_steps
 from .callbacks import BeginCallback, GracefulStop, RunLogCallback
 from .extra import build
+from .fsdp import enable_on_cpu
 from .stages import config_class, get_stage, stage_module
-from ..args import ARGS, Namespace
-from ..config import ConfigError, compat_notes, save_config
-from .. import procs
-from ..utils import UserError, atomic_write_json, device_info, get_logger, peak_rss_bytes
 
 log = get_logger()
 
@@ -156,7 +160,6 @@ def _plan(ns: Namespace) -> tuple[Path, str | None, list[tuple[Path, str]]]:
 def pick_precision(ns: Namespace) -> dict:
     """The compute type this run trains in (engine.precision), written back into bf16 / fp16 so the Trainer, the
     model loader and the logs all read the one choice."""
-    from ..precision import choose, flags
     dev = device_info()
     c = choose(ns, dev)
     if c["precision"] == "fp32" and c["asked"] not in ("auto", "fp32"):
@@ -346,11 +349,16 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     import torch
     from transformers import set_seed
 
-    from ..data.loader import get_dataset
-    from ..data.templates import resolve_template
-    from ..models.loader import load_model, load_tokenizer
-    from .methods import (PISSA_INIT_DIR, PissaCheckpoints, apply_method, attach_loraplus, follow_residual,
-                          pissa_init_saver, save_pissa_converted, uses_pissa)
+    from .methods import (
+        PISSA_INIT_DIR,
+        PissaCheckpoints,
+        apply_method,
+        attach_loraplus,
+        follow_residual,
+        pissa_init_saver,
+        save_pissa_converted,
+        uses_pissa,
+    )
 
     main = attempt is not None
     set_seed(ns.seed)
@@ -389,7 +397,6 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     # folder is ready before a tracker (tensorboard) opens files in it
     trainer.callback_handler.callbacks[0:0] = [stop] + ([BeginCallback(attempt.begin)] if main else [])
     if ns.fsdp:
-        from .fsdp import enable_on_cpu
         enable_on_cpu(trainer)
     attach_loraplus(trainer, ns)
     if ns.pissa_init:  # every rank: each one reloads the adapter on resume
