@@ -14,10 +14,12 @@ import pytest
 
 from engine import paths, runs
 from engine.config import ConfigError, load_config
+from engine.data import upload
 from engine.utils import UserError
 from helpers import free_port, serving, start_server, stop_group, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
+UPLOAD_LIMIT = 4 << 20  # the web UI server's upload limit here: a refused file stays small
 SOURCES = sorted(p for d in ("tuneboard", "engine", "webui", "bench", "tests")
                  for p in (ROOT / d).rglob("*.py")) + [ROOT / "app.py"]
 
@@ -108,7 +110,8 @@ def test_servers_default_to_loopback(monkeypatch):
 
 def test_api_key_guards_every_v1_route():
     from engine.api import create_app, start_server_thread
-    engine = type("E", (), {"args": {"model_name_or_path": "models/tiny"}})()
+    # no model: nothing here gets past the key (the worker only needs to know it would answer one at a time)
+    engine = type("E", (), {"args": {"model_name_or_path": "models/tiny"}, "batches": False})()
     srv, thread, port = start_server_thread(create_app(engine, api_key="sk-secret"))
     try:
         assert srv.servers[0].sockets[0].getsockname()[0] == "127.0.0.1"
@@ -134,7 +137,8 @@ def ui_server(tmp_path_factory):
     auth.write_text("# who may log in\nalice:s3cret-pass\n")
     port = free_port()
     proc = start_server(["app.py", "--port", str(port), "--auth-file", str(auth)], base / "server.log",
-                        {runs.SAVES_ENV: str(base / "saves")}, drop=("GRADIO_SERVER_NAME", paths.ROOTS_ENV))
+                        {runs.SAVES_ENV: str(base / "saves"), upload.MAX_UPLOAD_ENV: str(UPLOAD_LIMIT)},
+                        drop=("GRADIO_SERVER_NAME", paths.ROOTS_ENV))
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(serving(proc, url + "/", base / "server.log"), 120, "the web UI to answer")
@@ -162,6 +166,18 @@ def test_web_ui_login(ui_server):
             r = c.get(f"{url}/gradio_api/file={p}")
             assert r.status_code in (403, 404), (p, r.status_code)
             assert "root:" not in r.text and "ConfigError" not in r.text
+
+
+def test_upload_route_refuses_files_over_the_limit(ui_server):
+    """gradio's route refuses what the Data tab would refuse (engine.data.upload's limit, small here)."""
+    url = ui_server["url"]
+    with httpx.Client(timeout=60) as c:
+        assert c.post(url + "/login", data={"username": "alice", "password": "s3cret-pass"}).status_code == 200
+        small = c.post(url + "/gradio_api/upload", files={"files": ("small.txt", b"hello")})
+        assert small.status_code == 200, small.text
+        big = c.post(url + "/gradio_api/upload", files={"files": ("big.bin", bytes(UPLOAD_LIMIT + (1 << 20)))})
+        assert big.status_code == 413 and "maximum allowed size" in big.text
+    assert psutil.Process(ui_server["proc"].pid).is_running()
 
 
 def test_auth_flags():

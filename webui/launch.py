@@ -12,6 +12,7 @@ import sys
 import threading
 
 from engine.cli import env_port
+from engine.data import upload
 from engine.utils import UserError
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
@@ -63,7 +64,10 @@ def serve(demo, opts: dict, block: bool = True):
               file=sys.stderr, flush=True)
     return demo.launch(server_name=opts["host"], server_port=opts["port"], share=opts["share"], theme=theme(),
                        css=CSS, show_error=True, footer_links=[], ssr_mode=False, mcp_server=False,
-                       prevent_thread_lock=not block, quiet=False, auth=opts.get("auth") or None)
+                       prevent_thread_lock=not block, quiet=False, auth=opts.get("auth") or None,
+                       # gradio's upload route takes files from anyone who can reach the page: one over the
+                       # limit the Data tab states is refused (413) before more of it is written to disk
+                       max_file_size=upload.max_bytes())
 
 
 def run_cli(cmd: str, opts) -> int:
