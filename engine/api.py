@@ -32,13 +32,14 @@ import time
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
-from .chat import SEED_MAX, SEED_MIN, friendly_error
+from .chat import SEED_MAX, SEED_MIN, ChatEngine, friendly_error
 from .cli import env_port
-from .data.tools import CallHoldback, openai_tool_calls
+from .data.tools import FUNCTION, OBSERVATION, CallHoldback, calls_json, openai_tool_calls, parse_calls, parse_tools
 from .utils import UserError, get_logger
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
@@ -322,7 +323,6 @@ def _text(content: Any, i: int) -> str:
 def to_engine_messages(messages: list[Any]) -> tuple[list[dict], str | None]:
     """OpenAI messages -> (user/assistant turns, system text or None for the template's default). An assistant
     message with tool_calls becomes a `function` turn, a `tool` message an `observation` (engine.data.tools)."""
-    from .data.tools import FUNCTION, OBSERVATION, calls_json, parse_calls
     system, turns = [], []
     for i, m in enumerate(messages):
         role = _get(m, "role")
@@ -355,7 +355,6 @@ def to_engine_messages(messages: list[Any]) -> tuple[list[dict], str | None]:
 
 def to_tools(req: Any) -> list | None:
     """The request's tools as function specs for the prompt, or None (no tools, or tool_choice "none")."""
-    from .data.tools import parse_tools
     choice = req.tool_choice
     if choice not in (None, "auto", "none"):
         raise APIError(400, "tool_choice: only \"auto\" and \"none\" are supported (the model decides whether to "
@@ -467,8 +466,6 @@ def create_app(engine, model_id: str | None = None, api_key: str | None = None,
     thread of their own, never on the generation thread; a request not started within `deadline_s` (every slot
     busy) gets a 503, and a whole (not streamed) answer still running then is cut and sent with finish_reason
     "length", so a client never waits past its timeout without an answer. max_batch: requests decoded together."""
-    from contextlib import asynccontextmanager
-    from typing import Union
 
     from fastapi import Depends, FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -756,7 +753,6 @@ def run_cli(opts) -> int:
     host, port = host_port(opts)
     args = load_config(opts.recipe, opts.overrides, command="infer")
     _check_port_free(host, port)
-    from .chat import ChatEngine
     engine = ChatEngine(args)
     app = create_app(engine)
     served = app.state.model_id

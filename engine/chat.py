@@ -17,7 +17,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from .args import BY_NAME, values_of
 from .batching import Decoder, Row, TextStream, cut_at_stop
+from .data.templates import resolve_template
+from .data.tools import calls_json, parse_calls, parse_tool_calls, parse_tools
+from .models.loader import load_model, load_tokenizer, model_path
 from .utils import UserError, get_logger
 
 log = get_logger()
@@ -52,7 +56,6 @@ class Prompt:
 
 
 def _as_dict(args: Any) -> dict:
-    from .args import values_of
     return values_of(args)
 
 
@@ -123,8 +126,6 @@ class ChatEngine:
     """A loaded model + template that answers conversations: stream / chat / batch."""
 
     def __init__(self, args: Any):
-        from .data.templates import resolve_template
-        from .models.loader import load_model, load_tokenizer, model_path
 
         self.args = _as_dict(args)
         self.model_path = model_path(self.args)
@@ -154,7 +155,6 @@ class ChatEngine:
         out = []
         for i, m in enumerate(messages):
             if isinstance(m, dict) and m.get("role") == "assistant" and m.get("tool_calls"):
-                from .data.tools import calls_json, parse_calls
                 m = {"role": "function", "content": calls_json(parse_calls(m["tool_calls"], f"messages[{i}].tool_calls"))}
             if isinstance(m, dict) and m.get("role") in _ROLE_ALIASES:
                 m = {**m, "role": _ROLE_ALIASES[m["role"]]}
@@ -179,7 +179,6 @@ class ChatEngine:
 
     def encode(self, messages, system=None, tools=None) -> list[int]:
         """Token ids of the prompt: the conversation (+ the tool list) + the assistant header to generate after."""
-        from .data.tools import parse_tools
         msgs, system = self._check_messages(messages, system)
         return list(self.template.encode_prompt(self.tokenizer, msgs, system, tools=parse_tools(tools) or None))
 
@@ -188,7 +187,6 @@ class ChatEngine:
         """(GenerationConfig, stop strings, seed) from the engine's args overridden by this request."""
         from transformers import GenerationConfig
 
-        from .args import BY_NAME
         from .config import check_value, coerce
         if self.model is None:
             raise UserError("the model was unloaded; load it again to chat.")
@@ -298,7 +296,6 @@ class ChatEngine:
 
     def batch(self, conversations: list[list[dict]], system=None, tools=None, **gen) -> list[Response]:
         """Answers to several conversations, decoded together (each is tokenised once)."""
-        from .data.tools import parse_tool_calls, parse_tools
         if not conversations:
             return []
         tools = parse_tools(tools) or None

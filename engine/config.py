@@ -19,7 +19,7 @@ import yaml
 from .args import ARGS, BY_NAME, STRICT, Arg, Namespace
 from .data import recipes
 from .train.stages import STAGES, get_stage
-from .utils import UserError, get_logger
+from .utils import UserError, atomic_write_text, get_logger
 
 
 class ConfigError(UserError, ValueError):
@@ -360,7 +360,6 @@ def launcher() -> str:
 
 def save_config(ns: Namespace | dict, path: str | Path, command: str = "train") -> None:
     """Write the full resolved config atomically (a crash never leaves half a file)."""
-    from .utils import atomic_write_text
     v = ns.values if isinstance(ns, Namespace) else ns
     data = {a.name: v[a.name] for a in ARGS if a.name in v and command in a.commands and not a.compat
             and not a.secret}

@@ -101,7 +101,7 @@ def test_servers_default_to_loopback(monkeypatch):
     # `tuneboard api` hands that host to uvicorn (no model loaded: the engine and server are stand-ins)
     seen = {}
     monkeypatch.delenv("API_HOST", raising=False)
-    monkeypatch.setattr("engine.chat.ChatEngine", lambda args: type("E", (), {"args": args})())
+    monkeypatch.setattr("engine.api.ChatEngine", lambda args: type("E", (), {"args": args})())
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: seen.update(kw))
     monkeypatch.setattr(api, "_check_port_free", lambda host, port: None)
     assert main(["api"]) == 0

@@ -15,7 +15,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ..utils import UserError, atomic_write_json, get_logger, share_like_umask
-from .registry import DOWNLOAD_MARKER, MODELS, download_dir, lookup, model_names
+from .bundled import provision
+from .registry import DOWNLOAD_MARKER, MODELS, _looks_like_hub_id, download_dir, lookup, model_names, resolve_model_path
 
 log = get_logger()
 HUBS = ("huggingface", "modelscope")
@@ -110,7 +111,6 @@ def download(name: str, hub: str = "huggingface", dest: str | Path | None = None
         raise UserError(f"hub: {hub!r} is not one of {', '.join(HUBS)}.")
     hit = lookup(name)
     if name == "bundled" or (hit is not None and hit[1].get("bundled") and dest is None):
-        from .bundled import provision
         return provision(force=force)
     repo = _repo_id(name, hub)
     target = Path(dest) if dest else download_dir(name)
@@ -156,7 +156,6 @@ def ensure_model(name: str, hub: str = "huggingface") -> str:
     """The local folder of model `name`; a registry model or hub id that is not here yet is downloaded first
     (the web UI's Start with a model not downloaded yet). Offline, a clear message instead. Anything else is
     returned as given (a missing folder is reported by the loader, in the run)."""
-    from .registry import _looks_like_hub_id, resolve_model_path
     try:
         return resolve_model_path(name)
     except UserError:
@@ -190,7 +189,6 @@ def run_cli(opts) -> int:
     if len(names) > 1:
         raise UserError(f"download one model at a time (got {', '.join(names)}).")
     if not names:
-        from .bundled import provision
         provision(force=force)
         return 0
     path = download(names[0], hub=hub, dest=dest, force=force)

@@ -7,10 +7,11 @@ import subprocess
 import sys
 from contextlib import contextmanager
 
-from . import rundir
 from .. import devices, procs
 from ..config import load_config
+from ..models.download import ensure_model
 from ..utils import get_logger
+from . import rundir
 
 log = get_logger()
 
@@ -66,7 +67,6 @@ def _run_cli(path: str | None, overrides: list[str]) -> int:
         return _train(ns)
     # before anything else: a second `tuneboard train` on this output_dir is refused here, not 30 steps later
     with rundir.lock(ns.output_dir):
-        from ..models.download import ensure_model
         ensure_model(ns.model_name_or_path, ns.hub)  # once, before any worker starts: a registry model not here
         if needs_torchrun(ns):
             cmd = torchrun_command(ns, path, overrides)
