@@ -1,5 +1,5 @@
 """Launch the TuneBoard web UI at http://127.0.0.1:7860: the same as `tuneboard webui [recipe.yaml] [key=value ...]`
-(see webui/launch.py for --host/--port/--share/--lang)."""
+(`tuneboard webui --help` lists --host/--port/--share/--lang/--auth)."""
 import sys
 
 if __name__ == "__main__":

@@ -9,11 +9,14 @@ tab uses) come back as `message.tool_calls` with finish_reason "tool_calls"; a s
 the plain text as it is generated and holds back only what may be a call (engine.data.tools.CallHoldback), sent
 as one `delta.tool_calls` chunk once the answer is complete.
 
-Generation runs in ONE worker thread that takes requests from a FIFO queue, so requests that arrive
-together are all answered in turn and the event loop never waits on the model. A request whose client
-has gone away is skipped if still queued, and a stream whose client disconnects closes the engine's
-generator, which stops generation. When API_KEY is set every /v1 request must carry
-`Authorization: Bearer $API_KEY`. Errors use OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
+Generation runs in ONE worker thread and the event loop never waits on the model. Requests running together are
+rows of one engine.batching.Decoder: a request that arrives joins at the next model step, each leaves when its
+answer ends, so tokens/s grows with concurrency (up to MAX_BATCH rows; the rest wait in arrival order). A request
+whose client has gone away is skipped if still waiting and dropped from the batch at the next step if running.
+Limits (docs/guide/serving.md): MAX_BODY bytes of body (413), prompts tokenised off the worker thread, DEADLINE_S
+to start (503) and to finish a non-streamed answer (cut, finish_reason "length"), MAX_QUEUE waiting (429).
+When API_KEY is set every /v1 request must carry `Authorization: Bearer $API_KEY`. Errors use OpenAI's shape:
+{"error": {"message", "type", "param", "code"}}.
 
 fastapi / uvicorn / sse-starlette are imported inside functions so `import engine.api` stays cheap.
 """
@@ -23,19 +26,27 @@ import asyncio
 import hmac
 import json
 import os
-import queue
 import socket
 import threading
 import time
 import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
+from .chat import SEED_MAX, SEED_MIN, ChatEngine, friendly_error
+from .cli import env_port
+from .data.tools import FUNCTION, OBSERVATION, CallHoldback, calls_json, openai_tool_calls, parse_calls, parse_tools
 from .utils import UserError, get_logger
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 MAX_QUEUE = 128          # waiting requests beyond this get 429 instead of an unbounded backlog
+MAX_BATCH = 32           # requests decoded together; the others wait for a row to end
+MAX_BODY = 4 << 20       # bytes of a request body; more is a 413 before any of it is parsed
+DEADLINE_S = 540.0       # every request is answered within this, under OpenAI clients' default 600 s timeout
 MAX_STOP = 16
 log = get_logger("tuneboard.api")
 
@@ -63,14 +74,16 @@ def error_body(message: str, type: str = "invalid_request_error", param: str | N
 
 @dataclass
 class Job:
-    messages: list[dict]
-    system: str | None
-    gen: dict
+    prompt: Any  # engine.chat.Prompt: token ids and settings, checked in the request's thread
     stream: bool
     loop: asyncio.AbstractEventLoop
     out: asyncio.Queue
+    deadline: float  # time.monotonic() by which the client must have its answer (see create_app)
     cancel: threading.Event = field(default_factory=threading.Event)
     tools: list | None = None  # function specs offered to the model (None: no tools)
+    row: Any = None  # its engine.batching.Row while it runs
+    hold: Any = None  # CallHoldback when tools were offered
+    parts: list = field(default_factory=list)
 
     def emit(self, kind: str, value: Any = None) -> None:
         try:
@@ -78,101 +91,193 @@ class Job:
         except RuntimeError:  # the loop is closed: the server is gone, nobody is listening
             self.cancel.set()
 
+    def overdue(self) -> bool:
+        """A whole answer (not a stream, which is read as it comes) must be sent before the client gives up."""
+        return not self.stream and time.monotonic() >= self.deadline
+
 
 class GenerationWorker:
-    """One thread, one generation at a time, requests served in arrival order."""
+    """One thread drives the model. With an engine that batches (engine.batching), every running request is a row
+    of one Decoder: requests that arrive join at the next step, prefilled together, and each leaves as soon as it
+    ends, so tokens/s grows with the number of concurrent requests (up to max_batch rows; the rest wait in
+    arrival order). An engine that cannot batch answers one request at a time, in arrival order."""
 
-    def __init__(self, engine, max_queue: int = MAX_QUEUE):
+    def __init__(self, engine, max_queue: int = MAX_QUEUE, max_batch: int = MAX_BATCH):
         self.engine = engine
-        self.max_queue = max_queue
-        self.jobs: queue.Queue[Job | None] = queue.Queue()
-        self.lock = threading.Lock()
-        self.running: Job | None = None
+        self.max_queue, self.max_batch = max_queue, max_batch
+        self.queued: deque[Job] = deque()
+        self.active: list[Job] = []
+        self.cond = threading.Condition()
         self.stats = {"completed": 0, "cancelled": 0, "failed": 0}
+        self.last: dict = {}  # the stats of the last request that ended (finished or cancelled)
+        self.peak = 0  # the most requests decoded together so far
+        self._stopping = False
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        with self.lock:
+        with self.cond:
+            self._stopping = False
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="tuneboard-api-worker", daemon=True)
                 self._thread.start()
 
     def stop(self, timeout: float | None = 10) -> None:
-        with self.lock:
+        with self.cond:
             t = self._thread
+            self._stopping = True
+            for job in self.active:
+                job.cancel.set()
+            self.cond.notify_all()
         if t is not None and t.is_alive():
-            if self.running is not None:
-                self.running.cancel.set()
-            self.jobs.put(None)
             t.join(timeout)
 
     @property
     def waiting(self) -> int:
-        return self.jobs.qsize()
+        return len(self.queued)
+
+    @property
+    def pending(self) -> int:
+        """Requests running or waiting."""
+        with self.cond:
+            return len(self.active) + len(self.queued)
 
     @property
     def idle(self) -> bool:
-        return self.running is None and self.jobs.empty()
+        with self.cond:
+            return not self.active and not self.queued
 
     def submit(self, job: Job) -> None:
-        if self.jobs.qsize() >= self.max_queue:
-            raise APIError(429, f"The server is busy ({self.jobs.qsize()} requests waiting); retry later.",
-                           type="server_error", code="server_busy")
+        with self.cond:
+            if len(self.queued) >= self.max_queue:
+                raise APIError(429, f"The server is busy ({len(self.queued)} requests waiting); retry later.",
+                               type="server_error", code="server_busy")
+            self.queued.append(job)
+            self.cond.notify()
         self.start()
-        self.jobs.put(job)
 
-    def _loop(self) -> None:
-        while True:
-            job = self.jobs.get()
-            if job is None:
-                return
-            if job.cancel.is_set():
-                self.stats["cancelled"] += 1
-                continue
-            self.running = job
-            try:
-                self._run(job)
-            except Exception as e:  # reported to this request only; the worker keeps serving
-                log.exception("generation failed")
-                self.stats["failed"] += 1
-                job.emit("error", e)
-            finally:
-                self.running = None
+    def _take(self, room: int) -> list[Job] | None:
+        """Up to `room` waiting jobs (blocks while nothing runs); None when the worker stops."""
+        with self.cond:
+            while not self._stopping and not self.queued and not self.active:
+                self.cond.wait()
+            if self._stopping:
+                return None
+            new = []
+            while self.queued and len(new) < room:
+                job = self.queued.popleft()
+                if job.cancel.is_set():  # its client left (or gave up) while it waited
+                    self.stats["cancelled"] += 1
+                else:
+                    new.append(job)
+            self.active += new
+            self.peak = max(self.peak, len(self.active))
+            return new
 
-    def _run(self, job: Job) -> None:
-        # Every request goes through engine.stream, so a client that leaves stops its generation in both modes.
-        extra = {"tools": job.tools} if job.tools else {}
-        gen = self.engine.stream(job.messages, system=job.system, **extra, **job.gen)  # bad input raises here
-        job.emit("started")
-        from .data.tools import CallHoldback, openai_tool_calls
-        # with tools, a stream shows the plain text as it comes and holds back what may be a call
-        hold = CallHoldback() if job.tools else None
-        parts = []
-        try:
-            for delta in gen:
-                if job.cancel.is_set():
-                    break
-                if delta:
-                    parts.append(delta)
-                    shown = hold.feed(delta) if hold else delta
-                    if job.stream and shown:
-                        job.emit("delta", shown)
-        finally:
-            gen.close()  # stops generation when we left early
-        if job.cancel.is_set():
+    def _end(self, job: Job, failed: BaseException | None = None) -> None:
+        with self.cond:
+            self.active.remove(job)
+        if failed is not None:
+            self.stats["failed"] += 1
+            job.emit("error", failed)
+            return
+        stats = job.row.stats()
+        self.last = stats
+        if stats["finish_reason"] == "cancelled":
             self.stats["cancelled"] += 1
             return
         self.stats["completed"] += 1
-        stats = dict(getattr(self.engine, "last_stats", None) or {})
-        stats["text"] = "".join(parts)
-        if hold:
-            rest, stats["text"], calls = hold.finish()
+        stats["text"] = "".join(job.parts)
+        if job.hold:
+            rest, stats["text"], calls = job.hold.finish()
             if job.stream and rest:
                 job.emit("delta", rest)
             if calls:
                 stats["tool_calls"] = openai_tool_calls(calls)
                 stats["finish_reason"] = "tool_calls"
         job.emit("done", stats)
+
+    def _loop(self) -> None:
+        batches = self.engine.batches
+        decoder = None
+        while True:
+            new = self._take(self.max_batch - len(self.active) if batches else 1)
+            if new is None:
+                return
+            if not batches:
+                for job in new:
+                    self._serial(job)
+                continue
+            try:
+                if decoder is None:
+                    decoder = self.engine.decoder()
+                for job in new:
+                    job.row = self.engine.row(job.prompt)
+                    job.hold = CallHoldback() if job.tools else None
+                if new:
+                    with self.engine.lock:
+                        decoder.add([job.row for job in new])
+                    for job in new:
+                        job.emit("started")
+                    self._deliver()
+                for job in list(self.active):  # clients that left, answers whose time is up
+                    if job.cancel.is_set() or job.overdue():
+                        decoder.remove(job.row, "cancelled" if job.cancel.is_set() else "length")
+                if len(decoder):
+                    with self.engine.lock:
+                        decoder.step()
+                self._deliver()
+            except Exception as e:  # e.g. out of memory: every running request fails, the worker keeps serving
+                log.exception("generation failed")
+                err = friendly_error(e)
+                for job in list(self.active):
+                    self._end(job, err)
+                decoder = None
+
+    def _deliver(self) -> None:
+        """Each running job's new text to its client; jobs whose row ended are answered and leave."""
+        for job in list(self.active):
+            delta = job.row.take()
+            if delta:
+                job.parts.append(delta)
+                shown = job.hold.feed(delta) if job.hold else delta
+                if job.stream and shown:
+                    job.emit("delta", shown)
+            if job.row.finish is not None:
+                self._end(job)
+
+    def _serial(self, job: Job) -> None:
+        """One request start to end through engine.stream_prompt (an engine that cannot batch)."""
+        job.hold = CallHoldback() if job.tools else None
+        try:
+            gen = self.engine.stream_prompt(job.prompt)
+            job.emit("started")
+            finish = None
+            try:
+                for delta in gen:
+                    if job.cancel.is_set() or job.overdue():
+                        finish = "cancelled" if job.cancel.is_set() else "length"
+                        break
+                    job.parts.append(delta)
+                    shown = job.hold.feed(delta) if job.hold else delta
+                    if job.stream and shown:
+                        job.emit("delta", shown)
+            finally:
+                gen.close()  # stops generation when we left early
+            st = dict(getattr(self.engine, "last_stats", None) or {})
+            job.row = _Ended({**st, "finish_reason": finish or st.get("finish_reason") or "stop"})
+            self._end(job)
+        except Exception as e:  # reported to this request only; the worker keeps serving
+            log.exception("generation failed")
+            self._end(job, e)
+
+
+@dataclass
+class _Ended:
+    """What _end reads from a request answered by _serial."""
+    fields: dict
+
+    def stats(self) -> dict:
+        return dict(self.fields)
 
 
 # ---------------------------------------------------------------- request handling
@@ -218,7 +323,6 @@ def _text(content: Any, i: int) -> str:
 def to_engine_messages(messages: list[Any]) -> tuple[list[dict], str | None]:
     """OpenAI messages -> (user/assistant turns, system text or None for the template's default). An assistant
     message with tool_calls becomes a `function` turn, a `tool` message an `observation` (engine.data.tools)."""
-    from .data.tools import FUNCTION, OBSERVATION, calls_json, parse_calls
     system, turns = [], []
     for i, m in enumerate(messages):
         role = _get(m, "role")
@@ -251,7 +355,6 @@ def to_engine_messages(messages: list[Any]) -> tuple[list[dict], str | None]:
 
 def to_tools(req: Any) -> list | None:
     """The request's tools as function specs for the prompt, or None (no tools, or tool_choice "none")."""
-    from .data.tools import parse_tools
     choice = req.tool_choice
     if choice not in (None, "auto", "none"):
         raise APIError(400, "tool_choice: only \"auto\" and \"none\" are supported (the model decides whether to "
@@ -310,13 +413,59 @@ def _validation_message(exc: Any) -> tuple[str, str | None]:
 
 # ---------------------------------------------------------------- the app
 
-def create_app(engine, model_id: str | None = None, api_key: str | None = None,
-               max_queue: int = MAX_QUEUE):
-    """A FastAPI app serving `engine` (a ChatEngine, or anything with chat/stream/last_stats).
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes is answered 413 (OpenAI's error shape) and none of it is
+    kept: at once when Content-Length says so, else as soon as the streamed body passes the limit (the application
+    then sees a disconnect and whatever it answers is dropped). The server reads and discards the rest, so the
+    client, still sending, gets the 413 rather than a reset connection."""
 
-    api_key None -> read the API_KEY environment variable; "" -> no key required."""
-    from contextlib import asynccontextmanager
-    from typing import Union
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await self._refuse(send)
+        seen, refused = 0, False
+
+        async def counted():
+            nonlocal seen, refused
+            message = await receive()
+            if message["type"] == "http.request" and not refused:
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    refused = True
+                    await self._refuse(send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message):
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, guarded)
+
+    async def _refuse(self, send) -> None:
+        mib = self.limit / (1 << 20)
+        body = json.dumps(error_body(f"The request body is larger than this server's limit of {mib:g} MiB; "
+                                     "send a shorter conversation.", code="request_too_large")).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app(engine, model_id: str | None = None, api_key: str | None = None,
+               max_queue: int = MAX_QUEUE, max_batch: int = MAX_BATCH, max_body: int = MAX_BODY,
+               deadline_s: float = DEADLINE_S):
+    """A FastAPI app serving `engine` (a ChatEngine).
+
+    api_key None -> read the API_KEY environment variable; "" -> no key required.
+    Limits: a body over `max_body` bytes is a 413 before it is parsed; prompts are tokenised and checked in a
+    thread of their own, never on the generation thread; a request not started within `deadline_s` (every slot
+    busy) gets a 503, and a whole (not streamed) answer still running then is cut and sent with finish_reason
+    "length", so a client never waits past its timeout without an answer. max_batch: requests decoded together."""
 
     from fastapi import Depends, FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -331,7 +480,9 @@ def create_app(engine, model_id: str | None = None, api_key: str | None = None,
         aliases.add(model_id.lower())
     key = os.environ.get("API_KEY", "") if api_key is None else api_key
     created = int(time.time())
-    worker = GenerationWorker(engine, max_queue=max_queue)
+    worker = GenerationWorker(engine, max_queue=max_queue, max_batch=max_batch)
+    # one thread counts tokens for every request (a tokenizer is not shared between threads), off the worker's
+    tokenize = ThreadPoolExecutor(1, thread_name_prefix="tuneboard-api-tokenize")
 
     class TextPart(BaseModel):
         model_config = ConfigDict(extra="allow")
@@ -363,7 +514,7 @@ def create_app(engine, model_id: str | None = None, api_key: str | None = None,
         n: int = Field(1, ge=1)
         stream: bool = False
         stream_options: StreamOptions | None = None
-        seed: int | None = None
+        seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
         presence_penalty: float | None = Field(None, ge=-2, le=2)   # accepted, not used
         frequency_penalty: float | None = Field(None, ge=-2, le=2)  # accepted, not used
         logprobs: bool | None = None
@@ -385,8 +536,10 @@ def create_app(engine, model_id: str | None = None, api_key: str | None = None,
         worker.start()
         yield
         worker.stop(timeout=5)
+        tokenize.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="TuneBoard OpenAI-compatible API", lifespan=lifespan)
+    app.add_middleware(BodyLimit, limit=max_body)
     app.state.engine, app.state.worker, app.state.model_id = engine, worker, served
 
     @app.exception_handler(APIError)
@@ -420,7 +573,8 @@ def create_app(engine, model_id: str | None = None, api_key: str | None = None,
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": served, "waiting": worker.waiting, "busy": worker.running is not None}
+        return {"status": "ok", "model": served, "waiting": worker.waiting, "running": len(worker.active),
+                "busy": bool(worker.active)}
 
     @app.get("/v1/models", dependencies=[Depends(check_key)])
     async def list_models():
@@ -443,18 +597,27 @@ def create_app(engine, model_id: str | None = None, api_key: str | None = None,
             raise APIError(400, "response_format: only type 'text' is supported.", param="response_format")
         messages, system = to_engine_messages(req.messages)
         gen = to_gen_kwargs(req)
-        job = Job(messages, system, gen, req.stream, asyncio.get_running_loop(), asyncio.Queue(), tools=tools)
+        deadline = time.monotonic() + deadline_s
+        loop = asyncio.get_running_loop()
+        extra = {"tools": tools} if tools else {}
+        try:  # the engine's refusals (too long, bad setting) are 400s before anything is queued
+            prompt = await loop.run_in_executor(tokenize, lambda: engine.prepare(messages, system, **extra, **gen))
+        except UserError as e:
+            raise APIError(400, str(e)) from None
+        job = Job(prompt, req.stream, loop, asyncio.Queue(), deadline, tools=tools)
         worker.submit(job)
         cid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        # wait (queued) until generation starts: a stream's headers go out only then
+        started = await _next(job, request, deadline)
+        if started is None:
+            return JSONResponse(error_body("client disconnected", code="client_closed"), status_code=499)
+        if started == "late":
+            raise APIError(503, f"The server stayed busy for {deadline_s:.0f} s and did not start this request; "
+                                "retry later.", type="server_error", code="timeout")
         if req.stream:
             usage = bool(req.stream_options and req.stream_options.include_usage)
-            # wait (queued) until the engine has accepted the prompt: its refusals become 400s, not broken streams
-            if not await _started(job, request):
-                return JSONResponse(error_body("client disconnected", code="client_closed"), status_code=499)
             return EventSourceResponse(_stream(job, cid, now, model, usage), ping=10,
                                        client_close_handler_callable=_on_close(job))
-        if not await _started(job, request):
-            return JSONResponse(error_body("client disconnected", code="client_closed"), status_code=499)
         return await _complete(job, request, cid, now, model)
 
     def _on_close(job: Job):
@@ -462,28 +625,26 @@ def create_app(engine, model_id: str | None = None, api_key: str | None = None,
             job.cancel.set()
         return handler
 
-    async def _next(job: Job, request: Request):
-        """The worker's next event for this job, or None when the client disconnected first."""
+    async def _next(job: Job, request: Request, until: float | None = None):
+        """The worker's next event for this job; None when the client disconnected first, "late" when the
+        monotonic time `until` came first. Either way the job is cancelled (skipped if queued, else stopped)."""
         waiter = asyncio.ensure_future(job.out.get())
         gone = asyncio.ensure_future(_wait_disconnect(request))
+        timeout = None if until is None else max(0.0, until - time.monotonic())
         try:
-            await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({waiter, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             gone.cancel()
-        if gone.done() and not gone.cancelled():  # the client left: its job is skipped if queued, else stopped
+        if not waiter.done():
             job.cancel.set()
             waiter.cancel()
-            return None
+            return None if gone.done() and not gone.cancelled() else "late"
         kind, value = waiter.result()
         if kind == "error":
             if isinstance(value, UserError):  # the engine refused the request (too long, bad setting...)
                 raise APIError(400, str(value))
             raise APIError(500, f"Generation failed: {value}", type="server_error")
         return kind, value
-
-    async def _started(job: Job, request: Request) -> bool:
-        ev = await _next(job, request)
-        return ev is not None
 
     async def _complete(job: Job, request: Request, cid: str, now: int, model: str):
         ev = await _next(job, request)
@@ -569,40 +730,11 @@ def start_server_thread(app, host: str = DEFAULT_HOST, port: int = 0, timeout: f
     return server, thread, sock.getsockname()[1]
 
 
-def _flag(flags: list[str], name: str) -> str | None:
-    value = None
-    i = 0
-    while i < len(flags):
-        f = flags[i]
-        if f == name:
-            if i + 1 >= len(flags):
-                raise UserError(f"{name}: give a value, e.g. {name} {'8000' if name == '--port' else '127.0.0.1'}.")
-            value = flags[i + 1]
-            i += 1
-        elif f.startswith(name + "="):
-            value = f.split("=", 1)[1]
-        i += 1
-    return value
-
-
-def host_port(flags: list[str], env: dict | None = None) -> tuple[str, int]:
+def host_port(opts, env: dict | None = None) -> tuple[str, int]:
+    """--host / --port (parsed by engine.cli), else API_HOST / API_PORT, else 127.0.0.1:8000."""
     env = os.environ if env is None else env
-    known = {"--host", "--port"}
-    for i, f in enumerate(flags):
-        if f.startswith("--") and f.split("=", 1)[0] not in known:
-            raise UserError(f"{f}: unknown option for `tuneboard api`; use --host H --port P and key=value arguments.")
-        if not f.startswith("--") and (i == 0 or flags[i - 1] not in known):
-            raise UserError(f"{f!r}: unexpected argument; arguments are key=value (see `tuneboard api --help`).")
-    host = _flag(flags, "--host") or env.get("API_HOST") or DEFAULT_HOST
-    raw = _flag(flags, "--port") or env.get("API_PORT") or str(DEFAULT_PORT)
-    source = "--port" if _flag(flags, "--port") else ("API_PORT" if env.get("API_PORT") else "port")
-    try:
-        port = int(raw)
-    except ValueError:
-        raise UserError(f"{source}: expected a port number, got {raw!r}.") from None
-    if not 1 <= port <= 65535:
-        raise UserError(f"{source}: {port} is not a port number (1-65535).")
-    return host, port
+    host = opts.host or env.get("API_HOST") or DEFAULT_HOST
+    return host, opts.port or env_port(env, "API_PORT", DEFAULT_PORT)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -615,15 +747,12 @@ def _check_port_free(host: str, port: int) -> None:
                             "another server may be using it - pick another with --port.") from None
 
 
-def run_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
-    if "--help" in flags or "-h" in flags:
-        print(__doc__)
-        return 0
+def run_cli(opts) -> int:
+    """`tuneboard api [recipe.yaml] [key=value ...] [--host H] [--port P]` (opts: parsed by engine.cli)."""
     from .config import load_config
-    host, port = host_port(flags)
-    args = load_config(path, overrides, command="infer")
+    host, port = host_port(opts)
+    args = load_config(opts.recipe, opts.overrides, command="infer")
     _check_port_free(host, port)
-    from .chat import ChatEngine
     engine = ChatEngine(args)
     app = create_app(engine)
     served = app.state.model_id

@@ -579,6 +579,18 @@ SECRET_ENV = "TUNEBOARD_SECRET_"  # + NAME upper-cased: how a started run receiv
 assert len(BY_NAME) == len(ARGS), "duplicate argument name"
 
 
+def grouped(args: list[Arg]) -> list[tuple[str, list[Arg]]]:
+    """(group, args) in GROUPS order, schema order within a group (the web UI's accordions, `--help`'s sections);
+    a group missing from GROUPS comes last under its own name."""
+    order = list(GROUPS) + sorted({a.group for a in args} - set(GROUPS))
+    return [(g, [a for a in args if a.group == g]) for g in order if any(a.group == g for a in args)]
+
+
+def group_label(group: str, lang: str = "en") -> str:
+    en, zh = GROUPS.get(group, (group.replace("_", " ").capitalize(),) * 2)
+    return zh if lang == "zh" else en
+
+
 def defaults(command: str | None = None) -> dict[str, Any]:
     return {a.name: _copy(a.default) for a in ARGS if command is None or command in a.commands}
 

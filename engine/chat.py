@@ -1,12 +1,14 @@
 """The one chat engine: `tuneboard chat`, the web Chat tab, webchat, the API and evaluation all use it.
 
-One generation runs at a time (a lock), so servers can queue concurrent requests. `stream` runs
-`model.generate` in a worker thread and hands token ids back through a bounded queue; when the
-consumer stops iterating (a closed HTTP connection closes the generator) a flag checked by a
-stopping criterion ends generation after the current step.
+Answers are decoded by engine.batching.Decoder: `stream` and `chat` run one row, `batch` runs many together
+(left-padded, each row leaving as it ends), and the API keeps one decoder whose rows come and go with requests.
+Generation is serialised by a lock (a stream holds it while it is being read; the API takes it per step).
+Closing a stream's generator stops it at once: nothing runs ahead of the reader. A model whose cache rows cannot
+be merged (sliding-window attention: Gemma 2/3) is decoded by transformers' generate instead, one request at a time.
 """
 from __future__ import annotations
 
+import copy
 import gc
 import queue
 import sys
@@ -15,6 +17,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from .args import BY_NAME, values_of
+from .batching import Decoder, Row, TextStream, cut_at_stop
+from .data.templates import resolve_template
+from .data.tools import calls_json, parse_calls, parse_tool_calls, parse_tools
+from .models.loader import load_model, load_tokenizer, model_path
 from .utils import UserError, get_logger
 
 log = get_logger()
@@ -24,6 +31,7 @@ EXTRA_GEN_KEYS = ("seed", "stop")
 ROLES = ("system", "user", "assistant", "function", "observation")  # function / observation: tool calls and results
 _ROLE_ALIASES = {"tool": "observation"}  # OpenAI's name for a tool result
 _END = object()
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # what a torch generator takes as a signed 64-bit seed
 _QUEUE_SIZE = 64  # tokens the generate thread may run ahead of a slow consumer
 
 
@@ -38,8 +46,16 @@ class Response:
     tool_calls: list = field(default_factory=list)  # [{"name", "arguments": dict}] when tools were offered
 
 
+@dataclass
+class Prompt:
+    """A checked request: the prompt's token ids and its generation settings."""
+    ids: list[int]
+    config: Any  # transformers.GenerationConfig
+    stop: list[str]
+    seed: int | None
+
+
 def _as_dict(args: Any) -> dict:
-    from .args import values_of
     return values_of(args)
 
 
@@ -98,23 +114,7 @@ def _stopping_criteria(stop_event: threading.Event, stop_strings: list[str], tok
     return StoppingCriteriaList([_Stop()])
 
 
-def _holdback(text: str, stop_strings: list[str]) -> int:
-    """How many trailing characters might be the start of a stop string (kept back from the stream)."""
-    best = 0
-    for s in stop_strings:
-        for k in range(min(len(s) - 1, len(text)), best, -1):
-            if text.endswith(s[:k]):
-                best = k
-                break
-    return best
-
-
-def _cut_at_stop(text: str, stop_strings: list[str]) -> tuple[str, bool]:
-    idx = [i for i in (text.find(s) for s in stop_strings) if i >= 0]
-    return (text[:min(idx)], True) if idx else (text, False)
-
-
-def _friendly(e: BaseException) -> BaseException:
+def friendly_error(e: BaseException) -> BaseException:
     """Out-of-memory during generation is something the user can act on; other errors pass through."""
     if type(e).__name__ == "OutOfMemoryError" or "out of memory" in str(e).lower():
         return UserError("out of memory while generating; lower max_new_tokens or the batch size, shorten the "
@@ -126,8 +126,6 @@ class ChatEngine:
     """A loaded model + template that answers conversations: stream / chat / batch."""
 
     def __init__(self, args: Any):
-        from .data.templates import resolve_template
-        from .models.loader import load_model, load_tokenizer, model_path
 
         self.args = _as_dict(args)
         self.model_path = model_path(self.args)
@@ -140,6 +138,7 @@ class ChatEngine:
         self._stop_strings = [w for w in self.template.stop_words
                               if w and len(self.tokenizer.encode(w, add_special_tokens=False)) > 1]
         self._lock = threading.Lock()
+        self._batches: bool | None = None  # whether engine.batching can decode this model (known once loaded)
         self._stats = {"finish_reason": None, "ttft_s": 0.0, "tokens_per_s": 0.0, "prompt_tokens": 0,
                        "completion_tokens": 0}
 
@@ -156,7 +155,6 @@ class ChatEngine:
         out = []
         for i, m in enumerate(messages):
             if isinstance(m, dict) and m.get("role") == "assistant" and m.get("tool_calls"):
-                from .data.tools import calls_json, parse_calls
                 m = {"role": "function", "content": calls_json(parse_calls(m["tool_calls"], f"messages[{i}].tool_calls"))}
             if isinstance(m, dict) and m.get("role") in _ROLE_ALIASES:
                 m = {**m, "role": _ROLE_ALIASES[m["role"]]}
@@ -181,7 +179,6 @@ class ChatEngine:
 
     def encode(self, messages, system=None, tools=None) -> list[int]:
         """Token ids of the prompt: the conversation (+ the tool list) + the assistant header to generate after."""
-        from .data.tools import parse_tools
         msgs, system = self._check_messages(messages, system)
         return list(self.template.encode_prompt(self.tokenizer, msgs, system, tools=parse_tools(tools) or None))
 
@@ -190,7 +187,6 @@ class ChatEngine:
         """(GenerationConfig, stop strings, seed) from the engine's args overridden by this request."""
         from transformers import GenerationConfig
 
-        from .args import BY_NAME
         from .config import check_value, coerce
         if self.model is None:
             raise UserError("the model was unloaded; load it again to chat.")
@@ -208,6 +204,9 @@ class ChatEngine:
         stop = [stop] if isinstance(stop, str) else [s for s in (stop or []) if isinstance(s, str) and s]
         stop = list(dict.fromkeys(stop + self._stop_strings))
         seed = gen.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                                 or not SEED_MIN <= seed <= SEED_MAX):
+            raise UserError(f"seed: {seed!r} is not an integer from {SEED_MIN} to {SEED_MAX}.")
         ctx = getattr(self.model.config, "max_position_embeddings", None)
         max_new = int(p["max_new_tokens"])
         if ctx:
@@ -220,7 +219,7 @@ class ChatEngine:
                   pad_token_id=self.tokenizer.pad_token_id, repetition_penalty=float(p["repetition_penalty"]))
         if not greedy:
             kw.update(temperature=float(p["temperature"]), top_p=float(p["top_p"]) or 1.0,
-                      top_k=int(p["top_k"]) or None)
+                      top_k=int(p["top_k"]))  # 0 = no top-k (None would be transformers' default of 50)
         else:  # silence "sampling flags set but do_sample=False" warnings
             kw.update(temperature=None, top_p=None, top_k=None)
         return GenerationConfig(**kw), stop, seed
@@ -233,14 +232,105 @@ class ChatEngine:
         return ids, False
 
     # ---- public API
+    def prepare(self, messages, system=None, tools=None, **gen) -> Prompt:
+        """The prompt's token ids and its settings, checked (bad input raises UserError here). Safe to call off
+        the generation thread: the API counts tokens in a thread of its own."""
+        ids = self.encode(messages, system, tools)
+        cfg, stop, seed = self._settings(gen, len(ids))
+        return Prompt(ids, cfg, stop, seed)
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while the model generates (a whole stream, or one step of the API's batch)."""
+        return self._lock
+
+    @property
+    def batches(self) -> bool:
+        """Whether answers can be decoded together (engine.batching.Decoder); else one at a time."""
+        if self._batches is None and self.model is not None:
+            self._batches = Decoder.supports(self.model)
+        return bool(self._batches)
+
+    def decoder(self) -> Decoder:
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._stop_ids[0]
+        return Decoder(self.model, pad)
+
+    def row(self, prompt: Prompt) -> Row:
+        return Row(prompt.ids, prompt.config, prompt.stop, prompt.seed, self.tokenizer, self._stop_ids,
+                   self.model.device)
+
     def stream(self, messages, system=None, tools=None, **gen) -> Iterator[str]:
         """Text deltas of the answer (tool calls come as their <tool_call> text: engine.data.tools.parse_tool_calls
         reads them). Bad input raises here, before the first delta."""
-        prompt = self.encode(messages, system, tools)
-        cfg, stop, seed = self._settings(gen, len(prompt))
-        return self._stream(prompt, cfg, stop, seed)
+        return self.stream_prompt(self.prepare(messages, system, tools, **gen))
 
-    def _stream(self, prompt, cfg, stop_strings, seed) -> Iterator[str]:
+    def stream_prompt(self, prompt: Prompt) -> Iterator[str]:
+        if not self.batches:
+            return self._hf_stream(prompt.ids, prompt.config, prompt.stop, prompt.seed)
+        return self._stream(prompt)
+
+    def _stream(self, prompt: Prompt) -> Iterator[str]:
+        with self._lock:
+            if self.model is None:
+                raise UserError("the model was unloaded; load it again to chat.")
+            row, dec = self.row(prompt), self.decoder()
+            try:
+                dec.add([row])
+                while True:
+                    delta = row.take()
+                    if delta:
+                        yield delta
+                    if row.finish is not None:
+                        break
+                    dec.step()
+            except Exception as e:
+                raise friendly_error(e) from None
+            finally:
+                row.end("cancelled")  # no-op when it ended by itself
+                self._stats = row.stats()
+
+    def chat(self, messages, system=None, tools=None, **gen) -> Response:
+        """The whole answer at once (same settings as stream). With `tools` (a list of function specs) the calls the
+        model made are parsed into Response.tool_calls and cut from its text."""
+        return self.batch([messages], system, tools=tools, **gen)[0]
+
+    def batch(self, conversations: list[list[dict]], system=None, tools=None, **gen) -> list[Response]:
+        """Answers to several conversations, decoded together (each is tokenised once)."""
+        if not conversations:
+            return []
+        tools = parse_tools(tools) or None
+        prompts = [self.prepare(c, system, tools, **gen) for c in conversations]
+        if not self.batches:
+            outs = self._hf_batch(prompts)
+        else:
+            with self._lock:
+                if self.model is None:
+                    raise UserError("the model was unloaded; load it again to chat.")
+                rows = [self.row(p) for p in prompts]
+                t0 = time.perf_counter()
+                try:
+                    self.decoder().run(rows)
+                except Exception as e:
+                    raise friendly_error(e) from None
+                elapsed = time.perf_counter() - t0
+            outs = [(r.text.text, r.stats()) for r in rows]
+            total = sum(r.count for r in rows)
+            self._stats = {**rows[-1].stats(), "prompt_tokens": sum(len(p.ids) for p in prompts),
+                           "completion_tokens": total,
+                           "tokens_per_s": round(total / elapsed, 2) if elapsed > 0 else 0.0}
+        results = []
+        for text, st in outs:
+            calls: list = []
+            if tools:
+                text, calls = parse_tool_calls(text)
+            results.append(Response(text=text, prompt_tokens=st["prompt_tokens"],
+                                    completion_tokens=st["completion_tokens"],
+                                    finish_reason="tool_calls" if calls else st["finish_reason"],
+                                    ttft_s=st["ttft_s"], tokens_per_s=st["tokens_per_s"], tool_calls=calls))
+        return results
+
+    # ---- transformers' generate, for models the Decoder cannot batch
+    def _hf_stream(self, prompt, cfg, stop_strings, seed) -> Iterator[str]:
         import torch
         with self._lock:
             stop_event = threading.Event()
@@ -264,10 +354,8 @@ class ChatEngine:
             t0 = time.perf_counter()
             worker = threading.Thread(target=work, name="tuneboard-generate", daemon=True)
             worker.start()
-            ids: list[int] = []
-            text, sent = "", 0
-            prefix_off = read_off = 0
-            finish, string_hit = "length", False
+            text = TextStream(self.tokenizer, stop_strings)
+            finish = "length"
             try:
                 while True:
                     try:
@@ -281,34 +369,18 @@ class ChatEngine:
                     if tok in self._stop_ids:
                         finish = "stop"
                         break
-                    ids.append(tok)
-                    # incremental detokenisation over a small window (a character may span tokens)
-                    before = self.tokenizer.decode(ids[prefix_off:read_off], skip_special_tokens=True)
-                    after = self.tokenizer.decode(ids[prefix_off:], skip_special_tokens=True)
-                    if len(after) <= len(before) or after.endswith("\ufffd"):
-                        continue
-                    text += after[len(before):]
-                    prefix_off, read_off = read_off, len(ids)
-                    safe = len(text)
-                    if stop_strings:
-                        text, string_hit = _cut_at_stop(text, stop_strings)
-                        safe = len(text) if string_hit else len(text) - _holdback(text, stop_strings)
-                    if safe > sent:
-                        yield text[sent:safe]
-                        sent = safe
-                    if string_hit:
+                    delta = text.push(tok)
+                    if delta:
+                        yield delta
+                    if text.hit:
                         finish = "stop"
                         break
                 if errors:
-                    raise _friendly(errors[0])
-                if not string_hit:
-                    # the full decode is authoritative: flush what the window or the hold-back kept
-                    final = self.tokenizer.decode(ids, skip_special_tokens=True)
-                    if stop_strings:
-                        final, string_hit = _cut_at_stop(final, stop_strings)
-                        finish = "stop" if string_hit else finish
-                    if len(final) > sent:
-                        yield final[sent:]
+                    raise friendly_error(errors[0])
+                rest = text.finish()
+                finish = "stop" if text.hit else finish
+                if rest:
+                    yield rest
             finally:
                 stop_event.set()
                 worker.join()
@@ -325,28 +397,19 @@ class ChatEngine:
             "completion_tokens": n,
         }
 
-    def chat(self, messages, system=None, tools=None, **gen) -> Response:
-        """The whole answer at once (generate without a thread; same settings as stream). With `tools` (a list of
-        function specs) the calls the model made are parsed into Response.tool_calls and cut from its text."""
-        return self.batch([messages], system, tools=tools, **gen)[0]
-
-    def batch(self, conversations: list[list[dict]], system=None, tools=None, **gen) -> list[Response]:
-        """Answers to several conversations in one left-padded generate call."""
+    def _hf_batch(self, prompts: list[Prompt]) -> list[tuple[str, dict]]:
+        """(text, stats) per prompt from one left-padded generate call (the first prompt's settings for all)."""
         import torch
-
-        from .data.tools import parse_tool_calls, parse_tools
-        if not conversations:
-            return []
-        tools = parse_tools(tools) or None
-        prompts = [self.encode(c, system, tools) for c in conversations]
-        longest = max(len(p) for p in prompts)
-        cfg, stop_strings, seed = self._settings(gen, longest)
+        longest = max(len(p.ids) for p in prompts)
+        cfg, stop_strings, seed = prompts[0].config, prompts[0].stop, prompts[0].seed
+        cfg = copy.deepcopy(cfg)
+        cfg.max_new_tokens = min(p.config.max_new_tokens for p in prompts)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._stop_ids[0]
         ids = torch.full((len(prompts), longest), pad, dtype=torch.long)
         mask = torch.zeros((len(prompts), longest), dtype=torch.long)
         for i, p in enumerate(prompts):
-            ids[i, longest - len(p):] = torch.tensor(p)
-            mask[i, longest - len(p):] = 1
+            ids[i, longest - len(p.ids):] = torch.tensor(p.ids)
+            mask[i, longest - len(p.ids):] = 1
         with self._lock:
             stop_event = threading.Event()
             streamer = _QueueStreamer(stop_event, to_queue=False)
@@ -360,7 +423,7 @@ class ChatEngine:
                                               attention_mask=mask.to(self.model.device), generation_config=cfg,
                                               streamer=streamer, stopping_criteria=criteria)
             except Exception as e:
-                raise _friendly(e) from None
+                raise friendly_error(e) from None
             elapsed = time.perf_counter() - t0
         ttft = (streamer.t_first - t0) if streamer.t_first else elapsed
         results, total = [], 0
@@ -370,21 +433,18 @@ class ChatEngine:
             text = self.tokenizer.decode(kept, skip_special_tokens=True)
             string_stop = False
             if stop_strings:
-                text, string_stop = _cut_at_stop(text, stop_strings)
+                text, string_stop = cut_at_stop(text, stop_strings)
                 while string_stop and not token_stop and kept and kept[-1] == pad:  # rows finished early are padded
                     kept.pop()
-            stopped = token_stop or string_stop
             n = len(kept) + (1 if token_stop else 0)
             total += n
-            calls: list = []
-            if tools:
-                text, calls = parse_tool_calls(text)
-            results.append(Response(text=text, prompt_tokens=len(p), completion_tokens=n,
-                                    finish_reason="tool_calls" if calls else "stop" if stopped else "length",
-                                    ttft_s=round(ttft, 4), tokens_per_s=round(n / elapsed, 2) if elapsed > 0 else 0.0,
-                                    tool_calls=calls))
-        self._stats = {"finish_reason": results[-1].finish_reason, "ttft_s": round(ttft, 4), "tokens_per_s": round(total / elapsed, 2) if elapsed > 0 else 0.0,
-                       "prompt_tokens": sum(len(p) for p in prompts), "completion_tokens": total}
+            results.append((text, {"prompt_tokens": len(p.ids), "completion_tokens": n,
+                                   "finish_reason": "stop" if token_stop or string_stop else "length",
+                                   "ttft_s": round(ttft, 4),
+                                   "tokens_per_s": round(n / elapsed, 2) if elapsed > 0 else 0.0}))
+        self._stats = {"finish_reason": results[-1][1]["finish_reason"], "ttft_s": round(ttft, 4),
+                       "tokens_per_s": round(total / elapsed, 2) if elapsed > 0 else 0.0,
+                       "prompt_tokens": sum(len(p.ids) for p in prompts), "completion_tokens": total}
         return results
 
     @property
@@ -404,10 +464,10 @@ class ChatEngine:
                 pass
 
 
-def run_cli(path=None, overrides=(), flags=()) -> int:
-    """`tuneboard chat [recipe.yaml] [key=value ...]`: a terminal chat, streamed."""
+def run_cli(opts) -> int:
+    """`tuneboard chat [recipe.yaml] [key=value ...]`: a terminal chat, streamed (opts: parsed by engine.cli)."""
     from .config import load_config
-    args = load_config(path, overrides, command="infer")
+    args = load_config(opts.recipe, opts.overrides, command="infer")
     engine = ChatEngine(args)
     print(f"Chatting with {engine.model_path}"
           + (f" + {', '.join(args.adapter_name_or_path)}" if args.adapter_name_or_path else "")

@@ -19,7 +19,7 @@ import yaml
 from .args import ARGS, BY_NAME, STRICT, Arg, Namespace
 from .data import recipes
 from .train.stages import STAGES, get_stage
-from .utils import UserError, get_logger
+from .utils import UserError, atomic_write_text, get_logger
 
 
 class ConfigError(UserError, ValueError):
@@ -156,33 +156,6 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
-SWITCHES = ("--json", "--force", "--share")  # flags that never take a value (doctor, download, webui)
-
-
-def split_argv(argv: list[str]) -> tuple[str | None, list[str], list[str]]:
-    """A command's arguments -> (recipe YAML path, key=value overrides, --flags and other words).
-
-    `--name value` stays one flag with its value, except for the switches that take none."""
-    path, overrides, flags = None, [], []
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a.startswith("--"):
-            if "=" in a or i + 1 >= len(argv) or argv[i + 1].startswith("--") or a in SWITCHES:
-                flags.append(a)
-            else:
-                flags.extend([a, argv[i + 1]])
-                i += 1
-        elif "=" in a:
-            overrides.append(a)
-        elif a.endswith((".yaml", ".yml")) and path is None:
-            path = a
-        else:
-            flags.append(a)
-        i += 1
-    return path, overrides, flags
-
-
 def parse_overrides(items: Iterable[str]) -> dict[str, str]:
     out = {}
     for item in items:
@@ -276,7 +249,7 @@ def validate(ns: Namespace, command: str = "train") -> None:
         filled = recipes.apply(v, given)  # what the dataset needs to teach in a short run, where not given
         if filled:
             get_logger().info("%s's recipe: %s (give them to change them)", v["dataset"][0],
-                              " ".join(f"{k}={_fmt(x)}" for k, x in filled.items()))
+                              " ".join(f"{k}={format_value(x)}" for k, x in filled.items()))
         if v.get("devices") or v.get("cpu_threads"):  # devices this machine has (nvidia-smi), before any run
             from .devices import check as check_devices
             check_devices(v)
@@ -324,7 +297,7 @@ def validate(ns: Namespace, command: str = "train") -> None:
 def compat_notes(ns: Namespace) -> list[str]:
     """What happens to the LLaMA-Factory keys a recipe gave that have no effect of their own here (one line each,
     for the run's log): only those set to something other than their default, which changes nothing."""
-    return [f"{a.name}={_fmt(ns.values[a.name])}: {a.help_en}" for a in ARGS
+    return [f"{a.name}={format_value(ns.values[a.name])}: {a.help_en}" for a in ARGS
             if a.compat and a.name in ns.explicit and ns.values.get(a.name) != a.default]
 
 
@@ -349,13 +322,13 @@ def changed(ns_or_dict: Namespace | dict, command: str = "train") -> dict[str, A
     return out
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A value as written on a command line or in key=value text (true, a,b, {"k":1}, null)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
         return ",".join(map(str, value))
     if isinstance(value, dict):
-        import json
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     if value is None:
         return "null"
@@ -363,7 +336,7 @@ def _fmt(value: Any) -> str:
 
 
 def to_overrides(values: dict, command: str = "train") -> list[str]:
-    return [f"{k}={_fmt(v)}" for k, v in changed(values, command).items()]
+    return [f"{k}={format_value(v)}" for k, v in changed(values, command).items()]
 
 
 def to_command(values: dict, command: str = "train", program: str | None = None) -> str:
@@ -387,7 +360,6 @@ def launcher() -> str:
 
 def save_config(ns: Namespace | dict, path: str | Path, command: str = "train") -> None:
     """Write the full resolved config atomically (a crash never leaves half a file)."""
-    from .utils import atomic_write_text
     v = ns.values if isinstance(ns, Namespace) else ns
     data = {a.name: v[a.name] for a in ARGS if a.name in v and command in a.commands and not a.compat
             and not a.secret}

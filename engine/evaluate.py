@@ -23,7 +23,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .args import Namespace, values_of
-from .utils import UserError, get_logger
+from .chat import ChatEngine
+from .data.loader import load_examples
+from .metrics import MetricAccumulator
+from .utils import UserError, atomic_write_json, get_logger
 
 PREDICTIONS = "generated_predictions.jsonl"
 RESULTS = "predict_results.json"
@@ -85,7 +88,6 @@ def prompt_text(prompt: list[dict]) -> str:
 
 
 def load_eval_examples(values: dict) -> list[tuple[list[dict], str]]:
-    from .data.loader import load_examples
     names = eval_datasets(values)
     ds = load_examples(names, Namespace(dict(values)), stage="sft")  # max_samples applies per dataset there
     rows = ds.to_list()
@@ -116,9 +118,7 @@ def _fmt_s(s: float | None) -> str:
 def evaluate(args: Any, engine=None, out: Callable[[str], None] | None = None) -> dict:
     """Run the evaluation described by `args` (Namespace or dict); returns predict_results.json's content.
     `engine`: an already loaded ChatEngine to reuse (tests, the web UI); otherwise one is loaded."""
-    from .metrics import MetricAccumulator
     from .train.rundir import write_status
-    from .utils import atomic_write_json
 
     say = out or (lambda s: print(s, flush=True))
     t_start = time.time()
@@ -139,7 +139,6 @@ def evaluate(args: Any, engine=None, out: Callable[[str], None] | None = None) -
         write_status(out_dir, "loading", done=0, total=total, step=0, total_steps=total)
         say(f"[eval] {total} samples from {', '.join(eval_datasets(values))}; loading the model")
         if engine is None:
-            from .chat import ChatEngine
             engine = ChatEngine(values)
         load_s = time.time() - t_start
         bs = max(1, int(values.get("per_device_eval_batch_size") or 1))
@@ -210,15 +209,10 @@ def _raise_aborted(signum, frame):
     raise Aborted()
 
 
-def run_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
+def run_cli(opts) -> int:
+    """`tuneboard eval [recipe.yaml] [key=value ...]` (opts: parsed by engine.cli)."""
     from .config import load_config
-    if "--help" in flags or "-h" in flags:
-        print(__doc__)
-        return 0
-    if flags:
-        raise UserError(f"{flags[0]}: unexpected argument; `tuneboard eval` takes a recipe.yaml and key=value "
-                        "arguments.")
-    args = load_config(path, overrides, command="infer")
+    args = load_config(opts.recipe, opts.overrides, command="infer")
     eval_datasets(args.values)  # a missing dataset is reported before anything is created
     if not args.values.get("output_dir"):
         args.values["output_dir"] = str(resolve_output_dir(args.values))

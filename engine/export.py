@@ -19,9 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .args import values_of
 from .config import ConfigError
+from .data.templates import resolve_template
+from .models.loader import adapter_paths, check_adapter, load_model, load_tokenizer, model_path
 from .models.registry import EXPORT_MARKER, lookup
-from .utils import UserError, atomic_write_json, atomic_write_text, get_logger, read_json_object, share_like_umask
+from .utils import (
+    UserError,
+    atomic_write_json,
+    atomic_write_text,
+    get_logger,
+    human_size,
+    read_json_object,
+    share_like_umask,
+)
 
 log = get_logger()
 CONFIG_NAMES = ("training_args.yaml", "training_config.yaml", "train_config.yaml")
@@ -30,12 +41,10 @@ DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 
 def _as_dict(args: Any) -> dict:
-    from .args import values_of
     return values_of(args)
 
 
 def _check_target(out: Path, a: dict, adapters: list[str], ident: dict) -> None:
-    from .models.loader import model_path
     if out.exists() and not out.is_dir():
         raise ConfigError(f"export_dir: {out} is a file; give a folder.", "export_dir")
     src = [Path(model_path(a)).resolve()] + [Path(p).resolve() for p in adapters]
@@ -181,8 +190,6 @@ def export_model(args: Any, *, max_shard_size: str | int | None = None) -> Path:
     """Merge the adapters of `args` into the base model and write it in args.export_format to args.export_dir,
     then upload it when export_hub_model_id is set. Returns the folder. max_shard_size overrides
     args.export_size (GB), e.g. "200KB" in tests."""
-    from .data.templates import resolve_template
-    from .models.loader import adapter_paths, check_adapter, load_model, load_tokenizer, model_path
 
     a = _as_dict(args)
     if not a.get("export_dir"):
@@ -264,7 +271,6 @@ def export_model(args: Any, *, max_shard_size: str | int | None = None) -> Path:
 
 def folder_listing(folder: Path) -> list[str]:
     """`name  size` for each file of an export (the log and the Export tab show it)."""
-    from .utils import human_size
     files = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
     return [f"{p.name}  {human_size(p.stat().st_size)}" for p in files]
 
@@ -274,10 +280,10 @@ def next_step(folder: Path) -> str:
     return str(read_json_object(Path(folder) / EXPORT_MARKER).get("next") or "")
 
 
-def run_cli(path=None, overrides=(), flags=()) -> int:
-    """`tuneboard export [recipe.yaml] [key=value ...]`."""
+def run_cli(opts) -> int:
+    """`tuneboard export [recipe.yaml] [key=value ...]` (opts: parsed by engine.cli)."""
     from .config import compat_notes, load_config
-    args = load_config(path, overrides, command="export")
+    args = load_config(opts.recipe, opts.overrides, command="export")
     for note in compat_notes(args):  # LLaMA-Factory's export keys that mean nothing here
         log.warning("LLaMA-Factory key %s", note)
     out = export_model(args)

@@ -297,13 +297,7 @@ def run_queue(saves=None, poll: float = POLL_S, lock_fd: int | None = None) -> i
 
 
 # ---------------------------------------------------------------- `tuneboard queue ...`
-USAGE = """usage: tuneboard queue add recipe.yaml [key=value ...]   queue a training run (the runner starts if idle)
-       tuneboard queue list                              the queue, with each run's state and reason
-       tuneboard queue cancel ID                         a queued run never starts; a running one is aborted
-       tuneboard queue move ID up|down|top|N             reorder a queued run
-       tuneboard queue clear                             forget the runs that have ended
-       tuneboard queue run                               work through the queue here (the background runner)
-Options: --saves DIR (default: $TUNEBOARD_SAVES_DIR or saves)"""
+SUBCOMMANDS = ("add", "list", "cancel", "move", "clear", "run")
 
 
 def describe(it: dict) -> str:
@@ -316,26 +310,19 @@ def describe(it: dict) -> str:
     return line
 
 
-def run_cli(argv: list[str]) -> int:
-    from .config import split_argv
-    argv = list(argv)
-    opts = {}
-    for flag in ("--saves", "--lock-fd"):
-        if flag in argv:
-            i = argv.index(flag)
-            if i + 1 >= len(argv):
-                raise UserError(f"{flag}: give a value.")
-            opts[flag] = argv[i + 1]
-            del argv[i:i + 2]
-    saves = opts.get("--saves")
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
-        return 0
-    sub, rest = argv[0], argv[1:]
+def run_cli(opts) -> int:
+    """`tuneboard queue SUBCOMMAND ...` (opts: parsed by engine.cli, whose table lists the forms)."""
+    saves = opts.saves
+    if not opts.words:
+        raise UserError(f"queue: give a subcommand: {', '.join(SUBCOMMANDS)} (see `tuneboard queue --help`).")
+    sub, rest = opts.words[0], opts.words[1:]
+    if sub != "add" and (opts.recipe or opts.overrides):
+        raise UserError(f"queue {sub}: {opts.recipe or opts.overrides[0]}: only `queue add` takes a recipe and "
+                        "key=value overrides.")
     if sub == "add":
-        path, overrides, flags = split_argv(rest)
-        if flags or (path is None and not overrides):
-            extra = f", not {flags}" if flags else ""
+        path, overrides = opts.recipe, opts.overrides
+        if rest or (path is None and not overrides):
+            extra = f", not {rest}" if rest else ""
             raise UserError(f"queue add: give a recipe.yaml and/or key=value overrides{extra}.")
         it = add(recipe_values(path, overrides), saves, source=path or "command line")
         started = ensure_runner(saves)
@@ -366,5 +353,6 @@ def run_cli(argv: list[str]) -> int:
         print(f"forgot {clear_done(saves)} ended run(s)")
         return 0
     if sub == "run":
-        return run_queue(saves, lock_fd=int(opts["--lock-fd"]) if "--lock-fd" in opts else None)
-    raise UserError(f"queue: unknown subcommand {sub!r}.\n{USAGE}")
+        return run_queue(saves, lock_fd=opts.lock_fd)
+    raise UserError(f"queue: unknown subcommand {sub!r}; one of {', '.join(SUBCOMMANDS)} "
+                    "(see `tuneboard queue --help`).")

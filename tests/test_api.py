@@ -6,16 +6,17 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import openai
+import psutil
 import pytest
 
-from engine.api import create_app, host_port, start_server_thread
+from engine.api import MAX_BODY, create_app, host_port, start_server_thread
 from engine.utils import UserError
+from helpers import wait_for
 
 KEY = "sk-test-key"
 HI = [{"role": "user", "content": "Hello there, who are you?"}]
@@ -37,15 +38,22 @@ def server(engine):
     thread.join(30)
 
 
+@pytest.fixture(scope="module")
+def narrow(engine):
+    """A second server on the same engine that decodes one request at a time (the rest wait in its queue)."""
+    app = create_app(engine, api_key="", max_batch=1)
+    srv, thread, port = start_server_thread(app)
+    yield {"app": app, "port": port, "url": f"http://127.0.0.1:{port}", "worker": app.state.worker, "key": ""}
+    srv.should_exit = True
+    thread.join(30)
+
+
 def client(server, key=KEY) -> openai.OpenAI:
     return openai.OpenAI(base_url=server["url"] + "/v1", api_key=key, max_retries=0, timeout=120)
 
 
 def wait_idle(worker, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not worker.idle:
-        assert time.monotonic() < deadline, "the generation worker never went idle"
-        time.sleep(0.02)
+    wait_for(lambda: worker.idle, timeout, "the generation worker to go idle", interval=0.02)
 
 
 def assert_error_shape(resp: httpx.Response, status: int, code=None, param=None) -> dict:
@@ -247,38 +255,60 @@ def test_disconnect_mid_stream_stops_generation(server, engine):
     stream.close()  # the client goes away mid-answer
     wait_idle(worker)
     assert worker.stats["cancelled"] == cancelled + 1
-    # the engine counted the tokens it really generated: far fewer than the 300 it would have made by then
-    assert 3 <= engine.last_stats["completion_tokens"] < 300
+    # the worker counted the tokens it really generated: far fewer than the 300 it would have made by then
+    assert worker.last["finish_reason"] == "cancelled"
+    assert 3 <= worker.last["completion_tokens"] < 300
 
 
-def test_queued_request_whose_client_left_is_skipped(server, engine, monkeypatch):
+def test_queued_request_whose_client_left_is_skipped(narrow, engine, monkeypatch):
     """A request still waiting in the queue when its client goes away is never generated."""
-    c, worker = client(server), server["worker"]
+    worker = narrow["worker"]
     wait_idle(worker)
     before = dict(worker.stats)
-    started = []
-    real_stream = engine.stream
-    monkeypatch.setattr(engine, "stream", lambda *a, **k: started.append(a) or real_stream(*a, **k))
-    busy = c.chat.completions.create(model=server["model"], messages=HI, max_tokens=1500, temperature=0, stream=True)
-    next(iter(busy))  # the worker is now generating for `busy`
-    body = json.dumps({"messages": HI, "max_tokens": 5}).encode()
-    sock = socket.create_connection(("127.0.0.1", server["port"]))
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 + f"Authorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
-    deadline = time.monotonic() + 60
-    while worker.waiting < 1:
-        assert time.monotonic() < deadline, "the second request never reached the queue"
-        time.sleep(0.01)
-    queued = list(worker.jobs.queue)[0]
-    sock.close()  # the queued client goes away
-    while not queued.cancel.is_set():
-        assert time.monotonic() < deadline, "the server did not notice the queued client leaving"
-        time.sleep(0.01)
-    busy.close()
+    rows = []
+    real_row = engine.row
+    monkeypatch.setattr(engine, "row", lambda prompt: rows.append(prompt) or real_row(prompt))
+    with ThreadPoolExecutor(1) as pool:
+        with engine.lock:  # the worker cannot generate: the first request holds the only row, the second waits
+            busy = pool.submit(client(narrow).chat.completions.create, model="default", messages=HI, max_tokens=5)
+            wait_for(lambda: len(worker.active) == 1, 60, "the first request to take the row")
+            body = json.dumps({"messages": HI, "max_tokens": 5}).encode()
+            sock = socket.create_connection(("127.0.0.1", narrow["port"]))
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            queued = wait_for(lambda: list(worker.queued), 60, "the second request to wait")[0]
+            sock.close()  # the queued client goes away
+            wait_for(queued.cancel.is_set, 60, "the server to notice the queued client leaving")
+        assert busy.result().choices[0].message.content
     wait_idle(worker)
-    assert worker.stats["cancelled"] - before["cancelled"] == 2
-    assert worker.stats["completed"] == before["completed"]
-    assert len(started) == 1  # only `busy` ever reached the engine
+    assert worker.stats["cancelled"] - before["cancelled"] == 1
+    assert worker.stats["completed"] - before["completed"] == 1
+    assert len(rows) == 1  # only the first request ever reached the model
+
+
+def test_concurrent_requests_are_batched_and_answer_as_alone(server, engine):
+    """Eight greedy requests of different lengths decoded together give, each, the answer it gets alone."""
+    worker = server["worker"]
+    asks = [[{"role": "user", "content": "Hi"}], HI,
+            [{"role": "user", "content": "Tell me a long story about a dragon and a knight, please."},
+             {"role": "assistant", "content": "Once upon a time"}, {"role": "user", "content": "Go on."}]]
+    asks += [[{"role": "user", "content": "Why" + " and why" * (3 * i)}] for i in range(2, 7)]
+    kw = dict(model="default", temperature=0, extra_body={"repetition_penalty": 2.0})  # varied text, still greedy
+    lengths = [12, 30, 7, 25, 18, 30, 3, 21]  # rows end at different steps and leave the batch
+    alone = [client(server).chat.completions.create(messages=m, max_tokens=n, **kw)
+             for m, n in zip(asks, lengths)]
+    wait_idle(worker)
+    worker.peak = 0
+    with ThreadPoolExecutor(8) as pool:
+        with engine.lock:  # nothing generates until all eight wait: they are decoded together
+            futures = [pool.submit(client(server).chat.completions.create, messages=m, max_tokens=n, **kw)
+                       for m, n in zip(asks, lengths)]
+            wait_for(lambda: worker.pending == 8, 60, "all eight requests to arrive")
+        together = [f.result() for f in futures]
+    assert worker.peak >= 7  # the first may have been prefilled alone, the others joined it
+    assert [r.choices[0].message.content for r in together] == [r.choices[0].message.content for r in alone]
+    assert [r.usage.completion_tokens for r in together] == [r.usage.completion_tokens for r in alone]
+    assert len({r.usage.prompt_tokens for r in together}) == 8  # really different lengths: left padding was used
 
 
 def test_engine_refusal_is_a_400_in_both_modes(server):
@@ -291,17 +321,109 @@ def test_engine_refusal_is_a_400_in_both_modes(server):
     assert c.chat.completions.create(model=server["model"], messages=HI, max_tokens=2).choices
 
 
+def test_oversized_bodies_are_413_and_cost_nothing(server):
+    """Bodies over the stated limit are refused before they are parsed, whether they say their length or not."""
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    url = server["url"] + "/v1/chat/completions"
+    over = json.dumps({"messages": [{"role": "user", "content": "x" * MAX_BODY}]}).encode()  # just over 4 MiB
+    huge = json.dumps({"messages": [{"role": "user", "content": "word " * (4 << 20)}]}).encode()  # 20 MiB
+    rss = psutil.Process().memory_info().rss
+    err = assert_error_shape(httpx.post(url, content=over, headers=headers, timeout=60), 413, code="request_too_large")
+    assert "4 MiB" in err["message"]
+    assert_error_shape(httpx.post(url, content=huge, headers=headers, timeout=60), 413, code="request_too_large")
+
+    def chunked():  # no Content-Length: refused once the limit is passed
+        for i in range(0, len(huge), 1 << 20):
+            yield huge[i:i + (1 << 20)]
+    assert_error_shape(httpx.post(url, content=chunked(), headers=headers, timeout=60), 413, code="request_too_large")
+    assert psutil.Process().memory_info().rss - rss < 64 << 20  # nothing was kept (a parsed 20 MB body costs GBs)
+    assert client(server).chat.completions.create(model="default", messages=HI, max_tokens=2).choices
+
+
+def test_seed_out_of_range_is_a_400(server):
+    for seed in (2**63, 2**64 + 5, -(2**63) - 1):
+        assert_error_shape(_post(server, {"messages": HI, "seed": seed}), 400, param="seed")
+    r = _post(server, {"messages": HI, "seed": 2**63 - 1, "temperature": 1.0, "max_tokens": 2})
+    assert r.status_code == 200, r.text
+
+
+def test_a_prompt_is_counted_while_the_model_is_busy(server, engine):
+    """Tokenising (and refusing) a prompt does not wait for the generation thread."""
+    worker = server["worker"]
+    wait_idle(worker)
+    huge = [{"role": "user", "content": "word " * 2100}]  # longer than the tiny model's context
+    with ThreadPoolExecutor(1) as pool:
+        with engine.lock:  # the model is busy: the worker holds a request it cannot start
+            busy = pool.submit(client(server).chat.completions.create, model="default", messages=HI, max_tokens=2)
+            wait_for(lambda: len(worker.active) == 1, 60, "the worker to take the first request")
+            with pytest.raises(openai.BadRequestError, match="context"):
+                client(server).chat.completions.create(model="default", messages=huge, max_tokens=2)
+        assert busy.result().choices
+
+
+def test_every_request_is_answered_by_its_deadline(engine):
+    """With the model busy past the deadline, a request that never started gets a 503, and a whole answer still
+    being written is cut and sent with what it has, so no client waits past its timeout."""
+    app = create_app(engine, api_key="", max_batch=1, deadline_s=2)
+    srv, thread, port = start_server_thread(app)
+    worker = app.state.worker
+    c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=120)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(c.chat.completions.create, model="default", messages=HI, max_tokens=2000,
+                                temperature=0)
+            row = wait_for(lambda: worker.active and worker.active[0].row, 60, "the first request to start")
+            wait_for(lambda: row.count > 0, 60, "its first token")
+            with engine.lock:  # the model is busy past every deadline
+                second = pool.submit(lambda: list(c.chat.completions.create(model="default", messages=HI,
+                                                                            max_tokens=5, stream=True)))
+                with pytest.raises(openai.APIStatusError) as e:
+                    second.result(timeout=60)
+                assert e.value.status_code == 503 and "busy" in str(e.value)
+            r = first.result(timeout=60)
+        assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens < 2000
+        wait_idle(worker)
+        assert worker.stats["cancelled"] == 1 and worker.stats["completed"] == 1
+    finally:
+        srv.should_exit = True
+        thread.join(30)
+
+
+def test_a_model_that_cannot_batch_is_served_one_request_at_a_time(engine, monkeypatch):
+    monkeypatch.setattr(engine, "_batches", False)
+    app = create_app(engine, api_key="")
+    srv, thread, port = start_server_thread(app)
+    c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=120)
+    kw = dict(model="default", messages=HI, max_tokens=12, temperature=0, extra_body={"repetition_penalty": 2.0})
+    try:
+        expected = engine.chat(HI, max_new_tokens=12, do_sample=False, repetition_penalty=2.0).text
+        with ThreadPoolExecutor(3) as pool:
+            plain = [pool.submit(c.chat.completions.create, **kw) for _ in range(2)]
+            streamed = pool.submit(lambda: "".join(ch.choices[0].delta.content or "" for ch in
+                                                   c.chat.completions.create(**kw, stream=True) if ch.choices))
+            assert [f.result().choices[0].message.content for f in plain] == [expected] * 2
+            assert streamed.result() == expected
+        assert app.state.worker.peak == 1 and app.state.worker.stats["completed"] == 3
+    finally:
+        srv.should_exit = True
+        thread.join(30)
+
+
 def test_host_port_resolution():
-    assert host_port([], env={}) == ("127.0.0.1", 8000)
-    assert host_port([], env={"API_HOST": "0.0.0.0", "API_PORT": "9001"}) == ("0.0.0.0", 9001)
-    assert host_port(["--host", "::1", "--port", "8123"], env={"API_PORT": "9001"}) == ("::1", 8123)
-    assert host_port(["--port=8124"], env={}) == ("127.0.0.1", 8124)
+    from engine.cli import COMMANDS, parse
+
+    def host_port_of(argv, env):
+        return host_port(parse("api", COMMANDS["api"], argv), env=env)
+    assert host_port_of([], env={}) == ("127.0.0.1", 8000)
+    assert host_port_of([], env={"API_HOST": "0.0.0.0", "API_PORT": "9001"}) == ("0.0.0.0", 9001)
+    assert host_port_of(["--host", "::1", "--port", "8123"], env={"API_PORT": "9001"}) == ("::1", 8123)
+    assert host_port_of(["--port=8124"], env={}) == ("127.0.0.1", 8124)
     with pytest.raises(UserError, match="--port"):
-        host_port(["--port", "eighty"], env={})
+        host_port_of(["--port", "eighty"], env={})
     with pytest.raises(UserError, match="API_PORT"):
-        host_port([], env={"API_PORT": "70000"})
+        host_port_of([], env={"API_PORT": "70000"})
     with pytest.raises(UserError, match="--hots"):
-        host_port(["--hots", "x"], env={})
+        host_port_of(["--hots", "x"], env={})
 
 
 def test_cli_serves_with_api_key(tiny_model, tmp_path):
@@ -314,17 +436,12 @@ def test_cli_serves_with_api_key(tiny_model, tmp_path):
     log = (tmp_path / "api.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "engine", "api", f"model_name_or_path={tiny_model}",
                              "--port", str(port)], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    def healthy():
+        assert proc.poll() is None, (tmp_path / "api.log").read_text()  # ends the wait at once
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (tmp_path / "api.log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "api.log").read_text()
-            time.sleep(0.2)
+        wait_for(healthy, 120, "the API server's /health", interval=0.2, ignore=(httpx.TransportError,))
         c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-cli", max_retries=0, timeout=60)
         assert c.chat.completions.create(model=tiny_model.name, messages=HI, max_tokens=3).choices[0].message.content
         with pytest.raises(openai.AuthenticationError):

@@ -9,6 +9,7 @@ import pytest
 from engine.chat import ChatEngine, Response
 from engine.config import ConfigError
 from engine.utils import UserError
+from helpers import wait_for
 
 # The random tiny model's plain greedy answer is a run of newlines; a repetition penalty keeps greedy
 # decoding deterministic while making the text varied enough to test streaming and stop strings.
@@ -115,22 +116,68 @@ def test_closing_the_stream_stops_generation(engine):
     assert engine.chat(Q, max_new_tokens=3, **GREEDY).completion_tokens == 3
 
 
-def test_concurrent_requests_are_serialised(engine):
+def test_concurrent_requests_are_serialised(engine, monkeypatch):
+    """Three requests at once: one decodes at a time. The first is held inside the model until the other two have
+    reached the engine's lock, so with a lock that does not exclude they would be counted inside too."""
     expected = engine.chat(Q, max_new_tokens=10, **GREEDY).text
-    results, errors = [], []
+    real_decoder, real_lock = engine.decoder, engine._lock
+    release, guard = threading.Event(), threading.Lock()
+    count = {"at_lock": 0, "inside": 0, "most_inside": 0, "runs": 0}
 
-    def ask():
+    class CountingLock:  # the engine's own lock, counting the requests that reached it
+        def __enter__(self):
+            with guard:
+                count["at_lock"] += 1
+            return real_lock.__enter__()
+
+        def __exit__(self, *exc):
+            return real_lock.__exit__(*exc)
+
+    def decoder():  # the engine's decoder, counting the requests decoding at once
+        dec = real_decoder()
+        real_run = dec.run
+
+        def run(rows):
+            with guard:
+                count["inside"] += 1
+                count["runs"] += 1
+                count["most_inside"] = max(count["most_inside"], count["inside"])
+                first = count["runs"] == 1
+            try:
+                if first:
+                    release.wait(120)  # the first answer holds the model until the others are at the door
+                return real_run(rows)
+            finally:
+                with guard:
+                    count["inside"] -= 1
+        dec.run = run
+        return dec
+
+    monkeypatch.setattr(engine, "_lock", CountingLock())
+    monkeypatch.setattr(engine, "decoder", decoder)
+    results, errors = {}, []
+
+    def ask(i):
         try:
-            results.append(engine.chat(Q, max_new_tokens=10, **GREEDY).text)
+            results[i] = engine.chat(Q, max_new_tokens=10, **GREEDY).text
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=ask) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors and results == [expected] * 3
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
+    try:
+        threads[0].start()
+        wait_for(lambda: count["runs"] == 1, what="the first request inside the model")
+        for t in threads[1:]:
+            t.start()
+        wait_for(lambda: count["at_lock"] == 3, what="the other two requests at the engine's lock")
+        assert count["inside"] == 1  # they wait outside while the first decodes
+    finally:
+        release.set()
+        for t in threads:
+            if t.is_alive() or t.ident is not None:
+                t.join(timeout=120)
+    assert not errors and results == {0: expected, 1: expected, 2: expected}
+    assert count["most_inside"] == 1 and count["runs"] == 3
 
 
 def test_seeded_sampling_is_reproducible(engine):
@@ -215,6 +262,56 @@ def test_bad_generation_settings_name_the_field(engine):
         engine.chat(Q, temperature=-1)
     with pytest.raises(UserError, match="max_tokenz"):
         engine.chat(Q, max_tokenz=5)
+    with pytest.raises(UserError, match="seed"):
+        engine.stream(Q, do_sample=True, seed=2**63)
+
+
+def test_models_that_cannot_batch_answer_the_same_through_generate(engine, monkeypatch):
+    """The fallback for models whose cache rows cannot be merged (sliding windows): transformers' generate."""
+    assert engine.batches
+    decoded = [engine.chat(Q, **GREEDY), "".join(engine.stream(Q, **GREEDY)),
+               [r.text for r in engine.batch([Q, [{"role": "user", "content": "Hi"}]], **GREEDY)]]
+    monkeypatch.setattr(engine, "_batches", False)
+    assert not engine.batches
+    fallback = [engine.chat(Q, **GREEDY), "".join(engine.stream(Q, **GREEDY)),
+                [r.text for r in engine.batch([Q, [{"role": "user", "content": "Hi"}]], **GREEDY)]]
+    assert fallback[0].text == decoded[0].text and fallback[0].completion_tokens == decoded[0].completion_tokens
+    assert fallback[1:] == [decoded[0].text, decoded[2]] and decoded[1] == decoded[0].text
+
+
+CONVS = [Q, [{"role": "user", "content": "Hi"}],
+         [{"role": "user", "content": "Tell me a long story about a dragon and a knight, please."},
+          {"role": "assistant", "content": "Once upon a time"}, {"role": "user", "content": "Go on."}]]
+
+
+def _rows(engine, gen, lengths):
+    return [engine.row(engine.prepare(c, max_new_tokens=n, **gen)) for c, n in zip(CONVS, lengths)]
+
+
+@pytest.mark.parametrize("gen", [GREEDY, {"do_sample": True, "temperature": 0.8, "top_p": 0.9, "top_k": 40,
+                                          "seed": 11}], ids=["greedy", "seeded-sampling"])
+def test_rows_joining_and_leaving_a_batch_answer_as_alone(engine, gen):
+    """Continuous batching: rows join a running batch at different steps (left padding grows on either side),
+    end at different steps, and one is cancelled half-way; every other row gives the answer it gives alone."""
+    lengths = [20, 9, 30]
+    alone = [engine.decoder().run([engine.row(engine.prepare(c, max_new_tokens=n, **gen))])[0].text.text
+             for c, n in zip(CONVS, lengths)]
+    rows = _rows(engine, gen, lengths)
+    extra = engine.row(engine.prepare(CONVS[2], max_new_tokens=30, **gen))
+    dec = engine.decoder()
+    dec.add([rows[2], extra])  # the longest prompt first: later rows are padded to its length
+    for _ in range(3):
+        dec.step()
+    dec.add([rows[0]])
+    dec.step()
+    dec.remove(extra)  # its client left
+    dec.add([rows[1]])
+    peak = len(dec)
+    while len(dec):
+        dec.step()
+    assert peak == 3 and extra.finish == "cancelled" and extra.count == 5
+    assert [r.text.text for r in rows] == alone
+    assert [r.count for r in rows] == lengths and all(r.finish == "length" for r in rows)
 
 
 def test_engine_reads_namespace_args(tiny_model):
@@ -229,7 +326,7 @@ def test_engine_reads_namespace_args(tiny_model):
 
 
 def test_cli_chat_session(tiny_model, monkeypatch, capsys):
-    from engine.chat import run_cli
+    from engine.cli import main
     inputs = iter(["Hello there", "clear", "What is 2+2?"])
 
     def fake_input(prompt=""):
@@ -240,7 +337,7 @@ def test_cli_chat_session(tiny_model, monkeypatch, capsys):
             raise EOFError from None
 
     monkeypatch.setattr(builtins, "input", fake_input)
-    rc = run_cli(None, [f"model_name_or_path={tiny_model}", "max_new_tokens=5", "do_sample=false"], [])
+    rc = main(["chat", f"model_name_or_path={tiny_model}", "max_new_tokens=5", "do_sample=false"])
     out, err = capsys.readouterr()
     assert rc == 0
     assert out.count("Assistant: ") == 2 and "History cleared." in out
@@ -273,3 +370,14 @@ def test_unloaded_engine_says_so(tiny_model):
     e.unload()
     with pytest.raises(UserError, match="unloaded"):
         e.chat(Q)
+
+
+def test_which_models_batch():
+    """Rows can be merged where every layer caches plain keys and values; a sliding-window layer cannot."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    from engine.batching import Decoder
+    small = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=1, head_dim=8)
+    assert Decoder.supports(LlamaForCausalLM(LlamaConfig(**small)))
+    assert not Decoder.supports(Gemma2ForCausalLM(Gemma2Config(**small, sliding_window=4)))

@@ -1,6 +1,6 @@
 import pytest
 
-from engine.args import ARGS, BY_NAME, defaults
+from engine.args import ARGS
 from engine.config import ConfigError, load_config, to_command, parse_overrides
 
 
@@ -106,7 +106,9 @@ resume_from_checkpoint: null
 """)
     ns = load_config(p)
     assert ns.dataset == ["identity", "alpaca_en_demo"] and ns.learning_rate == 1e-4
-    assert defaults()["lora_rank"] == BY_NAME["lora_rank"].default
+    # the recipe's values, each one different from our default, arrive as given
+    assert (ns.cutoff_len, ns.max_samples, ns.per_device_train_batch_size, ns.gradient_accumulation_steps,
+            ns.warmup_ratio, ns.logging_steps, ns.save_steps, ns.template) == (2048, 1000, 1, 8, 0.1, 10, 500, "chatml")
 
 
 def test_kto_batch_of_one_keeps_the_effective_batch_or_is_refused():

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from engine.config import ConfigError, load_config
 from engine.evaluate import PREDICTIONS, RESULTS, evaluate, generation_settings, prompt_text, split_example
 from engine.metrics import compute_metrics
 from engine.utils import UserError
+from helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM = "You are a careful grader."
@@ -194,18 +194,13 @@ def test_cli_runs_and_sigterm_aborts(tiny_model, ds_dir, tmp_path):
     out = tmp_path / "o"
     p = _cli(f"model_name_or_path={tiny_model}", f"dataset_dir={ds_dir}", "eval_dataset=long",
              "per_device_eval_batch_size=1", "max_new_tokens=32", f"output_dir={out}")
+    def writing():  # it has really started writing predictions (one read of status.json)
+        assert p.poll() is None, p.stdout.read()  # ends the wait at once
+        st = json.loads((out / "status.json").read_text())
+        return st.get("state") == "running" and st.get("done", 0) >= 2
+
     try:
-        deadline = time.monotonic() + 120
-        while True:  # wait until it has really started writing predictions
-            assert p.poll() is None, p.stdout.read()
-            try:
-                st = json.loads((out / "status.json").read_text())
-            except (OSError, ValueError):
-                st = {}
-            if st.get("state") == "running" and st.get("done", 0) >= 2:
-                break
-            assert time.monotonic() < deadline, st
-            time.sleep(0.05)
+        wait_for(writing, 120, "eval to write its first predictions", ignore=(OSError, ValueError))
         p.send_signal(signal.SIGTERM)
         text, _ = p.communicate(timeout=60)
     finally:

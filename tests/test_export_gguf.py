@@ -129,11 +129,9 @@ def test_modelfile_template_from_the_export(gguf_export, tiny_model):
 
 # ---- bad input, refused before any work
 def _no_model_loaded(monkeypatch):
-    import engine.models.loader as loader
-
     def boom(*a, **k):
         raise AssertionError("the model was loaded before the refusal")
-    monkeypatch.setattr(loader, "load_model", boom)
+    monkeypatch.setattr("engine.export.load_model", boom)  # the name export_model calls
 
 
 def test_unsupported_architecture_is_refused_before_any_work(tiny_model, tmp_path, monkeypatch):

@@ -4,7 +4,6 @@ as one tracked process. Handlers are called as gradio calls them."""
 from __future__ import annotations
 
 import os
-import time
 
 import gradio as gr
 import psutil
@@ -14,6 +13,7 @@ from engine import runs
 from engine.config import load_config
 from engine.insight.sweep import read_sweep
 from engine.train.workflow import run as train
+from helpers import wait_for
 
 from test_insight_doctor import RECIPES, recipe, write_data
 
@@ -104,14 +104,11 @@ def test_sweep_from_the_ui_and_abort(ui):
     msg, _ = call(demo, page.c("sweep.start"), overrides=ov)
     assert "Sweep started" in msg, msg
     r = runs.all_runs(str(saves), "sweep")[0]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    def first_run_training():  # one read of the sweep's state
         st = read_sweep(r.output)
-        if st and st["runs"][0]["state"] == "running" and st["runs"][0].get("steps"):
-            break
-        time.sleep(0.3)
-    else:
-        raise AssertionError(f"the first sweep run did not start: {read_sweep(r.output)}")
+        return bool(st and st["runs"][0]["state"] == "running" and st["runs"][0].get("steps"))
+
+    wait_for(first_run_training, 120, "the first sweep run to train", interval=0.3)
     # a second job is refused while the sweep runs (one device)
     with pytest.raises(runs.RunBusy):
         runs.spawn("train", {"dataset": ["arith"], "output_dir": str(saves / "x")}, str(saves))

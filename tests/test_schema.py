@@ -84,11 +84,20 @@ def test_training_arguments_carry_every_mapped_value(tmp_path, stage):
     ns = _ns_with_every_hf_arg_changed(tmp_path, stage)
     prec = dict(PREC)
     targs = training_arguments(ns, prec, stage)
+    assert ns.bf16 is ns.fp16 is True and ns.warmup_steps > 0 and ns.eval_strategy == "steps"
+    converted = {  # the fields CONVERT rewrites, by value (not through CONVERT itself)
+        "bf16": False, "fp16": False,     # asked for; PREC's device has neither
+        "warmup_steps": ns.warmup_steps,  # a step count (> 0) wins over warmup_ratio
+        "eval_steps": ns.eval_steps,      # eval_strategy=steps keeps the interval given
+        "report_to": [],                  # "none": no logging integration
+        "fsdp": True,                     # a mode turns FSDP on; its settings go to fsdp_config
+    }
+    assert set(converted) == set(CONVERT), "a new conversion needs its expected value here"
     checked = 0
     for a in ARGS:
         if not (a.hf and a.applies(stage=stage)):
             continue
-        want = CONVERT[a.name](ns, prec) if a.name in CONVERT else getattr(ns, a.name)
+        want = converted[a.name] if a.name in CONVERT else getattr(ns, a.name)
         got = getattr(targs, a.hf)
         if isinstance(want, float):
             assert got == pytest.approx(want), a.name

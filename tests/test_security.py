@@ -14,10 +14,12 @@ import pytest
 
 from engine import paths, runs
 from engine.config import ConfigError, load_config
+from engine.data import upload
 from engine.utils import UserError
 from helpers import free_port, serving, start_server, stop_group, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
+UPLOAD_LIMIT = 4 << 20  # the web UI server's upload limit here: a refused file stays small
 SOURCES = sorted(p for d in ("tuneboard", "engine", "webui", "bench", "tests")
                  for p in (ROOT / d).rglob("*.py")) + [ROOT / "app.py"]
 
@@ -91,22 +93,25 @@ def test_remote_code_runs_only_when_asked(tiny_model, tmp_path):
 # ---------------------------------------------------------------- bind addresses, API key
 def test_servers_default_to_loopback(monkeypatch):
     from engine import api
-    from webui.launch import parse_flags
-    assert parse_flags([], {})["host"] == "127.0.0.1"
-    assert api.host_port([], {}) == ("127.0.0.1", 8000)
+    from tuneboard.cli import COMMANDS, main
+    from engine.cli import parse
+    from webui.launch import server_options
+    assert server_options(parse("webui", COMMANDS["webui"], []), {})["host"] == "127.0.0.1"
+    assert api.host_port(parse("api", COMMANDS["api"], []), {}) == ("127.0.0.1", 8000)
     # `tuneboard api` hands that host to uvicorn (no model loaded: the engine and server are stand-ins)
     seen = {}
     monkeypatch.delenv("API_HOST", raising=False)
-    monkeypatch.setattr("engine.chat.ChatEngine", lambda args: type("E", (), {"args": args})())
+    monkeypatch.setattr("engine.api.ChatEngine", lambda args: type("E", (), {"args": args})())
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: seen.update(kw))
     monkeypatch.setattr(api, "_check_port_free", lambda host, port: None)
-    assert api.run_cli(None, [], []) == 0
+    assert main(["api"]) == 0
     assert seen["host"] == "127.0.0.1"
 
 
 def test_api_key_guards_every_v1_route():
     from engine.api import create_app, start_server_thread
-    engine = type("E", (), {"args": {"model_name_or_path": "models/tiny"}})()
+    # no model: nothing here gets past the key (the worker only needs to know it would answer one at a time)
+    engine = type("E", (), {"args": {"model_name_or_path": "models/tiny"}, "batches": False})()
     srv, thread, port = start_server_thread(create_app(engine, api_key="sk-secret"))
     try:
         assert srv.servers[0].sockets[0].getsockname()[0] == "127.0.0.1"
@@ -132,7 +137,8 @@ def ui_server(tmp_path_factory):
     auth.write_text("# who may log in\nalice:s3cret-pass\n")
     port = free_port()
     proc = start_server(["app.py", "--port", str(port), "--auth-file", str(auth)], base / "server.log",
-                        {runs.SAVES_ENV: str(base / "saves")}, drop=("GRADIO_SERVER_NAME", paths.ROOTS_ENV))
+                        {runs.SAVES_ENV: str(base / "saves"), upload.MAX_UPLOAD_ENV: str(UPLOAD_LIMIT)},
+                        drop=("GRADIO_SERVER_NAME", paths.ROOTS_ENV))
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(serving(proc, url + "/", base / "server.log"), 120, "the web UI to answer")
@@ -162,8 +168,25 @@ def test_web_ui_login(ui_server):
             assert "root:" not in r.text and "ConfigError" not in r.text
 
 
+def test_upload_route_refuses_files_over_the_limit(ui_server):
+    """gradio's route refuses what the Data tab would refuse (engine.data.upload's limit, small here)."""
+    url = ui_server["url"]
+    with httpx.Client(timeout=60) as c:
+        assert c.post(url + "/login", data={"username": "alice", "password": "s3cret-pass"}).status_code == 200
+        small = c.post(url + "/gradio_api/upload", files={"files": ("small.txt", b"hello")})
+        assert small.status_code == 200, small.text
+        big = c.post(url + "/gradio_api/upload", files={"files": ("big.bin", bytes(UPLOAD_LIMIT + (1 << 20)))})
+        assert big.status_code == 413 and "maximum allowed size" in big.text
+    assert psutil.Process(ui_server["proc"].pid).is_running()
+
+
 def test_auth_flags():
-    from webui.launch import parse_flags, read_auth_file
+    from engine.cli import parse
+    from tuneboard.cli import COMMANDS
+    from webui.launch import read_auth_file, server_options
+
+    def parse_flags(argv, env):
+        return server_options(parse("webui", COMMANDS["webui"], argv), env)
     assert parse_flags(["--auth", "bob:pw"], {})["auth"] == [("bob", "pw")]
     for bad in ("bob", "bob:", ":pw"):
         with pytest.raises(UserError, match="USER:PASSWORD"):

@@ -309,7 +309,12 @@ def test_dataset_preview_marks_trained_tokens(demo):
 # ---------------------------------------------------------------- launch
 def test_launch_options(monkeypatch):
     from engine.utils import UserError
-    from webui.launch import parse_flags
+    from engine.cli import parse
+    from tuneboard.cli import COMMANDS
+    from webui.launch import server_options
+
+    def parse_flags(argv, env):
+        return server_options(parse("webui", COMMANDS["webui"], argv), env)
     assert parse_flags([], {}) == {"host": "127.0.0.1", "port": 7860, "share": False, "lang": "en"}
     env = {"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "7999"}
     assert parse_flags([], env)["host"] == "0.0.0.0" and parse_flags([], env)["port"] == 7999

@@ -1,8 +1,9 @@
 """Start the web UI: `python app.py`, `tuneboard webui [recipe.yaml]`, `make run`; `tuneboard webchat recipe.yaml`.
 
 127.0.0.1:7860 unless --host/--port or GRADIO_SERVER_NAME/GRADIO_SERVER_PORT say otherwise; --share is off by
-default. Only gradio and the light engine modules are imported here: torch and transformers load later, when a
-model, a dataset preview or a chat needs them, so the page answers within a few seconds of launch.
+default. The options are declared in tuneboard/cli.py's table and parsed once by engine.cli. Only gradio and the
+light engine modules are imported here: torch and transformers load later, when a model, a dataset preview or a
+chat needs them, so the page answers within a few seconds of launch.
 """
 from __future__ import annotations
 
@@ -10,53 +11,26 @@ import os
 import sys
 import threading
 
+from engine.cli import env_port
+from engine.data import upload
 from engine.utils import UserError
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
-USAGE = """usage: python app.py [recipe.yaml] [key=value ...] [--host H] [--port P] [--share] [--lang en|zh]
-       tuneboard webui   [recipe.yaml] [key=value ...] [--host H] [--port P] [--share] [--lang en|zh]
-       tuneboard webchat recipe.yaml  [key=value ...] [--host H] [--port P] [--share]
-options: --auth USER:PASSWORD or --auth-file FILE (USER:PASSWORD lines) ask for a login;
-         paths typed into the page stay inside data/, saves/, models/ (TUNEBOARD_ROOTS adds folders)"""
 
 
-def parse_flags(flags: list[str], env: dict | None = None) -> dict:
-    """--host/--port/--share/--lang (also --opt=value), falling back to GRADIO_SERVER_NAME / GRADIO_SERVER_PORT."""
+def server_options(opts, env: dict | None = None) -> dict:
+    """What serve() needs from the parsed options (tuneboard/cli.py declares them): --host / --port, else
+    GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, else 127.0.0.1:7860; --share, --lang, and the logins of --auth /
+    --auth-file (checked here, so a bad one is named before anything starts)."""
     env = os.environ if env is None else env
-    out = {"host": env.get("GRADIO_SERVER_NAME") or DEFAULT_HOST, "port": env.get("GRADIO_SERVER_PORT") or DEFAULT_PORT,
-           "share": False, "lang": "en"}
-    i = 0
-    while i < len(flags):
-        f = flags[i]
-        key, eq, val = f.partition("=")
-        name = key.lstrip("-")
-        if name == "share":
-            out["share"] = True
-        elif name in ("host", "port", "lang", "auth", "auth-file"):
-            if not eq:
-                if i + 1 >= len(flags):
-                    raise UserError(f"{key} needs a value, for example {key} {'7861' if name == 'port' else '0.0.0.0'}.")
-                i += 1
-                val = flags[i]
-            if name == "auth":
-                out["auth"] = out.get("auth", []) + [_credential(val, "--auth")]
-            elif name == "auth-file":
-                out["auth"] = out.get("auth", []) + read_auth_file(val)
-            else:
-                out[name] = val
-        elif name in ("h", "help"):
-            out["help"] = True
-        else:
-            raise UserError(f"unknown option {f!r}.\n{USAGE}")
-        i += 1
-    try:
-        out["port"] = int(out["port"])
-    except (TypeError, ValueError):
-        raise UserError(f"port: {out['port']!r} is not a port number (1-65535).") from None
-    if not 0 < out["port"] < 65536:
-        raise UserError(f"port: {out['port']} is not a port number (1-65535).")
-    if out["lang"] not in ("en", "zh"):
-        raise UserError(f"lang: {out['lang']!r}; choose en or zh.")
+    out = {"host": opts.host or env.get("GRADIO_SERVER_NAME") or DEFAULT_HOST,
+           "port": opts.port or env_port(env, "GRADIO_SERVER_PORT", DEFAULT_PORT),
+           "share": bool(opts.share), "lang": getattr(opts, "lang", None) or "en"}
+    auth = [_credential(text, "--auth") for text in opts.auth or ()]
+    for path in opts.auth_file or ():
+        auth += read_auth_file(path)
+    if auth:
+        out["auth"] = auth
     return out
 
 
@@ -90,15 +64,16 @@ def serve(demo, opts: dict, block: bool = True):
               file=sys.stderr, flush=True)
     return demo.launch(server_name=opts["host"], server_port=opts["port"], share=opts["share"], theme=theme(),
                        css=CSS, show_error=True, footer_links=[], ssr_mode=False, mcp_server=False,
-                       prevent_thread_lock=not block, quiet=False, auth=opts.get("auth") or None)
+                       prevent_thread_lock=not block, quiet=False, auth=opts.get("auth") or None,
+                       # gradio's upload route takes files from anyone who can reach the page: one over the
+                       # limit the Data tab states is refused (413) before more of it is written to disk
+                       max_file_size=upload.max_bytes())
 
 
-def run_cli(cmd: str, path: str | None, overrides: list[str], flags: list[str]) -> int:
+def run_cli(cmd: str, opts) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    opts = parse_flags(flags)
-    if opts.get("help"):
-        print(USAGE)
-        return 0
+    path, overrides = opts.recipe, opts.overrides
+    served = server_options(opts)
     from engine.config import load_config
     if cmd == "webchat":
         values = load_config(path, overrides, "infer").values
@@ -112,7 +87,7 @@ def run_cli(cmd: str, path: str | None, overrides: list[str], flags: list[str]) 
                 print(f"error: could not load the model: {e}", file=sys.stderr)
 
         threading.Thread(target=preload, name="webchat-load", daemon=True).start()
-        serve(create_webchat(values, opts["lang"]), opts)
+        serve(create_webchat(values, served["lang"]), served)
         return 0
     initial = {}
     if path or overrides:  # only what the recipe says; the rest keeps the page's defaults
@@ -122,15 +97,15 @@ def run_cli(cmd: str, path: str | None, overrides: list[str], flags: list[str]) 
     if runqueue.ensure_runner():  # runs queued before this UI (closed, or the machine restarted) go on
         print("the run queue holds work: its runner started in the background", flush=True)
     from .app import create_ui
-    serve(create_ui(opts["lang"], initial=initial), opts)
+    serve(create_ui(served["lang"], initial=initial), served)
     return 0
 
 
-def webui_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
-    """`tuneboard webui` (and `python app.py`)."""
-    return run_cli("webui", path, overrides, flags)
+def webui_cli(opts) -> int:
+    """`tuneboard webui` (and `python app.py`); opts: parsed by engine.cli from tuneboard/cli.py's table."""
+    return run_cli("webui", opts)
 
 
-def webchat_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
+def webchat_cli(opts) -> int:
     """`tuneboard webchat`."""
-    return run_cli("webchat", path, overrides, flags)
+    return run_cli("webchat", opts)

