@@ -9,7 +9,8 @@ Output is deterministic: same Python, same bytes. Regenerate with
 
 Each dataset draws from its own seeded random.Random, so editing one generator does not reshuffle the others.
 Test splits (sentiment_en_test, nli_zh_test, arith_test) are built first and every training set excludes them,
-so accuracy measured on a test split is never inflated by a copy in any demo dataset.
+so accuracy measured on a test split is never inflated by a copy in any demo dataset. arith_prompts (GRPO: prompts
+with a reference answer) draws last, so adding it changed none of the other files.
 """
 from __future__ import annotations
 
@@ -906,6 +907,27 @@ def make_arith():
     test_keys = set(seen)
     train = [alpaca(ARITH_INSTRUCTION.format(e=f"{a} {op} {b}"), str(r)) for op, a, b, r in fresh_arith(rng, seen, 300)]
     return train, test, test_keys
+
+
+def _easy_problem(rng):
+    """A sum of two numbers up to 25: the bundled 135M model gets about a third of such sums right when it samples,
+    so a GRPO run has right and wrong answers to tell apart (two-digit sums it almost never gets)."""
+    a, b = rng.randint(1, 25), rng.randint(1, 25)
+    return ("+", a, b, a + b)
+
+
+def make_arith_prompts(avoid: set) -> list[dict]:
+    """Prompts for GRPO with their reference answer (columns.answer): sampled answers are scored against it, nothing
+    is trained on it directly. Fresh problems, none of arith_test's."""
+    rng = rng_for("arith_prompts")
+    out = []
+    while len(out) < 160:
+        op, a, b, r = _easy_problem(rng)
+        if arith_key(op, a, b) in avoid:
+            continue
+        avoid.add(arith_key(op, a, b))
+        out.append({"question": ARITH_INSTRUCTION.format(e=f"{a} {op} {b}"), "answer": str(r)})
+    return out
 
 
 def fresh_arith(rng, avoid: set, n: int):
@@ -1971,6 +1993,8 @@ def dataset_info() -> dict:
         "nli_zh_test": sft("nli_zh_test.json"),
         "arith_train": sft("arith_train.json"),
         "arith_test": sft("arith_test.json"),
+        "arith_prompts": {"file_name": "arith_prompts.json", "formatting": "alpaca",
+                          "columns": {"prompt": "question", "answer": "answer"}},
         "c4_demo": {"file_name": "c4_demo.jsonl", "columns": {"prompt": "text"}},
         "dpo_en_demo": {"file_name": "dpo_en_demo.json", "formatting": "alpaca", "ranking": True,
                         "columns": {"prompt": "instruction", "query": "input", "chosen": "chosen",
@@ -2017,6 +2041,7 @@ def build() -> dict[str, object]:
         "messages_demo.json": make_messages(avoid),
         "toolcall_demo.json": make_toolcall(),
         "kto_en_demo.json": make_kto_en(avoid),
+        "arith_prompts.json": make_arith_prompts(avoid),
         "dataset_info.json": dataset_info(),
     }
 

@@ -17,6 +17,7 @@ Field meanings:
   read_by  for a train argument without `hf`: what reads it instead (READ_BY gives a group's default)
   preprocess  the value changes the tokenised data, so it is part of the preprocessing cache key
   choice_words  display names of the choices in English and Chinese (the stages' come from their records)
+  suggest  values offered in the UI where others are accepted too (checked by the reader)
   secret   a credential (hub_token): left out of saved recipes, previews and logs; a started run gets it through
            its environment (SECRET_ENV), never on disk
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from .train.rewards import PRESETS
 from .train.stages import STAGES
 
 DEFAULT_MODEL = "models/SmolLM2-135M-Instruct"
@@ -52,6 +54,7 @@ class Arg:
     read_by: str = ""
     preprocess: bool = False
     choice_words: tuple = ()  # ((value, English, Chinese), ...): display names of the choices (the stages)
+    suggest: tuple = ()       # values the UI offers in a list that also takes others (reward_funcs' presets)
     secret: bool = False      # a credential: never in a saved YAML, a preview or a log; a run gets it in its env
 
     @property
@@ -89,6 +92,7 @@ GROUPS = {  # order = order of accordions in the UI
     "lora": ("LoRA", "LoRA 参数"),
     "freeze": ("Freeze", "部分参数微调"),
     "dpo": ("Preference (DPO / ORPO / SimPO / KTO)", "偏好优化（DPO / ORPO / SimPO / KTO）"),
+    "grpo": ("Reinforcement learning (GRPO)", "强化学习（GRPO）"),
     "distributed": ("Devices / DeepSpeed / nodes", "设备 / DeepSpeed / 多机"),
     "generation": ("Generation", "生成参数"),
     "export": ("Export", "导出"),
@@ -345,6 +349,54 @@ ARGS: list[Arg] = [
       "KTO weight of the undesirable (kto_tag false) answers' loss.",
       "KTO 中非期望回答（kto_tag 为 false）损失的权重。", "非期望样本权重", min=0.0, max=100.0, stages=("kto",),
       hf="undesirable_weight"),
+    # ---- GRPO (reinforcement learning with rewards a program checks)
+    A("num_generations", "int", 4, "grpo",
+      "Completions sampled per prompt; each is scored against its group's mean. The batch counts completions: "
+      "per_device_train_batch_size x gradient_accumulation_steps must be a multiple of it.",
+      "每个提示采样的回答数；每个回答的得分与同组均值比较。批大小按回答计：per_device_train_batch_size × "
+      "gradient_accumulation_steps 须为其整数倍。", "每题采样数", min=2, max=256, stages=("grpo",),
+      hf="num_generations"),
+    A("max_completion_length", "int", 256, "grpo", "Most tokens sampled per completion (cutoff_len bounds the prompt).",
+      "每个回答最多采样的 token 数（cutoff_len 限制提示长度）。", "最大回答长度", min=1, max=1_000_000,
+      stages=("grpo",), hf="max_completion_length"),
+    A("grpo_temperature", "float", 1.0, "grpo",
+      "Sampling temperature of the completions: higher gives more varied answers to compare.",
+      "采样回答时的温度：越高回答越多样，可比较的差异越多。", "采样温度", min=0.01, max=10.0, stages=("grpo",),
+      hf="temperature"),
+    A("grpo_beta", "float", 0.04, "grpo",
+      "Weight of the KL to the starting model; 0 drops the reference model (less memory and compute).",
+      "与初始模型之间 KL 的权重；0 表示不使用参考模型（更省内存和计算）。", "KL 系数 beta", min=0.0, max=100.0,
+      stages=("grpo",), hf="beta"),
+    A("grpo_epsilon", "float", 0.2, "grpo", "Clipping range of the policy ratio (as PPO).",
+      "策略比率的裁剪范围（同 PPO）。", "裁剪范围 epsilon", min=0.0, max=1.0, stages=("grpo",), hf="epsilon"),
+    A("grpo_loss_type", "str", "dapo", "grpo",
+      "How token losses are averaged: dapo (over the batch's tokens), grpo (per completion), dr_grpo (by a "
+      "constant), bnpo (over the local batch's tokens).",
+      "token 损失的平均方式：dapo（按整批 token）、grpo（按每个回答）、dr_grpo（按常数）、bnpo（按本地批 token）。",
+      "损失类型", choices=("dapo", "grpo", "dr_grpo", "bnpo"), stages=("grpo",), hf="loss_type"),
+    A("reward_funcs", "list", ["answer_last_number"], "grpo",
+      "Rewards, summed with reward_weights: presets (" + "; ".join(f"{k}: {v.words[0]}" for k, v in PRESETS.items())
+      + ") or your own function as path/to/file.py:function.",
+      "奖励函数，按 reward_weights 加权求和：预设（" + "；".join(f"{k}：{v.words[1]}" for k, v in PRESETS.items())
+      + "）或自己的函数 path/to/file.py:function。", "奖励函数", stages=("grpo",), suggest=tuple(PRESETS),
+      read_by="engine.train.rewards (the GRPOTrainer's reward functions)"),
+    A("reward_weights", "list", None, "grpo", "One weight per reward function, in the same order; empty = all 1.",
+      "每个奖励函数一个权重，顺序相同；留空为全部 1。", "奖励权重", stages=("grpo",), nullable=True,
+      read_by="engine.train.grpo trainer_fields: GRPOConfig.reward_weights"),
+    A("reward_format_regex", "str", r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$", "grpo",
+      "The format preset's regular expression (searched in each completion; . matches newlines).",
+      "format 预设使用的正则表达式（在每个回答中搜索；. 可匹配换行）。", "格式正则", stages=("grpo",),
+      read_by="engine.train.rewards (the format preset)"),
+    A("reward_length_min", "int", 1, "grpo", "The length preset's band: fewest tokens that score 1.",
+      "length 预设的区间：得 1 分的最少 token 数。", "长度下限", min=0, max=1_000_000, stages=("grpo",),
+      read_by="engine.train.rewards (the length preset)"),
+    A("reward_length_max", "int", 256, "grpo", "The length preset's band: most tokens that score 1.",
+      "length 预设的区间：得 1 分的最多 token 数。", "长度上限", min=0, max=1_000_000, stages=("grpo",),
+      read_by="engine.train.rewards (the length preset)"),
+    A("use_vllm", "bool", False, "grpo",
+      "Sample with vLLM on the GPU (colocated with training); needs vLLM and CUDA, refused otherwise.",
+      "在 GPU 上用 vLLM 采样（与训练共用进程）；需要 vLLM 和 CUDA，否则会被拒绝。", "使用 vLLM", stages=("grpo",),
+      hf="use_vllm"),
     # ---- distributed
     A("devices", "list", None, "distributed",
       "Devices this run trains on: cpu, or GPU indices (0,1 as nvidia-smi numbers them); empty = every device the "

@@ -16,7 +16,8 @@ from .utils import repo_root
 ROOTS_ENV = "TUNEBOARD_ROOTS"
 READ, WRITE = "read", "write"
 PATH_ARGS = {"model_name_or_path": READ, "adapter_name_or_path": READ, "dataset_dir": READ, "deepspeed": READ,
-             "resume_from_checkpoint": READ, "output_dir": WRITE, "export_dir": WRITE}
+             "resume_from_checkpoint": READ, "output_dir": WRITE, "export_dir": WRITE,
+             "reward_funcs": READ}  # a GRPO reward of the user's own: path/to/file.py:function (its code runs)
 _LAST = {"true", "last", "latest", "yes"}  # resume_from_checkpoint values that are not paths
 
 
@@ -45,6 +46,8 @@ def _is_path(field: str, value: str) -> bool:
     (model_name_or_path, resolved into models/ or the hub cache) and resume_from_checkpoint=true."""
     if field == "resume_from_checkpoint" and value.strip().lower() in _LAST:
         return False
+    if field == "reward_funcs":  # a preset name, or path/to/file.py:function
+        return ".py:" in value
     if field == "model_name_or_path":
         looks_like_path = value.startswith(("/", ".", "~")) or ".." in Path(value).parts or "\\" in value
         return looks_like_path or Path(value).exists()
@@ -56,7 +59,8 @@ def confine(value: str, field: str, mode: str = READ, saves: str | Path | None =
     if value is None or not str(value).strip() or not _is_path(field, str(value)):
         return value
     allowed = roots(mode, saves)
-    if inside(str(value), allowed):
+    path = str(value).rpartition(":")[0] if field == "reward_funcs" else str(value)
+    if inside(path, allowed):
         return value
     cwd = Path.cwd().resolve()
     shown = ", ".join(str(r.relative_to(cwd)) if r.is_relative_to(cwd) else str(r) for r in allowed)

@@ -163,7 +163,7 @@ def test_bad_data_through_the_cli(tiny_model, tmp_path, capsys):
     ("cutoff_len: -5\n", "cutoff_len", "below the smallest allowed value 4"),
     ("lora_dropout: 1.5\n", "lora_dropout", "above the largest allowed value 1"),
     ("seed: -1\n", "seed", "below the smallest allowed value 0"),
-    ("stage: sfft\n", "stage", "not one of pt, sft, rm, dpo, kto. Did you mean 'sft'"),
+    ("stage: sfft\n", "stage", "not one of pt, sft, rm, dpo, kto, grpo. Did you mean 'sft'"),
 ])
 def test_bad_yaml_values_name_the_field(tmp_path, text, field, expect):
     p = tmp_path / "r.yaml"

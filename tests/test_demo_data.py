@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 ENTRY_KEYS = {"file_name", "formatting", "ranking", "columns", "tags"}
 COLUMN_KEYS = {"prompt", "query", "response", "system", "history", "messages", "chosen", "rejected", "text", "tools",
-               "kto_tag"}
+               "kto_tag", "answer"}
 TAG_KEYS = {"role_tag", "content_tag", "user_tag", "assistant_tag", "system_tag", "observation_tag", "function_tag"}
 SHAREGPT_DEFAULT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
                          "system_tag": "system"}
@@ -169,6 +169,11 @@ def test_arith_answers_are_correct(rows):
             m = ARITH.fullmatch(r["instruction"])
             assert m, r["instruction"]
             assert r["output"] == str(ops[m[2]](int(m[1]), int(m[3])))
+    for r in rows["arith_prompts"]:  # GRPO's prompts: the reference answer the rewards compare with
+        m = ARITH.fullmatch(r["question"])
+        assert m, r["question"]
+        assert r["answer"] == str(ops[m[2]](int(m[1]), int(m[3])))
+    assert len(rows["arith_prompts"]) == len({r["question"] for r in rows["arith_prompts"]}) == 160
 
 
 def _prompt_keys(entry, data) -> set[str]:

@@ -16,6 +16,7 @@ import pytest
 
 from engine.insight.doctor import evidence_rows, render
 from engine.insight.verdict import VERDICTS, diagnose, lr_range
+from engine.train.stages import STAGES
 from foreign_runs import write_run
 from test_insight_foreign import _check_advice
 
@@ -134,7 +135,7 @@ def test_a_failed_run_is_judged_by_its_error_not_by_its_curve(tmp_path):
     assert "diverging" not in oom["findings"]
 
 
-@pytest.mark.parametrize("stage", ("pt", "sft", "rm", "dpo", "kto"))
+@pytest.mark.parametrize("stage", tuple(STAGES))
 @pytest.mark.parametrize("method", ("lora", "freeze", "full"))
 def test_the_proposed_learning_rate_stays_in_the_range_it_states(stage, method, tmp_path):
     lo, hi = lr_range({"stage": stage, "finetuning_type": method})

@@ -16,7 +16,7 @@ def _visible(page, stage, method="lora") -> dict:
 def test_stage_choices_and_their_arguments(demo):  # noqa: F811
     page = demo.page
     stage = page.w("train", "stage")
-    assert [v for _, v in stage.choices] == ["pt", "sft", "rm", "dpo", "kto"]
+    assert [v for _, v in stage.choices] == ["pt", "sft", "rm", "dpo", "kto", "grpo"]
     assert dict((v, k) for k, v in stage.choices)["rm"] == "Reward Modeling"
     loss = page.w("train", "pref_loss")
     assert [c[1] if isinstance(c, tuple) else c for c in loss.choices] == ["sigmoid", "ipo", "hinge", "orpo", "simpo"]
@@ -25,6 +25,14 @@ def test_stage_choices_and_their_arguments(demo):  # noqa: F811
     assert kto["train-kto_chosen_weight"] and kto["train-kto_rejected_weight"] and kto["train-pref_beta"]
     assert not kto["train-pref_loss"] and not kto["train-simpo_gamma"] and not kto["train-packing"]
     assert not rm["train-group-dpo"] and not rm["train-packing"] and rm["train-group-lora"]
+    grpo, sft = _visible(page, "grpo"), _visible(page, "sft")
+    assert grpo["train-group-grpo"] and grpo["train-reward_funcs"] and grpo["train-num_generations"]
+    assert not grpo["train-group-dpo"] and not grpo["train-packing"] and not grpo["train-train_on_prompt"]
+    assert not sft["train-group-grpo"] and not dpo["train-reward_funcs"]
+    rewards = page.w("train", "reward_funcs")  # the presets are offered; a path/file.py:function may be typed
+    assert [c[1] for c in rewards.choices] == ["answer_exact", "answer_numeric", "answer_last_number", "format",
+                                               "length", "json"]
+    assert rewards.multiselect and rewards.allow_custom_value
 
 
 def test_preview_command_carries_the_preference_arguments(demo, tmp_path, monkeypatch):  # noqa: F811

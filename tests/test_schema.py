@@ -214,7 +214,7 @@ def test_namespace_copies_and_pickles():
 
 # ---------------------------------------------------------------- shipped recipes
 COMMAND_OF = {"train_lora": "train", "train_qlora": "train", "train_freeze": "train", "train_full": "train",
-              "inference": "infer", "api": "infer", "eval": "infer", "merge_lora": "export"}
+              "train_grpo": "train", "inference": "infer", "api": "infer", "eval": "infer", "merge_lora": "export"}
 
 
 def _examples():

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.args import BY_NAME
+from engine.config import load_config
 from engine.data import processing as P
 from engine.data.converters import KINDS
 from engine.data.templates import get_template
@@ -86,6 +87,7 @@ RECORDS = {  # one standard record of each kind (engine.data.converters)
     "sft": {"system": "", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]},
     "dpo": {"system": "", "messages": [{"role": "user", "content": "Hi"}], "chosen": "Hello.", "rejected": "No."},
     "kto": {"system": "", "messages": [{"role": "user", "content": "Hi"}], "completion": "Hello.", "label": True},
+    "prompt": {"system": "", "messages": [{"role": "user", "content": "What is 1 + 1?"}], "answer": "2"},
 }
 
 
@@ -107,8 +109,10 @@ def test_each_record_encodes_marks_and_measures_its_kind_of_data(name, tok):
     assert st["kept"] == 3 and st["truncated"] == 0
     assert st["rows"] == (1 if name == "pt" else 3)  # pt: the texts' token stream in cutoff_len blocks
     from datasets import Dataset
-    lengths, longest = s.lengths(Dataset.from_dict(data), st, 64)
-    assert len(lengths) == st["rows"] and 0 < longest <= 64
+    ns = load_config(None, {"cutoff_len": "64"}, finalize=False)
+    lengths, longest = s.lengths(Dataset.from_dict(data), st, ns)
+    sampled = ns.max_completion_length if s.sampled else 0  # grpo: a prompt and the completion sampled for it
+    assert len(lengths) == st["rows"] and sampled < longest <= 64 + sampled
     spans = s.mark(rows[0], tok, tpl, opts)
     assert spans and any(kind is not None for _, kind in spans)
     assert P.mark_trained(rows[0], name, tok, tpl, {"cutoff_len": 64}) == spans
@@ -129,3 +133,21 @@ def test_rm_reads_the_pairs_the_preview_shows_tools_included(tok):
     assert tok.decode(cols["rejected_ids"][0]) == spans[3][0] + spans[4][0]
     dpo = get_stage("dpo").batch(P.as_columns([row]), tok, tpl, opts)
     assert cols[P.LEN] == dpo[P.LEN]
+
+
+def _names_in(path: Path, name: str) -> list[int]:
+    """Lines of a source file where `name` is a string constant (comments and docstrings aside)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    docs = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef))
+            and n.body and isinstance(n.body[0], ast.Expr)}
+    return [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value == name and id(n) not in docs]
+
+
+@pytest.mark.parametrize("name", [s for s in STAGES if s not in KINDS])  # pt/sft/dpo/kto also name a kind of data
+def test_a_stage_is_named_in_its_module_its_record_and_its_schema_rows_only(name):
+    """What docs/dev/adding-a-stage.md promises: adding a stage on an existing kind of data is its module, its
+    record and its schema rows (plus a recipe); no other source file of the engine, the UI or the CLI names it."""
+    files = [p for pkg in ("engine", "webui", "tuneboard") for p in sorted((ROOT / pkg).rglob("*.py"))]
+    where = {str(p.relative_to(ROOT)) for p in files if _names_in(p, name)}
+    assert where <= {"engine/train/stages.py", f"engine/train/{STAGES[name].module}.py", "engine/args.py"}, where
+    assert "engine/train/stages.py" in where

@@ -165,7 +165,8 @@ def test_language_switch_relabels_every_component(demo):
     zh = call(demo, lang, "change", overrides={lang: "zh"})
     assert zh[page.w("train", "stage")]["label"] == "训练阶段"
     assert [c[0] for c in zh[page.w("train", "stage")]["choices"]] == ["预训练", "指令监督微调", "奖励模型训练",
-                                                                     "DPO / ORPO / SimPO 偏好优化", "KTO 偏好优化"]
+                                                                     "DPO / ORPO / SimPO 偏好优化", "KTO 偏好优化",
+                                                                     "GRPO 强化学习（可验证奖励）"]
     assert zh[page.c("train.start")]["value"] == "开始" and zh[page.c("train.abort")]["value"] == "中断"
     assert zh[page.c("tab.chat")]["label"] == "对话"
     acc = next(a for s, a, _ in page.accordions if a.elem_id == "train-group-lora")

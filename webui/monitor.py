@@ -114,6 +114,92 @@ def loss_figure(records: list[dict], lang: str = "en"):
     return fig
 
 
+# reward runs (stage grpo): trl's log keys -> what the reward figure draws
+REWARD, REWARD_STD, KL = "reward", "reward_std", "kl"
+COMPLETION_LEN, TRUNCATED, CLIPPED = "completions/mean_length", "completions/clipped_ratio", "clip_ratio/region_mean"
+
+
+def _series(records: list[dict], key: str) -> tuple[list, list]:
+    pts = [(r["step"], r[key]) for r in records if _num(r.get(key)) and "step" in r]
+    return (list(map(list, zip(*pts))) if pts else ([], []))
+
+
+def reward_functions(records: list[dict]) -> list[str]:
+    """The reward functions a run logged (rewards/<name>/mean), in the order they first appear."""
+    names: dict[str, None] = {}
+    for r in records:
+        for k in r:
+            if k.startswith("rewards/") and k.endswith("/mean"):
+                names.setdefault(k[len("rewards/"):-len("/mean")], None)
+    return list(names)
+
+
+def reward_figure(records: list[dict], lang: str = "en"):
+    """A reward run's curves: the reward (mean, a band of one std) and each function's mean; the KL to the
+    starting model; the completions' mean length; the share clipped by epsilon and cut by max_completion_length.
+    None for a run that logged no reward."""
+    steps, mean = _series(records, REWARD)
+    if not steps:
+        return None
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.8), dpi=100)
+    axes = fig.subplots(2, 2)
+    marker = "o" if len(steps) < 20 else None
+    ax = axes[0][0]
+    ax.plot(steps, mean, color="#2ca02c", marker=marker, markersize=3, label=t("reward_mean", lang))
+    s_std, std = _series(records, REWARD_STD)
+    if s_std == steps:
+        ax.fill_between(steps, [m - d for m, d in zip(mean, std)], [m + d for m, d in zip(mean, std)],
+                        color="#2ca02c", alpha=0.15)
+    for name in reward_functions(records):
+        s, v = _series(records, f"rewards/{name}/mean")
+        ax.plot(s, v, linestyle="--", marker=marker, markersize=2, label=name)
+    ax.set_title(t("reward_plot", lang), fontsize=9)
+    ax.legend(loc="best", fontsize=7)
+    for ax, keys, title in ((axes[0][1], (KL,), "KL"), (axes[1][0], (COMPLETION_LEN,), t("completion_len", lang)),
+                            (axes[1][1], (CLIPPED, TRUNCATED), t("clip_ratio", lang))):
+        for key in keys:
+            s, v = _series(records, key)
+            if s:
+                ax.plot(s, v, marker=marker, markersize=2, label=key)
+        ax.set_title(title, fontsize=9)
+        if len(keys) > 1:
+            ax.legend(loc="best", fontsize=7)
+    for ax in fig.axes:
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def completions_html(table: dict | None, lang: str) -> str:
+    """The last logged completions of a reward run (engine.train.rundir.read_completions): each prompt once, then
+    its sampled completions with the reward of each function and the advantage."""
+    if not table or not table.get("rows"):
+        return ""
+    rows = table["rows"]
+    funcs = list(dict.fromkeys(k for r in rows for k in (r.get("rewards") or {})))
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in [t("completion", lang), *funcs, t("advantage", lang)])
+    body, last = [], None
+    for r in rows:
+        if r.get("prompt") != last:
+            last = r.get("prompt")
+            body.append(f"<tr class='tb-prompt'><td colspan='{len(funcs) + 2}'><pre>{html.escape(str(last))}</pre>"
+                        "</td></tr>")
+        cells = [f"<pre>{html.escape(str(r.get('completion', '')))}</pre>"]
+        cells += [_cell((r.get("rewards") or {}).get(f)) for f in funcs] + [_cell(r.get("advantage"))]
+        body.append("<tr class='tb-completion'>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    title = t("completions_at", lang, step=table.get("step", "?"))
+    return (f"<div class='tb-completions' data-step='{int(table.get('step') or 0)}' data-rows='{len(rows)}'>"
+            f"<b>{html.escape(title)}</b><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody>"
+            "</table></div>")
+
+
+def _cell(v) -> str:
+    return "–" if v is None else f"{v:.3g}" if isinstance(v, (int, float)) else html.escape(str(v))
+
+
 _METRIC_ORDER = ("accuracy", "bleu-4", "rouge-1", "rouge-2", "rouge-l", "samples", "eval_rewards/accuracies",
                  "eval_accuracy", "eval_rewards/margins", "eval_margin", "rewards/accuracies", "rewards/margins",
                  "train_loss", "eval_loss",

@@ -12,6 +12,7 @@ from typing import Callable
 import gradio as gr
 
 from engine import runqueue, runs, usage
+from engine.train import rundir
 from engine.config import ConfigError
 from engine.export import folder_listing, next_step
 from engine.utils import UserError
@@ -42,6 +43,8 @@ class RunPanel:
     usage: gr.HTML | None = None       # the run's CPU / memory / GPUs (engine.usage)
     curves: gr.Plot | None = None      # learning rate and grad norm, beside the loss
     queue: gr.Button | None = None     # "Queue it", offered when Start finds a run going (train only)
+    reward_plot: gr.Plot | None = None  # reward runs (grpo): reward, KL, completion length; hidden until one logs one
+    completions: gr.HTML | None = None  # ... and the completions it sampled at its last logging step
 
 
 def build_panel(page: Page, command: str, scope: str, start_key: str, plot: bool) -> RunPanel:
@@ -67,9 +70,16 @@ def build_panel(page: Page, command: str, scope: str, start_key: str, plot: bool
                                                     format="png"), label="loss_plot")
             curves = page.add(f"{scope}.curves", gr.Plot(label=t("curves_plot", lang), elem_id=f"{scope}-curves",
                                                          scale=1, format="png"), label="curves_plot")
+    reward_fig = completions = None
+    if plot:
+        reward_fig = page.add(f"{scope}.reward_plot", gr.Plot(label=t("reward_plot", lang), format="png",
+                                                              elem_id=f"{scope}-reward-plot", visible=False),
+                              label="reward_plot")
+        completions = gr.HTML("", elem_id=f"{scope}-completions", visible=False)
     result, result_parts = page.message(f"{scope}.result")
     return RunPanel(command, scope, status, progress, log, fig, result, result_parts, start, abort, message,
-                    message_parts, gr.State(None), gr.State({}), usage, curves if plot else None, queue)
+                    message_parts, gr.State(None), gr.State({}), usage, curves if plot else None, queue,
+                    reward_fig, completions)
 
 
 def result_parts(run: runs.Run, status: dict) -> list:
@@ -194,9 +204,9 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
     panel.abort.click(abort, [panel.run_id, lang_c], [panel.message_parts, panel.message], show_progress="minimal")
 
     end_inputs, end_outputs, on_end_fn = on_end if on_end else ([], [], None)
+    plots = [c for c in (panel.plot, panel.reward_plot, panel.completions) if c is not None]
     tick_outputs = [panel.status, panel.progress, panel.log, panel.result, panel.result_parts, panel.start,
-                    panel.abort, panel.run_id, panel.seen] + ([panel.plot] if panel.plot is not None else []) \
-        + list(end_outputs)
+                    panel.abort, panel.run_id, panel.seen] + plots + list(end_outputs)
     # the monitor, the curves and "Queue it" (offered while a run goes: Start is disabled then), after the rest
     extra_outputs = [c for c in (panel.usage, panel.curves, panel.queue) if c is not None]
     tick_outputs += extra_outputs
@@ -213,7 +223,7 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
             out = [monitor.status_md(None, lang), monitor.progress_html(None, None, lang), "", "", [],
                    gr.update(interactive=True), gr.update(interactive=False), None, key]
             if panel.plot is not None:
-                out.append(None)
+                out += [None, gr.update(value=None, visible=False), gr.update(value="", visible=False)]
             return out + [skip] * n_end + _monitor_out(panel, None, [], lang, True, saves)
         st = run.status()
         prog = run.progress()
@@ -239,6 +249,12 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
         if panel.plot is not None:
             changed = not same_run or seen.get("n") != len(recs) or seen.get("lang") != lang
             out.append(monitor.loss_figure(recs, lang) if changed else skip)
+            if changed:  # a reward run (grpo) also has its reward curves and sampled completions
+                rfig = monitor.reward_figure(recs, lang)
+                table = monitor.completions_html(rundir.read_completions(run.output), lang)
+                out += [gr.update(value=rfig, visible=rfig is not None), gr.update(value=table, visible=bool(table))]
+            else:
+                out += [skip, skip]
         just_ended = same_run and seen.get("state") == "running" and not running
         if on_end_fn is not None and (just_ended or not same_run):
             out += list(on_end_fn(*end_args))

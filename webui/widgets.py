@@ -1,7 +1,8 @@
 """engine.args.Arg -> gradio component, and the value conversions both ways.
 
 type -> widget (bool: checkbox, choices: dropdown, bounded numbers: slider, other numbers: number box,
-list: comma-separated text), label/help -> label/info in the page's language, stages/methods -> visibility.
+list: comma-separated text; suggested values: a dropdown that takes others too), label/help -> label/info in the
+page's language, stages/methods -> visibility.
 Nothing here knows a particular argument except the few that get live choices (datasets, adapters,
 templates) and precision (with LLaMA-Factory's bf16/fp16), which the top panel shows as one "compute type".
 """
@@ -80,6 +81,8 @@ def make(arg: Arg, lang: str, scope: str, value: Any = None, choices: list | Non
         return gr.Textbox(value="", type="password", **common)
     if arg.name in FILE_CHOICES and choices is None:
         choices, multiselect = file_choices(arg.name), False
+    if arg.suggest and choices is None:  # offered values; others may be typed (reward_funcs: path/file.py:name)
+        choices = list(arg.suggest)
     if arg.name in LIVE_CHOICES and choices is None:
         choices = live_choices(arg.name)
     if arg.name in DYNAMIC or choices is not None:

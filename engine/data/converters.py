@@ -6,6 +6,7 @@ kind it reads, so rm and dpo read the same pairs).
        call, JSON) and "observation" (the tool's result, user side); see engine.data.tools
   dpo: {"system": str, "messages": [... ending with user], "chosen": str, "rejected": str}   (read by dpo and rm)
   kto: {"system": str, "messages": [... ending with user], "completion": str, "label": bool}
+  prompt: {"system": str, "messages": [... ending with user], "answer": str | None}   (grpo: the reference answer)
   pt:  {"text": str}
 
 A record that cannot be converted is skipped with a reason; the caller reports the counts (nothing is
@@ -245,6 +246,19 @@ def _to_pairs(attr: DatasetAttr, row: dict, roles: dict | None) -> dict:
     return {"system": system, "messages": messages, "chosen": chosen, "rejected": rejected, **extra}
 
 
+def _to_prompt(attr: DatasetAttr, row: dict, roles: dict | None) -> dict:
+    """A prompt to sample answers for (grpo) and its reference answer (None without one)."""
+    messages, system = _prompt(attr, row, roles)
+    if not messages or messages[-1]["role"] not in _ASKS:
+        raise Invalid("the prompt turns must end with the user")
+    _check_answers(messages)
+    if not messages[-1]["content"].strip():
+        raise Invalid("empty prompt")
+    col = attr.columns.get("answer")
+    answer = _text(row.get(col), f"column {col!r}").strip() if col else ""
+    return {"system": system, "messages": messages, "answer": answer or None, **_tools(attr, row, messages)}
+
+
 def _needs_text(attr: DatasetAttr, present: set) -> None:
     cols = attr.columns
     key = "text" if "text" in cols else "prompt"
@@ -272,6 +286,12 @@ def _needs_kto(attr: DatasetAttr, present: set) -> None:
     _require(attr, present, {"kto_tag": attr.columns["kto_tag"]})
 
 
+def _needs_prompts(attr: DatasetAttr, present: set) -> None:
+    _needs_prompt(attr, present, answer=False)
+    if attr.columns.get("answer"):
+        _require(attr, present, {"answer": attr.columns["answer"]})
+
+
 def _needs_pairs(attr: DatasetAttr, present: set) -> None:
     cols = attr.columns
     _needs_prompt(attr, present, answer=False)
@@ -296,6 +316,8 @@ KINDS: dict[str, Kind] = {
     "sft": Kind(_to_sft, _needs_sft, "an instruction (sft)", "an instruction"),
     "dpo": Kind(_to_pairs, _needs_pairs, "a preference (ranking)", "a ranking (chosen/rejected)"),
     "kto": Kind(_to_kto, _needs_kto, "a KTO (answers labelled by kto_tag)", "a KTO (kto_tag)"),
+    "prompt": Kind(_to_prompt, _needs_prompts, "a prompt (with a reference answer column)",
+                   "a prompt (columns.answer: the reference)"),
 }
 
 

@@ -318,7 +318,8 @@ def summary(s: dict) -> str:
              f"truncated {s['truncated']}", f"dropped {s['dropped']}"
              + (f" ({', '.join(f'{c} x {r}' for r, c in s['dropped_reasons'].items())})" if s["dropped"] else ""),
              f"length p50 {s['p50']} / p95 {s['p95']} / max {s['max_len']} (cutoff_len {s['cutoff_len']})",
-             f"{s['tokens']} trainable tokens", f"train {s['train_rows']} rows / eval {s['eval_rows']} rows"]
+             f"{s['tokens']} trainable tokens" if s["tokens"] is not None else "trained tokens: sampled in training",
+             f"train {s['train_rows']} rows / eval {s['eval_rows']} rows"]
     if s.get("packing"):
         parts.append(f"packed {s.get('packed_from', 0)} -> {s['train_rows']} rows, fill {s.get('fill', 0):.0%}")
     return ", ".join(parts)

@@ -13,6 +13,8 @@ dpo: strings for trl: prompt = rendered conversation ending with the assistant h
 kto: the same strings for one answer (completion) and its desirable/undesirable label.
 rm:  token ids for trl's RewardTrainer: chosen_ids / rejected_ids = prompt + answer, cut to cutoff_len here
      (the trainer would drop a pair that is too long instead of cutting it).
+grpo: the prompt as text (ending with the assistant header, cut from the left to cutoff_len) and its reference
+     answer; trl samples the completions.
 mark_trained: one record split into trained / untrained text, from the same encoders (the previews).
 
 Each stage's record (engine.train.stages) names its functions here: `*_chunk(batch, tokenizer, template, opts)`
@@ -157,6 +159,25 @@ def dpo_batch(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
     return out
 
 
+def grpo_batch(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
+    """Prompts for sampling (grpo): the conversation rendered up to the assistant header, cut from the left to
+    cutoff_len tokens when longer (the question and the header stay); the reference answer as it is. No token is
+    trained here: the completions are sampled during training (max_completion_length)."""
+    out: dict[str, list] = {"prompt": [], "answer": [], LEN: [], TRUNC: [], TOKENS: []}
+    tools = batch.get("tools") or [None] * len(batch["messages"])
+    for system, messages, answer, tl in zip(batch["system"], batch["messages"], batch["answer"], tools):
+        prompt = template.render(messages, system or None, tools=tl or None)
+        p_ids = tokenizer.encode(prompt, add_special_tokens=False)
+        if len(p_ids) > cutoff_len:
+            prompt = tokenizer.decode(p_ids[len(p_ids) - cutoff_len:])
+        out["prompt"].append(prompt)
+        out["answer"].append(answer)
+        out[LEN].append(len(p_ids))
+        out[TRUNC].append(len(p_ids) > cutoff_len)
+        out[TOKENS].append(0)
+    return out
+
+
 def _fit_prompt(tokenizer, prompt: str, answer_len: int, cutoff_len: int) -> tuple[str, list[int], int]:
     """(prompt text, prompt ids, full prompt length): a prompt too long for cutoff_len next to the answer keeps
     its end (the question and the assistant header)."""
@@ -226,6 +247,7 @@ def length_stats(full_lens: list[int], truncated: list[bool], tokens: list[int] 
 
 TRAINED, CHOSEN, REJECTED = "trained", "chosen", "rejected"
 DESIRABLE, UNDESIRABLE = "desirable", "undesirable"  # kto: the one answer, by its label
+REFERENCE = "reference"  # grpo: the reference answer the rewards compare with (never trained on)
 
 
 def mark_trained(row: dict, stage: str, tokenizer, template, args) -> list[tuple[str, str | None]]:
@@ -259,6 +281,12 @@ def mark_pairs(row: dict, tokenizer, template, opts: Options) -> list[tuple[str,
     return [(prompt, None), (out["chosen"][0], CHOSEN), ("\n", None), (prompt, None), (out["rejected"][0], REJECTED)]
 
 
+def mark_prompt(row: dict, tokenizer, template, opts: Options) -> list[tuple[str, str | None]]:
+    out = grpo_batch(_one(row, "system", "messages", "answer", "tools"), tokenizer, template, opts.cutoff_len)
+    ref = row.get("answer")
+    return [(out["prompt"][0], None)] + ([("\n", None), (str(ref), REFERENCE)] if ref is not None else [])
+
+
 def mark_sft(row: dict, tokenizer, template, opts: Options) -> list[tuple[str, str | None]]:
     enc = encode_sft(row["messages"], row.get("system") or "", tokenizer, template, opts.cutoff_len,
                      opts.train_on_prompt, opts.mask_history, row.get("tools"))
@@ -284,6 +312,14 @@ def sft_target(row: dict) -> tuple[str, str]:
     return q, row["messages"][-1]["content"]
 
 
+def prompt_target(row: dict) -> tuple[str, str] | None:
+    """(the prompt, its reference answer); None without a reference."""
+    if row.get("answer") is None:
+        return None
+    return json.dumps([row.get("system") or "", row["messages"], row.get("tools")], sort_keys=True,
+                      ensure_ascii=False), row["answer"]
+
+
 # ---------------------------------------------------------------- per stage: chunks of records -> columns
 def pt_chunk(batch: dict, tokenizer, template, opts: Options) -> dict:
     return pt_texts(batch, tokenizer, template, opts.cutoff_len)
@@ -305,6 +341,10 @@ def kto_chunk(batch: dict, tokenizer, template, opts: Options) -> dict:
     return kto_batch(batch, tokenizer, template, opts.cutoff_len)
 
 
+def grpo_chunk(batch: dict, tokenizer, template, opts: Options) -> dict:
+    return grpo_batch(batch, tokenizer, template, opts.cutoff_len)
+
+
 # ---------------------------------------------------------------- per stage: all columns -> dataset + stats
 def _columns(cols: dict, keys: tuple[str, ...]) -> tuple[dict, dict]:
     """A trl stage's dataset: its columns as they are (trl batches them), with the length stats."""
@@ -319,6 +359,12 @@ def finish_rm(cols: dict, opts: Options) -> tuple[dict, dict]:
 
 def finish_dpo(cols: dict, opts: Options) -> tuple[dict, dict]:
     return _columns(cols, ("prompt", "chosen", "rejected"))
+
+
+def finish_grpo(cols: dict, opts: Options) -> tuple[dict, dict]:
+    data, st = _columns(cols, ("prompt", "answer"))
+    st["tokens"] = None  # the trained tokens are the completions, sampled while training
+    return data, st
 
 
 def finish_kto(cols: dict, opts: Options) -> tuple[dict, dict]:
@@ -364,17 +410,24 @@ def _causal(examples: list[tuple[list[int], list[int]]], opts: Options, st: dict
 
 
 # ---------------------------------------------------------------- per stage: tokens per row (the estimate)
-def ids_lengths(train, stats: dict, cutoff_len: int) -> tuple[list[int], int]:
+def ids_lengths(train, stats: dict, ns) -> tuple[list[int], int]:
     lengths = [len(x) for x in train["input_ids"]]
     return lengths, max(lengths) if lengths else 0
 
 
-def pair_ids_lengths(train, stats: dict, cutoff_len: int) -> tuple[list[int], int]:
+def pair_ids_lengths(train, stats: dict, ns) -> tuple[list[int], int]:
     """rm: pairs arrive tokenised and cut; the longer of the two sequences per row."""
     lengths = [max(len(c), len(r)) for c, r in zip(train["chosen_ids"], train["rejected_ids"])]
     return lengths, max(lengths) if lengths else 0
 
 
-def stats_lengths(train, stats: dict, cutoff_len: int) -> tuple[list[int], int]:
+def stats_lengths(train, stats: dict, ns) -> tuple[list[int], int]:
     """Strings trl tokenises later: prompt + (longer) answer per row, from the stats."""
-    return [int(stats.get("mean_len", 0))] * len(train), min(int(stats.get("max_len", 0)), cutoff_len)
+    return [int(stats.get("mean_len", 0))] * len(train), min(int(stats.get("max_len", 0)), int(ns.cutoff_len))
+
+
+def prompt_lengths(train, stats: dict, ns) -> tuple[list[int], int]:
+    """grpo: a prompt (from the stats) and a completion of up to max_completion_length tokens."""
+    gen = int(ns.max_completion_length)
+    return ([int(stats.get("mean_len", 0)) + gen] * len(train),
+            min(int(stats.get("max_len", 0)), int(ns.cutoff_len)) + gen)

@@ -24,7 +24,7 @@ BACKUP_SUFFIX = ".bak"  # the previous dataset_info.json, kept by every write
 ENTRY_KEYS = {"file_name", "hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name", "file_sha1",
               "formatting", "ranking", "columns", "tags", "split", "num_samples", "subset", "folder"}
 COLUMN_KEYS = {"prompt", "query", "response", "history", "system", "messages", "chosen", "rejected", "text",
-               "kto_tag", "tools"}
+               "kto_tag", "tools", "answer"}  # answer (ours): the reference of a prompt dataset (grpo), may be null
 TOLERATED_COLUMNS = {"images", "videos", "audios"}  # accepted so the message can name them (text-only studio)
 MEDIA_COLUMNS = ("images", "videos", "audios")  # a dataset with one of these is refused when it is trained on
 TAG_KEYS = {"role_tag", "content_tag", "user_tag", "assistant_tag", "system_tag", "observation_tag", "function_tag"}
@@ -120,7 +120,8 @@ def _parse_entry(name: str, e: object, path: Path, dataset_dir: Path) -> Dataset
             if v is not None and not isinstance(v, str):
                 raise _bad(name, f"{key}.{k}", f"must be a column/tag name (text), got {v!r}.", path)
     media = {k: v for k, v in columns.items() if v and k in MEDIA_COLUMNS}
-    columns = {k: v for k, v in columns.items() if v and k in COLUMN_KEYS}
+    # "answer": null keeps the key: a prompt dataset (grpo) without a reference column
+    columns = {k: v for k, v in columns.items() if (v or k == "answer") and k in COLUMN_KEYS}
     if formatting == "openai":
         formatting, tags = "sharegpt", {**OPENAI_TAGS, **tags}
     if formatting == "sharegpt":
@@ -171,12 +172,15 @@ def data_kind(stage: str) -> str:
 
 def dataset_stage(attr: DatasetAttr) -> str:
     """Which kind of data this is: "dpo" (ranking pairs, for dpo and rm), "kto" (answers with a kto_tag
-    desirable/undesirable label), "pt" (a text column) or "sft"."""
+    desirable/undesirable label), "prompt" (prompts with a reference answer column, for grpo: columns.answer,
+    null when there is no reference), "pt" (a text column) or "sft"."""
     if attr.ranking:
         return "dpo"
     cols = attr.columns
     if "kto_tag" in cols:
         return "kto"
+    if "answer" in cols:
+        return "prompt"
     if "text" in cols:
         return "pt"
     if attr.formatting == "alpaca" and "prompt" in cols and not (set(cols) & {"query", "response", "history"}):

@@ -19,6 +19,9 @@ Memory, per device, by part (the model is built on the meta device: no weights a
                only for the layers gradients flow through (freeze: from the first trained layer on); with
                gradient_checkpointing one hidden state per layer plus one layer recomputed; plus the logits
                (x3: logits, log-softmax, their gradient, in fp32)
+  generation   grpo: the KV cache of a generation batch (prompt + max_completion_length tokens per completion), the
+               part of it beyond the activations (sampling and the backward pass come one after the other); its
+               steps count completions, num_generations per prompt; time is measured, sampling included
 Stages: rm and dpo put chosen and rejected in one batch (x2 tokens); dpo (sigmoid / ipo / hinge) and kto add a
 frozen reference copy for freeze/full (LoRA switches the adapter off instead) and compute log-probabilities through
 trl's tiled LM head (one 4096 x 32768 tile instead of all logits); orpo / simpo have no reference model and build
@@ -73,9 +76,13 @@ def data_facts(ns) -> dict:
     data = get_dataset(ns, tok, template, ns.stage)
     train = data.train_dataset
     rows = len(train)
-    lengths, longest = get_stage(ns.stage).lengths(train, data.stats, ns.cutoff_len)
+    stage = get_stage(ns.stage)
+    lengths, longest = stage.lengths(train, data.stats, ns)
+    trained = data.stats.get("tokens")
+    if trained is None and stage.sampled:  # grpo: at most max_completion_length per sampled completion
+        trained = rows * stage.sampled(ns) * ns.max_completion_length
     return {"stats": data.stats, "rows": rows, "eval_rows": len(data.eval_dataset) if data.eval_dataset else 0,
-            "tokens_per_epoch": int(sum(lengths)), "trained_tokens_per_epoch": int(data.stats.get("tokens", 0)),
+            "tokens_per_epoch": int(sum(lengths)) * (stage.sampled(ns) if stage.sampled else 1), "trained_tokens_per_epoch": int(trained or 0),
             "longest": int(longest), "template": template.name}
 
 
@@ -86,6 +93,11 @@ def world_size(ns) -> int:
 def count_steps(rows: int, ns, devices: int | None = None) -> dict:
     """Optimisation steps as transformers' Trainer counts them (set_initial_training_values)."""
     devices = devices or world_size(ns)
+    sampled = get_stage(ns.stage).sampled
+    if sampled:  # grpo: a batch holds completions, num_generations per prompt, in whole generation batches
+        g = sampled(ns)  # (trl's RepeatSampler drops a last partial one)
+        per_generation = max(1, ns.per_device_train_batch_size * ns.gradient_accumulation_steps * devices // g)
+        rows = rows // per_generation * per_generation * g
     batches = math.ceil(rows / ns.per_device_train_batch_size)
     per_device = math.ceil(batches / devices)  # accelerate shards the batches evenly over the processes
     per_epoch = max(per_device // ns.gradient_accumulation_steps
@@ -239,6 +251,14 @@ def memory(ns, p: dict, longest: int, device: str) -> dict:
     else:
         logits = 3 * tokens * p["vocab"] * 4
     activations = act + logits
+    generation = 0
+    if get_stage(ns.stage).sampled:
+        # grpo samples a whole generation batch (per_device_train_batch_size x gradient_accumulation_steps
+        # completions of up to `longest` tokens) before it trains on them: its KV cache, where it needs more than the
+        # activations of the backward pass that come after it
+        kv = ns.per_device_train_batch_size * ns.gradient_accumulation_steps * max(1, longest) * p["layers"] * 2 \
+            * p["kv_dim"] * act_bytes
+        generation = max(0, kv - activations)
     z = zero_config(ns)
     n = world_size(ns)
     if z["stage"] >= 1:
@@ -257,6 +277,8 @@ def memory(ns, p: dict, longest: int, device: str) -> dict:
     runtime = CUDA_CONTEXT_BYTES if device == "cuda" else CPU_RUNTIME_BYTES
     parts = {"weights": weights, "gradients": grads, "optimizer": optim, "activations": activations,
              "runtime": runtime}
+    if generation:
+        parts["generation"] = generation
     return {"parts": {k: int(v) for k, v in parts.items()}, "total": int(sum(parts.values())),
             "offloaded_to_host": int(host), "zero_stage": z["stage"], "sharded_by": z.get("by", "deepspeed"),
             "dtype": "bf16" if ns.bf16 else "fp16" if ns.fp16 else "fp32",

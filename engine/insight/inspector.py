@@ -102,11 +102,10 @@ def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sampl
 
     dups = duplicates(recs)
     conflicts = 0
-    if stage.target:  # one answer per prompt: the same prompt taught two answers
+    if stage.target:  # one answer per prompt: the same prompt taught (or checked against) two answers
         answers: dict[str, set] = {}
-        for r in rows:
-            q, a = stage.target(r)
-            answers.setdefault(q, set()).add(a)
+        for qa in filter(None, map(stage.target, rows)):
+            answers.setdefault(qa[0], set()).add(qa[1])
         conflicts = sum(1 for a in answers.values() if len(a) > 1)
     empty = Counter()
     for r in rows:
@@ -136,7 +135,8 @@ def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sampl
         "empty_fields": dict(empty),
         "languages": dict(langs.most_common()),
         "sample_index": idx,
-        "sample": [[text, kind is not None] for text, kind in P.mark_trained(rows[idx], ns.stage, tok, tpl, ns)]
+        "sample": [[text, kind not in (None, P.REFERENCE)]
+                   for text, kind in P.mark_trained(rows[idx], ns.stage, tok, tpl, ns)]
         if rows else [],
     }
 

@@ -144,8 +144,15 @@ HEADLINE_METRICS = ("accuracy", "eval_accuracy", "rewards/accuracies", "eval_rew
                     "rewards/margins", "eval_rewards/margins", "margin", "eval_margin")
 
 
+# A reward run (grpo, trl's names): its reward, the share of groups without signal, KL, completion length and share
+# cut at max_completion_length; plus rewards/<function>/mean of each reward function (engine.insight.rewards).
+REWARD_METRICS = ("reward", "reward_std", "frac_reward_zero_std", "kl", "completions/mean_length",
+                  "completions/clipped_ratio")
+
+
 def _add_metrics(run: Run, step: int, row: dict) -> None:
-    for k in HEADLINE_METRICS:
+    funcs = tuple(k for k in row if k.startswith("rewards/") and k.endswith("/mean"))
+    for k in HEADLINE_METRICS + REWARD_METRICS + funcs:
         v = _num(row.get(k))
         if v is not None and math.isfinite(v):
             run.metrics.setdefault(k, []).append((step, v))

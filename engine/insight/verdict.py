@@ -38,11 +38,12 @@ from ..args import BY_NAME
 from ..data import recipes
 from ..train.stages import STAGES
 from . import facts as F
+from . import rewards as R
 from .runlog import Run, read_run
 from .words import W, t, ts
 
 VERDICTS = ("healthy", "undertrained", "overfitting", "diverging", "not_learning", "data_problem", "capacity_limit",
-            "failed")
+            "failed", "reward_hacking")
 
 # Thresholds, in one place so the reasoning can be read against them. The curve rules are relative to the run's
 # own curve (its total drop, its noise, its learning-rate schedule), not to our logging or eval defaults, so runs
@@ -78,21 +79,17 @@ FEW_SAMPLES = 50
 # A token-level loss that starts below this (nats/token) has little left to lose: flat is no fault. A preference
 # or reward loss starts where chance puts it (ln 2 for DPO / a reward model, ~0.5 for KTO), so it does not apply.
 LOW_START = 0.5
-# The usual learning-rate range, by stage and method (what the advice proposes stays inside it; the stage's words
-# are in words.py, keyed the same way).
-LR_TYPICAL = {
-    ("pt", "lora"): (1e-4, 5e-4), ("pt", "freeze"): (2e-5, 1e-4), ("pt", "full"): (1e-5, 5e-5),
-    ("sft", "lora"): (1e-4, 5e-4), ("sft", "freeze"): (2e-5, 1e-4), ("sft", "full"): (1e-5, 5e-5),
-    ("rm", "lora"): (5e-5, 3e-4), ("rm", "freeze"): (1e-5, 5e-5), ("rm", "full"): (5e-6, 2e-5),
-    ("dpo", "lora"): (5e-6, 1e-4), ("dpo", "freeze"): (1e-6, 1e-5), ("dpo", "full"): (5e-7, 5e-6),
-    ("kto", "lora"): (5e-6, 1e-4), ("kto", "freeze"): (1e-6, 1e-5), ("kto", "full"): (5e-7, 5e-6),
-}
 # Errors of a failed run that name their cure (a substring of the error -> the advice key).
 FAILURE_ADVICE = (("out of memory", "oom"), ("MemoryError", "oom"), ("DefaultCPUAllocator", "oom"))
 
 
 def lr_range(cfg: dict) -> tuple[float, float]:
-    return LR_TYPICAL.get((cfg.get("stage") or "sft", cfg.get("finetuning_type") or "lora"), (1e-5, 5e-4))
+    """The usual learning rates of the run's stage and method (its record's lr_ranges): the advice stays inside."""
+    stage, method = STAGES.get(cfg.get("stage") or "sft"), cfg.get("finetuning_type") or "lora"
+    for name, lo, hi in stage.lr_ranges if stage else ():
+        if name == method:
+            return lo, hi
+    return 1e-5, 5e-4
 
 
 # ---------------------------------------------------------------- what the curve shows
@@ -289,6 +286,16 @@ CHECKS = (("data_problem", _is_data_problem), ("failed", _is_failed), ("divergin
           ("capacity_limit", _is_capacity_limit), ("undertrained", _is_undertrained), ("healthy", _is_healthy))
 
 
+def _is_nonfinite(f: dict, cfg: dict) -> str | None:
+    return "nonfinite" if f.get("nonfinite_steps") else None
+
+
+# a reward run (GRPO): its loss is a surrogate near 0, so after the data, an error and a non-finite loss its reward
+# curve judges it (engine.insight.rewards)
+REWARD_CHECKS = (("data_problem", _is_data_problem), ("failed", _is_failed), ("diverging", _is_nonfinite),
+                 *R.CHECKS)
+
+
 def _notes(f: dict, cfg: dict, verdict: str) -> list[dict]:
     """Smaller things worth knowing whatever the verdict (en / zh)."""
     out = []
@@ -424,8 +431,11 @@ def error_field(err: str) -> str | None:
 
 
 def _advise(verdict: str, reason: str, f: dict, cfg: dict, tpl: dict | None, has_eval: bool,
-            taught: bool | None = None) -> list[dict]:
+            taught: bool | None = None, reward_run: bool = False) -> list[dict]:
     a = _Advice(cfg)
+    if reward_run and verdict not in ("data_problem", "failed"):
+        R.advise(a, verdict, reason, f, cfg, _steps_or_epochs, _raise_lr)
+        return [{"why": x["why"], "why_zh": x["why_zh"], "change": x["change"], "key": x["key"]} for x in a.items]
     method = cfg.get("finetuning_type", "lora")
     lr = cfg["learning_rate"]
     recipe = dataset_recipe(cfg)
@@ -574,9 +584,14 @@ def diagnose(run: Run | str | Path) -> dict:
         F.stats_from_error(f, err)
     taught = _taught(f, cfg)
     has_eval = f.get("eval_points", 0) > 0
+    checks = CHECKS
+    reward_run = R.is_reward_run(run)
+    if reward_run:  # GRPO: the reward curve says what the loss (a surrogate, about 0) cannot (engine.insight.rewards)
+        f.update(R.facts(run, cfg))
+        checks = REWARD_CHECKS
     verdict = None
     reasons: dict[str, str] = {}
-    for name, check in CHECKS:
+    for name, check in checks:
         why = check(f, cfg)
         if taught is False and (name, why) in (("healthy", "learned"), ("undertrained", "not_flat")):
             name, why = "undertrained", "not_taught"  # it learned, but not yet what its dataset is there to teach
@@ -607,7 +622,7 @@ def diagnose(run: Run | str | Path) -> dict:
         "summary_zh": _summary(reason, f, "zh", fmt),
         "evidence": {k: _json_safe(v) for k, v in f.items() if v is not None and k not in
                      ("data_error", "cut_error", "no_trained_tokens", "eval_rose", "running")},
-        "advice": _advise(verdict, reason, f, cfg, tpl, has_eval, taught),
+        "advice": _advise(verdict, reason, f, cfg, tpl, has_eval, taught, reward_run),
         "best_checkpoint": best,
         "findings": findings,
         "notes": notes,
@@ -670,6 +685,9 @@ def _fmt(f: dict, cfg: dict) -> dict:
     ratio = recipes.taught_below(cfg.get("dataset"), cfg.get("stage"))
     if ratio is not None:
         out["taught_pct"] = round(100 * ratio)
+    zero = f.get("zero_signal_share")
+    if zero is not None:
+        out["zero_signal_pct"] = F.rounded(100 * zero, 3)
     return out
 
 

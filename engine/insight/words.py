@@ -366,6 +366,7 @@ W: dict[str, dict[str, str]] = {
     "est_memory": {"en": "Memory per device", "zh": "每个设备的内存"}, "est_weights": {"en": "weights", "zh": "权重"},
     "est_gradients": {"en": "gradients", "zh": "梯度"}, "est_optimizer": {"en": "optimizer states", "zh": "优化器状态"},
     "est_activations": {"en": "activations", "zh": "激活"}, "est_runtime": {"en": "runtime", "zh": "运行时"},
+    "est_generation": {"en": "generation (KV cache)", "zh": "生成（KV 缓存）"},
     "est_total": {"en": "total", "zh": "合计"}, "est_of": {"en": "of", "zh": "/"},
     "est_fits": {"en": "fits", "zh": "可以放下"}, "est_nofit": {"en": "DOES NOT FIT", "zh": "放不下"},
     "est_time": {"en": "Time", "zh": "时间"}, "est_per_step": {"en": "s/step measured", "zh": "秒/步（实测）"},
@@ -416,6 +417,66 @@ W: dict[str, dict[str, str]] = {
     "cmp_note_no_eval": {"en": "not every run has an eval loss: the best is picked by final train loss, which says "
                                "nothing about unseen data.",
                          "zh": "并非每个运行都有评估损失：最佳运行按最终训练损失挑选，这说明不了模型在未见数据上的表现。"},
+    # ================================================================ reward runs (grpo: rewards.py)
+    "verdict_reward_hacking": {"en": "Reward hacking", "zh": "奖励被钻空子"},
+    "sum_reward_rising": {"en": "The reward rose: {reward_start} -> {reward_end} (+{reward_rise}, t={reward_rise_t}).",
+                          "zh": "奖励在上升：{reward_start} -> {reward_end}（+{reward_rise}，t={reward_rise_t}）。"},
+    "sum_zero_advantage": {"en": "No learning signal: in {zero_signal_pct}% of the groups every completion got the "
+                                 "same reward, so the advantage is zero and the policy does not move (reward "
+                                 "{reward_start} -> {reward_end}).",
+                           "zh": "没有学习信号：{zero_signal_pct}% 的组里每个回答得分相同，优势为零，策略不会改变"
+                                 "（奖励 {reward_start} -> {reward_end}）。"},
+    "sum_flat_reward": {"en": "The reward did not rise beyond its noise ({reward_start} -> {reward_end}, "
+                              "t={reward_rise_t}) although the groups' rewards differed.",
+                        "zh": "虽然组内奖励有差异，奖励并未超出噪声地上升（{reward_start} -> {reward_end}，"
+                              "t={reward_rise_t}）。"},
+    "sum_format_only": {"en": "Reward hacking: {hacked_by} saturated while the answer reward ({answer_rewards}) stayed "
+                              "flat: the model learned the form, not the answer ({reward_by_function}).",
+                        "zh": "奖励被钻空子：{hacked_by} 已饱和，而答案奖励（{answer_rewards}）没有上升：模型学会了"
+                              "格式而不是答案（{reward_by_function}）。"},
+    "sum_length_bound": {"en": "Reward hacking: nearly every completion now runs to max_completion_length "
+                               "({clipped_start} -> {clipped_end} of them cut there).",
+                         "zh": "奖励被钻空子：几乎每个回答都写到了 max_completion_length（被截断的比例 "
+                               "{clipped_start} -> {clipped_end}）。"},
+    "sum_empty_completions": {"en": "Reward hacking: the completions collapsed to nothing (mean length "
+                                    "{length_start} -> {length_end} tokens).",
+                              "zh": "奖励被钻空子：回答缩成了空（平均长度 {length_start} -> {length_end} 个 token）。"},
+    "sum_kl_runaway": {"en": "The KL to the starting model runs away: {kl_start} -> {kl_end} nats per token and still "
+                             "climbing (t={kl_rise_t}).",
+                       "zh": "与初始模型的 KL 失控：{kl_start} -> {kl_end}（每 token 奈特），且仍在上升（t={kl_rise_t}）。"},
+    "adv_lr_third": {"en": "Lower the learning rate to a third (now {lr}).", "zh": "把学习率降到三分之一（当前 {lr}）。"},
+    "adv_beta_up": {"en": "Hold the policy nearer the starting model: raise grpo_beta (now {beta}).",
+                    "zh": "让策略更贴近初始模型：调大 grpo_beta（当前 {beta}）。"},
+    "adv_weigh_answer": {"en": "Weigh the answer reward ({answer}) above {hacked} with reward_weights.",
+                         "zh": "用 reward_weights 让答案奖励（{answer}）的权重高于 {hacked}。"},
+    "adv_read_completions": {"en": "Read the completions table: what is the model doing to earn its reward?",
+                             "zh": "查看回答表：模型是靠什么拿到奖励的？"},
+    "adv_length_band": {"en": "Reward completions of sensible length: the length preset, up to half of "
+                              "max_completion_length ({n}).",
+                        "zh": "奖励长度合理的回答：使用 length 预设，上限为 max_completion_length（{n}）的一半。"},
+    "adv_more_generations": {"en": "Sample more completions per prompt (num_generations, now {g}): more chances that "
+                                   "one of a group scores differently.",
+                             "zh": "每个提示多采样一些回答（num_generations，当前 {g}）：组内出现不同得分的机会更多。"},
+    "adv_hotter": {"en": "Sample more varied completions: raise grpo_temperature (now {temp}).",
+                   "zh": "让采样更多样：调高 grpo_temperature（当前 {temp}）。"},
+    "adv_ease_reward": {"en": "Ease the reward so partial successes score (e.g. answer_last_number instead of "
+                              "answer_exact, or an easier prompt set).",
+                        "zh": "放宽奖励，让部分正确也能得分（例如用 answer_last_number 代替 answer_exact，或换更简单的题目）。"},
+    "ev_reward_points": {"en": "reward_points", "zh": "奖励记录点数"},
+    "ev_reward_start": {"en": "reward_start", "zh": "奖励（开始）"}, "ev_reward_end": {"en": "reward_end", "zh": "奖励（最后）"},
+    "ev_reward_rise": {"en": "reward_rise", "zh": "奖励上升"},
+    "ev_reward_rise_t": {"en": "reward_rise_t", "zh": "奖励上升 t 值"},
+    "ev_reward_rising": {"en": "reward_rising", "zh": "奖励上升中"},
+    "ev_reward_still_rising": {"en": "reward_still_rising", "zh": "奖励在最后仍上升"},
+    "ev_zero_signal_share": {"en": "zero_signal_share", "zh": "无信号组占比"},
+    "ev_kl_start": {"en": "kl_start", "zh": "KL（开始）"}, "ev_kl_end": {"en": "kl_end", "zh": "KL（最后）"},
+    "ev_kl_rise_t": {"en": "kl_rise_t", "zh": "KL 上升 t 值"},
+    "ev_length_start": {"en": "length_start", "zh": "回答长度（开始）"},
+    "ev_length_end": {"en": "length_end", "zh": "回答长度（最后）"},
+    "ev_clipped_start": {"en": "clipped_start", "zh": "截断比例（开始）"},
+    "ev_clipped_end": {"en": "clipped_end", "zh": "截断比例（最后）"},
+    "ev_hacked_by": {"en": "hacked_by", "zh": "被钻空子的奖励"}, "ev_answer_rewards": {"en": "answer_rewards", "zh": "答案奖励"},
+    "ev_reward_by_function": {"en": "reward_by_function", "zh": "各奖励函数"},
     # ================================================================ the learning-rate sweep (sweep.py)
     "sweep_plan": {"en": "sweep of {k} runs x {steps} steps into {out}: learning rates {lrs}",
                    "zh": "学习率扫描：{k} 次运行 x {steps} 步，输出到 {out}：学习率 {lrs}"},

@@ -28,6 +28,7 @@ RUNNING_LOG = "running.log"
 CONFIG = "training_args.yaml"
 STATS = "dataset_stats.json"
 RESULTS = "all_results.json"
+COMPLETIONS = "completions.jsonl"  # reward runs (grpo): a few prompts with their sampled completions, per log step
 USAGE = "usage.json"  # the trainer's own CPU / memory / GPU peaks so far (engine.usage.Recorder)
 COMPLETE = ".tuneboard_complete"  # written into a checkpoint once it is fully on disk
 PISSA_INIT = "pissa_init"  # PiSSA's initial adapter, kept until the trained one is converted
@@ -39,8 +40,8 @@ ABORTING = "aborting"  # status.json while a stopped run finishes its step and s
 # Everything else a run writes at the top of its folder (the Trainer's, peft's and the tokenizer's files, our
 # plots, tensorboard's events, PiSSA's initial adapter). Only these move when a run is replaced: a user's own
 # files and other runs' folders stay where they are.
-_OWN_NAMES = {STATUS, LOG, CONFIG, STATS, RESULTS, USAGE, "train_results.json", "eval_results.json", "trainer_state.json",
-              "training_args.bin", "README.md", "adapter_config.json", "adapter_model.safetensors",
+_OWN_NAMES = {STATUS, LOG, CONFIG, STATS, RESULTS, USAGE, COMPLETIONS, "train_results.json", "eval_results.json",
+              "trainer_state.json", "training_args.bin", "README.md", "adapter_config.json", "adapter_model.safetensors",
               "adapter_model.bin", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
               "pytorch_model.bin.index.json", "config.json", "generation_config.json", "tokenizer.json",
               "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "vocab.json", "merges.txt",
@@ -114,28 +115,53 @@ def mark_ended(output_dir: str | Path, state: str, error: str) -> bool:
     return True
 
 
-def read_log(output_dir: str | Path) -> list[dict]:
-    """trainer_log.jsonl as a list; a half-written last line (a run still writing) is skipped."""
+def _jsonl(path: Path) -> list[dict]:
     out = []
     try:
-        with open(Path(output_dir) / LOG, encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             for line in f:
                 try:
                     out.append(json.loads(line))
-                except ValueError:
+                except ValueError:  # a half-written last line (a run still writing)
                     continue
     except OSError:
         pass
     return out
 
 
+def read_log(output_dir: str | Path) -> list[dict]:
+    """trainer_log.jsonl as a list; a half-written last line (a run still writing) is skipped."""
+    return _jsonl(Path(output_dir) / LOG)
+
+
 def truncate_log(output_dir: str | Path, last_step: int) -> None:
-    """On resume: drop log lines after the checkpoint's step so the curve has no duplicates."""
-    path = Path(output_dir) / LOG
-    if not path.exists():
-        return
-    keep = [json.dumps(r, ensure_ascii=False) for r in read_log(output_dir) if r.get("step", 0) <= last_step]
-    atomic_write_text(path, "".join(line + "\n" for line in keep))
+    """On resume: drop log lines (and logged completions) after the checkpoint's step so nothing is there twice."""
+    for name in (LOG, COMPLETIONS):
+        path = Path(output_dir) / name
+        if not path.exists():
+            continue
+        keep = [json.dumps(r, ensure_ascii=False) for r in _jsonl(path) if r.get("step", 0) <= last_step]
+        atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
+def read_completions(output_dir: str | Path, max_bytes: int = 1_000_000) -> dict | None:
+    """The last completions table a reward run logged: {"step", "rows": [{"prompt", "completion", "rewards",
+    "advantage"}]}; None when there is none. Reads only the end of the file."""
+    try:
+        with open(Path(output_dir) / COMPLETIONS, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_bytes))
+            lines = f.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("rows"), list):
+            return entry
+    return None
 
 
 def mean_train_loss(rows: list[dict], upto: int) -> tuple[float, int] | None:

@@ -24,7 +24,7 @@ from typing import Callable
 
 from ..data import processing as P
 from ..utils import UserError
-from . import dpo, kto
+from . import dpo, grpo, kto
 
 
 def _never(ns) -> bool:
@@ -44,9 +44,9 @@ class Stage:
     batch: Callable                  # processing: a chunk of records -> columns (+ per-record length facts)
     finish: Callable                 # processing: all columns -> (the trainer's dataset columns, stats)
     mark: Callable                   # processing: one record -> [(text, kind)], what the previews show
-    lengths: Callable                # processing: (train dataset, stats, cutoff_len) -> (tokens per row, longest)
-    target: Callable | None = None   # processing: one record -> (its prompt, the one answer it teaches), for the
-    #                                  inspector's conflicting answers; None where a prompt has several by design
+    lengths: Callable                # processing: (train dataset, stats, ns) -> (tokens per row, longest)
+    target: Callable | None = None   # processing: one record -> (its prompt, the one answer it teaches) or None,
+    #                                  for the inspector's conflicting answers; None: a prompt has several by design
     packs: bool = False              # packing applies
     shuffles: bool = False           # finish reorders the rows with the seed (so the seed is part of the cache key)
     reward_head: bool = False        # the model gets a one-output score head instead of its LM head
@@ -54,7 +54,11 @@ class Stage:
     reference: Callable = _never     # (ns) -> a frozen reference model takes part
     tiled_head: Callable = _never    # (ns) -> trl computes log-probabilities through a tiled LM head, not all logits
     preference_loss: bool = False    # its loss is a preference / reward objective: its level is no next-token floor
+    sampled: Callable | None = None  # (ns) -> completions the trainer samples per prompt while training (grpo); the
+    #                                  estimate counts their steps and their generation
     validate: Callable | None = None  # (values dict) -> adjusts them or raises ConfigError (engine.config.validate)
+    lr_ranges: tuple = (("lora", 1e-4, 5e-4), ("freeze", 2e-5, 1e-4), ("full", 1e-5, 5e-5))
+    #                                (method, low, high): the usual learning rates; the doctor's advice stays inside
 
     def label(self, lang: str = "en") -> str:
         return self.words[1] if lang == "zh" else self.words[0]
@@ -68,13 +72,21 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           packs=True),
     Stage("rm", ("Reward Modeling", "奖励模型训练"), data="dpo", module="rm",  # the same pairs as dpo
           batch=P.rm_chunk, finish=P.finish_rm, mark=P.mark_pairs, lengths=P.pair_ids_lengths,
-          reward_head=True, sequences=2, preference_loss=True),
+          reward_head=True, sequences=2, preference_loss=True,
+          lr_ranges=(("lora", 5e-5, 3e-4), ("freeze", 1e-5, 5e-5), ("full", 5e-6, 2e-5))),
     Stage("dpo", ("DPO / ORPO / SimPO", "DPO / ORPO / SimPO 偏好优化"), data="dpo", module="dpo",
           batch=P.dpo_chunk, finish=P.finish_dpo, mark=P.mark_pairs, lengths=P.stats_lengths,
-          sequences=2, reference=dpo.uses_reference, tiled_head=dpo.uses_reference, preference_loss=True),
+          sequences=2, reference=dpo.uses_reference, tiled_head=dpo.uses_reference, preference_loss=True,
+          lr_ranges=(("lora", 5e-6, 1e-4), ("freeze", 1e-6, 1e-5), ("full", 5e-7, 5e-6))),
     Stage("kto", ("KTO", "KTO 偏好优化"), data="kto", module="kto",
           batch=P.kto_chunk, finish=P.finish_kto, mark=P.mark_kto, lengths=P.stats_lengths, shuffles=True,
-          reference=_always, tiled_head=_always, preference_loss=True, validate=kto.validate),
+          reference=_always, tiled_head=_always, preference_loss=True, validate=kto.validate,
+          lr_ranges=(("lora", 5e-6, 1e-4), ("freeze", 1e-6, 1e-5), ("full", 5e-7, 5e-6))),
+    Stage("grpo", ("GRPO (rewards you can check)", "GRPO 强化学习（可验证奖励）"), data="prompt", module="grpo",
+          batch=P.grpo_chunk, finish=P.finish_grpo, mark=P.mark_prompt, lengths=P.prompt_lengths,
+          target=P.prompt_target, reference=grpo.uses_reference, tiled_head=_always, preference_loss=True,
+          sampled=grpo.group, validate=grpo.validate,
+          lr_ranges=(("lora", 1e-5, 3e-4), ("freeze", 1e-6, 2e-5), ("full", 5e-7, 1e-5))),
 )}
 
 

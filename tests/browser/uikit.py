@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from helpers import ROOT, free_port, wait_for  # noqa: F401  (free_port: for the tests)
+from playwright.sync_api import expect
 
 
 def wait_until(cond, timeout: float, what: str, interval: float = 0.2):
@@ -59,14 +60,19 @@ class UI:
     def choose(self, elem_id: str, *labels: str) -> None:
         """Pick option(s) of a dropdown (single or multiselect) by their text."""
         for label in labels:
-            self.page.locator(f"#{elem_id} input").first.click()
+            box = self.page.locator(f"#{elem_id} input").first
+            box.blur()  # a list closed with Escape keeps the focus; a click on a focused box does not reopen it
+            box.click()
             self.page.locator(f"#{elem_id} ~ * [role=option], [role=listbox] [role=option]").filter(
                 has_text=label).first.click()
         self.page.keyboard.press("Escape")
 
     def clear_multiselect(self, elem_id: str) -> None:
-        for btn in self.page.locator(f"#{elem_id} .token-remove, #{elem_id} [aria-label^='Remove']").all():
-            btn.click()
+        """Remove every chosen value, one token at a time (each removal re-renders the list)."""
+        tokens = self.page.locator(f"#{elem_id} .token")
+        for n in range(tokens.count(), 0, -1):
+            tokens.first.locator(".token-remove").click()
+            expect(tokens).to_have_count(n - 1)
 
     def click(self, elem_id: str) -> None:
         self.page.locator(f"#{elem_id}").click()
