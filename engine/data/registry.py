@@ -11,11 +11,11 @@ import fcntl
 import json
 import shutil
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..train.stages import get_stage
-from ..utils import UserError, get_logger
+from ..utils import UserError, atomic_write_json, get_logger
 
 log = get_logger()
 INFO_FILE = "dataset_info.json"
@@ -63,7 +63,6 @@ class DatasetAttr:
         return p if p.is_absolute() else Path(self.dataset_dir or ".") / p
 
     def to_dict(self) -> dict:
-        from dataclasses import asdict
         return asdict(self)
 
 
@@ -211,7 +210,6 @@ def add_entry(dataset_dir: str | Path, name: str, entry: dict, replace: bool = F
     """Add one dataset to dataset_dir/dataset_info.json (replace=True: also over an entry of that name), checked
     as any entry is read, written atomically; the previous file is kept beside it with BACKUP_SUFFIX (returned).
     A dataset_info.json that does not parse is refused, never overwritten."""
-    from ..utils import atomic_write_json
     d = Path(dataset_dir)
     path = d / INFO_FILE
     with info_lock(d):

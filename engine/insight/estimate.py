@@ -36,6 +36,7 @@ Time: a real run of a few steps in a subprocess (measure_steps), extrapolated to
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -46,10 +47,13 @@ import time
 from pathlib import Path
 
 from ..config import load_config
+from ..data.loader import get_dataset
+from ..data.templates import resolve_template
+from ..models.loader import load_tokenizer, model_path
 from ..precision import choose, flags
 from ..train.best import eval_steps
 from ..train.stages import get_stage
-from ..utils import UserError
+from ..utils import UserError, cpu_has_bf16
 from .words import t
 
 GB = 1024 ** 3
@@ -67,9 +71,6 @@ def _namespace(recipe=None, overrides=(), values: dict | None = None):
 # ---------------------------------------------------------------- data and steps
 def data_facts(ns) -> dict:
     """Tokenise as training does (cached) and count what the trainer will see."""
-    from ..data.loader import get_dataset
-    from ..data.templates import resolve_template
-    from ..models.loader import load_tokenizer
 
     tok = load_tokenizer(ns)
     template = resolve_template(ns, tok)
@@ -114,7 +115,6 @@ def param_facts(ns) -> dict:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from ..models.loader import model_path
     path = model_path(ns)
     reward = get_stage(ns.stage).reward_head  # the backbone with a one-output score head instead of the LM head
     try:
@@ -326,7 +326,6 @@ def device_memory() -> dict:
                     "bf16": bool(torch.cuda.is_bf16_supported())}
     except Exception:  # no usable CUDA: judge against host memory
         pass
-    from ..utils import cpu_has_bf16
     vm = psutil.virtual_memory()
     return {"device": "cpu", "name": "cpu", "total": int(vm.total), "available": int(vm.available), "count": 1,
             "bf16": cpu_has_bf16()}
@@ -410,7 +409,6 @@ def estimate(recipe=None, overrides=(), values: dict | None = None, measure_step
 def needs_checkpointing(ns, longest: int, dev: dict | None = None) -> dict | None:
     """For a run that left gradient_checkpointing alone: the estimate with and without it when, without it, the run
     would not fit in the memory free now (90 %); None when it fits (checkpointing only costs time then)."""
-    import copy
     dev = dev or device_memory()
     p = param_facts(ns)
     plain = memory(ns, p, longest, dev["device"])

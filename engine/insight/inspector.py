@@ -14,6 +14,9 @@ from collections import Counter
 
 from ..config import load_config
 from ..data import processing as P
+from ..data.records import duplicates, load_records
+from ..data.templates import resolve_template
+from ..models.loader import load_tokenizer
 from ..train.stages import get_stage
 from .words import t
 
@@ -73,9 +76,6 @@ def _histogram(lengths: list[int], cutoff: int) -> list[dict]:
 
 
 def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sample: int = 0) -> dict:
-    from ..data.records import duplicates, load_records
-    from ..data.templates import resolve_template
-    from ..models.loader import load_tokenizer
 
     ns = load_config(None, dict(values), "train", finalize=False) if values is not None else \
         load_config(recipe, overrides or (), "train", finalize=False)

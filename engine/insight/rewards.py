@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+from ..train.rewards import PRESETS
 from . import facts as F
 from .runlog import REWARD_METRICS, Point, Run
 
@@ -111,7 +112,6 @@ def facts(run: Run, cfg: dict) -> dict:
 
 def _checks_answer(name: str) -> bool:
     """A preset that compares with the reference answer (a user's function: not known, so not counted)."""
-    from ..train.rewards import PRESETS
     return name in PRESETS and PRESETS[name].reference
 
 

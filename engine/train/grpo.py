@@ -20,10 +20,11 @@ completions and rewards.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 
+from ..utils import UserError, get_logger
 from . import rewards
-from ..utils import get_logger
 
 log = get_logger()
 SHOWN_PROMPTS = 4   # prompts (with all their completions) written to completions.jsonl per logging step
@@ -61,7 +62,6 @@ def validate(v: dict) -> None:
 
 
 def _check_vllm() -> None:
-    import importlib.util
 
     from ..config import ConfigError
     if importlib.util.find_spec("vllm") is None:
@@ -122,7 +122,6 @@ def _check_prompts(ns, rows: int, world: int) -> None:
     num_generations prompts; trl drops a last incomplete set, so fewer prompts than that would train no step."""
     per_step = ns.per_device_train_batch_size * ns.gradient_accumulation_steps * world // ns.num_generations
     if rows < per_step:
-        from ..utils import UserError
         raise UserError(f"dataset: {rows} prompt(s), but one GRPO step samples {per_step} prompts (per_device_train_"
                         f"batch_size {ns.per_device_train_batch_size} x gradient_accumulation_steps "
                         f"{ns.gradient_accumulation_steps} / num_generations {ns.num_generations}); lower "

@@ -16,6 +16,7 @@ completion it does not score.
 """
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import math
@@ -24,6 +25,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from ..utils import UserError
 
 ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.S)
 NUMBER = re.compile(r"[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
@@ -162,7 +165,6 @@ def check(v: dict) -> list[str]:
             continue
         custom = _custom(n)
         if custom is None:
-            import difflib
             close = difflib.get_close_matches(n, list(PRESETS), n=1)
             raise ConfigError(f"reward_funcs: {n!r} is neither a preset ({', '.join(PRESETS)}) nor a function given "
                               f"as path/to/file.py:function." + (f" Did you mean {close[0]!r}?" if close else ""),
@@ -195,7 +197,6 @@ def check(v: dict) -> list[str]:
 
 def load_custom(value: str) -> Callable:
     """The function `name` of the file a user named (path/to/file.py:name), imported from that file only."""
-    from ..utils import UserError
     path, name = _custom(value)
     mod_name = f"tuneboard_reward_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(mod_name, path)
