@@ -89,6 +89,7 @@ def test_estimate_and_inspect_from_the_form(ui):
     rep, md = call(demo, page.c("doctor.estimate"), overrides=form)
     assert rep is not None, md
     assert rep["steps"]["total_steps"] == 8 and "Steps: 8" in md and "activations" in md
+    assert md.split("\n")[0] == "**✓ fits**"  # text, not an emoji the page's fonts may lack
     rep, md, plot, sample = call(demo, page.c("doctor.inspect"), overrides=form)
     assert rep["kept"] == 64 and "p95" in md
     assert plot["visible"] and sample["visible"] and any(lbl == "trained" for _, lbl in sample["value"])

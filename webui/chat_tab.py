@@ -106,6 +106,8 @@ def build(page: Page, fixed: dict | None = None) -> dict:
                                placeholder="chat_placeholder")
                 send = page.add("chat.send", gr.Button(t("btn_submit", lang), variant="primary", elem_id="chat-send",
                                                        scale=1, min_width=80), value="btn_submit")
+                stop = page.add("chat.stop", gr.Button(t("btn_stop", lang), variant="stop", elem_id="chat-stop",
+                                                       scale=1, min_width=80, interactive=False), value="btn_stop")
                 clear = page.add("chat.clear", gr.Button(t("btn_clear", lang), elem_id="chat-clear", scale=1,
                                                          min_width=80), value="btn_clear")
             stats, stats_parts = page.message("chat.stats")
@@ -152,11 +154,16 @@ def build(page: Page, fixed: dict | None = None) -> dict:
 
     unload.click(do_unload, lang_c, [info_parts, info])
 
-    def user_turn(msg, history, conv, lang_v):
-        if not (msg or "").strip():
-            return gr.skip(), gr.skip(), gr.skip()
+    busy = gr.State(False)  # an answer is streaming: Send is off, Enter sends nothing, Stop is on
+
+    def user_turn(msg, history, conv, lang_v, streaming):
+        if streaming or not (msg or "").strip():
+            return {}
         history, conv = add_user_turn(msg, history, conv, lang_v)
-        return "", history, conv
+        return {box: "", chatbot: history, convo: conv, **streaming_updates(True)}
+
+    def streaming_updates(on: bool) -> dict:
+        return {busy: on, send: gr.update(interactive=not on), stop: gr.update(interactive=on)}
 
     def bot_turn(data):
         lang_v = data[lang_c]
@@ -183,8 +190,10 @@ def build(page: Page, fixed: dict | None = None) -> dict:
         gen = {k: typed[k] for k in GEN_KEYS if k in typed}
         history.append({"role": "assistant", "content": ""})
         answer = ""
+        stream = None
         try:
-            for delta in engine.stream(conv, system=typed.get("default_system") or None, tools=tools or None, **gen):
+            stream = engine.stream(conv, system=typed.get("default_system") or None, tools=tools or None, **gen)
+            for delta in stream:
                 answer += delta
                 history[-1]["content"] = answer
                 yield {chatbot: history}
@@ -192,6 +201,9 @@ def build(page: Page, fixed: dict | None = None) -> dict:
             parts = [f"✗ {e}"]
             yield {chatbot: history[:-1], convo: conv[:-1], stats_parts: parts, stats: render_msg(parts, lang_v)}
             return
+        finally:  # Stop / Clear close this generator: the model stops generating after its current token
+            if stream is not None:
+                stream.close()
         s = engine.last_stats
         parts = [("chat_stats", {"tps": s.get("tokens_per_s"), "n": s.get("completion_tokens"),
                                  "ttft": s.get("ttft_s")})]
@@ -203,10 +215,32 @@ def build(page: Page, fixed: dict | None = None) -> dict:
 
     bot_inputs = inputs | {chatbot, convo, tools_box}
     bot_outputs = {chatbot, convo, stats, stats_parts}
+    turn_outputs = {box, chatbot, convo, busy, send, stop}
+    answers = []
     for ev in (box.submit, send.click):
-        ev(user_turn, [box, chatbot, convo, lang_c], [box, chatbot, convo], show_progress="hidden", queue=False).then(
-            bot_turn, bot_inputs, bot_outputs, show_progress="hidden")
-    clear.click(lambda: ([], [], [], ""), None, [chatbot, convo, stats_parts, stats], show_progress="hidden")
+        answer = ev(user_turn, [box, chatbot, convo, lang_c, busy], turn_outputs, show_progress="hidden",
+                    queue=False).then(bot_turn, bot_inputs, bot_outputs, show_progress="hidden")
+        answer.then(lambda: streaming_updates(False), None, {busy, send, stop}, show_progress="hidden", queue=False)
+        answers.append(answer)
+
+    def stopped(lang_v):
+        """The answer so far stays (the conversation is rebuilt from the chatbot on the next turn)."""
+        parts = [("chat_stopped", {})]
+        return {**streaming_updates(False), stats_parts: parts, stats: render_msg(parts, lang_v)}
+
+    stop.click(stopped, lang_c, {busy, send, stop, stats_parts, stats}, show_progress="hidden", cancels=answers)
+
+    def cleared():
+        return {chatbot: [], convo: [], stats_parts: [], stats: "", **streaming_updates(False)}
+
+    # cancelling ends the stream; cleared once more after it, so no update of the stream already on its way
+    # to the page refills the chat
+    clear_outputs = {chatbot, convo, stats_parts, stats, busy, send, stop}
+    clear.click(cleared, None, clear_outputs, show_progress="hidden", cancels=answers).then(
+        cleared, None, clear_outputs, show_progress="hidden", queue=False)
+    if fixed is None:  # a reloaded studio page says which model the server holds (webchat follows its own load)
+        page.on_load.append((lambda lg: (loaded_parts(SESSION.desc), render_msg(loaded_parts(SESSION.desc), lg)),
+                             [lang_c], [info_parts, info]))
     return {"chatbot": chatbot, "load": load, "info": info, "load_fn": do_load, "load_inputs": inputs,
             "load_outputs": load_outputs}
 

@@ -59,8 +59,9 @@ def build_panel(page: Page, command: str, scope: str, start_key: str, plot: bool
             fig = page.add(f"{scope}.plot", gr.Plot(label=t("loss_plot", lang), elem_id=f"{scope}-plot", scale=1,
                                                     format="png"), label="loss_plot")
     result, result_parts = page.message(f"{scope}.result")
+    run_id = page.add(f"{scope}.run_id", gr.State(None))  # the run this panel shows
     return RunPanel(command, scope, status, progress, log, fig, result, result_parts, start, abort, message,
-                    message_parts, gr.State(None), gr.State({}))
+                    message_parts, run_id, gr.State({}))
 
 
 def result_parts(run: runs.Run, status: dict) -> list:
@@ -82,7 +83,7 @@ def result_parts(run: runs.Run, status: dict) -> list:
     return parts
 
 
-def _merge(ups: dict, named: dict, extra: dict) -> dict:
+def merge(ups: dict, named: dict, extra: dict) -> dict:
     """Field updates + the generated output-dir name (one update per component)."""
     out = dict(ups)
     for comp, v in named.items():
@@ -133,7 +134,7 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
         ups.update(page.field_updates(lang, errors, *scopes))
         if errors:
             parts = error_parts(errors)
-            return _merge(ups, named, {panel.message_parts: parts, panel.message: render_msg(parts, lang)})
+            return merge(ups, named, {panel.message_parts: parts, panel.message: render_msg(parts, lang)})
         try:
             run = runs.spawn(panel.command, values, saves, explicit=explicit)
         except runs.RunBusy as e:
@@ -151,7 +152,7 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
             ups[panel.seen] = {}
             ups[panel.result_parts] = []
             ups[panel.result] = ""
-        return _merge(ups, named, {panel.message_parts: parts, panel.message: render_msg(parts, lang)})
+        return merge(ups, named, {panel.message_parts: parts, panel.message: render_msg(parts, lang)})
 
     panel.start.click(start, inputs, field_outputs | {panel.message, panel.message_parts, panel.run_id, panel.start,
                                                       panel.abort, panel.seen, panel.result, panel.result_parts},
@@ -166,7 +167,14 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
             parts = [("aborted_ok", {})] if ok else [("aborted_left", {"pids": [p.pid for p in run.processes()]})]
         return parts, render_msg(parts, lang)
 
-    panel.abort.click(abort, [panel.run_id, lang_c], [panel.message_parts, panel.message], show_progress="minimal")
+    def aborting(lang):
+        """Said at once, outside the queue: stopping can take a training step and a checkpoint save."""
+        parts = [("aborting", {})]
+        return parts, render_msg(parts, lang), gr.update(interactive=False)
+
+    panel.abort.click(aborting, [lang_c], [panel.message_parts, panel.message, panel.abort], queue=False,
+                      show_progress="hidden").then(
+        abort, [panel.run_id, lang_c], [panel.message_parts, panel.message], show_progress="hidden")
 
     end_inputs, end_outputs, on_end_fn = on_end if on_end else ([], [], None)
     tick_outputs = [panel.status, panel.progress, panel.log, panel.result, panel.result_parts, panel.start,
@@ -188,6 +196,9 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
                 out.append(None)
             return out + [skip] * n_end
         st = run.status()
+        stopping = st["state"] == "running" and run.aborted
+        if stopping:  # Abort was pressed (here or in another tab): the process is saving and exiting
+            st = {**st, "phase": "aborting"}
         prog = run.progress()
         recs = run.log_records() if panel.plot is not None else []
         tail = run.tail(200)
@@ -204,7 +215,7 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
                render_msg(parts, lang) if not same_run or seen.get("state") != st["state"]
                or seen.get("lang") != lang else skip,
                parts,
-               gr.update(interactive=not running), gr.update(interactive=running), run.id, key]
+               gr.update(interactive=not running), gr.update(interactive=running and not stopping), run.id, key]
         if panel.plot is not None:
             changed = not same_run or seen.get("n") != len(recs) or seen.get("lang") != lang
             out.append(monitor.loss_figure(recs, lang) if changed else skip)
