@@ -16,11 +16,14 @@ Field meanings:
   hf       the TrainingArguments (for dpo: trl DPOConfig) field the value is passed as
   read_by  for a train argument without `hf`: what reads it instead (READ_BY gives a group's default)
   preprocess  the value changes the tokenised data, so it is part of the preprocessing cache key
+  choice_words  display names of the choices in English and Chinese (the stages' come from their records)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Iterable
+
+from .train.stages import STAGES
 
 DEFAULT_MODEL = "models/SmolLM2-135M-Instruct"
 
@@ -46,6 +49,7 @@ class Arg:
     hf: str | None = None
     read_by: str = ""
     preprocess: bool = False
+    choice_words: tuple = ()  # ((value, English, Chinese), ...): display names of the choices (the stages)
 
     @property
     def label_en(self) -> str:
@@ -145,7 +149,8 @@ ARGS: list[Arg] = [
       "Training stage: pre-training, supervised fine-tuning, reward modelling (rm), DPO-style preference "
       "optimisation (dpo; pref_loss picks DPO / IPO / hinge / ORPO / SimPO) or KTO.",
       "训练阶段：预训练、指令监督微调、奖励模型（rm）、DPO 类偏好优化（dpo；pref_loss 选择 DPO / IPO / hinge / "
-      "ORPO / SimPO）或 KTO。", "训练阶段", choices=("pt", "sft", "rm", "dpo", "kto"),
+      "ORPO / SimPO）或 KTO。", "训练阶段", choices=tuple(STAGES),
+      choice_words=tuple((s.name, *s.words) for s in STAGES.values()),
       read_by="workflow: picks the data format and the trainer (engine.train.stages)"),
     A("finetuning_type", "str", "lora", "method", "Which parameters are trained.",
       "训练哪些参数。", "微调方法", choices=("lora", "freeze", "full"), commands=ALL, read_by="engine.train.methods"),
@@ -169,7 +174,7 @@ ARGS: list[Arg] = [
       "只训练每段对话的最后一轮回答。", "仅训练最后一轮", stages=("sft",), preprocess=True),
     A("packing", "bool", False, "data",
       "Pack several examples into one sequence (no attention across examples). Faster on short data.",
-      "将多条样本拼接为一个序列（样本间不互相注意），短样本时更快。", "序列打包", stages=("pt", "sft"), preprocess=True),
+      "将多条样本拼接为一个序列（样本间不互相注意），短样本时更快。", "序列打包", stages=tuple(n for n, s in STAGES.items() if s.packs), preprocess=True),
     A("neat_packing", "bool", False, "data", "LLaMA-Factory name for packing without cross-attention; same as packing.",
       "LLaMA-Factory 中的无交叉注意力打包，等同 packing。", compat=True, ui=False, preprocess=True),
     A("identity_name", "str", "Tuney", "data", "Replaces {{name}} in the identity dataset.",

@@ -17,7 +17,8 @@ from typing import Any, Iterable
 import yaml
 
 from .args import ARGS, BY_NAME, Arg, Namespace
-from .utils import UserError, get_logger
+from .train.stages import STAGES, get_stage
+from .utils import UserError
 
 
 class ConfigError(UserError, ValueError):
@@ -261,19 +262,10 @@ def validate(ns: Namespace, command: str = "train") -> None:
         if v["quantization_bit"] is not None:  # QLoRA: refused here, before any model is read, if it cannot run
             from .models.quantize import check
             check(v)
-        if v["stage"] not in ("pt", "sft") and v["packing"]:
-            raise ConfigError(f"packing: not available for stage {v['stage']} (only pt and sft); turn it off.",
-                              "packing")
-        if v["stage"] == "kto" and v["per_device_train_batch_size"] < 2:
-            ga = v["gradient_accumulation_steps"]
-            if ga % 2:
-                raise ConfigError("per_device_train_batch_size: KTO needs at least 2 (each answer is compared with a "
-                                  "mismatched one from its batch to estimate the KL term); set it to 2.",
-                                  "per_device_train_batch_size")
-            # LLaMA-Factory's KTO recipes use batch 1 x accumulation 8: the same effective batch as 2 x 4
-            v["per_device_train_batch_size"], v["gradient_accumulation_steps"] = 2, ga // 2
-            get_logger().warning("KTO needs 2 answers per batch: per_device_train_batch_size 1 -> 2 and "
-                                 "gradient_accumulation_steps %d -> %d (the same effective batch)", ga, ga // 2)
+        stage = get_stage(v["stage"])
+        if v["packing"] and not stage.packs:
+            raise ConfigError(f"packing: not available for stage {stage.name} (only "
+                              f"{' and '.join(s.name for s in STAGES.values() if s.packs)}); turn it off.", "packing")
         if v["eval_strategy"] is None:
             has_eval = v["val_size"] > 0 or bool(v["eval_dataset"])
             v["eval_strategy"] = "steps" if has_eval else "no"
@@ -282,6 +274,8 @@ def validate(ns: Namespace, command: str = "train") -> None:
                               "eval_strategy")
         if v["eval_steps"] is None:
             v["eval_steps"] = v["save_steps"]
+        if stage.validate:  # the stage's own rules (they see eval_strategy resolved)
+            stage.validate(v)
         for k in ("early_stopping_patience", "load_best_model_at_end"):
             if v.get(k) and v["eval_strategy"] == "no":
                 raise ConfigError(f"{k}: needs evaluation; set val_size (e.g. 0.1) or eval_dataset.", k)

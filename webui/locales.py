@@ -35,11 +35,6 @@ L: dict[str, dict[str, str]] = {
     "tab_chat": {"en": "Chat", "zh": "对话"},
     "tab_export": {"en": "Export", "zh": "导出"},
     # ---- train tab
-    "choice_stage_sft": {"en": "Supervised Fine-Tuning", "zh": "指令监督微调"},
-    "choice_stage_pt": {"en": "Pre-Training", "zh": "预训练"},
-    "choice_stage_rm": {"en": "Reward Modeling", "zh": "奖励模型训练"},
-    "choice_stage_dpo": {"en": "DPO / ORPO / SimPO", "zh": "DPO / ORPO / SimPO 偏好优化"},
-    "choice_stage_kto": {"en": "KTO", "zh": "KTO 偏好优化"},
     "dataset_info_stage": {"en": "Datasets of dataset_info.json this stage accepts ({stage}).",
                            "zh": "dataset_info.json 中适用于当前阶段（{stage}）的数据集。"},
     "dataset_error": {"en": "✗ Cannot read the datasets: {error}", "zh": "✗ 无法读取数据集：{error}"},

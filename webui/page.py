@@ -54,10 +54,9 @@ class Page:
         comp = widgets.make(arg, self.lang, scope, value=value, **kw)
         self.args.setdefault(scope, {})[arg.name] = comp
         self.arg_of[comp] = (scope, arg)
-        choice_keys = _choice_keys(arg)
-        if choice_keys:
-            self.tr(comp, lambda lang, a=arg, ck=choice_keys: dict(
-                label=a.label(lang), info=a.help(lang), choices=[(t(k, lang), v) for v, k in ck]))
+        if arg.choice_words:
+            self.tr(comp, lambda lang, a=arg: dict(label=a.label(lang), info=a.help(lang),
+                                                   choices=choice_labels(a, lang)))
         else:
             self.tr(comp, lambda lang, a=arg: dict(label=a.label(lang), info=a.help(lang)))
         return comp
@@ -172,18 +171,11 @@ class Page:
         return ups
 
 
-def _choice_keys(arg: Arg) -> list[tuple[str, str]] | None:
-    """Choices with a translated display name (locale key choice_<arg>_<value>), e.g. the stage names."""
-    from .locales import L
-    if not arg.choices:
-        return None
-    keys = [(c, f"choice_{arg.name}_{c}") for c in arg.choices]
-    return keys if all(k in L for _, k in keys) else None
-
-
 def choice_labels(arg: Arg, lang: str) -> list | None:
-    ck = _choice_keys(arg)
-    return [(t(k, lang), v) for v, k in ck] if ck else None
+    """Choices with their display name in `lang` (an Arg's choice_words, e.g. the stage names)."""
+    if not arg.choice_words:
+        return None
+    return [(zh if lang == "zh" else en, v) for v, en, zh in arg.choice_words]
 
 
 def check_fields(values: dict, command: str) -> tuple[dict, dict, Any]:

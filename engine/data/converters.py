@@ -1,9 +1,10 @@
-"""Raw records -> one standard form per stage.
+"""Raw records -> one standard form per kind of dataset (KINDS; a stage's record in engine.train.stages says which
+kind it reads, so rm and dpo read the same pairs).
 
   sft: {"system": str, "messages": [{"role": "user"|"assistant", "content": str}, ...]}  (alternating, ends with assistant)
        tool datasets (columns.tools): + "tools": JSON text of the tool list, and the roles "function" (the assistant's
        call, JSON) and "observation" (the tool's result, user side); see engine.data.tools
-  dpo: {"system": str, "messages": [... ending with user], "chosen": str, "rejected": str}   (also rm)
+  dpo: {"system": str, "messages": [... ending with user], "chosen": str, "rejected": str}   (read by dpo and rm)
   kto: {"system": str, "messages": [... ending with user], "completion": str, "label": bool}
   pt:  {"text": str}
 
@@ -13,9 +14,11 @@ dropped silently). Columns that are missing from the whole file are an error nam
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
+from typing import Callable
 
 from ..utils import UserError
-from .registry import ALPACA_COLUMNS, DatasetAttr, data_kind, dataset_stage
+from .registry import ALPACA_COLUMNS, DatasetAttr, dataset_stage
 from .tools import FUNCTION, OBSERVATION, calls_json, parse_calls, tools_json
 
 USER, ASSISTANT, SYSTEM = "user", "assistant", "system"
@@ -173,43 +176,59 @@ def _label(v, col: str) -> bool:
     raise Invalid(f"column {col!r} (kto_tag) holds {_short(v)}, not true/false")
 
 
-def convert_row(attr: DatasetAttr, row: dict, stage: str, roles: dict | None = None) -> dict:
-    """One raw record -> the standard form for `stage`. Raises Invalid with a reason."""
+def _prompt(attr: DatasetAttr, row: dict, roles: dict | None) -> tuple[list[dict], str]:
+    """(messages, system) of a record that is not plain text."""
     cols = attr.columns
-    stage = data_kind(stage)
-    if stage == "pt":
-        col = cols.get("text") or cols.get("prompt") or "text"
-        text = _text(row.get(col), f"column {col!r}")
-        if not text.strip():
-            raise Invalid("empty text")
-        return {"text": text}
     if attr.formatting == "sharegpt":
         messages, system = _sharegpt_messages(attr, row.get(cols.get("messages", "conversations")),
                                               roles or _role_map(attr))
         if cols.get("system") and row.get(cols["system"]):
             system = _text(row.get(cols["system"]), f"column {cols['system']!r}")
-    else:
-        messages, system = _alpaca_prompt(attr, row)
-    if stage == "sft":
-        if attr.formatting == "alpaca":
-            col = {**ALPACA_COLUMNS, **cols}["response"]
-            messages.append({"role": ASSISTANT, "content": _text(row.get(col), f"column {col!r}")})
-        while messages and messages[-1]["role"] in _ASKS:  # a trailing question has no answer to learn
-            messages.pop()
-        if not messages:
-            raise Invalid("no assistant answer")
-        _check_answers(messages)
-        return {"system": system, "messages": messages, **_tools(attr, row, messages)}
-    if stage == "kto":  # the last assistant turn is the answer that is labelled
-        if attr.formatting == "alpaca":
-            col = {**ALPACA_COLUMNS, **cols}["response"]
-            messages.append({"role": ASSISTANT, "content": _text(row.get(col), f"column {col!r}")})
-        if not messages or messages[-1]["role"] != ASSISTANT:
-            raise Invalid("no assistant answer to label")
-        _check_answers(messages)
-        label = _label(row.get(cols["kto_tag"]), cols["kto_tag"])
-        return {"system": system, "messages": messages[:-1], "completion": messages[-1]["content"], "label": label}
-    # dpo
+        return messages, system
+    return _alpaca_prompt(attr, row)
+
+
+def _alpaca_answer(attr: DatasetAttr, row: dict, messages: list[dict]) -> None:
+    """An alpaca record's response column becomes the last (assistant) turn."""
+    if attr.formatting == "alpaca":
+        col = {**ALPACA_COLUMNS, **attr.columns}["response"]
+        messages.append({"role": ASSISTANT, "content": _text(row.get(col), f"column {col!r}")})
+
+
+def _to_text(attr: DatasetAttr, row: dict, roles: dict | None) -> dict:
+    cols = attr.columns
+    col = cols.get("text") or cols.get("prompt") or "text"
+    text = _text(row.get(col), f"column {col!r}")
+    if not text.strip():
+        raise Invalid("empty text")
+    return {"text": text}
+
+
+def _to_sft(attr: DatasetAttr, row: dict, roles: dict | None) -> dict:
+    messages, system = _prompt(attr, row, roles)
+    _alpaca_answer(attr, row, messages)
+    while messages and messages[-1]["role"] in _ASKS:  # a trailing question has no answer to learn
+        messages.pop()
+    if not messages:
+        raise Invalid("no assistant answer")
+    _check_answers(messages)
+    return {"system": system, "messages": messages, **_tools(attr, row, messages)}
+
+
+def _to_kto(attr: DatasetAttr, row: dict, roles: dict | None) -> dict:
+    messages, system = _prompt(attr, row, roles)
+    _alpaca_answer(attr, row, messages)  # the last assistant turn is the answer that is labelled
+    if not messages or messages[-1]["role"] != ASSISTANT:
+        raise Invalid("no assistant answer to label")
+    _check_answers(messages)
+    col = attr.columns["kto_tag"]
+    return {"system": system, "messages": messages[:-1], "completion": messages[-1]["content"],
+            "label": _label(row.get(col), col)}
+
+
+def _to_pairs(attr: DatasetAttr, row: dict, roles: dict | None) -> dict:
+    cols = attr.columns
+    messages, system = _prompt(attr, row, roles)
     if not messages or messages[-1]["role"] not in _ASKS:
         raise Invalid("the prompt turns must end with the user")
     _check_answers(messages)
@@ -226,57 +245,96 @@ def convert_row(attr: DatasetAttr, row: dict, stage: str, roles: dict | None = N
     return {"system": system, "messages": messages, "chosen": chosen, "rejected": rejected, **extra}
 
 
-def check_columns(attr: DatasetAttr, rows: list[dict], stage: str) -> None:
-    present = _columns_present(rows)
+def _needs_text(attr: DatasetAttr, present: set) -> None:
     cols = attr.columns
-    stage = data_kind(stage)
-    if stage == "pt":
-        key = "text" if "text" in cols else "prompt"
-        _require(attr, present, {key: cols.get("text") or cols.get("prompt") or "text"})
-    elif attr.formatting == "sharegpt":
+    key = "text" if "text" in cols else "prompt"
+    _require(attr, present, {key: cols.get("text") or cols.get("prompt") or "text"})
+
+
+def _needs_prompt(attr: DatasetAttr, present: set, answer: bool) -> None:
+    """The conversation column (sharegpt), or the prompt column and, when `answer`, the response (alpaca)."""
+    cols = attr.columns
+    if attr.formatting == "sharegpt":
         _require(attr, present, {"messages": cols.get("messages", "conversations")})
-    else:
-        c = {**ALPACA_COLUMNS, **cols}
-        _require(attr, present, {"prompt": c["prompt"]})
-        if stage in ("sft", "kto"):
-            _require(attr, present, {"response": c["response"]})
-    if stage == "kto":
-        _require(attr, present, {"kto_tag": cols["kto_tag"]})
-    if stage == "dpo":
-        chosen = cols.get("chosen", "chosen")
-        legacy = (attr.formatting == "alpaca" and chosen not in present
-                  and {**ALPACA_COLUMNS, **cols}["response"] in present)  # response = [chosen, rejected]
-        if not legacy:
-            _require(attr, present, {"chosen": chosen, "rejected": cols.get("rejected", "rejected")})
+        return
+    c = {**ALPACA_COLUMNS, **cols}
+    _require(attr, present, {"prompt": c["prompt"]})
+    if answer:
+        _require(attr, present, {"response": c["response"]})
+
+
+def _needs_sft(attr: DatasetAttr, present: set) -> None:
+    _needs_prompt(attr, present, answer=True)
+
+
+def _needs_kto(attr: DatasetAttr, present: set) -> None:
+    _needs_prompt(attr, present, answer=True)
+    _require(attr, present, {"kto_tag": attr.columns["kto_tag"]})
+
+
+def _needs_pairs(attr: DatasetAttr, present: set) -> None:
+    cols = attr.columns
+    _needs_prompt(attr, present, answer=False)
+    chosen = cols.get("chosen", "chosen")
+    legacy = (attr.formatting == "alpaca" and chosen not in present
+              and {**ALPACA_COLUMNS, **cols}["response"] in present)  # response = [chosen, rejected]
+    if not legacy:
+        _require(attr, present, {"chosen": chosen, "rejected": cols.get("rejected", "rejected")})
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of dataset (engine.data.registry.dataset_stage): its standard form and the words for it."""
+    convert: Callable        # (attr, raw record, roles) -> standard record; raises Invalid
+    needs: Callable          # (attr, columns present in the file) -> raises UserError naming a missing column
+    what: str                # "dataset X is <what> dataset"
+    wants: str               # "Choose <wants> dataset"
+
+
+KINDS: dict[str, Kind] = {
+    "pt": Kind(_to_text, _needs_text, "a pre-training (text)", "a pre-training"),
+    "sft": Kind(_to_sft, _needs_sft, "an instruction (sft)", "an instruction"),
+    "dpo": Kind(_to_pairs, _needs_pairs, "a preference (ranking)", "a ranking (chosen/rejected)"),
+    "kto": Kind(_to_kto, _needs_kto, "a KTO (answers labelled by kto_tag)", "a KTO (kto_tag)"),
+}
+
+
+def convert_row(attr: DatasetAttr, row: dict, kind: str, roles: dict | None = None) -> dict:
+    """One raw record -> the standard form of its `kind` of data. Raises Invalid with a reason."""
+    return KINDS[kind].convert(attr, row, roles)
+
+
+def check_columns(attr: DatasetAttr, rows: list[dict], kind: str) -> None:
+    present = _columns_present(rows)
+    KINDS[kind].needs(attr, present)
     for key in ("system", "history", "tools"):
-        if cols.get(key):
-            _require(attr, present, {key: cols[key]})
+        if attr.columns.get(key):
+            _require(attr, present, {key: attr.columns[key]})
 
 
-def convert(attr: DatasetAttr, rows: list[dict], stage: str) -> tuple[list[dict], Counter]:
+def convert(attr: DatasetAttr, rows: list[dict], kind: str) -> tuple[list[dict], Counter]:
     """All records of one dataset -> (standard rows, Counter of skip reasons)."""
-    out, _, skipped = convert_indexed(attr, rows, stage)
+    out, _, skipped = convert_indexed(attr, rows, kind)
     return out, skipped
 
 
-def convert_indexed(attr: DatasetAttr, rows: list[dict], stage: str) -> tuple[list[dict], list[int], Counter]:
-    """Like convert, plus the index in `rows` of each converted record (the skipped ones leave gaps)."""
+def convert_indexed(attr: DatasetAttr, rows: list[dict], kind: str, stage: str | None = None
+                    ) -> tuple[list[dict], list[int], Counter]:
+    """Like convert, plus the index in `rows` of each converted record (the skipped ones leave gaps). `stage`
+    (the one reading `kind`) names it in the message when the dataset is of another kind."""
     have = dataset_stage(attr)
-    if have != data_kind(stage):
-        what = {"pt": "a pre-training (text)", "sft": "an instruction (sft)", "dpo": "a preference (ranking)",
-                "kto": "a KTO (answers labelled by kto_tag)"}[have]
-        wants = {"pt": "a pre-training", "sft": "an instruction", "dpo": "a ranking (chosen/rejected)",
-                 "kto": "a KTO (kto_tag)"}[data_kind(stage)]
-        raise UserError(f"dataset {attr.name!r} is {what} dataset; stage {stage} cannot train on it. "
-                        f"Choose {wants} dataset (the web UI lists only those), or change the stage.")
+    if have != kind:
+        raise UserError(f"dataset {attr.name!r} is {KINDS[have].what} dataset; stage {stage or kind} cannot train "
+                        f"on it. Choose {KINDS[kind].wants} dataset (the web UI lists only those), or change the "
+                        "stage.")
     if not rows:
         raise UserError(f"dataset {attr.name!r}: no records in {attr.path() or attr.hf_hub_url or attr.ms_hub_url}.")
-    check_columns(attr, rows, stage)
+    check_columns(attr, rows, kind)
     roles = _role_map(attr) if attr.formatting == "sharegpt" else None
     out, kept, skipped = [], [], Counter()
     for i, row in enumerate(rows):
         try:
-            out.append(convert_row(attr, row, stage, roles))
+            out.append(convert_row(attr, row, kind, roles))
         except Invalid as e:
             skipped[str(e)] += 1
         else:

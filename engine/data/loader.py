@@ -17,7 +17,7 @@ import random
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,10 @@ from ..args import ARGS
 from ..utils import UserError, atomic_write_json, get_logger
 from . import processing as P
 from .readers import fingerprint
-from .records import STAGES, dataset_names, load_records, resolve
+from .records import dataset_names, load_records, resolve
 from .records import arg as _arg
 from .registry import DatasetAttr, load_dataset_info
+from ..train.stages import get_stage
 
 log = get_logger()
 BUILDS = 0          # times get_dataset tokenised instead of reusing the cache (the tests watch it)
@@ -75,9 +76,7 @@ def _split(rows: list[dict], val_size: float, seed: int) -> tuple[list[dict], li
 
 def _batches(rows: list[dict], size: int = 1000):
     for k in range(0, len(rows), size):
-        chunk = rows[k:k + size]
-        keys = dict.fromkeys(k for r in chunk for k in r)  # rows of several datasets may differ (tools)
-        yield {key: [r.get(key) for r in chunk] for key in keys}
+        yield P.as_columns(rows[k:k + size])
 
 
 def _map(rows: list[dict], fn, workers: int | None, **kw) -> dict[str, list]:
@@ -101,60 +100,16 @@ def _default_system(rows: list[dict], system: str | None) -> list[dict]:
 
 
 def _tokenise(rows: list[dict], args, tokenizer, template, stage: str) -> tuple[Any, dict]:
+    """The stage's records -> its trainer's dataset and the length stats (the stage's batch + finish)."""
     from datasets import Dataset
 
-    cutoff = int(_arg(args, "cutoff_len", 1024))
-    packing = bool(_arg(args, "packing", False) or _arg(args, "neat_packing", False)) and stage in ("pt", "sft")
-    workers = _arg(args, "preprocessing_num_workers")
-    if stage == "kto":
-        # trl's KTOTrainer reads batches in order (each answer's KL pair is its batch neighbour), so the
-        # desirable and undesirable answers are mixed here, reproducibly
-        rows = list(rows)
-        random.Random(int(_arg(args, "seed", 42))).shuffle(rows)
-        cols = _map(rows, P.kto_batch, workers, tokenizer=tokenizer, template=template, cutoff_len=cutoff)
-        st = P.length_stats(cols[P.LEN], cols[P.TRUNC], cols[P.TOKENS])
-        data = {k: cols[k] for k in ("prompt", "completion", "label")}
-        st["desirable"] = sum(data["label"])
-        return Dataset.from_dict(data), {**st, "rows": len(data["prompt"])}
-    if stage == "rm":
-        cols = _map(rows, P.rm_batch, workers, tokenizer=tokenizer, template=template, cutoff_len=cutoff)
-        st = P.length_stats(cols[P.LEN], cols[P.TRUNC], cols[P.TOKENS])
-        data = {k: cols[k] for k in ("chosen_ids", "rejected_ids")}
-        return Dataset.from_dict(data), {**st, "rows": len(data["chosen_ids"])}
-    if stage == "dpo":
-        cols = _map(rows, P.dpo_batch, workers, tokenizer=tokenizer, template=template, cutoff_len=cutoff)
-        st = P.length_stats(cols[P.LEN], cols[P.TRUNC], cols[P.TOKENS])
-        data = {k: cols[k] for k in ("prompt", "chosen", "rejected")}
-        return Dataset.from_dict(data), {**st, "rows": len(data["prompt"])}
-    if stage == "sft":
-        cols = _map(rows, P.sft_batch, workers, tokenizer=tokenizer, template=template, cutoff_len=cutoff,
-                    train_on_prompt=bool(_arg(args, "train_on_prompt", False)),
-                    mask_history=bool(_arg(args, "mask_history", False)))
-        st = P.length_stats(cols[P.LEN], cols[P.TRUNC], cols[P.TOKENS])
-        examples = [{"input_ids": i, "labels": l} for i, l in zip(cols["input_ids"], cols["labels"])]
-    else:
-        cols = _map(rows, P.pt_texts, workers, tokenizer=tokenizer, template=template, cutoff_len=cutoff)
-        st = P.length_stats(cols[P.LEN], [False] * len(cols[P.LEN]))
-        st["split_texts"] = sum(1 for t, n in zip(cols[P.TRUNC], cols[P.LEN]) if t and n)
-        if packing:
-            examples = [{"input_ids": c, "labels": c} for c in cols["input_ids"]]
-        else:
-            examples = [{"input_ids": b, "labels": b} for b in P.pt_blocks(cols["input_ids"], cutoff)]
-        st["tokens"] = sum(len(e["input_ids"]) - 1 for e in examples)
-    if packing:
-        from .collator import pack_rows
-        rows_out = pack_rows(examples, cutoff)
-        st["packed_from"] = len(examples)
-        data = {k: [r[k] for r in rows_out] for k in ("input_ids", "labels", "position_ids")}
-    else:
-        data = {"input_ids": [e["input_ids"] for e in examples],
-                "attention_mask": [[1] * len(e["input_ids"]) for e in examples],
-                "labels": [e["labels"] for e in examples]}
-    n_rows = len(data["input_ids"])
-    st["rows"] = n_rows
-    if n_rows:
-        filled = sum(len(x) for x in data["input_ids"])
-        st["fill"] = round(filled / (n_rows * cutoff), 3)  # share of the cutoff_len x rows grid that is data
+    s = get_stage(stage)
+    opts = P.options(args)
+    if not s.packs:
+        opts = replace(opts, packing=False)
+    cols = _map(rows, s.batch, _arg(args, "preprocessing_num_workers"), tokenizer=tokenizer, template=template,
+                opts=opts)
+    data, st = s.finish(cols, opts)
     return Dataset.from_dict(data), st
 
 
@@ -173,7 +128,7 @@ def _merge_stats(a: dict, b: dict) -> dict:
 # ---------------------------------------------------------------- cache
 
 _SOURCES = ("converters.py", "processing.py", "templates.py", "collator.py", "loader.py", "readers.py",
-            "registry.py", "records.py")
+            "registry.py", "records.py", "../train/stages.py")  # stages: which encoder each stage uses
 
 
 def _tokenizer_fingerprint(tokenizer) -> str:
@@ -203,7 +158,7 @@ def cache_key(args, tokenizer, template, stage: str, attrs: list[DatasetAttr], e
         "args": {a.name: _arg(args, a.name) for a in ARGS if a.preprocess and a.name not in split},
         "template": template.to_dict(), "tokenizer": _tokenizer_fingerprint(tokenizer),
     }
-    if stage == "kto":  # the rows are shuffled with the seed
+    if get_stage(stage).shuffles:  # the rows are shuffled with the seed
         payload["shuffle_seed"] = _arg(args, "seed", 42)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
@@ -266,8 +221,7 @@ def _save_cached(path: Path, train, ev, stats: dict) -> None:
 def get_dataset(args, tokenizer, template, stage: str) -> DatasetModule:
     """Tokenised train (and eval) datasets for the trainer of `stage`, with stats; cached on disk."""
     global BUILDS
-    if stage not in STAGES:
-        raise UserError(f"stage: {stage!r} is not one of {', '.join(STAGES)}.")
+    packs = get_stage(stage).packs  # an unknown stage is refused here
     names, eval_names = dataset_names(_arg(args, "dataset")), dataset_names(_arg(args, "eval_dataset"))
     if not names:
         raise UserError("dataset: no dataset given; name one or more from dataset_info.json "
@@ -327,15 +281,13 @@ def get_dataset(args, tokenizer, template, stage: str) -> DatasetModule:
         "tokens": st["tokens"], "cutoff_len": cutoff,
         "train_samples": st["kept"], "eval_samples": est["kept"] if est else 0,
         "train_rows": st["rows"], "eval_rows": est["rows"] if est else 0,
-        "packing": bool(_arg(args, "packing", False) or _arg(args, "neat_packing", False)) and stage in ("pt", "sft"),
+        "packing": P.options(args).packing and packs,
         "template": template.name, "seconds": round(time.time() - t0, 2),
     }
-    for k in ("fill", "packed_from", "split_texts"):
+    for k in ("fill", "packed_from", "split_texts", "desirable", "undesirable"):  # what the stage's finish adds
         if k in st:
             stats[k] = st[k]
-    if "desirable" in st:  # kto: how the training labels are balanced (kto_chosen_weight / kto_rejected_weight)
-        stats["desirable"], stats["undesirable"] = st["desirable"], st["rows"] - st["desirable"]
-    _check_cut(stats, stage)
+    _check_cut(stats)
     stats["summary"] = summary(stats)
     try:
         with _quiet():
@@ -348,17 +300,17 @@ def get_dataset(args, tokenizer, template, stage: str) -> DatasetModule:
     return DatasetModule(train, ev, stats)
 
 
-def _check_cut(stats: dict, stage: str) -> None:
+def _check_cut(stats: dict) -> None:
     if stats["kept"] == 0:
         raise UserError(f"dataset: no usable samples in {', '.join(stats['datasets'])} ({stats['total']} read, "
                         f"{stats['dropped']} skipped: {stats['dropped_reasons']}). Check the columns mapping.")
-    if stage != "pt" and stats["truncated"] == stats["kept"]:
+    if stats["truncated"] == stats["kept"]:  # pt splits long texts instead: it never counts one as truncated
         raise UserError(
             f"cutoff_len: every sample is cut by cutoff_len={stats['cutoff_len']}: {stats['kept']} samples, "
             f"lengths p50 {stats['p50']} / p95 {stats['p95']} / max {stats['max_len']} tokens. "
             f"Raise cutoff_len to {stats['max_len']} to keep every sample whole (at least {stats['p95']}), "
             "or use shorter samples.")
-    if stage != "pt" and stats["truncated"] > 0.1 * stats["kept"]:
+    if stats["truncated"] > 0.1 * stats["kept"]:
         log.warning("cutoff_len=%d cuts %d of %d samples (p95 length %d, max %d); consider cutoff_len=%d",
                     stats["cutoff_len"], stats["truncated"], stats["kept"], stats["p95"], stats["max_len"],
                     stats["max_len"])

@@ -14,13 +14,47 @@ kto: the same strings for one answer (completion) and its desirable/undesirable 
 rm:  token ids for trl's RewardTrainer: chosen_ids / rejected_ids = prompt + answer, cut to cutoff_len here
      (the trainer would drop a pair that is too long instead of cutting it).
 mark_trained: one record split into trained / untrained text, from the same encoders (the previews).
+
+Each stage's record (engine.train.stages) names its functions here: `*_chunk(batch, tokenizer, template, opts)`
+over a chunk of records (run in worker processes when the data is large), `finish_*(columns, opts)` -> (the
+trainer's dataset columns, stats), `mark_*` for the previews and `*_lengths` for the estimate.
 """
 from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
 
 from .collator import IGNORE
 
 # Columns added during tokenisation for the stats, removed before the dataset is returned.
 LEN, TRUNC, TOKENS = "_full_len", "_truncated", "_tokens"
+SPLIT = "_split"  # pt: a text longer than cutoff_len goes on in the next chunk (nothing is lost, nothing is cut)
+
+
+@dataclass(frozen=True)
+class Options:
+    """The data arguments tokenisation reads (engine.args names); picklable for the worker processes."""
+    cutoff_len: int = 1024
+    train_on_prompt: bool = False
+    mask_history: bool = False
+    packing: bool = False
+    seed: int = 42
+
+
+def options(args) -> Options:
+    from .records import arg
+    return Options(cutoff_len=int(arg(args, "cutoff_len", 1024)),
+                   train_on_prompt=bool(arg(args, "train_on_prompt", False)),
+                   mask_history=bool(arg(args, "mask_history", False)),
+                   packing=bool(arg(args, "packing", False) or arg(args, "neat_packing", False)),
+                   seed=int(arg(args, "seed", 42)))
+
+
+def as_columns(rows: list[dict]) -> dict[str, list]:
+    """Records -> one batch of columns (rows of several datasets may differ in keys: tools)."""
+    keys = dict.fromkeys(k for r in rows for k in r)
+    return {key: [r.get(key) for r in rows] for key in keys}
 
 
 def fit_budget(lp: int, lr: int, budget: int) -> tuple[int, int]:
@@ -82,13 +116,14 @@ def pt_texts(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
     """Each text -> ids (+ bos when the tokenizer adds one) + eos, cut into chunks of <= cutoff_len."""
     bos = template.bos_ids(tokenizer)
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    out: dict[str, list] = {"input_ids": [], LEN: [], TRUNC: []}
+    out: dict[str, list] = {"input_ids": [], LEN: [], TRUNC: [], SPLIT: []}
     for text in batch["text"]:
         ids = bos + tokenizer.encode(text, add_special_tokens=False) + eos
         for k in range(0, len(ids), cutoff_len):
             out["input_ids"].append(ids[k:k + cutoff_len])
             out[LEN].append(len(ids) if k == 0 else 0)  # the text's length counted once
-            out[TRUNC].append(len(ids) > cutoff_len)
+            out[TRUNC].append(False)
+            out[SPLIT].append(len(ids) > cutoff_len)
     return out
 
 
@@ -153,9 +188,10 @@ def kto_batch(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
 
 def rm_batch(batch: dict, tokenizer, template, cutoff_len: int) -> dict:
     out: dict[str, list] = {"chosen_ids": [], "rejected_ids": [], LEN: [], TRUNC: [], TOKENS: []}
-    for system, messages, chosen, rejected in zip(batch["system"], batch["messages"], batch["chosen"],
-                                                  batch["rejected"]):
-        prompt = template.render(messages, system or None)
+    tools = batch.get("tools") or [None] * len(batch["messages"])
+    for system, messages, chosen, rejected, tl in zip(batch["system"], batch["messages"], batch["chosen"],
+                                                      batch["rejected"], tools):
+        prompt = template.render(messages, system or None, tools=tl or None)  # as dpo_batch: the same pairs
         c = tokenizer.encode(template.render_response(chosen), add_special_tokens=False)
         r = tokenizer.encode(template.render_response(rejected), add_special_tokens=False)
         _, p_ids, lp = _fit_prompt(tokenizer, prompt, max(len(c), len(r)), cutoff_len)
@@ -194,28 +230,38 @@ DESIRABLE, UNDESIRABLE = "desirable", "undesirable"  # kto: the one answer, by i
 
 def mark_trained(row: dict, stage: str, tokenizer, template, args) -> list[tuple[str, str | None]]:
     """One record of load_records as the model sees it with the cutoff_len / train_on_prompt / mask_history of
-    `args`: [(text, kind)], kind TRAINED where tokens have labels and None where not; dpo: the prompt (None), its
-    CHOSEN answer, then the prompt again and its REJECTED answer; kto: the prompt, then its answer as DESIRABLE or
-    UNDESIRABLE. What the web UI's and the inspector's previews show."""
-    from .records import arg
-    cutoff_len = int(arg(args, "cutoff_len", 1024))
-    train_on_prompt, mask_history = bool(arg(args, "train_on_prompt", False)), bool(arg(args, "mask_history", False))
-    if stage == "pt":
-        ids = pt_texts({"text": [row["text"]]}, tokenizer, template, cutoff_len)["input_ids"][0]
-        return [(tokenizer.decode(ids, skip_special_tokens=False), TRAINED)]
-    if stage == "kto":
-        out = kto_batch({"system": [row.get("system") or ""], "messages": [row["messages"]],
-                         "completion": [row["completion"]], "label": [row["label"]]}, tokenizer, template, cutoff_len)
-        return [(out["prompt"][0], None), (out["completion"][0], DESIRABLE if row["label"] else UNDESIRABLE)]
-    if stage in ("dpo", "rm"):  # rm reads the same pairs
-        out = dpo_batch({"system": [row.get("system") or ""], "messages": [row["messages"]],
-                         "chosen": [row["chosen"]], "rejected": [row["rejected"]], "tools": [row.get("tools")]},
-                        tokenizer, template, cutoff_len)
-        prompt = out["prompt"][0]
-        return [(prompt, None), (out["chosen"][0], CHOSEN), ("\n", None), (prompt, None),
-                (out["rejected"][0], REJECTED)]
-    enc = encode_sft(row["messages"], row.get("system") or "", tokenizer, template, cutoff_len,
-                     train_on_prompt, mask_history, row.get("tools"))
+    `args`: [(text, kind)], kind TRAINED where tokens have labels and None where not; pairs (dpo, rm): the prompt
+    (None), its CHOSEN answer, then the prompt again and its REJECTED answer; kto: the prompt, then its answer as
+    DESIRABLE or UNDESIRABLE. What the web UI's and the inspector's previews show (the stage's `mark`)."""
+    from ..train.stages import get_stage
+    return get_stage(stage).mark(row, tokenizer, template, options(args))
+
+
+def _one(row: dict, *keys: str) -> dict:
+    """One record as a batch of one (the previews)."""
+    return {k: [row.get(k) if k != "system" else row.get("system") or ""] for k in keys}
+
+
+def mark_pt(row: dict, tokenizer, template, opts: Options) -> list[tuple[str, str | None]]:
+    ids = pt_texts({"text": [row["text"]]}, tokenizer, template, opts.cutoff_len)["input_ids"][0]
+    return [(tokenizer.decode(ids, skip_special_tokens=False), TRAINED)]
+
+
+def mark_kto(row: dict, tokenizer, template, opts: Options) -> list[tuple[str, str | None]]:
+    out = kto_batch(_one(row, "system", "messages", "completion", "label"), tokenizer, template, opts.cutoff_len)
+    return [(out["prompt"][0], None), (out["completion"][0], DESIRABLE if row["label"] else UNDESIRABLE)]
+
+
+def mark_pairs(row: dict, tokenizer, template, opts: Options) -> list[tuple[str, str | None]]:
+    out = dpo_batch(_one(row, "system", "messages", "chosen", "rejected", "tools"), tokenizer, template,
+                    opts.cutoff_len)
+    prompt = out["prompt"][0]
+    return [(prompt, None), (out["chosen"][0], CHOSEN), ("\n", None), (prompt, None), (out["rejected"][0], REJECTED)]
+
+
+def mark_sft(row: dict, tokenizer, template, opts: Options) -> list[tuple[str, str | None]]:
+    enc = encode_sft(row["messages"], row.get("system") or "", tokenizer, template, opts.cutoff_len,
+                     opts.train_on_prompt, opts.mask_history, row.get("tools"))
     spans: list[tuple[str, str | None]] = []
     cur: list[int] = []
     state = None
@@ -229,3 +275,106 @@ def mark_trained(row: dict, stage: str, tokenizer, template, args) -> list[tuple
     if cur:
         spans.append((tokenizer.decode(cur, skip_special_tokens=False), TRAINED if state else None))
     return spans
+
+
+def sft_target(row: dict) -> tuple[str, str]:
+    """(the prompt, the answer trained on it); the same question with other tools is another prompt."""
+    q = json.dumps([row.get("system") or "", row["messages"][:-1], row.get("tools")], sort_keys=True,
+                   ensure_ascii=False)
+    return q, row["messages"][-1]["content"]
+
+
+# ---------------------------------------------------------------- per stage: chunks of records -> columns
+def pt_chunk(batch: dict, tokenizer, template, opts: Options) -> dict:
+    return pt_texts(batch, tokenizer, template, opts.cutoff_len)
+
+
+def sft_chunk(batch: dict, tokenizer, template, opts: Options) -> dict:
+    return sft_batch(batch, tokenizer, template, opts.cutoff_len, opts.train_on_prompt, opts.mask_history)
+
+
+def rm_chunk(batch: dict, tokenizer, template, opts: Options) -> dict:
+    return rm_batch(batch, tokenizer, template, opts.cutoff_len)
+
+
+def dpo_chunk(batch: dict, tokenizer, template, opts: Options) -> dict:
+    return dpo_batch(batch, tokenizer, template, opts.cutoff_len)
+
+
+def kto_chunk(batch: dict, tokenizer, template, opts: Options) -> dict:
+    return kto_batch(batch, tokenizer, template, opts.cutoff_len)
+
+
+# ---------------------------------------------------------------- per stage: all columns -> dataset + stats
+def _columns(cols: dict, keys: tuple[str, ...]) -> tuple[dict, dict]:
+    """A trl stage's dataset: its columns as they are (trl batches them), with the length stats."""
+    st = length_stats(cols[LEN], cols[TRUNC], cols[TOKENS])
+    data = {k: cols[k] for k in keys}
+    return data, {**st, "rows": len(data[keys[0]])}
+
+
+def finish_rm(cols: dict, opts: Options) -> tuple[dict, dict]:
+    return _columns(cols, ("chosen_ids", "rejected_ids"))
+
+
+def finish_dpo(cols: dict, opts: Options) -> tuple[dict, dict]:
+    return _columns(cols, ("prompt", "chosen", "rejected"))
+
+
+def finish_kto(cols: dict, opts: Options) -> tuple[dict, dict]:
+    # trl's KTOTrainer reads batches in order (each answer's KL pair is its batch neighbour), so the desirable
+    # and undesirable answers are mixed here, reproducibly
+    order = list(range(len(cols["label"])))
+    random.Random(opts.seed).shuffle(order)
+    data, st = _columns({k: [v[i] for i in order] for k, v in cols.items()}, ("prompt", "completion", "label"))
+    st["desirable"] = sum(data["label"])  # how the labels are balanced (kto_chosen_weight / kto_rejected_weight)
+    st["undesirable"] = st["rows"] - st["desirable"]
+    return data, st
+
+
+def finish_sft(cols: dict, opts: Options) -> tuple[dict, dict]:
+    st = length_stats(cols[LEN], cols[TRUNC], cols[TOKENS])
+    return _causal(list(zip(cols["input_ids"], cols["labels"])), opts, st)
+
+
+def finish_pt(cols: dict, opts: Options) -> tuple[dict, dict]:
+    st = length_stats(cols[LEN], cols[TRUNC])
+    st["split_texts"] = sum(1 for s, n in zip(cols[SPLIT], cols[LEN]) if s and n)
+    seqs = cols["input_ids"] if opts.packing else pt_blocks(cols["input_ids"], opts.cutoff_len)
+    st["tokens"] = sum(len(s) - 1 for s in seqs)
+    return _causal([(s, s) for s in seqs], opts, st)
+
+
+def _causal(examples: list[tuple[list[int], list[int]]], opts: Options, st: dict) -> tuple[dict, dict]:
+    """(input_ids, labels) examples -> the Trainer's rows: packed (position_ids restart per example) or one example
+    a row with its attention mask; with how much of the rows x cutoff_len grid is data."""
+    if opts.packing:
+        from .collator import pack_rows
+        rows = pack_rows([{"input_ids": i, "labels": l} for i, l in examples], opts.cutoff_len)
+        st["packed_from"] = len(examples)
+        data = {k: [r[k] for r in rows] for k in ("input_ids", "labels", "position_ids")}
+    else:
+        data = {"input_ids": [i for i, _ in examples], "attention_mask": [[1] * len(i) for i, _ in examples],
+                "labels": [l for _, l in examples]}
+    n = len(data["input_ids"])
+    st["rows"] = n
+    if n:
+        st["fill"] = round(sum(len(x) for x in data["input_ids"]) / (n * opts.cutoff_len), 3)
+    return data, st
+
+
+# ---------------------------------------------------------------- per stage: tokens per row (the estimate)
+def ids_lengths(train, stats: dict, cutoff_len: int) -> tuple[list[int], int]:
+    lengths = [len(x) for x in train["input_ids"]]
+    return lengths, max(lengths) if lengths else 0
+
+
+def pair_ids_lengths(train, stats: dict, cutoff_len: int) -> tuple[list[int], int]:
+    """rm: pairs arrive tokenised and cut; the longer of the two sequences per row."""
+    lengths = [max(len(c), len(r)) for c, r in zip(train["chosen_ids"], train["rejected_ids"])]
+    return lengths, max(lengths) if lengths else 0
+
+
+def stats_lengths(train, stats: dict, cutoff_len: int) -> tuple[list[int], int]:
+    """Strings trl tokenises later: prompt + (longer) answer per row, from the stats."""
+    return [int(stats.get("mean_len", 0))] * len(train), min(int(stats.get("max_len", 0)), cutoff_len)

@@ -19,9 +19,8 @@ from ..args import values_of
 from ..utils import UserError
 from .converters import Invalid, convert_indexed, convert_row, replace_identity
 from .readers import read_records
-from .registry import DatasetAttr, data_kind, dataset_stage, load_dataset_info
-
-STAGES = ("pt", "sft", "rm", "dpo", "kto")
+from .registry import DatasetAttr, dataset_stage, load_dataset_info
+from ..train.stages import get_stage
 
 
 def arg(args, name: str, default=None):
@@ -58,7 +57,7 @@ def resolve(names: list[str], info: dict[str, DatasetAttr], dataset_dir, stage: 
     out = []
     for n in names:
         if n not in info:
-            fit = [k for k, a in info.items() if dataset_stage(a) == data_kind(stage)]
+            fit = [k for k, a in info.items() if dataset_stage(a) == get_stage(stage).data]
             close = difflib.get_close_matches(n, list(info), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise UserError(f"dataset: unknown dataset {n!r} (not in {Path(dataset_dir) / 'dataset_info.json'}).{hint} "
@@ -71,8 +70,7 @@ def load_records(args, stage: str | None = None, names=None, *, keep_raw: bool =
     """The records of `names` (default: args.dataset) for `stage` (default: args.stage), as training sees them.
     Raises UserError naming the dataset when one is unknown, empty, of another stage or has no usable record."""
     stage = stage or arg(args, "stage", "sft")
-    if stage not in STAGES:
-        raise UserError(f"stage: {stage!r} is not one of {', '.join(STAGES)}.")
+    kind = get_stage(stage).data  # an unknown stage is refused here
     names = dataset_names(arg(args, "dataset") if names is None else names)
     if not names:
         raise UserError("dataset: no dataset given; name one or more from dataset_info.json "
@@ -92,12 +90,12 @@ def load_records(args, stage: str | None = None, names=None, *, keep_raw: bool =
         if max_samples:
             order = order[:max_samples]
         rows = [raw[i] for i in order]
-        conv, kept, skipped = convert_indexed(attr, rows, stage)
+        conv, kept, skipped = convert_indexed(attr, rows, kind, stage)
         if not conv:
             reasons = "; ".join(f"{c} x {r}" for r, c in skipped.most_common(3))
             where = attr.path() or attr.hf_hub_url or attr.ms_hub_url
             raise UserError(f"dataset {attr.name!r} ({where}): none of its {len(rows)} samples is usable ({reasons}; "
-                            f"the first is record {_first_invalid(attr, rows, stage)}). Check its formatting "
+                            f"the first is record {_first_invalid(attr, rows, kind)}). Check its formatting "
                             f"({attr.formatting}) and columns/tags mapping in dataset_info.json.")
         out.rows += [replace_identity(r, name, author) for r in conv]
         out.sources += [(attr.name, order[k]) for k in kept]
@@ -117,11 +115,11 @@ def check_trainable(attr: DatasetAttr) -> None:
                         f"dataset_info.json); TuneBoard trains text-only models. Choose a text dataset.")
 
 
-def _first_invalid(attr: DatasetAttr, rows: list[dict], stage: str) -> int:
+def _first_invalid(attr: DatasetAttr, rows: list[dict], kind: str) -> int:
     """1-based number of the first record that cannot be converted (the line, in a JSON Lines file)."""
     for i, row in enumerate(rows, 1):
         try:
-            convert_row(attr, row, stage)
+            convert_row(attr, row, kind)
         except Invalid:
             return i
     return 0

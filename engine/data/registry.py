@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..train.stages import get_stage
 from ..utils import UserError, get_logger
 
 log = get_logger()
@@ -159,13 +160,9 @@ def load_dataset_info(dataset_dir: str | Path) -> dict[str, DatasetAttr]:
     return {str(name): _parse_entry(str(name), e, path, d) for name, e in data.items()}
 
 
-# Which kind of dataset each training stage reads: rm trains on the same preference pairs as dpo.
-STAGE_DATA = {"pt": "pt", "sft": "sft", "rm": "dpo", "dpo": "dpo", "kto": "kto"}
-
-
 def data_kind(stage: str) -> str:
-    """The dataset kind (a dataset_stage value) a training stage reads; unknown stages map to themselves."""
-    return STAGE_DATA.get(stage, stage)
+    """The dataset kind (a dataset_stage value) a training stage reads (its record in engine.train.stages)."""
+    return get_stage(stage).data
 
 
 def dataset_stage(attr: DatasetAttr) -> str:

@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 from ..config import load_config
+from ..train.stages import get_stage
 from ..utils import UserError
 from .words import t
 
@@ -68,16 +69,7 @@ def data_facts(ns) -> dict:
     data = get_dataset(ns, tok, template, ns.stage)
     train = data.train_dataset
     rows = len(train)
-    if ns.stage in ("dpo", "kto"):
-        # trl tokenises later: prompt + (longer) answer per row, from the stats
-        lengths = [int(data.stats.get("mean_len", 0))] * rows
-        longest = min(int(data.stats.get("max_len", 0)), ns.cutoff_len)
-    elif ns.stage == "rm":  # pairs arrive tokenised and cut: the longer of the two sequences per row
-        lengths = [max(len(c), len(r)) for c, r in zip(train["chosen_ids"], train["rejected_ids"])]
-        longest = max(lengths) if lengths else 0
-    else:
-        lengths = [len(x) for x in train["input_ids"]]
-        longest = max(lengths) if lengths else 0
+    lengths, longest = get_stage(ns.stage).lengths(train, data.stats, ns.cutoff_len)
     return {"stats": data.stats, "rows": rows, "eval_rows": len(data.eval_dataset) if data.eval_dataset else 0,
             "tokens_per_epoch": int(sum(lengths)), "trained_tokens_per_epoch": int(data.stats.get("tokens", 0)),
             "longest": int(longest), "template": template.name}
@@ -108,7 +100,7 @@ def param_facts(ns) -> dict:
 
     from ..models.loader import model_path
     path = model_path(ns)
-    reward = ns.stage == "rm"  # the backbone with a one-output score head instead of the LM head
+    reward = get_stage(ns.stage).reward_head  # the backbone with a one-output score head instead of the LM head
     try:
         cfg = AutoConfig.from_pretrained(path, trust_remote_code=bool(ns.trust_remote_code),
                                          **({"num_labels": 1} if reward else {}))
@@ -217,7 +209,7 @@ def memory(ns, p: dict, longest: int, device: str) -> dict:
         weights += p["total"] * (2 if half_load else 4)  # a frozen reference copy (LoRA uses the base itself)
     act_bytes = 2 if (ns.bf16 or ns.fp16) else 4
     # rm and dpo run chosen + rejected in one batch; kto's KL pass runs without gradients (nothing kept)
-    batch = ns.per_device_train_batch_size * (2 if ns.stage in ("rm", "dpo") else 1)
+    batch = ns.per_device_train_batch_size * get_stage(ns.stage).sequences
     tokens = batch * max(1, min(longest, ns.cutoff_len))
     per_layer = 7 * p["hidden"] + 3 * p["kv_dim"] + p["heads"] + 4 * p["intermediate"]
     if ns.gradient_checkpointing:
@@ -266,14 +258,13 @@ def quantized_bytes(p: dict, bits: int, double_quant: bool = True) -> float:
 
 def uses_reference(ns) -> bool:
     """A frozen reference model takes part: DPO-style losses (not ORPO / SimPO) and KTO."""
-    from ..train.dpo import REFERENCE_FREE
-    return ns.stage == "kto" or (ns.stage == "dpo" and ns.pref_loss not in REFERENCE_FREE)
+    return get_stage(ns.stage).reference(ns)
 
 
 def fused_lm_head(ns) -> bool:
     """trl's DPOTrainer and KTOTrainer compute log-probabilities through a tiled LM head; its ORPO / CPO
     trainers build the full logits."""
-    return uses_reference(ns)
+    return get_stage(ns.stage).tiled_head(ns)
 
 
 def device_memory() -> dict:

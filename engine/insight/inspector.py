@@ -9,12 +9,12 @@ resolve_template, processing), so the truncated / dropped counts here are the on
 """
 from __future__ import annotations
 
-import json
 import unicodedata
 from collections import Counter
 
 from ..config import load_config
 from ..data import processing as P
+from ..train.stages import get_stage
 from .words import t
 
 HIST_BINS = 20
@@ -56,15 +56,10 @@ def language_of(text: str) -> str:
 _ALPHABETS = ("latin", "cyrillic", "arabic", "other")
 
 
-def _text_of(row: dict, stage: str) -> str:
-    if stage == "pt":
-        return row["text"]
-    parts = [row.get("system") or ""] + [m["content"] for m in row["messages"]]
-    if stage == "dpo":
-        parts += [row["chosen"], row["rejected"]]
-    if stage == "kto":
-        parts.append(row["completion"])
-    return "\n".join(parts)
+def _text_of(row: dict) -> str:
+    """Every text of a standard record (engine.data.converters), whatever its kind; not the tool list."""
+    parts = [row["text"]] if "text" in row else [row.get("system") or ""] + [m["content"] for m in row["messages"]]
+    return "\n".join(parts + [row[k] for k in ("chosen", "rejected", "completion") if k in row])
 
 
 def _histogram(lengths: list[int], cutoff: int) -> list[dict]:
@@ -79,14 +74,13 @@ def _histogram(lengths: list[int], cutoff: int) -> list[dict]:
 
 def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sample: int = 0) -> dict:
     from ..data.records import duplicates, load_records
-    from ..data.registry import data_kind
     from ..data.templates import resolve_template
     from ..models.loader import load_tokenizer
 
     ns = load_config(None, dict(values), "train", finalize=False) if values is not None else \
         load_config(recipe, overrides or (), "train", finalize=False)
+    stage = get_stage(ns.stage)
     recs = load_records(ns, ns.stage)  # the records training will see
-    stage = data_kind(ns.stage)  # the kind of data the stage reads (rm reads dpo's pairs)
     rows, names = recs.rows, list(recs.report)
     dropped = Counter()
     for rep in recs.report.values():
@@ -98,40 +92,25 @@ def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sampl
     tpl = resolve_template(ns, tok)
     cutoff = int(ns.cutoff_len)
 
-    lengths, truncated = [], 0
-    for r in rows:
-        if stage == "pt":
-            ids = tpl.bos_ids(tok) + tok.encode(r["text"], add_special_tokens=False) + [tok.eos_token_id]
-            full = len(ids)
-            cut = False  # pre-training text is split into cutoff_len blocks, nothing is lost
-        elif stage == "dpo":
-            out = P.dpo_batch({"system": [r.get("system") or ""], "messages": [r["messages"]], "chosen": [r["chosen"]],
-                               "rejected": [r["rejected"]], "tools": [r.get("tools")]}, tok, tpl, cutoff)
-            full, cut = out[P.LEN][0], out[P.TRUNC][0]
-        elif stage == "kto":
-            out = P.kto_batch({"system": [r.get("system") or ""], "messages": [r["messages"]],
-                               "completion": [r["completion"]], "label": [r["label"]]}, tok, tpl, cutoff)
-            full, cut = out[P.LEN][0], out[P.TRUNC][0]
-        else:
-            e = P.encode_sft(r["messages"], r.get("system") or "", tok, tpl, cutoff, bool(ns.train_on_prompt),
-                             bool(ns.mask_history), r.get("tools"))
-            full, cut = e[P.LEN], e[P.TRUNC]
-        lengths.append(int(full))
-        truncated += bool(cut)
+    # the stage's own encoder: full length and whether cutoff_len cuts it, per record (pt: a long text is split,
+    # never cut; its continuation chunks have no length of their own)
+    cols = stage.batch(P.as_columns(rows), tok, tpl, P.options(ns)) if rows else {P.LEN: [], P.TRUNC: []}
+    measured = [(int(n), bool(c)) for n, c in zip(cols[P.LEN], cols[P.TRUNC]) if n > 0]
+    lengths = [n for n, _ in measured]
+    truncated = sum(c for _, c in measured)
     srt = sorted(lengths)
 
     dups = duplicates(recs)
     conflicts = 0
-    if stage == "sft":
+    if stage.target:  # one answer per prompt: the same prompt taught two answers
         answers: dict[str, set] = {}
         for r in rows:
-            q = json.dumps([r.get("system") or "", r["messages"][:-1], r.get("tools")], sort_keys=True,
-                           ensure_ascii=False)  # the same question with other tools is another prompt
-            answers.setdefault(q, set()).add(r["messages"][-1]["content"])
+            q, a = stage.target(r)
+            answers.setdefault(q, set()).add(a)
         conflicts = sum(1 for a in answers.values() if len(a) > 1)
     empty = Counter()
     for r in rows:
-        if stage == "pt":
+        if "messages" not in r:  # pre-training text
             continue
         if any(m["role"] == "user" and not m["content"].strip() for m in r["messages"]):
             empty["empty_prompt"] += 1
@@ -139,7 +118,7 @@ def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sampl
             empty["blank_system"] += 1
     for reason, c in dropped.items():
         empty[f"dropped: {reason}"] += c
-    langs = Counter(language_of(_text_of(r, stage)) for r in rows)
+    langs = Counter(language_of(_text_of(r)) for r in rows)
     idx = min(max(0, int(sample)), len(rows) - 1) if rows else 0
     return {
         "datasets": names, "stage": ns.stage, "template": tpl.name, "cutoff_len": cutoff,
@@ -157,7 +136,7 @@ def inspect_dataset(recipe=None, overrides=(), values: dict | None = None, sampl
         "empty_fields": dict(empty),
         "languages": dict(langs.most_common()),
         "sample_index": idx,
-        "sample": [[text, kind is not None] for text, kind in P.mark_trained(rows[idx], stage, tok, tpl, ns)]
+        "sample": [[text, kind is not None] for text, kind in P.mark_trained(rows[idx], ns.stage, tok, tpl, ns)]
         if rows else [],
     }
 

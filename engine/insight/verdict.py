@@ -29,6 +29,7 @@ import math
 from pathlib import Path
 
 from ..args import BY_NAME
+from ..train.stages import STAGES
 from . import facts as F
 from .runlog import Run, read_run
 from .words import t
@@ -158,9 +159,12 @@ def _ran_out(f: dict) -> bool:
     return (f.get("recent_lr_ratio") or 1.0) < LR_RAN_OUT and _falling(f, "recent_lr_", RAN_OUT_SHARE)
 
 
-# Stages whose loss is a preference / reward objective, not next-token cross-entropy: its level says nothing about
-# how much the model can still learn (a DPO loss starts at ln 2, a KTO loss near 0.5, a reward model's at ln 2).
-PAIRWISE_STAGES = ("rm", "dpo", "kto")
+def _preference_loss(cfg: dict) -> bool:
+    """The stage's loss is a preference / reward objective, not next-token cross-entropy: its level says nothing
+    about how much the model can still learn (a DPO loss starts at ln 2, a KTO loss near 0.5, a reward model's at
+    ln 2). A foreign run's unknown stage counts as cross-entropy."""
+    stage = STAGES.get(cfg.get("stage"))
+    return bool(stage and stage.preference_loss)
 
 
 def _plateau_high(f: dict) -> bool:
@@ -172,7 +176,7 @@ def _plateau_high(f: dict) -> bool:
 
 
 def _is_capacity_limit(f: dict, cfg: dict) -> str | None:
-    if cfg.get("stage") in PAIRWISE_STAGES or not _plateau_high(f):
+    if _preference_loss(cfg) or not _plateau_high(f):
         return None
     if (f.get("recent_lr_ratio") or 1.0) < LR_RAN_OUT:
         return None  # flat because the schedule ran out, not because the model is full

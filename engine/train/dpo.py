@@ -20,6 +20,12 @@ log = get_logger()
 REFERENCE_FREE = ("orpo", "simpo")
 
 
+def uses_reference(ns) -> bool:
+    """DPO, IPO and hinge compare with a frozen reference model (and compute log-probabilities through trl's
+    tiled LM head); ORPO and SimPO have none and build the full logits."""
+    return ns.pref_loss not in REFERENCE_FREE
+
+
 def config_class(ns):
     """The trl arguments class of this pref_loss."""
     loss = getattr(ns, "pref_loss", "sigmoid") if ns is not None else "sigmoid"

@@ -9,6 +9,7 @@ import torch
 from transformers import TrainerCallback
 
 from ..config import ConfigError
+from .stages import STAGES
 from ..utils import atomic_write_json, get_logger
 
 log = get_logger()
@@ -52,7 +53,8 @@ def apply_freeze(model, args):
 
 def _new_head(model, args):
     """The score head of a reward model (stage rm), which starts untrained; None for a causal LM."""
-    if getattr(args, "stage", None) != "rm":
+    stage = STAGES.get(getattr(args, "stage", None))
+    if not (stage and stage.reward_head):
         return None
     head = getattr(model, "score", None)
     return head if isinstance(head, torch.nn.Module) else None

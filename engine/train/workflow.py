@@ -17,7 +17,7 @@ from . import rundir
 from .best import best_metrics, best_model_args, early_stopping
 from .callbacks import GracefulStop, RunLogCallback
 from .extra import build
-from .stages import config_class, stage_module
+from .stages import config_class, get_stage, stage_module
 from ..args import ARGS, Namespace
 from ..config import ConfigError, compat_notes, save_config
 from ..utils import UserError, atomic_write_json, device_info, get_logger, peak_rss_bytes
@@ -228,7 +228,7 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     # the arguments come first: with a ZeRO-3 DeepSpeed config they make from_pretrained load the weights
     # already partitioned across the GPUs instead of a full copy per process
     args = training_arguments(ns, prec, ns.stage)
-    model = load_model(ns, trainable=True, reward_head=ns.stage == "rm")
+    model = load_model(ns, trainable=True, reward_head=get_stage(ns.stage).reward_head)
     model = apply_method(model, ns)
     pissa_dir = None
     if _is_main():  # a resumed run keeps the initial adapter its first part saved
