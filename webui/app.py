@@ -17,7 +17,7 @@ CSS = """
 .tb-progress .tb-progress-text { position: relative; padding-left: 10px; line-height: 24px; font-size: 14px; }
 .tb-progress.tb-idle { display: none; }
 .tb-check { min-width: min(160px, 100%) !important; }
-.tb-invalid { outline: 2px solid #dc2626; border-radius: 6px; }
+.tb-invalid { box-shadow: inset 0 0 0 2px #dc2626 !important; border-radius: 6px; }
 .tb-invalid .info, .tb-invalid [data-testid="block-info"] + div { color: #dc2626 !important; }
 footer { display: none !important; }
 """
