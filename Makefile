@@ -7,13 +7,15 @@ PYTEST_ARGS ?=
 # The suite runs in this many pytest-xdist workers, a test file per worker at a time (`TEST_WORKERS=0`: one process).
 TEST_WORKERS ?= 2
 
-.PHONY: run test setup model browser bench clean-cache help reference-templates
+.PHONY: run test setup model browser bench bench-peer clean-cache help reference-templates gguf-converter
 
 help:
 	@echo "make run    set up (venv, packages, bundled model) and launch the web UI at http://127.0.0.1:7860"
 	@echo "make test   set up, then run the whole test suite on CPU"
 	@echo "make bench  training throughput benchmark (bench/)"
+	@echo "make bench-peer  TuneBoard at its defaults against LLaMA-Factory 0.9.5 (installs it into PEER_VENV)"
 	@echo "make reference-templates  fetch the official chat templates the template tests compare with"
+	@echo "make gguf-converter  fetch llama.cpp's GGUF converter (export_format=gguf does it on first use too)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,11 +59,24 @@ $(REF_STAMP): | $(PY)
 	rm -rf .cache/reference_sdist
 	touch $@
 
+# llama.cpp's convert_hf_to_gguf.py (+ conversion/, gguf-py/) from the same pinned sdist (engine/export_gguf.py
+# names the pin), into the ignored .cache/llama.cpp/; the GGUF export fetches it on first use when this was not run.
+gguf-converter: | $(PY)
+	$(PY) -m engine.export_gguf fetch
+
 run: setup
 	$(PY) app.py
 
-test: setup browser reference-templates
+test: setup browser reference-templates gguf-converter
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) bench/train_throughput.py
+
+# Side by side with LLaMA-Factory 0.9.5 (issue 18), never part of `make test`: the peer gets its own venv outside
+# the project (about 6.6 GB, installed once), runs only as a command; one table, exit 1 when a goal is missed.
+# On a shared machine: flock /work/locks/heavy.lock make bench-peer
+PEER_VENV ?= /work/peer/venv
+BENCH_PEER_ARGS ?=
+bench-peer: setup
+	$(PY) bench/peer.py --peer-venv $(PEER_VENV) $(BENCH_PEER_ARGS)

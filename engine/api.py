@@ -350,7 +350,7 @@ def create_app(engine, model_id: str | None = None, api_key: str | None = None,
         include_usage: bool = False
 
     class ChatRequest(BaseModel):
-        model_config = ConfigDict(extra="ignore")
+        model_config = ConfigDict(extra="ignore", allow_inf_nan=False)  # NaN is no temperature, not "above 2"
         model: str | None = None
         messages: list[Message] = Field(min_length=1)
         temperature: float | None = Field(None, ge=0, le=2)

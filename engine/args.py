@@ -17,6 +17,8 @@ Field meanings:
   read_by  for a train argument without `hf`: what reads it instead (READ_BY gives a group's default)
   preprocess  the value changes the tokenised data, so it is part of the preprocessing cache key
   choice_words  display names of the choices in English and Chinese (the stages' come from their records)
+  secret   a credential (hub_token): left out of saved recipes, previews and logs; a started run gets it through
+           its environment (SECRET_ENV), never on disk
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ class Arg:
     read_by: str = ""
     preprocess: bool = False
     choice_words: tuple = ()  # ((value, English, Chinese), ...): display names of the choices (the stages)
+    secret: bool = False      # a credential: never in a saved YAML, a preview or a log; a run gets it in its env
 
     @property
     def label_en(self) -> str:
@@ -74,6 +77,8 @@ class Arg:
 TRAIN, INFER, EXPORT = "train", "infer", "export"
 ALL = (TRAIN, INFER, EXPORT)
 TI = (TRAIN, INFER)
+AUGMENT = "augment"  # `tuneboard augment`: strict, it takes only its own arguments and they belong to it alone
+STRICT = (AUGMENT,)
 
 GROUPS = {  # order = order of accordions in the UI
     "model": ("Model", "模型"),
@@ -87,6 +92,7 @@ GROUPS = {  # order = order of accordions in the UI
     "distributed": ("Devices / DeepSpeed / nodes", "设备 / DeepSpeed / 多机"),
     "generation": ("Generation", "生成参数"),
     "export": ("Export", "导出"),
+    "augment": ("Augment a dataset", "数据增强"),
     "output": ("Output", "输出"),
 }
 
@@ -156,15 +162,15 @@ ARGS: list[Arg] = [
       "训练哪些参数。", "微调方法", choices=("lora", "freeze", "full"), commands=ALL, read_by="engine.train.methods"),
     # ---- data
     A("dataset", "list", None, "data", "Dataset name(s) from dataset_info.json; comma-separated.",
-      "dataset_info.json 中的数据集名称，可用逗号分隔多个。", "数据集", commands=TI, nullable=True),
+      "dataset_info.json 中的数据集名称，可用逗号分隔多个。", "数据集", commands=TI + (AUGMENT,), nullable=True),
     A("eval_dataset", "list", None, "data", "Dataset(s) used for evaluation instead of a split of the training data.",
       "用于评估的数据集（替代从训练集划分）。", "评估数据集", commands=TI, nullable=True),
     A("dataset_dir", "str", "data", "data", "Folder holding dataset_info.json.",
-      "存放 dataset_info.json 的目录。", "数据目录", commands=TI),
+      "存放 dataset_info.json 的目录。", "数据目录", commands=TI + (AUGMENT,)),
     A("cutoff_len", "int", 1024, "data", "Maximum tokens per example after tokenisation.",
       "分词后每条样本的最大长度。", "截断长度", min=4, max=1_000_000, commands=TI, preprocess=True),
     A("max_samples", "int", None, "data", "Use at most this many samples of each dataset.",
-      "每个数据集最多使用的样本数。", "最大样本数", min=1, commands=TI, nullable=True, preprocess=True),
+      "每个数据集最多使用的样本数。", "最大样本数", min=1, commands=TI + (AUGMENT,), nullable=True, preprocess=True),
     A("val_size", "float", 0.0, "data",
       "Held-out validation part of the training data: a fraction (<1) or a number of samples (>=1).",
       "验证集大小：小于 1 为比例，大于等于 1 为样本数。", "验证集比例", min=0.0, max=1e9, preprocess=True),
@@ -175,6 +181,12 @@ ARGS: list[Arg] = [
     A("packing", "bool", False, "data",
       "Pack several examples into one sequence (no attention across examples). Faster on short data.",
       "将多条样本拼接为一个序列（样本间不互相注意），短样本时更快。", "序列打包", stages=tuple(n for n, s in STAGES.items() if s.packs), preprocess=True),
+    A("padding_free", "bool", True, "data",
+      "Each batch's examples in one row without padding, attention kept within each example (position ids restart "
+      "per example): the same steps and loss as padded batches, no compute spent on padding.",
+      "每个批次的样本拼成一行、不填充，注意力仅在各样本内部（位置编号按样本重新开始）：步数和损失与填充批次相同，"
+      "不在填充上浪费计算。", "无填充批次", stages=tuple(n for n, s in STAGES.items() if s.packs),
+      read_by="engine.train.sft (the collator: one row per batch, position ids per example)"),
     A("neat_packing", "bool", False, "data", "LLaMA-Factory name for packing without cross-attention; same as packing.",
       "LLaMA-Factory 中的无交叉注意力打包，等同 packing。", compat=True, ui=False, preprocess=True),
     A("identity_name", "str", "Tuney", "data", "Replaces {{name}} in the identity dataset.",
@@ -205,10 +217,18 @@ ARGS: list[Arg] = [
       "预热步数（大于 0 时覆盖预热比例）。", "预热步数", min=0, max=1e9, hf="warmup_steps"),
     A("max_grad_norm", "float", 1.0, "train", "Gradient clipping norm; 0 disables clipping.",
       "梯度裁剪阈值，0 表示不裁剪。", "最大梯度范数", min=0.0, max=1e6, hf="max_grad_norm"),
-    A("bf16", "bool", False, "train", "bfloat16 mixed precision (falls back to fp32 where unsupported).",
-      "使用 bfloat16 混合精度（不支持时回退 fp32）。", "bf16", hf="bf16"),
-    A("fp16", "bool", False, "train", "float16 mixed precision (CUDA only; falls back to fp32 on CPU).",
-      "使用 float16 混合精度（仅 CUDA，CPU 上回退 fp32）。", "fp16", hf="fp16"),
+    A("precision", "str", "auto", "train",
+      "Compute type. auto: training takes what the hardware runs natively (bf16 on GPUs that support it, else fp16; "
+      "bf16 autocast on CPUs with AVX512-BF16 / AMX; fp32 on other CPUs), chat keeps fp32 on CPU. A type the device "
+      "cannot run falls back to fp32.",
+      "计算类型。auto：训练使用硬件原生支持的类型（支持 bf16 的 GPU 用 bf16，否则 fp16；有 AVX512-BF16 / AMX 的 CPU 用 "
+      "bf16 自动混合精度；其它 CPU 用 fp32），CPU 上对话保持 fp32。设备不支持的类型回退 fp32。", "计算类型",
+      choices=("auto", "fp32", "bf16", "fp16"), commands=ALL,
+      read_by="engine.precision (what auto picks; the Trainer's bf16 / fp16 and the load dtype follow it)"),
+    A("bf16", "bool", False, "train", "LLaMA-Factory's name for precision=bf16 (bfloat16 mixed precision).",
+      "LLaMA-Factory 中的 bf16，等同 precision=bf16（bfloat16 混合精度）。", "bf16", hf="bf16"),
+    A("fp16", "bool", False, "train", "LLaMA-Factory's name for precision=fp16 (float16 mixed precision, CUDA only).",
+      "LLaMA-Factory 中的 fp16，等同 precision=fp16（float16 混合精度，仅 CUDA）。", "fp16", hf="fp16"),
     # ---- extra training
     A("weight_decay", "float", 0.0, "extra", "AdamW weight decay.", "权重衰减。", "权重衰减", min=0.0, max=10.0,
       hf="weight_decay"),
@@ -216,9 +236,12 @@ ARGS: list[Arg] = [
       choices=("adamw_torch", "adamw_torch_fused", "sgd", "adafactor"), hf="optim"),
     A("seed", "int", 42, "extra", "Random seed (data split, shuffling, initialisation).",
       "随机种子（数据划分、打乱、初始化）。", "随机种子", min=0, max=2**32 - 1, commands=TI, hf="seed", preprocess=True),
-    A("gradient_checkpointing", "bool", False, "extra", "Recompute activations to save memory (slower).",
-      "重计算激活以节省显存（更慢）。", "梯度检查点",
-      read_by="engine.train.methods (non-reentrant activation checkpointing on the model)"),
+    A("gradient_checkpointing", "bool", False, "extra",
+      "Recompute activations to save memory (slower). Left unset, it turns on by itself only when the memory "
+      "estimate says the run would not fit without it.",
+      "重计算激活以节省显存（更慢）。未设置时，仅当内存预估显示不开启就放不下时自动开启。", "梯度检查点",
+      read_by="engine.train.methods (non-reentrant activation checkpointing on the model); workflow turns it on "
+              "when the estimate says the run would not fit"),
     A("logging_steps", "int", 5, "extra", "Write a log line every N steps.", "每 N 步记录一次日志。",
       "日志间隔", min=1, max=1e6, hf="logging_steps"),
     A("save_steps", "int", 100, "extra", "Save a checkpoint every N steps.", "每 N 步保存一次检查点。",
@@ -230,8 +253,8 @@ ARGS: list[Arg] = [
     A("eval_strategy", "str", None, "extra", "When to evaluate: no, steps or epoch (default: steps when a validation set exists).",
       "评估时机：no、steps 或 epoch（有验证集时默认 steps）。", "评估策略",
       choices=("no", "steps", "epoch"), nullable=True, hf="eval_strategy"),
-    A("eval_steps", "int", None, "extra", "Evaluate every N steps (default: save_steps).",
-      "每 N 步评估一次（默认同保存间隔）。", "评估间隔", min=1, max=1e9, nullable=True, hf="eval_steps"),
+    A("eval_steps", "int", None, "extra", "Evaluate every N steps (default: every tenth of the run).",
+      "每 N 步评估一次（默认每训练十分之一评估一次）。", "评估间隔", min=1, max=1e9, nullable=True, hf="eval_steps"),
     A("per_device_eval_batch_size", "int", 4, "extra", "Examples per device per evaluation step.",
       "评估时每个设备的样本数。", "评估批大小", min=1, max=4096, commands=TI, hf="per_device_eval_batch_size"),
     A("dataloader_num_workers", "int", 0, "extra", "Data loader worker processes.", "数据加载进程数。",
@@ -323,6 +346,15 @@ ARGS: list[Arg] = [
       "KTO 中非期望回答（kto_tag 为 false）损失的权重。", "非期望样本权重", min=0.0, max=100.0, stages=("kto",),
       hf="undesirable_weight"),
     # ---- distributed
+    A("devices", "list", None, "distributed",
+      "Devices this run trains on: cpu, or GPU indices (0,1 as nvidia-smi numbers them); empty = every device the "
+      "process sees. Sets CUDA_VISIBLE_DEVICES for this run's processes alone.",
+      "本次运行使用的设备：cpu，或 GPU 序号（0,1，与 nvidia-smi 编号一致）；留空为进程可见的全部设备。仅对本次运行的进程设置 "
+      "CUDA_VISIBLE_DEVICES。", "设备", nullable=True,
+      read_by="engine.devices (the run's CUDA_VISIBLE_DEVICES, set by engine.runs and engine.train.launcher)"),
+    A("cpu_threads", "int", None, "distributed", "CPU threads of this run (OMP_NUM_THREADS); empty = every core.",
+      "本次运行的 CPU 线程数（OMP_NUM_THREADS）；留空为全部核心。", "CPU 线程数", min=1, max=4096, nullable=True,
+      read_by="engine.devices (the run's OMP_NUM_THREADS / torch threads)"),
     A("nproc_per_node", "int", 1, "distributed", "Processes (devices) per node; >1 launches torchrun.",
       "每个节点的进程（设备）数；大于 1 时使用 torchrun 启动。", "每节点进程数", min=1, max=1024),
     A("nnodes", "int", 1, "distributed", "Number of nodes.", "节点数量。", "节点数", min=1, max=10000),
@@ -331,13 +363,22 @@ ARGS: list[Arg] = [
     A("master_port", "int", 29500, "distributed", "Port of node 0.", "主节点端口。", "主节点端口", min=1, max=65535),
     A("deepspeed", "str", None, "distributed", "DeepSpeed JSON config (see examples/deepspeed/).",
       "DeepSpeed 配置文件（见 examples/deepspeed/）。", "DeepSpeed 配置", nullable=True, hf="deepspeed"),
+    A("fsdp", "str", None, "distributed",
+      "FSDP2 (PyTorch fully_shard, through accelerate): shard the weights, gradients and optimizer states over the "
+      "processes. full_shard: everything sharded, gathered per layer (least memory); shard_grad_op: weights stay "
+      "gathered between forward and backward (faster, more memory); offload: full_shard with the shards kept in host "
+      "memory. Empty = plain data parallel (or DeepSpeed).",
+      "FSDP2（PyTorch fully_shard，经 accelerate）：把权重、梯度和优化器状态切分到各进程。full_shard：全部切分，逐层"
+      "收集（最省内存）；shard_grad_op：前向到反向之间保留完整权重（更快、更占内存）；offload：full_shard 且分片放在"
+      "主机内存。留空为普通数据并行（或 DeepSpeed）。", "FSDP 模式",
+      choices=("full_shard", "shard_grad_op", "offload"), nullable=True, hf="fsdp"),
     # ---- generation (chat / eval / api)
     A("max_new_tokens", "int", 512, "generation", "Maximum tokens generated per answer.",
-      "每次回答最多生成的 token 数。", "最大生成长度", min=1, max=1_000_000, commands=(INFER,)),
+      "每次回答最多生成的 token 数。", "最大生成长度", min=1, max=1_000_000, commands=(INFER, AUGMENT)),
     A("do_sample", "bool", True, "generation", "Sample (otherwise greedy decoding).", "采样解码（否则贪心）。",
       "采样", commands=(INFER,)),
     A("temperature", "float", 0.95, "generation", "Sampling temperature.", "采样温度。", "温度",
-      min=0.0, max=10.0, commands=(INFER,)),
+      min=0.0, max=10.0, commands=(INFER, AUGMENT)),
     A("top_p", "float", 0.7, "generation", "Nucleus sampling probability mass.", "核采样概率阈值。",
       "Top-p 核采样阈值", min=0.0, max=1.0, commands=(INFER,)),
     A("top_k", "int", 50, "generation", "Sample among the k most likely tokens.", "仅从概率最高的 k 个 token 中采样。",
@@ -351,11 +392,64 @@ ARGS: list[Arg] = [
       "分片大小 (GB)", min=1, max=1000, commands=(EXPORT,)),
     A("export_dtype", "str", "auto", "export", "dtype of the exported weights.", "导出权重的数据类型。",
       "导出数据类型", choices=("auto", "float32", "float16", "bfloat16"), commands=(EXPORT,)),
+    # ---- augment (`tuneboard augment`, the web UI's Data tab): N rewrites of each record by an OpenAI-style endpoint
+    A("base_url", "str", "http://127.0.0.1:8000/v1", "augment",
+      "OpenAI-compatible endpoint that writes the new records (`tuneboard api` serves one at this default).",
+      "生成新样本的 OpenAI 兼容接口地址（`tuneboard api` 默认即此地址）。", "接口地址", commands=(AUGMENT,),
+      read_by="engine.data.augment"),
+    A("model", "str", None, "augment", "Model name the endpoint serves (its /v1/models lists them).",
+      "接口提供的模型名称（见其 /v1/models）。", "模型名称", nullable=True, commands=(AUGMENT,),
+      read_by="engine.data.augment"),
+    A("n", "int", 2, "augment", "New records asked for per record of the dataset.", "每条样本生成的新样本数。",
+      "每条生成数", min=1, max=1000, commands=(AUGMENT,), read_by="engine.data.augment"),
+    A("prompt", "str", None, "augment",
+      "File with the prompt template; {record} stands for the record as JSON. Empty = the built-in template.",
+      "提示词模板文件，{record} 代表 JSON 格式的样本；留空使用内置模板。", "提示词模板文件", nullable=True,
+      commands=(AUGMENT,), ui=False, read_by="engine.data.augment (the web UI edits the template text itself)"),
+    A("output", "str", None, "augment",
+      "Name of the new dataset (default <dataset>_aug); an existing dataset is never replaced.",
+      "新数据集名称（默认 <数据集>_aug）；已有数据集不会被覆盖。", "新数据集名称", nullable=True, commands=(AUGMENT,),
+      read_by="engine.data.augment"),
+    A("workers", "int", 4, "augment", "Requests in flight at once.", "同时进行的请求数。", "并发请求数",
+      min=1, max=256, commands=(AUGMENT,), read_by="engine.data.augment"),
+    A("retries", "int", 3, "augment", "Retries of a request that failed (timeout, 429, 5xx) before it counts as failed.",
+      "请求失败（超时、429、5xx）后的重试次数，之后计为失败。", "重试次数", min=0, max=20, commands=(AUGMENT,),
+      read_by="engine.data.augment"),
+    A("request_timeout", "float", 120.0, "augment", "Seconds one request may take.", "单个请求的超时秒数。",
+      "请求超时", min=1.0, max=3600.0, commands=(AUGMENT,), read_by="engine.data.augment"),
+    # the names are engine.export.FORMATS' (tests/test_export.py checks they agree)
+    A("export_format", "str", "safetensors", "export",
+      "What to write: safetensors (a transformers model folder) or gguf (one file for llama.cpp / Ollama / LM Studio, "
+      "with an Ollama Modelfile beside it).",
+      "导出格式：safetensors（transformers 模型目录）或 gguf（llama.cpp / Ollama / LM Studio 使用的单个文件，"
+      "附带 Ollama Modelfile）。", "导出格式", choices=("safetensors", "gguf"), commands=(EXPORT,)),
+    A("gguf_type", "str", "f16", "export",
+      "GGUF weight type: f16 / bf16 / f32 (exact), q8_0 (8-bit, about half of f16); the k-quants q4_k_m / q5_k_m / "
+      "q6_k need llama.cpp's quantizer (llama-quantize).",
+      "GGUF 权重类型：f16 / bf16 / f32（无损），q8_0（8 比特，约为 f16 的一半）；k-quant 类型 q4_k_m / q5_k_m / q6_k "
+      "需要 llama.cpp 的量化工具（llama-quantize）。", "GGUF 类型",
+      choices=("f16", "bf16", "f32", "q8_0", "q4_k_m", "q5_k_m", "q6_k"), commands=(EXPORT,),
+      read_by="engine.export_gguf (llama.cpp's converter, then llama-quantize for the k-quants)"),
+    A("export_hub_model_id", "str", None, "export",
+      "Upload the export to this hub repository (user/name) when set; created if missing.",
+      "设置后将导出结果上传到该模型仓库（用户名/仓库名），不存在时自动创建。", "上传仓库 ID", nullable=True,
+      commands=(EXPORT,), read_by="engine.hub_upload"),
+    A("export_hub", "str", "huggingface", "export", "The hub export_hub_model_id is on.",
+      "上传到的模型平台。", "上传平台", choices=("huggingface", "modelscope"), commands=(EXPORT,),
+      read_by="engine.hub_upload"),
+    A("export_hub_private", "bool", True, "export", "Create the hub repository as private.",
+      "以私有仓库创建。", "私有仓库", commands=(EXPORT,), read_by="engine.hub_upload"),
+    A("hub_token", "str", None, "export",
+      "Access token for the upload; empty = HF_TOKEN / MODELSCOPE_API_TOKEN or your saved login. Never saved.",
+      "上传使用的访问令牌；留空则使用 HF_TOKEN / MODELSCOPE_API_TOKEN 或已保存的登录。不会被保存。", "访问令牌",
+      nullable=True, commands=(EXPORT,), secret=True, read_by="engine.hub_upload"),
     # ---- output
     A("output_dir", "str", None, "output", "Run folder (default: saves/<model>/<method>/train_<time>).",
       "运行目录（默认 saves/<模型>/<方法>/train_<时间>）。", "输出目录", nullable=True, commands=TI, hf="output_dir"),
-    A("overwrite_output_dir", "bool", False, "output", "Allow writing into a folder that holds another run.",
-      "允许写入已有其它运行的目录。", "覆盖输出目录", read_by="workflow: refuses or clears an output_dir holding a run"),
+    A("overwrite_output_dir", "bool", False, "output",
+      "Allow writing into a folder that holds another run (train) or another export (export).",
+      "允许写入已有其它运行（训练）或其它导出结果（导出）的目录。", "覆盖输出目录", commands=(TRAIN, EXPORT),
+      read_by="workflow: refuses or clears an output_dir holding a run; engine.export: export_dir"),
     A("resume_from_checkpoint", "str", None, "output",
       "Checkpoint to resume from; `true`/`last` = the newest complete one in output_dir.",
       "续训的检查点；`true`/`last` 表示输出目录中最新的完整检查点。", "续训检查点", nullable=True,
@@ -409,6 +503,19 @@ ARGS: list[Arg] = [
       "LLaMA-Factory's Ray workers: ignored, Ray is not used; nproc_per_node=N trains on N devices with torchrun.",
       "LLaMA-Factory 的 Ray 进程数：此处忽略，不使用 Ray；nproc_per_node=N 用 torchrun 在 N 个设备上训练。",
       compat=True, ui=False),
+    # LLaMA-Factory's merge recipes (examples/merge_lora/*.yaml): accepted, each noted in the export's log
+    A("export_device", "str", "cpu", "export", "LLaMA-Factory's export_device: ignored, the merge runs on the CPU.",
+      "LLaMA-Factory 的 export_device：此处忽略，合并在 CPU 上进行。", compat=True, ui=False, commands=(EXPORT,)),
+    A("export_legacy_format", "bool", False, "export",
+      "LLaMA-Factory's export_legacy_format: ignored, weights are always written as safetensors (or GGUF).",
+      "LLaMA-Factory 的 export_legacy_format：此处忽略，权重总是保存为 safetensors（或 GGUF）。", compat=True,
+      ui=False, commands=(EXPORT,)),
+    *[A(k, t, None, "export", f"LLaMA-Factory's {k}: ignored, GPTQ export is not supported; for a smaller model "
+        "use export_format=gguf with gguf_type=q8_0 (or a k-quant).",
+        f"LLaMA-Factory 的 {k}：此处忽略，不支持 GPTQ 导出；需要更小的模型请用 export_format=gguf 与 gguf_type=q8_0"
+        "（或 k-quant 类型）。", compat=True, ui=False, nullable=True, commands=(EXPORT,))
+      for k, t in (("export_quantization_bit", "int"), ("export_quantization_dataset", "str"),
+                   ("export_quantization_nsamples", "int"), ("export_quantization_maxlen", "int"))],
     *[A(k, "str", None, "model", f"LLaMA-Factory's {k}: ignored, multimodal training is not supported.",
         f"LLaMA-Factory 的 {k}：此处忽略，不支持多模态训练。", compat=True, ui=False, nullable=True, commands=ALL)
       for k in ("image_max_pixels", "image_min_pixels", "video_max_pixels", "video_min_pixels", "video_fps",
@@ -416,6 +523,7 @@ ARGS: list[Arg] = [
 ]
 
 BY_NAME: dict[str, Arg] = {a.name: a for a in ARGS}
+SECRET_ENV = "TUNEBOARD_SECRET_"  # + NAME upper-cased: how a started run receives a secret argument
 assert len(BY_NAME) == len(ARGS), "duplicate argument name"
 
 

@@ -51,6 +51,11 @@ COMMANDS: dict[str, Command] = {
     "doctor": Command("engine.insight.doctor:run_cli", "judge a finished or running training run"),
     "download": Command("engine.models.download:run_cli",
                         "fetch a model from ModelScope or Hugging Face (or provision the bundled one)", argv="raw"),
+    "queue": Command("engine.runqueue:run_cli", "queue training runs: queue add recipe.yaml / list / cancel ID / move",
+                     argv="raw"),
+    "augment": Command("engine.data.augment:run_cli",
+                       "grow a dataset: N new records per record from an OpenAI-compatible endpoint "
+                       "(key: OPENAI_API_KEY)"),
     "env": Command("engine.env:print_env", "print versions and devices", argv="none"),
     "version": Command("engine.cli:print_version", "print the TuneBoard version", argv="none"),
 }

@@ -16,9 +16,10 @@ from typing import Any, Iterable
 
 import yaml
 
-from .args import ARGS, BY_NAME, Arg, Namespace
+from .args import ARGS, BY_NAME, STRICT, Arg, Namespace
+from .data import recipes
 from .train.stages import STAGES, get_stage
-from .utils import UserError
+from .utils import UserError, get_logger
 
 
 class ConfigError(UserError, ValueError):
@@ -195,6 +196,9 @@ def parse_overrides(items: Iterable[str]) -> dict[str, str]:
 
 def read_yaml(path: str | Path) -> dict:
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: this is a folder, not a config file; give the path of a .yaml file (for example "
+                          f"one in examples/).")
     if not p.is_file():
         raise ConfigError(f"{p}: no such config file.")
     try:
@@ -232,6 +236,12 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] | dict 
         arg = BY_NAME.get(key)
         if arg is None:
             raise ConfigError(f"{key}: unknown argument ({source}).{_suggest(key, command)}", key)
+        if command not in arg.commands and (command in STRICT or set(arg.commands) <= set(STRICT)):
+            if isinstance(overrides, dict) and key in ov and value == arg.default:
+                continue  # a Namespace's values passed back whole: another command's untouched default
+            owner = f"`tuneboard {arg.commands[0]}`" if set(arg.commands) <= set(STRICT) else "other commands"
+            raise ConfigError(f"{key}: not an argument of {command} ({source}); it belongs to {owner}."
+                              f"{_suggest(key, command)}", key)
         v = coerce(arg, value, source)
         check_value(arg, v)
         values[key] = v
@@ -248,6 +258,10 @@ def validate(ns: Namespace, command: str = "train") -> None:
         v["packing"] = True
     if v["bf16"] and v["fp16"]:
         raise ConfigError("bf16 and fp16: choose one of them, not both.", "bf16")
+    for flag in ("bf16", "fp16"):  # LLaMA-Factory's names for two values of precision: one value, not two
+        if v[flag] and v["precision"] not in ("auto", flag):
+            raise ConfigError(f"{flag}: true asks for precision={flag}, but precision is {v['precision']}; keep one "
+                              "of them.", "precision")
     if v["lora_alpha"] is None:
         v["lora_alpha"] = 2 * v["lora_rank"]
     if command == "train":
@@ -259,6 +273,13 @@ def validate(ns: Namespace, command: str = "train") -> None:
         if not v["dataset"]:
             raise ConfigError("dataset: no dataset given; name one or more from dataset_info.json "
                               "(for example dataset=identity).", "dataset")
+        filled = recipes.apply(v, given)  # what the dataset needs to teach in a short run, where not given
+        if filled:
+            get_logger().info("%s's recipe: %s (give them to change them)", v["dataset"][0],
+                              " ".join(f"{k}={_fmt(x)}" for k, x in filled.items()))
+        if v.get("devices") or v.get("cpu_threads"):  # devices this machine has (nvidia-smi), before any run
+            from .devices import check as check_devices
+            check_devices(v)
         if v["quantization_bit"] is not None:  # QLoRA: refused here, before any model is read, if it cannot run
             from .models.quantize import check
             check(v)
@@ -272,8 +293,6 @@ def validate(ns: Namespace, command: str = "train") -> None:
         if v["eval_strategy"] != "no" and not (v["val_size"] > 0 or v["eval_dataset"]):
             raise ConfigError("eval_strategy: evaluation needs data; set val_size (e.g. 0.1) or eval_dataset.",
                               "eval_strategy")
-        if v["eval_steps"] is None:
-            v["eval_steps"] = v["save_steps"]
         if stage.validate:  # the stage's own rules (they see eval_strategy resolved)
             stage.validate(v)
         for k in ("early_stopping_patience", "load_best_model_at_end"):
@@ -286,6 +305,17 @@ def validate(ns: Namespace, command: str = "train") -> None:
         if v.get("extra_args"):
             from .train.extra import check_extra_args
             check_extra_args(ns, v["stage"])
+    for name in ("output_dir", "export_dir"):  # a folder the command writes: checked before anything loads
+        if v.get(name) and command in BY_NAME[name].commands:
+            from .paths import unwritable_folder
+            problem = unwritable_folder(v[name])
+            if problem:
+                raise ConfigError(f"{name}: {problem}; choose a folder you can write to.", name)
+    if v["fsdp"] and v["deepspeed"]:
+        raise ConfigError("fsdp: FSDP and DeepSpeed both shard the model; choose one of them (fsdp or deepspeed).",
+                          "fsdp")
+    if v["fsdp"] and v["quantization_bit"] is not None:
+        raise ConfigError("fsdp: not available with QLoRA (quantization_bit); remove one of them.", "fsdp")
     if v["deepspeed"] and not Path(v["deepspeed"]).is_file():
         raise ConfigError(f"deepspeed: {v['deepspeed']} does not exist; see examples/deepspeed/ for configs.",
                           "deepspeed")
@@ -304,11 +334,15 @@ def default_output_dir(model: str, method: str, prefix: str = "train") -> str:
 
 
 def changed(ns_or_dict: Namespace | dict, command: str = "train") -> dict[str, Any]:
-    """Values that differ from the defaults, in schema order (what the preview and saved config show)."""
+    """Values that differ from the defaults, in schema order (what the preview and saved config show), and the
+    arguments of the dataset's recipe whatever their value: left out, the recipe would replace them."""
     v = ns_or_dict.values if isinstance(ns_or_dict, Namespace) else ns_or_dict
+    keep = (recipes.recipe_for(v.get("dataset"), v.get("stage"), v.get("finetuning_type")) or {}) \
+        if command == "train" else {}
     out = {}
     for a in ARGS:
-        if a.name in v and command in a.commands and v[a.name] != a.default and not a.compat:
+        if a.name in v and command in a.commands and (v[a.name] != a.default or a.name in keep) and not a.compat \
+                and not a.secret:
             if a.name == "lora_alpha" and v[a.name] == 2 * v.get("lora_rank", 8):
                 continue
             out[a.name] = v[a.name]
@@ -355,5 +389,6 @@ def save_config(ns: Namespace | dict, path: str | Path, command: str = "train") 
     """Write the full resolved config atomically (a crash never leaves half a file)."""
     from .utils import atomic_write_text
     v = ns.values if isinstance(ns, Namespace) else ns
-    data = {a.name: v[a.name] for a in ARGS if a.name in v and command in a.commands and not a.compat}
+    data = {a.name: v[a.name] for a in ARGS if a.name in v and command in a.commands and not a.compat
+            and not a.secret}
     atomic_write_text(path, yaml.safe_dump(data, allow_unicode=True, sort_keys=False))

@@ -1,24 +1,28 @@
-"""`tuneboard export`: merge LoRA adapter(s) into the base model and save a standalone model folder.
+"""`tuneboard export`: merge LoRA adapter(s) into the base model and write it in one of FORMATS.
 
-The folder loads with plain transformers (AutoModelForCausalLM / AutoTokenizer, no TuneBoard code):
-sharded safetensors, the tokenizer with a chat template that formats prompts as TuneBoard did in
-training, a generation_config that stops at the template's stop words, and a README model card.
-It is written to a temporary sibling folder and moved into place at the end, so a failed export
-never leaves half a model and never destroys a previous one.
+Shared by every format: loading + merging, the chat template (Template.to_jinja written into the tokenizer unless
+its own already builds the same prompts), the generation stop tokens, the README model card, the marker that says
+what the folder holds, and the swap: everything is written to a temporary sibling folder and moved into place at
+the end, so a failed export never leaves half a model and never destroys a previous one. A format is one FORMATS
+entry: a writer that fills the new folder (and a check that refuses bad input before any work). safetensors: the
+folder plain transformers loads; gguf: engine.export_gguf (llama.cpp's converter + an Ollama Modelfile). With
+export_hub_model_id the finished folder is uploaded (engine.hub_upload); a failed upload loses nothing local.
 """
 from __future__ import annotations
 
+import errno
 import json
-import re
+import shlex
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .config import ConfigError
 from .models.registry import EXPORT_MARKER, lookup
-from .utils import UserError, atomic_write_json, atomic_write_text, get_logger
+from .utils import UserError, atomic_write_json, atomic_write_text, get_logger, share_like_umask
 
 log = get_logger()
 CONFIG_NAMES = ("training_args.yaml", "training_config.yaml", "train_config.yaml")
@@ -31,7 +35,7 @@ def _as_dict(args: Any) -> dict:
     return values_of(args)
 
 
-def _check_target(out: Path, a: dict, adapters: list[str]) -> None:
+def _check_target(out: Path, a: dict, adapters: list[str], ident: dict) -> None:
     from .models.loader import model_path
     if out.exists() and not out.is_dir():
         raise ConfigError(f"export_dir: {out} is a file; give a folder.", "export_dir")
@@ -42,6 +46,12 @@ def _check_target(out: Path, a: dict, adapters: list[str]) -> None:
     if out.is_dir() and any(out.iterdir()) and not (out / EXPORT_MARKER).is_file():
         raise UserError(f"export_dir: {out} is not empty and is not a previous TuneBoard export; refusing to "
                         "overwrite it. Choose a new folder (or empty this one yourself). Nothing was written.")
+    if (out / EXPORT_MARKER).is_file() and not a.get("overwrite_output_dir"):
+        prev = _read_json(out / EXPORT_MARKER)
+        if {k: prev.get(k, "safetensors" if k == "format" else None) for k in ident} != ident:
+            what = f"{prev.get('format') or 'safetensors'} export of {prev.get('base')}"
+            raise ConfigError(f"export_dir: {out} holds another export ({what}); choose a new folder, or set "
+                              "overwrite_output_dir=true to replace it. Nothing was written.", "export_dir")
 
 
 def _export_dtype(a: dict, base: str):
@@ -70,184 +80,87 @@ def _run_file(adapter: Path, names: tuple) -> Path | None:
     return None
 
 
-# ---- chat template for plain transformers
-def _literal(s: str) -> str:
-    return json.dumps(s)  # a JSON string is a valid Jinja string literal (\n, \", \uXXXX)
+# ---- the formats: one entry each (the schema's export_format lists the same names; tests/test_export.py checks)
+@dataclass
+class Job:
+    """What every format writer gets: the merged model in memory and what the card and marker say about it."""
+    args: dict
+    base: str
+    adapters: list[str]
+    model: Any
+    tokenizer: Any
+    template: Any
+    dtype: str
+    shard: str
+    chat_source: str
 
 
-def _expr(fmt: str, content: str, bos: str, eos: str) -> str:
-    """A Template format string ('...{content}...') as one Jinja expression."""
-    terms = []
-    for part in re.split(r"(\{content\}|\{bos\}|\{eos\})", fmt):
-        if part == "{content}":
-            terms.append(content)
-        elif part == "{bos}":
-            terms.append(_literal(bos))
-        elif part == "{eos}":
-            terms.append(_literal(eos))
-        elif part:
-            terms.append(_literal(part))
-    return " ~ ".join(terms) if terms else '""'
+@dataclass
+class Written:
+    """What a writer reports: the card's weights line and its Use section (markdown lines), marker facts."""
+    weights: str
+    use: list[str]
+    library: str = "transformers"
+    facts: dict = field(default_factory=dict)
 
 
-def _answer_jinja(t) -> str:
-    """Jinja that sets `text` to m['content'] as Template._answer writes it (`final`: the answer after the last user
-    message): thinking dropped from earlier answers, the last one with its thought block."""
-    strip = "assistant" in t.trim
-    if not t.thought:
-        return "{%- set text = m['content'] | trim -%}" if strip else "{%- set text = m['content'] -%}"
-    open_, close = t.thought
-    o, c = _literal(open_.strip()), _literal(close.strip())
-    out = ("{%- set text = m['content'] -%}{%- set r = none -%}"
-           f"{{%- if {c} in text -%}}{{%- set r = text.split({c})[0].rstrip('\\n').split({o})[-1].lstrip('\\n') -%}}"
-           f"{{%- set text = text.split({c})[-1] -%}}{{%- endif -%}}")
-    if strip:
-        out += "{%- set text = text.strip() -%}"
-    rest = "{%- if final or r is not none -%}{%- set text = text.lstrip('\\n') -%}{%- endif -%}"
-    if t.history_thought:
-        rest += f"{{%- set text = {_literal(open_ + close)} ~ text -%}}"
-    if not t.thinking:
-        return out + rest
-    r = "(r or '').strip()" if strip else "(r or '').strip('\\n')"
-    head = "" if t.thought_in_prompt else f"{_literal(open_)} ~ "
-    return (out + f"{{%- if final -%}}{{%- set text = {head}{r} ~ {_literal(close)} ~ text.lstrip('\\n') -%}}"
-            + "{%- else -%}" + rest + "{%- endif -%}")
+def write_safetensors(job: Job, folder: Path) -> Written:
+    """The merged model as transformers saves it (sharded safetensors + tokenizer + generation_config)."""
+    log.info("saving %s safetensors, shards <= %s...", job.dtype, job.shard)
+    job.model.save_pretrained(folder, max_shard_size=job.shard)
+    job.tokenizer.save_pretrained(folder)
+    use = ["```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+           'path = "."  # this folder',
+           "tok = AutoTokenizer.from_pretrained(path)",
+           "model = AutoModelForCausalLM.from_pretrained(path)",
+           'ids = tok.apply_chat_template([{"role": "user", "content": "Hello!"}], add_generation_prompt=True,',
+           '                              return_tensors="pt", return_dict=True)',
+           "out = model.generate(**ids, max_new_tokens=128)",
+           "print(tok.decode(out[0, ids['input_ids'].shape[1]:], skip_special_tokens=True))", "```", "",
+           "Or in TuneBoard: `tuneboard chat model_name_or_path=<this folder>`."]
+    return Written(f"{job.dtype} safetensors, shards of at most {job.shard}", use,
+                   facts={"next": f"tuneboard chat model_name_or_path={shlex.quote(str(job.args['export_dir']))}"})
 
 
-def _tools_jinja() -> str:
-    """Jinja that renders `tools` and the OpenAI / transformers tool turns (assistant `tool_calls`, role `tool`) in
-    engine.data.tools' documented format, as tools.flatten does before a template renders: the tool list joins
-    the system prompt, calls become the assistant's turn, consecutive results one user turn."""
-    from .data.tools import CALL_CLOSE, CALL_OPEN, RESULT_CLOSE, RESULT_OPEN, TOOLS_PROMPT
-    head, tail = TOOLS_PROMPT.format(tools="\0").split("\0")
-    nl = _literal("\n")
-    spec = ("{%- set f = t['function'] if t['function'] is defined else t -%}"
-            "{%- set d = {'name': f['name'], 'description': f['description'] if f['description'] is defined and "
-            "f['description'] is not none else ''} -%}"
-            "{%- if f['parameters'] is defined and f['parameters'] is not none -%}"
-            "{%- set d = {'name': d['name'], 'description': d['description'], 'parameters': f['parameters']} -%}"
-            "{%- endif -%}")
-    tool_list = (
-        "{%- if tools -%}{%- set tb = namespace(lines=[]) -%}{%- for t in tools -%}" + spec
-        + "{%- set tb.lines = tb.lines + [{'type': 'function', 'function': d} | tojson] -%}{%- endfor -%}"
-        + "{%- set system = (system ~ " + _literal("\n\n") + " if system else '') ~ " + _literal(head)
-        + " ~ (tb.lines | join(" + nl + ")) ~ " + _literal(tail) + " -%}{%- endif -%}")
-    call = ("{%- set f = c['function'] if c['function'] is defined else c -%}"
-            "{%- set a = f['arguments'] if f['arguments'] is defined and f['arguments'] is not none else {} -%}"
-            "{%- set a = a if a is string else a | tojson -%}"
-            "{%- set tb.text = tb.text ~ (" + nl + " if not loop.first else '') ~ " + _literal(CALL_OPEN + "\n")
-            + " ~ " + _literal('{"name": ') + " ~ (f['name'] | tojson) ~ " + _literal(', "arguments": ')
-            + " ~ a ~ " + _literal("}\n" + CALL_CLOSE) + " -%}")
-    result = _literal(RESULT_OPEN + "\n") + " ~ m['content'] ~ " + _literal("\n" + RESULT_CLOSE)
-    turns = (
-        "{%- set tb = namespace(msgs=[], text='', result=false) -%}{%- for m in loop_messages -%}"
-        "{%- if m['role'] == 'assistant' and m['tool_calls'] is defined and m['tool_calls'] -%}"
-        "{%- set tb.text = '' -%}{%- for c in m['tool_calls'] -%}" + call + "{%- endfor -%}"
-        "{%- set tb.msgs = tb.msgs + [{'role': 'assistant', 'content': tb.text}] -%}{%- set tb.result = false -%}"
-        "{%- elif m['role'] == 'tool' -%}{%- set r = " + result + " -%}"
-        "{%- if tb.result -%}"  # several results answer one turn of calls: one user turn
-        "{%- set tb.msgs = tb.msgs[:-1] + [{'role': 'user', 'content': tb.msgs[-1]['content'] ~ " + nl + " ~ r}] -%}"
-        "{%- else -%}{%- set tb.msgs = tb.msgs + [{'role': 'user', 'content': r}] -%}{%- endif -%}"
-        "{%- set tb.result = true -%}"
-        "{%- else -%}{%- set tb.msgs = tb.msgs + [m] -%}{%- set tb.result = false -%}{%- endif -%}"
-        "{%- endfor -%}{%- set loop_messages = tb.msgs -%}")
-    return tool_list + turns
+def _write_gguf(job: Job, folder: Path) -> Written:
+    from .export_gguf import write
+    return write(job, folder, write_safetensors)
 
 
-def template_jinja(template, tokenizer) -> str:
-    """A Jinja chat template that renders what `template.encode_prompt` encodes (tests/test_reference_templates.py
-    checks it against Template.render for every template). The assistant header is part of each user turn (as in
-    TuneBoard's templates), so add_generation_prompt has no extra effect."""
-    from .data.templates import _tokenizer_adds_bos
-    t = template
-    bos, eos = t._bos(), t._eos()
-    add_bos = t.add_bos if t.add_bos is not None else _tokenizer_adds_bos(tokenizer)
-    stop = t.stop_words[0] if t.stop_words else ""
-    later_user = t.format_user[len(stop):] if t.stop_opens_turn and stop and t.format_user.startswith(stop) \
-        else t.format_user  # the previous answer ended with the header
-    system = _expr(t.format_system, "system", bos, eos)
-    user = _expr(t.format_user, "u", bos, eos)
-    user_later = _expr(later_user, "u", bos, eos)
-    at = "ns.last" if t.system_last else "0"
-    gen = t._generation_suffix()
-    return (
-        "{%- if messages and messages[0]['role'] == 'system' -%}"
-        "{%- set system = messages[0]['content'] -%}{%- set loop_messages = messages[1:] -%}"
-        f"{{%- else -%}}{{%- set system = {_literal(t.default_system or '')} -%}}"
-        "{%- set loop_messages = messages -%}{%- endif -%}"
-        + _tools_jinja()
-        + ("{%- set system = system | trim -%}" if "system" in t.trim else "")
-        + f"{{%- set sys_text = ({system}) if (system or {str(t.system_always).lower()}) else '' -%}}"
-        "{%- set ns = namespace(last=-1) -%}"
-        "{%- for m in loop_messages -%}{%- if m['role'] == 'user' -%}{%- set ns.last = loop.index0 -%}{%- endif -%}"
-        "{%- endfor -%}"
-        + (f"{{{{ {_literal(bos)} }}}}" if add_bos and bos else "")
-        + (f"{{{{ {_literal(t.prefix)} }}}}" if t.prefix else "")
-        + "{%- for m in loop_messages -%}"
-        "{%- if m['role'] == 'user' -%}"
-        + ("{%- set u = m['content'] | trim -%}" if "user" in t.trim else "{%- set u = m['content'] -%}")
-        + f"{{%- if not loop.first -%}}{{{{ {_literal(t.separator)} }}}}{{%- endif -%}}"
-        + (f"{{%- if sys_text and loop.index0 == {at} -%}}{{%- set u = sys_text ~ u -%}}{{%- endif -%}}"
-           if t.system_in_user else "{%- if loop.first -%}{{ sys_text }}{%- endif -%}")
-        + f"{{%- if loop.first -%}}{{{{ {user} }}}}{{%- else -%}}{{{{ {user_later} }}}}{{%- endif -%}}"
-        + (f"{{%- if loop.index0 == ns.last -%}}{{{{ {_literal(gen)} }}}}{{%- endif -%}}" if gen else "")
-        + "{%- elif m['role'] == 'assistant' -%}{%- set final = loop.index0 == ns.last + 1 -%}"
-        + _answer_jinja(t)
-        + f"{{{{ {_expr(t.format_assistant, 'text', bos, eos)} }}}}"
-        "{%- endif -%}{%- endfor -%}"
-    )
+def _check_gguf(a: dict, base: str) -> None:
+    from .export_gguf import check
+    check(a, base)
 
 
-_PROBES = (
-    [{"role": "user", "content": "Hi there"}],
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye"}],
-)
+@dataclass(frozen=True)
+class Format:
+    name: str
+    write: Callable[[Job, Path], Written]   # fills the new folder
+    check: Callable[[dict, str], None] = lambda a, base: None  # refuses before any work (a, the base model path)
 
 
-_TOOL = {"name": "lookup", "description": "Look a word up.",
-         "parameters": {"type": "object", "properties": {"word": {"type": "string"}}}}
-_TOOL_PROBE = (  # (TuneBoard's turns, the same as transformers writes them)
-    [{"role": "user", "content": "Look up 'tune'"}, {"role": "function", "content": '{"name": "lookup", '
-     '"arguments": {"word": "tune"}}'}, {"role": "observation", "content": "a melody"}],
-    [{"role": "user", "content": "Look up 'tune'"}, {"role": "assistant", "content": "", "tool_calls": [
-        {"type": "function", "function": {"name": "lookup", "arguments": {"word": "tune"}}}]},
-     {"role": "tool", "content": "a melody"}])
-
-
-def _own_template_matches(template, tokenizer) -> bool:
-    """Does the tokenizer's own chat template already produce TuneBoard's prompts, tool turns included?"""
-    if not tokenizer.chat_template:
-        return False
-    ours, theirs = _TOOL_PROBE
-    try:
-        for msgs in _PROBES:
-            own = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=False)
-            if list(own) != template.encode_prompt(tokenizer, msgs):
-                return False
-        own = tokenizer.apply_chat_template(theirs, tools=[{"type": "function", "function": _TOOL}],
-                                            add_generation_prompt=True, tokenize=True, return_dict=False)
-        if list(own) != template.encode_prompt(tokenizer, ours, tools=[_TOOL]):
-            return False
-    except Exception:  # a template that refuses system messages etc.: not a match
-        return False
-    return True
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("safetensors", write_safetensors),
+    Format("gguf", _write_gguf, _check_gguf),
+)}
 
 
 # ---- model card
-def _model_card(base: str, adapters: list[str], template: str, dtype: str, shard: str, chat_source: str) -> str:
+def _model_card(job: Job, fmt: str, written: Written) -> str:
     import yaml
+    base, adapters = job.base, job.adapters
     hit = lookup(base)
     base_id = hit[1]["hf"] if hit else base
     meta = {"base_model": base_id} if hit else {}  # the hub wants an id here, not a local path
-    meta.update({"library_name": "transformers", "tags": ["tuneboard", "merged" if adapters else "export"]})
+    meta.update({"library_name": written.library, "tags": ["tuneboard", "merged" if adapters else "export"]
+                 + ([fmt] if fmt != "safetensors" else [])})
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---", "",
              f"# {Path(base).name}{' + LoRA (merged)' if adapters else ''}", "",
              f"Exported by TuneBoard on {time.strftime('%Y-%m-%d %H:%M')}.", "",
              f"- **Base model:** `{base_id}`" + (f" (local copy `{base}`)" if base_id != base else ""),
              f"- **Adapter(s) merged:** {', '.join(f'`{a}`' for a in adapters) if adapters else 'none'}",
-             f"- **Chat template:** `{template}` ({chat_source})",
-             f"- **Weights:** {dtype} safetensors, shards of at most {shard}", ""]
+             f"- **Chat template:** `{job.template.name}` ({job.chat_source})",
+             f"- **Weights:** {written.weights}", ""]
     for a in adapters:
         cfg_file = _run_file(Path(a), CONFIG_NAMES)
         if cfg_file is not None:
@@ -264,21 +177,19 @@ def _model_card(base: str, adapters: list[str], template: str, dtype: str, shard
             lines += [f"## Final metrics (`{res_file}`)", "", "| metric | value |", "|---|---|"]
             lines += [f"| {k} | {round(v, 6) if isinstance(v, float) else v} |" for k, v in results.items()]
             lines += [""]
-    lines += ["## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-              'path = "."  # this folder',
-              "tok = AutoTokenizer.from_pretrained(path)",
-              "model = AutoModelForCausalLM.from_pretrained(path)",
-              'ids = tok.apply_chat_template([{"role": "user", "content": "Hello!"}], add_generation_prompt=True,',
-              '                              return_tensors="pt", return_dict=True)',
-              "out = model.generate(**ids, max_new_tokens=128)",
-              "print(tok.decode(out[0, ids['input_ids'].shape[1]:], skip_special_tokens=True))", "```", "",
-              "Or in TuneBoard: `tuneboard chat model_name_or_path=<this folder>`.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + ["## Use", ""] + written.use + [""])
+
+
+def _identity(a: dict, base: str, adapters: list[str]) -> dict:
+    """What makes two exports the same one (re-running it replaces the folder; another export is refused)."""
+    return {"base": str(Path(base).resolve()), "adapters": [str(Path(p).resolve()) for p in adapters],
+            "format": a.get("export_format") or "safetensors"}
 
 
 def export_model(args: Any, *, max_shard_size: str | int | None = None) -> Path:
-    """Merge the adapters of `args` into the base model and save it to args.export_dir. Returns the folder.
-    max_shard_size overrides args.export_size (GB), e.g. "200KB" in tests."""
+    """Merge the adapters of `args` into the base model and write it in args.export_format to args.export_dir,
+    then upload it when export_hub_model_id is set. Returns the folder. max_shard_size overrides
+    args.export_size (GB), e.g. "200KB" in tests."""
     from .data.templates import resolve_template
     from .models.loader import adapter_paths, check_adapter, load_model, load_tokenizer, model_path
 
@@ -286,24 +197,33 @@ def export_model(args: Any, *, max_shard_size: str | int | None = None) -> Path:
     if not a.get("export_dir"):
         raise ConfigError("export_dir: no export folder given; set export_dir (for example "
                           "export_dir=models/SmolLM2-135M-Instruct-sft-merged).", "export_dir")
+    fmt_name = a.get("export_format") or "safetensors"
+    if fmt_name not in FORMATS:
+        raise ConfigError(f"export_format: {fmt_name!r} is not one of {', '.join(FORMATS)}.", "export_format")
+    fmt = FORMATS[fmt_name]
     out = Path(a["export_dir"]).expanduser()
     adapters = [str(check_adapter(p)) for p in adapter_paths(a)]
     base = model_path(a)
-    _check_target(out, a, adapters)
+    ident = _identity(a, base, adapters)
+    _check_target(out, a, adapters, ident)
+    fmt.check(a, base)
+    if a.get("export_hub_model_id"):
+        from .hub_upload import check as check_upload
+        check_upload(a)
     if not adapters:
         log.info("no adapter_name_or_path given: re-saving the base model (dtype / shards only)")
 
     tokenizer = load_tokenizer(a)
     template = resolve_template(a, tokenizer)
     dtype = _export_dtype(a, base)
-    shard = max_shard_size or f"{int(a.get('export_size') or 5)}GB"
     t0 = time.time()
+    log.info("loading %s%s...", base, f" and merging {len(adapters)} adapter(s)" if adapters else "")
     model = load_model(a, trainable=False, device="cpu", dtype=dtype)  # adapters merged (merge_and_unload)
 
-    if template.name == "auto" or _own_template_matches(template, tokenizer):
+    if template.name == "auto" or template.matches_tokenizer(tokenizer):
         chat_source = "the tokenizer's own chat template"
     else:
-        tokenizer.chat_template = template_jinja(template, tokenizer)
+        tokenizer.chat_template = template.to_jinja(tokenizer)
         chat_source = "written by TuneBoard from its template; the tokenizer's own one was replaced"
     stop_ids = template.stop_token_ids(tokenizer)
     gen = model.generation_config
@@ -311,23 +231,29 @@ def export_model(args: Any, *, max_shard_size: str | int | None = None) -> Path:
     gen.pad_token_id = tokenizer.pad_token_id
     if tokenizer.bos_token_id is not None:
         gen.bos_token_id = tokenizer.bos_token_id
+    job = Job(a, base, adapters, model, tokenizer, template, str(dtype).replace("torch.", ""),
+              str(max_shard_size or f"{int(a.get('export_size') or 5)}GB"), chat_source)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     old = None
     try:
-        log.info("saving to %s (%s, shards <= %s)...", out, str(dtype).replace("torch.", ""), shard)
-        model.save_pretrained(tmp, max_shard_size=shard)
-        tokenizer.save_pretrained(tmp)
-        dtype_name = str(dtype).replace("torch.", "")
-        atomic_write_text(tmp / "README.md", _model_card(base, adapters, template.name, dtype_name, str(shard),
-                                                         chat_source))
-        atomic_write_json(tmp / EXPORT_MARKER, {"base": base, "adapters": adapters, "template": template.name,
-                                                "dtype": dtype_name, "max_shard_size": str(shard),
+        try:
+            written = fmt.write(job, tmp)
+        except Exception as e:  # OSError, or safetensors' own error wrapping one
+            if "No space left" not in str(e) and getattr(e, "errno", None) != errno.ENOSPC:
+                raise
+            raise UserError(f"export_dir: the disk is full ({out.parent}: {e}); free some space and export again. "
+                            "The previous export, if any, is untouched.") from None
+        atomic_write_text(tmp / "README.md", _model_card(job, fmt_name, written))
+        atomic_write_json(tmp / EXPORT_MARKER, {**ident, "base": base, "adapters": adapters,
+                                                "template": template.name, "dtype": job.dtype,
+                                                "max_shard_size": job.shard, **written.facts,
                                                 "exported": time.strftime("%Y-%m-%dT%H:%M:%S")})
         if out.exists():  # a previous export (checked above): keep it until the new one is in place
             old = out.with_name(f".{out.name}.old-{int(time.time())}")
             out.rename(old)
+        share_like_umask(tmp)  # mkdtemp made it 0700 and safetensors writes 0600: readable as the umask allows
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -337,15 +263,36 @@ def export_model(args: Any, *, max_shard_size: str | int | None = None) -> Path:
             else:
                 old.rename(out)
     log.info("exported %s in %.0f s", out, time.time() - t0)
+    for line in folder_listing(out):
+        log.info("  %s", line)
+    if a.get("export_hub_model_id"):
+        from .hub_upload import upload
+        upload(out, a)
     return out
+
+
+def folder_listing(folder: Path) -> list[str]:
+    """`name  size` for each file of an export (the log and the Export tab show it)."""
+    from .utils import human_size
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+    return [f"{p.name}  {human_size(p.stat().st_size)}" for p in files]
+
+
+def next_step(folder: Path) -> str:
+    """The line to copy to use an export (recorded in its marker by the format's writer)."""
+    return str(_read_json(Path(folder) / EXPORT_MARKER).get("next") or "")
 
 
 def run_cli(path=None, overrides=(), flags=()) -> int:
     """`tuneboard export [recipe.yaml] [key=value ...]`."""
-    from .config import load_config
+    from .config import compat_notes, load_config
     args = load_config(path, overrides, command="export")
+    for note in compat_notes(args):  # LLaMA-Factory's export keys that mean nothing here
+        log.warning("LLaMA-Factory key %s", note)
     out = export_model(args)
-    files = sorted(p.name for p in out.glob("*.safetensors"))
-    print(f"exported to {out} ({len(files)} safetensors file{'s' if len(files) != 1 else ''})")
-    print(f"chat with it: tuneboard chat model_name_or_path={out}")
+    print(f"exported to {out}:")
+    for line in folder_listing(out):
+        print(f"  {line}")
+    if next_step(out):
+        print(f"next: {next_step(out)}")
     return 0

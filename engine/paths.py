@@ -79,3 +79,40 @@ def check_values(values: dict, saves: str | Path | None = None) -> dict[str, str
                 errors[field] = str(e)
                 break
     return errors
+
+
+def unwritable_folder(value: str | Path) -> str | None:
+    """Why a folder that a command will create or write into cannot be: it is a file, a part of its path is a
+    file, or the nearest existing folder above it is not writable (permissions, a read-only file system).
+    None when it can be written. Looks only, creates nothing."""
+    p = Path(value).expanduser()
+    try:
+        if p.exists() and not p.is_dir():
+            return f"{p} is a file, not a folder"
+        probe = p
+        while True:
+            try:
+                probe.stat()
+                break
+            except (FileNotFoundError, NotADirectoryError):
+                if probe.parent == probe:
+                    return None
+                probe = probe.parent
+        if not probe.is_dir():
+            return f"{p} cannot be created: {probe} is a file, not a folder"
+        if not os.access(probe, os.W_OK | os.X_OK):
+            why = "a read-only file system" if _read_only(probe) else "no write permission for this user"
+            return f"{probe} is not writable ({why}), so {p} cannot be written" if probe != p else \
+                f"{p} is not writable ({why})"
+    except PermissionError:
+        return f"{p} cannot be reached: a folder on its path is not readable by this user"
+    except OSError as e:
+        return f"{p} cannot be used: {e.strerror or e}"
+    return None
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

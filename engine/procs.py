@@ -103,6 +103,10 @@ def preexec_die_with_parent():
     return functools.partial(die_with_parent, os.getpid()) if _load_prctl() is not None else None
 
 
+_shielded = False
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 def _before_fork() -> None:
     _fork_parent[:] = [os.getpid()]
 
@@ -110,6 +114,32 @@ def _before_fork() -> None:
 def _after_fork_in_child() -> None:
     if _active:  # (a child inherits the flag: its own forks die with it in turn)
         die_with_parent(_fork_parent[0] if _fork_parent else None)
+    if _shielded:
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def _install_fork_hook() -> bool:
+    global _hook_installed
+    if not _hook_installed and hasattr(os, "register_at_fork"):
+        os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+        _hook_installed = True
+    return _hook_installed
+
+
+@contextmanager
+def shielded_children() -> Iterator[None]:
+    """Processes forked inside this block (DataLoader workers) never see SIGTERM or SIGINT (blocked, a mask that
+    torch's own worker signal handlers do not undo). A stop signal sent to the whole process group (the web UI's
+    Abort, `kill -TERM -PGID`, Ctrl-C in a terminal) would otherwise end them, and the trainer that waits on them
+    would fail before it saves the checkpoint the stop asks for. They end with the trainer: it shuts them down,
+    or they die with it (children_die_with_me), or SIGKILL, which nothing blocks."""
+    global _shielded
+    _install_fork_hook()
+    before, _shielded = _shielded, True
+    try:
+        yield
+    finally:
+        _shielded = before
 
 
 @contextmanager
@@ -119,10 +149,9 @@ def children_die_with_me() -> Iterator[None]:
     nothing behind. Programs started with subprocess need `preexec_fn=preexec_die_with_parent()` (subprocess
     does not run fork hooks without one). Forks after the block (a test process that trained in-process goes
     on) are left alone."""
-    global _active, _hook_installed
-    if not _hook_installed and hasattr(os, "register_at_fork") and _load_prctl() is not None:
-        os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
-        _hook_installed = True
+    global _active
+    if _load_prctl() is not None:
+        _install_fork_hook()
     before, _active = _active, True
     try:
         yield

@@ -23,6 +23,8 @@ from typing import Any, Iterator
 
 import yaml
 
+from . import devices
+from .args import ARGS, SECRET_ENV
 from .config import ConfigError, changed, load_config
 from .procs import START_TOLERANCE_S, alive as _alive, create_time as _create_time, is_running as _proc_alive
 from .train import rundir
@@ -34,8 +36,10 @@ COMMANDS = ("train", "eval", "export")
 CONFIG_COMMAND = {"train": "train", "eval": "infer", "export": "export"}  # which schema args each one reads
 CONFIG_NAME = {"train": rundir.CONFIG, "eval": "eval_args.yaml", "export": "export_args.yaml"}
 RESULT_FILES = {"train": rundir.RESULTS, "eval": "predict_results.json", "export": "config.json"}
-TERM_GRACE_S = 7.0   # SIGTERM -> the trainer saves a checkpoint after the current step
-KILL_WAIT_S = 2.5    # then SIGKILL; the whole tree is gone within TERM_GRACE_S + KILL_WAIT_S < 10 s
+TERM_GRACE_S = 7.0   # SIGTERM -> a run that does not say how long it needs gets this long before SIGKILL
+MAX_STOP_WAIT_S = 1800.0  # the most a stopping trainer may ask for (status.json's stop_by), whatever it says
+EXIT_WAIT_S = 30.0   # a trainer that has recorded its end: time to exit (freeing memory, joining threads)
+KILL_WAIT_S = 2.5    # after SIGKILL, until the processes are gone
 
 _POPENS: dict[str, subprocess.Popen] = {}  # runs started by this process (we must reap them)
 _RECORD_LOCK = threading.Lock()
@@ -188,7 +192,9 @@ class Run:
                "total_steps": st.get("total_steps"), "elapsed": st.get("elapsed"), "remaining": st.get("remaining"),
                "error": st.get("error"), "returncode": self.returncode}
         if alive:
-            if out["phase"] in rundir.FINAL_STATES:
+            if self.aborted:  # Abort was pressed: say so at once, before the trainer has written anything
+                out["phase"] = rundir.ABORTING
+            elif out["phase"] in rundir.FINAL_STATES:
                 out["phase"] = "saving"
             out["error"] = None
             return out
@@ -274,22 +280,59 @@ class Run:
         return None
 
     # ---- stop it
-    def abort(self, grace: float = TERM_GRACE_S, kill_wait: float = KILL_WAIT_S) -> bool:
-        """SIGTERM to the whole process group (the trainer saves a checkpoint and stops), SIGKILL to whatever
-        is left after `grace` seconds. True once no process of the run is left."""
+    def request_abort(self) -> bool:
+        """Ask the run to stop and return at once: SIGTERM to its process group (a trainer saves a checkpoint of
+        the step in progress, then ends), and status() says phase `aborting` from now on. False if nothing runs.
+        abort() does the same and waits for the end."""
+        procs = self.processes()
+        if not procs:
+            return False
+        self._update(aborted=True)
+        _signal_group(self.pid, signal.SIGTERM)
+        for p in procs:  # descendants that left the group (setsid) get the signal too
+            _signal(p, signal.SIGTERM)
+        return True
+
+    def stop_deadline(self, signalled: float, grace: float | None = None) -> float:
+        """When to give up waiting and SIGKILL (time.time()): `grace` seconds after the signal when given, else as
+        long as a stopping trainer says it needs (status.json: `aborting`, stop_by), TERM_GRACE_S for any other
+        program, and never more than MAX_STOP_WAIT_S."""
+        if grace is not None:
+            return signalled + grace
+        st = self.trainer_status() if self.command == "train" else None
+        wait = TERM_GRACE_S
+        if st and st.get("state") == rundir.ABORTING and isinstance(st.get("stop_by"), (int, float)):
+            wait = st["stop_by"] - signalled
+        elif st and st.get("state") in rundir.FINAL_STATES and st.get("pid") == self.pid:
+            wait = float(st.get("updated") or signalled) + EXIT_WAIT_S - signalled  # done: it is exiting
+        return signalled + min(max(wait, TERM_GRACE_S), MAX_STOP_WAIT_S)
+
+    def abort(self, grace: float | None = None, kill_wait: float = KILL_WAIT_S) -> bool:
+        """request_abort(), then wait until the run has stopped (a trainer: its checkpoint saved), SIGKILL to
+        whatever is left after stop_deadline(). True once no process of the run is left. A trainer killed that
+        way cannot record its end: its status.json is marked aborted here."""
         procs = self.processes()
         if not procs:
             return True
-        self._update(aborted=True)
+        signalled = time.time()
+        self.request_abort()
         pgid = self.pid
-        _signal_group(pgid, signal.SIGTERM)
-        for p in procs:  # descendants that left the group (setsid) get the signal too
-            _signal(p, signal.SIGTERM)
-        if not _wait_gone(self, procs, grace):
+        latest = [signalled]
+
+        def deadline() -> float:  # never earlier than a deadline already seen (status.json is rewritten often)
+            latest[0] = max(latest[0], self.stop_deadline(signalled, grace))
+            return latest[0]
+        if not _wait_gone(self, procs, deadline):
             _signal_group(pgid, signal.SIGKILL)
             for p in procs + _group_members(pgid):
                 _signal(p, signal.SIGKILL)
-            _wait_gone(self, procs, kill_wait)
+            end = time.time() + kill_wait
+            _wait_gone(self, procs, lambda: end)
+            if self.command == "train":
+                last = rundir.last_checkpoint(self.output)
+                rundir.mark_ended(self.output, "aborted", f"killed {time.time() - signalled:.0f} s after Abort "
+                                  "without having stopped; " + (f"the last whole checkpoint is {last.name}"
+                                                                 if last else "no checkpoint was saved"))
         return not any(_proc_alive(p) for p in procs) and not _group_members(pgid) and not self.alive()
 
 
@@ -307,12 +350,13 @@ def _signal(p, sig: int) -> None:
         pass
 
 
-def _wait_gone(run: Run, procs: list, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
+def _wait_gone(run: Run, procs: list, deadline) -> bool:
+    """Wait until the run's processes are gone (True) or time.time() passes deadline(), asked again each poll:
+    a stopping trainer says how long it needs once its signal handler has run."""
     while True:
         if not any(_proc_alive(p) for p in procs) and not _group_members(run.pid) and not run.alive():
             return True
-        if time.monotonic() >= deadline:
+        if time.time() >= deadline():
             return False
         time.sleep(0.05)
 
@@ -390,7 +434,15 @@ def prepare_values(command: str, values: dict) -> Any:
     return ns
 
 
-def _refuse_if_busy(saves: str) -> None:
+def _refuse_if_busy(saves: str, beside: dict | None = None) -> None:
+    """RunBusy while a run is going; with `beside` (a run's values), only when the two may share a device."""
+    if beside is not None:  # the queue starts runs side by side on disjoint GPUs
+        mine = devices.gpu_ids(beside)
+        for r in all_runs(saves):
+            theirs = devices.gpu_ids({"devices": r.meta.get("devices")})
+            if r.returncode is None and r.alive() and not (mine and theirs and not mine & theirs):
+                raise RunBusy(f"a {r.command} run is going on the same devices ({r.output}).", r)
+        return
     busy = active_run(saves)
     if busy is not None:
         raise RunBusy(f"a {busy.command} run is already going ({busy.output}); wait for it to end or abort "
@@ -409,36 +461,40 @@ def recipe(command: str, values: dict, explicit=()) -> dict:
 
 
 def spawn(command: str, values: dict, saves: str | Path | None = None, env: dict | None = None,
-          explicit=()) -> Run:
+          explicit=(), beside: bool = False) -> Run:
     """Validate, write the config YAML atomically, start `python -m engine <command> <yaml>` in its own
     process group with stdout+stderr appended to running.log, and record it. Refuses a second run while one
-    is going (RunBusy) and an output dir that holds another run unless resume or overwrite is asked."""
+    is going (RunBusy; with beside=True only one on the same GPUs) and an output dir that holds another run
+    unless resume or overwrite is asked."""
     ns = prepare_values(command, values)
     v = ns.values
     data = recipe(command, values, explicit)
     saves = str(saves_root(saves))
     with _spawn_lock(saves):
-        _refuse_if_busy(saves)
+        _refuse_if_busy(saves, v if beside else None)
         if command == "export":
             output = str(v["export_dir"])
             run_dir = None
         else:
             output = str(v["output_dir"])
             run_dir = Path(output)
-        if command == "train" and rundir.holds_run(output) and not v.get("resume_from_checkpoint"):
-            if not v.get("overwrite_output_dir"):
-                last = rundir.last_checkpoint(output)
-                hint = f" or resume it from {last.name}" if last else ""
-                raise ConfigError(f"output_dir: {output} already holds a run; choose a new output dir{hint}, "
-                                  "or tick overwrite_output_dir to replace it.", "output_dir")
-            # cleared here, before running.log is opened: clearing it later would unlink the open log
-            rundir.clear_run(output)
+        if command == "train":
+            rundir.check_free(output)  # a `tuneboard train` from a shell is writing there
+            if not v.get("resume_from_checkpoint"):
+                rundir.refuse_to_write(output, bool(v.get("overwrite_output_dir")))
         run_id = _new_id(command)
-        run_dir = run_dir or _registry(saves) / run_id
-        config = Path(run_dir) / CONFIG_NAME[command]
+        # a training run's YAML goes to the registry: a run already in output_dir keeps its own config until the
+        # new one really trains (it writes training_args.yaml then); running.log in output_dir gets the new lines
+        own = command != "train" and run_dir is not None
+        config = (Path(run_dir) if own else _registry(saves) / run_id) / CONFIG_NAME[command]
+        run_dir = run_dir or config.parent
         atomic_write_text(config, yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
         meta = {k: v.get(k) for k in ("model_name_or_path", "finetuning_type", "stage", "dataset",
-                                      "adapter_name_or_path", "template")}
+                                      "adapter_name_or_path", "template", "devices")}
+        env = {**(os.environ if env is None else env), **devices.env_for(v)}  # the picked devices, this run alone
+        secrets = {SECRET_ENV + a.name.upper(): str(v[a.name]) for a in ARGS if a.secret and v.get(a.name)}
+        if secrets:  # credentials go to the run through its environment, never into the YAML above
+            env = {**env, **secrets}
         return _start(run_id, command, [sys.executable, "-m", "engine", command, str(config)], run_dir,
                       output, str(config), saves, env, meta)
 
@@ -490,7 +546,7 @@ def inspect_output_dir(path: str | Path | None) -> dict | None:
     if not path or not rundir.holds_run(path):
         return None
     st = rundir.read_status(path) or {}
-    last = rundir.last_checkpoint(path)
+    last, _ = rundir.last_good_checkpoint(path)  # never offer one that a kill or a full disk cut short
     return {"path": str(path), "state": st.get("state"), "step": st.get("step"),
             "total_steps": st.get("total_steps"), "last_checkpoint": str(last) if last else None,
             "last_step": rundir.checkpoint_step(last) if last else None}

@@ -14,6 +14,49 @@ class UserError(Exception):
     """A problem the user can fix. The CLI prints str(e) and exits 2: no traceback."""
 
 
+def umask() -> int:
+    """The process umask, read without changing it (os.umask can only set it, which races other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def share_like_umask(path: str | Path) -> None:
+    """Add the permissions the umask allows to a file, or a folder and everything in it: temporary files and
+    folders (mkstemp, mkdtemp, safetensors' writer) start 0600/0700, and a result that only its writer can read
+    is no use to a colleague or a container. Never removes a permission."""
+    mask = umask()
+    root = Path(path)
+    items = [root] + (list(root.rglob("*")) if root.is_dir() and not root.is_symlink() else [])
+    for p in items:
+        try:
+            st = p.lstat()
+        except OSError:
+            continue
+        if p.is_symlink():
+            continue
+        want = (0o777 if p.is_dir() else 0o666) & ~mask
+        if st.st_mode & want != want:
+            try:
+                os.chmod(p, (st.st_mode & 0o7777) | want)
+            except OSError:
+                pass
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -23,6 +66,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+            os.fchmod(f.fileno(), 0o666 & ~umask())  # mkstemp makes it 0600; a plain open() would not
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -31,6 +75,28 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+class _HeldBack(logging.Filter):
+    """Keeps a library's warning out of the console, remembering it for whoever does need it."""
+
+    def __init__(self, starts: str):
+        super().__init__()
+        self.starts = starts
+        self.held: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith(self.starts):
+            self.held.append(record)
+            return False
+        return True
+
+
+# bitsandbytes (imported by peft and transformers whatever the run) warns on import that an optional 4-bit CPU
+# kernel package is missing: noise for every command that does not quantize. engine.models.quantize shows it
+# when quantization is asked for.
+BNB_KERNELS = _HeldBack("Failed to load CPU gemm_4bit_forward")
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(BNB_KERNELS)
 
 
 def get_logger(name: str = "tuneboard") -> logging.Logger:
@@ -77,3 +143,12 @@ def peak_rss_bytes() -> int:
         pass
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def human_size(n: float) -> str:
+    """Bytes as people read them: 517.4 MB, 12.0 KB (decimal units, as file managers and the hubs show)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"

@@ -23,6 +23,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 from modelkit import build_lora_adapter, build_tiny_model, train_identity_adapter  # noqa: E402,F401
 
 
+@pytest.fixture(autouse=True)
+def insight_words_are_filled(monkeypatch):
+    """Every word engine.insight shows is given the numbers it names: a placeholder left out fails the test
+    (in use it would show as a stand-in, never as "?")."""
+    from engine.insight import words
+
+    def missing(key):
+        raise AssertionError(f"engine.insight words: no value for {{{key}}}")
+    monkeypatch.setattr(words, "missing", missing)
+
+
 @pytest.fixture(scope="session")
 def tiny_adapter(tmp_path_factory, tiny_model) -> Path:
     """A random LoRA adapter (rank 4, all linear layers) for the tiny model."""

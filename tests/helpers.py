@@ -81,3 +81,30 @@ def stop_group(proc: subprocess.Popen, grace: float = 20) -> None:
         except ProcessLookupError:
             pass
         proc.wait(10)
+
+
+class frozen:
+    """`with frozen(pid):` the process is stopped (SIGSTOP, waited for) inside the block and continued after it,
+    so several reads of the files it writes see one moment. `kill()` inside the block ends it there instead."""
+
+    def __init__(self, pid: int, timeout: float = 30.0):
+        self.pid, self.timeout, self.killed = pid, timeout, False
+
+    def __enter__(self):
+        import psutil
+        os.kill(self.pid, signal.SIGSTOP)
+        proc = psutil.Process(self.pid)
+        wait_for(lambda: proc.status() in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE), self.timeout,
+                 f"process {self.pid} to stop", interval=0.01)
+        return self
+
+    def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)  # a stopped process dies at once: it runs nothing more
+        self.killed = True
+
+    def __exit__(self, *exc):
+        if not self.killed:
+            try:
+                os.kill(self.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass

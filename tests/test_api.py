@@ -185,6 +185,13 @@ def test_malformed_bodies_get_400_with_a_message(server):
     assert_error_shape(httpx.get(server["url"] + "/v1/nope", timeout=30), 404)
 
 
+def test_a_number_that_is_not_finite_is_named_as_such(server):
+    for raw in (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}',
+                b'{"messages": [{"role": "user", "content": "hi"}], "top_p": Infinity}'):
+        err = assert_error_shape(_post(server, None, raw=raw), 400)
+        assert "finite number" in err["message"] and "less than or equal" not in err["message"], err
+
+
 def test_unknown_model_is_404_and_aliases_work(server, tiny_model):
     with pytest.raises(openai.NotFoundError) as e:
         client(server).chat.completions.create(model="gpt-17-ultra", messages=HI, max_tokens=2)

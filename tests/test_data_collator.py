@@ -167,3 +167,23 @@ def test_trainer_step_on_packed_rows(tiny_model, data, tmp_path):
     assert out.global_step == 1 and out.training_loss > 0
     kw = seen[0]
     assert kw["use_cache"] is False and "attention_mask" not in kw and kw["position_ids"].shape == kw["input_ids"].shape
+
+
+def test_padding_free_batch_is_one_row_with_the_padded_batch_loss(tiny):
+    """padding_free (the default for pt / sft): a batch's examples in one row, position ids restarting per example,
+    no padding; the loss equals the padded batch's, since no example attends to another."""
+    import torch
+    tok, model = tiny
+    examples = []
+    for n in (7, 12, 5):
+        ids = torch.randint(5, 1000, (n,)).tolist()
+        examples.append({"input_ids": ids, "labels": [IGNORE] * 2 + ids[2:]})
+    free = make_collator(tok, packing=False, cutoff_len=8, padding_free=True)(examples)
+    padded = make_collator(tok, packing=False)(examples)
+    assert free["input_ids"].shape == (1, 24) and "attention_mask" not in free  # cutoff_len does not cap the row
+    assert free["position_ids"][0].tolist() == list(range(7)) + list(range(12)) + list(range(5))
+    assert int((free["labels"] != IGNORE).sum()) == int((padded["labels"][:, 1:] != IGNORE).sum())
+    with torch.no_grad():
+        assert model(**free).loss.item() == pytest.approx(model(**padded).loss.item(), rel=1e-5)
+    # packing=true (rows packed when the data is prepared) wins over padding_free
+    assert make_collator(tok, packing=True, cutoff_len=8, padding_free=True).cutoff_len == 8

@@ -70,6 +70,61 @@ def test_two_gloo_processes_train_like_one_on_the_same_global_batch(tiny_model, 
     assert json.loads((two / rundir.RESULTS).read_text())["total_steps"] == 4
 
 
+@pytest.fixture(scope="module")
+def untied_model(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model with an LM head of its own (FSDP2 on CPU refuses tied embeddings, see engine.train.fsdp)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    dest = tmp_path_factory.mktemp("untied") / "m"
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, tie_word_embeddings=False)
+    model.lm_head.weight.data = model.lm_head.weight.data.clone()
+    model.save_pretrained(dest)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(dest)
+    return dest
+
+
+@pytest.mark.parametrize("mode", ["full_shard"])
+def test_fsdp2_two_gloo_processes_train_like_one_on_the_same_global_batch(mode, untied_model, arith, tmp_path):
+    """fsdp=full_shard: FSDP2 (fully_shard through accelerate) over two gloo processes, each holding half of every
+    weight, gradient and optimizer state, logs the losses one process logs on the same global batch."""
+    common = {"model_name_or_path": str(untied_model), "template": "chatml", "dataset": "arith",
+              "dataset_dir": str(arith), "cutoff_len": "64", "max_steps": "3", "learning_rate": "1e-3",
+              "logging_steps": "1", "save_steps": "3", "plot_loss": "false", "seed": "7", "finetuning_type": "full",
+              "precision": "fp32"}
+    one = tmp_path / "one"
+    run(load_config(None, {**common, "per_device_train_batch_size": "4", "output_dir": str(one)}))
+    two = tmp_path / "two"
+    argv = [f"{k}={v}" for k, v in common.items()] + [
+        "per_device_train_batch_size=2", "nproc_per_node=2", f"fsdp={mode}", f"master_port={free_port()}",
+        f"output_dir={two}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("LOCAL_RANK", None)
+    proc = subprocess.run([sys.executable, "-m", "engine", "train", *argv], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    log = (two / rundir.RUNNING_LOG).read_text()
+    assert "data parallel: 2 processes, backend gloo, global batch 4" in log and "FSDP2 full_shard" in log
+    import re
+    sharded = re.search(r"FSDP2: (\d+) of (\d+) parameter tensors sharded over 2 processes", log)
+    assert sharded and int(sharded.group(1)) == int(sharded.group(2)) > 0, log[-2000:]
+    a, b = _train_rows(one), _train_rows(two)
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2, 3]
+    for x, y in zip(a, b):
+        assert y["loss"] == pytest.approx(x["loss"], rel=1e-2), (x, y)
+    # the saved model is whole (gathered from the shards), and loads like the one-process one
+    from safetensors.torch import load_file
+    w1, w2 = load_file(str(one / "model.safetensors")), load_file(str(two / "model.safetensors"))
+    assert set(w1) == set(w2)
+    for k in w1:
+        assert w2[k].shape == w1[k].shape
+        assert torch_allclose(w2[k], w1[k]), k
+
+
+def torch_allclose(a, b) -> bool:
+    import torch
+    return bool(torch.allclose(a.float(), b.float(), rtol=1e-2, atol=1e-4))
+
+
 def test_multinode_fields_reach_torchrun_and_the_preview(monkeypatch):
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     ov = {"dataset": "identity", "nproc_per_node": "4", "nnodes": "2", "node_rank": "1", "master_addr": "10.1.2.3",
@@ -148,3 +203,29 @@ def test_deepspeed_without_cuda_is_refused_before_launching(capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "deepspeed: DeepSpeed needs CUDA GPUs" in err and "nproc_per_node" in err
     assert "Traceback" not in err and "torch.distributed.run" not in err
+
+
+def test_fsdp_reaches_the_preview_torchrun_trainer_and_estimate(tiny_model, monkeypatch):
+    """fsdp is a schema value: preview, torchrun launch, the Trainer's FSDP2 config, a memory figure sharded like
+    ZeRO-3 (full_shard) / ZeRO-2 (shard_grad_op); and it is refused beside DeepSpeed or QLoRA."""
+    from engine.insight import estimate as E
+    from engine.train.workflow import fsdp_config
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    ns = load_config(None, {"dataset": "identity", "fsdp": "full_shard", "nproc_per_node": "2"})
+    assert launcher.needs_torchrun(ns) and "fsdp=full_shard" in to_command(ns.values).split()
+    assert fsdp_config(ns)["version"] == 2 and fsdp_config(ns)["reshard_after_forward"] is True
+    assert fsdp_config(load_config(None, {"dataset": "identity", "fsdp": "shard_grad_op"}))["reshard_after_forward"] \
+        is False
+    values = {"model_name_or_path": str(tiny_model), "dataset": "identity", "finetuning_type": "full",
+              "nproc_per_node": "2", "precision": "fp32"}
+    plain = load_config(None, values)
+    p = E.param_facts(plain)
+    base = E.memory(plain, p, 64, "cpu")
+    full = E.memory(load_config(None, {**values, "fsdp": "full_shard"}), p, 64, "cpu")
+    grad_op = E.memory(load_config(None, {**values, "fsdp": "shard_grad_op"}), p, 64, "cpu")
+    for part in ("weights", "gradients", "optimizer"):
+        assert full["parts"][part] == base["parts"][part] // 2
+    assert grad_op["parts"]["weights"] == base["parts"]["weights"] and full["sharded_by"] == "fsdp"
+    with pytest.raises(ConfigError) as e:
+        load_config(None, {"dataset": "identity", "fsdp": "full_shard", "deepspeed": str(DS / "ds_z2_config.json")})
+    assert e.value.field == "fsdp"

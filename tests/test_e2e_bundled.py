@@ -22,8 +22,16 @@ def _train(bundled_model, data_dir, out, **kw):
 
 
 def test_lora_sft_teaches_the_new_identity(bundled_model, identity_adapter):
-    """The session's identity run (conftest.identity_adapter; the browser tests chat with the same adapter)."""
+    """The session's identity run (conftest.identity_adapter; the browser tests chat with the same adapter): the
+    identity dataset on its recipe (issue 20: the defaults a user who picks it gets) answers with the new name."""
     from engine.chat import ChatEngine
+    from engine.config import load_config
+    from engine.data.recipes import RECIPES
+    from engine.insight.doctor import render
+    from engine.insight.verdict import diagnose
+
+    ran = load_config(identity_adapter / rundir.CONFIG, {}, finalize=False).values
+    assert {k: ran[k] for k in RECIPES["identity"]["values"]} == RECIPES["identity"]["values"]
 
     base = ChatEngine({"model_name_or_path": str(bundled_model), "template": "chatml"})
     before = base.chat([{"role": "user", "content": "Who are you?"}], do_sample=False, max_new_tokens=40).text
@@ -37,6 +45,10 @@ def test_lora_sft_teaches_the_new_identity(bundled_model, identity_adapter):
     tuned.unload()
     log = [r for r in rundir.read_log(identity_adapter) if "loss" in r]
     assert log[-1]["loss"] < log[0]["loss"] * 0.5
+    # the doctor agrees it has taught the name: no "not learning", no "not taught yet", no recipe to propose
+    rep = diagnose(identity_adapter)
+    assert rep["verdict"] in ("healthy", "undertrained") and rep["reason"] != "not_taught", render(rep)
+    assert "recipe" not in [a["key"] for a in rep["advice"]]
 
 
 def test_pretraining_loss_falls(bundled_model, data_dir, tmp_path):
@@ -54,3 +66,45 @@ def test_dpo_reward_margin_rises(bundled_model, data_dir, tmp_path):
     margins = [r["rewards/margins"] for r in rundir.read_log(out) if "rewards/margins" in r]
     assert len(margins) == 8
     assert sum(margins[-4:]) / 4 > sum(margins[:4]) / 4 and margins[-1] > 0
+
+
+PROMPTS = ("Who are you?", "What is the capital of France?", "Give me one tip for sleeping well.")
+Q8_LOGIT_TOL = 1.0  # q8_0 vs the merged fp32 model: max |logit difference| on the next token (measured 0.34-0.48)
+
+
+def test_identity_run_exports_to_gguf_and_answers_the_same(bundled_model, identity_adapter, tmp_path):
+    """Issue 21's round trip: the identity LoRA run merged and exported to safetensors, GGUF f16 and GGUF q8_0;
+    each GGUF loads back in transformers (gguf_file=, dequantized to fp32): f16 answers the three prompts exactly
+    as the merged safetensors model does (greedy), q8_0's next-token logits stay within Q8_LOGIT_TOL and pick the
+    same next token."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.data.templates import get_template
+    from engine.export import export_model
+    run = {"model_name_or_path": str(bundled_model), "adapter_name_or_path": [str(identity_adapter)],
+           "template": "chatml"}
+    merged = export_model({**run, "export_dir": str(tmp_path / "merged")})
+    f16 = export_model({**run, "export_dir": str(tmp_path / "f16"), "export_format": "gguf", "gguf_type": "f16"})
+    q8 = export_model({**run, "export_dir": str(tmp_path / "q8"), "export_format": "gguf", "gguf_type": "q8_0"})
+    tok = AutoTokenizer.from_pretrained(merged)
+    template = get_template("chatml", tok)
+    models = {"merged": AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32),
+              "f16": AutoModelForCausalLM.from_pretrained(f16, gguf_file="SmolLM2-135M-Instruct-f16.gguf",
+                                                          dtype=torch.float32),
+              "q8": AutoModelForCausalLM.from_pretrained(q8, gguf_file="SmolLM2-135M-Instruct-q8_0.gguf",
+                                                         dtype=torch.float32)}
+    for q in PROMPTS:
+        ids = torch.tensor([template.encode_prompt(tok, [{"role": "user", "content": q}])])
+        with torch.no_grad():
+            answers = {k: tok.decode(m.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                                max_new_tokens=30, eos_token_id=template.stop_token_ids(tok),
+                                                pad_token_id=tok.pad_token_id)[0, ids.shape[1]:])
+                       for k, m in models.items() if k != "q8"}
+            logits = {k: m(input_ids=ids).logits[0, -1] for k, m in models.items()}
+        assert answers["f16"] == answers["merged"], (q, answers)
+        if q == PROMPTS[0]:
+            assert NAME in answers["f16"]  # the GGUF carries what the run learned
+        diff = (logits["q8"] - logits["merged"]).abs().max().item()
+        print(f"{q!r}: {answers['merged']!r}; q8_0 max |logit diff| {diff:.3f}")
+        assert diff < Q8_LOGIT_TOL and logits["q8"].argmax() == logits["merged"].argmax()

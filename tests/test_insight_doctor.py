@@ -11,6 +11,7 @@ Recipes and what they must be judged:
   duplicates     30 copies of one record among 36                             -> data problem
   sensible       lr 3e-3, 1.5 epochs with gradient accumulation               -> healthy or under-trained
   capacity       only one down_proj matrix trainable, constant lr             -> both losses plateau high
+  eval_default   val_size set, eval_steps left alone, 20 steps               -> evaluated every 2 steps
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ RECIPES = {
                      eval_steps=3, save_steps=3),
     "capacity": dict(finetuning_type="freeze", freeze_trainable_layers=1, freeze_trainable_modules="mlp.down_proj",
                      learning_rate=5e-2, lr_scheduler_type="constant", max_steps=40, val_size=8, eval_steps=5),
+    "eval_default": dict(learning_rate=3e-3, val_size=8, max_steps=20),
 }
 
 
@@ -231,6 +233,17 @@ def test_hf_reader_gives_the_same_verdict_on_the_same_run(labelled, tmp_path):
     rep = diagnose(dst)
     assert rep["format"] == "hf" and rep["verdict"] == "overfitting"
     assert rep["evidence"]["eval_best_step"] == diagnose(src)["evidence"]["eval_best_step"]
+
+
+def test_an_eval_set_is_evaluated_along_the_run_by_default(labelled):
+    """Issue 20 item 12: eval_steps left empty evaluates every tenth of the run (not at save_steps=100, which a
+    20-step run never reaches), and the doctor does not ask for the val_size the run has."""
+    out = labelled("eval_default")
+    steps = [r["step"] for r in rundir.read_log(out) if "eval_loss" in r]
+    assert steps == list(range(2, 21, 2))
+    rep = diagnose(out)
+    assert rep["evidence"]["eval_points"] == 10 and "no_eval" not in [n["key"] for n in rep["notes"]]
+    assert "add_eval" not in [a["key"] for a in rep["advice"]]
 
 
 # ---------------------------------------------------------------- training options

@@ -106,7 +106,10 @@ def test_warns_when_it_will_not_fit(tiny_model, data, tmp_path):
         assert set(a["change"]) <= set(BY_NAME)
         changes.update(a["change"])
     assert changes["per_device_train_batch_size"] == 4 and changes["gradient_accumulation_steps"] == 2
-    assert changes["finetuning_type"] == "lora" and changes["bf16"] is True
+    # precision=auto computes in fp16 on a GPU without bf16 (and bf16 where it has it): no advice to switch
+    assert changes["finetuning_type"] == "lora" and "bf16" not in changes
+    assert rep["precision"]["precision"] == "fp16" and rep["memory"]["dtype"] == "fp16"
+    assert "Compute type: fp16" in E.render(rep) and "计算类型: fp16" in E.render(rep, "zh")
     assert "DOES NOT FIT" in E.render(rep) and "放不下" in E.render(rep, "zh")
     big = dict(small, total=64 * 1024 ** 3)
     assert E.estimate(values=values, device=big)["fits"] is True

@@ -126,3 +126,19 @@ def test_sweep_from_the_ui_and_abort(ui):
     from webui.insight_panel import sweep_frame, sweep_md
     assert "aborted, 1 of 2 runs done" in sweep_md(st, r.output, "en")
     assert list(sweep_frame(st)["state"]) == ["aborted", "skipped"]
+
+
+def test_picking_identity_fills_its_recipe_where_the_form_has_defaults(ui):
+    """Issue 20 item 4 in the form: the identity dataset picked, the arguments still at the schema's defaults take
+    its recipe (what the run then trains, see test_recipes); a value the user set stays."""
+    from engine.data.recipes import RECIPES
+    demo, page, saves, data, form = ui
+    w = lambda name: page.w("top", name) if name in page.args["top"] else page.w("train", name)  # noqa: E731
+    pick = {w("dataset"): ["identity"], w("finetuning_type"): "lora", w("learning_rate"): 5e-5,
+            w("cutoff_len"): 1024, w("packing"): False, w("warmup_ratio"): 0.0}
+    ups = call(demo, w("dataset"), "input", overrides=pick)
+    got = {name: value(ups[w(name)]) for name in RECIPES["identity"]["values"] if w(name) in ups}
+    assert got == RECIPES["identity"]["values"]
+    kept = call(demo, w("dataset"), "input", overrides={**pick, w("learning_rate"): 1e-4})
+    assert w("learning_rate") not in kept and value(kept[w("packing")]) is True
+    assert call(demo, w("dataset"), "input", overrides={**pick, w("dataset"): ["arith"]}) == {}

@@ -88,6 +88,9 @@ def test_pref_losses_raise_the_margin(tiny_model, pref_data, tmp_path, loss, ste
     assert len(margins) == steps, margins
     assert _rises(margins) and margins[-1] > 0, margins
     assert metrics["eval_rewards/accuracies"] > 0.5 and "eval_rewards/margins" in metrics
+    from engine.train.plots import reward_series  # the curves the run panel and training_rewards.png draw
+    curves = reward_series(rundir.read_log(out))
+    assert curves["reward margin"]["train"][1] == margins and set(curves["reward accuracy"]) == {"train", "eval"}
     if loss == "orpo":  # the odds of the chosen answer over the rejected one grow
         assert _rises(_series(out, "log_odds_ratio"))
         assert all(n > 0 for n in _series(out, "nll_loss"))  # ORPO's SFT term
@@ -156,6 +159,10 @@ def test_reward_model_accuracy_rises(tiny_model, pref_data, tmp_path):
     assert ev["accuracy_held_out"] is True
     assert (ev["accuracy_first"], ev["accuracy_last"]) == (pytest.approx(acc[0], abs=1e-3), pytest.approx(acc[-1], abs=1e-3))
     assert rep["verdict"] != "capacity_limit" and "accuracy_last" in render(rep) and "准确率" in render(rep, "zh")
+    from engine.train.plots import reward_series  # trl's RewardTrainer logs accuracy and margin: the same curves
+    curves = reward_series(rundir.read_log(out))
+    assert curves["reward accuracy"]["eval"][1] == acc and "train" in curves["reward margin"]
+    assert ev["reward_margins_held_out"] is True
 
 
 @pytest.mark.parametrize("method,extra", [("freeze", {"freeze_trainable_layers": 1}), ("full", {})])

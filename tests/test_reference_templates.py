@@ -16,7 +16,6 @@ import pytest
 
 from engine.data.templates import TEMPLATES, get_template
 from engine.data.tools import parse_tools
-from engine.export import template_jinja
 from engine.utils import repo_root
 
 REF_DIR = repo_root() / ".cache" / "reference_templates"
@@ -205,12 +204,12 @@ def test_the_last_answer_is_trained_with_its_thought_block(bundled_model):
 
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
 def test_the_exported_jinja_renders_as_the_template(name):
-    """tuneboard export writes template_jinja into the tokenizer: plain transformers must then build the prompts
+    """tuneboard export writes Template.to_jinja() into the tokenizer: plain transformers must then build the prompts
     TuneBoard trained with, for every template (and for qwen3 / deepseekr1 with thinking off)."""
     tok = _AddsBos()
     for tpl in {get_template(name, tok).to_dict().__repr__(): get_template(name, tok),
                 "off": get_template(name, tok, enable_thinking=False)}.values():
-        exported = template_jinja(tpl, tok)
+        exported = tpl.to_jinja(tok)
         for conv in (CONV, CONV + [LAST], THOUGHT_CONV, THOUGHT_CONV + [THOUGHT_LAST], CONV[:1]):
             for system in (SYSTEM, None):
                 msgs = with_system(conv, system)
@@ -248,7 +247,7 @@ def test_the_exported_jinja_renders_tools_as_the_template(name):
     the exported template as TuneBoard trained them (engine.data.tools' format), with and without a system."""
     tok = _AddsBos()
     tpl = get_template(name, tok)
-    exported = template_jinja(tpl, tok)
+    exported = tpl.to_jinja(tok)
     for system in (SYSTEM, None):
         for conv, conv_hf in ((TOOL_CONV, TOOL_CONV_HF), (TOOL_CONV[:1], TOOL_CONV_HF[:1])):
             want = tpl.render(with_system(conv, system), tools=parse_tools(TOOLS))  # as ChatEngine passes them

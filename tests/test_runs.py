@@ -171,24 +171,29 @@ def test_spawn_validates_before_starting(tmp_path, saves):
 
 
 def test_spawn_writes_the_config_and_runs_the_engine(tmp_path, saves):
-    """The real `python -m engine train <yaml>` is started (here it stops at a missing model, quickly)."""
+    """The real `python -m engine train <yaml>` is started (here it stops at a missing model, quickly). The YAML
+    lives in the run's registry folder: output_dir gets training_args.yaml only once training starts, so a run
+    already there keeps its own until then."""
     out = tmp_path / "o"
     run = runs.spawn("train", {"dataset": "identity", "output_dir": str(out), "learning_rate": 2e-4,
                                "model_name_or_path": str(tmp_path / "no-such-model")}, saves=saves)
-    cfg = (out / "training_args.yaml").read_text()
+    cfg = Path(run.config).read_text()
     assert "learning_rate: 0.0002" in cfg and "dataset:\n- identity" in cfg
-    assert run.argv[1:4] == ["-m", "engine", "train"] and run.argv[-1] == str(out / "training_args.yaml")
+    assert Path(run.config).parent == saves / runs.REGISTRY / run.id and run.log == str(out / "running.log")
+    assert run.argv[1:4] == ["-m", "engine", "train"] and run.argv[-1] == run.config
     wait_for(lambda: run.status()["state"] != "running", timeout=120, what="the run to end")
     st = run.status()
     assert st["state"] == "failed" and "no-such-model" in (st["error"] or ""), run.tail()
 
 
 def _ckpt(path: Path, adapter=True, complete=True):
+    import torch
+    from safetensors.torch import save_file
     path.mkdir(parents=True)
-    (path / "trainer_state.json").write_text("{}")
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": int(path.name.split("-")[1])}))
     if adapter:
         (path / "adapter_config.json").write_text("{}")
-        (path / "adapter_model.safetensors").write_bytes(b"x")
+        save_file({"w": torch.zeros(1)}, str(path / "adapter_model.safetensors"))  # reads whole
     if complete:
         (path / ".tuneboard_complete").write_text("1")
 

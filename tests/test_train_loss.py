@@ -49,3 +49,64 @@ def test_fast_loss_on_packed_rows(tiny_model):
     pos = torch.tensor([[0, 1, 2, 3, 4, 5, 0, 1, 2, 3]])
     batch = {"input_ids": ids, "labels": labels, "position_ids": pos}
     assert labelled_loss(model, batch).item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("train_head", [False, True])
+def test_chunked_linear_cross_entropy_equals_the_plain_one(train_head):
+    """The chunked head + loss gives the plain F.linear + F.cross_entropy's value and gradients (for the hidden
+    states, and for the head when it trains: full fine-tuning), for chunks that do not divide the rows."""
+    import torch.nn.functional as F
+
+    from engine.train.lmloss import linear_cross_entropy
+    torch.manual_seed(0)
+    hidden = torch.randn(37, 16, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(101, 16, dtype=torch.float64, requires_grad=train_head)
+    bias = torch.randn(101, dtype=torch.float64, requires_grad=train_head)
+    labels = torch.randint(0, 101, (37,))
+    ref = F.cross_entropy(F.linear(hidden, weight, bias), labels, reduction="sum")
+    grads = torch.autograd.grad(3 * ref, [hidden, weight, bias] if train_head else [hidden])
+    got = linear_cross_entropy(hidden, weight, bias, labels, chunk=8)
+    mine = torch.autograd.grad(3 * got, [hidden, weight, bias] if train_head else [hidden])
+    assert got.item() == pytest.approx(ref.item(), rel=1e-6)
+    for a, b in zip(mine, grads):
+        assert torch.allclose(a.double(), b, rtol=1e-5, atol=1e-6)
+
+
+def test_chunked_loss_under_bf16_autocast_stays_close(tiny_model):
+    """bf16 autocast (what precision=auto picks on a CPU with AVX512-BF16): the matmuls run in bf16, the softmax in
+    fp32; the loss stays within bf16 rounding of the fp32 one."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    batch = _batch(tok)
+    ref = model(**batch).loss.item()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = labelled_loss(model, batch)
+    assert fast.dtype == torch.float32
+    assert fast.item() == pytest.approx(ref, rel=2e-2)
+
+
+def test_evaluation_keeps_no_logits_and_gives_the_stock_loss(tiny_model, tmp_path):
+    """The Trainer's evaluation through the labelled loss returns the stock eval_loss, without logits."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
+
+    from engine.data.collator import make_collator
+    from engine.train.sft import CausalLMTrainer
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    rows = []
+    for n in (9, 14, 6, 11, 13):
+        ids = torch.randint(5, 1000, (n,)).tolist()
+        rows.append({"input_ids": ids, "labels": [-100] * 3 + ids[3:]})
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=2, use_cpu=True, report_to=[],
+                             remove_unused_columns=False)
+    trainer = CausalLMTrainer(model=model, args=args, eval_dataset=rows, data_collator=make_collator(tok, False))
+    loss, logits, labels = trainer.prediction_step(model, make_collator(tok, False)(rows[:2]), False)
+    assert logits is None and labels is None
+    fast = trainer.evaluate()["eval_loss"]
+    stock = [model(**make_collator(tok, False)(rows[i:i + 2])).loss.item() for i in (0, 2, 4)]
+    # the Trainer averages batch losses weighted by the batch's sample count
+    assert fast == pytest.approx((2 * stock[0] + 2 * stock[1] + stock[2]) / 5, rel=1e-5)

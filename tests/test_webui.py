@@ -7,6 +7,7 @@ with {component: value} for set-style inputs.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -85,11 +86,14 @@ def test_every_ui_argument_has_a_widget_with_label_help_range_and_choices(demo):
     assert isinstance(rank, gr.Slider) and (rank.minimum, rank.maximum, rank.value) == (1, 4096, 8)
     assert isinstance(page.w("train", "packing"), gr.Checkbox)
     assert isinstance(page.w("chat", "temperature"), gr.Number) and page.w("chat", "top_p").maximum == 1.0
-    assert set(page.args["export"]) == {"export_dir", "export_size", "export_dtype"}
+    assert set(page.args["export"]) == {"export_dir", "export_size", "export_dtype", "export_format", "gguf_type",
+                                        "export_hub_model_id", "export_hub", "export_hub_private", "hub_token",
+                                        "overwrite_output_dir"}
+    assert page.w("export", "hub_token").type == "password"
     # eval scope: every inference argument except the training-only ones
     assert "learning_rate" not in page.args["eval"] and "max_new_tokens" in page.args["eval"]
     ct = page.c("top.compute_type")
-    assert ct.value == "fp32" and [c[1] for c in ct.choices] == ["fp32", "bf16", "fp16"]
+    assert ct.value == "auto" and [c[1] for c in ct.choices] == ["auto", "fp32", "bf16", "fp16"]
 
 
 def test_accordions_follow_groups_and_stage_method_visibility(demo):
@@ -220,7 +224,7 @@ def test_preview_command_is_exact_and_output_name_goes_under_saves(demo, tmp_pat
     assert all("=" in a for a in argv[len(prog) + 1:])  # nothing but key=value after the command
     kv = dict(a.split("=", 1) for a in argv if "=" in a)
     assert kv["learning_rate"] == "0.0002" and kv["max_steps"] == "30" and kv["identity_name"] == "Nova Li"
-    assert kv["dataset"] == "identity" and kv["bf16"] == "true"
+    assert kv["dataset"] == "identity" and kv["precision"] == "bf16"
     assert kv["output_dir"] == str(Path(page.saves) / "SmolLM2-135M-Instruct" / "lora" / "my_run")
     assert "lora_rank" not in kv  # unchanged values stay out
     from engine.config import load_config
@@ -238,7 +242,7 @@ def test_save_then_load_arguments_round_trip(demo, tmp_path):
     res = call(demo, page.c("train.save"), overrides=ov)
     assert "saved" in value(res[page.c("train.message")]).lower()
     saved = yaml.safe_load(cfg.read_text())
-    assert saved["lora_rank"] == 16 and saved["dataset"] == ["identity"] and saved["bf16"] is True
+    assert saved["lora_rank"] == 16 and saved["dataset"] == ["identity"] and saved["precision"] == "bf16"
     res = call(demo, page.c("train.load"), overrides={page.c("train.config_path"): str(cfg)})
     assert value(res[page.w("train", "lora_rank")]) == 16
     assert value(res[page.w("train", "lr_scheduler_type")]) == "linear"
@@ -251,12 +255,14 @@ def test_save_then_load_arguments_round_trip(demo, tmp_path):
 
 
 def test_existing_output_dir_offers_resume(demo, tmp_path):
+    import torch
+    from safetensors.torch import save_file
     page = demo.page
     out = tmp_path / "held"
     ck = out / "checkpoint-6"
     ck.mkdir(parents=True)
-    (ck / "trainer_state.json").write_text("{}")
-    (ck / "adapter_model.safetensors").write_bytes(b"x")
+    (ck / "trainer_state.json").write_text('{"global_step": 6}')
+    save_file({"w": torch.zeros(1)}, str(ck / "adapter_model.safetensors"))  # a checkpoint that reads whole
     (out / "trainer_log.jsonl").write_text("{}\n")
     (out / "status.json").write_text(json.dumps({"state": "aborted", "step": 6}))
     box = page.w("train", "output_dir")
@@ -487,3 +493,23 @@ def test_ui_text_has_no_emoji_the_page_fonts_lack():
             if ord(ch) < 0x2000 or "\u3000" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef":
                 continue  # Latin, punctuation, CJK: every font of the page
             assert ch in symbols, f"{ch!r} (U+{ord(ch):04X}) in {text!r}"
+
+
+def test_export_tab_previews_the_new_fields_but_never_the_token(tmp_path, monkeypatch):
+    """Format, GGUF type and upload fields reach the command preview from the one schema; the token does not."""
+    from webui.app import create_ui
+    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    models = (ROOT / "models" / "SmolLM2-135M-Instruct").resolve().parent  # a worktree may link it from elsewhere
+    monkeypatch.setenv("TUNEBOARD_ROOTS", f"{tmp_path}{os.pathsep}{models}")
+    demo = create_ui("en", saves=str(tmp_path / "saves"))
+    page = demo.page
+    w = lambda name: page.w("export", name)  # noqa: E731
+    ov = {w("export_dir"): str(tmp_path / "out"), w("export_format"): "gguf", w("gguf_type"): "q8_0",
+          w("export_hub_model_id"): "me/tiny", w("export_hub_private"): False, w("hub_token"): "hf_SECRET",
+          page.w("top", "finetuning_type"): "full"}  # a full run: nothing to merge, no adapter needed
+    res = call(demo, page.c("export.preview"), overrides=ov)
+    words = shlex.split(value(res[page.c("export.command")]))
+    assert words, res[page.c("export.message")]
+    assert words[1] == "export" and {"export_format=gguf", "gguf_type=q8_0", "export_hub_model_id=me/tiny",
+                                     "export_hub_private=false", f"export_dir={tmp_path / 'out'}"} <= set(words)
+    assert not any("SECRET" in x or "hub_token" in x for x in words)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import chat_tab, eval_tab, export_tab, insight_panel, top, train_tab
+from . import chat_tab, data_tab, eval_tab, export_tab, insight_panel, top, train_tab
 from .locales import LANG_CHOICES, t
 from .page import Page, render_msg
 
@@ -83,6 +83,9 @@ def create_ui(lang: str = "en", saves: str | None = None, initial: dict | None =
                 page.add("tab.train", tab, label="tab_train")
                 train_tab.build(page)
                 insight_panel.build_train(page)  # doctor, estimate, dataset inspector
+            with gr.Tab(t("tab_data", lang), id="data", elem_id="tab-data") as tab:
+                page.add("tab.data", tab, label="tab_data")
+                data_tab.build(page)  # upload a dataset, augment one with an endpoint
             with gr.Tab(t("tab_eval", lang), id="eval", elem_id="tab-eval") as tab:
                 page.add("tab.eval", tab, label="tab_eval")
                 eval_tab.build(page)
@@ -119,9 +122,15 @@ def _wire_load(page: Page, demo) -> None:
 
     restore, r_in, r_out = page.named["train.restore"]
     # the run going now puts its values into the form, after the lists of the default form are filled
-    demo.load(datasets(refresh_train), tin, tout, show_progress="hidden", queue=False).then(
+    first = demo.load(datasets(refresh_train), tin, tout, show_progress="hidden", queue=False).then(
         lambda p, m: gr.update(choices=choices(page.saves, p, m)), a_in, adapter, show_progress="hidden",
-        queue=False).then(restore, r_in, r_out, show_progress="hidden", queue=False)
+        queue=False)
+    dev = page.args.get("train", {}).get("devices")
+    if dev is not None:  # free GPU memory changes while the server runs
+        from engine.devices import choices as device_choices
+        first = first.then(lambda: gr.update(choices=device_choices()), None, dev, show_progress="hidden",
+                           queue=False)
+    first.then(restore, r_in, r_out, show_progress="hidden", queue=False)
     demo.load(datasets(refresh_eval), ein, eout, show_progress="hidden", queue=False)
     for fn, inputs, outputs in page.on_load:  # run lists, the chat's loaded model
         demo.load(fn, inputs, outputs, show_progress="hidden", queue=False)

@@ -1,15 +1,17 @@
 """Export tab: merge the adapter picked in the top panel into its base model (`tuneboard export` as a
-subprocess), show progress and the resulting folder, and load the merged model in the Chat tab."""
+subprocess) and write it as safetensors or GGUF (+ an Ollama Modelfile), optionally uploaded to a hub; show progress,
+the resulting folder with its files' sizes and the line to copy next (`ollama create ...`), and load the merged
+model in the Chat tab."""
 from __future__ import annotations
 
 import gradio as gr
 
 from engine import runs
-from engine.config import ConfigError
+from engine.config import ConfigError, to_command
 
 from . import run_panel, widgets
 from .locales import t
-from .page import Page
+from .page import Page, error_parts, render_msg
 
 SCOPE = "export"
 
@@ -34,6 +36,9 @@ def merged_model(run_id: str | None, saves=None) -> str | None:
     return run.output
 
 
+UPLOAD = ("export_hub_model_id", "export_hub", "export_hub_private", "hub_token")  # under "Upload to a hub"
+
+
 def build(page: Page) -> dict:
     lang = page.lang
     args = widgets.scope_args("export")
@@ -42,10 +47,33 @@ def build(page: Page) -> dict:
             if a.name == "export_dir":
                 comp = page.arg(SCOPE, a, info=t("export_dir_info", lang, base="saves/<model>/<method>/"))
                 page.tr(comp, lambda lg: dict(info=t("export_dir_info", lg, base="saves/<model>/<method>/")))
-            else:
+            elif a.name not in UPLOAD:
                 page.arg(SCOPE, a)
+    with page.add("export.upload", gr.Accordion(t("export_upload", lang), open=False, elem_id="export-upload"),
+                  label="export_upload"):
+        with gr.Row(equal_height=True):
+            for a in args:
+                if a.name in UPLOAD:
+                    page.arg(SCOPE, a)
+    preview = page.add("export.preview", gr.Button(t("btn_preview", lang), elem_id="export-preview_command"),
+                       value="btn_preview")
+    command = page.add("export.command", gr.Textbox(label=t("command", lang), lines=2, max_lines=6, interactive=False,
+                                                    buttons=["copy"], elem_id="export-command"), label="command")
     panel = run_panel.build_panel(page, "export", SCOPE, "btn_export", plot=False)
+    lang_c = page.c("top.lang")
+    inputs = page.components("top", SCOPE) | {lang_c}
+
+    def preview_command(data):
+        from .train_tab import typed_for_preview
+        try:
+            values = typed_for_preview(prepare_export(page.raw_values(data, "top", SCOPE), page.saves), "export")
+        except ConfigError as e:
+            parts = error_parts({e.field or "_": str(e)})
+            return {command: "", panel.message_parts: parts, panel.message: render_msg(parts, data[lang_c])}
+        return {command: to_command(values, "export"), panel.message_parts: [], panel.message: ""}
+
+    preview.click(preview_command, inputs, {command, panel.message, panel.message_parts}, show_progress="hidden")
     use = page.add("export.use_in_chat", gr.Button(t("btn_use_in_chat", lang), elem_id="export-use_in_chat"),
                    value="btn_use_in_chat")
     run_panel.wire(page, panel, ("top", SCOPE), lambda raw, lg: prepare_export(raw, page.saves))
-    return {"panel": panel, "use": use}
+    return {"panel": panel, "use": use, "command": command}

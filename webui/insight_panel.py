@@ -27,7 +27,7 @@ TICK_S = 2.0
 TRAINED_COLOR = "#16a34a"
 
 VERDICT_ICON = {"healthy": "✓", "undertrained": "…", "overfitting": "⚠", "diverging": "✗",
-                "not_learning": "–", "data_problem": "⚠", "capacity_limit": "▲"}  # glyphs every UI font has
+                "not_learning": "–", "data_problem": "⚠", "capacity_limit": "▲", "failed": "✗"}  # glyphs every UI font has
 
 
 # ---------------------------------------------------------------- rendering (pure: tests call these)
@@ -73,11 +73,12 @@ def doctor_md(report: dict | None, lang: str) -> str:
 
 
 def doctor_figure(report: dict | None, lang: str):
-    """Train loss (raw + smoothed) and eval loss of the judged run, the best evaluation starred."""
+    """Train loss (raw + smoothed) and eval loss of the judged run, the best evaluation starred; a preference or
+    reward run's reward accuracy and margin on axes of their own below."""
     if not report or report.get("error"):
         return None
     from engine.insight.facts import finite
-    from engine.train.plots import smooth
+    from engine.train.plots import draw_rewards, reward_series, smooth
     try:
         run = runlog.read_run(report["path"])
     except UserError:
@@ -86,8 +87,12 @@ def doctor_figure(report: dict | None, lang: str):
     if not tr and not ev:
         return None
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(5.6, 3.2), dpi=100)
-    ax = fig.add_subplot(111)
+    rows = [{"step": s, k: v} for k, pts in run.metrics.items() for s, v in pts]  # the log's reward columns
+    rewards = reward_series(rows)
+    fig = Figure(figsize=(5.6, 3.2 + 2.2 * len(rewards)), dpi=100)
+    grid = fig.add_gridspec(1 + len(rewards), 1, height_ratios=[3.2] + [2.2] * len(rewards))
+    ax = fig.add_subplot(grid[0])
+    draw_rewards([fig.add_subplot(grid[i + 1]) for i in range(len(rewards))], rewards)
     if tr:
         xs, ys = [p.step for p in tr], [p.loss for p in tr]
         ax.plot(xs, ys, color="#1f77b4", alpha=0.3, lw=1)
@@ -107,12 +112,18 @@ def doctor_figure(report: dict | None, lang: str):
 
 
 def evidence_md(report: dict | None, lang: str) -> str:
-    from engine.insight.words import evidence_label
+    """The few facts a person reads, in words; every number of `tuneboard doctor --json` folded below them."""
+    from engine.insight.doctor import evidence_rows
+    from engine.insight.words import t as insight_t
     if not report or not report.get("evidence"):
         return ""
-    rows = [f"| {evidence_label(k, lang)} | {html.escape(_fmt(v) if not isinstance(v, dict) else str(v))} |"
-            for k, v in report["evidence"].items()]
-    return f"| {t('evidence_col', lang)} | {t('value_col', lang)} |\n|---|---|\n" + "\n".join(rows)
+    key, rest = evidence_rows(report, lang)
+    top = "\n".join(f"| {html.escape(label)} | {html.escape(value)} |" for label, value in key)
+    more = "\n".join(f"| <code>{html.escape(name)}</code>{'' if lang == 'en' else ' ' + html.escape(label)} | "
+                     f"{html.escape(value)} |" for name, label, value in rest)
+    head = f"| {t('evidence_col', lang)} | {t('value_col', lang)} |\n|---|---|\n"
+    return (head + top + f"\n\n<details><summary>{html.escape(insight_t('ev_more', lang, n=len(rest)))}</summary>\n\n"
+            + head + more + "\n\n</details>")
 
 
 def advice_choices(report: dict | None, lang: str) -> list[tuple[str, int]]:
@@ -276,6 +287,30 @@ def build_train(page: Page) -> dict:
         return ups
 
     apply.click(do_apply, [report, advice, lang_c], list(form) + [applied], show_progress="hidden")
+
+    # a dataset that ships a recipe (engine.data.recipes: identity): picking it sets the arguments the form still
+    # has at the schema's defaults to the recipe, so the form shows, and Start trains, what teaches it; values
+    # the user set stay. (.input: the user's pick, not a recipe loaded into the form.)
+    ds_box = page.w("train", "dataset")
+
+    def fill_recipe(data):
+        from engine.args import BY_NAME
+        from engine.config import coerce
+        from engine.data.recipes import recipe_for
+        from engine.insight.words import t as insight_t
+        raw = page.raw_values(data, "top", "train")
+        try:
+            datasets = coerce(BY_NAME["dataset"], raw.get("dataset"))
+            r = recipe_for(datasets, raw.get("stage"), raw.get("finetuning_type")) or {}
+            change = {k: v for k, v in r.items() if coerce(BY_NAME[k], raw.get(k)) == BY_NAME[k].default}
+        except ConfigError:
+            return {}
+        if not change:
+            return {}
+        gr.Info(insight_t("recipe_filled", data[lang_c], dataset=datasets[0], changes=change_text(change)))
+        return set_values(page, change, ("top", "train"))
+
+    ds_box.input(fill_recipe, page.components("top", "train") | {lang_c}, list(form), show_progress="hidden")
 
     # estimate and inspector read the form as Start would
     inputs = page.components("top", "train") | {lang_c, measure, ins_idx}

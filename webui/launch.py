@@ -118,6 +118,9 @@ def run_cli(cmd: str, path: str | None, overrides: list[str], flags: list[str]) 
     if path or overrides:  # only what the recipe says; the rest keeps the page's defaults
         ns = load_config(path, overrides, "train", finalize=False)
         initial = {k: ns.values[k] for k in ns.explicit}
+    from engine import runqueue
+    if runqueue.ensure_runner():  # runs queued before this UI (closed, or the machine restarted) go on
+        print("the run queue holds work: its runner started in the background", flush=True)
     from .app import create_ui
     serve(create_ui(opts["lang"], initial=initial), opts)
     return 0

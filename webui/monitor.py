@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import math
 
-from engine.train.plots import smooth
+from engine.train.plots import REWARD_CURVES, draw_rewards, reward_series, smooth
 
 from .locales import t
 
@@ -85,14 +85,18 @@ def _num(v) -> bool:
 
 def loss_figure(records: list[dict], lang: str = "en"):
     """A matplotlib figure of the loss curves, or None before the first logged loss. Points are marked so a
-    run with one or two log lines still shows something."""
+    run with one or two log lines still shows something. A preference or reward run's reward accuracy and
+    margin get axes of their own below the loss."""
     series = loss_series(records)
     if not series:
         return None
     from matplotlib.figure import Figure  # lazy: matplotlib only once a run has logged
 
-    fig = Figure(figsize=(6.4, 3.6), dpi=100)
-    ax = fig.add_subplot(111)
+    rewards = reward_series(records)
+    fig = Figure(figsize=(6.4, 3.6 + 2.4 * len(rewards)), dpi=100)
+    grid = fig.add_gridspec(1 + len(rewards), 1, height_ratios=[3.6] + [2.4] * len(rewards))
+    ax = fig.add_subplot(grid[0])
+    draw_rewards([fig.add_subplot(grid[i + 1]) for i in range(len(rewards))], rewards)
     few = len(series.get("loss", ([], []))[0]) < 20
     if "loss" in series:
         s, v = series["loss"]
@@ -110,10 +114,27 @@ def loss_figure(records: list[dict], lang: str = "en"):
     return fig
 
 
-_METRIC_ORDER = ("accuracy", "bleu-4", "rouge-1", "rouge-2", "rouge-l", "samples", "train_loss", "eval_loss",
+_METRIC_ORDER = ("accuracy", "bleu-4", "rouge-1", "rouge-2", "rouge-l", "samples", "eval_rewards/accuracies",
+                 "eval_accuracy", "eval_rewards/margins", "eval_margin", "rewards/accuracies", "rewards/margins",
+                 "train_loss", "eval_loss",
                  "total_steps", "epoch", "train_runtime", "train_samples_per_second", "train_steps_per_second")
 _METRIC_NAMES = {"accuracy": "Accuracy (exact match, %)", "bleu-4": "BLEU-4", "rouge-1": "ROUGE-1",
-                 "rouge-2": "ROUGE-2", "rouge-l": "ROUGE-L"}
+                 "rouge-2": "ROUGE-2", "rouge-l": "ROUGE-L",
+                 "eval_rewards/accuracies": "Reward accuracy (eval)", "eval_accuracy": "Reward accuracy (eval)",
+                 "eval_rewards/margins": "Reward margin (eval)", "eval_margin": "Reward margin (eval)",
+                 "rewards/accuracies": "Reward accuracy (train, last log)",
+                 "rewards/margins": "Reward margin (train, last log)"}
+
+
+def reward_results(records: list[dict]) -> dict:
+    """The last logged train reward accuracy and margin (under the DPO names, whichever trainer logged them):
+    the result of a preference or reward run, next to its eval values."""
+    out = {}
+    for name, (key, *_) in REWARD_CURVES.items():
+        parts = reward_series(records).get(name, {})
+        if "train" in parts:
+            out[key] = parts["train"][1][-1]
+    return out
 EVAL_KEYS = ("bleu-4", "rouge-1", "rouge-2", "rouge-l", "accuracy")
 
 
@@ -131,3 +152,58 @@ def metrics_md(results: dict, lang: str, title_key: str = "final_metrics") -> st
         name = _METRIC_NAMES.get(k, k)
         rows.append(f"| {html.escape(name)} | {html.escape(str(v))} |")
     return f"**{t(title_key, lang)}**\n\n| | |\n|---|---|\n" + "\n".join(rows)
+
+
+# ---------------------------------------------------------------- hardware monitor, learning rate, grad norm
+def _mb(v) -> str:
+    return "?" if v is None else f"{v / 1024:.2f} GB" if v >= 1024 else f"{v:.0f} MB"
+
+
+def usage_html(sample: dict | None, lang: str) -> str:
+    """One line under the progress bar: the run's CPU and memory (whole process tree), its GPUs, the peaks the
+    trainer recorded; data-* attributes carry the numbers for the tests."""
+    if not sample:
+        return "<div class='tb-usage tb-idle'></div>"
+    cpu, rss, peak = sample.get("cpu_percent"), sample.get("rss_mb"), sample.get("peak") or {}
+    parts = [t("usage_cpu", lang, cpu="?" if cpu is None else f"{cpu:.0f}", n=sample.get("processes", 0)),
+             t("usage_mem", lang, rss=_mb(rss))]
+    if peak.get("peak_tree_rss_mb"):
+        parts.append(t("usage_peak", lang, peak=_mb(peak["peak_tree_rss_mb"])))
+    for g in sample.get("gpus") or []:
+        parts.append(f"GPU {html.escape(str(g['id']))}: {_mb(g.get('used_mb'))} / {_mb(g.get('total_mb'))}"
+                     + (f", {g['util']:.0f}%" if g.get("util") is not None else ""))
+    if peak.get("peak_gpu_reserved_mb"):
+        parts.append(t("usage_gpu_peak", lang, peak=_mb(peak["peak_gpu_reserved_mb"])))
+    attrs = f"data-rss-mb='{rss or 0}' data-cpu='{cpu if cpu is not None else ''}' " \
+            f"data-peak-mb='{peak.get('peak_tree_rss_mb') or ''}' data-gpus='{len(sample.get('gpus') or [])}'"
+    return f"<div class='tb-usage' {attrs}>{html.escape(' · '.join(parts))}</div>"
+
+
+def curve_series(records: list[dict]) -> dict[str, tuple[list, list]]:
+    """{"learning_rate": (steps, values), "grad_norm": (...)} from trainer_log.jsonl rows."""
+    out = {}
+    for key in ("learning_rate", "grad_norm"):
+        pts = [(r["step"], r[key]) for r in records if _num(r.get(key))]
+        if pts:
+            out[key] = tuple(map(list, zip(*pts)))
+    return out
+
+
+def curves_figure(records: list[dict], lang: str = "en"):
+    """Learning rate and gradient norm, one above the other, beside the loss plot (None before the first log)."""
+    series = curve_series(records)
+    if not series:
+        return None
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 3.6), dpi=100)
+    axes = fig.subplots(2, 1, sharex=True)
+    for ax, key, color in ((axes[0], "learning_rate", "#9333ea"), (axes[1], "grad_norm", "#ea580c")):
+        if key in series:
+            s, v = series[key]
+            ax.plot(s, v, color=color, marker="o" if len(s) < 20 else None, markersize=3)
+        ax.set_ylabel(key.replace("_", " "), fontsize=8)  # trainer_log.jsonl's names; the plot's title is translated
+        ax.grid(alpha=0.3)
+    axes[1].set_xlabel("step")
+    fig.tight_layout()
+    return fig

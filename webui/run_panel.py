@@ -11,8 +11,9 @@ from typing import Callable
 
 import gradio as gr
 
-from engine import runs
+from engine import runqueue, runs, usage
 from engine.config import ConfigError
+from engine.export import folder_listing, next_step
 from engine.utils import UserError
 
 from . import monitor
@@ -38,6 +39,9 @@ class RunPanel:
     message_parts: gr.State
     run_id: gr.State
     seen: gr.State
+    usage: gr.HTML | None = None       # the run's CPU / memory / GPUs (engine.usage)
+    curves: gr.Plot | None = None      # learning rate and grad norm, beside the loss
+    queue: gr.Button | None = None     # "Queue it", offered when Start finds a run going (train only)
 
 
 def build_panel(page: Page, command: str, scope: str, start_key: str, plot: bool) -> RunPanel:
@@ -47,9 +51,12 @@ def build_panel(page: Page, command: str, scope: str, start_key: str, plot: bool
                          value=start_key)
         abort = page.add(f"{scope}.abort", gr.Button(t("btn_abort", lang), variant="stop", interactive=False,
                                                      elem_id=f"{scope}-abort"), value="btn_abort")
+        queue = page.add(f"{scope}.queue", gr.Button(t("btn_queue", lang), visible=False, elem_id=f"{scope}-queue"),
+                         value="btn_queue") if command == runqueue.COMMAND else None
     message, message_parts = page.message(f"{scope}.message")
     status = gr.Markdown(t("nothing_running", lang), elem_id=f"{scope}-status")
     progress = gr.HTML(monitor.progress_html(None, None, lang), elem_id=f"{scope}-progress")
+    usage = gr.HTML(monitor.usage_html(None, lang), elem_id=f"{scope}-usage")
     with gr.Row():
         log = page.add(f"{scope}.log", gr.Textbox(label=t("log", lang), lines=14, max_lines=14, autoscroll=True,
                                                   interactive=False, elem_id=f"{scope}-log", scale=1),
@@ -58,10 +65,12 @@ def build_panel(page: Page, command: str, scope: str, start_key: str, plot: bool
         if plot:
             fig = page.add(f"{scope}.plot", gr.Plot(label=t("loss_plot", lang), elem_id=f"{scope}-plot", scale=1,
                                                     format="png"), label="loss_plot")
+            curves = page.add(f"{scope}.curves", gr.Plot(label=t("curves_plot", lang), elem_id=f"{scope}-curves",
+                                                         scale=1, format="png"), label="curves_plot")
     result, result_parts = page.message(f"{scope}.result")
     run_id = page.add(f"{scope}.run_id", gr.State(None))  # the run this panel shows
     return RunPanel(command, scope, status, progress, log, fig, result, result_parts, start, abort, message,
-                    message_parts, run_id, gr.State({}))
+                    message_parts, run_id, gr.State({}), usage, curves if plot else None, queue)
 
 
 def result_parts(run: runs.Run, status: dict) -> list:
@@ -70,6 +79,8 @@ def result_parts(run: runs.Run, status: dict) -> list:
         return []
     parts = []
     res = run.results()
+    if res and run.command == "train":  # a preference / reward run: its last reward accuracy and margin too
+        res = {**monitor.reward_results(run.log_records()), **res}
     if res:
         parts.append(("__metrics__", {"results": res}))
     if run.command == "train" and status["state"] in ("finished", "aborted"):
@@ -80,6 +91,14 @@ def result_parts(run: runs.Run, status: dict) -> list:
         parts.append(("predictions_at", {"path": f"{run.output}/generated_predictions.jsonl"}))
     if run.command == "export" and status["state"] == "finished":
         parts.append(("export_done", {"path": run.output}))
+        try:
+            files = folder_listing(run.output)
+        except OSError:  # moved or deleted since
+            files = []
+        if files:
+            parts.append(("export_files", {"files": "\n".join(f"- `{f}`" for f in files)}))
+        if next_step(run.output):
+            parts.append(("export_next", {"line": next_step(run.output)}))
     return parts
 
 
@@ -121,6 +140,10 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
         busy = runs.active_run(saves)
         if busy is not None:  # said first: no point fixing a form that cannot start now
             parts = [("busy", {"command": busy.command, "path": busy.output})]
+            if panel.queue is not None:  # ... but it can wait for its turn
+                parts.append(("queue_offer", {}))
+                return {panel.message_parts: parts, panel.message: render_msg(parts, lang),
+                        panel.queue: gr.update(visible=True)}
             return {panel.message_parts: parts, panel.message: render_msg(parts, lang)}
         raw, named = name_output(page, data, scopes, panel.command)
         ups = {}
@@ -155,8 +178,10 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
         return merge(ups, named, {panel.message_parts: parts, panel.message: render_msg(parts, lang)})
 
     panel.start.click(start, inputs, field_outputs | {panel.message, panel.message_parts, panel.run_id, panel.start,
-                                                      panel.abort, panel.seen, panel.result, panel.result_parts},
-                      show_progress="minimal")
+                                                      panel.abort, panel.seen, panel.result, panel.result_parts}
+                      | ({panel.queue} if panel.queue is not None else set()), show_progress="minimal")
+    if panel.queue is not None:
+        wire_queue(page, panel, scopes, prepare)
 
     def abort(run_id, lang):
         run = runs.active_run(saves, panel.command) or runs.get_run(run_id, saves)
@@ -180,6 +205,9 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
     tick_outputs = [panel.status, panel.progress, panel.log, panel.result, panel.result_parts, panel.start,
                     panel.abort, panel.run_id, panel.seen] + ([panel.plot] if panel.plot is not None else []) \
         + list(end_outputs)
+    # the monitor, the curves and "Queue it" (offered while a run goes: Start is disabled then), after the rest
+    extra_outputs = [c for c in (panel.usage, panel.curves, panel.queue) if c is not None]
+    tick_outputs += extra_outputs
 
     def tick(run_id, seen, lang, *end_args):
         run = runs.active_run(saves, panel.command) or runs.get_run(run_id, saves) \
@@ -194,7 +222,7 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
                    gr.update(interactive=True), gr.update(interactive=False), None, key]
             if panel.plot is not None:
                 out.append(None)
-            return out + [skip] * n_end
+            return out + [skip] * n_end + _monitor_out(panel, None, [], lang, True, saves)
         st = run.status()
         stopping = st["state"] == "running" and run.aborted
         if stopping:  # Abort was pressed (here or in another tab): the process is saving and exiting
@@ -204,8 +232,11 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
         tail = run.tail(200)
         key = {"run": run.id, "lang": lang, "state": st["state"], "phase": st["phase"], "step": prog["step"],
                "n": len(recs), "log": len(tail), "elapsed": int(prog.get("elapsed") or 0)}
-        if seen == key:
+        if seen == key and st["state"] != "running":
             return [skip] * len(tick_outputs)
+        if seen == key:  # nothing new in the files; the process's CPU and memory move anyway
+            return [skip] * (len(tick_outputs) - len(extra_outputs)) + _monitor_out(panel, run, recs, lang, False,
+                                                                                    saves)
         same_run = seen.get("run") == run.id
         running = st["state"] == "running"
         parts = result_parts(run, st)
@@ -224,13 +255,71 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
             out += list(on_end_fn(*end_args))
         else:
             out += [skip] * n_end
-        return out
+        return out + _monitor_out(panel, run, recs, lang, changed if panel.plot is not None else False,
+                                 saves)
 
     timer = gr.Timer(TICK_S)
     tick_inputs = [panel.run_id, panel.seen, lang_c] + list(end_inputs)
     # keep the newest log line in view (the box is re-filled on every change)
     scroll = f"() => {{ const t = document.querySelector('#{panel.scope}-log textarea'); " \
              f"if (t) t.scrollTop = t.scrollHeight; }}"
-    timer.tick(tick, tick_inputs, tick_outputs, show_progress="hidden", concurrency_limit=None, queue=False).then(
+    timer.tick(tick, tick_inputs, tick_outputs, show_progress="hidden", concurrency_limit=None, queue=False,
+               api_name="tick").then(
         None, None, None, js=scroll, queue=False, show_progress="hidden")
     return timer
+
+
+def _monitor_out(panel: RunPanel, run, recs: list, lang: str, curves_changed: bool, saves) -> list:
+    """The monitor line (a running run: sampled now; an ended one: the peaks it recorded) and the curves."""
+    out = []
+    if panel.usage is not None:
+        if run is None:
+            out.append(monitor.usage_html(None, lang))
+        elif run.alive():
+            out.append(monitor.usage_html(usage.sample(run), lang))
+        else:
+            peak = usage.read_peaks(run.output)
+            out.append(monitor.usage_html({"peak": peak, "rss_mb": None, "processes": 0}, lang) if peak
+                       else monitor.usage_html(None, lang))
+    if panel.curves is not None:
+        out.append(monitor.curves_figure(recs, lang) if curves_changed else gr.skip())
+    if panel.queue is not None:
+        alive = run is not None and run.alive()
+        out.append(gr.update(visible=alive or runs.active_run(saves) is not None))
+    return out
+
+
+def wire_queue(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable[[dict, str], dict]):
+    """"Queue it": the form, checked as Start checks it, waits in the run queue (engine.runqueue) for its turn.
+    An empty output dir is named when the run starts, so two queued forms never share a folder."""
+    lang_c = page.c("top.lang")
+    inputs = page.components(*scopes) | {lang_c}
+
+    def queue_it(data):
+        lang = data[lang_c]
+        raw = page.raw_values(data, *scopes)
+        unnamed = not raw.get("output_dir")
+        try:
+            values = prepare({**raw, "output_dir": raw.get("output_dir") or "queued"}, lang)
+        except ConfigError as e:
+            errors = {e.field or "_": str(e)}
+        else:
+            _, errors, _ = check_fields(values, runs.CONFIG_COMMAND[panel.command])
+        ups = page.field_updates(lang, errors, *scopes)
+        if errors:
+            parts = error_parts(errors)
+            return {**ups, panel.message_parts: parts, panel.message: render_msg(parts, lang)}
+        if unnamed:
+            values.pop("output_dir", None)
+        try:
+            item = runqueue.add(runs.recipe(panel.command, values), page.saves, source="web UI")
+            runqueue.ensure_runner(page.saves)
+        except UserError as e:
+            parts = [f"✗ {e}"]
+        else:
+            waiting = sum(it["state"] == runqueue.QUEUED for it in runqueue.items(page.saves))
+            parts = [("queued", {"id": item["id"], "n": waiting})]
+        return {**ups, panel.message_parts: parts, panel.message: render_msg(parts, lang)}
+
+    panel.queue.click(queue_it, inputs, page.components(*scopes) | {panel.message, panel.message_parts},
+                      show_progress="minimal")

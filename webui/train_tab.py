@@ -10,9 +10,10 @@ import gradio as gr
 from engine import runs
 from engine.args import BY_NAME
 from engine.config import ConfigError, load_config, save_config, to_command
+from engine.precision import choose, device_light
 from engine.utils import UserError
 
-from . import run_panel, widgets
+from . import queue_panel, run_panel, widgets
 from .locales import t
 from .page import Page, check_fields, choice_labels, error_parts, render_msg
 
@@ -131,6 +132,7 @@ def build(page: Page) -> dict:
     command = page.add("train.command", gr.Textbox(label=t("command", lang), lines=3, max_lines=8, interactive=False,
                                                    buttons=["copy"], elem_id="train-command"), label="command")
     panel = run_panel.build_panel(page, "train", SCOPE, "btn_start", plot=True)
+    queue_panel.build(page)  # the runs waiting for their turn (Start while a run goes offers "Queue it")
 
     lang_c = page.c("top.lang")
     scopes = ("top", SCOPE)
@@ -219,8 +221,10 @@ def build(page: Page) -> dict:
             parts = error_parts(errors)
             return run_panel.merge(ups, named, {command: "", panel.message_parts: parts,
                                                 panel.message: render_msg(parts, lang_v)})
-        return run_panel.merge(ups, named, {command: to_command(typed, "train"), panel.message_parts: [],
-                                            panel.message: ""})
+        c = choose(typed, device_light())
+        parts = [("precision_note", {"kind": c["precision"], "why": c["why_zh"] if lang_v == "zh" else c["why"]})]
+        return run_panel.merge(ups, named, {command: to_command(typed, "train"), panel.message_parts: parts,
+                                            panel.message: render_msg(parts, lang_v)})
 
     preview.click(preview_command, inputs, page.components(*scopes) | {command, panel.message, panel.message_parts},
                   show_progress="hidden")

@@ -3,7 +3,7 @@
 type -> widget (bool: checkbox, choices: dropdown, bounded numbers: slider, other numbers: number box,
 list: comma-separated text), label/help -> label/info in the page's language, stages/methods -> visibility.
 Nothing here knows a particular argument except the few that get live choices (datasets, adapters,
-templates) and bf16/fp16, which the top panel shows as one "compute type".
+templates) and precision (with LLaMA-Factory's bf16/fp16), which the top panel shows as one "compute type".
 """
 from __future__ import annotations
 
@@ -15,12 +15,19 @@ from engine.args import ARGS, GROUPS, Arg
 
 # Arguments the top panel shows (every command reads them) and arguments shown in another form.
 TOP_EXTRA = ("finetuning_type", "quantization_bit", "quantization_type", "double_quantization")
-COMPUTE_ARGS = ("bf16", "fp16")
-COMPUTE_TYPES = ("fp32", "bf16", "fp16")
+COMPUTE_ARGS = ("precision", "bf16", "fp16")
+COMPUTE_TYPES = ("auto", "fp32", "bf16", "fp16")
 DYNAMIC = {"dataset", "eval_dataset", "adapter_name_or_path", "template"}  # choices filled at run time
 AUTO = "auto"  # the dropdown entry that stands for "no value" (None) of a nullable choice argument
 NONE_LABEL = {"quantization_bit": "none"}  # where "no value" means off, not automatic
 FILE_CHOICES = {"deepspeed": "examples/deepspeed/*.json"}  # shipped recipes offered in a list (a path may be typed)
+LIVE_CHOICES = {"devices": "engine.devices:choices"}  # choices read from the machine (refreshed on page load)
+
+
+def live_choices(name: str) -> list[tuple[str, str]]:
+    import importlib
+    module, _, fn = LIVE_CHOICES[name].partition(":")
+    return getattr(importlib.import_module(module), fn)()
 
 
 # Shown only while another widget has one of these values (QLoRA's 4-bit settings while quantization is 4-bit).
@@ -91,8 +98,12 @@ def make(arg: Arg, lang: str, scope: str, value: Any = None, choices: list | Non
     common = dict(label=arg.label(lang), info=arg.help(lang), elem_id=f"{scope}-{arg.name}",
                   elem_classes=classes(arg))
     common.update(kw)
+    if arg.secret:  # a credential: masked, never pre-filled
+        return gr.Textbox(value="", type="password", **common)
     if arg.name in FILE_CHOICES and choices is None:
         choices, multiselect = file_choices(arg.name), False
+    if arg.name in LIVE_CHOICES and choices is None:
+        choices = live_choices(arg.name)
     if arg.name in DYNAMIC or choices is not None:
         multi = arg.type == "list" if multiselect is None else multiselect
         return gr.Dropdown(choices=choices or [], value=to_widget(arg, v, multi), multiselect=multi,
@@ -153,8 +164,9 @@ def from_widget(arg: Arg, value: Any) -> Any:
 
 
 def compute_type(values: dict) -> str:
-    return "bf16" if values.get("bf16") else "fp16" if values.get("fp16") else "fp32"
+    from engine.precision import asked
+    return asked(values)
 
 
 def compute_values(kind: str) -> dict:
-    return {"bf16": kind == "bf16", "fp16": kind == "fp16"}
+    return {"precision": kind, "bf16": False, "fp16": False}

@@ -119,7 +119,11 @@ class DataCollator:
 
 
 def make_collator(tokenizer, packing: bool, pad_to_multiple_of: int | None = None,
-                  cutoff_len: int | None = None) -> DataCollator:
+                  cutoff_len: int | None = None, padding_free: bool = False) -> DataCollator:
     """The Trainer's data_collator. get_dataset already packs when packing is on; given unpacked
-    examples with packing=True, the collator packs each batch itself (rows of <= cutoff_len)."""
+    examples with packing=True, the collator packs each batch itself (rows of <= cutoff_len).
+    padding_free (without packing): each batch's examples go in one row, position ids restarting per example:
+    no padding and no attention across examples, and the same examples per step as padded batches."""
+    if padding_free and not packing:
+        return DataCollator(tokenizer, packing=True, pad_to_multiple_of=pad_to_multiple_of, cutoff_len=None)
     return DataCollator(tokenizer, packing=packing, pad_to_multiple_of=pad_to_multiple_of, cutoff_len=cutoff_len)

@@ -132,9 +132,26 @@ def read_file(path: Path) -> list[dict]:
         else:
             import pyarrow.parquet as pq
             table = pq.read_table(path)
-    except Exception as e:  # pyarrow's errors name the row; keep them, add the file
-        raise UserError(f"{path}: cannot read {kind}: {e}") from None
+    except Exception as e:  # pyarrow's errors name the row; keep them, add the file (and the line it misses)
+        where = _csv_bad_line(path) if kind == "csv" else ""
+        raise UserError(f"{path}: cannot read {kind}{where}: {e}") from None
     return table.to_pylist()
+
+
+def _csv_bad_line(path: Path) -> str:
+    """" at line N" for the first CSV row whose number of fields differs from the header's (pyarrow's message
+    quotes the row but not its line)."""
+    import csv
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            width = len(next(reader, []))
+            for row in reader:
+                if row and len(row) != width:
+                    return f" at line {reader.line_num} ({len(row)} fields, the header has {width})"
+    except (OSError, UnicodeDecodeError, csv.Error):
+        pass
+    return ""
 
 
 def _read_json(path: Path) -> list[dict]:
@@ -146,6 +163,9 @@ def _read_json(path: Path) -> list[dict]:
         raise UserError(f"{path}: {_mib(size)} is more than one .json document may hold ({_mib(limit)}); save it as "
                         f"JSON Lines (.jsonl, one record per line), or raise the limit with {MAX_JSON_ENV}=<bytes>.")
     text = _decode(path, path.read_bytes())
+    if not text.strip():
+        raise UserError(f"{path}: the file is empty ({'0 bytes' if not size else 'only blank space'}): it holds no "
+                        "records. Put a JSON list of records in it, or remove the dataset from dataset_info.json.")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

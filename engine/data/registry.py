@@ -7,7 +7,10 @@ No heavy imports: the web UI builds its dataset dropdown from this module.
 from __future__ import annotations
 
 import difflib
+import fcntl
 import json
+import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from ..utils import UserError, get_logger
 
 log = get_logger()
 INFO_FILE = "dataset_info.json"
+BACKUP_SUFFIX = ".bak"  # the previous dataset_info.json, kept by every write
 
 ENTRY_KEYS = {"file_name", "hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name", "file_sha1",
               "formatting", "ranking", "columns", "tags", "split", "num_samples", "subset", "folder"}
@@ -184,3 +188,40 @@ def list_datasets(dataset_dir: str | Path, stage: str | None = None) -> list[str
     """Dataset names (file order), only those `stage` can train on when given (no multimodal ones)."""
     info = load_dataset_info(dataset_dir)
     return [n for n, a in info.items() if stage is None or (dataset_stage(a) == data_kind(stage) and not a.media)]
+
+
+@contextmanager
+def info_lock(dataset_dir: str | Path):
+    """One writer of dataset_info.json at a time (the web UI's upload, augmentation jobs, the CLI)."""
+    d = Path(dataset_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / f".{INFO_FILE}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def add_entry(dataset_dir: str | Path, name: str, entry: dict, replace: bool = False) -> Path | None:
+    """Add one dataset to dataset_dir/dataset_info.json (replace=True: also over an entry of that name), checked
+    as any entry is read, written atomically; the previous file is kept beside it with BACKUP_SUFFIX (returned).
+    A dataset_info.json that does not parse is refused, never overwritten."""
+    from ..utils import atomic_write_json
+    d = Path(dataset_dir)
+    path = d / INFO_FILE
+    with info_lock(d):
+        data = read_json_file(path) if path.is_file() else {}
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: the top level must be an object of dataset_name: {{...}} entries; fix it "
+                            "before adding a dataset (nothing was written).")
+        if name in data and not replace:
+            raise UserError(f"{path}: a dataset named {name!r} exists already; choose another name or ask to "
+                            "replace it.")
+        _parse_entry(name, entry, path, d)  # the same checks as reading it back
+        backup = None
+        if path.is_file():
+            backup = path.with_name(INFO_FILE + BACKUP_SUFFIX)
+            shutil.copy2(path, backup)
+        atomic_write_json(path, {**data, name: entry})
+    return backup

@@ -214,6 +214,22 @@ class Template:
                 log.warning("template %r: stop word %r is not a single token of this tokenizer; the model may not "
                             "stop generating. Pick the template that matches the model (or `auto`).", self.name, w)
 
+    # ---- the template in other programs' languages (engine.data.template_export)
+    def to_jinja(self, tokenizer) -> str:
+        """A Jinja chat_template (transformers, llama.cpp) that renders what encode_prompt encodes."""
+        from .template_export import jinja
+        return jinja(self, tokenizer)
+
+    def to_go_template(self) -> str:
+        """Ollama's Modelfile TEMPLATE (a Go template) that renders what render() gives, without bos."""
+        from .template_export import go_template
+        return go_template(self)
+
+    def matches_tokenizer(self, tokenizer) -> bool:
+        """Does the tokenizer's own chat_template already build this template's prompts, tool turns included?"""
+        from .template_export import matches_tokenizer
+        return matches_tokenizer(self, tokenizer)
+
     def to_dict(self) -> dict:
         """Fields that decide the token ids (part of the preprocessing cache key)."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "description"}

@@ -26,7 +26,9 @@ full logits; rm's head has one output (no vocabulary-sized logits) and is traine
   runtime      the process itself: Python + torch + transformers + datasets (CPU: ~0.5 GB resident), or the
                CUDA context (~0.5 GB)
 DeepSpeed ZeRO divides optimizer states (stage >= 1), gradients (>= 2) and weights (3) by the number of
-devices; offload_optimizer / offload_param move them to host memory.
+devices; offload_optimizer / offload_param move them to host memory. FSDP2 (`fsdp`) is read as the same stages:
+full_shard = 3, shard_grad_op = 2, offload = 3 with both offloads.
+Precision: the one engine.precision picks for this device (auto: the hardware's native type).
 Time: a real run of a few steps in a subprocess (measure_steps), extrapolated to the whole schedule.
 """
 from __future__ import annotations
@@ -41,6 +43,8 @@ import time
 from pathlib import Path
 
 from ..config import load_config
+from ..precision import choose, flags
+from ..train.best import eval_steps
 from ..train.stages import get_stage
 from ..utils import UserError
 from .words import t
@@ -170,6 +174,13 @@ def param_facts(ns) -> dict:
 
 # ---------------------------------------------------------------- memory
 def zero_config(ns) -> dict:
+    """How the states are sharded over the processes, as ZeRO stages: DeepSpeed's config, or the FSDP2 mode
+    (full_shard shards weights, gradients and optimizer states = stage 3; shard_grad_op keeps the weights whole
+    between forward and backward = stage 2; offload = full_shard with the shards in host memory)."""
+    if getattr(ns, "fsdp", None):
+        off = ns.fsdp == "offload"
+        return {"stage": 2 if ns.fsdp == "shard_grad_op" else 3, "offload_optimizer": off, "offload_param": off,
+                "by": "fsdp"}
     if not ns.deepspeed:
         return {"stage": 0, "offload_optimizer": False, "offload_param": False}
     try:
@@ -203,11 +214,15 @@ def memory(ns, p: dict, longest: int, device: str) -> dict:
             + p["trainable"] * 4  # peft's k-bit preparation puts the rest (embeddings, norms) in fp32
     else:
         weights = frozen * (2 if half_load else 4) + p["trainable"] * 4
+    if (ns.bf16 or ns.fp16) and not half_load and not bits:  # autocast keeps half copies of the fp32 weights
+        weights += p["total"] * 2
     grads = 4 * p["trainable"]
     optim = _optimizer_bytes(ns, p)
     if uses_reference(ns) and ns.finetuning_type != "lora":
         weights += p["total"] * (2 if half_load else 4)  # a frozen reference copy (LoRA uses the base itself)
-    act_bytes = 2 if (ns.bf16 or ns.fp16) else 4
+    # on CUDA autocast saves half activations; CPU autocast keeps fp32 ones beside the bf16 copies (norms,
+    # residual adds, softmax), measured at about the fp32 total
+    act_bytes = 2 if (ns.bf16 or ns.fp16) and device == "cuda" else 4
     # rm and dpo run chosen + rejected in one batch; kto's KL pass runs without gradients (nothing kept)
     batch = ns.per_device_train_batch_size * get_stage(ns.stage).sequences
     tokens = batch * max(1, min(longest, ns.cutoff_len))
@@ -218,6 +233,9 @@ def memory(ns, p: dict, longest: int, device: str) -> dict:
         act = tokens * act_bytes * per_layer * p["grad_layers"]
     if fused_lm_head(ns):  # trl projects in tiles of 4096 tokens x 32768 vocabulary entries, never all logits
         logits = min(tokens, 4096) * min(p["vocab"], 32768) * 4
+    elif chunked_lm_head(ns):  # engine.train.lmloss: one chunk of logits (fp32) and its gradient at a time
+        from ..train.lmloss import CHUNK_ELEMENTS
+        logits = min(tokens * p["vocab"], CHUNK_ELEMENTS) * (4 + act_bytes)
     else:
         logits = 3 * tokens * p["vocab"] * 4
     activations = act + logits
@@ -240,7 +258,7 @@ def memory(ns, p: dict, longest: int, device: str) -> dict:
     parts = {"weights": weights, "gradients": grads, "optimizer": optim, "activations": activations,
              "runtime": runtime}
     return {"parts": {k: int(v) for k, v in parts.items()}, "total": int(sum(parts.values())),
-            "offloaded_to_host": int(host), "zero_stage": z["stage"],
+            "offloaded_to_host": int(host), "zero_stage": z["stage"], "sharded_by": z.get("by", "deepspeed"),
             "dtype": "bf16" if ns.bf16 else "fp16" if ns.fp16 else "fp32",
             "weights_dtype": f"{bits}-bit" if bits else "half" if half_load else "fp32",
             "tokens_per_micro_batch": tokens}
@@ -267,6 +285,13 @@ def fused_lm_head(ns) -> bool:
     return get_stage(ns.stage).tiled_head(ns)
 
 
+def chunked_lm_head(ns) -> bool:
+    """pt / sft in one process take the loss through engine.train.lmloss (chunks of logits, never all of them);
+    under DDP / DeepSpeed / FSDP the stock loss builds the full logits."""
+    # the stages that pack are the ones engine.train.sft trains (its CausalLMTrainer)
+    return get_stage(ns.stage).packs and world_size(ns) == 1 and not ns.deepspeed and not getattr(ns, "fsdp", None)
+
+
 def device_memory() -> dict:
     """{"device", "name", "total", "available"} of one device (bytes)."""
     import psutil
@@ -275,11 +300,14 @@ def device_memory() -> dict:
         if torch.cuda.is_available():
             free, total = torch.cuda.mem_get_info(0)
             return {"device": "cuda", "name": torch.cuda.get_device_name(0), "total": int(total),
-                    "available": int(free), "count": torch.cuda.device_count()}
+                    "available": int(free), "count": torch.cuda.device_count(),
+                    "bf16": bool(torch.cuda.is_bf16_supported())}
     except Exception:  # no usable CUDA: judge against host memory
         pass
+    from ..utils import cpu_has_bf16
     vm = psutil.virtual_memory()
-    return {"device": "cpu", "name": "cpu", "total": int(vm.total), "available": int(vm.available), "count": 1}
+    return {"device": "cpu", "name": "cpu", "total": int(vm.total), "available": int(vm.available), "count": 1,
+            "bf16": cpu_has_bf16()}
 
 
 # ---------------------------------------------------------------- time
@@ -323,6 +351,8 @@ def estimate(recipe=None, overrides=(), values: dict | None = None, measure_step
     steps = count_steps(d["rows"], ns)
     p = param_facts(ns)
     dev = device or device_memory()
+    prec = choose(ns, {**dev, "bf16": bool(dev.get("bf16"))})
+    ns.values.update(flags(prec["precision"]))  # what the run will compute in (auto: the hardware's choice)
     mem = memory(ns, p, d["longest"], dev["device"])
     fits = mem["total"] <= FIT_SHARE * dev["total"]
     rep = {
@@ -334,7 +364,7 @@ def estimate(recipe=None, overrides=(), values: dict | None = None, measure_step
         "tokens_per_epoch": d["tokens_per_epoch"], "trained_tokens_per_epoch": d["trained_tokens_per_epoch"],
         "longest_row": d["longest"],
         "params": {"total": p["total"], "trainable": p["trainable"], "method": ns.finetuning_type},
-        "memory": mem, "device": dev, "fits": bool(fits),
+        "memory": mem, "device": dev, "fits": bool(fits), "precision": prec,
         "advice": [] if fits else _fit_advice(ns, mem, dev),
         "time": None,
     }
@@ -342,7 +372,9 @@ def estimate(recipe=None, overrides=(), values: dict | None = None, measure_step
         m = measure(ns, measure_steps)
         evals = 0
         if ns.eval_strategy == "steps" and d["eval_rows"]:
-            evals = steps["total_steps"] // ns.eval_steps + 1
+            every = eval_steps(ns)
+            every = every if every >= 1 else max(1, math.ceil(steps["total_steps"] * every))
+            evals = steps["total_steps"] // every + (steps["total_steps"] % every != 0)
         eval_batches = math.ceil(d["eval_rows"] / ns.per_device_eval_batch_size) if d["eval_rows"] else 0
         # an eval batch is a forward pass only: about a third of a training step
         train_s = m["seconds_per_step"] * steps["total_steps"]
@@ -351,6 +383,21 @@ def estimate(recipe=None, overrides=(), values: dict | None = None, measure_step
                  total_seconds=round(train_s + eval_s + (m["startup_seconds"] or 0), 1))
         rep["time"] = m
     return rep
+
+
+def needs_checkpointing(ns, longest: int, dev: dict | None = None) -> dict | None:
+    """For a run that left gradient_checkpointing alone: the estimate with and without it when, without it, the run
+    would not fit in the memory free now (90 %); None when it fits (checkpointing only costs time then)."""
+    import copy
+    dev = dev or device_memory()
+    p = param_facts(ns)
+    plain = memory(ns, p, longest, dev["device"])
+    budget = FIT_SHARE * dev["available"]
+    if plain["total"] <= budget:
+        return None
+    ck = copy.deepcopy(ns)
+    ck.values["gradient_checkpointing"] = True
+    return {"without": plain["total"], "with": memory(ck, p, longest, dev["device"])["total"], "budget": int(budget)}
 
 
 def _fit_advice(ns, mem: dict, dev: dict) -> list[dict]:
@@ -372,7 +419,7 @@ def _fit_advice(ns, mem: dict, dev: dict) -> list[dict]:
         from ..models.quantize import backend
         if backend()[0]:  # only where bitsandbytes runs: the advice must be a recipe that validates here
             add("qlora", {"quantization_bit": 4})
-    if dev["device"] == "cuda" and mem["zero_stage"] < 3 and (dev.get("count") or 1) > 1:
+    if dev["device"] == "cuda" and mem["zero_stage"] < 3 and (dev.get("count") or 1) > 1 and not ns.fsdp:
         add("zero3", {"deepspeed": "examples/deepspeed/ds_z3_config.json", "nproc_per_node": dev["count"]})
     return out
 
@@ -403,8 +450,12 @@ def render(rep: dict, lang: str = "en") -> str:
              f"{w('tokens')}: {rep['tokens_per_epoch']:,} ({w('trained')} {rep['trained_tokens_per_epoch']:,})",
              f"{w('params')}: {rep['params']['total']:,}, {w('trainable')} {rep['params']['trainable']:,} "
              f"({rep['params']['method']})",
+             f"{w('precision')}: {rep['precision']['precision']} ({rep['precision']['why_zh' if lang == 'zh' else 'why']})"
+             if rep.get("precision") else "",
              f"{w('memory')} ({m['dtype']}" + (f", QLoRA {m['weights_dtype']}" if "bit" in m["weights_dtype"] else "")
-             + f", {w('zero')} {m['zero_stage']}):"]
+             + (f", FSDP2 {w('zero')} {m['zero_stage']}):" if m.get("sharded_by") == "fsdp"
+                else f", {w('zero')} {m['zero_stage']}):")]
+    lines = [ln for ln in lines if ln]
     for k, v in m["parts"].items():
         lines.append(f"  {w(k):<18} {_gb(v)}")
     verdict = w("fits") if rep["fits"] else w("nofit")

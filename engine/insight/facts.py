@@ -21,6 +21,8 @@ from .runlog import Point, Run
 
 RECENT = 0.4             # "the end": the last 40 % of the steps (or of the learning-rate budget)
 PLATEAU = 0.1            # the plateau starts where the smoothed loss is within 10 % of the total drop of its end
+PLATEAU_STRAY = 0.1      # ... and stays there, but for a tenth of the smoothed points (noise, not a trend)
+NOISE_Z = 3.0            # "beyond the noise": three standard errors of what is compared
 SPIKE = 2.0              # a spike: one logged loss above twice the median of the five before it ...
 NOISE_SIGMAS = 6.0       # ... and that many noise sigmas above it (a noisy but steady curve has no spikes)
 GN_EARLY = 0.1           # the first 10 % of steps, where large gradient norms are normal
@@ -61,10 +63,14 @@ def _slope(points: list[Point]) -> tuple[float, float]:
 
 def run_config(run: Run) -> dict:
     """The run's arguments on top of the schema defaults (unknown keys of other tools are ignored)."""
+    from ..config import ConfigError, coerce
     cfg = defaults()
     for k, v in (run.config or {}).items():
         if k in BY_NAME and v is not None:
-            cfg[k] = v
+            try:  # "dataset: identity" is a list of one, as the run read it
+                cfg[k] = coerce(BY_NAME[k], v)
+            except ConfigError:
+                cfg[k] = v
     if not run.config:  # a run made elsewhere without a readable config: what its log tells
         lrs = [p.lr for p in run.train if p.lr]
         if lrs:
@@ -120,6 +126,8 @@ def _recent(f: dict, tr: list[Point], ev: list[Point], xs: list[float], prefix: 
     f[f"{prefix}from_step"] = tr[idx[0]].step
     f[f"{prefix}drop_pct"] = rounded(100 * drop / level) if level else None
     f[f"{prefix}share_pct"] = rounded(100 * drop / total) if total > 0 else None
+    if prefix == "recent_" and total > 0 and math.isfinite(se):  # how sure that share is: its standard error
+        f["recent_share_se_pct"] = rounded(100 * se * (window[-1].step - window[0].step) / total)
     f[f"{prefix}slope_t"] = rounded(-slope / se) if se and math.isfinite(se) and se > 0 else (
         math.inf if slope < 0 else 0.0)
     if len(ev) >= 2 and ev[-1].step > tr[idx[0]].step:
@@ -148,16 +156,20 @@ def facts(run: Run) -> dict:
         losses = [p.loss for p in tr]
         n = len(losses)
         f["loss_first"] = rounded(losses[0])
-        head = _median(losses[:3])
+        head = _median(losses[:max(1, min(3, n // 2))])  # a short log's first logs are already half of it
         w = max(1, min(5, n // 4))
         tail = _median(losses[-w:])
         f["loss_start"] = rounded(head)
         f["loss_end"] = rounded(tail)
         f["loss_min"] = rounded(min(losses))
         f["loss_drop_pct"] = rounded(100 * (head - tail) / head) if head else None
+        sigma = _noise(losses)
+        # how far noise alone moves the start-to-end change (a median of 3 logs against a median of w): NOISE_Z
+        # standard errors (a median's is ~1.25 times the mean's), in % of the start
+        se = 1.2533 * sigma * math.sqrt(1 / max(1, min(3, n // 2)) + 1 / w)
+        f["loss_change_noise_pct"] = rounded(100 * NOISE_Z * se / head) if head and n >= 3 else None
         roll = [_median(losses[max(0, i - 1):i + 2]) for i in range(n)]
         f["loss_max_smoothed"] = rounded(max(roll))
-        sigma = _noise(losses)
         f["noise_sigma"] = rounded(sigma)
         # how far the loss got below its start, on medians of a tenth of the run (one low log is not progress)
         k = max(3, n // 10)
@@ -177,10 +189,16 @@ def facts(run: Run) -> dict:
             # the plateau: from where the smoothed loss stays within PLATEAU of the total drop above its end
             k = max(1, min(5, n // 10))
             smooth = [_median(losses[max(0, i - k):i + k + 1]) for i in range(n)]
-            limit = tail + max(PLATEAU * (head - tail), 2 * sigma / math.sqrt(2 * k + 1))  # ... or its noise
-            i = n - 1
-            while i > 0 and smooth[i - 1] <= limit:
+            # ... or its noise: NOISE_Z standard errors of a median of the 2k+1 logs around each point
+            limit = tail + max(PLATEAU * (head - tail), NOISE_Z * 1.2533 * sigma / math.sqrt(2 * k + 1))
+            i, above = n - 1, 0
+            while i > 0:  # back from the end while at most PLATEAU_STRAY of the points so far stray above
+                above += smooth[i - 1] > limit
+                if above > PLATEAU_STRAY * (n - i + 1):
+                    break
                 i -= 1
+            while i < n - 1 and smooth[i] > limit:  # the plateau starts on a point inside it
+                i += 1
             f["plateau_step"] = tr[i].step
             span = tr[-1].step - tr[0].step
             f["after_plateau_pct"] = rounded(100 * (tr[-1].step - tr[i].step) / span) if span else None
@@ -354,11 +372,12 @@ def _has_weights(p: Path) -> bool:
 def headline(run: Run, f: dict) -> None:
     """A reward model's accuracy, a preference run's reward accuracy and margin: first, last and best logged value
     (held-out values preferred), what says how well such a run does when its loss cannot."""
-    for name in ("accuracy", "rewards/accuracies", "rewards/margins"):
+    keys = {"accuracy": "accuracy", "rewards/accuracies": "reward_accuracies", "rewards/margins": "reward_margins",
+            "margin": "reward_margins"}  # a reward model logs accuracy and margin; DPO / KTO rewards/...
+    for name, key in keys.items():
         pts = run.metrics.get(f"eval_{name}") or run.metrics.get(name)
-        if not pts:
+        if not pts or f"{key}_first" in f:
             continue
-        key = name.replace("rewards/", "reward_")
         held_out = f"eval_{name}" in run.metrics
         f[f"{key}_first"], f[f"{key}_last"] = rounded(pts[0][1]), rounded(pts[-1][1])
         f[f"{key}_best"] = rounded(max(v for _, v in pts))

@@ -141,7 +141,7 @@ def _checkpoints(root: Path) -> list[tuple[int, str]]:
 # What says how well a reward model or a preference run does, where its loss alone does not (trl's key names; the
 # Trainer prefixes eval_). Kept per step so the doctor can say where it started and ended.
 HEADLINE_METRICS = ("accuracy", "eval_accuracy", "rewards/accuracies", "eval_rewards/accuracies",
-                    "rewards/margins", "eval_rewards/margins")
+                    "rewards/margins", "eval_rewards/margins", "margin", "eval_margin")
 
 
 def _add_metrics(run: Run, step: int, row: dict) -> None:

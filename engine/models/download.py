@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..utils import UserError, atomic_write_json, get_logger
+from ..utils import UserError, atomic_write_json, get_logger, share_like_umask
 from .registry import DOWNLOAD_MARKER, MODELS, download_dir, lookup, model_names
 
 log = get_logger()
@@ -145,6 +145,7 @@ def download(name: str, hub: str = "huggingface", dest: str | Path | None = None
         atomic_write_json(tmp / DOWNLOAD_MARKER, {"repo": repo, "hub": hub, "seconds": round(time.time() - t0, 1)})
         if target.exists():
             shutil.rmtree(target)
+        share_like_umask(tmp)  # mkdtemp made it 0700: readable as the umask allows
         tmp.rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

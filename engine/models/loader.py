@@ -70,8 +70,12 @@ def pick_dtype(args: Any, device: str, trainable: bool = False):
     the Trainer's mixed precision (LoRA weights stay fp32 through peft); full and freeze keep fp32 master
     weights and let the Trainer's autocast do the mixed precision."""
     import torch
+    from ..precision import asked
     from ..utils import cpu_has_bf16
-    want_bf16, want_fp16 = bool(_get(args, "bf16", False)), bool(_get(args, "fp16", False))
+    want = asked({k: _get(args, k, None) for k in ("bf16", "fp16", "precision")})
+    want_bf16, want_fp16 = want == "bf16", want == "fp16"
+    if want == "fp32" and not trainable:
+        return torch.float32
     cuda = device.startswith("cuda")
     bf16_ok = torch.cuda.is_bf16_supported() if cuda else cpu_has_bf16()
     if trainable:

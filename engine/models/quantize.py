@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from ..config import ConfigError
+from ..utils import BNB_KERNELS, get_logger
 
 BNB_PIN = "bitsandbytes==0.50.2"  # the version requirements.txt pins; its CPU backend runs 4-bit and 8-bit layers
 
@@ -25,6 +26,9 @@ def backend() -> tuple[bool, str]:
     except Exception as e:  # ImportError, or a broken native library raising at import
         return False, f"bitsandbytes is not installed here ({type(e).__name__}: {str(e)[:120]}). Install it with " \
                       f"`pip install {BNB_PIN}` (requirements.txt pins it)"
+    for record in BNB_KERNELS.held:  # held back for runs that do not quantize; this one does
+        get_logger().warning("bitsandbytes: %s", record.getMessage())
+    BNB_KERNELS.held.clear()
     import torch
     if torch.cuda.is_available():
         return True, ""

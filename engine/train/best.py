@@ -10,6 +10,13 @@ from __future__ import annotations
 from ..utils import get_logger
 
 log = get_logger()
+EVAL_SHARE = 0.1  # eval_steps left empty: evaluate every tenth of the run (the Trainer reads a share below 1)
+
+
+def eval_steps(ns):
+    """The eval interval the Trainer gets: the run's eval_steps, else EVAL_SHARE of its steps (a short run
+    evaluates along the way, not only at the end; a long one not every few steps)."""
+    return ns.eval_steps if ns.eval_steps else EVAL_SHARE
 
 
 def best_model_args(ns) -> dict:
@@ -20,11 +27,11 @@ def best_model_args(ns) -> dict:
     if ns.load_best_model_at_end:
         out["load_best_model_at_end"] = True
         out["save_strategy"] = ns.eval_strategy
-        if ns.eval_strategy == "steps" and ns.save_steps != ns.eval_steps:
+        if ns.eval_strategy == "steps" and ns.save_steps != eval_steps(ns):
             # every evaluation needs its checkpoint: the best one may fall between two save_steps
-            log.info("load_best_model_at_end: saving a checkpoint at every evaluation (save_steps %d -> %d)",
-                     ns.save_steps, ns.eval_steps)
-            out["save_steps"] = ns.eval_steps
+            log.info("load_best_model_at_end: saving a checkpoint at every evaluation (save_steps %s -> %s)",
+                     ns.save_steps, eval_steps(ns))
+            out["save_steps"] = eval_steps(ns)
     return out
 
 

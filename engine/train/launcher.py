@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 
-from .. import procs
+from . import rundir
+from .. import devices, procs
 from ..config import load_config
 from ..utils import get_logger
 
@@ -13,7 +16,8 @@ log = get_logger()
 
 
 def needs_torchrun(ns) -> bool:
-    return (ns.nproc_per_node > 1 or ns.nnodes > 1 or bool(ns.deepspeed)) and "LOCAL_RANK" not in os.environ
+    return (ns.nproc_per_node > 1 or ns.nnodes > 1 or bool(ns.deepspeed) or bool(ns.fsdp)) \
+        and "LOCAL_RANK" not in os.environ
 
 
 def check_deepspeed(ns) -> None:
@@ -39,26 +43,70 @@ def run_cli(path: str | None, overrides: list[str], flags: list[str]) -> int:
     if flags:
         from ..utils import UserError
         raise UserError(f"unexpected arguments {flags}; use key=value (for example learning_rate=1e-4).")
+    with _stop_is_an_interrupt():
+        return _run_cli(path, overrides)
+
+
+@contextmanager
+def _stop_is_an_interrupt():
+    """SIGTERM during start-up (before training installs its graceful stop) ends like Ctrl-C: exit code 130."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_cli(path: str | None, overrides: list[str]) -> int:
     ns = load_config(path, overrides, "train")
+    devices.apply(ns.values)  # before anything starts CUDA (check_deepspeed does)
     check_deepspeed(ns)
-    if "LOCAL_RANK" not in os.environ:  # once, before any worker starts: a registry model not here is fetched
+    if "LOCAL_RANK" in os.environ:  # a torchrun worker: the launcher holds the lock and fetched the model
+        procs.die_with_parent(os.getppid())  # it must not train on without its launcher
+        return _train(ns)
+    # before anything else: a second `tuneboard train` on this output_dir is refused here, not 30 steps later
+    with rundir.lock(ns.output_dir):
         from ..models.download import ensure_model
-        ensure_model(ns.model_name_or_path, ns.hub)
-    if needs_torchrun(ns):
-        cmd = torchrun_command(ns, path, overrides)
-        log.info("launching %d process(es) per node with torchrun: %s", ns.nproc_per_node, " ".join(cmd))
-        env = dict(os.environ)
-        if ns.finetuning_type != "full":
-            env.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
-        # torchrun and, through it, its workers (see below) end with this process, even on `kill -9` of it
-        return subprocess.run(cmd, env=env, preexec_fn=procs.preexec_die_with_parent()).returncode
-    if "LOCAL_RANK" in os.environ:
-        procs.die_with_parent(os.getppid())  # a torchrun worker: it must not train on without its launcher
+        ensure_model(ns.model_name_or_path, ns.hub)  # once, before any worker starts: a registry model not here
+        if needs_torchrun(ns):
+            cmd = torchrun_command(ns, path, overrides)
+            log.info("launching %d process(es) per node with torchrun: %s", ns.nproc_per_node, " ".join(cmd))
+            env = dict(os.environ)
+            if ns.finetuning_type != "full":
+                env.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
+            return _run_torchrun(cmd, env)
+        return _train(ns)
+
+
+def _train(ns) -> int:
     from .workflow import run
     try:
         with procs.children_die_with_me():  # datasets.map and DataLoader workers must not outlive a killed trainer
             run(ns)
     except KeyboardInterrupt:
-        log.warning("training stopped")
+        log.warning("training stopped by the user")
         return 130
     return 0
+
+
+def _run_torchrun(cmd: list[str], env: dict) -> int:
+    """torchrun and, through it, its workers end with this process, even on `kill -9` of it; a stop signal sent
+    to this process alone is passed on (the workers save a checkpoint and stop), and then it exits 130."""
+    child = subprocess.Popen(cmd, env=env, preexec_fn=procs.preexec_die_with_parent())
+    stopped = []
+
+    def forward(signum, frame):
+        stopped.append(signum)
+        try:
+            child.send_signal(signum)
+        except ProcessLookupError:
+            pass
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        rc = child.wait()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return 130 if stopped else rc

@@ -8,6 +8,7 @@ import re
 import torch
 from transformers import TrainerCallback
 
+from . import rundir
 from ..config import ConfigError
 from .stages import STAGES
 from ..utils import atomic_write_json, get_logger
@@ -140,25 +141,40 @@ def attach_loraplus(trainer, args) -> None:
     log.info("LoRA+: lora_B learning rate %.3g (%.3g x %s)", targs.learning_rate * ratio, targs.learning_rate, ratio)
 
 
-PISSA_INIT_DIR = "pissa_init"
+PISSA_INIT_DIR = rundir.PISSA_INIT
 
 
-def save_pissa_init(model, output_dir) -> str | None:
-    """PiSSA moves the principal part of each weight into the adapter, so the base under it is no longer the
-    original. Keep the adapter as initialised, to convert the trained one back to a plain LoRA adapter (on the
-    original base) when it is saved. Returns its folder, or None without PiSSA."""
-    from pathlib import Path
+def uses_pissa(model) -> bool:
     from peft import PeftModel
     if not isinstance(model, PeftModel):
+        return False
+    init = getattr(model.peft_config.get("default"), "init_lora_weights", True)
+    return isinstance(init, str) and init.startswith("pissa")
+
+
+def pissa_init_saver(model, output_dir):
+    """save_pissa_init of the adapter as it is now, to call later: the run folder gets it when training starts,
+    after a resumed run has loaded its trained checkpoint into the same model (which must not be what is kept)."""
+    if not uses_pissa(model):
+        return None
+    snapshot = {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k}
+    return lambda: save_pissa_init(model, output_dir, snapshot)
+
+
+def save_pissa_init(model, output_dir, state_dict: dict | None = None) -> str | None:
+    """PiSSA moves the principal part of each weight into the adapter, so the base under it is no longer the
+    original. Keep the adapter as initialised, to convert the trained one back to a plain LoRA adapter (on the
+    original base) when it is saved. Returns its folder, or None without PiSSA. state_dict: the adapter's
+    weights taken earlier (pissa_init_saver); the model's own weights otherwise."""
+    from pathlib import Path
+    if not uses_pissa(model):
         return None
     cfg = model.peft_config.get("default")
-    init = getattr(cfg, "init_lora_weights", True)
-    if not (isinstance(init, str) and init.startswith("pissa")):
-        return None
+    init = cfg.init_lora_weights
     path = Path(output_dir) / PISSA_INIT_DIR
     cfg.init_lora_weights = True  # loading this folder must not run the SVD again
     try:
-        model.save_pretrained(str(path))
+        model.save_pretrained(str(path), **({"state_dict": state_dict} if state_dict is not None else {}))
     finally:
         cfg.init_lora_weights = init
     return str(path)

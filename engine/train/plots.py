@@ -1,4 +1,9 @@
-"""Loss curves as PNG (train raw + smoothed, eval) from trainer_log.jsonl."""
+"""Loss curves as PNG (train raw + smoothed, eval) from trainer_log.jsonl; for preference and reward runs their
+reward accuracy and margin as curves of their own (what says how such a run does when its loss cannot).
+
+    smooth(values)            reward_series(rows) -> {curve: {"train"|"eval": (steps, values)}}
+    plot_loss(output_dir)     -> the PNGs written: training_loss.png, training_eval_loss.png, training_rewards.png
+"""
 from __future__ import annotations
 
 import math
@@ -18,6 +23,48 @@ def smooth(values: list[float], weight: float | None = None) -> list[float]:
         last = last * weight + (1 - weight) * v
         out.append(last)
     return out
+
+
+# curve -> the log keys that hold it, by trainer: trl's DPO / KTO ("rewards/..."), its RewardTrainer (rm); the
+# Trainer prefixes the held-out value with eval_.
+REWARD_CURVES = {"reward accuracy": ("rewards/accuracies", "accuracy"), "reward margin": ("rewards/margins", "margin")}
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def reward_series(rows: list[dict]) -> dict[str, dict[str, tuple[list, list]]]:
+    """{curve: {"train": (steps, values), "eval": (steps, values)}} for the reward curves the log holds."""
+    out: dict = {}
+    for name, keys in REWARD_CURVES.items():
+        for part, prefix in (("train", ""), ("eval", "eval_")):
+            for k in keys:
+                pts = [(r["step"], r[prefix + k]) for r in rows if _num(r.get(prefix + k)) and "step" in r]
+                if pts:
+                    out.setdefault(name, {})[part] = tuple(map(list, zip(*pts)))
+                    break
+    return out
+
+
+def draw_rewards(axes: list, series: dict) -> None:
+    """One axes per reward curve: train (light, smoothed) and eval (red points)."""
+    for ax, (name, parts) in zip(axes, series.items()):
+        if "train" in parts:
+            s, v = parts["train"]
+            ax.plot(s, v, color="#2ca02c", alpha=0.35, marker="o" if len(s) < 20 else None, markersize=3,
+                    label=f"train {name}")
+            ax.plot(s, smooth(v), color="#2ca02c", label=f"train {name} (smoothed)")
+        if "eval" in parts:
+            ax.plot(*parts["eval"], "o-", color="#d62728", markersize=4, label=f"eval {name}")
+        if name == "reward margin":
+            ax.axhline(0.0, color="#6b7280", lw=0.8, ls="--")
+        else:
+            ax.axhline(0.5, color="#6b7280", lw=0.8, ls="--")  # chance for a pair
+        ax.set_ylabel(name)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
 
 
 def plot_loss(output_dir: str | Path) -> list[Path]:
@@ -47,6 +94,16 @@ def plot_loss(output_dir: str | Path) -> list[Path]:
         plt.ylabel("loss")
         plt.legend()
         path = Path(output_dir) / fname
+        fig.savefig(path, format="png")
+        plt.close(fig)
+        written.append(path)
+    series = reward_series(rows)
+    if series:
+        fig, axes = plt.subplots(len(series), 1, figsize=(6.4, 3.0 * len(series)), dpi=100, squeeze=False)
+        draw_rewards([a[0] for a in axes], series)
+        axes[0][0].set_title(f"rewards of {Path(output_dir).name}")
+        fig.tight_layout()
+        path = Path(output_dir) / "training_rewards.png"
         fig.savefig(path, format="png")
         plt.close(fig)
         written.append(path)

@@ -1,16 +1,22 @@
 """pt and sft: HF Trainer over examples built by engine.data (labels already masked there).
 
-One change to the Trainer's loss: the vocabulary projection runs only on positions that have a label.
-SFT prompts carry no labels, and for a small model the lm_head (vocab 49k) is a large share of the
-compute and of the memory (a float32 logits tensor of batch x length x vocab); skipping the masked
-positions gives the same loss for less of both. Single-process only: under DDP/DeepSpeed calling the
-inner modules would bypass the wrapper's gradient sync, so those runs use the stock loss.
+Changes to the Trainer's loss, all giving the same value:
+- the vocabulary projection runs only on positions that have a label. SFT prompts carry no labels, and for a small
+  model the lm_head (vocab 49k) is a large share of the compute and of the memory;
+- those positions go through the head and the cross-entropy in chunks (engine.train.lmloss), so the float32 logits
+  of batch x length x vocab are never held at once (training and evaluation alike);
+- evaluation computes the loss that way too and keeps no logits (nothing reads them without compute_metrics).
+Single-process only: under DDP/DeepSpeed/FSDP calling the inner modules would bypass the wrapper's gradient sync
+(or its parameter gathering), so those runs use the stock loss.
+Batches: padding_free (the default) puts each batch's examples in one row with position ids restarting per example
+(engine.data.collator): no padding, no attention across examples, the same steps and loss as padded batches.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from transformers import Trainer
+
+from .lmloss import linear_cross_entropy
 
 IGNORE = -100
 
@@ -40,31 +46,66 @@ def labelled_loss(model, inputs: dict, num_items_in_batch=None):
     hidden = decoder(**feats).last_hidden_state
     labels = inputs["labels"][:, 1:]
     mask = labels != IGNORE
-    logits = head(hidden[:, :-1][mask]).float()
-    loss = F.cross_entropy(logits, labels[mask], reduction="sum")
+    loss = linear_cross_entropy(hidden[:, :-1][mask], head.weight, head.bias, labels[mask])
     if num_items_in_batch is not None:
         return loss / num_items_in_batch
     return loss / mask.sum().clamp(min=1)
 
 
+def real_length(ids, pos, labels) -> int:
+    """Tokens of a packed row (engine.data.collator) before its padding: the collator pads a row's tail with the pad
+    token, label -100 and positions counting from 0 again, after the last example."""
+    starts = (pos == 0).nonzero().flatten()
+    t = int(starts[-1]) if len(starts) else 0
+    if t > 0 and bool((labels[t:] == IGNORE).all()) and bool((ids[t:] == ids[-1]).all()):
+        return t
+    return int(ids.numel())
+
+
 class CausalLMTrainer(Trainer):
+    def _fast_ok(self) -> bool:
+        return (self.accelerator.num_processes == 1 and not self.is_deepspeed_enabled and not self.is_fsdp_enabled
+                and self.label_smoother is None and self.compute_loss_func is None)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        fast_ok = (not return_outputs and self.accelerator.num_processes == 1 and not self.is_deepspeed_enabled
-                   and self.label_smoother is None and self.compute_loss_func is None)
-        if fast_ok:
+        if not return_outputs and self._fast_ok():
             if num_items_in_batch is not None and not self.model_accepts_loss_kwargs:
                 num_items_in_batch = None  # the Trainer divides by the accumulation steps itself then
-            loss = labelled_loss(model, inputs, num_items_in_batch)
+            # the inner modules are called directly, past the autocast accelerate wraps around model.forward
+            with self.accelerator.autocast():
+                loss = labelled_loss(model, inputs, num_items_in_batch)
             if loss is not None:
                 return loss
         return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                     num_items_in_batch=num_items_in_batch)
 
+    def _track_num_input_tokens(self, inputs):
+        """Packed rows have no attention mask, and the Trainer would count the tokens that differ from the pad
+        token, which SmolLM2-style tokenizers also use as end of turn: count each row less its padding tail."""
+        if (self.args.include_num_input_tokens_seen == "non_padding" and "position_ids" in inputs
+                and "attention_mask" not in inputs):
+            n = sum(real_length(ids, pos, lab) for ids, pos, lab in
+                    zip(inputs["input_ids"], inputs["position_ids"], inputs["labels"]))
+            self.state.num_input_tokens_seen += self.accelerator.gather(
+                torch.as_tensor(n, device=self.args.device, dtype=torch.int64)).sum().item()
+            return
+        super()._track_num_input_tokens(inputs)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        if (prediction_loss_only or self.compute_metrics is None) and self._fast_ok():
+            inputs = self._prepare_inputs(inputs)
+            with torch.no_grad(), self.accelerator.autocast():
+                loss = labelled_loss(model, inputs)
+            if loss is not None:
+                return loss.detach(), None, None
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+
 
 def build_trainer(ns, model, tokenizer, data, args, callbacks) -> Trainer:
     from ..data.collator import make_collator
 
+    collator = make_collator(tokenizer, packing=ns.packing, cutoff_len=ns.cutoff_len,
+                             padding_free=ns.padding_free)
     return CausalLMTrainer(model=model, args=args, train_dataset=data.train_dataset,
-                           eval_dataset=data.eval_dataset,
-                           data_collator=make_collator(tokenizer, packing=ns.packing, cutoff_len=ns.cutoff_len),
+                           eval_dataset=data.eval_dataset, data_collator=collator,
                            processing_class=tokenizer, callbacks=callbacks)

@@ -20,6 +20,7 @@ import pytest
 from playwright.sync_api import expect
 
 from engine import runs
+from engine.utils import human_size
 
 from helpers import free_port, serving, start_server, stop_group, wait_for
 from modelkit import IDENTITY_AUTHOR as AUTHOR, IDENTITY_NAME as NAME
@@ -296,6 +297,29 @@ def test_export_then_chat_with_the_merged_model(identity_in_saves, ui: UI, serve
     ui.fill("chat-max_new_tokens", 48)
     answer = ask(ui, "Who are you?")
     assert NAME in answer, answer
+
+
+def test_export_gguf_shows_the_files_and_the_modelfile_line(identity_in_saves, ui: UI, tmp_path):
+    """GGUF from the Export tab: the command preview carries the new fields, the result lists the files with their
+    sizes and the `ollama create` line to copy."""
+    page = ui.page
+    ui.choose("top-adapter_name_or_path", identity_in_saves)
+    ui.tab("Export")
+    export_dir = tmp_path / "gguf"
+    ui.fill("export-export_dir", str(export_dir))
+    ui.choose("export-export_format", "gguf")
+    ui.choose("export-gguf_type", "q8_0")
+    ui.click("export-preview_command")
+    expect(page.locator("#export-command textarea")).to_have_value(re.compile("export_format=gguf gguf_type=q8_0"))
+    ui.click("export-start")
+    expect(page.locator("#export-message")).to_contain_text("Started")
+    line = f"ollama create gguf -f {export_dir / 'Modelfile'}"
+    expect(page.locator("#export-result")).to_contain_text(line, timeout=RUN_WAIT)
+    gguf = export_dir / "SmolLM2-135M-Instruct-q8_0.gguf"
+    assert gguf.is_file() and (export_dir / "Modelfile").is_file()
+    size = human_size(gguf.stat().st_size)
+    expect(page.locator("#export-result")).to_contain_text(re.compile(rf"{re.escape(gguf.name)}\s+{re.escape(size)}"))
+    ui.shot("webui_export_gguf.png")
 
 
 # ---------------------------------------------------------------- webchat
