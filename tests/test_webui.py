@@ -513,3 +513,54 @@ def test_export_tab_previews_the_new_fields_but_never_the_token(tmp_path, monkey
     assert words[1] == "export" and {"export_format=gguf", "gguf_type=q8_0", "export_hub_model_id=me/tiny",
                                      "export_hub_private=false", f"export_dir={tmp_path / 'out'}"} <= set(words)
     assert not any("SECRET" in x or "hub_token" in x for x in words)
+
+
+# a run that, asked to stop, says it needs a while (as a trainer finishing its step and saving does) and ends
+# only when the test lets it
+STOPS_WHEN_LET = """
+import pathlib, signal, sys, time
+from engine.train import rundir
+out, here = sys.argv[1], pathlib.Path(sys.argv[2])
+def on_term(*_):
+    rundir.write_status(out, rundir.ABORTING, stop_by=time.time() + 600)
+    (here / "asked").touch()
+signal.signal(signal.SIGTERM, on_term)
+rundir.write_status(out, "training", step=1)
+(here / "ready").touch()
+while not (here / "let").exists():
+    time.sleep(0.05)
+sys.exit(130)
+"""
+
+
+def test_abort_says_stopping_at_once_and_the_outcome_once_the_run_has_stopped(demo, tmp_path):
+    page = demo.page
+    here, out = tmp_path / "signals", tmp_path / "run"
+    here.mkdir()
+    script = tmp_path / "run.py"
+    script.write_text(STOPS_WHEN_LET)
+    run = runs.launch("train", [sys.executable, str(script), str(out), str(here)], out, saves=page.saves)
+    fns = [fn for fn in demo.fns.values() if page.c("train.message") in fn.outputs or
+           any(getattr(o, "elem_id", None) == "train-status" for o in fn.outputs)]
+    tick = next(fn for fn in fns if fn.fn.__name__ == "tick")
+    stopped = next(fn.fn for fn in fns if fn.fn.__name__ == "stopped")
+    try:
+        wait_for(lambda: (here / "ready").exists(), 60, "the run to take SIGTERM in hand")
+        parts, msg, button, asked = call(demo, page.c("train.abort"),
+                                         overrides={page.c("train.run_id"): run.id, page.c("top.lang"): "en"})
+        # answered at once, while the run is still going: the words of the run module, Abort off
+        assert parts == [("aborting", {})] and msg.startswith("Stopping") and asked == run.id
+        assert button["interactive"] is False
+        wait_for(lambda: (here / "asked").exists(), 60, "SIGTERM to reach the run")
+        data = state(demo, {page.c("train.run_id"): run.id, page.c("top.lang"): "en"})
+        status, *_, start, abort = tick.fn(*[data.get(c) for c in tick.inputs])[:7]
+        assert run.alive() and "stopping" in status and "Running" in status, status  # every tab says so
+        assert abort["interactive"] is False and start["interactive"] is False
+        (here / "let").touch()
+        parts, _ = stopped(asked, "en")  # waits for the server's stopper thread
+        assert parts == [("aborted_ok", {})] and not run.alive()
+        assert runs.get_run(run.id, page.saves).status()["state"] == "aborted"
+        assert stopped(None, "en") == (gr.skip(), gr.skip())  # "nothing running" leaves the message alone
+    finally:
+        (here / "let").touch()
+        run.abort(grace=1)

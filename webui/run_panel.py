@@ -6,6 +6,7 @@ is what lets a reloaded page or a second tab re-attach to a running job.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -21,6 +22,8 @@ from .locales import t
 from .page import Page, check_fields, error_parts, render_msg
 
 TICK_S = 1.0  # the page refreshes a running job at least this often
+_STOPPERS: dict[str, threading.Thread] = {}  # run id -> the thread that waits for the run Abort asked to stop
+_STOP_LOCK = threading.Lock()
 
 
 @dataclass
@@ -183,23 +186,36 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
     if panel.queue is not None:
         wire_queue(page, panel, scopes, prepare)
 
-    def abort(run_id, lang):
+    def aborting(run_id, lang):
+        """Outside the queue, so it answers at once: the run is asked to stop (its status says `aborting` from now
+        on, in every tab) and a server thread waits for it, killing what is left after the run's own deadline."""
         run = runs.active_run(saves, panel.command) or runs.get_run(run_id, saves)
-        if run is None or not run.alive():
+        if run is None or not run.request_abort():
             parts = [("nothing_running", {})]
-        else:
-            ok = run.abort()
-            parts = [("aborted_ok", {})] if ok else [("aborted_left", {"pids": [p.pid for p in run.processes()]})]
+            return parts, render_msg(parts, lang), gr.update(interactive=False), None
+        with _STOP_LOCK:  # one waiting thread per run, however many tabs press Abort
+            if run.id not in _STOPPERS or not _STOPPERS[run.id].is_alive():
+                # a server thread: it keeps going when the page is closed, so the run is stopped either way
+                _STOPPERS[run.id] = threading.Thread(target=run.abort, name=f"abort-{run.id}", daemon=True)
+                _STOPPERS[run.id].start()
+        parts = [("aborting", {})]
+        return parts, render_msg(parts, lang), gr.update(interactive=False), run.id
+
+    def stopped(run_id, lang):
+        """Once the run has stopped (a trainer: its checkpoint saved), or been killed: say which."""
+        stopper = _STOPPERS.get(run_id) if run_id else None
+        if stopper is None:
+            return gr.skip(), gr.skip()
+        stopper.join()
+        run = runs.get_run(run_id, saves)
+        left = run.processes() if run is not None else []
+        parts = [("aborted_left", {"pids": [p.pid for p in left]})] if left else [("aborted_ok", {})]
         return parts, render_msg(parts, lang)
 
-    def aborting(lang):
-        """Said at once, outside the queue: stopping can take a training step and a checkpoint save."""
-        parts = [("aborting", {})]
-        return parts, render_msg(parts, lang), gr.update(interactive=False)
-
-    panel.abort.click(aborting, [lang_c], [panel.message_parts, panel.message, panel.abort], queue=False,
-                      show_progress="hidden").then(
-        abort, [panel.run_id, lang_c], [panel.message_parts, panel.message], show_progress="hidden")
+    asked = gr.State(None)  # the run this click asked to stop
+    panel.abort.click(aborting, [panel.run_id, lang_c], [panel.message_parts, panel.message, panel.abort, asked],
+                      queue=False, show_progress="hidden").then(
+        stopped, [asked, lang_c], [panel.message_parts, panel.message], show_progress="hidden")
 
     end_inputs, end_outputs, on_end_fn = on_end if on_end else ([], [], None)
     tick_outputs = [panel.status, panel.progress, panel.log, panel.result, panel.result_parts, panel.start,
@@ -224,9 +240,7 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
                 out.append(None)
             return out + [skip] * n_end + _monitor_out(panel, None, [], lang, True, saves)
         st = run.status()
-        stopping = st["state"] == "running" and run.aborted
-        if stopping:  # Abort was pressed (here or in another tab): the process is saving and exiting
-            st = {**st, "phase": "aborting"}
+        stopping = st["state"] == "running" and run.aborted  # asked to stop, here or in another tab (phase: aborting)
         prog = run.progress()
         recs = run.log_records() if panel.plot is not None else []
         tail = run.tail(200)
