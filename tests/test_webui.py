@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pytest
 import yaml
+from safetensors.numpy import save_file
 
 from engine import args as schema
 from engine import runs
@@ -449,8 +451,8 @@ def test_a_dead_run_is_not_offered_as_running(demo, tmp_path):
     out = tmp_path / "killed"
     ck = out / "checkpoint-2"
     ck.mkdir(parents=True)
-    (ck / "trainer_state.json").write_text("{}")
-    (ck / "adapter_model.safetensors").write_bytes(b"x")
+    (ck / "trainer_state.json").write_text(json.dumps({"global_step": 2}))  # a checkpoint that reads whole
+    save_file({"lora_B": np.zeros(2, dtype=np.float32)}, str(ck / "adapter_model.safetensors"))
     (out / "trainer_log.jsonl").write_text("{}\n")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid no process has any more: the run was killed mid-step, its status left at "training"
@@ -487,7 +489,7 @@ def test_ui_text_has_no_emoji_the_page_fonts_lack():
     from webui import insight_panel
     texts = [v for e in list(L.values()) + list(words.W.values()) for v in e.values()]
     texts += list(insight_panel.VERDICT_ICON.values())
-    symbols = set("✓✗⚠★▶■ℹ…–—▲→←·×─│≤≥±°")  # checked against DejaVu Sans's character map
+    symbols = set("✓✗⚠★▶■ℹ…–—▲→←·×─│≤≥±°“”‘’")  # checked against DejaVu Sans's character map
     for text in texts:
         for ch in text:
             if ord(ch) < 0x2000 or "\u3000" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef":
