@@ -67,7 +67,9 @@ gguf-converter: | $(PY)
 run: setup
 	$(PY) app.py
 
+# ruff first (pyflakes rules: unused and undefined names), seconds, then the suite
 test: setup browser reference-templates gguf-converter
+	$(PY) -m ruff check .
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: setup

@@ -11,7 +11,6 @@ export_hub_model_id the finished folder is uploaded (engine.hub_upload); a faile
 from __future__ import annotations
 
 import errno
-import json
 import shlex
 import shutil
 import tempfile
@@ -22,7 +21,7 @@ from typing import Any, Callable
 
 from .config import ConfigError
 from .models.registry import EXPORT_MARKER, lookup
-from .utils import UserError, atomic_write_json, atomic_write_text, get_logger, share_like_umask
+from .utils import UserError, atomic_write_json, atomic_write_text, get_logger, read_json_object, share_like_umask
 
 log = get_logger()
 CONFIG_NAMES = ("training_args.yaml", "training_config.yaml", "train_config.yaml")
@@ -47,7 +46,7 @@ def _check_target(out: Path, a: dict, adapters: list[str], ident: dict) -> None:
         raise UserError(f"export_dir: {out} is not empty and is not a previous TuneBoard export; refusing to "
                         "overwrite it. Choose a new folder (or empty this one yourself). Nothing was written.")
     if (out / EXPORT_MARKER).is_file() and not a.get("overwrite_output_dir"):
-        prev = _read_json(out / EXPORT_MARKER)
+        prev = read_json_object(out / EXPORT_MARKER)
         if {k: prev.get(k, "safetensors" if k == "format" else None) for k in ident} != ident:
             what = f"{prev.get('format') or 'safetensors'} export of {prev.get('base')}"
             raise ConfigError(f"export_dir: {out} holds another export ({what}); choose a new folder, or set "
@@ -58,17 +57,9 @@ def _export_dtype(a: dict, base: str):
     import torch
     name = a.get("export_dtype") or "auto"
     if name == "auto":
-        cfg = _read_json(Path(base) / "config.json")
+        cfg = read_json_object(Path(base) / "config.json")
         name = str(cfg.get("dtype") or cfg.get("torch_dtype") or "float32").replace("torch.", "")
     return getattr(torch, DTYPES.get(name, "float32"))
-
-
-def _read_json(p: Path) -> dict:
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
 
 
 def _run_file(adapter: Path, names: tuple) -> Path | None:
@@ -172,7 +163,7 @@ def _model_card(job: Job, fmt: str, written: Written) -> str:
                 lines += [f"## Training configuration (`{cfg_file}`)", "", "```yaml",
                           yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False).rstrip(), "```", ""]
         res_file = _run_file(Path(a), RESULTS_NAMES)
-        results = _read_json(res_file) if res_file else {}
+        results = read_json_object(res_file) if res_file else {}
         if results:
             lines += [f"## Final metrics (`{res_file}`)", "", "| metric | value |", "|---|---|"]
             lines += [f"| {k} | {round(v, 6) if isinstance(v, float) else v} |" for k, v in results.items()]
@@ -280,7 +271,7 @@ def folder_listing(folder: Path) -> list[str]:
 
 def next_step(folder: Path) -> str:
     """The line to copy to use an export (recorded in its marker by the format's writer)."""
-    return str(_read_json(Path(folder) / EXPORT_MARKER).get("next") or "")
+    return str(read_json_object(Path(folder) / EXPORT_MARKER).get("next") or "")
 
 
 def run_cli(path=None, overrides=(), flags=()) -> int:

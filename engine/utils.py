@@ -77,6 +77,15 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
+def read_json_object(path: str | Path) -> dict:
+    """A JSON object file's contents; {} when it is missing, unreadable, not JSON or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 class _HeldBack(logging.Filter):
     """Keeps a library's warning out of the console, remembering it for whoever does need it."""
 

@@ -301,7 +301,7 @@ export_quantization_dataset: data/c4_demo.jsonl
     assert any("export_device=auto" in n and "CPU" in n for n in notes)
     assert any("export_legacy_format=true" in n for n in notes)
     assert any("export_quantization_bit=4" in n and "gguf_type" in n for n in notes)
-    ns = load_config(recipe, [f"export_hub_model_id=someone/merged"], command="export")
+    ns = load_config(recipe, ["export_hub_model_id=someone/merged"], command="export")
     assert ns.export_hub_model_id == "someone/merged"  # LLaMA-Factory's upload key is the upload here
 
 

@@ -11,7 +11,7 @@ from engine.insight.doctor import render
 from engine.insight.words import W, evidence_label, t
 from foreign_runs import write_run
 from test_insight_foreign import CASES
-from test_insight_short import CASES as SHORT_CASES, SHORT, strict_words  # noqa: F401 (a fixture)
+from test_insight_short import CASES as SHORT_CASES, SHORT
 
 INSIGHT = Path(__file__).resolve().parent.parent / "engine" / "insight"
 
@@ -84,7 +84,7 @@ def test_every_advice_and_note_is_given_the_numbers_its_words_name():
                 assert _fields(W[k]["en"]) <= kws, (k, _fields(W[k]["en"]) - kws)
 
 
-def test_every_reason_is_read_in_a_labelled_run_with_real_values(tmp_path, strict_words):
+def test_every_reason_is_read_in_a_labelled_run_with_real_values(tmp_path):
     """Every summary the rules can give, rendered (en and zh) from a labelled run with nothing left out: the
     labelled cases of test_insight_foreign and test_insight_short cover every reason."""
     reasons, _, _ = _rules()

@@ -1,6 +1,6 @@
 """Batching for the Trainer: dynamic padding, and packing without attention across examples.
 
-Packing is done once, at dataset level (`pack_examples`, called by get_dataset and cached):
+Packing is done once, at dataset level (`pack_rows`, called by get_dataset and cached):
 rows of <= cutoff_len tokens filled by best-fit decreasing over the example lengths. Doing it
 there rather than per batch packs across the whole dataset (fuller rows than a batch of 4 allows),
 costs nothing per step, and gives the Trainer the true number of rows, so steps/epoch and the

@@ -31,7 +31,6 @@ from .registry import DatasetAttr, load_dataset_info
 from ..train.stages import get_stage
 
 log = get_logger()
-BUILDS = 0          # times get_dataset tokenised instead of reusing the cache (the tests watch it)
 CACHE_KEEP = 10     # cache entries kept per cache folder (least recently used are removed)
 
 
@@ -220,7 +219,6 @@ def _save_cached(path: Path, train, ev, stats: dict) -> None:
 
 def get_dataset(args, tokenizer, template, stage: str) -> DatasetModule:
     """Tokenised train (and eval) datasets for the trainer of `stage`, with stats; cached on disk."""
-    global BUILDS
     packs = get_stage(stage).packs  # an unknown stage is refused here
     names, eval_names = dataset_names(_arg(args, "dataset")), dataset_names(_arg(args, "eval_dataset"))
     if not names:
@@ -244,7 +242,6 @@ def get_dataset(args, tokenizer, template, stage: str) -> DatasetModule:
             log.info("data: %s (cached)", stats.get("summary", ""))
             return DatasetModule(train, ev, stats)
 
-    BUILDS += 1
     t0 = time.time()
     recs = load_records(args, stage, names)
     rows, report = recs.rows, recs.report

@@ -6,11 +6,10 @@ export paths all load through here so they behave the same.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from ..utils import UserError, get_logger
+from ..utils import UserError, get_logger, read_json_object
 from .registry import resolve_model_path
 
 log = get_logger()
@@ -99,7 +98,7 @@ def _attn_implementation(args: Any) -> str:
 def _check_weights(path: str) -> None:
     p = Path(path)
     if (p / "adapter_config.json").is_file() and not (p / "config.json").is_file():
-        base = _read_json(p / "adapter_config.json").get("base_model_name_or_path") or "its base model"
+        base = read_json_object(p / "adapter_config.json").get("base_model_name_or_path") or "its base model"
         raise UserError(f"{path}: this is a LoRA adapter, not a full model; set model_name_or_path={base} "
                         f"and adapter_name_or_path={path}.")
     if any((p / f).is_file() for f in WEIGHT_FILES) or any(p.glob("model*.safetensors")):
@@ -107,14 +106,6 @@ def _check_weights(path: str) -> None:
     raise UserError(f"{path}: no model weights (*.safetensors / pytorch_model.bin) in this folder; "
                     "download the model again (`tuneboard download NAME`) or point model_name_or_path "
                     "at a complete model folder.")
-
-
-def _read_json(p: Path) -> dict:
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
 
 
 def check_adapter(path: str) -> Path:
@@ -155,7 +146,7 @@ def _adapter_run(args: Any) -> tuple[dict, dict]:
                 cfg = yaml.safe_load((folder / "training_args.yaml").read_text(encoding="utf-8"))
             except (OSError, yaml.YAMLError):
                 cfg = {}
-        results = _read_json(folder / "all_results.json")
+        results = read_json_object(folder / "all_results.json")
         if cfg or results:
             return (cfg if isinstance(cfg, dict) else {}), results
     return {}, {}
@@ -183,7 +174,7 @@ def _rope_args(args: Any) -> Any:
 
 def _load_adapter(model, path: Path, base_path: str, trainable: bool = False):
     from peft import PeftModel
-    cfg = _read_json(path / "adapter_config.json")
+    cfg = read_json_object(path / "adapter_config.json")
     trained_on = cfg.get("base_model_name_or_path")
     try:
         return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
@@ -250,10 +241,10 @@ def rope_config(args: Any, path: str, trust: bool = False):
 def _refuse_reward_model(path: str, adapters: list[Path]) -> None:
     """A reward model (stage rm) scores answers; it has no LM head to generate or continue training one with."""
     for a in adapters:
-        if _read_json(a / "adapter_config.json").get("task_type") == "SEQ_CLS":
+        if read_json_object(a / "adapter_config.json").get("task_type") == "SEQ_CLS":
             raise UserError(f"adapter_name_or_path: {a} is a reward model (trained with stage rm): it scores answers "
                             "and cannot generate text. Pick an adapter trained with pt / sft / dpo / kto.")
-    archs = _read_json(Path(path) / "config.json").get("architectures") or []
+    archs = read_json_object(Path(path) / "config.json").get("architectures") or []
     if any(str(x).endswith("ForSequenceClassification") for x in archs):
         raise UserError(f"model_name_or_path: {path} is a reward / classification model ({archs[0]}): it scores "
                         "answers and cannot generate text. Use the causal LM it was trained from.")

@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from ..utils import UserError, repo_root
+from ..utils import UserError, read_json_object, repo_root
 
 _REGISTRY_FILE = Path(__file__).with_name("registry.json")
 MODELS: dict[str, dict] = json.loads(_REGISTRY_FILE.read_text(encoding="utf-8"))
@@ -143,14 +143,6 @@ def resolve_model_path(name_or_path: str) -> str:
                     f"`tuneboard download NAME` (needs network) with one of: {', '.join(model_names())}.")
 
 
-def _read_json(p: Path) -> dict:
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def _tokenizer_chat_template(folder: Path) -> str:
     jinja = folder / "chat_template.jinja"
     if jinja.is_file():
@@ -158,7 +150,7 @@ def _tokenizer_chat_template(folder: Path) -> str:
             return jinja.read_text(encoding="utf-8")
         except OSError:
             return ""
-    tpl = _read_json(folder / "tokenizer_config.json").get("chat_template")
+    tpl = read_json_object(folder / "tokenizer_config.json").get("chat_template")
     if isinstance(tpl, list):  # named templates: [{"name": ..., "template": ...}]
         tpl = " ".join(str(t.get("template", "")) for t in tpl if isinstance(t, dict))
     return tpl if isinstance(tpl, str) else ""
@@ -175,10 +167,10 @@ def default_template(name_or_path: str) -> str | None:
     folder = _existing(str(name_or_path))
     if folder is None:
         return None
-    recorded = _read_json(folder / EXPORT_MARKER).get("template")
+    recorded = read_json_object(folder / EXPORT_MARKER).get("template")
     if recorded:
         return recorded
-    cfg = _read_json(folder / "config.json")
+    cfg = read_json_object(folder / "config.json")
     chat = _tokenizer_chat_template(folder)
     if _DEEPSEEK_MARKER in chat:
         return "deepseekr1" if "<think>" in chat else "deepseek3"

@@ -1,1 +1,2 @@
-"""Training: one workflow (workflow.py) over HF Trainer (pt / sft) and trl's DPOTrainer (dpo)."""
+"""Training: one workflow (workflow.py) over the trainer of each stage that stages.py records (HF Trainer for pt and
+sft, trl's trainers for the others)."""

@@ -357,7 +357,6 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     prec = pick_precision(ns)
     log.info("device: %s; precision: %s (%s)", prec["device"]["name"],
              "bf16" if prec["bf16"] else "fp16" if prec["fp16"] else "fp32", prec["why"])
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     rundir.write_status(output_dir, "preprocessing") if main else None
     tokenizer = load_tokenizer(ns)

@@ -30,7 +30,7 @@ def recorded(page, key: str) -> list[str]:
 class UI:
     """Small verbs over gradio's DOM (components carry elem_id = <tab>-<argument>)."""
 
-    def __init__(self, page, server: Server):
+    def __init__(self, page, server):  # server: conftest.Server
         self.page, self.server = page, server
 
     def open(self):
