@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -23,6 +24,9 @@ from .locales import t
 from .page import Page, check_fields, error_parts, render_msg
 
 SCOPE = "chat"
+# a fast model (a GPU: 100+ tokens/s) re-sending the whole answer per token keeps the browser so busy re-rendering
+# it that Stop cannot be clicked; the answer so far is shown this often instead (the last words always come)
+STREAM_EVERY_S = 0.1
 
 
 class Session:
@@ -191,12 +195,15 @@ def build(page: Page, fixed: dict | None = None) -> dict:
         history.append({"role": "assistant", "content": ""})
         answer = ""
         stream = None
+        shown = 0.0
         try:
             stream = engine.stream(conv, system=typed.get("default_system") or None, tools=tools or None, **gen)
             for delta in stream:
                 answer += delta
                 history[-1]["content"] = answer
-                yield {chatbot: history}
+                if time.monotonic() - shown >= STREAM_EVERY_S:
+                    shown = time.monotonic()
+                    yield {chatbot: history}
         except (UserError, ValueError) as e:
             parts = [f"✗ {e}"]
             yield {chatbot: history[:-1], convo: conv[:-1], stats_parts: parts, stats: render_msg(parts, lang_v)}

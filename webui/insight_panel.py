@@ -310,7 +310,8 @@ def build_train(page: Page) -> dict:
         gr.Info(insight_t("recipe_filled", data[lang_c], dataset=datasets[0], changes=change_text(change)))
         return set_values(page, change, ("top", "train"))
 
-    ds_box.input(fill_recipe, page.components("top", "train") | {lang_c}, list(form), show_progress="hidden")
+    # a set of outputs: a pick without a recipe returns no update (a list would want a value for every field)
+    ds_box.input(fill_recipe, page.components("top", "train") | {lang_c}, form, show_progress="hidden")
 
     # estimate and inspector read the form as Start would
     inputs = page.components("top", "train") | {lang_c, measure, ins_idx}
