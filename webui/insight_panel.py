@@ -304,13 +304,12 @@ def build_train(page: Page) -> dict:
             r = recipe_for(datasets, raw.get("stage"), raw.get("finetuning_type")) or {}
             change = {k: v for k, v in r.items() if coerce(BY_NAME[k], raw.get(k)) == BY_NAME[k].default}
         except ConfigError:
-            return {}
-        if not change:
-            return {}
+            return {ds_box: gr.skip()}
+        if not change:  # gradio takes an empty dict for one value and fails the event with a toast
+            return {ds_box: gr.skip()}
         gr.Info(insight_t("recipe_filled", data[lang_c], dataset=datasets[0], changes=change_text(change)))
         return set_values(page, change, ("top", "train"))
 
-    # a set of outputs: a pick without a recipe returns no update (a list would want a value for every field)
     ds_box.input(fill_recipe, page.components("top", "train") | {lang_c}, form, show_progress="hidden")
 
     # estimate and inspector read the form as Start would
