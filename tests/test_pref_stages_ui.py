@@ -74,9 +74,10 @@ def test_dataset_preview_marks_kto_labels(demo):  # noqa: F811
     ov = {page.w("train", "stage"): "kto", page.w("train", "dataset"): ["kto_en_demo"],
           page.w("train", "dataset_dir"): str(ROOT / "data")}
     res = call(demo, page.c("train.preview_dataset"), overrides=ov)
-    marked = res[page.c("train.preview_rendered")]
+    marked = res[page.c("train.preview_rendered")]["value"]
     labels = [lab for _, lab in marked if lab]
     assert labels and set(labels) <= {"desirable", "undesirable"}
+    assert res[page.c("train.preview_rendered")]["color_map"].keys() == set(labels)  # the legend: these alone
     answers = [s for s, lab in marked if lab]
     assert all(s.endswith("<|im_end|>") for s in answers)
     assert Path(ROOT / "data" / "kto_en_demo.json").is_file()

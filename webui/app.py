@@ -16,7 +16,8 @@ CSS = """
 .tb-progress.tb-failed .tb-bar, .tb-progress.tb-aborted .tb-bar { background: #fca5a5; }
 .tb-progress .tb-progress-text { position: relative; padding-left: 10px; line-height: 24px; font-size: 14px; }
 .tb-progress.tb-idle { display: none; }
-.tb-invalid { outline: 2px solid #dc2626; border-radius: 6px; }
+.tb-check { min-width: min(160px, 100%) !important; }
+.tb-invalid { box-shadow: inset 0 0 0 2px #dc2626 !important; border-radius: 6px; }
 .tb-invalid .info, .tb-invalid [data-testid="block-info"] + div { color: #dc2626 !important; }
 footer { display: none !important; }
 """
@@ -57,17 +58,18 @@ def wire_visibility(page: Page, demo) -> None:
     method = page.args.get("top", {}).get("finetuning_type")
     if stage is None or method is None:
         return
+    controls = page.controls()
     targets = set(page.visibility(None, None))
     if not targets:
         return
 
-    def show(s, m):
-        return page.visibility(s, m)
+    def show(s, m, *ctl):
+        return page.visibility(s, m, *ctl)
 
-    stage.change(show, [stage, method], targets, show_progress="hidden", queue=False)
-    method.change(show, [stage, method], targets, show_progress="hidden", queue=False)
-    # the first render already shows only what applies to the starting stage and method
-    for comp, upd in page.visibility(stage.value, method.value).items():
+    for trigger in [stage, method] + controls:
+        trigger.change(show, [stage, method] + controls, targets, show_progress="hidden", queue=False)
+    # the first render already shows only what applies to the starting stage, method and controls
+    for comp, upd in page.visibility(stage.value, method.value, *(c.value for c in controls)).items():
         comp.visible = upd["visible"]
 
 
@@ -118,32 +120,52 @@ def _wire_load(page: Page, demo) -> None:
             return upd, parts, md
         return load
 
-    demo.load(datasets(refresh_train), tin, tout, show_progress="hidden", queue=False)
-    demo.load(datasets(refresh_eval), ein, eout, show_progress="hidden", queue=False)
-    demo.load(lambda p, m: gr.update(choices=choices(page.saves, p, m)), a_in, adapter, show_progress="hidden",
-              queue=False)
+    restore, r_in, r_out = page.named["train.restore"]
+    # the run going now puts its values into the form, after the lists of the default form are filled
+    first = demo.load(datasets(refresh_train), tin, tout, show_progress="hidden", queue=False).then(
+        lambda p, m: gr.update(choices=choices(page.saves, p, m)), a_in, adapter, show_progress="hidden",
+        queue=False)
     dev = page.args.get("train", {}).get("devices")
     if dev is not None:  # free GPU memory changes while the server runs
         from engine.devices import choices as device_choices
-        demo.load(lambda: gr.update(choices=device_choices()), None, dev, show_progress="hidden", queue=False)
+        first = first.then(lambda: gr.update(choices=device_choices()), None, dev, show_progress="hidden",
+                           queue=False)
+    first.then(restore, r_in, r_out, show_progress="hidden", queue=False)
+    demo.load(datasets(refresh_eval), ein, eout, show_progress="hidden", queue=False)
+    for fn, inputs, outputs in page.on_load:  # run lists, the chat's loaded model
+        demo.load(fn, inputs, outputs, show_progress="hidden", queue=False)
 
 
 def _wire_use_in_chat(page: Page, button, tabs, chat: dict) -> None:
-    """After an export: the merged folder becomes the model (no adapter), the Chat tab opens and loads it."""
+    """After an export has finished: the merged folder becomes the model (no adapter), said in the top panel, and
+    the Chat tab opens and loads it. Without a finished export nothing changes and the Export tab says why."""
     path = page.w("top", "model_name_or_path")
-    out = page.w("export", "export_dir")
+    adapter = page.w("top", "adapter_name_or_path")
+    run_id = page.c("export.run_id")
+    note, note_parts = page.c("top.model_msg"), page.c("top.model_msg_parts")
+    msg, msg_parts = page.c("export.message"), page.c("export.message_parts")
+    switched = gr.State(False)
 
-    def use(export_dir):
-        if not export_dir:
-            return {tabs: gr.skip()}
-        return {path: export_dir, page.w("top", "adapter_name_or_path"): [],
-                page.c("top.model_name"): top.name_for_path(export_dir),
-                page.w("top", "template"): top.default_template_for(export_dir) or "",
-                tabs: gr.Tabs(selected="chat")}
+    def use(rid, old, lang):
+        merged = export_tab.merged_model(rid, page.saves)
+        if not merged:
+            parts = [("use_needs_export", {})]
+            return {switched: False, msg_parts: parts, msg: render_msg(parts, lang)}
+        parts = [("use_switched", {"old": old, "path": merged})]
+        return {switched: True, path: merged, adapter: [], page.c("top.model_name"): top.name_for_path(merged),
+                page.w("top", "template"): top.default_template_for(merged) or "", tabs: gr.Tabs(selected="chat"),
+                note_parts: parts, note: render_msg(parts, lang), msg_parts: [], msg: ""}
 
-    button.click(use, out, {path, page.w("top", "adapter_name_or_path"), page.c("top.model_name"),
-                            page.w("top", "template"), tabs}, show_progress="hidden").then(
-        chat["load_fn"], chat["load_inputs"], chat["load_outputs"])
+    def load_if_switched(data):
+        if not data[switched]:
+            yield {}
+            return
+        yield from chat["load_fn"](data)
+
+    button.click(use, [run_id, path, page.c("top.lang")],
+                 {switched, path, adapter, page.c("top.model_name"), page.w("top", "template"), tabs, note,
+                  note_parts, msg, msg_parts}, show_progress="hidden").then(
+        load_if_switched, chat["load_inputs"] | {switched}, chat["load_outputs"])
 
 
 def create_webchat(values: dict, lang: str = "en") -> gr.Blocks:

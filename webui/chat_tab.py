@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -23,6 +24,9 @@ from .locales import t
 from .page import Page, check_fields, error_parts, render_msg
 
 SCOPE = "chat"
+# a fast model (a GPU: 100+ tokens/s) re-sending the whole answer per token keeps the browser so busy re-rendering
+# it that Stop cannot be clicked; the answer so far is shown this often instead (the last words always come)
+STREAM_EVERY_S = 0.1
 
 
 class Session:
@@ -106,6 +110,8 @@ def build(page: Page, fixed: dict | None = None) -> dict:
                                placeholder="chat_placeholder")
                 send = page.add("chat.send", gr.Button(t("btn_submit", lang), variant="primary", elem_id="chat-send",
                                                        scale=1, min_width=80), value="btn_submit")
+                stop = page.add("chat.stop", gr.Button(t("btn_stop", lang), variant="stop", elem_id="chat-stop",
+                                                       scale=1, min_width=80, interactive=False), value="btn_stop")
                 clear = page.add("chat.clear", gr.Button(t("btn_clear", lang), elem_id="chat-clear", scale=1,
                                                          min_width=80), value="btn_clear")
             stats, stats_parts = page.message("chat.stats")
@@ -152,11 +158,16 @@ def build(page: Page, fixed: dict | None = None) -> dict:
 
     unload.click(do_unload, lang_c, [info_parts, info])
 
-    def user_turn(msg, history, conv, lang_v):
-        if not (msg or "").strip():
-            return gr.skip(), gr.skip(), gr.skip()
+    busy = gr.State(False)  # an answer is streaming: Send is off, Enter sends nothing, Stop is on
+
+    def user_turn(msg, history, conv, lang_v, streaming):
+        if streaming or not (msg or "").strip():
+            return {}
         history, conv = add_user_turn(msg, history, conv, lang_v)
-        return "", history, conv
+        return {box: "", chatbot: history, convo: conv, **streaming_updates(True)}
+
+    def streaming_updates(on: bool) -> dict:
+        return {busy: on, send: gr.update(interactive=not on), stop: gr.update(interactive=on)}
 
     def bot_turn(data):
         lang_v = data[lang_c]
@@ -183,15 +194,23 @@ def build(page: Page, fixed: dict | None = None) -> dict:
         gen = {k: typed[k] for k in GEN_KEYS if k in typed}
         history.append({"role": "assistant", "content": ""})
         answer = ""
+        stream = None
+        shown = 0.0
         try:
-            for delta in engine.stream(conv, system=typed.get("default_system") or None, tools=tools or None, **gen):
+            stream = engine.stream(conv, system=typed.get("default_system") or None, tools=tools or None, **gen)
+            for delta in stream:
                 answer += delta
                 history[-1]["content"] = answer
-                yield {chatbot: history}
+                if time.monotonic() - shown >= STREAM_EVERY_S:
+                    shown = time.monotonic()
+                    yield {chatbot: history}
         except (UserError, ValueError) as e:
             parts = [f"✗ {e}"]
             yield {chatbot: history[:-1], convo: conv[:-1], stats_parts: parts, stats: render_msg(parts, lang_v)}
             return
+        finally:  # Stop / Clear close this generator: the model stops generating after its current token
+            if stream is not None:
+                stream.close()
         s = engine.last_stats
         parts = [("chat_stats", {"tps": s.get("tokens_per_s"), "n": s.get("completion_tokens"),
                                  "ttft": s.get("ttft_s")})]
@@ -203,10 +222,35 @@ def build(page: Page, fixed: dict | None = None) -> dict:
 
     bot_inputs = inputs | {chatbot, convo, tools_box}
     bot_outputs = {chatbot, convo, stats, stats_parts}
+    turn_outputs = {box, chatbot, convo, busy, send, stop}
+    answers = []
     for ev in (box.submit, send.click):
-        ev(user_turn, [box, chatbot, convo, lang_c], [box, chatbot, convo], show_progress="hidden", queue=False).then(
-            bot_turn, bot_inputs, bot_outputs, show_progress="hidden")
-    clear.click(lambda: ([], [], [], ""), None, [chatbot, convo, stats_parts, stats], show_progress="hidden")
+        answer = ev(user_turn, [box, chatbot, convo, lang_c, busy], turn_outputs, show_progress="hidden",
+                    queue=False).then(bot_turn, bot_inputs, bot_outputs, show_progress="hidden")
+        answer.then(lambda: streaming_updates(False), None, {busy, send, stop}, show_progress="hidden", queue=False)
+        answers.append(answer)
+
+    def stopped(lang_v):
+        """The answer so far stays (the conversation is rebuilt from the chatbot on the next turn)."""
+        parts = [("chat_stopped", {})]
+        return {**streaming_updates(False), stats_parts: parts, stats: render_msg(parts, lang_v)}
+
+    stop.click(stopped, lang_c, {busy, send, stop, stats_parts, stats}, show_progress="hidden", cancels=answers)
+
+    def cleared():
+        return {chatbot: [], convo: [], stats_parts: [], stats: ""}
+
+    def cleared_again():
+        return {**cleared(), **streaming_updates(False)}
+
+    # cancelling ends the stream; cleared once more after it, so no update of the stream already on its way
+    # to the page refills the chat. Send comes back only with the second clear: once it is on, Clear is over.
+    clear_outputs = {chatbot, convo, stats_parts, stats}
+    clear.click(cleared, None, clear_outputs, show_progress="hidden", cancels=answers).then(
+        cleared_again, None, clear_outputs | {busy, send, stop}, show_progress="hidden", queue=False)
+    if fixed is None:  # a reloaded studio page says which model the server holds (webchat follows its own load)
+        page.on_load.append((lambda lg: (loaded_parts(SESSION.desc), render_msg(loaded_parts(SESSION.desc), lg)),
+                             [lang_c], [info_parts, info]))
     return {"chatbot": chatbot, "load": load, "info": info, "load_fn": do_load, "load_inputs": inputs,
             "load_outputs": load_outputs}
 

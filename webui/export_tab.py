@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from engine import runs
 from engine.config import ConfigError, to_command
 
 from . import run_panel, widgets
@@ -15,13 +16,24 @@ from .page import Page, error_parts, render_msg
 SCOPE = "export"
 
 
-def prepare_export(raw: dict) -> dict:
+def prepare_export(raw: dict, saves=None) -> dict:
     v = dict(raw)
     if v.get("finetuning_type") == "lora" and not v.get("adapter_name_or_path"):
         raise ConfigError("adapter_name_or_path: pick the adapter to merge (top panel).", "adapter_name_or_path")
+    # a bare name goes under saves/<model>/<method>/, as the Train and Evaluate tabs' output dirs do
+    v["export_dir"] = runs.resolve_output_dir(v.get("export_dir"), v.get("model_name_or_path"),
+                                              v.get("finetuning_type"), saves)
     if not v.get("export_dir"):
         raise ConfigError("export_dir: give a folder to write the merged model to.", "export_dir")
     return v
+
+
+def merged_model(run_id: str | None, saves=None) -> str | None:
+    """The folder of the export this page shows, once it has finished; None when there is none."""
+    run = runs.get_run(run_id, saves) if run_id else None
+    if run is None or run.command != "export" or run.status()["state"] != "finished":
+        return None
+    return run.output
 
 
 UPLOAD = ("export_hub_model_id", "export_hub", "export_hub_private", "hub_token")  # under "Upload to a hub"
@@ -32,7 +44,10 @@ def build(page: Page) -> dict:
     args = widgets.scope_args("export")
     with gr.Row(equal_height=True):
         for a in args:
-            if a.name not in UPLOAD:
+            if a.name == "export_dir":
+                comp = page.arg(SCOPE, a, info=t("export_dir_info", lang, base="saves/<model>/<method>/"))
+                page.tr(comp, lambda lg: dict(info=t("export_dir_info", lg, base="saves/<model>/<method>/")))
+            elif a.name not in UPLOAD:
                 page.arg(SCOPE, a)
     with page.add("export.upload", gr.Accordion(t("export_upload", lang), open=False, elem_id="export-upload"),
                   label="export_upload"):
@@ -51,7 +66,7 @@ def build(page: Page) -> dict:
     def preview_command(data):
         from .train_tab import typed_for_preview
         try:
-            values = typed_for_preview(prepare_export(page.raw_values(data, "top", SCOPE)), "export")
+            values = typed_for_preview(prepare_export(page.raw_values(data, "top", SCOPE), page.saves), "export")
         except ConfigError as e:
             parts = error_parts({e.field or "_": str(e)})
             return {command: "", panel.message_parts: parts, panel.message: render_msg(parts, data[lang_c])}
@@ -60,5 +75,5 @@ def build(page: Page) -> dict:
     preview.click(preview_command, inputs, {command, panel.message, panel.message_parts}, show_progress="hidden")
     use = page.add("export.use_in_chat", gr.Button(t("btn_use_in_chat", lang), elem_id="export-use_in_chat"),
                    value="btn_use_in_chat")
-    run_panel.wire(page, panel, ("top", SCOPE), lambda raw, lg: prepare_export(raw))
+    run_panel.wire(page, panel, ("top", SCOPE), lambda raw, lg: prepare_export(raw, page.saves))
     return {"panel": panel, "use": use, "command": command}

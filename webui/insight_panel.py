@@ -21,9 +21,10 @@ from engine.insight import runlog
 from engine.utils import UserError
 
 from .locales import t
-from .page import Page, check_fields
+from .page import Page, bounded, check_fields
 
 TICK_S = 2.0
+TRAINED_COLOR = "#16a34a"
 
 VERDICT_ICON = {"healthy": "✓", "undertrained": "…", "overfitting": "⚠", "diverging": "✗",
                 "not_learning": "–", "data_problem": "⚠", "capacity_limit": "▲", "failed": "✗"}  # glyphs every UI font has
@@ -54,7 +55,7 @@ def doctor_md(report: dict | None, lang: str) -> str:
     zh = lang == "zh"
     lines = [f"### {VERDICT_ICON.get(v, '')} {insight_t(f'verdict_{v}', lang)} <code>{v}</code>",
              report["summary_zh"] if zh else report["summary"], "",
-             f"`{report['path']}`" + (" · live" if report.get("running") else ""), "",
+             f"`{report['path']}`" + (f" · {t('live', lang)}" if report.get("running") else ""), "",
              f"**{t('h_change', lang)}**"]
     for a in report["advice"]:
         why = a["why_zh"] if zh else a["why"]
@@ -148,6 +149,12 @@ def run_choices(saves) -> list[tuple[str, str]]:
     return out
 
 
+def run_path(value: str, saves) -> str:
+    """A run as picked or typed: a label of the list (its folder relative to saves/) is that run's folder."""
+    v = str(value).strip()
+    return dict(run_choices(saves)).get(v, v)
+
+
 def current_run_dir(saves) -> str | None:
     """The training run the Train tab shows: the one going now, else the last one started from the UI."""
     r = runs.active_run(saves, "train") or runs.latest_run(saves, "train")
@@ -165,7 +172,7 @@ def diagnose_dir(path: str | None, saves) -> dict | None:
     if not target:
         return None
     try:
-        return diagnose(_confined(target, saves))
+        return diagnose(_confined(run_path(target, saves), saves))
     except (UserError, ConfigError) as e:
         return {"error": str(e), "path": target}
 
@@ -217,12 +224,12 @@ def build_train(page: Page) -> dict:
         with gr.Row(equal_height=True):
             est_btn = page.add("doctor.estimate", gr.Button(t("btn_estimate", lang), elem_id="estimate-run", scale=1),
                                value="btn_estimate")
-            measure = page.add("doctor.measure", gr.Number(0, precision=0, minimum=0, maximum=50,
+            measure = page.add("doctor.measure", gr.Number(0, precision=0,
                                                            label=t("estimate_measure", lang), elem_id="estimate-measure",
                                                            scale=1), label="estimate_measure")
             ins_btn = page.add("doctor.inspect", gr.Button(t("btn_inspect", lang), elem_id="inspect-run", scale=1),
                                value="btn_inspect")
-            ins_idx = page.add("doctor.inspect_index", gr.Number(0, precision=0, minimum=0, label=t("inspect_index", lang),
+            ins_idx = page.add("doctor.inspect_index", gr.Number(0, precision=0, label=t("inspect_index", lang),
                                                                  elem_id="inspect-index", scale=1), label="inspect_index")
         est_out = gr.Markdown(elem_id="estimate-out")
         ins_out = gr.Markdown(elem_id="inspect-out")
@@ -231,7 +238,7 @@ def build_train(page: Page) -> dict:
                                                                format="png", visible=False), label="inspect_plot")
             ins_sample = page.add("doctor.inspect_sample", gr.HighlightedText(
                 label=t("inspect_sample", lang), combine_adjacent=False, show_legend=True, elem_id="inspect-sample",
-                visible=False, color_map={t("trained_tokens", "en"): "#16a34a", t("trained_tokens", "zh"): "#16a34a"}),
+                visible=False, color_map={t("trained_tokens", lang): TRAINED_COLOR}),
                 label="inspect_sample")
     report = gr.State(None)
     seen = gr.State({})
@@ -246,6 +253,7 @@ def build_train(page: Page) -> dict:
     go.click(lambda path, lg: show(diagnose_dir(path, saves), lg), [run_box, lang_c], outs)
     run_box.input(lambda path, lg: show(diagnose_dir(path, saves), lg), [run_box, lang_c], outs)
     refresh.click(lambda: gr.update(choices=run_choices(saves)), None, run_box, show_progress="hidden")
+    page.on_load.append((lambda: gr.update(choices=run_choices(saves)), None, [run_box]))  # runs made since start
 
     def tick(path, s, lg):
         """Follow the run shown above while it trains: a new verdict whenever its log grows or its state changes."""
@@ -296,13 +304,13 @@ def build_train(page: Page) -> dict:
             r = recipe_for(datasets, raw.get("stage"), raw.get("finetuning_type")) or {}
             change = {k: v for k, v in r.items() if coerce(BY_NAME[k], raw.get(k)) == BY_NAME[k].default}
         except ConfigError:
-            return {}
-        if not change:
-            return {}
+            return {ds_box: gr.skip()}
+        if not change:  # gradio takes an empty dict for one value and fails the event with a toast
+            return {ds_box: gr.skip()}
         gr.Info(insight_t("recipe_filled", data[lang_c], dataset=datasets[0], changes=change_text(change)))
         return set_values(page, change, ("top", "train"))
 
-    ds_box.input(fill_recipe, page.components("top", "train") | {lang_c}, list(form), show_progress="hidden")
+    ds_box.input(fill_recipe, page.components("top", "train") | {lang_c}, form, show_progress="hidden")
 
     # estimate and inspector read the form as Start would
     inputs = page.components("top", "train") | {lang_c, measure, ins_idx}
@@ -311,7 +319,8 @@ def build_train(page: Page) -> dict:
         from engine.insight.estimate import estimate
         lg = data[lang_c]
         try:
-            rep = estimate(values=_values(page, data), measure_steps=int(data[measure] or 0))
+            n = int(bounded(data[measure], t("estimate_measure", lg), 0, 50))
+            rep = estimate(values=_values(page, data), measure_steps=n)
         except (UserError, ConfigError) as e:
             return None, f"✗ {e}"
         return rep, estimate_md(rep, lg)
@@ -322,11 +331,13 @@ def build_train(page: Page) -> dict:
         from engine.insight.inspector import inspect_dataset
         lg = data[lang_c]
         try:
-            rep = inspect_dataset(values=_values(page, data), sample=int(data[ins_idx] or 0))
+            rep = inspect_dataset(values=_values(page, data),
+                                  sample=int(bounded(data[ins_idx], t("inspect_index", lg), 0)))
         except (UserError, ConfigError) as e:
             return None, f"✗ {e}", gr.update(visible=False), gr.update(visible=False)
         return (rep, inspect_md(rep, lg), gr.update(value=length_figure(rep), visible=True),
-                gr.update(value=sample_spans(rep, lg), visible=True))
+                gr.update(value=sample_spans(rep, lg), visible=True,
+                          color_map={t("trained_tokens", lg): TRAINED_COLOR}))
 
     ins_btn.click(do_inspect, inputs, [ins_state, ins_out, ins_plot, ins_sample])
 
@@ -345,8 +356,10 @@ def estimate_md(rep: dict | None, lang: str) -> str:
     from engine.insight.estimate import render
     if not rep:
         return ""
-    head = "✅" if rep["fits"] else "⚠️"
-    return f"{head}\n```\n{render(rep, lang)}\n```"
+    from engine.insight.words import t as insight_t
+    # text and glyphs the page's fonts have: an emoji renders as a box where no emoji font is installed
+    head = f"✓ {insight_t('est_fits', lang)}" if rep["fits"] else f"⚠ {insight_t('est_nofit', lang)}"
+    return f"**{head}**\n```\n{render(rep, lang)}\n```"
 
 
 def inspect_md(rep: dict | None, lang: str) -> str:
@@ -392,8 +405,9 @@ def build_runs_tab(page: Page) -> dict:
                                                         allow_custom_value=True, label=t("compare_runs", lang),
                                                         info=t("compare_runs_info", lang), elem_id="compare-runs",
                                                         scale=4), label="compare_runs", info="compare_runs_info")
-            x = page.add("compare.x", gr.Radio(["step", "epoch", "tokens"], value="step", label=t("compare_x", lang),
+            x = page.add("compare.x", gr.Radio(x_choices(lang), value="step", label=t("compare_x", lang),
                                                elem_id="compare-x", scale=1), label="compare_x")
+            page.tr(x, lambda lg: dict(choices=x_choices(lg)))
             refresh = page.add("compare.refresh", gr.Button(t("btn_refresh_runs", lang), size="sm", scale=0,
                                                             min_width=110, elem_id="compare-refresh"),
                                value="btn_refresh_runs")
@@ -411,13 +425,13 @@ def build_runs_tab(page: Page) -> dict:
             with gr.Row(equal_height=True):
                 center = page.add("sweep.center", gr.Textbox("", placeholder="learning_rate", label=t("sweep_center", lang),
                                                              elem_id="sweep-center"), label="sweep_center")
-                k = page.add("sweep.k", gr.Number(5, precision=0, minimum=1, maximum=20, label=t("sweep_k", lang),
+                k = page.add("sweep.k", gr.Number(5, precision=0, label=t("sweep_k", lang),
                                                   elem_id="sweep-k"), label="sweep_k")
-                span = page.add("sweep.span", gr.Number(2.0, minimum=0.1, maximum=6, label=t("sweep_span", lang),
+                span = page.add("sweep.span", gr.Number(2.0, label=t("sweep_span", lang),
                                                         elem_id="sweep-span"), label="sweep_span")
-                steps = page.add("sweep.steps", gr.Number(30, precision=0, minimum=1, label=t("sweep_steps", lang),
+                steps = page.add("sweep.steps", gr.Number(30, precision=0, label=t("sweep_steps", lang),
                                                           elem_id="sweep-steps"), label="sweep_steps")
-                every = page.add("sweep.eval", gr.Number(5, precision=0, minimum=1, label=t("sweep_eval", lang),
+                every = page.add("sweep.eval", gr.Number(5, precision=0, label=t("sweep_eval", lang),
                                                          elem_id="sweep-eval"), label="sweep_eval")
             with gr.Row():
                 start = page.add("sweep.start", gr.Button(t("btn_sweep", lang), variant="primary",
@@ -428,7 +442,7 @@ def build_runs_tab(page: Page) -> dict:
                                value="btn_sweep_use")
             sw_msg = gr.Markdown(elem_id="sweep-msg")
             sw_status = gr.Markdown(t("sweep_none", lang), elem_id="sweep-status")
-            sw_table = gr.Dataframe(headers=list(SWEEP_COLS), elem_id="sweep-table", interactive=False)
+            sw_table = gr.Dataframe(headers=sweep_headers(lang), elem_id="sweep-table", interactive=False)
             sw_plot = page.add("sweep.plot", gr.Plot(label=t("compare_plot", lang), elem_id="sweep-plot",
                                                      format="png"), label="compare_plot")
         sw_seen = gr.State({})
@@ -437,7 +451,7 @@ def build_runs_tab(page: Page) -> dict:
     def do_compare(paths, axis, lg):
         from engine.insight.compare import compare
         try:
-            rep = compare([_confined(p, saves) for p in (paths or [])], x=axis or "step")
+            rep = compare([_confined(run_path(p, saves), saves) for p in (paths or [])], x=axis or "step")
         except (UserError, ConfigError) as e:
             return None, f"✗ {e}", None, None
         return rep, compare_md(rep, lg), compare_figure(rep, lg), compare_frame(rep, lg)
@@ -445,8 +459,9 @@ def build_runs_tab(page: Page) -> dict:
     go.click(do_compare, [pick, x, lang_c], [cmp_state, summary, plot, table])
     x.change(do_compare, [pick, x, lang_c], [cmp_state, summary, plot, table], show_progress="hidden")
     refresh.click(lambda: gr.update(choices=run_choices(saves)), None, pick, show_progress="hidden")
-    lang_c.input(lambda rep, lg: compare_md(rep, lg) if rep else gr.skip(), [cmp_state, lang_c], summary,
-                  show_progress="hidden", queue=False)
+    page.on_load.append((lambda: gr.update(choices=run_choices(saves)), None, [pick]))
+    lang_c.input(lambda rep, lg: (compare_md(rep, lg), compare_frame(rep, lg)) if rep else (gr.skip(), gr.skip()),
+                 [cmp_state, lang_c], [summary, table], show_progress="hidden", queue=False)
 
     # ---- sweep: one tracked process; its runs go one after another
     inputs = page.components("top", "train") | {lang_c, center, k, span, steps, every}
@@ -454,10 +469,14 @@ def build_runs_tab(page: Page) -> dict:
     def do_start(data):
         lg = data[lang_c]
         try:
+            n_runs = int(bounded(data[k], t("sweep_k", lg), 1, 20, 5))
+            decades = float(bounded(data[span], t("sweep_span", lg), 0.1, 6, 2.0))
+            n_steps = int(bounded(data[steps], t("sweep_steps", lg), 1, None, 30))
+            n_every = int(bounded(data[every], t("sweep_eval", lg), 1, None, 5))
             values = _values(page, data)
             c = float(data[center]) if str(data[center] or "").strip() else float(values["learning_rate"])
             from engine.insight.sweep import plan
-            lrs = plan(c, int(data[k] or 5), float(data[span] or 2.0))
+            lrs = plan(c, n_runs, decades)
             out = runs.default_output_dir(values["model_name_or_path"], values["finetuning_type"],
                                           f"sweep_{time.strftime('%Y-%m-%d-%H-%M-%S')}", saves)
             from engine.paths import WRITE, confine
@@ -467,8 +486,8 @@ def build_runs_tab(page: Page) -> dict:
             base = Path(out) / "base.yaml"
             save_config({k2: v for k2, v in values.items() if k2 != "output_dir"}, base)
             argv = [sys.executable, "-m", "engine", "doctor", "--sweep", str(base), "--k", str(len(lrs)), "--center",
-                    repr(c), "--span", str(float(data[span] or 2.0)), "--steps", str(int(data[steps] or 30)),
-                    "--eval-every", str(int(data[every] or 5)), "--out", out]
+                    repr(c), "--span", str(decades), "--steps", str(n_steps), "--eval-every", str(n_every),
+                    "--out", out]
             runs.launch("sweep", argv, run_dir=out, output=out, saves=saves)
         except runs.RunBusy as e:
             return t("busy", lg, command=e.run.command, path=e.run.output), {}
@@ -493,12 +512,13 @@ def build_runs_tab(page: Page) -> dict:
 
     def sweep_view(s, lg):
         r = latest_sweep()
-        if r is None:
-            return [gr.skip()] * 4 + [s]
         from engine.insight.sweep import read_sweep
-        state = read_sweep(r.output)
-        if state is None:
-            return [gr.skip()] * 4 + [s]
+        state = read_sweep(r.output) if r is not None else None
+        if state is None:  # no sweep yet: said (and the table headed) in the page's language
+            key = {"run": None, "lang": lg}
+            if key == s:
+                return [gr.skip()] * 4 + [s]
+            return [t("sweep_none", lg), sweep_frame({"runs": []}, lg), gr.skip(), gr.skip(), key]
         if state.get("state") == "running" and not r.alive():
             state["state"] = "aborted" if r.aborted else "failed"
         sizes = [((Path(x["output_dir"]) / "trainer_log.jsonl").stat().st_size
@@ -507,7 +527,7 @@ def build_runs_tab(page: Page) -> dict:
                "runs": [x["state"] for x in state["runs"]]}
         if key == s:
             return [gr.skip()] * 4 + [key]
-        return [sweep_md(state, r.output, lg), sweep_frame(state), sweep_figure(state, lg), gr.skip(), key]
+        return [sweep_md(state, r.output, lg), sweep_frame(state, lg), sweep_figure(state, lg), gr.skip(), key]
 
     sw_timer.tick(sweep_view, [sw_seen, lang_c], [sw_status, sw_table, sw_plot, sw_msg, sw_seen],
                   show_progress="hidden", queue=False)
@@ -561,20 +581,26 @@ def sweep_md(state: dict, path: str, lang: str) -> str:
     return text
 
 
-SWEEP_COLS = ("learning_rate", "state", "best eval loss", "at step", "final train loss")
+SWEEP_COLS = ("learning_rate", "state", "best_eval_loss", "best_step", "final_train_loss")  # locale sweep_col_<c>
 
 
-def sweep_frame(state: dict):
+def sweep_headers(lang: str) -> list[str]:
+    return [t(f"sweep_col_{c}", lang) for c in SWEEP_COLS]
+
+
+def x_choices(lang: str) -> list[tuple[str, str]]:
+    return [(t(f"compare_x_{x}", lang), x) for x in ("step", "epoch", "tokens")]
+
+
+def sweep_frame(state: dict, lang: str = "en"):
     import pandas as pd
     rows = []
     best = (state.get("best") or {}).get("learning_rate")
     for r in state["runs"]:
-        be = r.get("best_eval_loss")
-        rows.append({"learning_rate": ("★ " if r["lr"] == best else "") + f"{r['lr']:g}", "state": r["state"],
-                     "best eval loss": "" if be is None else f"{be:.4f}",
-                     "at step": r.get("best_step") or "", "final train loss":
-                     "" if r.get("final_train_loss") is None else f"{r['final_train_loss']:.4f}"})
-    return pd.DataFrame(rows)
+        be, ft = r.get("best_eval_loss"), r.get("final_train_loss")
+        rows.append([("★ " if r["lr"] == best else "") + f"{r['lr']:g}", r["state"],
+                     "" if be is None else f"{be:.4f}", r.get("best_step") or "", "" if ft is None else f"{ft:.4f}"])
+    return pd.DataFrame(rows, columns=sweep_headers(lang))
 
 
 def sweep_figure(state: dict, lang: str):

@@ -44,6 +44,7 @@ class Page:
     localized: list = field(default_factory=list)      # (component, fn(lang) -> dict of update kwargs)
     accordions: list = field(default_factory=list)     # (scope, accordion, [Arg])
     messages: list = field(default_factory=list)       # (markdown, state) pairs re-rendered on a language switch
+    on_load: list = field(default_factory=list)        # (fn, inputs, outputs) run on every page load (app.py)
 
     # ---------------------------------------------------------------- registration
     def arg(self, scope: str, arg: Arg, **kw):
@@ -123,12 +124,28 @@ class Page:
                 out[name] = a.default
         return out
 
-    def visibility(self, stage: str | None, method: str | None) -> dict:
-        """Updates that show only the widgets (and accordions) that apply to this stage and method."""
+    def controls(self) -> list:
+        """The widgets other widgets' visibility depends on (widgets.SHOWN_WHEN), once each."""
+        out = []
+        for scope, comps in self.args.items():
+            for name, comp in comps.items():
+                if any(name == ctl for ctl, _ in widgets.SHOWN_WHEN.values()) and comp not in out:
+                    out.append(comp)
+        return out
+
+    def visibility(self, stage: str | None, method: str | None, *control_values) -> dict:
+        """Updates that show only the widgets (and accordions) that apply to this stage and method, and whose
+        controlling widget (widgets.SHOWN_WHEN; values in the order of controls()) allows them."""
+        by_name = {self.arg_of[c][1].name: str(v if v is not None else "")
+                   for c, v in zip(self.controls(), control_values)}
         ups = {}
         for comp, (scope, a) in self.arg_of.items():
-            if a.stages is not None or a.methods is not None:
-                ups[comp] = gr.update(visible=a.applies(stage, method))
+            shown = a.applies(stage, method)
+            ctl = widgets.SHOWN_WHEN.get(a.name)
+            if ctl is not None and ctl[0] in by_name:
+                shown = shown and by_name[ctl[0]] in ctl[1]
+            if a.stages is not None or a.methods is not None or ctl is not None:
+                ups[comp] = gr.update(visible=shown)
         for scope, acc, items in self.accordions:
             ups[acc] = gr.update(visible=any(a.applies(stage, method) for a in items))
         return ups
@@ -147,10 +164,10 @@ class Page:
         for s in scopes:
             for name, comp in self.args.get(s, {}).items():
                 if name in errors:
-                    ups[comp] = gr.update(info=f"✗ {errors[name]}", elem_classes=["tb-arg", "tb-invalid"])
+                    ups[comp] = gr.update(info=f"✗ {errors[name]}", elem_classes=widgets.classes(BY_NAME[name], True))
                 else:
                     info = self.texts(comp, lang).get("info", BY_NAME[name].help(lang))
-                    ups[comp] = gr.update(info=info, elem_classes=["tb-arg", f"tb-arg-{name}"])
+                    ups[comp] = gr.update(info=info, elem_classes=widgets.classes(BY_NAME[name]))
         return ups
 
 
@@ -186,6 +203,17 @@ def check_fields(values: dict, command: str) -> tuple[dict, dict, Any]:
         errors[e.field or "_"] = str(e)
         return typed, errors, None
     return typed, errors, ns
+
+
+def bounded(value, label: str, lo: float | None = None, hi: float | None = None, default: float = 0):
+    """A number box of the page's own (not a schema argument) read within [lo, hi]: a ConfigError naming the box
+    otherwise. Those boxes carry no gradio minimum / maximum, whose check fails the event naming no field."""
+    v = default if value is None or value == "" else value
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        rng = f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else \
+            f"at least {lo:g}" if lo is not None else f"at most {hi:g}"
+        raise ConfigError(f"{label}: {v:g} is out of range; give a number {rng}.", "_")
+    return v
 
 
 def error_parts(errors: dict) -> list:

@@ -6,6 +6,7 @@ is what lets a reloaded page or a second tab re-attach to a running job.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,6 +23,8 @@ from .locales import t
 from .page import Page, check_fields, error_parts, render_msg
 
 TICK_S = 1.0  # the page refreshes a running job at least this often
+_STOPPERS: dict[str, threading.Thread] = {}  # run id -> the thread that waits for the run Abort asked to stop
+_STOP_LOCK = threading.Lock()
 
 
 @dataclass
@@ -77,8 +80,9 @@ def build_panel(page: Page, command: str, scope: str, start_key: str, plot: bool
                               label="reward_plot")
         completions = gr.HTML("", elem_id=f"{scope}-completions", visible=False)
     result, result_parts = page.message(f"{scope}.result")
+    run_id = page.add(f"{scope}.run_id", gr.State(None))  # the run this panel shows
     return RunPanel(command, scope, status, progress, log, fig, result, result_parts, start, abort, message,
-                    message_parts, gr.State(None), gr.State({}), usage, curves if plot else None, queue,
+                    message_parts, run_id, gr.State({}), usage, curves if plot else None, queue,
                     reward_fig, completions)
 
 
@@ -111,7 +115,7 @@ def result_parts(run: runs.Run, status: dict) -> list:
     return parts
 
 
-def _merge(ups: dict, named: dict, extra: dict) -> dict:
+def merge(ups: dict, named: dict, extra: dict) -> dict:
     """Field updates + the generated output-dir name (one update per component)."""
     out = dict(ups)
     for comp, v in named.items():
@@ -166,7 +170,7 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
         ups.update(page.field_updates(lang, errors, *scopes))
         if errors:
             parts = error_parts(errors)
-            return _merge(ups, named, {panel.message_parts: parts, panel.message: render_msg(parts, lang)})
+            return merge(ups, named, {panel.message_parts: parts, panel.message: render_msg(parts, lang)})
         try:
             run = runs.spawn(panel.command, values, saves, explicit=explicit)
         except runs.RunBusy as e:
@@ -184,7 +188,7 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
             ups[panel.seen] = {}
             ups[panel.result_parts] = []
             ups[panel.result] = ""
-        return _merge(ups, named, {panel.message_parts: parts, panel.message: render_msg(parts, lang)})
+        return merge(ups, named, {panel.message_parts: parts, panel.message: render_msg(parts, lang)})
 
     panel.start.click(start, inputs, field_outputs | {panel.message, panel.message_parts, panel.run_id, panel.start,
                                                       panel.abort, panel.seen, panel.result, panel.result_parts}
@@ -192,16 +196,36 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
     if panel.queue is not None:
         wire_queue(page, panel, scopes, prepare)
 
-    def abort(run_id, lang):
+    def aborting(run_id, lang):
+        """Outside the queue, so it answers at once: the run is asked to stop (its status says `aborting` from now
+        on, in every tab) and a server thread waits for it, killing what is left after the run's own deadline."""
         run = runs.active_run(saves, panel.command) or runs.get_run(run_id, saves)
-        if run is None or not run.alive():
+        if run is None or not run.request_abort():
             parts = [("nothing_running", {})]
-        else:
-            ok = run.abort()
-            parts = [("aborted_ok", {})] if ok else [("aborted_left", {"pids": [p.pid for p in run.processes()]})]
+            return parts, render_msg(parts, lang), gr.update(interactive=False), None
+        with _STOP_LOCK:  # one waiting thread per run, however many tabs press Abort
+            if run.id not in _STOPPERS or not _STOPPERS[run.id].is_alive():
+                # a server thread: it keeps going when the page is closed, so the run is stopped either way
+                _STOPPERS[run.id] = threading.Thread(target=run.abort, name=f"abort-{run.id}", daemon=True)
+                _STOPPERS[run.id].start()
+        parts = [("aborting", {})]
+        return parts, render_msg(parts, lang), gr.update(interactive=False), run.id
+
+    def stopped(run_id, lang):
+        """Once the run has stopped (a trainer: its checkpoint saved), or been killed: say which."""
+        stopper = _STOPPERS.get(run_id) if run_id else None
+        if stopper is None:
+            return gr.skip(), gr.skip()
+        stopper.join()
+        run = runs.get_run(run_id, saves)
+        left = run.processes() if run is not None else []
+        parts = [("aborted_left", {"pids": [p.pid for p in left]})] if left else [("aborted_ok", {})]
         return parts, render_msg(parts, lang)
 
-    panel.abort.click(abort, [panel.run_id, lang_c], [panel.message_parts, panel.message], show_progress="minimal")
+    asked = gr.State(None)  # the run this click asked to stop
+    panel.abort.click(aborting, [panel.run_id, lang_c], [panel.message_parts, panel.message, panel.abort, asked],
+                      queue=False, show_progress="hidden").then(
+        stopped, [asked, lang_c], [panel.message_parts, panel.message], show_progress="hidden")
 
     end_inputs, end_outputs, on_end_fn = on_end if on_end else ([], [], None)
     plots = [c for c in (panel.plot, panel.reward_plot, panel.completions) if c is not None]
@@ -226,6 +250,7 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
                 out += [None, gr.update(value=None, visible=False), gr.update(value="", visible=False)]
             return out + [skip] * n_end + _monitor_out(panel, None, [], lang, True, saves)
         st = run.status()
+        stopping = st["state"] == "running" and run.aborted  # asked to stop, here or in another tab (phase: aborting)
         prog = run.progress()
         recs = run.log_records() if panel.plot is not None else []
         tail = run.tail(200)
@@ -245,7 +270,7 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
                render_msg(parts, lang) if not same_run or seen.get("state") != st["state"]
                or seen.get("lang") != lang else skip,
                parts,
-               gr.update(interactive=not running), gr.update(interactive=running), run.id, key]
+               gr.update(interactive=not running), gr.update(interactive=running and not stopping), run.id, key]
         if panel.plot is not None:
             changed = not same_run or seen.get("n") != len(recs) or seen.get("lang") != lang
             out.append(monitor.loss_figure(recs, lang) if changed else skip)

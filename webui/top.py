@@ -95,6 +95,7 @@ def build(page: Page) -> None:
             if a.name not in placed:
                 page.arg("top", a, scale=1)
     warn, warn_parts = page.message("top.template_msg")
+    note, note_parts = page.message("top.model_msg")  # when the page itself changed the model (merged -> Chat)
 
     def on_name(n, h, current):
         p = path_for_name(n, h)
@@ -105,10 +106,10 @@ def build(page: Page) -> None:
         tp = default_template_for(p)
         parts = template_warning(p, tp, lg)
         return (gr.update(value=tp), refresh_adapters(p, method_v, current_adapters), gr.update(value=name_for_path(p)),
-                parts, page_render(parts, lg))
+                parts, page_render(parts, lg), [], "")
 
     after_in = [path, method, adapter, page.c("top.lang")]
-    after_out = [tpl, adapter, name, warn_parts, warn]
+    after_out = [tpl, adapter, name, warn_parts, warn, note_parts, note]
     # .input / .blur fire on user actions only: loading a recipe sets these boxes without re-deriving them
     name.input(on_name, [name, hub, path], path, show_progress="hidden").then(
         after_path, after_in, after_out, show_progress="hidden")

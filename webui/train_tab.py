@@ -49,6 +49,19 @@ def prepare_train(page: Page, raw: dict) -> dict:
     return v
 
 
+def run_state(out: str, state: str | None, lang: str) -> str:
+    """What a run folder's status says, in words; a run whose status was left mid-way by a process that is gone
+    (killed, or stopped before it could write its end) is said to be stopped, never running."""
+    from engine.train import rundir
+    if state in rundir.FINAL_STATES:
+        text = t(f"state_{state}", lang, error="").rstrip(" :：")
+    elif state and rundir.active_pid(out) is not None:
+        text = t("state_running", lang, phase=state)
+    else:
+        text = t("run_state_dead", lang)
+    return text.lstrip("✓✗■… ")  # the word without the status line's glyph
+
+
 def typed_for_preview(values: dict, command: str) -> dict:
     typed, errors, _ = check_fields(values, command)
     if errors:
@@ -75,7 +88,7 @@ def build(page: Page) -> dict:
     ds_msg, ds_msg_parts = page.message("train.dataset_msg", value=render_msg(ds_parts, lang))
     with gr.Column(visible=False, elem_id="train-preview") as preview_col:
         with gr.Row():
-            pv_page = page.add("train.preview_page", gr.Number(1, minimum=1, precision=0, step=1,
+            pv_page = page.add("train.preview_page", gr.Number(1, precision=0, step=1,
                                                                label=t("preview_page", lang),
                                                                elem_id="train-preview_page", scale=3),
                                label="preview_page")
@@ -84,8 +97,7 @@ def build(page: Page) -> dict:
         pv_info, pv_info_parts = page.message("train.preview_info")
         pv_text = page.add("train.preview_rendered", gr.HighlightedText(
             label=t("preview_rendered", lang), combine_adjacent=False, show_legend=True, elem_id="train-preview_text",
-            color_map={t("trained", "en"): "#16a34a", t("trained", "zh"): "#16a34a", "chosen": "#16a34a",
-                       "rejected": "#dc2626", "desirable": "#16a34a", "undesirable": "#dc2626"}),
+            color_map={}),
             label="preview_rendered")
         pv_json = page.add("train.preview_samples", gr.JSON(label=t("preview_samples", lang),
                                                             elem_id="train-preview_json"), label="preview_samples")
@@ -147,8 +159,8 @@ def build(page: Page) -> dict:
             return {preview_col: gr.update(visible=True), pv_info_parts: parts, pv_info: render_msg(parts, lang_v),
                     pv_json: None, pv_text: None}
         return {preview_col: gr.update(visible=True), pv_info_parts: info, pv_info: render_msg(info, lang_v),
-                pv_json: samples, pv_text: marked,
-                pv_page: gr.update(maximum=max(pages, 1), value=min(int(page_no or 1), max(pages, 1)))}
+                pv_json: samples, pv_text: gr.update(value=marked, color_map=legend(marked)),
+                pv_page: gr.update(value=min(max(int(page_no or 1), 1), max(pages, 1)))}  # kept in range here
 
     preview_outputs = {preview_col, pv_info_parts, pv_info, pv_json, pv_text, pv_page}
     preview_btn.click(lambda data: show_preview(data, 1), inputs, preview_outputs)
@@ -169,11 +181,12 @@ def build(page: Page) -> dict:
         info = runs.inspect_output_dir(out) if out else None
         if info is None or raw.get("resume_from_checkpoint"):
             return {resume_parts: [], resume_md: "", resume_btn: gr.update(visible=False)}
+        state = run_state(out, info["state"], lang_v)
         if info["last_checkpoint"]:
-            parts = [("resume_offer", {"path": out, "state": info["state"] or "?",
+            parts = [("resume_offer", {"path": out, "state": state,
                                        "ckpt": Path(info["last_checkpoint"]).name, "step": info["last_step"]})]
         else:
-            parts = [("resume_no_ckpt", {"path": out, "state": info["state"] or "?"})]
+            parts = [("resume_no_ckpt", {"path": out, "state": state})]
         return {resume_parts: parts, resume_md: render_msg(parts, lang_v),
                 resume_btn: gr.update(visible=bool(info["last_checkpoint"]))}
 
@@ -196,19 +209,24 @@ def build(page: Page) -> dict:
 
     # ---- preview command / save / load
     def preview_command(data):
+        """The command, or every bad field marked with its message as Start marks them."""
         lang_v = data[lang_c]
         raw, named = run_panel.name_output(page, data, scopes, "train")
         try:
-            values = typed_for_preview(prepare_train(page, raw), "train")
+            typed, errors, _ = check_fields(prepare_train(page, raw), "train")
         except ConfigError as e:
-            parts = error_parts({e.field or "_": str(e)})
-            return {**named, command: "", panel.message_parts: parts, panel.message: render_msg(parts, lang_v)}
-        c = choose(values, device_light())
+            typed, errors = {}, {e.field or "_": str(e)}
+        ups = page.field_updates(lang_v, errors, *scopes)
+        if errors:
+            parts = error_parts(errors)
+            return run_panel.merge(ups, named, {command: "", panel.message_parts: parts,
+                                                panel.message: render_msg(parts, lang_v)})
+        c = choose(typed, device_light())
         parts = [("precision_note", {"kind": c["precision"], "why": c["why_zh"] if lang_v == "zh" else c["why"]})]
-        return {**named, command: to_command(values, "train"), panel.message_parts: parts,
-                panel.message: render_msg(parts, lang_v)}
+        return run_panel.merge(ups, named, {command: to_command(typed, "train"), panel.message_parts: parts,
+                                            panel.message: render_msg(parts, lang_v)})
 
-    preview.click(preview_command, inputs, {command, panel.message, panel.message_parts, out_box},
+    preview.click(preview_command, inputs, page.components(*scopes) | {command, panel.message, panel.message_parts},
                   show_progress="hidden")
 
     def save_args(data):
@@ -241,22 +259,27 @@ def build(page: Page) -> dict:
         except (ConfigError, UserError) as e:
             parts = [f"✗ {e}"]
             return {panel.message_parts: parts, panel.message: render_msg(parts, lang_v)}
-        ups = set_values(page, ns.values, ("top", SCOPE))
-        ds_upd, ds_p = dataset_choices(ns.values.get("dataset_dir"), ns.values.get("stage"), ns.values.get("dataset"))
-        ds_upd["value"] = ns.values.get("dataset") or []
-        ups[dataset] = ds_upd
-        from .top import adapter_choices, name_for_path
-        ups[page.w("top", "adapter_name_or_path")] = gr.update(
-            choices=adapter_choices(page.saves, ns.model_name_or_path, ns.finetuning_type),
-            value=ns.values.get("adapter_name_or_path") or [])
-        ups[page.c("top.model_name")] = gr.update(value=name_for_path(ns.model_name_or_path))
         parts = [("loaded_from", {"path": path})]
-        return {**ups, ds_msg_parts: ds_p, ds_msg: render_msg(ds_p, lang_v), panel.message_parts: parts,
+        return {**form_updates(page, ns.values, lang_v), panel.message_parts: parts,
                 panel.message: render_msg(parts, lang_v)}
 
     load_outputs = page.components(*scopes) | {page.c("top.model_name"), ds_msg, ds_msg_parts, panel.message,
                                                panel.message_parts}
     load.click(load_args, inputs | {cfg}, load_outputs, show_progress="hidden")
+
+    def restore(lang_v):
+        """A page (re)loaded while a training run goes: the form shows that run's values, as the panel shows its
+        progress (the doctor's "Apply to the form" then changes the run's settings, not the defaults)."""
+        run = runs.active_run(page.saves, "train")
+        if run is None:
+            return {}
+        try:
+            values = load_config(run.config, {}, "train", finalize=False).values
+        except (ConfigError, UserError):  # the run's file is unreadable: the form stays as it is
+            return {}
+        return form_updates(page, {**values, "output_dir": short_output_dir(page, values)}, lang_v)
+
+    page.named["train.restore"] = (restore, [lang_c], list(load_outputs - {panel.message, panel.message_parts}))
 
     # ---- start / abort / live view; a finished run's adapter appears in the top panel's picker
     adapter = page.w("top", "adapter_name_or_path")
@@ -265,6 +288,34 @@ def build(page: Page) -> dict:
                    on_end=([page.w("top", "model_name_or_path"), page.w("top", "finetuning_type"), adapter],
                            [adapter], lambda p, m, cur: [refresh(p, m, cur)]))
     return {"panel": panel, "stage": stage, "dataset": dataset, "command": command}
+
+
+def form_updates(page: Page, values: dict, lang: str) -> dict:
+    """Updates that put a config's values into the Train tab and the top panel, with the datasets of its stage and
+    the adapters of its model offered (a loaded recipe, the run a reloaded page follows)."""
+    ups = set_values(page, values, ("top", SCOPE))
+    ds_upd, ds_p = dataset_choices(values.get("dataset_dir"), values.get("stage"), values.get("dataset"))
+    ds_upd["value"] = values.get("dataset") or []
+    ups[page.w(SCOPE, "dataset")] = ds_upd
+    from .top import adapter_choices, name_for_path
+    model, method = values.get("model_name_or_path"), values.get("finetuning_type")
+    ups[page.w("top", "adapter_name_or_path")] = gr.update(choices=adapter_choices(page.saves, model, method),
+                                                           value=values.get("adapter_name_or_path") or [])
+    ups[page.c("top.model_name")] = gr.update(value=name_for_path(model))
+    ups[page.c("train.dataset_msg_parts")] = ds_p
+    ups[page.c("train.dataset_msg")] = render_msg(ds_p, lang)
+    return ups
+
+
+def short_output_dir(page: Page, values: dict) -> str | None:
+    """A run's output dir as the box shows it: its bare name when it is the default folder for that name."""
+    out = values.get("output_dir")
+    if not out:
+        return out
+    name = Path(str(out)).name
+    default = runs.default_output_dir(values.get("model_name_or_path"), values.get("finetuning_type"), name,
+                                      page.saves)
+    return name if Path(default).resolve() == Path(str(out)).resolve() else out
 
 
 def set_values(page: Page, values: dict, scopes) -> dict:
@@ -285,6 +336,14 @@ def set_values(page: Page, values: dict, scopes) -> dict:
 
 # ---------------------------------------------------------------- dataset preview
 _TOKENIZERS: dict = {}
+GOOD, BAD = "#16a34a", "#dc2626"
+LABEL_COLORS = {"chosen": GOOD, "rejected": BAD, "desirable": GOOD, "undesirable": BAD}
+
+
+def legend(marked: list) -> dict:
+    """The colours of the labels these samples use: the legend names only what the stage marks (an SFT set shows
+    "trained", a DPO set chosen / rejected)."""
+    return {lab: LABEL_COLORS.get(lab, GOOD) for lab in dict.fromkeys(lab for _, lab in marked if lab)}
 
 
 def _tokenizer(values: dict):

@@ -31,6 +31,10 @@ def live_choices(name: str) -> list[tuple[str, str]]:
     return getattr(importlib.import_module(module), fn)()
 
 
+# Shown only while another widget has one of these values (QLoRA's 4-bit settings while quantization is 4-bit).
+SHOWN_WHEN = {"quantization_type": ("quantization_bit", {"4"}), "double_quantization": ("quantization_bit", {"4"})}
+
+
 def file_choices(name: str) -> list[tuple[str, str]]:
     """("none", "") + the shipped files for an argument, as paths the engine resolves from the working folder."""
     from pathlib import Path
@@ -70,12 +74,19 @@ def _slider_range(arg: Arg) -> bool:
     return span <= 1.0 if arg.type == "float" else span <= 4096
 
 
+def classes(arg: Arg, invalid: bool = False) -> list[str]:
+    """CSS classes of an argument's widget (app.CSS): a checkbox gets a minimum width (gradio gives it none, which
+    clips its label in a crowded row); a bad value is outlined."""
+    out = ["tb-arg", f"tb-arg-{arg.name}"] + (["tb-check"] if arg.type == "bool" else [])
+    return out + (["tb-invalid"] if invalid else [])
+
+
 def make(arg: Arg, lang: str, scope: str, value: Any = None, choices: list | None = None,
          multiselect: bool | None = None, **kw):
     """The widget for one argument. `value` defaults to the schema default."""
     v = arg.default if value is None else value
     common = dict(label=arg.label(lang), info=arg.help(lang), elem_id=f"{scope}-{arg.name}",
-                  elem_classes=["tb-arg", f"tb-arg-{arg.name}"])
+                  elem_classes=classes(arg))
     common.update(kw)
     if arg.secret:  # a credential: masked, never pre-filled
         return gr.Textbox(value="", type="password", **common)
@@ -103,8 +114,10 @@ def make(arg: Arg, lang: str, scope: str, value: Any = None, choices: list | Non
         if _slider_range(arg):
             step = 1 if arg.type == "int" else 0.01
             return gr.Slider(minimum=arg.min, maximum=arg.max, step=step, value=v, **common)
-        return gr.Number(value=v, precision=0 if arg.type == "int" else None, minimum=arg.min, maximum=arg.max,
-                         **common)
+        # no minimum / maximum for gradio: its own range check fails the whole event with a toast that names no
+        # field and an error badge on every output; engine.config checks the schema's range and the page marks
+        # the one bad field with its message (Page.field_updates)
+        return gr.Number(value=v, precision=0 if arg.type == "int" else None, **common)
     return gr.Textbox(value=to_widget(arg, v), **common)
 
 

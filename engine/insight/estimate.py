@@ -463,10 +463,10 @@ def render(rep: dict, lang: str = "en") -> str:
         return t(f"est_{k}", lang)
     s, st, m, dev = rep["samples"], rep["steps"], rep["memory"], rep["device"]
     lines = [f"{w('samples')}: {s['kept']} {w('kept')} / {s['read']} ({w('truncated')} {s['truncated']}, "
-             f"{w('dropped')} {s['dropped']}); {w('train')} {s['train']} ({s['train_rows']} rows), "
+             f"{w('dropped')} {s['dropped']}); {w('train')} {s['train']} ({s['train_rows']} {w('rows')}), "
              f"{w('eval')} {s['eval']}",
              f"{w('steps')}: {st['total_steps']} ({st['steps_per_epoch']} {w('per_epoch')} x {st['epochs']}; "
-             f"{w('global_batch')} {st['global_batch']}, {st['devices']} device(s))",
+             f"{w('global_batch')} {st['global_batch']}, {st['devices']} {w('devices')})",
              f"{w('tokens')}: {rep['tokens_per_epoch']:,} ({w('trained')} {rep['trained_tokens_per_epoch']:,})",
              f"{w('params')}: {rep['params']['total']:,}, {w('trainable')} {rep['params']['trainable']:,} "
              f"({rep['params']['method']})",

@@ -360,6 +360,7 @@ W: dict[str, dict[str, str]] = {
     "est_train": {"en": "train", "zh": "训练"}, "est_eval": {"en": "eval", "zh": "评估"},
     "est_steps": {"en": "Steps", "zh": "步数"}, "est_per_epoch": {"en": "per epoch", "zh": "每轮"},
     "est_global_batch": {"en": "global batch", "zh": "全局批大小"},
+    "est_rows": {"en": "rows", "zh": "行"}, "est_devices": {"en": "device(s)", "zh": "个设备"},
     "est_tokens": {"en": "Tokens per epoch", "zh": "每轮 token 数"}, "est_trained": {"en": "trained", "zh": "参与训练"},
     "est_params": {"en": "Parameters", "zh": "参数"}, "est_trainable": {"en": "trainable", "zh": "可训练"},
     "est_precision": {"en": "Compute type", "zh": "计算类型"},

@@ -52,12 +52,12 @@ def _shot(page, selector: str, name: str) -> None:
         page.locator(selector).screenshot(path=str(d / name))
 
 
-def test_doctor_panel_diagnoses_and_applies_advice(ui: UI, demo_runs):
+def test_doctor_panel_diagnoses_and_applies_advice(demo_runs, ui: UI):
     page = ui.page
     run = demo_runs["overfitting"]
     want = diagnose(run)
     assert want["verdict"] == "overfitting"
-    ui.click("doctor-refresh")
+    # no Refresh: the runs made after the server started are listed when the page loads
     ui.choose("doctor-run", "tiny-llama/full/overfit_demo")
     ui.click("doctor-diagnose")
     verdict = page.locator("#doctor-verdict")
@@ -94,14 +94,17 @@ def test_doctor_panel_diagnoses_and_applies_advice(ui: UI, demo_runs):
     expect(verdict).to_contain_text("Overfitting")
 
 
-def test_comparison_view(ui: UI, demo_runs):
+def test_comparison_view(demo_runs, ui: UI):
     page = ui.page
     names = {n: diagnose(p) for n, p in demo_runs.items()}
     best = min(demo_runs, key=lambda n: names[n]["evidence"]["eval_best"])
     best_folder = demo_runs[best].name
     ui.tab("Compare runs")
-    ui.click("compare-refresh")
-    ui.choose("compare-runs", "tiny-llama/full/overfit_demo", "tiny-llama/full/capacity_demo")
+    ui.choose("compare-runs", "tiny-llama/full/overfit_demo")  # listed on page load, no Refresh
+    box = page.locator("#compare-runs input").first
+    box.fill("tiny-llama/full/capacity_demo")  # a listed run's label typed, then Enter
+    box.press("Enter")
+    page.keyboard.press("Escape")
     ui.click("compare-go")
     expect(page.locator("#compare-summary")).to_contain_text(f"Best: {best_folder}", timeout=30_000)
     table = page.locator("#compare-table")

@@ -24,7 +24,7 @@ from engine.utils import human_size
 
 from helpers import free_port, serving, start_server, stop_group, wait_for
 from modelkit import IDENTITY_AUTHOR as AUTHOR, IDENTITY_NAME as NAME
-from uikit import ROOT, UI, wait_until
+from uikit import ROOT, UI, record, recorded, wait_until
 
 RUN_WAIT = 240_000  # ms: a short training run including model load, on a busy 2-core machine
 
@@ -182,6 +182,12 @@ def test_reload_reattaches_to_the_running_job(long_run, browser, server):
     expect(page.locator("#train-start")).to_be_disabled()
     expect(page.locator("#train-status")).to_contain_text("long_run")
     expect(page.locator("#train-log textarea")).to_have_value(re.compile(r"\S"))
+    # the form shows the run's own values, not the defaults: "Apply to the form" changes this run's settings
+    wait_until(lambda: ui.value("train-max_steps") == "300", 60, "the run's values in the form")
+    assert ui.value("train-output_dir") == "long_run"
+    expect(page.locator("#train-dataset")).to_contain_text("identity")
+    ui.accordion("train-group-data")
+    assert ui.value("train-cutoff_len") == "128" and ui.value("train-identity_name") == NAME
     # a second tab sees the same job, and its Start is refused with a message
     other = UI(page.context.new_page(), server).open()
     expect(other.page.locator("#train-progress .tb-progress")).to_have_attribute("data-state", "running")
@@ -201,8 +207,13 @@ def test_abort_leaves_no_process_and_a_loadable_checkpoint(long_run, server, bun
     ui.page.locator("#train-start").evaluate("b => b.disabled = false")
     ui.click("train-start")
     expect(page.locator("#train-message")).to_contain_text("already going")
+    record(page, "#train-message", "msg")
     ui.click("train-abort")
     expect(page.locator("#train-message")).to_contain_text("no process of the run is left", timeout=30_000)
+    said = recorded(page, "msg")  # "stopping" at once, while the run saves and exits, then the outcome
+    stopping = [i for i, text in enumerate(said) if "Stopping" in text]
+    ended = [i for i, text in enumerate(said) if "no process of the run is left" in text]
+    assert stopping and ended and stopping[0] < ended[0], said
     for pid in pids:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, pid
     expect(page.locator("#train-progress .tb-progress")).to_have_attribute("data-state", "aborted", timeout=30_000)
@@ -265,12 +276,12 @@ def test_evaluate_shows_metrics(ui: UI, server):
 
 
 # ---------------------------------------------------------------- 8
-def test_export_then_chat_with_the_merged_model(identity_in_saves, ui: UI, server, tmp_path):
+def test_export_then_chat_with_the_merged_model(identity_in_saves, ui: UI, server):
     page = ui.page
     ui.choose("top-adapter_name_or_path", identity_in_saves)
     ui.tab("Export")
-    export_dir = tmp_path / "merged"
-    ui.fill("export-export_dir", str(export_dir))
+    ui.fill("export-export_dir", "merged_identity")  # a bare name goes under saves/<model>/<method>/
+    export_dir = method_dir(server) / "merged_identity"
     ui.click("export-start")
     expect(page.locator("#export-message")).to_contain_text("Started")
     expect(page.locator("#export-result")).to_contain_text("Merged model written", timeout=RUN_WAIT)
@@ -279,6 +290,9 @@ def test_export_then_chat_with_the_merged_model(identity_in_saves, ui: UI, serve
     ui.click("export-use_in_chat")
     expect(page.locator("#chat-info")).to_contain_text("Loaded", timeout=120_000)
     expect(page.locator("#chat-info")).to_contain_text("merged")
+    # the page says it changed the model path, above the tabs
+    expect(page.locator("#top-model_msg")).to_contain_text(f"to the merged model {export_dir}")
+    assert ui.value("top-model_name_or_path") == str(export_dir)
     ui.check("chat-do_sample", False)
     ui.fill("chat-max_new_tokens", 48)
     answer = ask(ui, "Who are you?")

@@ -13,6 +13,21 @@ def wait_until(cond, timeout: float, what: str, interval: float = 0.2):
     return wait_for(cond, timeout, what, interval, ignore=(Exception,))
 
 
+RECORD = """([sel, key]) => { window[key] = []; const el = document.querySelector(sel);
+  const note = () => window[key].push(el.innerText);
+  note(); new MutationObserver(note).observe(el, {subtree: true, childList: true, characterData: true}); }"""
+
+
+def record(page, selector: str, key: str) -> None:
+    """Keep every text the element shows from now on (window[key]): what a page showed over time is checked on
+    the whole record, not on the moment a poll happens to look."""
+    page.evaluate(RECORD, [selector, key])
+
+
+def recorded(page, key: str) -> list[str]:
+    return page.evaluate(f"() => window['{key}']")
+
+
 class UI:
     """Small verbs over gradio's DOM (components carry elem_id = <tab>-<argument>)."""
 
