@@ -101,6 +101,11 @@ def build(page: Page) -> None:
         p = path_for_name(n, h)
         return gr.update(value=p) if p and p != current else gr.skip()
 
+    def on_hub(n, h, current):
+        """Another hub: the hub id of the registry model the path is, never a path typed by hand (the hub box also
+        answers a blur, which may come before the typed path has set the name to custom)."""
+        return on_name(n, h, current) if name_for_path(current) == n else gr.skip()
+
     def after_path(p, method_v, current_adapters, lg):
         """A model picked by hand: its template, the adapters trained on it, the registry name."""
         tp = default_template_for(p)
@@ -113,7 +118,7 @@ def build(page: Page) -> None:
     # .input / .blur fire on user actions only: loading a recipe sets these boxes without re-deriving them
     name.input(on_name, [name, hub, path], path, show_progress="hidden").then(
         after_path, after_in, after_out, show_progress="hidden")
-    hub.input(on_name, [name, hub, path], path, show_progress="hidden").then(
+    hub.input(on_hub, [name, hub, path], path, show_progress="hidden").then(
         after_path, after_in, after_out, show_progress="hidden")
     path.blur(after_path, after_in, after_out, show_progress="hidden")
     path.submit(after_path, after_in, after_out, show_progress="hidden")

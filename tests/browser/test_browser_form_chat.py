@@ -64,11 +64,13 @@ def test_chat_stop_clear_and_reload(ui: UI, endless_model):
     page = ui.page
     ui.fill("top-model_name_or_path", str(endless_model))
     ui.choose("top-template", "chatml")
+    expect(ui.field("top-model_name_or_path")).to_have_value(str(endless_model))  # a typed path stays
     ui.tab("Chat")
     ui.check("chat-do_sample", False)
     ui.fill("chat-max_new_tokens", 1_000_000)  # streams until Stop or Clear
     ui.click("chat-load")
     expect(page.locator("#chat-info")).to_contain_text("Loaded", timeout=120_000)
+    expect(page.locator("#chat-info")).to_contain_text(endless_model.name)
     send, stop = page.locator("#chat-send"), page.locator("#chat-stop")
     expect(stop).to_be_disabled()
     record(page, "#chat-stats", "stats")
