@@ -40,7 +40,8 @@ from typing import Any, Union
 from .chat import SEED_MAX, SEED_MIN, ChatEngine, friendly_error
 from .cli import env_port
 from .data.tools import FUNCTION, OBSERVATION, CallHoldback, calls_json, openai_tool_calls, parse_calls, parse_tools
-from .utils import UserError, get_logger
+from .utils import get_logger
+from .errors import UserError
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 MAX_QUEUE = 128          # waiting requests beyond this get 429 instead of an unbounded backlog

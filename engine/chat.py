@@ -22,7 +22,8 @@ from .batching import Decoder, Row, TextStream, cut_at_stop
 from .data.templates import resolve_template
 from .data.tools import calls_json, parse_calls, parse_tool_calls, parse_tools
 from .models.loader import load_model, load_tokenizer, model_path
-from .utils import UserError, get_logger
+from .utils import get_logger
+from .errors import UserError
 
 log = get_logger()
 

@@ -18,17 +18,10 @@ import yaml
 
 from .args import ARGS, BY_NAME, STRICT, Arg, Namespace
 from .data import recipes
+from .errors import ConfigError
+from .models import quantize
 from .train.stages import STAGES, get_stage
-from .utils import UserError, atomic_write_text, get_logger
-
-
-class ConfigError(UserError, ValueError):
-    """A user-facing configuration problem; str() is the whole message."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field
-
+from .utils import atomic_write_text, get_logger
 
 _TRUE = {"true", "yes", "y", "1", "on"}
 _FALSE = {"false", "no", "n", "0", "off"}
@@ -254,8 +247,7 @@ def validate(ns: Namespace, command: str = "train") -> None:
             from .devices import check as check_devices
             check_devices(v)
         if v["quantization_bit"] is not None:  # QLoRA: refused here, before any model is read, if it cannot run
-            from .models.quantize import check
-            check(v)
+            quantize.check(v)
         stage = get_stage(v["stage"])
         if v["packing"] and not stage.packs:
             raise ConfigError(f"packing: not available for stage {stage.name} (only "

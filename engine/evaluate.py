@@ -26,7 +26,8 @@ from .args import Namespace, values_of
 from .chat import ChatEngine
 from .data.loader import load_examples
 from .metrics import MetricAccumulator
-from .utils import UserError, atomic_write_json, get_logger
+from .utils import atomic_write_json, get_logger
+from .errors import UserError
 
 PREDICTIONS = "generated_predictions.jsonl"
 RESULTS = "predict_results.json"
@@ -46,14 +47,15 @@ def _explicit(args: Any) -> set:
 def eval_datasets(values: dict) -> list[str]:
     names = values.get("eval_dataset") or values.get("dataset")
     if not names:
-        from .config import ConfigError
+        from .errors import ConfigError
         raise ConfigError("eval_dataset: no dataset to evaluate on; set eval_dataset (or dataset) to names from "
                           "dataset_info.json, for example eval_dataset=sentiment_en_test.", "eval_dataset")
     return list(names)
 
 
 def resolve_output_dir(values: dict) -> Path:
-    from .config import ConfigError, default_output_dir
+    from .config import default_output_dir
+    from .errors import ConfigError
     out = values.get("output_dir") or default_output_dir(values["model_name_or_path"],
                                                           values.get("finetuning_type") or "lora", prefix="eval")
     p = Path(out)

@@ -20,19 +20,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .args import values_of
-from .config import ConfigError
+from .errors import ConfigError
 from .data.templates import resolve_template
 from .models.loader import adapter_paths, check_adapter, load_model, load_tokenizer, model_path
 from .models.registry import EXPORT_MARKER, lookup
-from .utils import (
-    UserError,
-    atomic_write_json,
-    atomic_write_text,
-    get_logger,
-    human_size,
-    read_json_object,
-    share_like_umask,
-)
+from .utils import atomic_write_json, atomic_write_text, get_logger, human_size, read_json_object, share_like_umask
+from .errors import UserError
 
 log = get_logger()
 CONFIG_NAMES = ("training_args.yaml", "training_config.yaml", "train_config.yaml")

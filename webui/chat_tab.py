@@ -15,9 +15,9 @@ from pathlib import Path
 import gradio as gr
 
 from engine.chat import GEN_KEYS
-from engine.config import ConfigError
+from engine.errors import ConfigError
 from engine.data import tools as T
-from engine.utils import UserError
+from engine.errors import UserError
 
 from . import widgets
 from .locales import t

@@ -23,9 +23,9 @@ import gradio as gr
 from engine import args as schema
 from engine import runs
 from engine.args import BY_NAME
-from engine.config import ConfigError
+from engine.errors import ConfigError
 from engine.data import augment, upload
-from engine.utils import UserError
+from engine.errors import UserError
 
 from . import widgets
 from .locales import t

@@ -16,9 +16,9 @@ from pathlib import Path
 import gradio as gr
 
 from engine import runs
-from engine.config import ConfigError
+from engine.errors import ConfigError
 from engine.insight import runlog
-from engine.utils import UserError
+from engine.errors import UserError
 
 from .locales import t
 from .page import Page, bounded, check_fields

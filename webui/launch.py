@@ -13,7 +13,7 @@ import threading
 
 from engine.cli import env_port
 from engine.data import upload
-from engine.utils import UserError
+from engine.errors import UserError
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
 

@@ -12,7 +12,8 @@ from typing import Any, Callable
 import gradio as gr
 
 from engine.args import BY_NAME, Arg
-from engine.config import ConfigError, check_value, coerce, load_config
+from engine.config import check_value, coerce, load_config
+from engine.errors import ConfigError
 
 from . import widgets
 from .locales import t

@@ -14,9 +14,9 @@ import gradio as gr
 
 from engine import runqueue, runs, usage
 from engine.train import rundir
-from engine.config import ConfigError
+from engine.errors import ConfigError
 from engine.export import folder_listing, next_step
-from engine.utils import UserError
+from engine.errors import UserError
 
 from . import monitor
 from .locales import t

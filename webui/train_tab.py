@@ -9,9 +9,10 @@ import gradio as gr
 
 from engine import runs
 from engine.args import BY_NAME
-from engine.config import ConfigError, load_config, save_config, to_command
+from engine.config import load_config, save_config, to_command
+from engine.errors import ConfigError
 from engine.precision import choose, device_light
-from engine.utils import UserError
+from engine.errors import UserError
 
 from . import queue_panel, run_panel, widgets
 from .locales import t

@@ -13,7 +13,7 @@ import json
 import sys
 
 from ..config import format_value
-from ..utils import UserError
+from ..errors import UserError
 from .verdict import VERDICTS, diagnose, public
 from .words import evidence_label, t
 

@@ -53,7 +53,8 @@ from ..models.loader import load_tokenizer, model_path
 from ..precision import choose, flags
 from ..train.best import eval_steps
 from ..train.stages import get_stage
-from ..utils import UserError, cpu_has_bf16
+from ..utils import cpu_has_bf16
+from ..errors import UserError
 from .words import t
 
 GB = 1024 ** 3

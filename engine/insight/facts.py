@@ -69,7 +69,8 @@ def _slope(points: list[Point]) -> tuple[float, float]:
 
 def run_config(run: Run) -> dict:
     """The run's arguments on top of the schema defaults (unknown keys of other tools are ignored)."""
-    from ..config import ConfigError, coerce
+    from ..config import coerce
+    from ..errors import ConfigError
     cfg = defaults()
     for k, v in (run.config or {}).items():
         if k in BY_NAME and v is not None:

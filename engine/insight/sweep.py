@@ -21,9 +21,11 @@ import time
 from pathlib import Path
 
 from .. import procs
-from ..config import ConfigError, load_config, save_config
+from ..config import load_config, save_config
+from ..errors import ConfigError
 from ..train import rundir
-from ..utils import UserError, atomic_write_json
+from ..utils import atomic_write_json
+from ..errors import UserError
 from .words import t
 
 STATE = "sweep.json"

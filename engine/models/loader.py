@@ -13,7 +13,8 @@ from typing import Any
 
 from ..args import DEFAULT_MODEL, values_of
 from ..precision import asked
-from ..utils import UserError, cpu_has_bf16, get_logger, read_json_object
+from ..utils import cpu_has_bf16, get_logger, read_json_object
+from ..errors import UserError
 from .registry import resolve_model_path
 
 log = get_logger()

@@ -23,7 +23,8 @@ from __future__ import annotations
 import importlib.util
 import json
 
-from ..utils import UserError, get_logger
+from ..utils import get_logger
+from ..errors import UserError
 from . import rewards
 
 log = get_logger()
@@ -43,7 +44,7 @@ def uses_reference(ns) -> bool:
 
 def validate(v: dict) -> None:
     """The batch holds whole groups, the rewards exist, vLLM can run (engine.config.validate, stage grpo)."""
-    from ..config import ConfigError
+    from ..errors import ConfigError
     n, world = v["num_generations"], max(1, v["nproc_per_node"]) * max(1, v["nnodes"])
     per_step = v["per_device_train_batch_size"] * v["gradient_accumulation_steps"] * world
     if per_step % n:
@@ -63,7 +64,7 @@ def validate(v: dict) -> None:
 
 def _check_vllm() -> None:
 
-    from ..config import ConfigError
+    from ..errors import ConfigError
     if importlib.util.find_spec("vllm") is None:
         raise ConfigError("use_vllm: vLLM is not installed here; generation runs in transformers without it "
                           "(turn use_vllm off), or `pip install vllm` on a machine with a CUDA GPU.", "use_vllm")

@@ -17,7 +17,7 @@ def validate(v: dict) -> None:
     """A batch needs two answers (engine.config.validate calls this for stage kto)."""
     if v["per_device_train_batch_size"] >= 2:
         return
-    from ..config import ConfigError
+    from ..errors import ConfigError
     ga = v["gradient_accumulation_steps"]
     if ga % 2:
         raise ConfigError("per_device_train_batch_size: KTO needs at least 2 (each answer is compared with a "

@@ -27,7 +27,7 @@ def check_deepspeed(ns) -> None:
         return
     import torch
     if not torch.cuda.is_available():
-        from ..config import ConfigError
+        from ..errors import ConfigError
         raise ConfigError("deepspeed: DeepSpeed needs CUDA GPUs and this machine has none; leave deepspeed empty "
                           "(several CPU processes train data-parallel with nproc_per_node=2).", "deepspeed")
 

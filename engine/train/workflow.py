@@ -16,12 +16,14 @@ from pathlib import Path
 
 from .. import procs, usage
 from ..args import ARGS, Namespace
-from ..config import ConfigError, compat_notes, save_config
+from ..config import compat_notes, save_config
+from ..errors import ConfigError
 from ..data.loader import get_dataset
 from ..data.templates import resolve_template
 from ..models.loader import load_model, load_tokenizer
 from ..precision import choose, flags
-from ..utils import UserError, atomic_write_json, device_info, get_logger, peak_rss_bytes
+from ..utils import atomic_write_json, device_info, get_logger, peak_rss_bytes
+from ..errors import UserError
 from . import rundir
 from .best import best_metrics, best_model_args, early_stopping, eval_steps
 from .callbacks import BeginCallback, GracefulStop, RunLogCallback
