@@ -18,8 +18,10 @@ import yaml
 
 from .args import ARGS, BY_NAME, STRICT, Arg, Namespace
 from .data import recipes
+from .devices import check as check_devices
 from .errors import ConfigError
 from .models import quantize
+from .paths import unwritable_folder
 from .train.stages import STAGES, get_stage
 from .utils import atomic_write_text, get_logger
 
@@ -244,7 +246,6 @@ def validate(ns: Namespace, command: str = "train") -> None:
             get_logger().info("%s's recipe: %s (give them to change them)", v["dataset"][0],
                               " ".join(f"{k}={format_value(x)}" for k, x in filled.items()))
         if v.get("devices") or v.get("cpu_threads"):  # devices this machine has (nvidia-smi), before any run
-            from .devices import check as check_devices
             check_devices(v)
         if v["quantization_bit"] is not None:  # QLoRA: refused here, before any model is read, if it cannot run
             quantize.check(v)
@@ -272,7 +273,6 @@ def validate(ns: Namespace, command: str = "train") -> None:
             check_extra_args(ns, v["stage"])
     for name in ("output_dir", "export_dir"):  # a folder the command writes: checked before anything loads
         if v.get(name) and command in BY_NAME[name].commands:
-            from .paths import unwritable_folder
             problem = unwritable_folder(v[name])
             if problem:
                 raise ConfigError(f"{name}: {problem}; choose a folder you can write to.", name)
