@@ -39,8 +39,10 @@ from typing import Any, Union
 
 from .chat import SEED_MAX, SEED_MIN, ChatEngine, friendly_error
 from .cli import env_port
+from .config import load_config
 from .data.tools import FUNCTION, OBSERVATION, CallHoldback, calls_json, openai_tool_calls, parse_calls, parse_tools
-from .utils import UserError, get_logger
+from .errors import UserError
+from .utils import get_logger
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 MAX_QUEUE = 128          # waiting requests beyond this get 429 instead of an unbounded backlog
@@ -749,7 +751,6 @@ def _check_port_free(host: str, port: int) -> None:
 
 def run_cli(opts) -> int:
     """`tuneboard api [recipe.yaml] [key=value ...] [--host H] [--port P]` (opts: parsed by engine.cli)."""
-    from .config import load_config
     host, port = host_port(opts)
     args = load_config(opts.recipe, opts.overrides, command="infer")
     _check_port_free(host, port)

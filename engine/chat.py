@@ -19,10 +19,12 @@ from typing import Any, Iterator
 
 from .args import BY_NAME, values_of
 from .batching import Decoder, Row, TextStream, cut_at_stop
+from .config import check_value, coerce, load_config
 from .data.templates import resolve_template
 from .data.tools import calls_json, parse_calls, parse_tool_calls, parse_tools
+from .errors import UserError
 from .models.loader import load_model, load_tokenizer, model_path
-from .utils import UserError, get_logger
+from .utils import get_logger
 
 log = get_logger()
 
@@ -187,7 +189,6 @@ class ChatEngine:
         """(GenerationConfig, stop strings, seed) from the engine's args overridden by this request."""
         from transformers import GenerationConfig
 
-        from .config import check_value, coerce
         if self.model is None:
             raise UserError("the model was unloaded; load it again to chat.")
         unknown = set(gen) - set(GEN_KEYS) - set(EXTRA_GEN_KEYS)
@@ -466,7 +467,6 @@ class ChatEngine:
 
 def run_cli(opts) -> int:
     """`tuneboard chat [recipe.yaml] [key=value ...]`: a terminal chat, streamed (opts: parsed by engine.cli)."""
-    from .config import load_config
     args = load_config(opts.recipe, opts.overrides, command="infer")
     engine = ChatEngine(args)
     print(f"Chatting with {engine.model_path}"

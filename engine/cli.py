@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from . import __version__
 from .args import ARGS, BY_NAME, AUGMENT, EXPORT, INFER, TRAIN, Arg, group_label, grouped
 from .config import format_value
-from .utils import UserError
+from .errors import UserError
 
 RECIPE = "[recipe.yaml] [key=value ...]"
 WIDTH = 100

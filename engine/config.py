@@ -18,17 +18,12 @@ import yaml
 
 from .args import ARGS, BY_NAME, STRICT, Arg, Namespace
 from .data import recipes
+from .devices import check as check_devices
+from .errors import ConfigError
+from .models import quantize
+from .paths import unwritable_folder
 from .train.stages import STAGES, get_stage
-from .utils import UserError, atomic_write_text, get_logger
-
-
-class ConfigError(UserError, ValueError):
-    """A user-facing configuration problem; str() is the whole message."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field
-
+from .utils import atomic_write_text, get_logger
 
 _TRUE = {"true", "yes", "y", "1", "on"}
 _FALSE = {"false", "no", "n", "0", "off"}
@@ -251,11 +246,9 @@ def validate(ns: Namespace, command: str = "train") -> None:
             get_logger().info("%s's recipe: %s (give them to change them)", v["dataset"][0],
                               " ".join(f"{k}={format_value(x)}" for k, x in filled.items()))
         if v.get("devices") or v.get("cpu_threads"):  # devices this machine has (nvidia-smi), before any run
-            from .devices import check as check_devices
             check_devices(v)
         if v["quantization_bit"] is not None:  # QLoRA: refused here, before any model is read, if it cannot run
-            from .models.quantize import check
-            check(v)
+            quantize.check(v)
         stage = get_stage(v["stage"])
         if v["packing"] and not stage.packs:
             raise ConfigError(f"packing: not available for stage {stage.name} (only "
@@ -280,7 +273,6 @@ def validate(ns: Namespace, command: str = "train") -> None:
             check_extra_args(ns, v["stage"])
     for name in ("output_dir", "export_dir"):  # a folder the command writes: checked before anything loads
         if v.get(name) and command in BY_NAME[name].commands:
-            from .paths import unwritable_folder
             problem = unwritable_folder(v[name])
             if problem:
                 raise ConfigError(f"{name}: {problem}; choose a folder you can write to.", name)

@@ -24,9 +24,12 @@ from typing import Any, Callable
 
 from .args import Namespace, values_of
 from .chat import ChatEngine
+from .config import default_output_dir, load_config, save_config
 from .data.loader import load_examples
+from .errors import ConfigError, UserError
 from .metrics import MetricAccumulator
-from .utils import UserError, atomic_write_json, get_logger
+from .train.rundir import write_status
+from .utils import atomic_write_json, get_logger
 
 PREDICTIONS = "generated_predictions.jsonl"
 RESULTS = "predict_results.json"
@@ -46,14 +49,12 @@ def _explicit(args: Any) -> set:
 def eval_datasets(values: dict) -> list[str]:
     names = values.get("eval_dataset") or values.get("dataset")
     if not names:
-        from .config import ConfigError
         raise ConfigError("eval_dataset: no dataset to evaluate on; set eval_dataset (or dataset) to names from "
                           "dataset_info.json, for example eval_dataset=sentiment_en_test.", "eval_dataset")
     return list(names)
 
 
 def resolve_output_dir(values: dict) -> Path:
-    from .config import ConfigError, default_output_dir
     out = values.get("output_dir") or default_output_dir(values["model_name_or_path"],
                                                           values.get("finetuning_type") or "lora", prefix="eval")
     p = Path(out)
@@ -118,7 +119,6 @@ def _fmt_s(s: float | None) -> str:
 def evaluate(args: Any, engine=None, out: Callable[[str], None] | None = None) -> dict:
     """Run the evaluation described by `args` (Namespace or dict); returns predict_results.json's content.
     `engine`: an already loaded ChatEngine to reuse (tests, the web UI); otherwise one is loaded."""
-    from .train.rundir import write_status
 
     say = out or (lambda s: print(s, flush=True))
     t_start = time.time()
@@ -129,7 +129,6 @@ def evaluate(args: Any, engine=None, out: Callable[[str], None] | None = None) -
     write_status(out_dir, "loading", done=0, total=None, step=0, total_steps=None, started=t_start)
     gen = generation_settings(args)
     if not isinstance(args, dict):
-        from .config import save_config
         saved = dict(args.values, do_sample=gen["do_sample"])  # greedy-by-default made explicit: a rerun matches
         save_config(saved, out_dir / CONFIG, command="infer")
     done = total = 0
@@ -211,7 +210,6 @@ def _raise_aborted(signum, frame):
 
 def run_cli(opts) -> int:
     """`tuneboard eval [recipe.yaml] [key=value ...]` (opts: parsed by engine.cli)."""
-    from .config import load_config
     args = load_config(opts.recipe, opts.overrides, command="infer")
     eval_datasets(args.values)  # a missing dataset is reported before anything is created
     if not args.values.get("output_dir"):

@@ -19,20 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
+
 from .args import values_of
-from .config import ConfigError
+from .config import compat_notes, load_config
 from .data.templates import resolve_template
+from .errors import ConfigError, UserError
+from .export_gguf import check, write
+from .hub_upload import check as check_upload
+from .hub_upload import upload
 from .models.loader import adapter_paths, check_adapter, load_model, load_tokenizer, model_path
 from .models.registry import EXPORT_MARKER, lookup
-from .utils import (
-    UserError,
-    atomic_write_json,
-    atomic_write_text,
-    get_logger,
-    human_size,
-    read_json_object,
-    share_like_umask,
-)
+from .utils import atomic_write_json, atomic_write_text, get_logger, human_size, read_json_object, share_like_umask
 
 log = get_logger()
 CONFIG_NAMES = ("training_args.yaml", "training_config.yaml", "train_config.yaml")
@@ -123,12 +121,10 @@ def write_safetensors(job: Job, folder: Path) -> Written:
 
 
 def _write_gguf(job: Job, folder: Path) -> Written:
-    from .export_gguf import write
     return write(job, folder, write_safetensors)
 
 
 def _check_gguf(a: dict, base: str) -> None:
-    from .export_gguf import check
     check(a, base)
 
 
@@ -147,7 +143,6 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
 
 # ---- model card
 def _model_card(job: Job, fmt: str, written: Written) -> str:
-    import yaml
     base, adapters = job.base, job.adapters
     hit = lookup(base)
     base_id = hit[1]["hf"] if hit else base
@@ -206,7 +201,6 @@ def export_model(args: Any, *, max_shard_size: str | int | None = None) -> Path:
     _check_target(out, a, adapters, ident)
     fmt.check(a, base)
     if a.get("export_hub_model_id"):
-        from .hub_upload import check as check_upload
         check_upload(a)
     if not adapters:
         log.info("no adapter_name_or_path given: re-saving the base model (dtype / shards only)")
@@ -264,7 +258,6 @@ def export_model(args: Any, *, max_shard_size: str | int | None = None) -> Path:
     for line in folder_listing(out):
         log.info("  %s", line)
     if a.get("export_hub_model_id"):
-        from .hub_upload import upload
         upload(out, a)
     return out
 
@@ -282,7 +275,6 @@ def next_step(folder: Path) -> str:
 
 def run_cli(opts) -> int:
     """`tuneboard export [recipe.yaml] [key=value ...]` (opts: parsed by engine.cli)."""
-    from .config import compat_notes, load_config
     args = load_config(opts.recipe, opts.overrides, command="export")
     for note in compat_notes(args):  # LLaMA-Factory's export keys that mean nothing here
         log.warning("LLaMA-Factory key %s", note)

@@ -24,8 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .config import ConfigError
-from .utils import UserError, atomic_write_json, atomic_write_text, get_logger, repo_root
+from .errors import ConfigError
+from .utils import atomic_write_json, atomic_write_text, get_logger, repo_root
+from .errors import UserError
 
 log = get_logger()
 LLAMA_CPP = "llama-cpp-python==0.3.36"  # the pinned sdist; the Makefile's reference-templates use the same one

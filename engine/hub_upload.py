@@ -13,8 +13,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .args import SECRET_ENV
-from .config import ConfigError
-from .utils import UserError, get_logger
+from .errors import ConfigError
+from .utils import get_logger
+from .errors import UserError
 
 log = get_logger()
 HUBS = {"huggingface": ("Hugging Face", "HF_TOKEN"), "modelscope": ("ModelScope", "MODELSCOPE_API_TOKEN")}

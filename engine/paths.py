@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .config import ConfigError
+from .errors import ConfigError
 from .utils import repo_root
 
 ROOTS_ENV = "TUNEBOARD_ROOTS"

@@ -27,8 +27,10 @@ from typing import Iterator
 
 from . import devices, runs
 from .args import BY_NAME
-from .config import ConfigError, changed, load_config, parse_overrides, read_yaml
-from .utils import UserError, atomic_write_json, get_logger
+from .config import changed, load_config, parse_overrides, read_yaml
+from .errors import ConfigError
+from .utils import atomic_write_json, get_logger
+from .errors import UserError
 
 STATE, LOCK, RUNNER_LOCK, RUNNER_LOG = "queue.json", "queue.lock", "queue.runner.lock", "queue.runner.log"
 QUEUED, RUNNING, SKIPPED, CANCELLED = "queued", "running", "skipped", "cancelled"

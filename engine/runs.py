@@ -25,10 +25,12 @@ import yaml
 
 from . import devices
 from .args import ARGS, SECRET_ENV
-from .config import ConfigError, changed, load_config
+from .config import changed, load_config
+from .errors import ConfigError
 from .procs import START_TOLERANCE_S, alive as _alive, create_time as _create_time, is_running as _proc_alive
 from .train import rundir
-from .utils import UserError, atomic_write_json, atomic_write_text
+from .utils import atomic_write_json, atomic_write_text
+from .errors import UserError
 
 SAVES_ENV = "TUNEBOARD_SAVES_DIR"
 REGISTRY = ".tuneboard_runs"

@@ -1,4 +1,4 @@
-"""Small shared helpers: user-facing errors, atomic writes, logging, device facts."""
+"""Small shared helpers: atomic writes, logging, device facts."""
 from __future__ import annotations
 
 import json
@@ -9,10 +9,6 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
-
-
-class UserError(Exception):
-    """A problem the user can fix. The CLI prints str(e) and exits 2: no traceback."""
 
 
 def umask() -> int:

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from engine.api import MAX_BODY, create_app, host_port, start_server_thread
-from engine.utils import UserError
+from engine.errors import UserError
 from helpers import wait_for
 
 KEY = "sk-test-key"

@@ -19,7 +19,7 @@ import pytest
 
 from engine.data import augment
 from engine.data.registry import INFO_FILE, load_dataset_info
-from engine.utils import UserError
+from engine.errors import UserError
 from helpers import ROOT, free_port, serving, start_server, stop_group, wait_for
 
 KEY = "sk-test-7f3a9c-never-on-disk"

@@ -14,13 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.config import ConfigError, load_config
+from engine.config import load_config
+from engine.errors import ConfigError
 from engine.data import readers
 from engine.data.converters import convert, convert_row
 from engine.data.loader import load_examples
 from engine.data.registry import _parse_entry, dataset_stage
 from engine.train import rundir
-from engine.utils import UserError
+from engine.errors import UserError
 
 ROWS = [{"instruction": "你好，世界是什么？", "input": "", "output": "世界很大。"},
         {"instruction": "What is 2 plus 2?", "input": "", "output": "4."}]

@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from engine.chat import ChatEngine, Response
-from engine.config import ConfigError
-from engine.utils import UserError
+from engine.errors import ConfigError
+from engine.errors import UserError
 from helpers import wait_for
 
 # The random tiny model's plain greedy answer is a run of newlines; a repetition penalty keeps greedy

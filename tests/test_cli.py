@@ -14,7 +14,7 @@ import pytest
 
 from engine import args as schema
 from engine.cli import COMMANDS as ENGINE_COMMANDS, groups_of, help_lang, parse
-from engine.utils import UserError
+from engine.errors import UserError
 from tuneboard.cli import COMMANDS, UI_COMMANDS, main
 
 ROOT = Path(__file__).resolve().parent.parent

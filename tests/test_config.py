@@ -1,7 +1,8 @@
 import pytest
 
 from engine.args import ARGS
-from engine.config import ConfigError, load_config, to_command, parse_overrides
+from engine.config import load_config, to_command, parse_overrides
+from engine.errors import ConfigError
 
 
 def test_schema_is_complete():

@@ -11,7 +11,7 @@ from engine.data.collator import IGNORE
 from engine.data.loader import get_dataset, load_examples
 from engine.data.records import load_records
 from engine.data.templates import get_template
-from engine.utils import UserError
+from engine.errors import UserError
 
 ALPACA = [
     {"instruction": "Who are you?", "input": "", "output": "I am {{name}}, made by {{author}}."},

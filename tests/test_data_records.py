@@ -15,7 +15,7 @@ from engine.data.processing import CHOSEN, REJECTED, TRAINED, mark_trained
 from engine.data.records import duplicates, load_records
 from engine.data.templates import get_template, resolve_template, template_name
 from engine.train import rundir
-from engine.utils import UserError
+from engine.errors import UserError
 
 WHO = [{"instruction": "Who are you?", "input": "", "output": "I am {{name}}."},    # 0
        {"instruction": "Who are you?", "input": "", "output": "I am Nova."},        # 1: = 0 once {{name}} is Nova

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from engine.data.registry import dataset_stage, list_datasets, load_dataset_info
-from engine.utils import UserError
+from engine.errors import UserError
 
 INFO = {
     "alpaca_x": {"file_name": "a.json"},

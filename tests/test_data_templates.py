@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from engine.data.templates import KNOWN, TEMPLATES, get_template
-from engine.utils import UserError
+from engine.errors import UserError
 
 CONV = [
     {"role": "user", "content": "What is 2+2?"},

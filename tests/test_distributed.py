@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError, load_config, to_command
+from engine.config import load_config, to_command
+from engine.errors import ConfigError
 from engine.train import launcher, rundir
 from engine.train.workflow import run
 from helpers import free_port

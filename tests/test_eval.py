@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.config import ConfigError, load_config
+from engine.config import load_config
+from engine.errors import ConfigError
 from engine.evaluate import PREDICTIONS, RESULTS, evaluate, generation_settings, prompt_text, split_example
 from engine.metrics import compute_metrics
-from engine.utils import UserError
+from engine.errors import UserError
 from helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

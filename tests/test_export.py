@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from engine.config import ConfigError
+from engine.errors import ConfigError
 from engine.export import export_model
-from engine.utils import UserError
+from engine.errors import UserError
 
 IDS = [1, 504, 3458, 314, 260, 2, 30, 4000]
 

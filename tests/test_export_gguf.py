@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from gotemplate import ollama_values, render
-from engine.config import ConfigError, load_config, to_command
+from engine.config import load_config, to_command
+from engine.errors import ConfigError
 from engine.export import FORMATS, export_model
 from engine.export_gguf import MODELFILE, QUANTIZER, read_metadata
-from engine.utils import UserError
+from engine.errors import UserError
 
 MSGS = [{"role": "system", "content": "Answer in one sentence."}, {"role": "user", "content": "Hi there"},
         {"role": "assistant", "content": "Hello! How can I help?"}, {"role": "user", "content": "Who are you?"}]

@@ -17,7 +17,8 @@ import psutil
 import pytest
 
 from engine import procs, runs
-from engine.config import ConfigError, load_config, save_config
+from engine.config import load_config, save_config
+from engine.errors import ConfigError
 from engine.train import rundir
 from engine.train.workflow import prepare_output_dir, resolve_resume
 from engine.utils import atomic_write_json

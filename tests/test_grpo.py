@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError, load_config
+from engine.config import load_config
+from engine.errors import ConfigError
 from engine.data.records import load_records
 from engine.data.registry import list_datasets
 from engine.train import rewards as R
-from engine.utils import UserError
+from engine.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 

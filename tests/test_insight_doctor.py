@@ -29,7 +29,7 @@ from engine.insight.doctor import render
 from engine.insight.verdict import VERDICTS, diagnose
 from engine.train import rundir
 from engine.train.workflow import run as train
-from engine.utils import UserError
+from engine.errors import UserError
 
 RECIPES = {
     "overfitting": dict(learning_rate=1e-2, lr_scheduler_type="constant", max_samples=12, val_size=8, max_steps=40,
@@ -267,7 +267,7 @@ def test_early_stopping_and_best_model_at_end(labelled, tiny_model):
 
 
 def test_early_stopping_without_eval_is_refused():
-    from engine.config import ConfigError
+    from engine.errors import ConfigError
     with pytest.raises(ConfigError) as e:
         load_config(None, {"dataset": "identity", "early_stopping_patience": "2"})
     assert e.value.field == "early_stopping_patience" and "val_size" in str(e.value)

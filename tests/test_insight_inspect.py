@@ -12,7 +12,7 @@ from engine.config import load_config
 from engine.insight.inspector import inspect_dataset, language_of, render
 from engine.train import rundir
 from engine.train.workflow import run as train
-from engine.utils import UserError
+from engine.errors import UserError
 
 
 @pytest.fixture(scope="module")

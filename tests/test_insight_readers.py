@@ -10,7 +10,7 @@ import pytest
 
 from engine.cli import main as cli
 from engine.insight.runlog import find_runs, read_run
-from engine.utils import UserError
+from engine.errors import UserError
 
 
 def _hf_state(steps: int = 6) -> dict:

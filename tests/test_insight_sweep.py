@@ -14,7 +14,8 @@ import psutil
 import pytest
 import yaml
 
-from engine.config import ConfigError, load_config
+from engine.config import load_config
+from engine.errors import ConfigError
 from engine.insight import sweep as S
 from engine.train import rundir
 from helpers import wait_for

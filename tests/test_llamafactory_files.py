@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError, compat_notes, load_config
+from engine.config import compat_notes, load_config
+from engine.errors import ConfigError
 from engine.data.records import load_records
 from engine.data.registry import dataset_stage, list_datasets, load_dataset_info
 from engine.train import rundir
 from engine.train.workflow import run
-from engine.utils import UserError
+from engine.errors import UserError
 
 ALPACA = [{"instruction": f"Name a colour that starts with the letter {c}.", "input": "",
            "output": f"{w} starts with {c}."} for c, w in (("B", "Blue"), ("G", "Green"), ("R", "Red"),

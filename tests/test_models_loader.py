@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from engine.models.loader import count_parameters, load_model, load_tokenizer
-from engine.utils import UserError
+from engine.errors import UserError
 
 from modelkit import build_lora_adapter
 

@@ -9,7 +9,8 @@ import pytest
 
 from engine.models import registry
 from engine.models.registry import MODELS, default_template, model_names, resolve_model_path
-from engine.utils import UserError, repo_root
+from engine.utils import repo_root
+from engine.errors import UserError
 
 
 def test_registry_file_is_complete():

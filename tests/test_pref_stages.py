@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError, load_config
+from engine.config import load_config
+from engine.errors import ConfigError
 from engine.train import rundir
 from engine.train.workflow import run
 
@@ -210,7 +211,7 @@ def test_config_rules(tiny_model, pref_data, tmp_path):
 
 
 def test_stage_reads_only_its_kind_of_data(tiny_model, pref_data, tmp_path):
-    from engine.utils import UserError
+    from engine.errors import UserError
     with pytest.raises(UserError, match="stage kto cannot train on it.*kto_tag"):
         run(_cfg(tiny_model, pref_data, tmp_path / "a", stage="kto", dataset="pairs"))
     with pytest.raises(UserError, match="stage rm cannot train on it.*ranking"):
@@ -276,7 +277,7 @@ def test_inspect_reads_each_stage_its_data(tiny_model, pref_data, tmp_path):
 def test_a_reward_model_is_refused_for_chat(tiny_model, pref_data, tmp_path):
     """Its adapter or full weights load only as a reward model; chat / export get a message, not a broken model."""
     from engine.models.loader import load_model
-    from engine.utils import UserError
+    from engine.errors import UserError
     out = tmp_path / "rm"
     run(_cfg(tiny_model, pref_data, out, stage="rm", max_steps=1))
     with pytest.raises(UserError, match="reward model"):

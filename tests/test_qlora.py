@@ -13,7 +13,8 @@ import pytest
 
 from engine.args import BY_NAME, Namespace
 from engine.cli import main as cli
-from engine.config import ConfigError, load_config, save_config, to_command
+from engine.config import load_config, save_config, to_command
+from engine.errors import ConfigError
 from engine.models import quantize
 
 

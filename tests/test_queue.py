@@ -141,7 +141,8 @@ def test_disjoint_gpus_run_side_by_side_each_with_its_own_devices(tiny_model, da
 
 
 def test_device_values_are_checked_against_this_machine(fake_gpus, monkeypatch):
-    from engine.config import ConfigError, load_config
+    from engine.config import load_config
+    from engine.errors import ConfigError
     ok = load_config(None, {"dataset": "identity", "devices": "1,0", "cpu_threads": "1"}, "train")
     assert devices.env_for(ok.values) == {"CUDA_VISIBLE_DEVICES": "1,0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
                                           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

@@ -22,7 +22,8 @@ import pytest
 
 from engine import runs
 from engine.cli import main as cli
-from engine.config import ConfigError, load_config
+from engine.config import load_config
+from engine.errors import ConfigError
 from engine.train import rundir
 from engine.train.workflow import run
 from helpers import wait_for

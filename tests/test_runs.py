@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from engine import runs
-from engine.config import ConfigError
+from engine.errors import ConfigError
 from helpers import wait_for
 
 TREE = textwrap.dedent("""

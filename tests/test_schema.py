@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from engine.args import ARGS, BY_NAME, READ_BY, Namespace, defaults, values_of
-from engine.config import ConfigError, changed, load_config, save_config, to_command
+from engine.config import changed, load_config, save_config, to_command
+from engine.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_ARGS = [a for a in ARGS if "train" in a.commands]

@@ -13,9 +13,10 @@ import psutil
 import pytest
 
 from engine import paths, runs
-from engine.config import ConfigError, load_config
+from engine.config import load_config
+from engine.errors import ConfigError
 from engine.data import upload
-from engine.utils import UserError
+from engine.errors import UserError
 from helpers import free_port, serving, start_server, stop_group, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

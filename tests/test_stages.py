@@ -15,7 +15,7 @@ from engine.data import processing as P
 from engine.data.converters import KINDS
 from engine.data.templates import get_template
 from engine.train.stages import STAGES, get_stage
-from engine.utils import UserError
+from engine.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 # a stage's own module may speak of its name; nothing else branches on one

@@ -14,7 +14,7 @@ from engine.data.loader import get_dataset
 from engine.data.processing import TRAINED, encode_sft, mark_trained
 from engine.data.records import load_records
 from engine.data.templates import get_template
-from engine.utils import UserError
+from engine.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 WEATHER = {"name": "get_weather", "description": "Current weather in a city.",

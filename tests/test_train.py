@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main as cli
-from engine.config import ConfigError, load_config
+from engine.config import load_config
+from engine.errors import ConfigError
 from engine.train import rundir
 from engine.train.workflow import run
 

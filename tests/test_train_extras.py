@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.config import ConfigError, changed, load_config, to_command
+from engine.config import changed, load_config, to_command
+from engine.errors import ConfigError
 from engine.train import rundir
 from engine.train.workflow import run
 

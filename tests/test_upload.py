@@ -11,7 +11,7 @@ import pytest
 from engine.data import upload
 from engine.data.records import load_records
 from engine.data.registry import INFO_FILE, load_dataset_info
-from engine.utils import UserError
+from engine.errors import UserError
 
 ALPACA = [{"instruction": f"Add {i} and 2.", "input": "", "output": f"{i + 2}"} for i in range(4)]
 SHAREGPT = [{"conversations": [{"from": "human", "value": f"Hi {i}"}, {"from": "gpt", "value": f"Hello {i}!"}]}

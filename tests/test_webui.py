@@ -327,7 +327,7 @@ def test_dataset_preview_marks_trained_tokens(demo):
 
 # ---------------------------------------------------------------- launch
 def test_launch_options(monkeypatch):
-    from engine.utils import UserError
+    from engine.errors import UserError
     from engine.cli import parse
     from tuneboard.cli import COMMANDS
     from webui.launch import server_options

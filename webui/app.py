@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from engine.devices import choices as device_choices
+
 from . import chat_tab, data_tab, eval_tab, export_tab, insight_panel, top, train_tab
 from .locales import LANG_CHOICES, t
 from .page import Page, render_msg
@@ -127,7 +129,6 @@ def _wire_load(page: Page, demo) -> None:
         queue=False)
     dev = page.args.get("train", {}).get("devices")
     if dev is not None:  # free GPU memory changes while the server runs
-        from engine.devices import choices as device_choices
         first = first.then(lambda: gr.update(choices=device_choices()), None, dev, show_progress="hidden",
                            queue=False)
     first.then(restore, r_in, r_out, show_progress="hidden", queue=False)

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.chat import GEN_KEYS
-from engine.config import ConfigError
+from engine.chat import GEN_KEYS, ChatEngine
 from engine.data import tools as T
-from engine.utils import UserError
+from engine.errors import ConfigError, UserError
 
 from . import widgets
 from .locales import t
@@ -39,7 +38,6 @@ class Session:
         self.lock = threading.Lock()
 
     def load(self, values: dict) -> dict:
-        from engine.chat import ChatEngine
         with self.lock:
             self._unload()
             try:

@@ -23,9 +23,9 @@ import gradio as gr
 from engine import args as schema
 from engine import runs
 from engine.args import BY_NAME
-from engine.config import ConfigError
 from engine.data import augment, upload
-from engine.utils import UserError
+from engine.errors import ConfigError, UserError
+from engine.paths import WRITE, confine
 
 from . import widgets
 from .locales import t
@@ -164,7 +164,6 @@ def build(page: Page) -> dict:
         try:
             if not path:
                 raise UserError(t("upload_none", lg))
-            from engine.paths import WRITE, confine
             d = confine((data[ddir] or "").strip() or "data", "dataset_dir", WRITE, page.saves)
             rows = upload.read_upload(path)
             e = upload.entry(data[fmt], _mapping(data[mapping]), Path(path).name)
@@ -280,7 +279,6 @@ def build_augment(page: Page) -> dict:
             parts = error_parts(errors)
             return {**ups, msg_parts: parts, msg: render_msg(parts, lg)}
         try:
-            from engine.paths import WRITE, confine
             confine(ns.dataset_dir, "dataset_dir", WRITE, page.saves)  # the new dataset is written there
             job = augment.job_from(ns.values, template=data[template])
             start_job(job, (data[key] or "").strip() or os.environ.get(augment.KEY_ENV) or None)

@@ -6,7 +6,7 @@ import gradio as gr
 
 from engine import runs
 from engine.args import BY_NAME
-from engine.config import ConfigError
+from engine.errors import ConfigError
 
 from . import run_panel, widgets
 from .locales import t

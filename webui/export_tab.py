@@ -7,7 +7,8 @@ from __future__ import annotations
 import gradio as gr
 
 from engine import runs
-from engine.config import ConfigError, to_command
+from engine.config import to_command
+from engine.errors import ConfigError
 
 from . import run_panel, widgets
 from .locales import t

@@ -16,9 +16,21 @@ from pathlib import Path
 import gradio as gr
 
 from engine import runs
-from engine.config import ConfigError
+from engine.args import BY_NAME
+from engine.config import coerce, save_config
+from engine.data.recipes import recipe_for
+from engine.errors import ConfigError, UserError
 from engine.insight import runlog
-from engine.utils import UserError
+from engine.insight.compare import compare, figure, table
+from engine.insight.doctor import evidence_rows
+from engine.insight.estimate import estimate, render as render_estimate
+from engine.insight.facts import finite
+from engine.insight.inspector import inspect_dataset, render as render_inspection
+from engine.insight.sweep import plan, read_sweep
+from engine.insight.verdict import diagnose
+from engine.insight.words import t as insight_t
+from engine.paths import READ, WRITE, confine
+from engine.train.plots import draw_rewards, reward_series, smooth
 
 from .locales import t
 from .page import Page, bounded, check_fields
@@ -46,7 +58,6 @@ def change_text(change: dict) -> str:
 
 
 def doctor_md(report: dict | None, lang: str) -> str:
-    from engine.insight.words import t as insight_t
     if not report:
         return t("no_run", lang)
     if report.get("error"):
@@ -77,8 +88,6 @@ def doctor_figure(report: dict | None, lang: str):
     reward run's reward accuracy and margin on axes of their own below."""
     if not report or report.get("error"):
         return None
-    from engine.insight.facts import finite
-    from engine.train.plots import draw_rewards, reward_series, smooth
     try:
         run = runlog.read_run(report["path"])
     except UserError:
@@ -113,8 +122,6 @@ def doctor_figure(report: dict | None, lang: str):
 
 def evidence_md(report: dict | None, lang: str) -> str:
     """The few facts a person reads, in words; every number of `tuneboard doctor --json` folded below them."""
-    from engine.insight.doctor import evidence_rows
-    from engine.insight.words import t as insight_t
     if not report or not report.get("evidence"):
         return ""
     key, rest = evidence_rows(report, lang)
@@ -162,12 +169,10 @@ def current_run_dir(saves) -> str | None:
 
 
 def _confined(path: str, saves) -> str:
-    from engine.paths import READ, confine
     return confine(path, "output_dir", READ, saves)
 
 
 def diagnose_dir(path: str | None, saves) -> dict | None:
-    from engine.insight.verdict import diagnose
     target = (path or "").strip() or current_run_dir(saves)
     if not target:
         return None
@@ -294,10 +299,6 @@ def build_train(page: Page) -> dict:
     ds_box = page.w("train", "dataset")
 
     def fill_recipe(data):
-        from engine.args import BY_NAME
-        from engine.config import coerce
-        from engine.data.recipes import recipe_for
-        from engine.insight.words import t as insight_t
         raw = page.raw_values(data, "top", "train")
         try:
             datasets = coerce(BY_NAME["dataset"], raw.get("dataset"))
@@ -316,7 +317,6 @@ def build_train(page: Page) -> dict:
     inputs = page.components("top", "train") | {lang_c, measure, ins_idx}
 
     def do_estimate(data):
-        from engine.insight.estimate import estimate
         lg = data[lang_c]
         try:
             n = int(bounded(data[measure], t("estimate_measure", lg), 0, 50))
@@ -328,7 +328,6 @@ def build_train(page: Page) -> dict:
     est_btn.click(do_estimate, inputs, [est_state, est_out])
 
     def do_inspect(data):
-        from engine.insight.inspector import inspect_dataset
         lg = data[lang_c]
         try:
             rep = inspect_dataset(values=_values(page, data),
@@ -353,22 +352,18 @@ def build_train(page: Page) -> dict:
 
 
 def estimate_md(rep: dict | None, lang: str) -> str:
-    from engine.insight.estimate import render
     if not rep:
         return ""
-    from engine.insight.words import t as insight_t
     # text and glyphs the page's fonts have: an emoji renders as a box where no emoji font is installed
     head = f"✓ {insight_t('est_fits', lang)}" if rep["fits"] else f"⚠ {insight_t('est_nofit', lang)}"
-    return f"**{head}**\n```\n{render(rep, lang)}\n```"
+    return f"**{head}**\n```\n{render_estimate(rep, lang)}\n```"
 
 
 def inspect_md(rep: dict | None, lang: str) -> str:
-    from engine.insight.inspector import render
     if not rep:
         return ""
-    text = render(rep, lang)
+    text = render_inspection(rep, lang)
     body = text.split("\n")
-    from engine.insight.words import t as insight_t
     cut = next((i for i, ln in enumerate(body) if ln.startswith(f"{insight_t('ins_sample', lang)} #")), len(body))
     return "```\n" + "\n".join(body[:cut]) + "\n```"
 
@@ -449,7 +444,6 @@ def build_runs_tab(page: Page) -> dict:
         sw_timer = gr.Timer(TICK_S)
 
     def do_compare(paths, axis, lg):
-        from engine.insight.compare import compare
         try:
             rep = compare([_confined(run_path(p, saves), saves) for p in (paths or [])], x=axis or "step")
         except (UserError, ConfigError) as e:
@@ -475,14 +469,11 @@ def build_runs_tab(page: Page) -> dict:
             n_every = int(bounded(data[every], t("sweep_eval", lg), 1, None, 5))
             values = _values(page, data)
             c = float(data[center]) if str(data[center] or "").strip() else float(values["learning_rate"])
-            from engine.insight.sweep import plan
             lrs = plan(c, n_runs, decades)
             out = runs.default_output_dir(values["model_name_or_path"], values["finetuning_type"],
                                           f"sweep_{time.strftime('%Y-%m-%d-%H-%M-%S')}", saves)
-            from engine.paths import WRITE, confine
             confine(out, "output_dir", WRITE, saves)
             Path(out).mkdir(parents=True, exist_ok=True)
-            from engine.config import save_config
             base = Path(out) / "base.yaml"
             save_config({k2: v for k2, v in values.items() if k2 != "output_dir"}, base)
             argv = [sys.executable, "-m", "engine", "doctor", "--sweep", str(base), "--k", str(len(lrs)), "--center",
@@ -512,7 +503,6 @@ def build_runs_tab(page: Page) -> dict:
 
     def sweep_view(s, lg):
         r = latest_sweep()
-        from engine.insight.sweep import read_sweep
         state = read_sweep(r.output) if r is not None else None
         if state is None:  # no sweep yet: said (and the table headed) in the page's language
             key = {"run": None, "lang": lg}
@@ -536,7 +526,6 @@ def build_runs_tab(page: Page) -> dict:
 
     def do_use(lg):
         r = latest_sweep()
-        from engine.insight.sweep import read_sweep
         state = read_sweep(r.output) if r else None
         best = (state or {}).get("best")
         if not best:
@@ -558,13 +547,12 @@ def compare_md(rep: dict | None, lang: str) -> str:
 
 
 def compare_figure(rep: dict, lang: str):
-    from engine.insight.compare import figure
     return figure(rep, lang) if rep and rep["curves"] else None
 
 
 def compare_frame(rep: dict, lang: str):
     import pandas as pd
-    from engine.insight.compare import table
+
     headers, rows = table(rep, lang)
     return pd.DataFrame([[("" if v is None else v if not isinstance(v, float) else f"{v:.4g}") for v in r]
                          for r in rows], columns=headers)
@@ -604,7 +592,6 @@ def sweep_frame(state: dict, lang: str = "en"):
 
 
 def sweep_figure(state: dict, lang: str):
-    from engine.insight.compare import compare, figure
     dirs = [r["output_dir"] for r in state["runs"] if (Path(r["output_dir"]) / "trainer_log.jsonl").exists()]
     if not dirs:
         return None

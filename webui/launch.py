@@ -11,9 +11,11 @@ import os
 import sys
 import threading
 
+from engine import runqueue
 from engine.cli import env_port
+from engine.config import load_config
 from engine.data import upload
-from engine.utils import UserError
+from engine.errors import UserError
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
 
@@ -74,7 +76,6 @@ def run_cli(cmd: str, opts) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     path, overrides = opts.recipe, opts.overrides
     served = server_options(opts)
-    from engine.config import load_config
     if cmd == "webchat":
         values = load_config(path, overrides, "infer").values
         from . import chat_tab
@@ -93,7 +94,6 @@ def run_cli(cmd: str, opts) -> int:
     if path or overrides:  # only what the recipe says; the rest keeps the page's defaults
         ns = load_config(path, overrides, "train", finalize=False)
         initial = {k: ns.values[k] for k in ns.explicit}
-    from engine import runqueue
     if runqueue.ensure_runner():  # runs queued before this UI (closed, or the machine restarted) go on
         print("the run queue holds work: its runner started in the background", flush=True)
     from .app import create_ui

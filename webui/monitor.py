@@ -7,7 +7,7 @@ import math
 
 from engine.train.plots import REWARD_CURVES, draw_rewards, reward_series, smooth
 
-from .locales import t
+from .locales import L, t
 
 
 def fmt_time(seconds) -> str:
@@ -37,7 +37,6 @@ def status_md(status: dict | None, lang: str, output: str | None = None) -> str:
 
 
 def _phase_keys():
-    from .locales import L
     return {k for k in L if k.startswith("phase_")}
 
 

@@ -12,10 +12,13 @@ from typing import Any, Callable
 import gradio as gr
 
 from engine.args import BY_NAME, Arg
-from engine.config import ConfigError, check_value, coerce, load_config
+from engine.config import check_value, coerce, load_config
+from engine.errors import ConfigError
+from engine.paths import check_values
 
 from . import widgets
 from .locales import t
+from .monitor import EVAL_KEYS, metrics_md
 
 
 def render_msg(parts, lang: str) -> str:
@@ -23,7 +26,6 @@ def render_msg(parts, lang: str) -> str:
     out = []
     for p in parts or []:
         if isinstance(p, (list, tuple)) and len(p) == 2 and p[0] == "__metrics__":
-            from .monitor import EVAL_KEYS, metrics_md
             res = p[1]["results"]
             out.append(metrics_md(res, lang, "eval_metrics" if any(k in res for k in EVAL_KEYS) else "final_metrics"))
         elif isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], dict):
@@ -192,7 +194,6 @@ def check_fields(values: dict, command: str) -> tuple[dict, dict, Any]:
             typed[name] = v
         except ConfigError as e:
             errors[name] = str(e)
-    from engine.paths import check_values  # paths typed here stay inside the data / saves / models roots
     for name, msg in check_values(typed).items():
         errors.setdefault(name, msg)
     if errors:

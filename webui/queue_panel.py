@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from engine import runqueue
-from engine.utils import UserError
+from engine.errors import UserError
 
 from .locales import t
 from .page import Page, render_msg

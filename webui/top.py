@@ -8,6 +8,7 @@ import gradio as gr
 
 from engine import runs
 from engine.args import BY_NAME, DEFAULT_MODEL
+from engine.data.templates import template_names
 from engine.models import registry
 
 from . import widgets
@@ -38,7 +39,6 @@ def path_for_name(name: str, hub: str) -> str | None:
 
 
 def template_choices() -> list[str]:
-    from engine.data.templates import template_names
     return template_names()
 
 

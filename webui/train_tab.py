@@ -8,10 +8,18 @@ from pathlib import Path
 import gradio as gr
 
 from engine import runs
-from engine.args import BY_NAME
-from engine.config import ConfigError, load_config, save_config, to_command
+from engine.args import BY_NAME, defaults
+from engine.args import BY_NAME as ARGS_BY_NAME
+from engine.config import load_config, save_config, to_command
+from engine.data.processing import TRAINED, mark_trained
+from engine.data.records import load_records
+from engine.data.registry import list_datasets
+from engine.data.templates import resolve_template
+from engine.errors import ConfigError, UserError
+from engine.models.loader import load_tokenizer, model_path
+from engine.paths import WRITE, confine
 from engine.precision import choose, device_light
-from engine.utils import UserError
+from engine.train import rundir
 
 from . import queue_panel, run_panel, widgets
 from .locales import t
@@ -25,8 +33,6 @@ PREVIEW_PAGE = 2  # samples per preview page
 def dataset_choices(dataset_dir: str, stage: str | None, current=None) -> tuple[dict, list]:
     """(dropdown update, message parts): only datasets the stage can train on; a broken dataset_info.json is
     an error message, never a silently empty list."""
-    from engine.data.registry import list_datasets
-    from engine.paths import confine
     try:
         confine(dataset_dir or "data", "dataset_dir")
         names = list_datasets(dataset_dir or "data", stage)
@@ -44,7 +50,6 @@ def prepare_train(page: Page, raw: dict) -> dict:
                                   page.saves)
     if out is None:
         raise ConfigError("output_dir: give a name or a folder for this run.", "output_dir")
-    from engine.paths import WRITE, confine
     v["output_dir"] = confine(out, "output_dir", WRITE, page.saves)
     return v
 
@@ -52,7 +57,6 @@ def prepare_train(page: Page, raw: dict) -> dict:
 def run_state(out: str, state: str | None, lang: str) -> str:
     """What a run folder's status says, in words; a run whose status was left mid-way by a process that is gone
     (killed, or stopped before it could write its end) is said to be stopped, never running."""
-    from engine.train import rundir
     if state in rundir.FINAL_STATES:
         text = t(f"state_{state}", lang, error="").rstrip(" :：")
     elif state and rundir.active_pid(out) is not None:
@@ -236,7 +240,6 @@ def build(page: Page) -> dict:
         try:
             if not path or not path.endswith((".yaml", ".yml")):
                 raise ConfigError("config path: give a file name ending in .yaml.", "_")
-            from engine.paths import WRITE, confine
             confine(path, "config path", WRITE, page.saves)
             raw, named = run_panel.name_output(page, data, scopes, "train")
             typed = typed_for_preview(prepare_train(page, raw), "train")
@@ -254,7 +257,6 @@ def build(page: Page) -> dict:
         lang_v = data[lang_c]
         path = (data[cfg] or "").strip()
         try:
-            from engine.paths import confine
             ns = load_config(confine(path, "config path", saves=page.saves), {}, "train", finalize=False)
         except (ConfigError, UserError) as e:
             parts = [f"✗ {e}"]
@@ -320,7 +322,6 @@ def short_output_dir(page: Page, values: dict) -> str | None:
 
 def set_values(page: Page, values: dict, scopes) -> dict:
     """Widget updates that show these config values (a loaded recipe)."""
-    from engine.args import BY_NAME as ARGS_BY_NAME
     ups = {}
     for s in scopes:
         for name, comp in page.args.get(s, {}).items():
@@ -347,7 +348,6 @@ def legend(marked: list) -> dict:
 
 
 def _tokenizer(values: dict):
-    from engine.models.loader import load_tokenizer, model_path
     key = (model_path(values), bool(values.get("trust_remote_code")))
     if key not in _TOKENIZERS:
         _TOKENIZERS.clear()
@@ -359,11 +359,6 @@ def preview_dataset(values: dict, page_no: int, lang: str) -> tuple[list, list, 
     """(info parts, raw samples of the page, the page's samples as the model sees them with trained tokens
     marked, number of pages). The records are the ones training would use for these values (engine.data.records:
     max_samples, num_samples, skipped records, identity); the selected datasets are paged one after the other."""
-    from engine.args import defaults
-    from engine.data.processing import TRAINED, mark_trained
-    from engine.data.records import load_records
-    from engine.data.templates import resolve_template
-    from engine.paths import confine
 
     if not values.get("dataset"):
         raise UserError(t("preview_pick", lang))

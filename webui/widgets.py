@@ -8,11 +8,16 @@ templates) and precision (with LLaMA-Factory's bf16/fp16), which the top panel s
 """
 from __future__ import annotations
 
+import importlib
+import json
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from engine.args import ARGS, Arg, group_label, grouped  # noqa: F401 (the tabs import both from here)
+from engine.precision import asked
+from engine.utils import repo_root
 
 # Arguments the top panel shows (every command reads them) and arguments shown in another form.
 TOP_EXTRA = ("finetuning_type", "quantization_bit", "quantization_type", "double_quantization")
@@ -26,7 +31,6 @@ LIVE_CHOICES = {"devices": "engine.devices:choices"}  # choices read from the ma
 
 
 def live_choices(name: str) -> list[tuple[str, str]]:
-    import importlib
     module, _, fn = LIVE_CHOICES[name].partition(":")
     return getattr(importlib.import_module(module), fn)()
 
@@ -37,9 +41,7 @@ SHOWN_WHEN = {"quantization_type": ("quantization_bit", {"4"}), "double_quantiza
 
 def file_choices(name: str) -> list[tuple[str, str]]:
     """("none", "") + the shipped files for an argument, as paths the engine resolves from the working folder."""
-    from pathlib import Path
 
-    from engine.utils import repo_root
     out = [("none", "")]
     for f in sorted(repo_root().glob(FILE_CHOICES[name])):
         try:
@@ -136,7 +138,6 @@ def to_widget(arg: Arg, value: Any, multiselect: bool = False) -> Any:
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
     if isinstance(value, dict):  # extra_args: shown as the JSON it is typed in as
-        import json
         return json.dumps(value, ensure_ascii=False)
     return str(value)
 
@@ -156,7 +157,6 @@ def from_widget(arg: Arg, value: Any) -> Any:
 
 
 def compute_type(values: dict) -> str:
-    from engine.precision import asked
     return asked(values)
 
 

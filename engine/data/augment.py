@@ -32,7 +32,8 @@ from typing import Callable
 
 from .. import args as schema
 from ..config import load_config
-from ..utils import UserError, atomic_write_json, get_logger
+from ..utils import atomic_write_json, get_logger
+from ..errors import UserError
 from .converters import Invalid, convert_row
 from .readers import read_records
 from .registry import INFO_FILE, add_entry, data_kind, dataset_stage, info_lock, load_dataset_info, read_json_file

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
-from ..utils import UserError
+from ..errors import UserError
 from .registry import ALPACA_COLUMNS, DatasetAttr, dataset_stage
 from .tools import FUNCTION, OBSERVATION, calls_json, parse_calls, tools_json
 

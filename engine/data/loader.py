@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..args import ARGS
-from ..utils import UserError, atomic_write_json, get_logger
+from ..utils import atomic_write_json, get_logger
+from ..errors import UserError
 from . import processing as P
 from .readers import fingerprint
 from .records import dataset_names, load_records, resolve

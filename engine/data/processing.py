@@ -27,7 +27,7 @@ import json
 import random
 from dataclasses import dataclass
 
-from .collator import IGNORE
+from .collator import IGNORE, pack_rows
 
 # Columns added during tokenisation for the stats, removed before the dataset is returned.
 LEN, TRUNC, TOKENS = "_full_len", "_truncated", "_tokens"
@@ -395,7 +395,6 @@ def _causal(examples: list[tuple[list[int], list[int]]], opts: Options, st: dict
     """(input_ids, labels) examples -> the Trainer's rows: packed (position_ids restart per example) or one example
     a row with its attention mask; with how much of the rows x cutoff_len grid is data."""
     if opts.packing:
-        from .collator import pack_rows
         rows = pack_rows([{"input_ids": i, "labels": l} for i, l in examples], opts.cutoff_len)
         st["packed_from"] = len(examples)
         data = {k: [r[k] for r in rows] for k in ("input_ids", "labels", "position_ids")}

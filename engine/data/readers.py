@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from ..utils import UserError
+from ..errors import UserError
 from .registry import DatasetAttr
 
 EXTS = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}

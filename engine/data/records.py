@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..args import values_of
-from ..utils import UserError
+from ..errors import UserError
 from .converters import Invalid, convert_indexed, convert_row, replace_identity
 from .readers import read_records
 from .registry import DatasetAttr, dataset_stage, load_dataset_info

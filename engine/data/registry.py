@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..train.stages import get_stage
-from ..utils import UserError, atomic_write_json, get_logger
+from ..utils import atomic_write_json, get_logger
+from ..errors import UserError
 
 log = get_logger()
 INFO_FILE = "dataset_info.json"

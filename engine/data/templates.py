@@ -38,7 +38,8 @@ from typing import Any
 
 from ..models.loader import adapter_template, model_path
 from ..models.registry import default_template
-from ..utils import UserError, get_logger
+from ..utils import get_logger
+from ..errors import UserError
 from . import tools as T
 from .records import arg
 from .template_export import go_template, jinja, matches_tokenizer

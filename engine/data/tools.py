@@ -20,7 +20,7 @@ import json
 import re
 import uuid
 
-from ..utils import UserError
+from ..errors import UserError
 
 FUNCTION, OBSERVATION = "function", "observation"
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"

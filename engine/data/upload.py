@@ -14,7 +14,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ..utils import UserError
+from ..errors import UserError
 from .converters import Invalid, check_columns, convert_row
 from .readers import read_file
 from .registry import (BACKUP_SUFFIX, INFO_FILE, OPENAI_TAGS, _parse_entry, add_entry, data_kind, dataset_stage,

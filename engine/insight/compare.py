@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from ..args import BY_NAME
-from ..utils import UserError
+from ..errors import UserError
 from .facts import finite
 from .runlog import Run, read_run
 from .verdict import diagnose

@@ -13,7 +13,14 @@ import json
 import sys
 
 from ..config import format_value
-from ..utils import UserError
+from ..errors import UserError
+from .compare import compare
+from .compare import render as render_cmp
+from .estimate import estimate
+from .estimate import render as render_est
+from .inspector import inspect_dataset
+from .inspector import render as render_ins
+from .sweep import run_sweep_cli
 from .verdict import VERDICTS, diagnose, public
 from .words import evidence_label, t
 
@@ -111,23 +118,19 @@ def run_cli(opts) -> int:
         if pos:
             raise UserError(f"{pos[0]}: unexpected word; give one recipe.yaml and key=value overrides.")
         if opts.estimate:
-            from .estimate import estimate, render as render_est
             rep = estimate(recipe, overrides, measure_steps=opts.measure)
             print(json.dumps(rep, ensure_ascii=False, indent=2) if opts.json else render_est(rep, opts.lang))
             return 0 if rep["fits"] else 1
         if opts.inspect:
-            from .inspector import inspect_dataset, render as render_ins
             rep = inspect_dataset(recipe, overrides)
             print(json.dumps(rep, ensure_ascii=False, indent=2) if opts.json else render_ins(rep, opts.lang))
             return 0
-        from .sweep import run_sweep_cli
         return run_sweep_cli(recipe, overrides, opts)
     if overrides:
         raise UserError(f"{overrides[0]}: key=value overrides go with --estimate, --inspect or --sweep; "
                         "`tuneboard doctor OUTPUT_DIR` only reads the run.")
     dirs = ([recipe] if recipe else []) + pos
     if opts.compare:
-        from .compare import compare, render as render_cmp
         rep = compare(dirs, x=opts.x)
         print(json.dumps(rep, ensure_ascii=False, indent=2, default=str) if opts.json else render_cmp(rep, opts.lang))
         return 0

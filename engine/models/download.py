@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..utils import UserError, atomic_write_json, get_logger, share_like_umask
+from ..utils import atomic_write_json, get_logger, share_like_umask
+from ..errors import UserError
 from .bundled import provision
 from .registry import DOWNLOAD_MARKER, MODELS, _looks_like_hub_id, download_dir, lookup, model_names, resolve_model_path
 

@@ -11,9 +11,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..args import DEFAULT_MODEL, values_of
+from ..errors import UserError
 from ..precision import asked
-from ..utils import UserError, cpu_has_bf16, get_logger, read_json_object
+from ..utils import cpu_has_bf16, get_logger, read_json_object
+from .quantize import bnb_config, check
 from .registry import resolve_model_path
 
 log = get_logger()
@@ -134,7 +138,6 @@ def check_adapter(path: str) -> Path:
 def _adapter_run(args: Any) -> tuple[dict, dict]:
     """(training_args.yaml, all_results.json) of the run that trained the last adapter: next to the adapter, or
     one level up for checkpoint-N; ({}, {}) without an adapter or a record."""
-    import yaml
     paths = adapter_paths(args)
     if not paths:
         return {}, {}
@@ -263,7 +266,6 @@ def _quantization(args: Any, trainable: bool, dtype, reward_head: bool, extra: d
 
     import torch
 
-    from .quantize import bnb_config, check
     check(values_of(args))  # the same refusal as validation, for callers that never validated
     extra["quantization_config"] = bnb_config(values_of(args), dtype, reward_head)
     extra["device_map"] = {"": f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..utils import BNB_KERNELS, get_logger
 
 BNB_PIN = "bitsandbytes==0.50.2"  # the version requirements.txt pins; its CPU backend runs 4-bit and 8-bit layers

@@ -9,7 +9,8 @@ import json
 import os
 from pathlib import Path
 
-from ..utils import UserError, read_json_object, repo_root
+from ..utils import read_json_object, repo_root
+from ..errors import UserError
 
 _REGISTRY_FILE = Path(__file__).with_name("registry.json")
 MODELS: dict[str, dict] = json.loads(_REGISTRY_FILE.read_text(encoding="utf-8"))

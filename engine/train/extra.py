@@ -16,7 +16,8 @@ import typing
 from typing import Any
 
 from ..args import ARGS, BY_NAME
-from ..config import ConfigError, check_value, coerce
+from ..config import check_value, coerce
+from ..errors import ConfigError
 from .stages import config_class
 
 # trl fields that engine.train.dpo / kto fill from a schema argument (their field depends on pref_loss, so the

@@ -4,7 +4,7 @@ train plain data-parallel. fully_shard itself runs on CPU tensors over gloo, so 
 for a CPU run before training prepares the model; on GPUs accelerate has done it already and nothing changes."""
 from __future__ import annotations
 
-from ..utils import UserError
+from ..errors import UserError
 
 
 def enable_on_cpu(trainer) -> bool:

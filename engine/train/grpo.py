@@ -23,8 +23,9 @@ from __future__ import annotations
 import importlib.util
 import json
 
-from ..utils import UserError, get_logger
-from . import rewards
+from ..errors import ConfigError, UserError
+from ..utils import get_logger
+from . import rewards, rundir
 
 log = get_logger()
 SHOWN_PROMPTS = 4   # prompts (with all their completions) written to completions.jsonl per logging step
@@ -43,7 +44,6 @@ def uses_reference(ns) -> bool:
 
 def validate(v: dict) -> None:
     """The batch holds whole groups, the rewards exist, vLLM can run (engine.config.validate, stage grpo)."""
-    from ..config import ConfigError
     n, world = v["num_generations"], max(1, v["nproc_per_node"]) * max(1, v["nnodes"])
     per_step = v["per_device_train_batch_size"] * v["gradient_accumulation_steps"] * world
     if per_step % n:
@@ -63,7 +63,6 @@ def validate(v: dict) -> None:
 
 def _check_vllm() -> None:
 
-    from ..config import ConfigError
     if importlib.util.find_spec("vllm") is None:
         raise ConfigError("use_vllm: vLLM is not installed here; generation runs in transformers without it "
                           "(turn use_vllm off), or `pip install vllm` on a machine with a CUDA GPU.", "use_vllm")
@@ -94,7 +93,6 @@ def trainer_fields(ns, common: dict) -> dict:
 def build_trainer(ns, model, tokenizer, data, args, callbacks):
     from trl import GRPOTrainer
 
-    from . import rundir  # here, not at the top: rundir -> config -> args -> stages -> this module
 
     class Trainer(GRPOTrainer):
         _table_step = -1

@@ -8,6 +8,7 @@ kto_chosen_weight / kto_rejected_weight map to trl's desirable_weight / undesira
 """
 from __future__ import annotations
 
+from ..errors import ConfigError
 from ..utils import get_logger
 
 log = get_logger()
@@ -17,7 +18,6 @@ def validate(v: dict) -> None:
     """A batch needs two answers (engine.config.validate calls this for stage kto)."""
     if v["per_device_train_batch_size"] >= 2:
         return
-    from ..config import ConfigError
     ga = v["gradient_accumulation_steps"]
     if ga % 2:
         raise ConfigError("per_device_train_batch_size: KTO needs at least 2 (each answer is compared with a "

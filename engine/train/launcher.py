@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 from .. import devices, procs
 from ..config import load_config
+from ..errors import ConfigError
 from ..models.download import ensure_model
 from ..utils import get_logger
 from . import rundir
@@ -27,7 +28,6 @@ def check_deepspeed(ns) -> None:
         return
     import torch
     if not torch.cuda.is_available():
-        from ..config import ConfigError
         raise ConfigError("deepspeed: DeepSpeed needs CUDA GPUs and this machine has none; leave deepspeed empty "
                           "(several CPU processes train data-parallel with nproc_per_node=2).", "deepspeed")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..utils import atomic_write_json, get_logger
 from . import rundir
 from .stages import STAGES

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..utils import UserError
+from ..errors import ConfigError, UserError
 
 ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.S)
 NUMBER = re.compile(r"[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
@@ -155,7 +155,6 @@ def _custom(value: str) -> tuple[Path, str] | None:
 
 def check(v: dict) -> list[str]:
     """reward_funcs / reward_weights / the preset arguments of a run's values; ConfigError naming the field."""
-    from ..config import ConfigError
     names = list(v.get("reward_funcs") or [])
     if not names:
         raise ConfigError(f"reward_funcs: GRPO needs at least one reward; pick presets ({', '.join(PRESETS)}) or "

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import procs
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..utils import atomic_write_json, atomic_write_text, human_bytes, share_like_umask
 
 STATUS = "status.json"

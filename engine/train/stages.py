@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..data import processing as P
-from ..utils import UserError
+from ..errors import UserError
 from . import dpo, grpo, kto
 
 

@@ -16,17 +16,20 @@ from pathlib import Path
 
 from .. import procs, usage
 from ..args import ARGS, Namespace
-from ..config import ConfigError, compat_notes, save_config
+from ..config import compat_notes, save_config
 from ..data.loader import get_dataset
 from ..data.templates import resolve_template
+from ..errors import ConfigError, UserError
+from ..insight.estimate import needs_checkpointing
 from ..models.loader import load_model, load_tokenizer
 from ..precision import choose, flags
-from ..utils import UserError, atomic_write_json, device_info, get_logger, peak_rss_bytes
+from ..utils import atomic_write_json, device_info, get_logger, peak_rss_bytes
 from . import rundir
 from .best import best_metrics, best_model_args, early_stopping, eval_steps
 from .callbacks import BeginCallback, GracefulStop, RunLogCallback
 from .extra import build
 from .fsdp import enable_on_cpu
+from .plots import plot_loss
 from .stages import config_class, get_stage, stage_module
 
 log = get_logger()
@@ -330,7 +333,6 @@ def _checkpoint_if_needed(ns: Namespace, stats: dict) -> None:
     not fit without it, and only when the recipe left gradient_checkpointing alone."""
     if ns.gradient_checkpointing or "gradient_checkpointing" in ns.explicit:
         return
-    from ..insight.estimate import needs_checkpointing
     longest = min(int(stats.get("max_len") or ns.cutoff_len), ns.cutoff_len)
     try:
         need = needs_checkpointing(ns, longest)
@@ -448,7 +450,6 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
             log.info("final metrics: %s", json.dumps(metrics, default=str))
             atomic_write_json(output_dir / rundir.RESULTS, metrics)
             if ns.plot_loss:
-                from .plots import plot_loss
                 plot_loss(output_dir)
             rundir.share_results(*rundir.own_files(output_dir))
         aborted = stop.requested
