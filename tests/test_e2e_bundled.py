@@ -85,14 +85,16 @@ def test_identity_run_exports_to_gguf_and_answers_the_same(bundled_model, identi
     run = {"model_name_or_path": str(bundled_model), "adapter_name_or_path": [str(identity_adapter)],
            "template": "chatml"}
     merged = export_model({**run, "export_dir": str(tmp_path / "merged")})
-    f16 = export_model({**run, "export_dir": str(tmp_path / "f16"), "export_format": "gguf", "gguf_type": "f16"})
-    q8 = export_model({**run, "export_dir": str(tmp_path / "q8"), "export_format": "gguf", "gguf_type": "q8_0"})
+    # the GGUF files from the merged folder: the same weights, without merging the adapter twice more
+    again = {"model_name_or_path": str(merged), "template": "chatml", "export_format": "gguf"}
+    f16 = export_model({**again, "export_dir": str(tmp_path / "f16"), "gguf_type": "f16"})
+    q8 = export_model({**again, "export_dir": str(tmp_path / "q8"), "gguf_type": "q8_0"})
     tok = AutoTokenizer.from_pretrained(merged)
     template = get_template("chatml", tok)
     models = {"merged": AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32),
-              "f16": AutoModelForCausalLM.from_pretrained(f16, gguf_file="SmolLM2-135M-Instruct-f16.gguf",
+              "f16": AutoModelForCausalLM.from_pretrained(f16, gguf_file="merged-f16.gguf",
                                                           dtype=torch.float32),
-              "q8": AutoModelForCausalLM.from_pretrained(q8, gguf_file="SmolLM2-135M-Instruct-q8_0.gguf",
+              "q8": AutoModelForCausalLM.from_pretrained(q8, gguf_file="merged-q8_0.gguf",
                                                          dtype=torch.float32)}
     for q in PROMPTS:
         ids = torch.tensor([template.encode_prompt(tok, [{"role": "user", "content": q}])])

@@ -174,4 +174,4 @@ def test_bad_input_messages(tiny_model, tiny_data, tmp_path, capsys):
     assert "learning_rate" in _cli_error(capsys, *base, "dataset=arith", "learning_rate=-1")
     err = _cli_error(capsys, *base, "dataset=arith", "cutoff_len=4", "template=chatml")
     assert "cutoff_len" in err
-    assert "unexpected" in _cli_error(capsys, *base, "dataset=arith", "--bogus")
+    assert "--bogus: unknown option" in _cli_error(capsys, *base, "dataset=arith", "--bogus")

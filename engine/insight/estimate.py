@@ -51,7 +51,7 @@ from ..data.loader import get_dataset
 from ..data.templates import resolve_template
 from ..errors import UserError
 from ..models.loader import load_tokenizer, model_path
-from ..models.quantize import backend
+from ..models import quantize
 from ..precision import choose, flags
 from ..train import rundir
 from ..train.best import eval_steps
@@ -437,7 +437,7 @@ def _fit_advice(ns, mem: dict, dev: dict) -> list[dict]:
     if not (ns.bf16 or ns.fp16) and dev["device"] == "cuda":
         add("bf16", {"bf16": True})
     if ns.finetuning_type == "lora" and not ns.quantization_bit and not ns.pissa_init:
-        if backend()[0]:  # only where bitsandbytes runs: the advice must be a recipe that validates here
+        if quantize.backend()[0]:  # only where bitsandbytes runs: the advice must be a recipe that validates here
             add("qlora", {"quantization_bit": 4})
     if dev["device"] == "cuda" and mem["zero_stage"] < 3 and (dev.get("count") or 1) > 1 and not ns.fsdp:
         add("zero3", {"deepspeed": "examples/deepspeed/ds_z3_config.json", "nproc_per_node": dev["count"]})
