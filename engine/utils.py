@@ -74,6 +74,24 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
+def read_jsonl_objects(path: str | Path) -> list[dict]:
+    """The JSON objects of a JSON-lines file, one per line; a line that is not one (a half-written last line of a
+    live writer) is skipped, a missing or unreadable file is []."""
+    out = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(row, dict):
+                    out.append(row)
+    except OSError:
+        pass
+    return out
+
+
 def read_json_object(path: str | Path) -> dict:
     """A JSON object file's contents; {} when it is missing, unreadable, not JSON or not an object."""
     try:

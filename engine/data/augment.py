@@ -32,7 +32,7 @@ from typing import Callable
 
 from .. import args as schema
 from ..config import load_config
-from ..utils import atomic_write_json, get_logger
+from ..utils import atomic_write_json, get_logger, read_jsonl_objects
 from ..errors import UserError
 from .converters import Invalid, convert_row
 from .readers import read_records
@@ -255,7 +255,7 @@ def run(job: Job, key: str | None = None, progress: Callable[[Progress], None] |
             seen.add(_std_key(convert_row(attr, row, stage)))
         except Invalid:
             pass
-    for row in _read_jsonl(out_file):  # what earlier runs of this job kept
+    for row in read_jsonl_objects(out_file):  # what earlier runs of this job kept
         try:
             seen.add(_std_key(convert_row(attr, row, stage)))
         except Invalid:
@@ -389,22 +389,6 @@ def register(job: Job, name: str) -> None:
     with info_lock(job.dataset_dir):
         current = load_dataset_info(job.dataset_dir)
     add_entry(job.dataset_dir, name, _entry(job, name), replace=name in current)
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    out = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(row, dict):
-                    out.append(row)
-    except FileNotFoundError:
-        pass
-    return out
 
 
 def job_from(values: dict, template: str | None = None) -> Job:

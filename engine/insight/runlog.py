@@ -23,6 +23,7 @@ import yaml
 
 from ..train import rundir
 from ..errors import UserError
+from ..utils import read_jsonl_objects
 
 HF_STATE = "trainer_state.json"
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
@@ -115,22 +116,6 @@ def _read_yaml(path: Path) -> dict:
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _jsonl(path: Path) -> list[dict]:
-    out = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue  # a half-written last line of a live run
-                if isinstance(row, dict):
-                    out.append(row)
-    except OSError:
-        pass
-    return out
 
 
 def _checkpoints(root: Path) -> list[tuple[int, str]]:
@@ -270,7 +255,7 @@ def read_run(path: str | Path) -> Run:
     else:
         raise UserError(f"{p}: no such folder. Give a run's output_dir (it holds trainer_log.jsonl or "
                         "trainer_state.json).")
-    rows = _jsonl(root / rundir.LOG)
+    rows = read_jsonl_objects(root / rundir.LOG)
     state_path = _hf_state_path(root)
     if rows and any("current_steps" in r for r in rows):
         run = _from_llamafactory(root, rows)
