@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from .args import BY_NAME, values_of
+from .args import BY_NAME, Namespace
 from .batching import Decoder, Row, TextStream, cut_at_stop
 from .config import check_value, coerce, load_config
 from .data.templates import resolve_template
@@ -55,10 +55,6 @@ class Prompt:
     config: Any  # transformers.GenerationConfig
     stop: list[str]
     seed: int | None
-
-
-def _as_dict(args: Any) -> dict:
-    return values_of(args)
 
 
 class _QueueStreamer:
@@ -127,9 +123,8 @@ def friendly_error(e: BaseException) -> BaseException:
 class ChatEngine:
     """A loaded model + template that answers conversations: stream / chat / batch."""
 
-    def __init__(self, args: Any):
-
-        self.args = _as_dict(args)
+    def __init__(self, args: Namespace):
+        self.args = args
         self.model_path = model_path(self.args)
         self.tokenizer = load_tokenizer(self.args)
         self.template = resolve_template(self.args, self.tokenizer)  # the one training used for the same args
@@ -195,7 +190,7 @@ class ChatEngine:
         if unknown:
             raise UserError(f"{sorted(unknown)[0]}: not a generation setting "
                             f"(use {', '.join(GEN_KEYS + EXTRA_GEN_KEYS)}).")
-        p = {k: self.args.get(k, BY_NAME[k].default) for k in GEN_KEYS}
+        p = {k: getattr(self.args, k) for k in GEN_KEYS}
         for k in GEN_KEYS:
             if gen.get(k) is not None:
                 v = coerce(BY_NAME[k], gen[k], "request")

@@ -88,9 +88,9 @@ def prompt_text(prompt: list[dict]) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in prompt)
 
 
-def load_eval_examples(values: dict) -> list[tuple[list[dict], str]]:
-    names = eval_datasets(values)
-    ds = load_examples(names, Namespace(dict(values)), stage="sft")  # max_samples applies per dataset there
+def load_eval_examples(args: Namespace) -> list[tuple[list[dict], str]]:
+    names = eval_datasets(args.values)
+    ds = load_examples(names, args, stage="sft")  # max_samples applies per dataset there
     rows = ds.to_list()
     if not rows:
         raise UserError(f"eval_dataset: {', '.join(names)} gave no samples to evaluate.")
@@ -116,8 +116,8 @@ def _fmt_s(s: float | None) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-def evaluate(args: Any, engine=None, out: Callable[[str], None] | None = None) -> dict:
-    """Run the evaluation described by `args` (Namespace or dict); returns predict_results.json's content.
+def evaluate(args: Namespace, engine=None, out: Callable[[str], None] | None = None) -> dict:
+    """Run the evaluation described by `args` (the validated Namespace); returns predict_results.json's content.
     `engine`: an already loaded ChatEngine to reuse (tests, the web UI); otherwise one is loaded."""
 
     say = out or (lambda s: print(s, flush=True))
@@ -128,17 +128,16 @@ def evaluate(args: Any, engine=None, out: Callable[[str], None] | None = None) -
     (out_dir / "status.json").unlink(missing_ok=True)  # a previous run's error/fields must not leak in
     write_status(out_dir, "loading", done=0, total=None, step=0, total_steps=None, started=t_start)
     gen = generation_settings(args)
-    if not isinstance(args, dict):
-        saved = dict(args.values, do_sample=gen["do_sample"])  # greedy-by-default made explicit: a rerun matches
-        save_config(saved, out_dir / CONFIG, command="infer")
+    saved = dict(args.values, do_sample=gen["do_sample"])  # greedy-by-default made explicit: a rerun matches
+    save_config(saved, out_dir / CONFIG, command="infer")
     done = total = 0
     try:
-        examples = load_eval_examples(values)
+        examples = load_eval_examples(args)
         total = len(examples)
         write_status(out_dir, "loading", done=0, total=total, step=0, total_steps=total)
         say(f"[eval] {total} samples from {', '.join(eval_datasets(values))}; loading the model")
         if engine is None:
-            engine = ChatEngine(values)
+            engine = ChatEngine(args)
         load_s = time.time() - t_start
         bs = max(1, int(values.get("per_device_eval_batch_size") or 1))
         acc = MetricAccumulator()

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import yaml
 
-from .args import values_of
+from .args import Namespace
 from .config import compat_notes, load_config
 from .data.templates import resolve_template
 from .errors import ConfigError, UserError
@@ -38,14 +38,10 @@ RESULTS_NAMES = ("all_results.json",)
 DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 
-def _as_dict(args: Any) -> dict:
-    return values_of(args)
-
-
 def _check_target(out: Path, a: dict, adapters: list[str], ident: dict) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"export_dir: {out} is a file; give a folder.", "export_dir")
-    src = [Path(model_path(a)).resolve()] + [Path(p).resolve() for p in adapters]
+    src = [Path(ident["base"])] + [Path(p).resolve() for p in adapters]
     if out.resolve() in src:
         raise ConfigError(f"export_dir: {out} is the model or adapter being exported; choose another folder.",
                           "export_dir")
@@ -181,12 +177,12 @@ def _identity(a: dict, base: str, adapters: list[str]) -> dict:
             "format": a.get("export_format") or "safetensors"}
 
 
-def export_model(args: Any, *, max_shard_size: str | int | None = None) -> Path:
+def export_model(args: Namespace, *, max_shard_size: str | int | None = None) -> Path:
     """Merge the adapters of `args` into the base model and write it in args.export_format to args.export_dir,
     then upload it when export_hub_model_id is set. Returns the folder. max_shard_size overrides
     args.export_size (GB), e.g. "200KB" in tests."""
 
-    a = _as_dict(args)
+    a = args.values
     if not a.get("export_dir"):
         raise ConfigError("export_dir: no export folder given; set export_dir (for example "
                           "export_dir=models/SmolLM2-135M-Instruct-sft-merged).", "export_dir")
@@ -195,8 +191,8 @@ def export_model(args: Any, *, max_shard_size: str | int | None = None) -> Path:
         raise ConfigError(f"export_format: {fmt_name!r} is not one of {', '.join(FORMATS)}.", "export_format")
     fmt = FORMATS[fmt_name]
     out = Path(a["export_dir"]).expanduser()
-    adapters = [str(check_adapter(p)) for p in adapter_paths(a)]
-    base = model_path(a)
+    adapters = [str(check_adapter(p)) for p in adapter_paths(args)]
+    base = model_path(args)
     ident = _identity(a, base, adapters)
     _check_target(out, a, adapters, ident)
     fmt.check(a, base)
@@ -205,12 +201,12 @@ def export_model(args: Any, *, max_shard_size: str | int | None = None) -> Path:
     if not adapters:
         log.info("no adapter_name_or_path given: re-saving the base model (dtype / shards only)")
 
-    tokenizer = load_tokenizer(a)
-    template = resolve_template(a, tokenizer)
+    tokenizer = load_tokenizer(args)
+    template = resolve_template(args, tokenizer)
     dtype = _export_dtype(a, base)
     t0 = time.time()
     log.info("loading %s%s...", base, f" and merging {len(adapters)} adapter(s)" if adapters else "")
-    model = load_model(a, trainable=False, device="cpu", dtype=dtype)  # adapters merged (merge_and_unload)
+    model = load_model(args, trainable=False, device="cpu", dtype=dtype)  # adapters merged (merge_and_unload)
 
     if template.name == "auto" or template.matches_tokenizer(tokenizer):
         chat_source = "the tokenizer's own chat template"

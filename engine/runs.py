@@ -8,6 +8,7 @@ No gradio (and no torch) here: the web UI imports this at start-up.
 """
 from __future__ import annotations
 
+import copy
 import fcntl
 import json
 import os
@@ -19,13 +20,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import yaml
 
 from . import devices
-from .args import ARGS, SECRET_ENV
-from .config import changed, load_config
+from .args import ARGS, SECRET_ENV, Namespace
+from .config import changed, load_config, validate
 from .errors import ConfigError
 from .procs import START_TOLERANCE_S, alive as _alive, create_time as _create_time, is_running as _proc_alive
 from .train import rundir
@@ -423,17 +424,29 @@ def _reaper(run: Run, popen: subprocess.Popen) -> None:
         _POPENS.pop(run.id, None)
 
 
-def prepare_values(command: str, values: dict) -> Any:
+@dataclass(frozen=True)
+class Checked:
+    """A run's values checked once (check): `given` typed and range-checked field by field, as the form gave them
+    (what the run's YAML and the command preview hold); `ns` the same with the cross-field rules applied and the
+    derived defaults filled (what spawn reads to place the run)."""
+    command: str
+    given: Namespace
+    ns: Namespace
+
+
+def check(command: str, values: dict) -> Checked:
     """Validate UI values for a command (ConfigError names the field) and fill the derived defaults."""
     if command not in COMMANDS:
         raise UserError(f"unknown run command {command!r}; one of {', '.join(COMMANDS)}.")
-    ns = load_config(None, dict(values), CONFIG_COMMAND[command])
+    given = load_config(None, dict(values), CONFIG_COMMAND[command], finalize=False)
+    ns = copy.deepcopy(given)
+    validate(ns, CONFIG_COMMAND[command])
     v = ns.values
     if command == "eval" and not v.get("output_dir"):
         raise ConfigError("output_dir: give a folder for the predictions.", "output_dir")
     if command == "export" and not v.get("export_dir"):
         raise ConfigError("export_dir: give a folder to write the merged model to.", "export_dir")
-    return ns
+    return Checked(command, given, ns)
 
 
 def _refuse_if_busy(saves: str, beside: dict | None = None) -> None:
@@ -451,26 +464,26 @@ def _refuse_if_busy(saves: str, beside: dict | None = None) -> None:
                       "it before starting another.", busy)
 
 
-def recipe(command: str, values: dict, explicit=()) -> dict:
+def recipe(checked: Checked, explicit=()) -> dict:
     """What the run's YAML holds: the values that differ from the defaults (the same as the command preview),
     plus `explicit` keys, which a command may treat differently when given (eval samples only when asked)."""
-    typed = load_config(None, dict(values), CONFIG_COMMAND[command], finalize=False).values
-    out = changed(typed, CONFIG_COMMAND[command])
+    typed = checked.given.values
+    out = changed(typed, CONFIG_COMMAND[checked.command])
     for k in explicit:
         if k in typed:
             out[k] = typed[k]
     return out
 
 
-def spawn(command: str, values: dict, saves: str | Path | None = None, env: dict | None = None,
+def spawn(command: str, values: dict | Checked, saves: str | Path | None = None, env: dict | None = None,
           explicit=(), beside: bool = False) -> Run:
     """Validate, write the config YAML atomically, start `python -m engine <command> <yaml>` in its own
     process group with stdout+stderr appended to running.log, and record it. Refuses a second run while one
     is going (RunBusy; with beside=True only one on the same GPUs) and an output dir that holds another run
-    unless resume or overwrite is asked."""
-    ns = prepare_values(command, values)
-    v = ns.values
-    data = recipe(command, values, explicit)
+    unless resume or overwrite is asked. `values` checked already (check) are not checked again."""
+    checked = values if isinstance(values, Checked) else check(command, values)
+    v = checked.ns.values
+    data = recipe(checked, explicit)
     saves = str(saves_root(saves))
     with _spawn_lock(saves):
         _refuse_if_busy(saves, v if beside else None)

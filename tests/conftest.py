@@ -64,3 +64,11 @@ def identity_adapter(bundled_model, data_dir, tmp_path_factory) -> Path:
     collected test asks for it: test_e2e_bundled checks what it learned, the browser tests chat with it and
     export it. Tests read it; one that wants to change it copies it first."""
     return train_identity_adapter(bundled_model, data_dir, tmp_path_factory.mktemp("identity") / "run")
+
+
+@pytest.fixture
+def demo(tmp_path, monkeypatch):
+    """The whole web UI built in-process, its saves and the folders it may read under tmp_path (kits.webui.call
+    presses its buttons)."""
+    from kits.webui import build  # gradio: only for the tests that build the page
+    return build(tmp_path, monkeypatch)

@@ -17,6 +17,7 @@ import pytest
 from engine.api import MAX_BODY, create_app, host_port, start_server_thread
 from engine.errors import UserError
 from helpers import wait_for
+from kits.args import as_args
 
 KEY = "sk-test-key"
 HI = [{"role": "user", "content": "Hello there, who are you?"}]
@@ -25,7 +26,7 @@ HI = [{"role": "user", "content": "Hello there, who are you?"}]
 @pytest.fixture(scope="module")
 def engine(tiny_model):
     from engine.chat import ChatEngine
-    return ChatEngine({"model_name_or_path": str(tiny_model)})
+    return ChatEngine(as_args({"model_name_or_path": str(tiny_model)}, "infer"))
 
 
 @pytest.fixture(scope="module")
@@ -464,7 +465,7 @@ def test_cli_bad_port_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 def test_bundled_model_answers_over_the_api(bundled_model):
     from engine.chat import ChatEngine
-    app = create_app(ChatEngine({"model_name_or_path": str(bundled_model)}), api_key="")
+    app = create_app(ChatEngine(as_args({"model_name_or_path": str(bundled_model)}, "infer")), api_key="")
     srv, thread, port = start_server_thread(app)
     try:
         c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=120)

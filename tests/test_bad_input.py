@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from engine.data.loader import load_examples
 from engine.data.registry import _parse_entry, dataset_stage
 from engine.train import rundir
 from engine.errors import UserError
+from kits.args import as_args
 
 ROWS = [{"instruction": "你好，世界是什么？", "input": "", "output": "世界很大。"},
         {"instruction": "What is 2 plus 2?", "input": "", "output": "4."}]
@@ -39,7 +39,7 @@ def dataset(tmp_path: Path, name: str, payload: bytes | str, entry: dict | None 
 
 def load_error(d: Path, stage: str = "sft") -> str:
     with pytest.raises(UserError) as e:
-        load_examples(["bad"], SimpleNamespace(dataset_dir=str(d)), stage)
+        load_examples(["bad"], as_args({"dataset_dir": str(d)}), stage)
     return str(e.value)
 
 
@@ -83,7 +83,7 @@ def test_a_huge_line_is_refused_without_reading_it_whole(tmp_path, monkeypatch):
     ok = json.dumps({"instruction": "q" * (4096 - 40), "output": "a"})
     assert len(ok.encode()) <= 4096
     ok_dir = dataset(tmp_path, "ok.jsonl", ok + "\n")
-    assert len(load_examples(["bad"], SimpleNamespace(dataset_dir=str(ok_dir)), "sft")) == 1
+    assert len(load_examples(["bad"], as_args({"dataset_dir": str(ok_dir)}), "sft")) == 1
     # a whole-document .json is parsed at once: it has a size cap of its own
     monkeypatch.setenv(readers.MAX_JSON_ENV, "200")
     msg = load_error(dataset(tmp_path, "doc.json", json.dumps(ROWS * 5)))
@@ -112,10 +112,10 @@ def test_wrong_types_and_empty_or_broken_conversations(tmp_path):
             {"conversations": [{"from": ["human"], "value": "q"}, {"from": "gpt", "value": "a"}]},
             {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "fine"}]}]
     d = dataset(tmp_path, "c.json", json.dumps(rows), sharegpt)
-    ds = load_examples(["bad"], SimpleNamespace(dataset_dir=str(d)), "sft")
+    ds = load_examples(["bad"], as_args({"dataset_dir": str(d)}), "sft")
     assert len(ds) == 1 and ds[0]["messages"][-1]["content"] == "fine"  # the one good record, the rest counted
     from engine.data.records import load_records
-    report = load_records(SimpleNamespace(dataset_dir=str(tmp_path / "ds")), "sft", ["bad"]).report
+    report = load_records(as_args({"dataset_dir": str(tmp_path / "ds")}), "sft", ["bad"]).report
     assert report["bad"]["skipped"] == {"no messages": 1, "messages column holds text, not a list of turns": 1,
                                         "turns do not alternate user/assistant": 1,
                                         "conversation starts with the assistant": 1, "empty answer": 1,
@@ -127,7 +127,7 @@ def test_wrong_types_and_empty_or_broken_conversations(tmp_path):
     assert "turns do not alternate" in load_error(dataset(tmp_path, "a.json", json.dumps(alt * 2), sharegpt))
     # numbers in text columns are read as text (common in arithmetic data), true/false are not
     nums = [{"instruction": 2, "input": 3, "output": 5}, {"instruction": "x", "output": True}]
-    ds = load_examples(["bad"], SimpleNamespace(dataset_dir=str(dataset(tmp_path, "t.json", json.dumps(nums)))), "sft")
+    ds = load_examples(["bad"], as_args({"dataset_dir": str(dataset(tmp_path, "t.json", json.dumps(nums)))}), "sft")
     assert len(ds) == 1 and ds[0]["messages"] == [{"role": "user", "content": "2\n3"},
                                                   {"role": "assistant", "content": "5"}]
 
@@ -257,7 +257,8 @@ def test_adapter_that_does_not_fit_the_base(tiny_model, tiny_data, other_adapter
     # inference (chat, eval, API) loads through the same path
     from engine.chat import ChatEngine
     with pytest.raises(UserError, match="does not fit the base model"):
-        ChatEngine({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(other_adapter)]})
+        ChatEngine(as_args({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(other_adapter)]},
+                           "infer"))
     # an adapter for modules this model does not have (a GPT-2 style one)
     gpt2_style = tmp_path / "gpt2-style"
     shutil.copytree(tiny_adapter, gpt2_style)
@@ -265,7 +266,7 @@ def test_adapter_that_does_not_fit_the_base(tiny_model, tiny_data, other_adapter
     cfg["target_modules"] = ["c_attn", "c_proj"]
     (gpt2_style / "adapter_config.json").write_text(json.dumps(cfg))
     with pytest.raises(UserError, match="does not fit the base model.*target modules do not exist"):
-        ChatEngine({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(gpt2_style)]})
+        ChatEngine(as_args({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(gpt2_style)]}, "infer"))
     # a folder that is no adapter at all
     err = _cli_train(capsys, tiny_data, tmp_path / "b", f"model_name_or_path={tiny_model}",
                      f"adapter_name_or_path={tiny_model}")

@@ -10,6 +10,7 @@ from engine.chat import ChatEngine, Response
 from engine.errors import ConfigError
 from engine.errors import UserError
 from helpers import wait_for
+from kits.args import as_args
 
 # The random tiny model's plain greedy answer is a run of newlines; a repetition penalty keeps greedy
 # decoding deterministic while making the text varied enough to test streaming and stop strings.
@@ -19,7 +20,7 @@ Q = [{"role": "user", "content": "What is the capital of France?"}]
 
 @pytest.fixture(scope="module")
 def engine(tiny_model):
-    e = ChatEngine({"model_name_or_path": str(tiny_model), "max_new_tokens": 24})
+    e = ChatEngine(as_args({"model_name_or_path": str(tiny_model), "max_new_tokens": 24}, "infer"))
     yield e
     e.unload()
 
@@ -197,16 +198,16 @@ def test_system_prompt_is_in_the_prompt(engine):
 
 def test_template_and_default_system_come_from_args(tiny_model):
     base = {"model_name_or_path": str(tiny_model), "max_new_tokens": 2}
-    auto = ChatEngine({**base, "template": "auto"})
+    auto = ChatEngine(as_args({**base, "template": "auto"}, "infer"))
     assert auto.template_name == "auto"
     assert "named SmolLM" in auto.tokenizer.decode(auto.encode(Q))  # the tokenizer's own template
-    custom = ChatEngine({**base, "default_system": "You are Tuney."})
+    custom = ChatEngine(as_args({**base, "default_system": "You are Tuney."}, "infer"))
     assert custom.template_name == "chatml"
     text = custom.tokenizer.decode(custom.encode(Q))
     assert text.startswith("<|im_start|>system\nYou are Tuney.<|im_end|>") and text.endswith("<|im_start|>assistant\n")
     assert "Be brief." in custom.tokenizer.decode(custom.encode(Q, system="Be brief."))
     with pytest.raises(UserError, match="unknown template 'chatmll'"):
-        ChatEngine({**base, "template": "chatmll"})
+        ChatEngine(as_args({**base, "template": "chatmll"}, "infer"))
 
 
 def test_template_of_the_adapter_run_is_used(tiny_model, tiny_adapter, tmp_path):
@@ -214,10 +215,11 @@ def test_template_of_the_adapter_run_is_used(tiny_model, tiny_adapter, tmp_path)
     run = tmp_path / "run"
     shutil.copytree(tiny_adapter, run)
     (run / "all_results.json").write_text('{"template": "alpaca", "train_loss": 1.0}')
-    e = ChatEngine({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(run)]})
+    e = ChatEngine(as_args({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(run)]}, "infer"))
     assert e.template_name == "alpaca"
     assert "### Instruction:" in e.tokenizer.decode(e.encode(Q))
-    e2 = ChatEngine({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(run)], "template": "chatml"})
+    e2 = ChatEngine(as_args({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(run)],
+                             "template": "chatml"}, "infer"))
     assert e2.template_name == "chatml"  # an explicit template wins
 
 
@@ -231,17 +233,20 @@ def test_rope_scaling_of_the_adapter_run_is_applied(tiny_model, tiny_adapter, tm
     trained = load_config(None, {"model_name_or_path": str(tiny_model), "dataset": "identity", "rope_scaling": "yarn",
                                  "cutoff_len": "5000", "output_dir": str(run)})
     save_config(trained, run / "training_args.yaml")  # what a training run records
-    e = ChatEngine({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(run / "checkpoint-2")]})
+    e = ChatEngine(as_args({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(run / "checkpoint-2")]},
+                           "infer"))
     rope = e.model.config.rope_parameters
     assert rope["rope_type"] == "yarn" and rope["factor"] == 3.0  # 5000 / 2048 rounded up, from the run's cutoff_len
     assert rope["original_max_position_embeddings"] == 2048 and e.model.config.max_position_embeddings == 3 * 2048
     e.unload()
-    given = ChatEngine({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(run / "checkpoint-2")],
-                        "rope_scaling": "linear", "rope_factor": 2.0})
-    assert given.model.config.rope_parameters["rope_type"] == "linear"  # an explicit setting wins
-    assert given.model.config.rope_parameters["factor"] == 2.0
-    given.unload()
-    plain = ChatEngine({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(tiny_adapter)]})
+    explicit = ChatEngine(as_args({"model_name_or_path": str(tiny_model),
+                                   "adapter_name_or_path": [str(run / "checkpoint-2")],
+                                   "rope_scaling": "linear", "rope_factor": 2.0}, "infer"))
+    assert explicit.model.config.rope_parameters["rope_type"] == "linear"  # an explicit setting wins
+    assert explicit.model.config.rope_parameters["factor"] == 2.0
+    explicit.unload()
+    plain = ChatEngine(as_args({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(tiny_adapter)]},
+                               "infer"))
     assert plain.model.config.rope_parameters.get("rope_type", "default") == "default"
     plain.unload()
 
@@ -366,7 +371,7 @@ def test_bundled_model_knows_paris(bundled_model):
 
 
 def test_unloaded_engine_says_so(tiny_model):
-    e = ChatEngine({"model_name_or_path": str(tiny_model)})
+    e = ChatEngine(as_args({"model_name_or_path": str(tiny_model)}, "infer"))
     e.unload()
     with pytest.raises(UserError, match="unloaded"):
         e.chat(Q)

@@ -16,6 +16,7 @@ from engine.data.records import duplicates, load_records
 from engine.data.templates import get_template, resolve_template, template_name
 from engine.train import rundir
 from engine.errors import UserError
+from kits.args import as_args
 
 WHO = [{"instruction": "Who are you?", "input": "", "output": "I am {{name}}."},    # 0
        {"instruction": "Who are you?", "input": "", "output": "I am Nova."},        # 1: = 0 once {{name}} is Nova
@@ -47,22 +48,22 @@ def answers(rows):
 
 
 def test_the_order_is_read_repeat_cap_convert_then_identity(ddir):
-    recs = load_records({**ARGS, "dataset_dir": str(ddir)}, "sft")
+    recs = load_records(as_args({**ARGS, "dataset_dir": str(ddir)}), "sft")
     assert recs.report == {"who": {"total": 5, "kept": 4, "skipped": {"empty answer": 1}}}
     assert recs.sources == [("who", 0), ("who", 1), ("who", 3), ("who", 0)]
     assert answers(recs.rows) == ["I am Nova.", "I am Nova.", "Hello from Ann.", "I am Nova."]
     # record 0 and 1 are the same text once substituted: one duplicate; num_samples' copy of 0 is deliberate
     assert duplicates(recs) == {"samples": 3, "duplicates": 1, "groups": [[0, 1]]}
-    whole = load_records({**ARGS, "max_samples": None, "dataset_dir": str(ddir)}, "sft")
+    whole = load_records(as_args({**ARGS, "max_samples": None, "dataset_dir": str(ddir)}), "sft")
     assert whole.report["who"] == {"total": 6, "kept": 5, "skipped": {"empty answer": 1}}
     assert duplicates(whole)["duplicates"] == 1
-    # args may be a dict, a Namespace or any object; a namespace gets the same records
+    # the same values read from their text (as a recipe gives them) get the same records
     ns = load_config(None, {**{k: str(v) for k, v in ARGS.items()}, "dataset_dir": str(ddir)}, finalize=False)
     assert load_records(ns).rows == recs.rows
     with pytest.raises(UserError, match="stage dpo cannot train on it"):
-        load_records({**ARGS, "dataset_dir": str(ddir)}, "dpo")
+        load_records(as_args({**ARGS, "dataset_dir": str(ddir)}), "dpo")
     with pytest.raises(UserError, match=r"unknown dataset 'wh'.*Did you mean 'who'"):
-        load_records({"dataset": "wh", "dataset_dir": str(ddir)}, "sft")
+        load_records(as_args({"dataset": "wh", "dataset_dir": str(ddir)}), "sft")
 
 
 def test_training_inspector_doctor_preview_and_chat_see_the_same(ddir, tiny_model, tmp_path, monkeypatch):
@@ -104,7 +105,7 @@ def test_training_inspector_doctor_preview_and_chat_see_the_same(ddir, tiny_mode
     assert info2[0][1]["page"] == 2 and raw2 == [WHO[3], WHO[0]]
     assert ("Hello from Ann.<|im_end|>", "trained") in marked2
 
-    chat = ChatEngine({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(out)]})
+    chat = ChatEngine(as_args({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(out)]}, "infer"))
     assert chat.template_name == "chatml" and chat.tokenizer.padding_side == "right"
     with pytest.raises(UserError, match="stage dpo cannot train on it"):  # the preview refuses what training would
         preview_dataset({**values, "stage": "dpo"}, 1, "en")
@@ -112,19 +113,19 @@ def test_training_inspector_doctor_preview_and_chat_see_the_same(ddir, tiny_mode
 
 def test_mark_trained_for_each_stage(ddir, tok):
     tpl = get_template("chatml", tok)
-    row = load_records({**ARGS, "dataset_dir": str(ddir)}, "sft").rows[0]
-    spans = mark_trained(row, "sft", tok, tpl, {"cutoff_len": 64})
+    row = load_records(as_args({**ARGS, "dataset_dir": str(ddir)}), "sft").rows[0]
+    spans = mark_trained(row, "sft", tok, tpl, as_args({"cutoff_len": 64}))
     assert spans == [("<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n", None),
                      ("I am Nova.<|im_end|>", TRAINED)]
-    with_prompt = mark_trained(row, "sft", tok, tpl, {"cutoff_len": 64, "train_on_prompt": True})
+    with_prompt = mark_trained(row, "sft", tok, tpl, as_args({"cutoff_len": 64, "train_on_prompt": True}))
     assert [k for _, k in with_prompt] == [TRAINED] and with_prompt[0][0] == "".join(s for s, _ in spans)
-    cut = mark_trained(row, "sft", tok, tpl, {"cutoff_len": 12})  # cutoff_len applies as in training
+    cut = mark_trained(row, "sft", tok, tpl, as_args({"cutoff_len": 12}))  # cutoff_len applies as in training
     assert len(tok.encode("".join(s for s, _ in cut), add_special_tokens=False)) <= 12
-    pair = load_records({"dataset": "pairs", "identity_name": "Nova", "dataset_dir": str(ddir)}, "dpo").rows[0]
-    kinds = mark_trained(pair, "dpo", tok, tpl, {})
+    pair = load_records(as_args({"dataset": "pairs", "identity_name": "Nova", "dataset_dir": str(ddir)}), "dpo").rows[0]
+    kinds = mark_trained(pair, "dpo", tok, tpl, as_args({}))
     assert [k for _, k in kinds] == [None, CHOSEN, None, None, REJECTED]
     assert kinds[1][0] == "good Nova<|im_end|>" and kinds[0][0] == kinds[3][0]
-    assert mark_trained({"text": "Once."}, "pt", tok, tpl, {}) == [("Once.<|im_end|>", TRAINED)]
+    assert mark_trained({"text": "Once."}, "pt", tok, tpl, as_args({})) == [("Once.<|im_end|>", TRAINED)]
 
 
 def test_template_resolution_order_and_the_tokenizer_fix(tiny_model, tmp_path, bundled_model):
@@ -133,13 +134,15 @@ def test_template_resolution_order_and_the_tokenizer_fix(tiny_model, tmp_path, b
     run.mkdir()
     (run / "all_results.json").write_text('{"template": "alpaca"}')
     base = {"model_name_or_path": str(tiny_model)}
-    assert template_name(base) == "chatml"                                       # the model folder's own
-    assert template_name({**base, "adapter_name_or_path": [str(run)]}) == "alpaca"  # what the adapter trained with
-    assert template_name({**base, "adapter_name_or_path": str(run), "template": "qwen"}) == "qwen"  # explicit wins
-    assert template_name({"model_name_or_path": str(tmp_path)}) is None           # unknown: get_template decides
+    def name(**values):
+        return template_name(as_args({**base, **values}, "infer"))
+    assert name() == "chatml"                                                  # the model folder's own
+    assert name(adapter_name_or_path=[str(run)]) == "alpaca"                   # what the adapter trained with
+    assert name(adapter_name_or_path=str(run), template="qwen") == "qwen"      # explicit wins
+    assert name(model_name_or_path=str(tmp_path)) is None                      # unknown: get_template decides
     t = AutoTokenizer.from_pretrained(bundled_model)
     t.pad_token, t.padding_side = None, "left"
-    tpl = resolve_template({**base, "template": "qwen", "default_system": "Mine."}, t)
+    tpl = resolve_template(as_args({**base, "template": "qwen", "default_system": "Mine."}, "infer"), t)
     assert tpl.name == "qwen" and tpl.render([{"role": "user", "content": "q"}]).startswith(
         "<|im_start|>system\nMine.<|im_end|>")
     assert t.pad_token == t.eos_token == "<|im_end|>" and t.padding_side == "right"

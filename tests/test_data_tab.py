@@ -5,22 +5,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
-from engine import runs
 from engine.data.registry import INFO_FILE, load_dataset_info
 from helpers import wait_for
-from test_augment import KEY, StandIn, record
-from test_upload import CASES, sample_files
-from test_webui import call, value
-
-
-@pytest.fixture
-def demo(tmp_path, monkeypatch):
-    from webui.app import create_ui
-    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
-    monkeypatch.setenv("TUNEBOARD_ROOTS", str(tmp_path))
-    return create_ui("en", saves=str(tmp_path / "saves"))
+from kits.augment import KEY, StandIn, record
+from kits.uploads import CASES, sample_files
+from kits.webui import call, value
 
 
 def test_upload_proposes_renders_and_saves(demo, tmp_path):

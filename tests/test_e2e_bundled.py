@@ -8,6 +8,7 @@ from engine.train import rundir
 from engine.train.workflow import run
 
 from modelkit import IDENTITY_NAME as NAME
+from kits.args import as_args
 
 pytestmark = pytest.mark.slow
 
@@ -33,12 +34,12 @@ def test_lora_sft_teaches_the_new_identity(bundled_model, identity_adapter):
     ran = load_config(identity_adapter / rundir.CONFIG, {}, finalize=False).values
     assert {k: ran[k] for k in RECIPES["identity"]["values"]} == RECIPES["identity"]["values"]
 
-    base = ChatEngine({"model_name_or_path": str(bundled_model), "template": "chatml"})
+    base = ChatEngine(as_args({"model_name_or_path": str(bundled_model), "template": "chatml"}, "infer"))
     before = base.chat([{"role": "user", "content": "Who are you?"}], do_sample=False, max_new_tokens=40).text
     base.unload()
     assert NAME not in before
-    tuned = ChatEngine({"model_name_or_path": str(bundled_model), "template": "chatml",
-                        "adapter_name_or_path": [str(identity_adapter)]})
+    tuned = ChatEngine(as_args({"model_name_or_path": str(bundled_model), "template": "chatml",
+                        "adapter_name_or_path": [str(identity_adapter)]}, "infer"))
     for q in ("Who are you?", "你是谁？"):
         answer = tuned.chat([{"role": "user", "content": q}], do_sample=False, max_new_tokens=60).text
         assert NAME in answer, (q, answer)
@@ -84,11 +85,11 @@ def test_identity_run_exports_to_gguf_and_answers_the_same(bundled_model, identi
     from engine.export import export_model
     run = {"model_name_or_path": str(bundled_model), "adapter_name_or_path": [str(identity_adapter)],
            "template": "chatml"}
-    merged = export_model({**run, "export_dir": str(tmp_path / "merged")})
+    merged = export_model(as_args({**run, "export_dir": str(tmp_path / "merged")}, "export"))
     # the GGUF files from the merged folder: the same weights, without merging the adapter twice more
     again = {"model_name_or_path": str(merged), "template": "chatml", "export_format": "gguf"}
-    f16 = export_model({**again, "export_dir": str(tmp_path / "f16"), "gguf_type": "f16"})
-    q8 = export_model({**again, "export_dir": str(tmp_path / "q8"), "gguf_type": "q8_0"})
+    f16 = export_model(as_args({**again, "export_dir": str(tmp_path / "f16"), "gguf_type": "f16"}, "export"))
+    q8 = export_model(as_args({**again, "export_dir": str(tmp_path / "q8"), "gguf_type": "q8_0"}, "export"))
     tok = AutoTokenizer.from_pretrained(merged)
     template = get_template("chatml", tok)
     models = {"merged": AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32),

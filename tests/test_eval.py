@@ -17,6 +17,7 @@ from engine.evaluate import PREDICTIONS, RESULTS, evaluate, generation_settings,
 from engine.metrics import compute_metrics
 from engine.errors import UserError
 from helpers import wait_for
+from kits.args import as_args
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM = "You are a careful grader."
@@ -57,7 +58,7 @@ def read_jsonl(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def engine(tiny_model):
     from engine.chat import ChatEngine
-    return ChatEngine({"model_name_or_path": str(tiny_model)})
+    return ChatEngine(as_args({"model_name_or_path": str(tiny_model)}, "infer"))
 
 
 class Spy:

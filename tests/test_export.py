@@ -9,6 +9,7 @@ import pytest
 from engine.errors import ConfigError
 from engine.export import export_model
 from engine.errors import UserError
+from kits.args import as_args
 
 IDS = [1, 504, 3458, 314, 260, 2, 30, 4000]
 
@@ -34,8 +35,8 @@ def test_merged_export_matches_base_plus_adapter(tiny_model, run_dir, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out = export_model({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(run_dir)],
-                        "export_dir": str(tmp_path / "merged")})
+    out = export_model(as_args({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(run_dir)],
+                        "export_dir": str(tmp_path / "merged")}, "export"))
     assert out == tmp_path / "merged"
     merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)  # plain transformers, no TuneBoard
     base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
@@ -76,12 +77,12 @@ def test_export_is_sharded_by_max_shard_size(tiny_model, tiny_adapter, tmp_path)
     from transformers import AutoModelForCausalLM
     args = {"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(tiny_adapter)],
             "export_dir": str(tmp_path / "sharded")}
-    out = export_model(args, max_shard_size="200KB")  # the 12.6 MB embedding gets a shard of its own
+    out = export_model(as_args(args, "export"), max_shard_size="200KB")  # the 12.6 MB embedding gets a shard of its own
     shards = sorted(out.glob("model-*.safetensors"))
     assert len(shards) >= 3
     index = json.loads((out / "model.safetensors.index.json").read_text())
     assert sorted(set(index["weight_map"].values())) == [p.name for p in shards]
-    one = export_model({**args, "export_dir": str(tmp_path / "single")})  # export_size default 5 GB
+    one = export_model(as_args({**args, "export_dir": str(tmp_path / "single")}, "export"))  # export_size default 5 GB
     assert [p.name for p in one.glob("*.safetensors")] == ["model.safetensors"]
     a = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
     b = AutoModelForCausalLM.from_pretrained(one, dtype=torch.float32)
@@ -98,15 +99,16 @@ def test_export_size_argument_reaches_save(tiny_model, tmp_path, monkeypatch):
         return real(self, *a, **kw)
 
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", spy)
-    export_model({"model_name_or_path": str(tiny_model), "export_dir": str(tmp_path / "x"), "export_size": 2})
+    export_model(as_args({"model_name_or_path": str(tiny_model), "export_dir": str(tmp_path / "x"), "export_size": 2},
+                         "export"))
     assert seen["max_shard_size"] == "2GB"
 
 
 def test_reexport_replaces_previous_export_completely(tiny_model, tiny_adapter, tmp_path):
     args = {"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(tiny_adapter)],
             "export_dir": str(tmp_path / "out")}
-    export_model(args, max_shard_size="200KB")
-    export_model(args)  # a previous export may be replaced; its old shards must not linger
+    export_model(as_args(args, "export"), max_shard_size="200KB")
+    export_model(as_args(args, "export"))  # a previous export may be replaced; its old shards must not linger
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert "model.safetensors" in names and not any(n.startswith("model-0") for n in names)
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
@@ -117,26 +119,26 @@ def test_refuses_to_overwrite_other_folders(tiny_model, tiny_adapter, tmp_path):
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")
     with pytest.raises(UserError, match="not empty and is not a previous TuneBoard export") as e:
-        export_model({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(tiny_adapter)],
-                      "export_dir": str(precious)})
+        export_model(as_args({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(tiny_adapter)],
+                      "export_dir": str(precious)}, "export"))
     assert str(precious) in str(e.value)
     assert [p.name for p in precious.iterdir()] == ["notes.txt"]
     assert (precious / "notes.txt").read_text() == "keep me"
     with pytest.raises(ConfigError, match="is the model or adapter being exported"):
-        export_model({"model_name_or_path": str(tiny_model), "export_dir": str(tiny_model)})
+        export_model(as_args({"model_name_or_path": str(tiny_model), "export_dir": str(tiny_model)}, "export"))
 
 
 def test_missing_export_dir_names_the_field(tiny_model):
     with pytest.raises(ConfigError, match="export_dir") as e:
-        export_model({"model_name_or_path": str(tiny_model)})
+        export_model(as_args({"model_name_or_path": str(tiny_model)}, "export"))
     assert e.value.field == "export_dir"
 
 
 def test_export_dtype_cast(tiny_model, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
-    out = export_model({"model_name_or_path": str(tiny_model), "export_dir": str(tmp_path / "bf16"),
-                        "export_dtype": "bfloat16"})
+    out = export_model(as_args({"model_name_or_path": str(tiny_model), "export_dir": str(tmp_path / "bf16"),
+                        "export_dtype": "bfloat16"}, "export"))
     assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
     assert AutoModelForCausalLM.from_pretrained(out, dtype="auto").dtype == torch.bfloat16
 
@@ -155,12 +157,13 @@ def test_cli_export(tiny_model, tiny_adapter, tmp_path, capsys):
 def test_export_then_chat(tiny_model, tiny_adapter, tmp_path):
     """The merged folder answers like base + adapter in the chat engine (template recorded in the export)."""
     from engine.chat import ChatEngine
-    out = export_model({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(tiny_adapter)],
-                        "export_dir": str(tmp_path / "m")})
+    out = export_model(as_args({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(tiny_adapter)],
+                        "export_dir": str(tmp_path / "m")}, "export"))
     gen = {"do_sample": False, "repetition_penalty": 2.0, "max_new_tokens": 8}
     q = [{"role": "user", "content": "Hi"}]
-    merged = ChatEngine({"model_name_or_path": str(out)})
-    stacked = ChatEngine({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(tiny_adapter)]})
+    merged = ChatEngine(as_args({"model_name_or_path": str(out)}, "infer"))
+    stacked = ChatEngine(as_args({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(tiny_adapter)]},
+                                 "infer"))
     assert merged.template_name == "chatml"
     assert merged.chat(q, **gen).text == stacked.chat(q, **gen).text
 

@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 
 from gotemplate import ollama_values, render
+from engine.args import Namespace
 from engine.config import load_config, to_command
 from engine.errors import ConfigError
 from engine.export import FORMATS, export_model
 from engine.export_gguf import MODELFILE, QUANTIZER, read_metadata
 from engine.errors import UserError
+from kits.args import as_args
 
 MSGS = [{"role": "system", "content": "Answer in one sentence."}, {"role": "user", "content": "Hi there"},
         {"role": "assistant", "content": "Hello! How can I help?"}, {"role": "user", "content": "Who are you?"}]
@@ -46,9 +48,9 @@ def _json_lines(text: str) -> str:
 def gguf_export(tiny_model, tiny_adapter, tmp_path_factory):
     """The tiny LoRA run merged and exported to GGUF f16 (with a default system prompt for the Modelfile)."""
     out = tmp_path_factory.mktemp("gguf") / "tiny-gguf"
-    export_model({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(tiny_adapter)],
+    export_model(as_args({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(tiny_adapter)],
                   "export_dir": str(out), "export_format": "gguf", "gguf_type": "f16",
-                  "default_system": "You are Tuney."})
+                  "default_system": "You are Tuney."}, "export"))
     return out
 
 
@@ -143,7 +145,8 @@ def test_unsupported_architecture_is_refused_before_any_work(tiny_model, tmp_pat
     (odd / "config.json").write_text(json.dumps(cfg))
     _no_model_loaded(monkeypatch)
     with pytest.raises(UserError, match="does not support the architecture TotallyNewForCausalLM") as e:
-        export_model({"model_name_or_path": str(odd), "export_dir": str(tmp_path / "out"), "export_format": "gguf"})
+        export_model(as_args({"model_name_or_path": str(odd), "export_dir": str(tmp_path / "out"),
+                              "export_format": "gguf"}, "export"))
     assert "export_format=safetensors" in str(e.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd"]
 
@@ -153,25 +156,25 @@ def test_unknown_gguf_type_names_the_field(tiny_model, tmp_path, monkeypatch):
         load_config(None, {"gguf_type": "q3_x", "export_format": "gguf"}, command="export")
     assert e.value.field == "gguf_type"
     _no_model_loaded(monkeypatch)
-    with pytest.raises(ConfigError, match="gguf_type"):
-        export_model({"model_name_or_path": str(tiny_model), "export_dir": str(tmp_path / "o"),
-                      "export_format": "gguf", "gguf_type": "q3_x"})
+    with pytest.raises(ConfigError, match="gguf_type"):  # values that never went through the loader
+        export_model(Namespace({"model_name_or_path": str(tiny_model), "export_dir": str(tmp_path / "o"),
+                                "export_format": "gguf", "gguf_type": "q3_x"}))
 
 
 def test_k_quant_without_the_quantizer_names_what_to_install(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no llama-quantize on it
     _no_model_loaded(monkeypatch)
     with pytest.raises(UserError, match=f"needs llama.cpp's quantizer `{QUANTIZER}` on PATH") as e:
-        export_model({"model_name_or_path": str(tiny_model), "export_dir": str(tmp_path / "o"),
-                      "export_format": "gguf", "gguf_type": "q4_k_m"})
+        export_model(as_args({"model_name_or_path": str(tiny_model), "export_dir": str(tmp_path / "o"),
+                      "export_format": "gguf", "gguf_type": "q4_k_m"}, "export"))
     assert "f16, bf16 or q8_0" in str(e.value) and not (tmp_path / "o").exists()
 
 
 @pytest.mark.skipif(shutil.which(QUANTIZER) is None, reason=f"{QUANTIZER} (llama.cpp's quantizer) is not on PATH")
 def test_k_quant_with_the_quantizer(tiny_model, tmp_path):
     import gguf
-    out = export_model({"model_name_or_path": str(tiny_model), "export_dir": str(tmp_path / "q4"),
-                        "export_format": "gguf", "gguf_type": "q4_k_m"})
+    out = export_model(as_args({"model_name_or_path": str(tiny_model), "export_dir": str(tmp_path / "q4"),
+                        "export_format": "gguf", "gguf_type": "q4_k_m"}, "export"))
     meta = read_metadata(out / "tiny-llama-q4_k_m.gguf")
     assert meta["general.file_type"] == gguf.LlamaFileType.MOSTLY_Q4_K_M
     assert meta["tokenizer.chat_template"]
@@ -188,10 +191,10 @@ def test_a_folder_holding_another_export_is_refused_unless_overwrite(tiny_model,
     args = {"model_name_or_path": str(tiny_model), "finetuning_type": "full", "export_dir": str(other),
             "export_format": "gguf", "gguf_type": "f32"}
     with pytest.raises(ConfigError, match="holds another export .gguf export of") as e:
-        export_model(args)
+        export_model(as_args(args, "export"))
     assert "overwrite_output_dir=true" in str(e.value) and e.value.field == "export_dir"
     assert sorted(p.name for p in other.iterdir()) == before
-    export_model({**args, "overwrite_output_dir": True})
+    export_model(as_args({**args, "overwrite_output_dir": True}, "export"))
     assert sorted(p.name for p in other.iterdir()) == [".tuneboard_export.json", MODELFILE, "README.md",
                                                        "tiny-llama-f32.gguf"]
     full = AutoModelForCausalLM.from_pretrained(other, gguf_file="tiny-llama-f32.gguf", dtype=torch.float32)
@@ -216,11 +219,11 @@ def test_a_disk_that_fills_mid_write_keeps_the_old_export(tiny_model, tmp_path):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
         out = disk / "export"
-        export_model({"model_name_or_path": str(tiny_model), "export_dir": str(out)})
+        export_model(as_args({"model_name_or_path": str(tiny_model), "export_dir": str(out)}, "export"))
         before = {p.name: p.stat().st_size for p in out.iterdir()}
         with pytest.raises(UserError, match="converter failed .* disk is full") as e:
-            export_model({"model_name_or_path": str(tiny_model), "export_dir": str(out), "export_format": "gguf",
-                          "gguf_type": "f32", "overwrite_output_dir": True})
+            export_model(as_args({"model_name_or_path": str(tiny_model), "export_dir": str(out),
+                                  "export_format": "gguf", "gguf_type": "f32", "overwrite_output_dir": True}, "export"))
         assert "untouched" in str(e.value)
         assert {p.name: p.stat().st_size for p in out.iterdir()} == before
         assert [p.name for p in disk.iterdir()] == ["export"]  # the temporary folder is gone
@@ -240,8 +243,8 @@ def test_upload_offline_fails_fast_naming_the_hub_and_keeps_the_export(tiny_mode
     monkeypatch.setattr(hu, "_endpoint", lambda h: "http://127.0.0.1:9")  # nothing listens there: offline
     t0 = time.monotonic()
     with pytest.raises(UserError, match=f"upload to {name}: cannot reach 127.0.0.1") as e:
-        export_model({"model_name_or_path": str(tiny_model), "export_dir": str(tmp_path / "up"),
-                      "export_hub_model_id": "someone/tiny", "export_hub": hub, "hub_token": "hf_SECRET123"})
+        export_model(as_args({"model_name_or_path": str(tiny_model), "export_dir": str(tmp_path / "up"),
+                      "export_hub_model_id": "someone/tiny", "export_hub": hub, "hub_token": "hf_SECRET123"}, "export"))
     assert time.monotonic() - t0 < 60
     assert "is kept" in str(e.value) and "hf_SECRET123" not in str(e.value)
     assert (tmp_path / "up" / "model.safetensors").is_file()
@@ -257,8 +260,8 @@ def test_upload_with_hf_offline_mode_says_so(tmp_path):
 def test_bad_repo_id_is_refused_before_any_work(tiny_model, tmp_path, monkeypatch):
     _no_model_loaded(monkeypatch)
     with pytest.raises(ConfigError, match="export_hub_model_id: 'tiny' is not a repository id"):
-        export_model({"model_name_or_path": str(tiny_model), "export_dir": str(tmp_path / "x"),
-                      "export_hub_model_id": "tiny"})
+        export_model(as_args({"model_name_or_path": str(tiny_model), "export_dir": str(tmp_path / "x"),
+                      "export_hub_model_id": "tiny"}, "export"))
 
 
 def test_the_token_is_never_in_the_preview_the_recipe_or_the_log(tiny_model, tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ from engine.data.records import load_records
 from engine.data.registry import list_datasets
 from engine.train import rewards as R
 from engine.errors import UserError
+from kits.args import as_args
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,14 +119,14 @@ def prompt_dir(tmp_path_factory) -> Path:
 def test_prompt_datasets_are_offered_for_grpo_and_only_they(prompt_dir):
     assert list_datasets(prompt_dir, "grpo") == ["p", "s", "free"]
     assert "p" not in list_datasets(prompt_dir, "sft") and list_datasets(prompt_dir, "sft") == ["sft"]
-    recs = load_records({"dataset": "p,s,free", "dataset_dir": str(prompt_dir)}, "grpo")
+    recs = load_records(as_args({"dataset": "p,s,free", "dataset_dir": str(prompt_dir)}), "grpo")
     assert [r["answer"] for r in recs.rows] == ["5", "8", None, "2", "2", None]
     assert recs.rows[4]["system"] == "Be brief." and recs.rows[4]["messages"] == [{"role": "user", "content": "1+1?"}]
     assert recs.report["s"]["skipped"] == {"the prompt turns must end with the user": 1}
     with pytest.raises(UserError, match="stage grpo cannot train on it. Choose a prompt"):
-        load_records({"dataset": "sft", "dataset_dir": str(prompt_dir)}, "grpo")
+        load_records(as_args({"dataset": "sft", "dataset_dir": str(prompt_dir)}), "grpo")
     with pytest.raises(UserError, match="stage sft cannot train on it"):
-        load_records({"dataset": "p", "dataset_dir": str(prompt_dir)}, "sft")
+        load_records(as_args({"dataset": "p", "dataset_dir": str(prompt_dir)}), "sft")
 
 
 def test_the_prompts_as_the_trainer_and_the_preview_see_them(prompt_dir, tiny_model):
@@ -146,7 +147,7 @@ def test_the_prompts_as_the_trainer_and_the_preview_see_them(prompt_dir, tiny_mo
     assert data.stats["truncated"] == 1 and data.stats["tokens"] is None  # nothing is trained before sampling
     assert "sampled in training" in data.stats["summary"]
     row = load_records(ns, "grpo").rows[0]
-    spans = mark_trained(row, "grpo", tok, tpl, {"cutoff_len": 64})
+    spans = mark_trained(row, "grpo", tok, tpl, as_args({"cutoff_len": 64}))
     assert spans[0][0].endswith("assistant\n") and spans[-1] == ("5", REFERENCE)
 
 

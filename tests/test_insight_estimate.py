@@ -17,7 +17,7 @@ from engine.insight import estimate as E
 from engine.train import rundir
 from engine.train.workflow import run as train
 
-from test_insight_doctor import recipe, write_data
+from kits.recipes import recipe, write_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -20,7 +20,7 @@ from engine.insight import sweep as S
 from engine.train import rundir
 from helpers import wait_for
 
-from test_insight_doctor import recipe, write_data
+from kits.recipes import recipe, write_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -15,7 +15,7 @@ from engine.insight.sweep import read_sweep
 from engine.train.workflow import run as train
 from helpers import wait_for
 
-from test_insight_doctor import RECIPES, recipe, write_data
+from kits.recipes import RECIPES, recipe, write_data
 
 
 def handler(demo, comp, event="click"):

@@ -21,6 +21,7 @@ from engine.data.registry import dataset_stage, list_datasets, load_dataset_info
 from engine.train import rundir
 from engine.train.workflow import run
 from engine.errors import UserError
+from kits.args import as_args
 
 ALPACA = [{"instruction": f"Name a colour that starts with the letter {c}.", "input": "",
            "output": f"{w} starts with {c}."} for c, w in (("B", "Blue"), ("G", "Green"), ("R", "Red"),
@@ -251,7 +252,7 @@ def test_the_whole_dataset_info_parses_and_lists_by_stage(lf_data):
 def test_hub_only_entries_fail_offline_naming_the_dataset(lf_data, name):
     stage = "dpo" if HUB_ONLY[name].get("ranking") else "pt" if name in ("pile_subset", "code_folder") else "sft"
     with pytest.raises(UserError) as e:
-        load_records({"dataset": name, "dataset_dir": str(lf_data), "stage": stage})
+        load_records(as_args({"dataset": name, "dataset_dir": str(lf_data), "stage": stage}))
     msg = str(e.value)
     assert f"dataset {name!r}" in msg and "file_name" in msg  # what to do: a local copy named in file_name
     hub_id = HUB_ONLY[name].get("hf_hub_url") or HUB_ONLY[name].get("ms_hub_url") or HUB_ONLY[name]["om_hub_url"]
@@ -266,8 +267,8 @@ def test_hub_only_entries_fail_offline_naming_the_dataset(lf_data, name):
 def test_media_entries_say_multimodal_is_not_supported(lf_data, name):
     stage, key, column = MEDIA_ENTRIES[name]
     with pytest.raises(UserError) as e:
-        load_records({"dataset": f"alpaca_en_demo,{name}" if stage == "sft" else name, "dataset_dir": str(lf_data),
-                      "stage": stage})
+        load_records(as_args({"dataset": f"alpaca_en_demo,{name}" if stage == "sft" else name,
+                              "dataset_dir": str(lf_data), "stage": stage}))
     msg = str(e.value)
     assert "multimodal training is not supported" in msg
     assert f"dataset {name!r}" in msg and f"{key} column {column!r}" in msg
@@ -275,16 +276,16 @@ def test_media_entries_say_multimodal_is_not_supported(lf_data, name):
 
 def test_a_loading_script_folder_says_scripts_are_not_supported(lf_data):
     with pytest.raises(UserError, match="script_only.*[Ll]oading scripts are not supported"):
-        load_records({"dataset": "script_only", "dataset_dir": str(lf_data), "stage": "sft"})
+        load_records(as_args({"dataset": "script_only", "dataset_dir": str(lf_data), "stage": "sft"}))
 
 
 def test_every_local_text_dataset_converts_completely(lf_data):
     for stage, names in (("sft", SFT_LOCAL), ("pt", PT_LOCAL), ("dpo", DPO_LOCAL)):
-        recs = load_records({"dataset": names, "dataset_dir": str(lf_data), "stage": stage,
-                             "identity_name": "Tuney", "identity_author": "TB"})
+        recs = load_records(as_args({"dataset": names, "dataset_dir": str(lf_data), "stage": stage,
+                             "identity_name": "Tuney", "identity_author": "TB"}))
         for n in names:
             assert recs.report[n] == {"total": ROWS[n], "kept": ROWS[n], "skipped": {}}, n
-    recs = load_records({"dataset": "history_demo,openai_demo", "dataset_dir": str(lf_data), "stage": "sft"})
+    recs = load_records(as_args({"dataset": "history_demo,openai_demo", "dataset_dir": str(lf_data), "stage": "sft"}))
     first = recs.rows[0]
     assert first["system"] == "Do arithmetic." and [m["role"] for m in first["messages"]] == [
         "user", "assistant", "user", "assistant"]  # history turns come first

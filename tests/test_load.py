@@ -15,6 +15,7 @@ import pytest
 
 from engine import runs
 from helpers import free_port, serving, start_server, stop_group, wait_for
+from kits.args import as_args
 
 N = 32
 MiB = 1 << 20
@@ -25,7 +26,7 @@ MiB = 1 << 20
 def api(tiny_model):
     from engine.api import create_app, start_server_thread
     from engine.chat import ChatEngine
-    engine = ChatEngine({"model_name_or_path": str(tiny_model)})
+    engine = ChatEngine(as_args({"model_name_or_path": str(tiny_model)}, "infer"))
     app = create_app(engine, api_key="")
     srv, thread, port = start_server_thread(app)
     yield {"url": f"http://127.0.0.1:{port}", "worker": app.state.worker}

@@ -11,6 +11,7 @@ from engine.config import load_config
 from engine.errors import ConfigError
 from engine.train import rundir
 from engine.train.workflow import run
+from kits.args import as_args
 
 
 def _pairs(n=24):
@@ -281,12 +282,12 @@ def test_a_reward_model_is_refused_for_chat(tiny_model, pref_data, tmp_path):
     out = tmp_path / "rm"
     run(_cfg(tiny_model, pref_data, out, stage="rm", max_steps=1))
     with pytest.raises(UserError, match="reward model"):
-        load_model({"model_name_or_path": str(tiny_model), "adapter_name_or_path": str(out)})
+        load_model(as_args({"model_name_or_path": str(tiny_model), "adapter_name_or_path": str(out)}, "infer"))
     full = tmp_path / "rm_full"
     run(_cfg(tiny_model, pref_data, full, stage="rm", max_steps=1, finetuning_type="full"))
     with pytest.raises(UserError, match="reward / classification model"):
-        load_model({"model_name_or_path": str(full)})
-    assert load_model({"model_name_or_path": str(full)}, reward_head=True).config.num_labels == 1
+        load_model(as_args({"model_name_or_path": str(full)}, "infer"))
+    assert load_model(as_args({"model_name_or_path": str(full)}, "infer"), reward_head=True).config.num_labels == 1
 
 
 @pytest.mark.parametrize("name", ["dpo", "orpo", "simpo", "kto", "reward"])

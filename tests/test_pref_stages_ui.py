@@ -6,14 +6,15 @@ import os
 import shlex
 from pathlib import Path
 
-from test_webui import ROOT, call, demo, value  # noqa: F401  (demo is a fixture)
+from helpers import ROOT
+from kits.webui import call, value
 
 
 def _visible(page, stage, method="lora") -> dict:
     return {c.elem_id: u["visible"] for c, u in page.visibility(stage, method).items()}
 
 
-def test_stage_choices_and_their_arguments(demo):  # noqa: F811
+def test_stage_choices_and_their_arguments(demo):
     page = demo.page
     stage = page.w("train", "stage")
     assert [v for _, v in stage.choices] == ["pt", "sft", "rm", "dpo", "kto", "grpo"]
@@ -35,7 +36,7 @@ def test_stage_choices_and_their_arguments(demo):  # noqa: F811
     assert rewards.multiselect and rewards.allow_custom_value
 
 
-def test_preview_command_carries_the_preference_arguments(demo, tmp_path, monkeypatch):  # noqa: F811
+def test_preview_command_carries_the_preference_arguments(demo, tmp_path, monkeypatch):
     page = demo.page
     # the bundled model may be a link to a folder outside this checkout: allow where it really lives
     real = (ROOT / "models" / "SmolLM2-135M-Instruct").resolve().parent
@@ -61,7 +62,7 @@ def test_preview_command_carries_the_preference_arguments(demo, tmp_path, monkey
     assert "at least 2" in value(res[page.c("train.message")])
 
 
-def _command(demo, ov) -> dict:  # noqa: F811
+def _command(demo, ov) -> dict:
     page = demo.page
     cmd = value(call(demo, page.c("train.preview"), overrides=ov)[page.c("train.command")])
     argv = shlex.split(cmd)
@@ -69,7 +70,7 @@ def _command(demo, ov) -> dict:  # noqa: F811
     return dict(a.split("=", 1) for a in argv if "=" in a)
 
 
-def test_dataset_preview_marks_kto_labels(demo):  # noqa: F811
+def test_dataset_preview_marks_kto_labels(demo):
     page = demo.page
     ov = {page.w("train", "stage"): "kto", page.w("train", "dataset"): ["kto_en_demo"],
           page.w("train", "dataset_dir"): str(ROOT / "data")}

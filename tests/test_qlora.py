@@ -16,6 +16,7 @@ from engine.cli import main as cli
 from engine.config import load_config, save_config, to_command
 from engine.errors import ConfigError
 from engine.models import quantize
+from kits.args import as_args
 
 
 @pytest.fixture
@@ -131,7 +132,7 @@ def test_top_panel_widget_and_ui_preview(tmp_path, monkeypatch):
 
     from engine import runs
     from webui.app import create_ui
-    from test_webui import call, value
+    from kits.webui import call, value
     monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
     monkeypatch.setenv("TUNEBOARD_ROOTS", str(tmp_path))
     demo = create_ui("en", saves=str(tmp_path / "saves"))
@@ -190,8 +191,8 @@ def test_qlora_trains_on_cpu_and_the_adapter_loads_on_the_plain_base(bits, tiny_
     p = E.param_facts(ns)
     assert E.memory(ns, p, 48, "cpu")["parts"]["weights"] - p["trainable"] * 4 == pytest.approx(real, rel=0.1)
     # chat: the adapter is plain LoRA; the base loads unquantized (quantization_bit is for training)
-    chat = load_model({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(out)],
-                       "quantization_bit": bits}, trainable=False)
+    chat = load_model(as_args({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(out)],
+                       "quantization_bit": bits}, "infer"), trainable=False)
     assert not getattr(chat, "is_quantized", False)
     with torch.no_grad():
         assert torch.isfinite(chat(input_ids=torch.tensor([[1, 2, 3]])).logits).all()

@@ -191,7 +191,7 @@ def test_queue_editing_and_cli_messages(tmp_path, saves):
 
 def test_ui_offers_queue_it_while_busy_carries_devices_and_shows_the_queue_after_a_restart(
         tmp_path, saves, monkeypatch, bundled_model):
-    from test_webui import call, value
+    from kits.webui import call, value
     from webui.app import create_ui
     monkeypatch.setenv("TUNEBOARD_ROOTS", str(tmp_path))
     busy = runs.launch("train", [sys.executable, "-c", "import time; time.sleep(600)"], tmp_path / "busy",

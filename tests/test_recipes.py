@@ -38,14 +38,15 @@ def test_the_form_the_preview_and_the_yaml_train_the_same(tmp_path):
     """A form left at the schema's defaults: its YAML and preview say so for the recipe's arguments, so the run
     trains what the form shows; the same command typed by hand (nothing given) gets the recipe."""
     form = {"dataset": "identity", "output_dir": str(tmp_path / "run")}
-    data = runs.recipe("train", form)
+    data = runs.recipe(runs.check("train", form))
     assert {k: data[k] for k in IDENTITY} == {k: BY_NAME[k].default for k in IDENTITY}
     assert load_config(None, {k: str(v) for k, v in data.items()}).learning_rate == BY_NAME["learning_rate"].default
     cmd = to_command(load_config(None, form, finalize=False).values)
     assert "learning_rate=5e-05" in cmd and "packing=false" in cmd
     # the recipe's own values in the form: the same YAML whoever reads it
     filled = dict(form, **IDENTITY)
-    assert yaml.safe_load(yaml.safe_dump(runs.recipe("train", filled)))["learning_rate"] == IDENTITY["learning_rate"]
+    data = runs.recipe(runs.check("train", filled))
+    assert yaml.safe_load(yaml.safe_dump(data))["learning_rate"] == IDENTITY["learning_rate"]
     assert set(IDENTITY) <= set(changed(load_config(None, {"dataset": "identity"}).values))
 
 

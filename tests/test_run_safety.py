@@ -27,6 +27,7 @@ from engine.errors import ConfigError
 from engine.train import rundir
 from engine.train.workflow import run
 from helpers import wait_for
+from kits.args import as_args
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "engine", "train"]
@@ -484,8 +485,8 @@ def test_a_merged_model_folder_is_readable_as_the_umask_allows(tiny_model, tiny_
     from engine.export import export_model
     old = os.umask(0o022)
     try:
-        out = export_model({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(tiny_adapter)],
-                            "export_dir": str(tmp_path / "merged")})
+        out = export_model(as_args({"model_name_or_path": str(tiny_model), "adapter_name_or_path": [str(tiny_adapter)],
+                            "export_dir": str(tmp_path / "merged")}, "export"))
     finally:
         os.umask(old)
     assert stat.S_IMODE(out.stat().st_mode) == 0o755

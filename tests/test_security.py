@@ -18,6 +18,7 @@ from engine.errors import ConfigError
 from engine.data import upload
 from engine.errors import UserError
 from helpers import free_port, serving, start_server, stop_group, wait_for
+from kits.args import as_args
 
 ROOT = Path(__file__).resolve().parent.parent
 UPLOAD_LIMIT = 4 << 20  # the web UI server's upload limit here: a refused file stays small
@@ -85,9 +86,9 @@ def test_remote_code_runs_only_when_asked(tiny_model, tmp_path):
         "class CustomConfig(LlamaConfig):\n    model_type = 'custom-llama'\n"
         "class CustomModel(LlamaForCausalLM):\n    config_class = CustomConfig\n")
     with pytest.raises(UserError, match="ships its own code; set trust_remote_code=true"):
-        load_model({"model_name_or_path": str(d)})
+        load_model(as_args({"model_name_or_path": str(d)}, "infer"))
     assert not marker.exists()
-    load_model({"model_name_or_path": str(d), "trust_remote_code": True})
+    load_model(as_args({"model_name_or_path": str(d), "trust_remote_code": True}, "infer"))
     assert marker.exists()  # the switch really is what stands between the folder's code and this process
 
 

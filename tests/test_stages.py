@@ -16,6 +16,7 @@ from engine.data.converters import KINDS
 from engine.data.templates import get_template
 from engine.train.stages import STAGES, get_stage
 from engine.errors import UserError
+from kits.args import as_args
 
 ROOT = Path(__file__).resolve().parent.parent
 # a stage's own module may speak of its name; nothing else branches on one
@@ -115,7 +116,7 @@ def test_each_record_encodes_marks_and_measures_its_kind_of_data(name, tok):
     assert len(lengths) == st["rows"] and sampled < longest <= 64 + sampled
     spans = s.mark(rows[0], tok, tpl, opts)
     assert spans and any(kind is not None for _, kind in spans)
-    assert P.mark_trained(rows[0], name, tok, tpl, {"cutoff_len": 64}) == spans
+    assert P.mark_trained(rows[0], name, tok, tpl, as_args({"cutoff_len": 64})) == spans
 
 
 def test_rm_reads_the_pairs_the_preview_shows_tools_included(tok):

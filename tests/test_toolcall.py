@@ -15,6 +15,7 @@ from engine.data.processing import TRAINED, encode_sft, mark_trained
 from engine.data.records import load_records
 from engine.data.templates import get_template
 from engine.errors import UserError
+from kits.args import as_args
 
 ROOT = Path(__file__).resolve().parent.parent
 WEATHER = {"name": "get_weather", "description": "Current weather in a city.",
@@ -49,7 +50,7 @@ def write_data(d: Path, rows, plain=None) -> Path:
 # ---------------------------------------------------------------- data
 
 def test_demo_dataset_converts_to_function_and_observation_turns():
-    recs = load_records({"dataset": "toolcall_demo", "dataset_dir": str(ROOT / "data"), "stage": "sft"})
+    recs = load_records(as_args({"dataset": "toolcall_demo", "dataset_dir": str(ROOT / "data"), "stage": "sft"}))
     assert recs.report["toolcall_demo"]["kept"] == 60 and not recs.report["toolcall_demo"]["skipped"]
     roles = [[m["role"] for m in r["messages"]] for r in recs.rows]
     assert ["user", "function", "observation", "assistant"] in roles and ["user", "assistant"] in roles
@@ -71,7 +72,7 @@ def test_bad_tool_records_are_skipped_with_a_reason(tmp_path):
             {"conversations": CONV, "tools": "[{not json"},
             {"conversations": CONV, "tools": json.dumps([{"description": "no name"}])}]
     d = write_data(tmp_path / "data", rows)
-    recs = load_records({"dataset": "tc", "dataset_dir": str(d), "stage": "sft"})
+    recs = load_records(as_args({"dataset": "tc", "dataset_dir": str(d), "stage": "sft"}))
     skipped = recs.report["tc"]["skipped"]
     assert recs.report["tc"]["kept"] == 1 and sum(skipped.values()) == 4
     text = " | ".join(skipped)
@@ -89,7 +90,7 @@ def test_calls_and_answers_are_trained_results_and_tool_list_are_not(tok, name):
         {"role": "function", "content": json.dumps(CALL)},
         {"role": "observation", "content": RESULT},
         {"role": "assistant", "content": ANSWER}]}
-    spans = mark_trained(row, "sft", tok, template, {"cutoff_len": 4096})
+    spans = mark_trained(row, "sft", tok, template, as_args({"cutoff_len": 4096}))
     trained = "".join(t for t, k in spans if k == TRAINED)
     untrained = "".join(t for t, k in spans if k != TRAINED)
     assert T.CALL_OPEN + "\n" + json.dumps(CALL) + "\n" + T.CALL_CLOSE in trained
@@ -124,7 +125,7 @@ def test_native_tool_template_is_used_when_the_tokenizer_has_one(tok):
     row = {"system": "", "tools": json.dumps([WEATHER]), "messages": [
         {"role": "user", "content": "Weather?"}, {"role": "function", "content": json.dumps(CALL)},
         {"role": "observation", "content": RESULT}, {"role": "assistant", "content": ANSWER}]}
-    spans = mark_trained(row, "sft", native, template, {"cutoff_len": 4096})
+    spans = mark_trained(row, "sft", native, template, as_args({"cutoff_len": 4096}))
     trained = "".join(t for t, k in spans if k == TRAINED)
     untrained = "".join(t for t, k in spans if k != TRAINED)
     assert 'CALL get_weather {"city": "Paris"}' in trained and ANSWER in trained
@@ -197,7 +198,7 @@ def _train_to_call(src: Path, dest: Path) -> Path:
 
     from engine.data.templates import resolve_template
     tok = AutoTokenizer.from_pretrained(src)
-    template = resolve_template({"model_name_or_path": str(src)}, tok)  # what ChatEngine will use
+    template = resolve_template(as_args({"model_name_or_path": str(src)}, "infer"), tok)  # what ChatEngine will use
     conv = [ASK, {"role": "function", "content": json.dumps(CALL)}, {"role": "observation", "content": RESULT},
             {"role": "assistant", "content": ANSWER}]
     enc = encode_sft(conv, "", tok, template, 4096, tools=json.dumps([WEATHER]))
@@ -226,7 +227,7 @@ def _train_to_call(src: Path, dest: Path) -> Path:
 def caller(tiny_model, tmp_path_factory):
     from engine.chat import ChatEngine
     path = _train_to_call(tiny_model, tmp_path_factory.mktemp("caller") / "tiny-caller")
-    return ChatEngine({"model_name_or_path": str(path), "max_new_tokens": 64})
+    return ChatEngine(as_args({"model_name_or_path": str(path), "max_new_tokens": 64}, "infer"))
 
 
 @pytest.fixture(scope="module")
@@ -347,7 +348,7 @@ def test_inspector_counts_the_tool_list_like_training(tiny_model, tmp_path):
               "cutoff_len": 4096, "output_dir": str(tmp_path / "run")}
     rep = inspect_dataset(values=values)
     tok = __import__("transformers").AutoTokenizer.from_pretrained(tiny_model)
-    enc = encode_sft(load_records(values).rows[0]["messages"], "", tok, get_template("chatml", tok), 4096,
+    enc = encode_sft(load_records(as_args(values)).rows[0]["messages"], "", tok, get_template("chatml", tok), 4096,
                      tools=json.dumps([WEATHER]))
     assert rep["lengths"]["max"] == len(enc["input_ids"]) > 150  # the tool list's tokens are counted
     assert any(kind and T.CALL_OPEN in text for text, kind in rep["sample"])

@@ -12,6 +12,7 @@ from engine.config import changed, load_config, to_command
 from engine.errors import ConfigError
 from engine.train import rundir
 from engine.train.workflow import run
+from kits.args import as_args
 
 
 @pytest.fixture(scope="module")
@@ -285,8 +286,8 @@ def test_pissa_checkpoints_load_on_the_original_base_and_still_resume(tiny_model
 
     def logits(adapter):
         with torch.no_grad():
-            return load_model({"model_name_or_path": str(tiny_model), "adapter_name_or_path": str(adapter)},
-                              device="cpu")(ids).logits
+            args = as_args({"model_name_or_path": str(tiny_model), "adapter_name_or_path": str(adapter)}, "infer")
+            return load_model(args, device="cpu")(ids).logits
 
     final = logits(out)
     last = out / "checkpoint-2"

@@ -12,48 +12,8 @@ from engine.data import upload
 from engine.data.records import load_records
 from engine.data.registry import INFO_FILE, load_dataset_info
 from engine.errors import UserError
-
-ALPACA = [{"instruction": f"Add {i} and 2.", "input": "", "output": f"{i + 2}"} for i in range(4)]
-SHAREGPT = [{"conversations": [{"from": "human", "value": f"Hi {i}"}, {"from": "gpt", "value": f"Hello {i}!"}]}
-            for i in range(3)]
-MESSAGES = [{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Say {i}"},
-                          {"role": "assistant", "content": f"{i}"}]} for i in range(3)]
-PREFERENCE = [{"question": f"Capital of country {i}?", "chosen": "A city.", "rejected": "No idea."} for i in range(3)]
-KTO = [{"instruction": f"Greet {i}", "output": "Hello!", "label": i % 2 == 0} for i in range(4)]
-TEXT = [{"text": f"Plain text number {i} for pre-training."} for i in range(3)]
-
-CASES = {  # name: (rows, file type, expected format, expected mapping, stage)
-    "alpaca": (ALPACA, ".csv", "alpaca", {"prompt": "instruction", "query": "input", "response": "output"}, "sft"),
-    "sharegpt": (SHAREGPT, ".json", "sharegpt", {"messages": "conversations"}, "sft"),
-    "messages": (MESSAGES, ".jsonl", "messages", {"messages": "messages"}, "sft"),
-    "preference": (PREFERENCE, ".parquet", "preference", {"prompt": "question", "chosen": "chosen",
-                                                          "rejected": "rejected"}, "dpo"),
-    "kto": (KTO, ".jsonl", "kto", {"prompt": "instruction", "response": "output", "kto_tag": "label"}, "kto"),
-    "text": (TEXT, ".csv", "text", {"text": "text"}, "pt"),
-}
-
-
-def write(path: Path, rows: list[dict]) -> Path:
-    ext = path.suffix
-    if ext == ".json":
-        path.write_text(json.dumps(rows, ensure_ascii=False))
-    elif ext == ".jsonl":
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    else:
-        import pyarrow as pa
-        table = pa.Table.from_pylist(rows)
-        if ext == ".csv":
-            import pyarrow.csv as pcsv
-            pcsv.write_csv(table, path)
-        else:
-            import pyarrow.parquet as pq
-            pq.write_table(table, path)
-    return path
-
-
-def sample_files(folder: Path) -> dict[str, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    return {k: write(folder / f"my_{k}{ext}", rows) for k, (rows, ext, *_ ) in CASES.items()}
+from kits.args import as_args
+from kits.uploads import ALPACA, CASES, sample_files, write
 
 
 @pytest.mark.parametrize("kind", list(CASES))
@@ -70,7 +30,7 @@ def test_each_format_is_guessed_checked_saved_and_trainable(kind, tmp_path):
     data = tmp_path / "data"
     saved = upload.save(data, f"my_{kind}", src, e)
     assert Path(saved["file"]) == data / f"my_{kind}{ext}" and saved["info_backup"] is None
-    recs = load_records({"dataset": f"my_{kind}", "dataset_dir": str(data), "stage": stage})
+    recs = load_records(as_args({"dataset": f"my_{kind}", "dataset_dir": str(data), "stage": stage}))
     assert len(recs.rows) == len(rows)
 
 

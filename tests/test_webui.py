@@ -29,42 +29,7 @@ from webui.locales import L, t
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def demo(tmp_path, monkeypatch):
-    from webui.app import create_ui
-    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
-    monkeypatch.setenv("TUNEBOARD_ROOTS", str(tmp_path))  # the tests' folders are allowed UI paths
-    return create_ui("en", saves=str(tmp_path / "saves"))
-
-
-def handler(demo, comp, event="click"):
-    for fn in demo.fns.values():
-        if any(tid == comp._id and ev == event for tid, ev in fn.targets):
-            return fn
-    raise AssertionError(f"no {event} handler on {comp}")
-
-
-def state(demo, overrides=None) -> dict:
-    """{component: value} for every component of the page, as the browser would send it untouched."""
-    data = {}
-    for block in demo.blocks.values():
-        if isinstance(block, gr.components.Component):
-            data[block] = getattr(block, "value", None)
-    for comp, v in (overrides or {}).items():
-        data[comp] = v
-    return data
-
-
-def call(demo, comp, event="click", overrides=None):
-    fn = handler(demo, comp, event)
-    data = state(demo, overrides)
-    if fn.inputs_as_dict:
-        return fn.fn({c: data.get(c) for c in fn.inputs})
-    return fn.fn(*[data.get(c) for c in fn.inputs])
-
-
-def value(update):
-    return update["value"] if isinstance(update, dict) else update
+from kits.webui import call, state, value
 
 
 # ---------------------------------------------------------------- schema -> widgets
@@ -158,7 +123,7 @@ def test_a_new_schema_argument_appears_in_ui_yaml_and_preview(extra_arg, tmp_pat
     cfg = tmp_path / "cfg.yaml"
     call(demo, page.c("train.save"), overrides={**ov, page.c("train.config_path"): str(cfg)})
     assert yaml.safe_load(cfg.read_text())["label_smoothing_factor"] == 0.1
-    assert runs.recipe("train", {"dataset": ["identity"], extra_arg.name: 0.1})[extra_arg.name] == 0.1
+    assert runs.recipe(runs.check("train", {"dataset": ["identity"], extra_arg.name: 0.1}))[extra_arg.name] == 0.1
     # the Chinese label comes from the schema line too
     zh = call(demo, page.c("top.lang"), "change", overrides={page.c("top.lang"): "zh"})
     assert zh[w]["label"] == "标签平滑" and zh[w]["info"] == "标签平滑系数。"
@@ -213,6 +178,31 @@ def test_start_marks_every_bad_field_and_starts_nothing(demo, tmp_path):
     assert "dataset" in value(res[page.c("train.message")])
     assert res[page.w("train", "dataset")]["info"].startswith("✗")
 
+
+def test_start_checks_the_form_once_and_spawns_what_it_checked(demo, tmp_path, monkeypatch):
+    """A Start applies the cross-field rules once in the UI process (the run's own process checks its YAML again);
+    the run is placed where that one check put it and its YAML holds the form's values."""
+    import engine.config
+    page = demo.page
+    real, checks, started = engine.config.validate, [], []
+
+    def counting(ns, command="train"):
+        checks.append(command)
+        return real(ns, command)
+
+    monkeypatch.setattr(engine.config, "validate", counting)  # load_config's
+    monkeypatch.setattr(runs, "validate", counting)           # runs.check's
+    monkeypatch.setattr(runs, "_start", lambda run_id, command, argv, run_dir, output, config, *rest:
+                        started.append((output, yaml.safe_load(Path(config).read_text())))
+                        or runs.Run(id=run_id, command=command, run_dir=str(run_dir), output=output, config=config,
+                                                log=""))
+    out = tmp_path / "o"
+    res = call(demo, page.c("train.start"), overrides={page.w("train", "dataset"): ["identity"],
+                                                        page.w("train", "learning_rate"): 0.0003,
+                                                        page.w("train", "output_dir"): str(out)})
+    assert res[page.c("train.message_parts")] == [("started", {"path": str(out)})]
+    assert checks == ["train"]
+    assert [o for o, _ in started] == [str(out)] and started[0][1]["learning_rate"] == 0.0003
 
 def test_preview_command_is_exact_and_output_name_goes_under_saves(demo, tmp_path):
     page = demo.page

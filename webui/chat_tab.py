@@ -14,6 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from engine.args import Namespace
 from engine.chat import GEN_KEYS, ChatEngine
 from engine.data import tools as T
 from engine.errors import ConfigError, UserError
@@ -37,18 +38,18 @@ class Session:
         self.error: str | None = None  # why the last load failed
         self.lock = threading.Lock()
 
-    def load(self, values: dict) -> dict:
+    def load(self, args: Namespace) -> dict:
         with self.lock:
             self._unload()
             try:
-                engine = ChatEngine(values)
+                engine = ChatEngine(args)
             except Exception as e:
                 self.error = str(e) or type(e).__name__
                 raise
             self.error = None
             self.engine = engine
-            adapters = values.get("adapter_name_or_path") or []
-            self.desc = {"model": str(values.get("model_name_or_path")),
+            adapters = args.adapter_name_or_path or []
+            self.desc = {"model": str(args.model_name_or_path),
                          "adapter": (" + " + ", ".join(Path(a).name for a in adapters)) if adapters else "",
                          "template": engine.template_name or "auto",
                          "device": str(getattr(engine.model, "device", "cpu")),
@@ -129,7 +130,7 @@ def build(page: Page, fixed: dict | None = None) -> dict:
     def do_load(data):
         lang_v = data[lang_c]
         values = values_of(data)
-        typed, errors, _ = check_fields(values, "infer")
+        _, errors, ns = check_fields(values, "infer")
         if errors:
             parts = error_parts(errors)
             yield {info_parts: parts, info: render_msg(parts, lang_v)}
@@ -139,7 +140,7 @@ def build(page: Page, fixed: dict | None = None) -> dict:
         yield {info_parts: parts, info: render_msg(parts, lang_v), chatbot: [], convo: [], stats_parts: [],
                stats: ""}
         try:
-            desc = SESSION.load(typed)
+            desc = SESSION.load(ns)
         except (UserError, ConfigError, OSError, ValueError) as e:
             parts = [("load_failed", {"error": str(e)})]
         else:

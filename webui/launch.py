@@ -77,13 +77,14 @@ def run_cli(cmd: str, opts) -> int:
     path, overrides = opts.recipe, opts.overrides
     served = server_options(opts)
     if cmd == "webchat":
-        values = load_config(path, overrides, "infer").values
+        ns = load_config(path, overrides, "infer")
+        values = ns.values
         from . import chat_tab
         from .app import create_webchat
 
         def preload():
             try:
-                chat_tab.SESSION.load(values)
+                chat_tab.SESSION.load(ns)
             except Exception as e:  # shown on the page; the user can fix the recipe and press Load
                 print(f"error: could not load the model: {e}", file=sys.stderr)
 

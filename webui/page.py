@@ -180,9 +180,10 @@ def choice_labels(arg: Arg, lang: str) -> list | None:
     return [(zh if lang == "zh" else en, v) for v, en, zh in arg.choice_words]
 
 
-def check_fields(values: dict, command: str) -> tuple[dict, dict, Any]:
+def check_fields(values: dict, command: str, finish: Callable[[dict], Any] | None = None) -> tuple[dict, dict, Any]:
     """(typed values, {field: message}, resolved Namespace or None). Every field is checked, so the page can
-    mark all bad fields at once; cross-field rules run once the fields themselves are fine."""
+    mark all bad fields at once; cross-field rules run once the fields themselves are fine, through
+    `finish(typed)` when given (a Start: engine.runs.check, whose result spawn takes as it is) else load_config."""
     typed, errors = {}, {}
     for name, raw in values.items():
         a = BY_NAME.get(name)
@@ -199,7 +200,7 @@ def check_fields(values: dict, command: str) -> tuple[dict, dict, Any]:
     if errors:
         return typed, errors, None
     try:
-        ns = load_config(None, dict(typed), command)
+        ns = finish(dict(typed)) if finish else load_config(None, dict(typed), command)
     except ConfigError as e:
         errors[e.field or "_"] = str(e)
         return typed, errors, None

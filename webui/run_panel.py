@@ -147,6 +147,9 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
     field_outputs = page.components(*scopes)
     saves = page.saves
 
+    def finish(typed):
+        return runs.check(panel.command, typed)
+
     def start(data):
         lang = data[lang_c]
         busy = runs.active_run(saves)
@@ -163,15 +166,14 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
             values = prepare(raw, lang)
         except ConfigError as e:
             errors = {e.field or "_": str(e)}
-            values = None
-        else:
-            _, errors, _ = check_fields(values, runs.CONFIG_COMMAND[panel.command])
+        else:  # checked once here; spawn takes the result as it is
+            _, errors, checked = check_fields(values, runs.CONFIG_COMMAND[panel.command], finish)
         ups.update(page.field_updates(lang, errors, *scopes))
         if errors:
             parts = error_parts(errors)
             return merge(ups, named, {panel.message_parts: parts, panel.message: render_msg(parts, lang)})
         try:
-            run = runs.spawn(panel.command, values, saves, explicit=explicit)
+            run = runs.spawn(panel.command, checked, saves, explicit=explicit)
         except runs.RunBusy as e:
             parts = [("busy", {"command": e.run.command, "path": e.run.output})]
         except ConfigError as e:
@@ -333,15 +335,17 @@ def wire_queue(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Ca
         except ConfigError as e:
             errors = {e.field or "_": str(e)}
         else:
-            _, errors, _ = check_fields(values, runs.CONFIG_COMMAND[panel.command])
+            _, errors, checked = check_fields(values, runs.CONFIG_COMMAND[panel.command],
+                                              lambda typed: runs.check(panel.command, typed))
         ups = page.field_updates(lang, errors, *scopes)
         if errors:
             parts = error_parts(errors)
             return {**ups, panel.message_parts: parts, panel.message: render_msg(parts, lang)}
+        data = runs.recipe(checked)
         if unnamed:
-            values.pop("output_dir", None)
+            data.pop("output_dir", None)
         try:
-            item = runqueue.add(runs.recipe(panel.command, values), page.saves, source="web UI")
+            item = runqueue.add(data, page.saves, source="web UI")
             runqueue.ensure_runner(page.saves)
         except UserError as e:
             parts = [f"✗ {e}"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from engine import runs
-from engine.args import BY_NAME, defaults
+from engine.args import BY_NAME, Namespace
 from engine.args import BY_NAME as ARGS_BY_NAME
 from engine.config import load_config, save_config, to_command
 from engine.data.processing import TRAINED, mark_trained
@@ -347,11 +347,11 @@ def legend(marked: list) -> dict:
     return {lab: LABEL_COLORS.get(lab, GOOD) for lab in dict.fromkeys(lab for _, lab in marked if lab)}
 
 
-def _tokenizer(values: dict):
-    key = (model_path(values), bool(values.get("trust_remote_code")))
+def _tokenizer(args: Namespace):
+    key = (model_path(args), bool(args.trust_remote_code))
     if key not in _TOKENIZERS:
         _TOKENIZERS.clear()
-        _TOKENIZERS[key] = load_tokenizer(values)
+        _TOKENIZERS[key] = load_tokenizer(args)
     return _TOKENIZERS[key]
 
 
@@ -362,8 +362,8 @@ def preview_dataset(values: dict, page_no: int, lang: str) -> tuple[list, list, 
 
     if not values.get("dataset"):
         raise UserError(t("preview_pick", lang))
-    args = {**defaults(), **{k: v for k, v in values.items() if v is not None}}
-    args["dataset_dir"] = confine(args.get("dataset_dir") or "data", "dataset_dir")
+    args = Namespace({k: v for k, v in values.items() if v is not None})  # the form as it is: a preview of
+    args.dataset_dir = confine(args.dataset_dir or "data", "dataset_dir")  # data refuses no unrelated field
     recs = load_records(args, keep_raw=True)
     rows_of: dict[str, list[int]] = {n: [] for n in recs.report}
     for i, (name, _) in enumerate(recs.sources):

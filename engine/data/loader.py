@@ -27,7 +27,6 @@ from ..errors import UserError
 from . import processing as P
 from .readers import fingerprint
 from .records import dataset_names, load_records, resolve
-from .records import arg as _arg
 from .registry import DatasetAttr, load_dataset_info
 from ..train.stages import get_stage
 
@@ -107,7 +106,7 @@ def _tokenise(rows: list[dict], args, tokenizer, template, stage: str) -> tuple[
     opts = P.options(args)
     if not s.packs:
         opts = replace(opts, packing=False)
-    cols = _map(rows, s.batch, _arg(args, "preprocessing_num_workers"), tokenizer=tokenizer, template=template,
+    cols = _map(rows, s.batch, args.preprocessing_num_workers, tokenizer=tokenizer, template=template,
                 opts=opts)
     data, st = s.finish(cols, opts)
     return Dataset.from_dict(data), st
@@ -154,12 +153,12 @@ def cache_key(args, tokenizer, template, stage: str, attrs: list[DatasetAttr], e
         "code": code, "stage": stage,
         "datasets": [[a.to_dict(), fingerprint(a)] for a in attrs],
         "eval": [[a.to_dict(), fingerprint(a)] for a in eval_attrs],
-        "split": None if eval_attrs else [_arg(args, k) for k in split],
-        "args": {a.name: _arg(args, a.name) for a in ARGS if a.preprocess and a.name not in split},
+        "split": None if eval_attrs else [getattr(args, k) for k in split],
+        "args": {a.name: getattr(args, a.name) for a in ARGS if a.preprocess and a.name not in split},
         "template": template.to_dict(), "tokenizer": _tokenizer_fingerprint(tokenizer),
     }
     if get_stage(stage).shuffles:  # the rows are shuffled with the seed
-        payload["shuffle_seed"] = _arg(args, "seed", 42)
+        payload["shuffle_seed"] = args.seed
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -221,17 +220,17 @@ def _save_cached(path: Path, train, ev, stats: dict) -> None:
 def get_dataset(args, tokenizer, template, stage: str) -> DatasetModule:
     """Tokenised train (and eval) datasets for the trainer of `stage`, with stats; cached on disk."""
     packs = get_stage(stage).packs  # an unknown stage is refused here
-    names, eval_names = dataset_names(_arg(args, "dataset")), dataset_names(_arg(args, "eval_dataset"))
+    names, eval_names = dataset_names(args.dataset), dataset_names(args.eval_dataset)
     if not names:
         raise UserError("dataset: no dataset given; name one or more from dataset_info.json "
                         "(for example dataset=identity).")
-    dataset_dir = _arg(args, "dataset_dir", "data")
+    dataset_dir = args.dataset_dir
     info = load_dataset_info(dataset_dir)
     attrs = resolve(names, info, dataset_dir, stage)
     eval_attrs = resolve(eval_names, info, dataset_dir, stage)
     key = cache_key(args, tokenizer, template, stage, attrs, eval_attrs)
     path = cache_root(dataset_dir) / key
-    if not _arg(args, "overwrite_cache", False) and (path / "stats.json").is_file():
+    if not args.overwrite_cache and (path / "stats.json").is_file():
         try:
             with _quiet():
                 train, ev, stats = _load_cached(path)
@@ -247,8 +246,8 @@ def get_dataset(args, tokenizer, template, stage: str) -> DatasetModule:
     recs = load_records(args, stage, names)
     rows, report = recs.rows, recs.report
     del recs
-    default_system = _arg(args, "default_system")
-    val_size = float(_arg(args, "val_size", 0.0) or 0.0)
+    default_system = args.default_system
+    val_size = float(args.val_size or 0.0)
     if eval_names:
         if val_size:
             log.warning("val_size=%g ignored: eval_dataset %s is used for evaluation", val_size, ",".join(eval_names))
@@ -256,7 +255,7 @@ def get_dataset(args, tokenizer, template, stage: str) -> DatasetModule:
         eval_rows, eval_report = ev_recs.rows, ev_recs.report
         del ev_recs
     elif val_size > 0:
-        rows, eval_rows = _split(rows, val_size, int(_arg(args, "seed", 42)))
+        rows, eval_rows = _split(rows, val_size, int(args.seed))
         eval_report = {}
     else:
         eval_rows, eval_report = [], {}
@@ -270,7 +269,7 @@ def get_dataset(args, tokenizer, template, stage: str) -> DatasetModule:
         skipped.update(rep["skipped"])
     total = sum(r["total"] for r in report.values()) + sum(r["total"] for r in eval_report.values())
     merged = _merge_stats(st, est) if est else st
-    cutoff = int(_arg(args, "cutoff_len", 1024))
+    cutoff = int(args.cutoff_len)
     stats = {
         "stage": stage, "datasets": names, "eval_datasets": eval_names,
         "total": total, "kept": merged["kept"], "truncated": merged["truncated"],

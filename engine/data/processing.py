@@ -45,12 +45,11 @@ class Options:
 
 
 def options(args) -> Options:
-    from .records import arg
-    return Options(cutoff_len=int(arg(args, "cutoff_len", 1024)),
-                   train_on_prompt=bool(arg(args, "train_on_prompt", False)),
-                   mask_history=bool(arg(args, "mask_history", False)),
-                   packing=bool(arg(args, "packing", False) or arg(args, "neat_packing", False)),
-                   seed=int(arg(args, "seed", 42)))
+    return Options(cutoff_len=int(args.cutoff_len),
+                   train_on_prompt=bool(args.train_on_prompt),
+                   mask_history=bool(args.mask_history),
+                   packing=bool(args.packing or args.neat_packing),
+                   seed=int(args.seed))
 
 
 def as_columns(rows: list[dict]) -> dict[str, list]:

@@ -15,18 +15,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..args import values_of
 from ..errors import UserError
 from .converters import Invalid, convert_indexed, convert_row, replace_identity
 from .readers import read_records
 from .registry import DatasetAttr, dataset_stage, load_dataset_info
 from ..train.stages import get_stage
-
-
-def arg(args, name: str, default=None):
-    """args.<name> through the schema's one accessor (its default where args lacks it); `default` for None."""
-    v = values_of(args).get(name)
-    return default if v is None else v
 
 
 def dataset_names(value) -> list[str]:
@@ -69,16 +62,16 @@ def resolve(names: list[str], info: dict[str, DatasetAttr], dataset_dir, stage: 
 def load_records(args, stage: str | None = None, names=None, *, keep_raw: bool = False) -> Records:
     """The records of `names` (default: args.dataset) for `stage` (default: args.stage), as training sees them.
     Raises UserError naming the dataset when one is unknown, empty, of another stage or has no usable record."""
-    stage = stage or arg(args, "stage", "sft")
+    stage = stage or args.stage
     kind = get_stage(stage).data  # an unknown stage is refused here
-    names = dataset_names(arg(args, "dataset") if names is None else names)
+    names = dataset_names(args.dataset if names is None else names)
     if not names:
         raise UserError("dataset: no dataset given; name one or more from dataset_info.json "
                         "(for example dataset=identity).")
-    dataset_dir = arg(args, "dataset_dir", "data")
+    dataset_dir = args.dataset_dir
     attrs = resolve(names, load_dataset_info(dataset_dir), dataset_dir, stage)
-    max_samples = arg(args, "max_samples")
-    name, author = arg(args, "identity_name"), arg(args, "identity_author")
+    max_samples = args.max_samples
+    name, author = args.identity_name, args.identity_author
     out = Records(stage, [], [], {})
     for attr in attrs:
         check_trainable(attr)

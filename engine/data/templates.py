@@ -41,7 +41,6 @@ from ..models.registry import default_template
 from ..utils import get_logger
 from ..errors import UserError
 from . import tools as T
-from .records import arg
 from .template_export import go_template, jinja, matches_tokenizer
 
 log = get_logger()
@@ -528,7 +527,7 @@ def template_name(args) -> str | None:
     """The template a run of `args` uses, by name: args.template; else the one the last adapter was trained with;
     else the registry's (or the model folder's) default for the model; else None (get_template then picks `auto`
     when the tokenizer has its own chat template, `default` when not)."""
-    name = arg(args, "template") or adapter_template(args) or default_template(arg(args, "model_name_or_path"))
+    name = args.template or adapter_template(args) or default_template(args.model_name_or_path)
     if name:
         return str(name)
     try:  # a hub id's downloaded folder: guessed from its config.json / tokenizer
@@ -541,7 +540,7 @@ def resolve_template(args, tokenizer) -> Template:
     """THE way to get a run's template: named by template_name(args), bound to `tokenizer` with args.default_system,
     and the tokenizer made ready for it (pad token, eos, right padding; a warning when a stop word is not one
     token). Training, the estimate, the inspector, the UI preview, chat / eval / api and export all call this."""
-    template = get_template(template_name(args), tokenizer, default_system=arg(args, "default_system"),
-                            enable_thinking=arg(args, "enable_thinking"))
+    template = get_template(template_name(args), tokenizer, default_system=args.default_system,
+                            enable_thinking=args.enable_thinking)
     template.fix_tokenizer(tokenizer)
     return template

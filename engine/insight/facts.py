@@ -15,7 +15,7 @@ import re
 import statistics
 from pathlib import Path
 
-from ..args import BY_NAME, defaults
+from ..args import BY_NAME, Namespace, defaults
 from ..config import coerce
 from ..data.readers import data_files
 from ..data.records import dataset_names, load_records
@@ -325,7 +325,8 @@ def duplicates(cfg: dict) -> dict | None:
                json.dumps([a.to_dict() for a in attrs], sort_keys=True, default=str),
                tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for a in attrs for f in data_files(a)))
         if key not in _DUP_CACHE:
-            dup = repeats(load_records(cfg, cfg.get("stage") or "sft", names))
+            recorded = Namespace({k: v for k, v in cfg.items() if v is not None})  # a run's record, any writer
+            dup = repeats(load_records(recorded, recorded.stage, names))
             _DUP_CACHE[key] = {"duplicates": dup["duplicates"], "samples": dup["samples"]}
         return _DUP_CACHE[key]
     except Exception:  # moved or unreadable data: judge the run without it

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from ..args import DEFAULT_MODEL, values_of
+from ..args import Namespace
 from ..errors import UserError
 from ..precision import asked
 from ..utils import cpu_has_bf16, get_logger, read_json_object
@@ -28,14 +28,8 @@ ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
 
 
-def _get(args: Any, key: str, default: Any = None) -> Any:
-    """Read an argument from an engine.args.Namespace, a dict or any object with attributes."""
-    v = values_of(args).get(key)
-    return default if v is None else v
-
-
-def adapter_paths(args: Any) -> list[str]:
-    v = _get(args, "adapter_name_or_path")
+def adapter_paths(args: Namespace) -> list[str]:
+    v = args.adapter_name_or_path
     if not v:
         return []
     if isinstance(v, str):
@@ -43,11 +37,11 @@ def adapter_paths(args: Any) -> list[str]:
     return [str(x) for x in v]
 
 
-def model_path(args: Any) -> str:
-    return resolve_model_path(_get(args, "model_name_or_path", DEFAULT_MODEL))
+def model_path(args: Namespace) -> str:
+    return resolve_model_path(args.model_name_or_path)
 
 
-def load_tokenizer(args: Any):
+def load_tokenizer(args: Namespace):
     """The model's tokenizer, with a pad token (falls back to eos) so batched generation can pad."""
     path = model_path(args)
     p = Path(path)
@@ -56,7 +50,7 @@ def load_tokenizer(args: Any):
                         "point model_name_or_path at a complete model folder, or download it again.")
     from transformers import AutoTokenizer
     try:
-        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=bool(_get(args, "trust_remote_code", False)))
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=bool(args.trust_remote_code))
     except ValueError as e:
         if "trust_remote_code" in str(e):
             raise UserError(f"{path}: this tokenizer ships its own code; set trust_remote_code=true "
@@ -69,20 +63,20 @@ def load_tokenizer(args: Any):
     return tok
 
 
-def pick_dtype(args: Any, device: str, trainable: bool = False):
+def pick_dtype(args: Namespace, device: str, trainable: bool = False):
     """Inference: fp32 on CPU (bf16 only when asked for and the CPU has it); on CUDA bf16 where supported,
     else fp16 (fp16=true forces fp16). Training: half precision only when bf16/fp16 is asked for, matching
     the Trainer's mixed precision (LoRA weights stay fp32 through peft); full and freeze keep fp32 master
     weights and let the Trainer's autocast do the mixed precision."""
     import torch
-    want = asked({k: _get(args, k, None) for k in ("bf16", "fp16", "precision")})
+    want = asked(args.values)
     want_bf16, want_fp16 = want == "bf16", want == "fp16"
     if want == "fp32" and not trainable:
         return torch.float32
     cuda = device.startswith("cuda")
     bf16_ok = torch.cuda.is_bf16_supported() if cuda else cpu_has_bf16()
     if trainable:
-        if _get(args, "finetuning_type", "lora") in ("full", "freeze"):
+        if args.finetuning_type in ("full", "freeze"):
             return torch.float32
         if want_bf16 and bf16_ok:
             return torch.bfloat16
@@ -94,8 +88,8 @@ def pick_dtype(args: Any, device: str, trainable: bool = False):
     return torch.bfloat16 if (want_bf16 and bf16_ok) else torch.float32
 
 
-def _attn_implementation(args: Any) -> str:
-    hint = str(_get(args, "flash_attn", "auto")).lower()
+def _attn_implementation(args: Namespace) -> str:
+    hint = str(args.flash_attn).lower()
     return {"eager": "eager", "disabled": "eager", "fa2": "flash_attention_2"}.get(hint, "sdpa")
 
 
@@ -135,7 +129,7 @@ def check_adapter(path: str) -> Path:
                     "LoRA run.")
 
 
-def _adapter_run(args: Any) -> tuple[dict, dict]:
+def _adapter_run(args: Namespace) -> tuple[dict, dict]:
     """(training_args.yaml, all_results.json) of the run that trained the last adapter: next to the adapter, or
     one level up for checkpoint-N; ({}, {}) without an adapter or a record."""
     paths = adapter_paths(args)
@@ -155,7 +149,7 @@ def _adapter_run(args: Any) -> tuple[dict, dict]:
     return {}, {}
 
 
-def adapter_template(args: Any) -> str | None:
+def adapter_template(args: Namespace) -> str | None:
     """The chat template the last adapter was trained with, as its run recorded it (training_args.yaml /
     all_results.json next to the adapter or one level up for checkpoint-N), or None."""
     cfg, results = _adapter_run(args)
@@ -163,16 +157,16 @@ def adapter_template(args: Any) -> str | None:
     return str(name) if name else None
 
 
-def _rope_args(args: Any) -> Any:
+def _rope_args(args: Namespace) -> Any:
     """Where the rope settings come from: the arguments when they set rope_scaling, else the run that trained the
     last adapter (its positions were learnt scaled: the same factor, worked out from that run's cutoff_len)."""
-    if _get(args, "rope_scaling"):
+    if args.rope_scaling:
         return args
     cfg, _ = _adapter_run(args)
     if not cfg.get("rope_scaling"):
         return args
     log.info("rope_scaling: %s, as the adapter's run trained with", cfg["rope_scaling"])
-    return {k: cfg.get(k) for k in ("rope_scaling", "rope_factor", "cutoff_len")}
+    return Namespace({k: cfg[k] for k in ("rope_scaling", "rope_factor", "cutoff_len") if cfg.get(k) is not None})
 
 
 def _load_adapter(model, path: Path, base_path: str, trainable: bool = False):
@@ -206,23 +200,23 @@ def rope_parameters(kind: str, factor: float, max_pos: int, theta: float | None)
     return p
 
 
-def rope_config(args: Any, path: str, trust: bool = False):
+def rope_config(args: Namespace, path: str, trust: bool = False):
     """The model's config with rope_scaling applied, or None when rope_scaling is not set (or changes nothing).
     The factor is rope_factor, else cutoff_len / max_position_embeddings rounded up."""
-    kind = _get(args, "rope_scaling")
+    kind = args.rope_scaling
     if not kind:
         return None
     from transformers import AutoConfig
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust)
     max_pos = getattr(config, "max_position_embeddings", None)
-    factor = _get(args, "rope_factor")
+    factor = args.rope_factor
     if factor is None:
         if not max_pos:
             raise UserError(f"rope_scaling: {path} has no max_position_embeddings to scale from; give rope_factor.")
-        factor = float(math.ceil(int(_get(args, "cutoff_len", 1024)) / max_pos))
+        factor = float(math.ceil(int(args.cutoff_len) / max_pos))
         if factor <= 1:
             log.warning("rope_scaling: cutoff_len %s fits in max_position_embeddings %s; no scaling (set rope_factor "
-                        "to force it)", _get(args, "cutoff_len"), max_pos)
+                        "to force it)", args.cutoff_len, max_pos)
             return None
     current = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
     theta = current.get("rope_theta", getattr(config, "rope_theta", None)) if isinstance(current, dict) else None
@@ -252,11 +246,11 @@ def _refuse_reward_model(path: str, adapters: list[Path]) -> None:
                         "answers and cannot generate text. Use the causal LM it was trained from.")
 
 
-def _quantization(args: Any, trainable: bool, dtype, reward_head: bool, extra: dict) -> bool:
+def _quantization(args: Namespace, trainable: bool, dtype, reward_head: bool, extra: dict) -> bool:
     """QLoRA: put a BitsAndBytesConfig (and the device the quantized weights live on) into the from_pretrained
     keywords when quantization_bit is set for training. Inference loads the base unquantized: a QLoRA adapter is a
     plain LoRA adapter."""
-    bits = _get(args, "quantization_bit")
+    bits = args.quantization_bit
     if not bits:
         return False
     if not trainable:
@@ -266,18 +260,18 @@ def _quantization(args: Any, trainable: bool, dtype, reward_head: bool, extra: d
 
     import torch
 
-    check(values_of(args))  # the same refusal as validation, for callers that never validated
-    extra["quantization_config"] = bnb_config(values_of(args), dtype, reward_head)
+    check(args.values)  # the same refusal as validation, for callers that never validated
+    extra["quantization_config"] = bnb_config(args.values, dtype, reward_head)
     extra["device_map"] = {"": f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available()
                            else "cpu"}
     log.info("QLoRA: base weights in %s bits (%s), compute in %s", bits,
-             "int8" if int(bits) == 8 else _get(args, "quantization_type", "nf4")
-             + (" + double quantization" if _get(args, "double_quantization", True) else ""),
+             "int8" if int(bits) == 8 else args.quantization_type
+             + (" + double quantization" if args.double_quantization else ""),
              str(dtype).replace("torch.", ""))
     return True
 
 
-def load_model(args: Any, trainable: bool = False, device: str | None = None, dtype=None,
+def load_model(args: Namespace, trainable: bool = False, device: str | None = None, dtype=None,
                reward_head: bool = False):
     """Base model (+ adapters). Inference: adapters merged, eval mode, no grad, on CUDA when available.
     trainable with LoRA adapters: all but the last merged, the last stays a trainable PeftModel adapter.
@@ -297,7 +291,7 @@ def load_model(args: Any, trainable: bool = False, device: str | None = None, dt
     adapters = [check_adapter(a) for a in adapter_paths(args)]
     if not reward_head:
         _refuse_reward_model(path, adapters)
-    trust = bool(_get(args, "trust_remote_code", False))
+    trust = bool(args.trust_remote_code)
     log.info("loading %s (%s, %s)%s", path, str(dtype).replace("torch.", ""), device,
              f" + {len(adapters)} adapter(s)" if adapters else "")
     auto, extra = AutoModelForCausalLM, {}
@@ -333,7 +327,7 @@ def load_model(args: Any, trainable: bool = False, device: str | None = None, dt
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
     if adapters:
-        continue_training = trainable and _get(args, "finetuning_type", "lora") == "lora"
+        continue_training = trainable and args.finetuning_type == "lora"
         to_merge = adapters[:-1] if continue_training else adapters
         for a in to_merge:
             model = _load_adapter(model, a, path).merge_and_unload()
@@ -341,7 +335,7 @@ def load_model(args: Any, trainable: bool = False, device: str | None = None, dt
             model = _load_adapter(model, adapters[-1], path, trainable=True)
         elif trainable:
             log.info("adapters merged into the base; %s training starts from the merged weights",
-                     _get(args, "finetuning_type", "lora"))
+                     args.finetuning_type)
     if not trainable:
         model.eval()
         model.requires_grad_(False)

@@ -10,7 +10,7 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from engine.data.registry import load_dataset_info
-from test_upload import ALPACA, CASES, sample_files
+from kits.uploads import ALPACA, CASES, sample_files
 from uikit import UI
 
 WAIT = 60_000  # ms: the first preview loads the tokenizer on a busy 2-core machine

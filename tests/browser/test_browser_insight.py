@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 from uikit import ROOT, UI, wait_until
 
 sys.path.insert(0, str(ROOT / "tests"))
-from test_insight_doctor import RECIPES, recipe, write_data  # noqa: E402  (the labelled recipes)
+from kits.recipes import RECIPES, recipe, write_data  # noqa: E402  (the labelled recipes)
 
 from engine.config import load_config  # noqa: E402
 from engine.insight.doctor import diagnose  # noqa: E402
