@@ -72,3 +72,25 @@ def demo(tmp_path, monkeypatch):
     presses its buttons)."""
     from kits.webui import build  # gradio: only for the tests that build the page
     return build(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def saves(tmp_path, monkeypatch):
+    """A saves folder of the test's own for the runs it starts; whatever failed, no process is left behind."""
+    from engine import runs
+    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    monkeypatch.setattr(runs, "_POPENS", {})
+    yield tmp_path / "saves"
+    for r in runs.all_runs(tmp_path / "saves"):
+        r.abort(grace=2)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's training runs: on a shared 2-core machine several threads per process
+    only fight each other."""
+    import torch
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

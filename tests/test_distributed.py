@@ -17,6 +17,7 @@ from engine.errors import ConfigError
 from engine.train import launcher, rundir
 from engine.train.workflow import run
 from helpers import free_port
+from kits.runs import write_arith
 
 ROOT = Path(__file__).resolve().parent.parent
 DS = ROOT / "examples" / "deepspeed"
@@ -24,12 +25,7 @@ DS = ROOT / "examples" / "deepspeed"
 
 @pytest.fixture(scope="module")
 def arith(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("ddp-data")
-    rows = [{"instruction": f"What is {i % 7} plus {(i * 3) % 11}?", "input": "",
-             "output": f"{i % 7} plus {(i * 3) % 11} is {i % 7 + (i * 3) % 11}."} for i in range(64)]
-    (d / "arith.json").write_text(json.dumps(rows), encoding="utf-8")
-    (d / "dataset_info.json").write_text(json.dumps({"arith": {"file_name": "arith.json"}}), encoding="utf-8")
-    return d
+    return write_arith(tmp_path_factory.mktemp("ddp-data"), 64)
 
 
 def _train_rows(out: Path) -> list[dict]:

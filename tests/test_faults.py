@@ -23,39 +23,18 @@ from engine.train import rundir
 from engine.train.workflow import prepare_output_dir, resolve_resume
 from engine.utils import atomic_write_json
 from helpers import free_port, frozen, wait_for
+from kits.runs import train_values, write_arith
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def arith(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("faults-data")
-    rows = [{"instruction": f"What is {i % 7} plus {(i * 3) % 11}?", "input": "",
-             "output": f"{i % 7} plus {(i * 3) % 11} is {i % 7 + (i * 3) % 11}."} for i in range(1200)]
-    (d / "arith.json").write_text(json.dumps(rows), encoding="utf-8")
-    (d / "dataset_info.json").write_text(json.dumps({"arith": {"file_name": "arith.json"}}), encoding="utf-8")
-    return d
-
-
-def train_args(tiny_model, data, out, **kw) -> dict:
-    v = {"model_name_or_path": str(tiny_model), "template": "chatml", "dataset": "arith", "dataset_dir": str(data),
-         "cutoff_len": 48, "max_samples": 64, "per_device_train_batch_size": 2, "learning_rate": 1e-3,
-         "logging_steps": 1, "plot_loss": "false", "output_dir": str(out)}
-    v.update(kw)
-    return {k: str(v) for k, v in v.items()}
+    return write_arith(tmp_path_factory.mktemp("faults-data"), 1200)
 
 
 def _steps(out: Path) -> list[int]:
     return [r["step"] for r in rundir.read_log(out) if "loss" in r]
-
-
-@pytest.fixture
-def saves(tmp_path, monkeypatch):
-    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
-    monkeypatch.setattr(runs, "_POPENS", {})
-    yield tmp_path / "saves"
-    for r in runs.all_runs(tmp_path / "saves"):  # never leave a process behind, whatever failed
-        r.abort(grace=2)
 
 
 # ---------------------------------------------------------------- kill -9, then resume
@@ -290,7 +269,7 @@ def _tick(client) -> dict:
 def test_ui_server_killed_and_restarted_while_training(tiny_model, arith, tmp_path, saves):
     gradio_client = pytest.importorskip("gradio_client")
     out = tmp_path / "long"
-    values = train_args(tiny_model, arith, out, max_steps=100000, save_steps=20)
+    values = train_values(tiny_model, arith, out, max_steps=100000, save_steps=20)
     ui = subprocess.Popen([sys.executable, "-c", UI_STANDIN, json.dumps(values), str(saves)], cwd=ROOT,
                           stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -400,7 +379,7 @@ def test_abort_in_a_phase_leaves_no_process_and_a_readable_run_dir(phase, extra,
     out.mkdir()
     script, marker = tmp_path / "phase.py", tmp_path / "reached"
     script.write_text(PHASE)
-    argv = [f"{k}={v}" for k, v in train_args(tiny_model, arith, out, save_steps=1000, **extra).items()]
+    argv = [f"{k}={v}" for k, v in train_values(tiny_model, arith, out, save_steps=1000, **extra).items()]
     run = runs.launch("train", [sys.executable, str(script), phase, str(marker), *argv], out, saves=saves)
     wait_for(lambda: marker.exists() or run.status()["state"] != "running", 240, f"the run to reach {phase}")
     assert marker.exists(), run.tail()

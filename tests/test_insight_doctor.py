@@ -34,16 +34,6 @@ from kits.recipes import RECIPES, recipe, write_data
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine several threads per process only fight each other."""
-    import torch
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
 def labelled(tmp_path_factory, tiny_model, one_thread):
     """labelled(name) -> the output dir of that recipe's real run (each run once per module)."""
     root = tmp_path_factory.mktemp("labelled")

@@ -27,15 +27,6 @@ def data(tmp_path_factory):
     return write_data(tmp_path_factory.mktemp("est") / "data")
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    import torch
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.mark.parametrize("kw", [
     dict(per_device_train_batch_size=5, gradient_accumulation_steps=3, num_train_epochs=0.6),
     dict(per_device_train_batch_size=3, gradient_accumulation_steps=2, num_train_epochs=0.5, val_size=7),

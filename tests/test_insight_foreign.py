@@ -14,73 +14,14 @@ import math
 
 import pytest
 
-from engine.args import BY_NAME
-from engine.config import check_value, coerce
 from engine.insight.doctor import render
 from engine.insight.verdict import VERDICTS, diagnose
 from foreign_runs import write_run
+from kits.doctor_cases import FOREIGN as CASES
+from kits.doctor_cases import check_advice as _check_advice
 
 FORMATS = ("hf", "llamafactory")
 SEEDS = (0, 1, 2)
-
-# (id, expected verdict, expected reason or None, curve, write_run keywords)
-CASES = [
-    ("healthy-1ep-cosine", "healthy", "learned", "healthy",
-     dict(epochs=1, steps_per_epoch=300, log_every=5, eval_every=25)),
-    ("healthy-3ep-linear-eval10", "healthy", "learned", "healthy",
-     dict(epochs=3, steps_per_epoch=100, log_every=5, eval_every=10, schedule="linear")),
-    ("healthy-lr-3ep-eval50-no-gradnorm", "healthy", "learned", "healthy_lr",
-     dict(epochs=3, steps_per_epoch=200, log_every=10, eval_every=50, grad_norm=False)),
-    ("healthy-lr-noisy-every-step", "healthy", "learned", "healthy_lr",
-     dict(epochs=1, steps_per_epoch=400, log_every=1, eval_every=40, schedule="linear", noise=0.06)),
-    ("healthy-3ep-no-eval", "healthy", "learned", "healthy",
-     dict(epochs=3, steps_per_epoch=60, log_every=5, eval_every=None)),
-    ("healthy-constant-lr-3ep", "healthy", "learned", "healthy",
-     dict(epochs=3, steps_per_epoch=80, log_every=5, eval_every=20, schedule="constant", warmup=0.0)),
-    ("undertrained-1ep", "undertrained", "still_falling", "undertrained",
-     dict(epochs=1, steps_per_epoch=300, log_every=5, eval_every=25)),
-    ("undertrained-3ep-linear-no-gradnorm", "undertrained", "still_falling", "undertrained",
-     dict(epochs=3, steps_per_epoch=100, log_every=10, eval_every=30, schedule="linear", grad_norm=False)),
-    ("undertrained-no-eval", "undertrained", "still_falling", "undertrained",
-     dict(epochs=1, steps_per_epoch=240, log_every=5, eval_every=None, schedule="constant")),
-    ("undertrained-schedule-ran-out", "undertrained", "schedule_ran_out", "ran_out",
-     dict(epochs=1, steps_per_epoch=300, log_every=5, eval_every=50)),
-    # a linear decay leaves more of the fall in the last steps than cosine: either reason is right
-    ("undertrained-schedule-ran-out-3ep", "undertrained", ("schedule_ran_out", "still_falling"), "ran_out",
-     dict(epochs=3, steps_per_epoch=100, log_every=5, eval_every=20, schedule="linear", grad_norm=False)),
-    ("overfitting-3ep-eval10", "overfitting", "eval_rising", "overfitting",
-     dict(epochs=3, steps_per_epoch=100, log_every=5, eval_every=10)),
-    ("overfitting-3ep-eval50-no-gradnorm", "overfitting", "eval_rising", "overfitting",
-     dict(epochs=3, steps_per_epoch=200, log_every=10, eval_every=50, grad_norm=False, schedule="linear")),
-    ("diverging-blows-up", "diverging", None, "diverging",
-     dict(epochs=1, steps_per_epoch=300, log_every=5, eval_every=25)),
-    ("diverging-nan", "diverging", "nonfinite", "healthy",
-     dict(epochs=3, steps_per_epoch=100, log_every=5, eval_every=50, nan_from=0.6)),
-    ("diverging-spikes", "diverging", "spikes", "healthy",
-     dict(epochs=1, steps_per_epoch=300, log_every=5, eval_every=25, spikes=3)),
-    ("not-learning", "not_learning", "flat", "not_learning",
-     dict(epochs=1, steps_per_epoch=300, log_every=5, eval_every=25, peak_lr=1e-9)),
-    ("not-learning-3ep-noisy", "not_learning", "flat", "not_learning",
-     dict(epochs=3, steps_per_epoch=60, log_every=5, eval_every=None, peak_lr=1e-9, noise=0.05)),
-    ("capacity-3ep-eval10", "capacity_limit", "plateau_high", "capacity",
-     dict(epochs=3, steps_per_epoch=100, log_every=5, eval_every=10, schedule="constant")),
-    ("capacity-3ep-eval50-no-gradnorm", "capacity_limit", "plateau_high", "capacity",
-     dict(epochs=3, steps_per_epoch=200, log_every=10, eval_every=50, schedule="constant", grad_norm=False)),
-    # the curve is healthy; the recipe beside the log is not
-    ("data-wrong-template", "data_problem", "template", "healthy",
-     dict(epochs=1, steps_per_epoch=300, log_every=5, eval_every=25,
-          config={"model_name_or_path": "Qwen/Qwen2.5-0.5B-Instruct", "template": "llama3"})),
-]
-
-
-def _check_advice(rep: dict) -> None:
-    """Every change names a real argument with a value its schema accepts (what one-click apply relies on)."""
-    for a in rep["advice"]:
-        assert a["why"] and a["why_zh"]
-        for k, v in a["change"].items():
-            assert k in BY_NAME, k
-            if v is not None:
-                check_value(BY_NAME[k], coerce(BY_NAME[k], v))
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

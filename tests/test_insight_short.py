@@ -18,65 +18,9 @@ from engine.insight.doctor import evidence_rows, render
 from engine.insight.verdict import VERDICTS, diagnose, lr_range
 from engine.train.stages import STAGES
 from foreign_runs import write_run
-from test_insight_foreign import _check_advice
+from kits.doctor_cases import NO_MODEL, OOM, SHORT, SHORT_CASES as CASES, check_advice as _check_advice
 
 SEEDS = (0, 1, 2)
-SHORT = dict(epochs=1, steps_per_epoch=30, log_every=1, eval_every=None, noise=0.06)
-OOM = "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.65 GiB total capacity)"
-NO_MODEL = ("model /nowhere/model not found locally: no such folder. Check model_name_or_path, or run "
-            "`tuneboard download NAME` (needs network).")
-CUT = {"total": 40, "kept": 40, "truncated": 30, "dropped": 0, "train_samples": 40, "cutoff_len": 64, "p50": 80,
-       "p95": 150, "max_len": 170, "tokens": 2400}
-DROPPED = {"total": 40, "kept": 10, "truncated": 0, "dropped": 30, "dropped_reasons": {"empty response": 30},
-           "train_samples": 10, "cutoff_len": 1024, "p50": 30, "p95": 60, "max_len": 70, "tokens": 300}
-MASKED = {"total": 40, "kept": 40, "truncated": 0, "dropped": 0, "train_samples": 40, "cutoff_len": 1024, "p50": 30,
-          "p95": 60, "max_len": 70, "tokens": 0}
-CUT_ALL = ("cutoff_len: every sample is cut by cutoff_len=16: 40 samples, lengths p50 40 / p95 60 / max 70 tokens. "
-           "Raise cutoff_len to 70 to keep every sample whole (at least 60), or use shorter samples.")
-NO_DATA = "dataset: no usable samples in mine (40 read, 40 skipped: {'no response': 40}). Check the columns mapping."
-
-# (id, verdict, reason or reasons (None: any), curve, write_run keywords: SHORT plus these)
-CASES = [
-    ("healthy-30", "healthy", "learned", "healthy_short", dict(noise=0.08)),
-    ("healthy-2ep-eval5", "healthy", "learned", "healthy_short", dict(epochs=2, steps_per_epoch=20, eval_every=5)),
-    ("healthy-40-log2", "healthy", "learned", "healthy_short", dict(steps_per_epoch=40, log_every=2)),
-    ("healthy-20", "healthy", "learned", "healthy_short", dict(steps_per_epoch=20)),
-    ("undertrained-falling", "undertrained", ("still_falling", "not_flat"), "falling", {}),
-    ("undertrained-falling-eval", "undertrained", ("still_falling", "not_flat"), "falling",
-     dict(steps_per_epoch=40, eval_every=8, schedule="constant", warmup=0.0)),
-    ("undertrained-falling-noisy", "undertrained", ("not_flat", "still_falling"), "falling",
-     dict(noise=0.2, schedule="constant", warmup=0.0)),
-    ("undertrained-few-points", "undertrained", "few_points", "healthy", dict(steps_per_epoch=20, log_every=5)),
-    ("undertrained-identity-partway", "undertrained", ("not_taught", "schedule_ran_out", "still_falling"), "partway",
-     dict(noise=0.04, config={"dataset": "identity"})),
-    ("not-learning-flat", "not_learning", "flat", "not_learning", dict(steps_per_epoch=20, noise=0.12, peak_lr=5e-5)),
-    ("not-learning-rose-within-noise", "not_learning", "flat", "creep",  # +8 %, noise of batch 2: the run
-     dict(steps_per_epoch=20, noise=0.15, peak_lr=5e-5, config={"dataset": "identity"})),
-    ("not-learning-already-low", "not_learning", "already_low", "flat_low", dict(steps_per_epoch=20)),
-    ("diverging-rose", "diverging", "ends_above", "rising", dict(noise=0.04)),
-    ("diverging-blows-up", "diverging", ("ends_above", "blowup"), "diverging", {}),
-    ("diverging-nan", "diverging", "nonfinite", "healthy", dict(nan_from=0.6)),
-    ("diverging-rebound", "diverging", "rebound", "rebound", dict(steps_per_epoch=40, noise=0.04)),
-    ("overfitting-4ep", "overfitting", "eval_rising", "overfitting",
-     dict(epochs=4, steps_per_epoch=10, eval_every=4, noise=0.08)),
-    ("capacity-4ep", "capacity_limit", "plateau_high", "capacity",
-     dict(epochs=4, steps_per_epoch=10, eval_every=4, noise=0.03, schedule="constant", warmup=0.0)),
-    ("data-cut-most", "data_problem", "cut_most", "healthy", dict(stats=CUT)),
-    ("failed-oom-mid-run", "failed", "failed_at", "healthy", dict(until=0.5, error=OOM)),
-    ("failed-before-start", "failed", "failed", "healthy", dict(until=0.0, error=NO_MODEL)),
-    # the rest of the reasons, so that every summary the rules can give is read here with real values
-    ("data-cut-all", "data_problem", "cut_all", "healthy", dict(until=0.0, error=CUT_ALL)),
-    ("data-error", "data_problem", "data_error", "healthy", dict(until=0.0, error=NO_DATA)),
-    ("data-dropped-most", "data_problem", "dropped_most", "healthy", dict(stats=DROPPED)),
-    ("data-no-trained-token", "data_problem", "no_trained_tokens", "healthy", dict(stats=MASKED)),
-    ("diverging-hump", "diverging", "blowup", "hump", dict(noise=0.03)),
-    ("diverging-grad-explosion", "diverging", "grad_explosion", "healthy", dict(grad_spike=0.7, noise=0.03)),
-    ("overfitting-memorised", "overfitting", "memorised", "memorise", dict(noise=0.03, stats=MASKED | {"tokens": 900})),
-    ("undertrained-little-progress", "undertrained", "little_progress", "slow",
-     dict(steps_per_epoch=40, noise=0.002, schedule="constant", warmup=0.0)),
-    ("undertrained-live-too-early", "undertrained", "too_early", "healthy", dict(until=0.1, state="training")),
-    ("not-learning-aborted-before-a-step", "not_learning", "no_points", "healthy", dict(until=0.0, state="aborted")),
-]
 READ = ("summary", "summary_zh")
 
 

@@ -10,8 +10,7 @@ from engine.insight import verdict as V
 from engine.insight.doctor import render
 from engine.insight.words import W, evidence_label, t
 from foreign_runs import write_run
-from test_insight_foreign import CASES
-from test_insight_short import CASES as SHORT_CASES, SHORT
+from kits.doctor_cases import FOREIGN as CASES, SHORT, SHORT_CASES
 
 INSIGHT = Path(__file__).resolve().parent.parent / "engine" / "insight"
 

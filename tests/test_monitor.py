@@ -7,7 +7,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 
 from engine import runs, usage
 from engine.train import rundir
@@ -22,15 +21,6 @@ TREE = textwrap.dedent("""
     print("root ready", flush=True)
     time.sleep(600)
 """)
-
-
-@pytest.fixture
-def saves(tmp_path, monkeypatch):
-    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
-    monkeypatch.setattr(runs, "_POPENS", {})
-    yield tmp_path / "saves"
-    for r in runs.all_runs(tmp_path / "saves"):
-        r.abort(grace=1.0)
 
 
 def vm_rss_mb(pid: int) -> float:

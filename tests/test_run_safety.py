@@ -28,6 +28,8 @@ from engine.train import rundir
 from engine.train.workflow import run
 from helpers import wait_for
 from kits.args import as_args
+from kits.runs import arith_rows
+from kits.runs import train_values as args
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "engine", "train"]
@@ -36,22 +38,13 @@ CLI = [sys.executable, "-m", "engine", "train"]
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("safety-data")
-    rows = [{"instruction": f"What is {i % 7} plus {(i * 3) % 11}?", "input": "",
-             "output": f"{i % 7} plus {(i * 3) % 11} is {i % 7 + (i * 3) % 11}."} for i in range(400)]
+    rows = arith_rows(400)
     (d / "arith.json").write_text(json.dumps(rows), encoding="utf-8")
     (d / "broken.json").write_text(json.dumps(rows[:5])[:-40], encoding="utf-8")  # cut short
     (d / "empty.json").write_bytes(b"")
     (d / "dataset_info.json").write_text(json.dumps({n: {"file_name": f"{n}.json"}
                                                      for n in ("arith", "broken", "empty")}), encoding="utf-8")
     return d
-
-
-def args(tiny_model, data, out, **kw) -> dict:
-    v = {"model_name_or_path": str(tiny_model), "template": "chatml", "dataset": "arith", "dataset_dir": str(data),
-         "cutoff_len": 48, "max_samples": 64, "per_device_train_batch_size": 2, "learning_rate": 1e-3,
-         "logging_steps": 1, "plot_loss": "false", "output_dir": str(out)}
-    v.update(kw)
-    return {k: str(v) for k, v in v.items()}
 
 
 def argv(tiny_model, data, out, **kw) -> list[str]:

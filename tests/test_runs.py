@@ -33,15 +33,6 @@ TREE = textwrap.dedent("""
 """)
 
 
-@pytest.fixture
-def saves(tmp_path, monkeypatch):
-    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
-    monkeypatch.setattr(runs, "_POPENS", {})
-    yield tmp_path / "saves"
-    for r in runs.all_runs(tmp_path / "saves"):  # never leave a process behind, whatever failed
-        r.abort(grace=1.0)
-
-
 def start_tree(tmp_path, saves) -> runs.Run:
     script = tmp_path / "tree.py"
     script.write_text(TREE)

@@ -3,18 +3,9 @@ progress, metrics and an adapter; an aborted run leaves no process and a checkpo
 from __future__ import annotations
 
 import psutil
-import pytest
 
 from engine import runs
 from helpers import wait_for
-
-
-@pytest.fixture
-def saves(tmp_path, monkeypatch):
-    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
-    yield tmp_path / "saves"
-    for r in runs.all_runs(tmp_path / "saves"):
-        r.abort(grace=2)
 
 
 def values(tiny_model, data_dir, out, **kw):
