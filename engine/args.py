@@ -645,7 +645,8 @@ class Namespace:
 
 def values_of(args: Any) -> dict:
     """The full values of a Namespace, a dict or an attribute object (SimpleNamespace), None meaning none given:
-    the schema's defaults for whatever it lacks. The one way engine modules read the arguments they are handed."""
+    the schema's defaults for whatever it lacks. For readers that also take a form's typed values (the precision
+    choice); engine functions that run a command take the validated Namespace and read its attributes."""
     if isinstance(args, Namespace):
         return dict(args.values)
     out = defaults()

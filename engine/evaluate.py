@@ -20,9 +20,9 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from .args import Namespace, values_of
+from .args import Namespace
 from .chat import ChatEngine
 from .config import default_output_dir, load_config, save_config
 from .data.loader import load_examples
@@ -39,11 +39,6 @@ log = get_logger("tuneboard.eval")
 
 class Aborted(Exception):
     """SIGTERM (the web UI's Abort) or Ctrl-C during an evaluation."""
-
-
-def _explicit(args: Any) -> set:
-    """The arguments the user gave: a Namespace says so; every key of a plain dict counts as given."""
-    return set(args.explicit) if isinstance(args, Namespace) else set(args)
 
 
 def eval_datasets(values: dict) -> list[str]:
@@ -97,10 +92,10 @@ def load_eval_examples(args: Namespace) -> list[tuple[list[dict], str]]:
     return [split_example(r, i) for i, r in enumerate(rows)]
 
 
-def generation_settings(args: Any) -> dict:
+def generation_settings(args: Namespace) -> dict:
     """Generation keyword arguments for ChatEngine.batch: greedy unless do_sample was asked for explicitly."""
-    v = values_of(args)
-    sample = bool(v.get("do_sample")) and "do_sample" in _explicit(args)
+    v = args.values
+    sample = bool(v.get("do_sample")) and "do_sample" in args.explicit
     gen = {"max_new_tokens": v.get("max_new_tokens"), "do_sample": sample}
     if sample:
         gen.update(temperature=v.get("temperature"), top_p=v.get("top_p"), top_k=v.get("top_k"), seed=v.get("seed"))
@@ -122,7 +117,7 @@ def evaluate(args: Namespace, engine=None, out: Callable[[str], None] | None = N
 
     say = out or (lambda s: print(s, flush=True))
     t_start = time.time()
-    values = values_of(args)
+    values = dict(args.values)
     out_dir = resolve_output_dir(values)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "status.json").unlink(missing_ok=True)  # a previous run's error/fields must not leak in
