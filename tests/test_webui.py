@@ -192,6 +192,15 @@ def test_start_checks_the_form_once_and_spawns_what_it_checked(demo, tmp_path, m
 
     monkeypatch.setattr(engine.config, "validate", counting)  # load_config's
     monkeypatch.setattr(runs, "validate", counting)           # runs.check's
+    reads, real_load = [], engine.config.load_config
+
+    def reading(*a, **kw):
+        reads.append(a[2] if len(a) > 2 else kw.get("command"))
+        return real_load(*a, **kw)
+
+    import webui.page
+    monkeypatch.setattr(runs, "load_config", reading)
+    monkeypatch.setattr(webui.page, "load_config", reading)
     monkeypatch.setattr(runs, "_start", lambda run_id, command, argv, run_dir, output, config, *rest:
                         started.append((output, yaml.safe_load(Path(config).read_text())))
                         or runs.Run(id=run_id, command=command, run_dir=str(run_dir), output=output, config=config,
@@ -201,7 +210,7 @@ def test_start_checks_the_form_once_and_spawns_what_it_checked(demo, tmp_path, m
                                                         page.w("train", "learning_rate"): 0.0003,
                                                         page.w("train", "output_dir"): str(out)})
     assert res[page.c("train.message_parts")] == [("started", {"path": str(out)})]
-    assert checks == ["train"]
+    assert checks == ["train"] and reads == ["train"]  # read once, checked once (it was three reads, two checks)
     assert [o for o, _ in started] == [str(out)] and started[0][1]["learning_rate"] == 0.0003
 
 def test_preview_command_is_exact_and_output_name_goes_under_saves(demo, tmp_path):
