@@ -264,7 +264,7 @@ def test_ui_refuses_paths_outside_the_roots(demo, tmp_path):
     res = _call(demo, page.c("train.load"), {page.c("train.config_path"): "/etc/passwd"})
     assert "outside the folders" in _text(res[page.c("train.message")])
     # a dataset folder outside is not listed nor previewed
-    fn, inputs, outputs = page.named["train.refresh_datasets"]
+    fn, inputs, outputs = demo.studio.train.dataset_refresh
     upd, parts, md = fn("/etc", "sft", [], "en")
     assert upd["choices"] == [] and "outside the folders" in md
     # the chat tab does not load a model from there either
