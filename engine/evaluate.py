@@ -29,12 +29,10 @@ from .data.loader import load_examples
 from .errors import ConfigError, UserError
 from .metrics import MetricAccumulator
 from .paths import default_output_dir, run_name
-from .train.rundir import run_evidence, status_file, write_status
+from .train.rundir import EVAL_CONFIG as CONFIG, EVAL_RESULTS as RESULTS  # the names tests and callers use here
+from .train.rundir import PREDICTIONS, run_evidence, status_file, write_status
 from .utils import atomic_write_json, get_logger
 
-PREDICTIONS = "generated_predictions.jsonl"
-RESULTS = "predict_results.json"
-CONFIG = "eval_args.yaml"
 log = get_logger("tuneboard.eval")
 
 

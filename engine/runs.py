@@ -36,8 +36,8 @@ from .errors import UserError
 REGISTRY = ".tuneboard_runs"
 COMMANDS = ("train", "eval", "export")
 CONFIG_COMMAND = {"train": "train", "eval": "infer", "export": "export"}  # which schema args each one reads
-CONFIG_NAME = {"train": rundir.CONFIG, "eval": "eval_args.yaml", "export": "export_args.yaml"}
-RESULT_FILES = {"train": rundir.RESULTS, "eval": "predict_results.json", "export": "config.json"}
+CONFIG_NAME = {"train": rundir.CONFIG, "eval": rundir.EVAL_CONFIG, "export": rundir.EXPORT_CONFIG}
+RESULT_FILES = {"train": rundir.RESULTS, "eval": rundir.EVAL_RESULTS, "export": "config.json"}
 TERM_GRACE_S = 7.0   # SIGTERM -> a run that does not say how long it needs gets this long before SIGKILL
 MAX_STOP_WAIT_S = 1800.0  # the most a stopping trainer may ask for (status.json's stop_by), whatever it says
 EXIT_WAIT_S = 30.0   # a trainer that has recorded its end: time to exit (freeing memory, joining threads)

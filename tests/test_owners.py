@@ -20,7 +20,8 @@ PACKAGES = ("engine", "webui", "tuneboard")
 OWNER = Path("engine/train/rundir.py")
 # PISSA_INIT is left out: that folder is named after the pissa_init argument, whose name engine/args.py owns.
 NAMES = {rundir.STATUS, rundir.LOG, rundir.RUNNING_LOG, rundir.CONFIG, rundir.STATS, rundir.RESULTS,
-         rundir.COMPLETIONS, rundir.USAGE, rundir.COMPLETE, rundir.REPLACED}
+         rundir.COMPLETIONS, rundir.USAGE, rundir.COMPLETE, rundir.REPLACED, rundir.EVAL_CONFIG, rundir.PREDICTIONS,
+         rundir.EVAL_RESULTS, rundir.EXPORT_CONFIG}
 CHECKPOINT = re.compile(r"^(\^|\*/)?checkpoint-")  # a checkpoint folder's name, glob or pattern (not prose)
 # Readers of another tool's run folder whose file names happen to equal ours: file -> why it may spell them.
 # None today: runlog.py reads LLaMA-Factory's trainer_log.jsonl / training_args.yaml through rundir.LOG / CONFIG.

@@ -101,7 +101,7 @@ def result_parts(run: runs.Run, status: dict) -> list:
         if path:
             parts.append(("adapter_at", {"path": path}))
     if run.command == "eval" and status["state"] == "finished":
-        parts.append(("predictions_at", {"path": f"{run.output}/generated_predictions.jsonl"}))
+        parts.append(("predictions_at", {"path": f"{run.output}/{rundir.PREDICTIONS}"}))
     if run.command == "export" and status["state"] == "finished":
         parts.append(("export_done", {"path": run.output}))
         try:

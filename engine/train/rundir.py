@@ -38,6 +38,10 @@ USAGE = "usage.json"  # the trainer's own CPU / memory / GPU peaks so far (engin
 COMPLETE = ".tuneboard_complete"  # written into a checkpoint once it is fully on disk
 PISSA_INIT = "pissa_init"  # PiSSA's initial adapter, kept until the trained one is converted
 REPLACED = ".tuneboard_replaced"  # overwrite_output_dir: the previous run, kept until the new one has a checkpoint
+EVAL_CONFIG = "eval_args.yaml"  # an evaluation's folder (tuneboard eval): its arguments, predictions and scores
+PREDICTIONS = "generated_predictions.jsonl"
+EVAL_RESULTS = "predict_results.json"
+EXPORT_CONFIG = "export_args.yaml"  # an export started from the web UI: its arguments
 CHECKPOINT_PREFIX = "checkpoint-"  # + the step: the Trainer's name for a checkpoint folder
 _CKPT = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
 # The same record (a run's arguments) under the names other tools, or the Train tab's Save, give it
