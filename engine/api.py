@@ -18,10 +18,11 @@ to start (503) and to finish a non-streamed answer (cut, finish_reason "length")
 When API_KEY is set every /v1 request must carry `Authorization: Bearer $API_KEY`. Errors use OpenAI's shape:
 {"error": {"message", "type", "param", "code"}}.
 
-fastapi / uvicorn / sse-starlette are imported inside functions so `import engine.api` stays cheap.
+Shape: the request models (ChatRequest...) at module level; GenerationWorker drives the model; Routes puts the
+endpoints on a fastapi APIRouter over one worker; create_app assembles the app (body limit, error handlers, router).
+Only `tuneboard api` and tests import this module (the command table names it as a string), so fastapi and uvicorn
+are imported at the top.
 """
-# No `from __future__ import annotations`: FastAPI must see the request model (defined in create_app) as a
-# class, not as a string it would look up in the module's globals.
 import asyncio
 import hmac
 import json
@@ -37,6 +38,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette.sse import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .args import Namespace
 from .chat import SEED_MAX, SEED_MIN, ChatEngine, friendly_error
 from .cli import env_port
 from .config import load_config
@@ -80,7 +90,7 @@ class Job:
     stream: bool
     loop: asyncio.AbstractEventLoop
     out: asyncio.Queue
-    deadline: float  # time.monotonic() by which the client must have its answer (see create_app)
+    deadline: float  # time.monotonic() by which the client must have its answer (Routes.chat_completions)
     cancel: threading.Event = field(default_factory=threading.Event)
     tools: list | None = None  # function specs offered to the model (None: no tools)
     row: Any = None  # its engine.batching.Row while it runs
@@ -282,24 +292,58 @@ class _Ended:
         return dict(self.fields)
 
 
-# ---------------------------------------------------------------- request handling
+# ---------------------------------------------------------------- the request
 
-def _get(obj: Any, key: str, default: Any = None) -> Any:
-    if obj is None:
-        return default
-    if isinstance(obj, dict):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
 
 
-def model_names(args: Any) -> tuple[str, set[str]]:
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: str
+    content: Union[str, list[TextPart], None] = None
+    tool_calls: list[dict] | None = None
+    tool_call_id: str | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)  # NaN is no temperature, not "above 2"
+    model: str | None = None
+    messages: list[Message] = Field(min_length=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    top_k: int | None = Field(None, ge=0)
+    repetition_penalty: float | None = Field(None, gt=0, le=10)
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    stop: Union[str, list[str], None] = None
+    n: int = Field(1, ge=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)   # accepted, not used
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)  # accepted, not used
+    logprobs: bool | None = None
+    tools: list | None = None
+    tool_choice: Any = None
+    response_format: dict | None = None
+
+
+def model_names(args: Namespace) -> tuple[str, set[str]]:
     """The served model id and the names a request may use for it.
 
     The id is the adapter folder's name when adapters are loaded (that is what was trained), else the
     model folder's name. Also accepted: the paths as configured, the base model's name, `default`, and
     any of these case-insensitively."""
-    model = str(_get(args, "model_name_or_path", "") or "").rstrip("/")
-    adapters = [str(a).rstrip("/") for a in (_get(args, "adapter_name_or_path") or [])]
+    model = str(args.model_name_or_path or "").rstrip("/")
+    adapters = [str(a).rstrip("/") for a in (args.adapter_name_or_path or [])]
     base = Path(model).name or model or "tuneboard"
     served = Path(adapters[-1]).name if adapters else base
     names = {served, base, model, "default", "tuneboard"} | set(adapters) | {Path(a).name for a in adapters}
@@ -308,33 +352,32 @@ def model_names(args: Any) -> tuple[str, set[str]]:
     return served, {n.lower() for n in names if n}
 
 
-def _text(content: Any, i: int) -> str:
+def _text(content: str | list[TextPart] | None, i: int) -> str:
     if content is None:
         return ""
     if isinstance(content, str):
         return content
     parts = []
     for j, part in enumerate(content):
-        if _get(part, "type") != "text":
+        if part.type != "text":
             raise APIError(400, f"messages[{i}].content[{j}]: only text parts are supported, got type "
-                                f"{_get(part, 'type')!r}.", param=f"messages.{i}.content")
-        parts.append(_get(part, "text") or "")
+                                f"{part.type!r}.", param=f"messages.{i}.content")
+        parts.append(part.text or "")
     return "".join(parts)
 
 
-def to_engine_messages(messages: list[Any]) -> tuple[list[dict], str | None]:
+def to_engine_messages(messages: list[Message]) -> tuple[list[dict], str | None]:
     """OpenAI messages -> (user/assistant turns, system text or None for the template's default). An assistant
     message with tool_calls becomes a `function` turn, a `tool` message an `observation` (engine.data.tools)."""
     system, turns = [], []
     for i, m in enumerate(messages):
-        role = _get(m, "role")
-        text = _text(_get(m, "content"), i)
+        role, text = m.role, _text(m.content, i)
         if role in ("system", "developer"):
             system.append(text)
-        elif role == "assistant" and _get(m, "tool_calls"):
-            calls = [c.model_dump() if hasattr(c, "model_dump") else c for c in _get(m, "tool_calls")]
+        elif role == "assistant" and m.tool_calls:
             try:
-                turns.append({"role": FUNCTION, "content": calls_json(parse_calls(calls, f"messages[{i}].tool_calls"))})
+                turns.append({"role": FUNCTION, "content": calls_json(parse_calls(m.tool_calls,
+                                                                                  f"messages[{i}].tool_calls"))})
             except UserError as e:
                 raise APIError(400, str(e), param=f"messages.{i}.tool_calls") from None
         elif role in ("tool", "function"):
@@ -355,7 +398,7 @@ def to_engine_messages(messages: list[Any]) -> tuple[list[dict], str | None]:
     return turns, ("\n\n".join(system) if system else None)
 
 
-def to_tools(req: Any) -> list | None:
+def to_tools(req: ChatRequest) -> list | None:
     """The request's tools as function specs for the prompt, or None (no tools, or tool_choice "none")."""
     choice = req.tool_choice
     if choice not in (None, "auto", "none"):
@@ -369,7 +412,7 @@ def to_tools(req: Any) -> list | None:
         raise APIError(400, str(e), param="tools") from None
 
 
-def to_gen_kwargs(req: Any) -> dict:
+def to_gen_kwargs(req: ChatRequest) -> dict:
     """Request sampling fields -> ChatEngine keyword arguments (unset fields keep the engine's defaults)."""
     gen: dict[str, Any] = {}
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
@@ -399,6 +442,33 @@ def to_gen_kwargs(req: Any) -> dict:
     return gen
 
 
+@dataclass
+class Call:
+    """What a chat request asks the engine for, checked: engine.prepare's arguments and the tools offered."""
+    messages: list[dict]
+    system: str | None
+    tools: list | None
+    gen: dict
+
+    @classmethod
+    def of(cls, req: ChatRequest) -> "Call":
+        """Refuses (APIError 400) what this server does not do, in the order a client reads its fields."""
+        if req.n != 1:
+            raise APIError(400, "n: only n=1 is supported.", param="n")
+        if req.logprobs:
+            raise APIError(400, "logprobs: not supported by this server.", param="logprobs")
+        tools = to_tools(req)
+        if req.response_format and req.response_format.get("type", "text") != "text":
+            raise APIError(400, "response_format: only type 'text' is supported.", param="response_format")
+        messages, system = to_engine_messages(req.messages)
+        return cls(messages, system, tools, to_gen_kwargs(req))
+
+    def prepare(self, engine):
+        """The engine's Prompt (token ids and settings); run on the tokenising thread."""
+        extra = {"tools": self.tools} if self.tools else {}
+        return engine.prepare(self.messages, self.system, **extra, **self.gen)
+
+
 def _validation_message(exc: Any) -> tuple[str, str | None]:
     errors = exc.errors() if hasattr(exc, "errors") else []
     if not errors:
@@ -411,6 +481,194 @@ def _validation_message(exc: Any) -> tuple[str, str | None]:
     msg = e.get("msg", "invalid value")
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     return (f"{param}: {msg}{more}." if param else f"{msg}{more}."), param
+
+
+# ---------------------------------------------------------------- the answer
+
+async def _wait_disconnect(request: Request) -> None:
+    """Returns when the client closes the connection (the body has been read already)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _next(job: Job, request: Request, until: float | None = None):
+    """The worker's next event for this job; None when the client disconnected first, "late" when the
+    monotonic time `until` came first. Either way the job is cancelled (skipped if queued, else stopped)."""
+    waiter = asyncio.ensure_future(job.out.get())
+    gone = asyncio.ensure_future(_wait_disconnect(request))
+    timeout = None if until is None else max(0.0, until - time.monotonic())
+    try:
+        await asyncio.wait({waiter, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not waiter.done():
+        job.cancel.set()
+        waiter.cancel()
+        return None if gone.done() and not gone.cancelled() else "late"
+    kind, value = waiter.result()
+    if kind == "error":
+        if isinstance(value, UserError):  # the engine refused the request (too long, bad setting...)
+            raise APIError(400, str(value))
+        raise APIError(500, f"Generation failed: {value}", type="server_error")
+    return kind, value
+
+
+def _gone() -> JSONResponse:
+    return JSONResponse(error_body("client disconnected", code="client_closed"), status_code=499)
+
+
+def _usage(stats: dict) -> dict:
+    pt, ct = int(stats.get("prompt_tokens") or 0), int(stats.get("completion_tokens") or 0)
+    return {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}
+
+
+@dataclass
+class Answer:
+    """One request's answer in OpenAI's shapes: a whole `chat.completion` or a stream of chunks."""
+    job: Job
+    model: str
+    include_usage: bool = False  # the stream ends with a chunk of token counts (stream_options.include_usage)
+    id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    async def complete(self, request: Request):
+        ev = await _next(self.job, request)
+        if ev is None:
+            return _gone()
+        stats = ev[1]
+        text = stats.get("text") or ""
+        message = {"role": "assistant", "content": text}
+        if stats.get("tool_calls"):
+            message = {"role": "assistant", "content": text or None, "tool_calls": stats["tool_calls"]}
+        return {
+            "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "message": message,
+                         "logprobs": None, "finish_reason": stats.get("finish_reason") or "stop"}],
+            "usage": _usage(stats),
+        }
+
+    def chunk(self, delta: dict, finish: str | None = None, usage: dict | None = None, choices: bool = True) -> dict:
+        body = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                "system_fingerprint": None,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+                if choices else []}
+        if self.include_usage:
+            body["usage"] = usage
+        return {"data": json.dumps(body, ensure_ascii=False)}
+
+    async def stream(self):
+        job, chunk = self.job, self.chunk
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            while True:
+                kind, value = await job.out.get()
+                if kind == "delta":
+                    yield chunk({"content": value})
+                elif kind == "error":
+                    yield {"data": json.dumps(error_body(f"Generation failed: {value}", type="server_error"))}
+                    return
+                else:
+                    # the calls, parsed once the answer was complete (its text came as deltas)
+                    calls = (value.get("tool_calls") or []) if job.tools else []
+                    if calls:
+                        yield chunk({"tool_calls": [{"index": k, **c} for k, c in enumerate(calls)]})
+                    yield chunk({}, value.get("finish_reason") or "stop")
+                    if self.include_usage:
+                        yield chunk({}, usage=_usage(value), choices=False)
+                    yield {"data": "[DONE]"}
+                    return
+        finally:
+            job.cancel.set()  # no-op after a normal end; stops the generation when the client went away
+
+    async def closed(self, message) -> None:
+        """sse-starlette's call when the client closed the stream: generation stops at the next step."""
+        self.job.cancel.set()
+
+
+# ---------------------------------------------------------------- the routes
+
+class Routes:
+    """The API's routes over one GenerationWorker (and through it, its engine): GET /health, GET /v1/models,
+    GET /v1/models/{id}, POST /v1/chat/completions, on `router` (a fastapi APIRouter); `lifespan` starts the
+    worker and stops it. `key` non-empty: every /v1 route asks for `Authorization: Bearer <key>`."""
+
+    def __init__(self, worker: GenerationWorker, served: str, aliases: set[str], key: str = "",
+                 deadline_s: float = DEADLINE_S):
+        self.worker, self.served, self.aliases, self.key, self.deadline_s = worker, served, aliases, key, deadline_s
+        self.created = int(time.time())
+        # one thread counts tokens for every request (a tokenizer is not shared between threads), off the worker's
+        self.tokenize = ThreadPoolExecutor(1, thread_name_prefix="tuneboard-api-tokenize")
+        self.router = APIRouter()
+        guard = [Depends(self.check_key)]
+        self.router.add_api_route("/health", self.health, methods=["GET"])
+        self.router.add_api_route("/v1/models", self.list_models, methods=["GET"], dependencies=guard)
+        self.router.add_api_route("/v1/models/{name:path}", self.get_model, methods=["GET"], dependencies=guard)
+        self.router.add_api_route("/v1/chat/completions", self.chat_completions, methods=["POST"],
+                                  dependencies=guard)
+
+    @asynccontextmanager
+    async def lifespan(self, app):
+        self.worker.start()
+        yield
+        self.worker.stop(timeout=5)
+        self.tokenize.shutdown(wait=False, cancel_futures=True)
+
+    async def check_key(self, request: Request) -> None:
+        if not self.key:
+            return
+        auth = request.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.key.encode()):
+            raise APIError(401, "Incorrect or missing API key. Send it as `Authorization: Bearer <key>` "
+                                "(the API_KEY the server was started with).", code="invalid_api_key")
+
+    def model_card(self) -> dict:
+        return {"id": self.served, "object": "model", "created": self.created, "owned_by": "tuneboard"}
+
+    def resolve_model(self, name: str | None) -> str:
+        if name is None or name.lower() in self.aliases:
+            return self.served
+        raise APIError(404, f"The model {name!r} does not exist; this server serves {self.served!r}.",
+                       param="model", code="model_not_found")
+
+    async def health(self):
+        w = self.worker
+        return {"status": "ok", "model": self.served, "waiting": w.waiting, "running": len(w.active),
+                "busy": bool(w.active)}
+
+    async def list_models(self):
+        return {"object": "list", "data": [self.model_card()]}
+
+    async def get_model(self, name: str):
+        self.resolve_model(name)
+        return self.model_card()
+
+    async def chat_completions(self, req: ChatRequest, request: Request):
+        model = self.resolve_model(req.model)
+        call = Call.of(req)
+        deadline = time.monotonic() + self.deadline_s
+        loop = asyncio.get_running_loop()
+        try:  # the engine's refusals (too long, bad setting) are 400s before anything is queued
+            prompt = await loop.run_in_executor(self.tokenize, call.prepare, self.worker.engine)
+        except UserError as e:
+            raise APIError(400, str(e)) from None
+        job = Job(prompt, req.stream, loop, asyncio.Queue(), deadline, tools=call.tools)
+        self.worker.submit(job)
+        answer = Answer(job, model, include_usage=bool(req.stream and req.stream_options
+                                                        and req.stream_options.include_usage))
+        # wait (queued) until generation starts: a stream's headers go out only then
+        started = await _next(job, request, deadline)
+        if started is None:
+            return _gone()
+        if started == "late":
+            raise APIError(503, f"The server stayed busy for {self.deadline_s:.0f} s and did not start this "
+                                "request; retry later.", type="server_error", code="timeout")
+        if req.stream:
+            return EventSourceResponse(answer.stream(), ping=10, client_close_handler_callable=answer.closed)
+        return await answer.complete(request)
 
 
 # ---------------------------------------------------------------- the app
@@ -458,258 +716,61 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+
 def create_app(engine, model_id: str | None = None, api_key: str | None = None,
                max_queue: int = MAX_QUEUE, max_batch: int = MAX_BATCH, max_body: int = MAX_BODY,
-               deadline_s: float = DEADLINE_S):
-    """A FastAPI app serving `engine` (a ChatEngine).
+               deadline_s: float = DEADLINE_S) -> FastAPI:
+    """A FastAPI app serving `engine` (a ChatEngine; its `args` name the served model, see model_names).
 
     api_key None -> read the API_KEY environment variable; "" -> no key required.
     Limits: a body over `max_body` bytes is a 413 before it is parsed; prompts are tokenised and checked in a
     thread of their own, never on the generation thread; a request not started within `deadline_s` (every slot
     busy) gets a 503, and a whole (not streamed) answer still running then is cut and sent with finish_reason
     "length", so a client never waits past its timeout without an answer. max_batch: requests decoded together."""
-
-    from fastapi import Depends, FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
-    from pydantic import BaseModel, ConfigDict, Field
-    from sse_starlette.sse import EventSourceResponse
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-
-    served, aliases = model_names(getattr(engine, "args", None))
+    args = engine.args
+    if not isinstance(args, Namespace):  # engine.chat.ChatEngine keeps the values as a plain dict
+        args = Namespace(args)
+    served, aliases = model_names(args)
     if model_id:
         served = model_id
         aliases.add(model_id.lower())
     key = os.environ.get("API_KEY", "") if api_key is None else api_key
-    created = int(time.time())
     worker = GenerationWorker(engine, max_queue=max_queue, max_batch=max_batch)
-    # one thread counts tokens for every request (a tokenizer is not shared between threads), off the worker's
-    tokenize = ThreadPoolExecutor(1, thread_name_prefix="tuneboard-api-tokenize")
-
-    class TextPart(BaseModel):
-        model_config = ConfigDict(extra="allow")
-        type: str
-        text: str | None = None
-
-    class Message(BaseModel):
-        model_config = ConfigDict(extra="ignore")
-        role: str
-        content: Union[str, list[TextPart], None] = None
-        tool_calls: list[dict] | None = None
-        tool_call_id: str | None = None
-
-    class StreamOptions(BaseModel):
-        model_config = ConfigDict(extra="ignore")
-        include_usage: bool = False
-
-    class ChatRequest(BaseModel):
-        model_config = ConfigDict(extra="ignore", allow_inf_nan=False)  # NaN is no temperature, not "above 2"
-        model: str | None = None
-        messages: list[Message] = Field(min_length=1)
-        temperature: float | None = Field(None, ge=0, le=2)
-        top_p: float | None = Field(None, ge=0, le=1)
-        top_k: int | None = Field(None, ge=0)
-        repetition_penalty: float | None = Field(None, gt=0, le=10)
-        max_tokens: int | None = Field(None, ge=1, le=1_000_000)
-        max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
-        stop: Union[str, list[str], None] = None
-        n: int = Field(1, ge=1)
-        stream: bool = False
-        stream_options: StreamOptions | None = None
-        seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
-        presence_penalty: float | None = Field(None, ge=-2, le=2)   # accepted, not used
-        frequency_penalty: float | None = Field(None, ge=-2, le=2)  # accepted, not used
-        logprobs: bool | None = None
-        tools: list | None = None
-        tool_choice: Any = None
-        response_format: dict | None = None
-
-    async def check_key(request: Request) -> None:
-        if not key:
-            return
-        auth = request.headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
-            raise APIError(401, "Incorrect or missing API key. Send it as `Authorization: Bearer <key>` "
-                                "(the API_KEY the server was started with).", code="invalid_api_key")
-
-    @asynccontextmanager
-    async def lifespan(app):
-        worker.start()
-        yield
-        worker.stop(timeout=5)
-        tokenize.shutdown(wait=False, cancel_futures=True)
-
-    app = FastAPI(title="TuneBoard OpenAI-compatible API", lifespan=lifespan)
+    routes = Routes(worker, served, aliases, key=key, deadline_s=deadline_s)
+    app = FastAPI(title="TuneBoard OpenAI-compatible API", lifespan=routes.lifespan)
     app.add_middleware(BodyLimit, limit=max_body)
     app.state.engine, app.state.worker, app.state.model_id = engine, worker, served
-
-    @app.exception_handler(APIError)
-    async def _api_error(request, exc: APIError):
-        return JSONResponse(exc.body(), status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request, exc):
-        msg, param = _validation_message(exc)
-        return JSONResponse(error_body(msg, param=param), status_code=400)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request, exc):
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        msg = f"{request.method} {request.url.path}: {exc.detail}"
-        return JSONResponse(error_body(msg, code=code), status_code=exc.status_code)
-
-    @app.exception_handler(Exception)
-    async def _crash(request, exc):
-        log.exception("unhandled error")
-        return JSONResponse(error_body(f"Internal server error: {exc}", type="server_error"), status_code=500)
-
-    def model_card() -> dict:
-        return {"id": served, "object": "model", "created": created, "owned_by": "tuneboard"}
-
-    def resolve_model(name: str | None) -> str:
-        if name is None or name.lower() in aliases:
-            return served
-        raise APIError(404, f"The model {name!r} does not exist; this server serves {served!r}.",
-                       param="model", code="model_not_found")
-
-    @app.get("/health")
-    async def health():
-        return {"status": "ok", "model": served, "waiting": worker.waiting, "running": len(worker.active),
-                "busy": bool(worker.active)}
-
-    @app.get("/v1/models", dependencies=[Depends(check_key)])
-    async def list_models():
-        return {"object": "list", "data": [model_card()]}
-
-    @app.get("/v1/models/{name:path}", dependencies=[Depends(check_key)])
-    async def get_model(name: str):
-        resolve_model(name)
-        return model_card()
-
-    @app.post("/v1/chat/completions", dependencies=[Depends(check_key)])
-    async def chat_completions(req: ChatRequest, request: Request):
-        model = resolve_model(req.model)
-        if req.n != 1:
-            raise APIError(400, "n: only n=1 is supported.", param="n")
-        if req.logprobs:
-            raise APIError(400, "logprobs: not supported by this server.", param="logprobs")
-        tools = to_tools(req)
-        if req.response_format and req.response_format.get("type", "text") != "text":
-            raise APIError(400, "response_format: only type 'text' is supported.", param="response_format")
-        messages, system = to_engine_messages(req.messages)
-        gen = to_gen_kwargs(req)
-        deadline = time.monotonic() + deadline_s
-        loop = asyncio.get_running_loop()
-        extra = {"tools": tools} if tools else {}
-        try:  # the engine's refusals (too long, bad setting) are 400s before anything is queued
-            prompt = await loop.run_in_executor(tokenize, lambda: engine.prepare(messages, system, **extra, **gen))
-        except UserError as e:
-            raise APIError(400, str(e)) from None
-        job = Job(prompt, req.stream, loop, asyncio.Queue(), deadline, tools=tools)
-        worker.submit(job)
-        cid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        # wait (queued) until generation starts: a stream's headers go out only then
-        started = await _next(job, request, deadline)
-        if started is None:
-            return JSONResponse(error_body("client disconnected", code="client_closed"), status_code=499)
-        if started == "late":
-            raise APIError(503, f"The server stayed busy for {deadline_s:.0f} s and did not start this request; "
-                                "retry later.", type="server_error", code="timeout")
-        if req.stream:
-            usage = bool(req.stream_options and req.stream_options.include_usage)
-            return EventSourceResponse(_stream(job, cid, now, model, usage), ping=10,
-                                       client_close_handler_callable=_on_close(job))
-        return await _complete(job, request, cid, now, model)
-
-    def _on_close(job: Job):
-        async def handler(message):
-            job.cancel.set()
-        return handler
-
-    async def _next(job: Job, request: Request, until: float | None = None):
-        """The worker's next event for this job; None when the client disconnected first, "late" when the
-        monotonic time `until` came first. Either way the job is cancelled (skipped if queued, else stopped)."""
-        waiter = asyncio.ensure_future(job.out.get())
-        gone = asyncio.ensure_future(_wait_disconnect(request))
-        timeout = None if until is None else max(0.0, until - time.monotonic())
-        try:
-            await asyncio.wait({waiter, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gone.cancel()
-        if not waiter.done():
-            job.cancel.set()
-            waiter.cancel()
-            return None if gone.done() and not gone.cancelled() else "late"
-        kind, value = waiter.result()
-        if kind == "error":
-            if isinstance(value, UserError):  # the engine refused the request (too long, bad setting...)
-                raise APIError(400, str(value))
-            raise APIError(500, f"Generation failed: {value}", type="server_error")
-        return kind, value
-
-    async def _complete(job: Job, request: Request, cid: str, now: int, model: str):
-        ev = await _next(job, request)
-        if ev is None:
-            return JSONResponse(error_body("client disconnected", code="client_closed"), status_code=499)
-        resp = ev[1]
-        text = _get(resp, "text", "") or ""
-        pt, ct = int(_get(resp, "prompt_tokens", 0) or 0), int(_get(resp, "completion_tokens", 0) or 0)
-        message = {"role": "assistant", "content": text}
-        if _get(resp, "tool_calls"):
-            message = {"role": "assistant", "content": text or None, "tool_calls": _get(resp, "tool_calls")}
-        return {
-            "id": cid, "object": "chat.completion", "created": now, "model": model,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "message": message,
-                         "logprobs": None, "finish_reason": _get(resp, "finish_reason", "stop") or "stop"}],
-            "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
-        }
-
-    async def _stream(job: Job, cid: str, now: int, model: str, include_usage: bool):
-        def chunk(delta: dict, finish: str | None = None, usage: dict | None = None, choices: bool = True) -> dict:
-            body = {"id": cid, "object": "chat.completion.chunk", "created": now, "model": model,
-                    "system_fingerprint": None,
-                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-                    if choices else []}
-            if include_usage:
-                body["usage"] = usage
-            return {"data": json.dumps(body, ensure_ascii=False)}
-
-        try:
-            yield chunk({"role": "assistant", "content": ""})
-            while True:
-                kind, value = await job.out.get()
-                if kind == "delta":
-                    yield chunk({"content": value})
-                elif kind == "error":
-                    yield {"data": json.dumps(error_body(f"Generation failed: {value}", type="server_error"))}
-                    return
-                else:
-                    if job.tools:  # the calls, parsed once the answer was complete (its text came as deltas)
-                        calls = _get(value, "tool_calls") or []
-                        if calls:
-                            yield chunk({"tool_calls": [{"index": k, **c} for k, c in enumerate(calls)]})
-                    yield chunk({}, _get(value, "finish_reason", "stop") or "stop")
-                    if include_usage:
-                        pt = int(_get(value, "prompt_tokens", 0) or 0)
-                        ct = int(_get(value, "completion_tokens", 0) or 0)
-                        yield chunk({}, usage={"prompt_tokens": pt, "completion_tokens": ct,
-                                               "total_tokens": pt + ct}, choices=False)
-                    yield {"data": "[DONE]"}
-                    return
-        finally:
-            job.cancel.set()  # no-op after a normal end; stops the generation when the client went away
-
+    add_error_handlers(app)
+    app.include_router(routes.router)
     return app
 
 
-async def _wait_disconnect(request) -> None:
-    """Returns when the client closes the connection (the body has been read already)."""
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
+async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status)
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    msg, param = _validation_message(exc)
+    return JSONResponse(error_body(msg, param=param), status_code=400)
+
+
+async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    msg = f"{request.method} {request.url.path}: {exc.detail}"
+    return JSONResponse(error_body(msg, code=code), status_code=exc.status_code)
+
+
+async def _crash(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error")
+    return JSONResponse(error_body(f"Internal server error: {exc}", type="server_error"), status_code=500)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error in OpenAI's shape: ours, a body that does not validate (400), an unknown route, a crash."""
+    app.add_exception_handler(APIError, _api_error)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Exception, _crash)
 
 
 # ---------------------------------------------------------------- serving
@@ -717,7 +778,6 @@ async def _wait_disconnect(request) -> None:
 def start_server_thread(app, host: str = DEFAULT_HOST, port: int = 0, timeout: float = 30):
     """Serve `app` with uvicorn in a daemon thread (tests, the web UI). Returns (server, thread, port).
     port 0 picks a free port; the socket is bound before the thread starts, so there is no race."""
-    import uvicorn
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
@@ -757,7 +817,6 @@ def run_cli(opts) -> int:
     engine = ChatEngine(args)
     app = create_app(engine)
     served = app.state.model_id
-    import uvicorn
     shown = f"[{host}]" if ":" in host else host
     print(f"OpenAI-compatible API on http://{shown}:{port}/v1  (model: {served})", flush=True)
     if os.environ.get("API_KEY"):

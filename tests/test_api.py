@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from engine.api import MAX_BODY, create_app, host_port, start_server_thread
+from engine.args import Namespace
 from engine.errors import UserError
 from helpers import wait_for
 
@@ -487,5 +488,5 @@ def test_example_recipe_is_valid():
     args = load_config(Path(__file__).resolve().parent.parent / "examples/api/smollm2.yaml", [], command="infer")
     served, aliases = model_names(args)
     assert served == "SmolLM2-135M-Instruct" and "models/smollm2-135m-instruct" in aliases
-    served, _ = model_names({"model_name_or_path": "m/base", "adapter_name_or_path": ["saves/run_7/"]})
+    served, _ = model_names(Namespace({"model_name_or_path": "m/base", "adapter_name_or_path": ["saves/run_7/"]}))
     assert served == "run_7"

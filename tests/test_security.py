@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from engine import paths, runs
+from engine.args import Namespace
 from engine.config import load_config
 from engine.errors import ConfigError
 from engine.data import upload
@@ -112,7 +113,7 @@ def test_servers_default_to_loopback(monkeypatch):
 def test_api_key_guards_every_v1_route():
     from engine.api import create_app, start_server_thread
     # no model: nothing here gets past the key (the worker only needs to know it would answer one at a time)
-    engine = type("E", (), {"args": {"model_name_or_path": "models/tiny"}, "batches": False})()
+    engine = type("E", (), {"args": Namespace({"model_name_or_path": "models/tiny"}), "batches": False})()
     srv, thread, port = start_server_thread(create_app(engine, api_key="sk-secret"))
     try:
         assert srv.servers[0].sockets[0].getsockname()[0] == "127.0.0.1"
