@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from engine import runs
+from engine import paths
 from engine.data.registry import INFO_FILE, load_dataset_info
 from helpers import wait_for
 from test_augment import KEY, StandIn, record
@@ -18,7 +18,7 @@ from test_webui import call, value
 @pytest.fixture
 def demo(tmp_path, monkeypatch):
     from webui.app import create_ui
-    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    monkeypatch.setenv(paths.SAVES_ENV, str(tmp_path / "saves"))
     monkeypatch.setenv("TUNEBOARD_ROOTS", str(tmp_path))
     return create_ui("en", saves=str(tmp_path / "saves"))
 

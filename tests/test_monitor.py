@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import runs, usage
+from engine import paths, runs, usage
 from engine.train import rundir
 from helpers import wait_for
 from webui import monitor
@@ -26,7 +26,7 @@ TREE = textwrap.dedent("""
 
 @pytest.fixture
 def saves(tmp_path, monkeypatch):
-    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    monkeypatch.setenv(paths.SAVES_ENV, str(tmp_path / "saves"))
     monkeypatch.setattr(runs, "_POPENS", {})
     yield tmp_path / "saves"
     for r in runs.all_runs(tmp_path / "saves"):

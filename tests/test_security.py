@@ -139,7 +139,7 @@ def ui_server(tmp_path_factory):
     auth.write_text("# who may log in\nalice:s3cret-pass\n")
     port = free_port()
     proc = start_server(["app.py", "--port", str(port), "--auth-file", str(auth)], base / "server.log",
-                        {runs.SAVES_ENV: str(base / "saves"), upload.MAX_UPLOAD_ENV: str(UPLOAD_LIMIT)},
+                        {paths.SAVES_ENV: str(base / "saves"), upload.MAX_UPLOAD_ENV: str(UPLOAD_LIMIT)},
                         drop=("GRADIO_SERVER_NAME", paths.ROOTS_ENV))
     url = f"http://127.0.0.1:{port}"
     try:
@@ -202,7 +202,7 @@ def test_auth_flags():
 def demo(tmp_path, monkeypatch):
     from webui.app import create_ui
     monkeypatch.chdir(ROOT)
-    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    monkeypatch.setenv(paths.SAVES_ENV, str(tmp_path / "saves"))
     monkeypatch.delenv(paths.ROOTS_ENV, raising=False)
     return create_ui("en", saves=str(tmp_path / "saves"))
 

@@ -22,11 +22,10 @@ from pathlib import Path
 import gradio as gr
 
 from engine import args as schema
-from engine import runs
 from engine.args import BY_NAME
 from engine.data import augment, upload
 from engine.errors import ConfigError, UserError
-from engine.paths import WRITE, confine
+from engine.paths import WRITE, confine, saves_root
 
 from . import widgets
 from .locales import t
@@ -42,7 +41,7 @@ _JOB: dict = {}  # the augmentation job of this server: thread, stop event, prog
 # ---------------------------------------------------------------- upload
 def _staging(saves, name: str, e: dict, src: str) -> Path:
     """A dataset folder under saves/ whose dataset_info.json points at the uploaded file (old ones removed)."""
-    root = runs.saves_root(saves) / STAGING
+    root = saves_root(saves) / STAGING
     root.mkdir(parents=True, exist_ok=True)
     for old in root.iterdir():
         if old.is_dir() and time.time() - old.stat().st_mtime > STAGING_KEEP_S:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from engine import runs
+from engine import paths
 from engine.args import BY_NAME
 from engine.errors import ConfigError
 
@@ -22,8 +22,8 @@ EXCLUDE = {"eval_dataset"}  # the Evaluate tab's dataset box is the data set eva
 
 def prepare_eval(page: Page, raw: dict) -> dict:
     v = dict(raw)
-    out = runs.resolve_output_dir(v.get("output_dir"), v.get("model_name_or_path"), v.get("finetuning_type"),
-                                  page.saves)
+    out = paths.resolve_output_dir(v.get("output_dir"), v.get("model_name_or_path"), v.get("finetuning_type"),
+                                   page.saves)
     if out is None:
         raise ConfigError("output_dir: give a name or a folder for the predictions.", "output_dir")
     v["output_dir"] = out

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from engine import runs
+from engine import paths, runs
 from engine.config import to_command
 from engine.errors import ConfigError
 
@@ -25,8 +25,8 @@ def prepare_export(raw: dict, saves=None) -> dict:
     if v.get("finetuning_type") == "lora" and not v.get("adapter_name_or_path"):
         raise ConfigError("adapter_name_or_path: pick the adapter to merge (top panel).", "adapter_name_or_path")
     # a bare name goes under saves/<model>/<method>/, as the Train and Evaluate tabs' output dirs do
-    v["export_dir"] = runs.resolve_output_dir(v.get("export_dir"), v.get("model_name_or_path"),
-                                              v.get("finetuning_type"), saves)
+    v["export_dir"] = paths.resolve_output_dir(v.get("export_dir"), v.get("model_name_or_path"),
+                                               v.get("finetuning_type"), saves)
     if not v.get("export_dir"):
         raise ConfigError("export_dir: give a folder to write the merged model to.", "export_dir")
     return v

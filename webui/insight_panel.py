@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +29,8 @@ from engine.insight.inspector import inspect_dataset, render as render_inspectio
 from engine.insight.sweep import plan, read_sweep
 from engine.insight.verdict import diagnose
 from engine.insight.words import t as insight_t
-from engine.paths import READ, WRITE, confine
+from engine.paths import READ, WRITE, confine, default_output_dir, run_name, saves_root
+from engine.train import rundir
 from engine.train.plots import draw_rewards, reward_series, smooth
 
 from .locales import t
@@ -147,7 +147,7 @@ def advice_choices(report: dict | None, lang: str) -> list[tuple[str, int]]:
 
 # ---------------------------------------------------------------- which run
 def run_choices(saves) -> list[tuple[str, str]]:
-    root = runs.saves_root(saves)
+    root = saves_root(saves)
     out = []
     for p in runlog.find_runs(root):
         try:
@@ -239,8 +239,7 @@ class DoctorPanel:
         target = current_run_dir(saves)
         if not target:
             return [gr.skip()] * (len(self.shown) + 1)
-        log = Path(target) / "trainer_log.jsonl"
-        st = Path(target) / "status.json"
+        log, st = rundir.log_file(target), rundir.status_file(target)
         key = {"path": target, "log": log.stat().st_size if log.exists() else 0,
                "status": st.stat().st_mtime if st.exists() else 0, "lang": lg}
         if key == s:
@@ -481,8 +480,7 @@ class RunsTab:
             center = data[self.center]
             c = float(center) if str(center or "").strip() else float(values["learning_rate"])
             lrs = plan(c, n_runs, decades)
-            out = runs.default_output_dir(values["model_name_or_path"], values["finetuning_type"],
-                                          f"sweep_{time.strftime('%Y-%m-%d-%H-%M-%S')}", saves)
+            out = default_output_dir(values["model_name_or_path"], values["finetuning_type"], run_name("sweep"), saves)
             confine(out, "output_dir", WRITE, saves)
             Path(out).mkdir(parents=True, exist_ok=True)
             base = Path(out) / "base.yaml"
@@ -518,8 +516,8 @@ class RunsTab:
             return [t("sweep_none", lg), sweep_frame({"runs": []}, lg), gr.skip(), gr.skip(), key]
         if state.get("state") == "running" and not r.alive():
             state["state"] = "aborted" if r.aborted else "failed"
-        sizes = [((Path(x["output_dir"]) / "trainer_log.jsonl").stat().st_size
-                  if (Path(x["output_dir"]) / "trainer_log.jsonl").exists() else 0) for x in state["runs"]]
+        sizes = [(rundir.log_file(x["output_dir"]).stat().st_size
+                  if rundir.log_file(x["output_dir"]).exists() else 0) for x in state["runs"]]
         key = {"run": r.id, "state": state["state"], "sizes": sizes, "lang": lg,
                "runs": [x["state"] for x in state["runs"]]}
         if key == s:
@@ -676,7 +674,7 @@ def sweep_frame(state: dict, lang: str = "en"):
 
 
 def sweep_figure(state: dict, lang: str):
-    dirs = [r["output_dir"] for r in state["runs"] if (Path(r["output_dir"]) / "trainer_log.jsonl").exists()]
+    dirs = [r["output_dir"] for r in state["runs"] if rundir.log_file(r["output_dir"]).exists()]
     if not dirs:
         return None
     try:

@@ -7,7 +7,6 @@ is what lets a reloaded page or a second tab re-attach to a running job.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -16,6 +15,7 @@ import gradio as gr
 from engine import runqueue, runs, usage
 from engine.errors import ConfigError, UserError
 from engine.export import folder_listing, next_step
+from engine.paths import run_name
 from engine.train import rundir
 
 from . import monitor
@@ -101,7 +101,7 @@ def result_parts(run: runs.Run, status: dict) -> list:
         if path:
             parts.append(("adapter_at", {"path": path}))
     if run.command == "eval" and status["state"] == "finished":
-        parts.append(("predictions_at", {"path": f"{run.output}/generated_predictions.jsonl"}))
+        parts.append(("predictions_at", {"path": f"{run.output}/{rundir.PREDICTIONS}"}))
     if run.command == "export" and status["state"] == "finished":
         parts.append(("export_done", {"path": run.output}))
         try:
@@ -133,7 +133,7 @@ def name_output(page: Page, data: dict, scopes, prefix: str) -> tuple[dict, dict
     box = next((page.args[s]["output_dir"] for s in scopes if "output_dir" in page.args.get(s, {})), None)
     if box is None or raw.get("output_dir"):
         return raw, {}
-    raw["output_dir"] = f"{prefix}_{time.strftime('%Y-%m-%d-%H-%M-%S')}"
+    raw["output_dir"] = run_name(prefix)
     return raw, {box: raw["output_dir"]}
 
 

@@ -18,7 +18,7 @@ from engine.data.registry import list_datasets
 from engine.data.templates import resolve_template
 from engine.errors import ConfigError, UserError
 from engine.models.loader import load_tokenizer, model_path
-from engine.paths import WRITE, confine
+from engine.paths import WRITE, confine, default_output_dir, resolve_output_dir, saves_root
 from engine.precision import choose, device_light
 from engine.train import rundir
 
@@ -49,8 +49,7 @@ def dataset_choices(dataset_dir: str, stage: str | None, current=None) -> tuple[
 def prepare_train(page: Page, raw: dict) -> dict:
     """UI values -> the values of the run: the output-dir name becomes a folder under saves/<model>/<method>/."""
     v = dict(raw)
-    out = runs.resolve_output_dir(v.get("output_dir"), v.get("model_name_or_path"), v.get("finetuning_type"),
-                                  page.saves)
+    out = resolve_output_dir(v.get("output_dir"), v.get("model_name_or_path"), v.get("finetuning_type"), page.saves)
     if out is None:
         raise ConfigError("output_dir: give a name or a folder for this run.", "output_dir")
     v["output_dir"] = confine(out, "output_dir", WRITE, page.saves)
@@ -328,7 +327,7 @@ def _output_row(page: Page, out_args: list) -> dict:
             else:
                 page.arg(SCOPE, a, scale=1)
         cfg = page.add("train.config_path", gr.Textbox(
-            value=str(runs.saves_root(page.saves) / "configs" / "train_config.yaml"),
+            value=str(saves_root(page.saves) / "configs" / "train_config.yaml"),
             label=t("config_path", lang), info=t("config_path_info", lang), elem_id="train-config_path", scale=2),
             label="config_path", info="config_path_info")
     return dict(config_path=cfg)
@@ -388,8 +387,7 @@ def short_output_dir(page: Page, values: dict) -> str | None:
     if not out:
         return out
     name = Path(str(out)).name
-    default = runs.default_output_dir(values.get("model_name_or_path"), values.get("finetuning_type"), name,
-                                      page.saves)
+    default = default_output_dir(values.get("model_name_or_path"), values.get("finetuning_type"), name, page.saves)
     return name if Path(default).resolve() == Path(str(out)).resolve() else out
 
 
