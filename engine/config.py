@@ -10,7 +10,6 @@ import json
 import math
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -21,7 +20,7 @@ from .data import recipes
 from .devices import check as check_devices
 from .errors import ConfigError
 from .models import quantize
-from .paths import unwritable_folder
+from .paths import default_output_dir, unwritable_folder
 from .train.stages import STAGES, get_stage
 from .utils import atomic_write_text, get_logger
 
@@ -291,11 +290,6 @@ def compat_notes(ns: Namespace) -> list[str]:
     for the run's log): only those set to something other than their default, which changes nothing."""
     return [f"{a.name}={format_value(ns.values[a.name])}: {a.help_en}" for a in ARGS
             if a.compat and a.name in ns.explicit and ns.values.get(a.name) != a.default]
-
-
-def default_output_dir(model: str, method: str, prefix: str = "train") -> str:
-    name = Path(model.rstrip("/")).name or "model"
-    return str(Path("saves") / name / method / f"{prefix}_{time.strftime('%Y-%m-%d-%H-%M-%S')}")
 
 
 def changed(ns_or_dict: Namespace | dict, command: str = "train") -> dict[str, Any]:

@@ -24,16 +24,15 @@ from typing import Callable
 
 from .args import Namespace
 from .chat import ChatEngine
-from .config import default_output_dir, load_config, save_config
+from .config import load_config, save_config
 from .data.loader import load_examples
 from .errors import ConfigError, UserError
 from .metrics import MetricAccumulator
-from .train.rundir import write_status
+from .paths import default_output_dir, run_name
+from .train.rundir import EVAL_CONFIG as CONFIG, EVAL_RESULTS as RESULTS  # the names tests and callers use here
+from .train.rundir import PREDICTIONS, run_evidence, status_file, write_status
 from .utils import atomic_write_json, get_logger
 
-PREDICTIONS = "generated_predictions.jsonl"
-RESULTS = "predict_results.json"
-CONFIG = "eval_args.yaml"
 log = get_logger("tuneboard.eval")
 
 
@@ -51,13 +50,13 @@ def eval_datasets(values: dict) -> list[str]:
 
 def resolve_output_dir(values: dict) -> Path:
     out = values.get("output_dir") or default_output_dir(values["model_name_or_path"],
-                                                          values.get("finetuning_type") or "lora", prefix="eval")
+                                                          values.get("finetuning_type") or "lora", run_name("eval"))
     p = Path(out)
     # never write status.json & co. over a training run's files (e.g. output_dir = the adapter folder)
-    for marker in ("trainer_log.jsonl", "training_args.yaml", "adapter_config.json", "all_results.json"):
-        if (p / marker).is_file():
-            raise ConfigError(f"output_dir: {p} holds a training run ({marker}); evaluate into another folder, "
-                              f"for example output_dir={p / 'eval'}.", "output_dir")
+    marker = run_evidence(p)
+    if marker:
+        raise ConfigError(f"output_dir: {p} holds a training run ({marker}); evaluate into another folder, "
+                          f"for example output_dir={p / 'eval'}.", "output_dir")
     if p.exists() and not p.is_dir():
         raise ConfigError(f"output_dir: {p} is a file; give a folder.", "output_dir")
     return p
@@ -120,7 +119,7 @@ def evaluate(args: Namespace, engine=None, out: Callable[[str], None] | None = N
     values = dict(args.values)
     out_dir = resolve_output_dir(values)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "status.json").unlink(missing_ok=True)  # a previous run's error/fields must not leak in
+    status_file(out_dir).unlink(missing_ok=True)  # a previous run's error/fields must not leak in
     write_status(out_dir, "loading", done=0, total=None, step=0, total_steps=None, started=t_start)
     gen = generation_settings(args)
     saved = dict(args.values, do_sample=gen["do_sample"])  # greedy-by-default made explicit: a rerun matches

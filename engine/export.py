@@ -30,11 +30,10 @@ from .hub_upload import check as check_upload
 from .hub_upload import upload
 from .models.loader import adapter_paths, check_adapter, load_model, load_tokenizer, model_path
 from .models.registry import EXPORT_MARKER, lookup
+from .train.rundir import record_of
 from .utils import atomic_write_json, atomic_write_text, get_logger, human_size, read_json_object, share_like_umask
 
 log = get_logger()
-CONFIG_NAMES = ("training_args.yaml", "training_config.yaml", "train_config.yaml")
-RESULTS_NAMES = ("all_results.json",)
 DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 
@@ -63,15 +62,6 @@ def _export_dtype(a: dict, base: str):
         cfg = read_json_object(Path(base) / "config.json")
         name = str(cfg.get("dtype") or cfg.get("torch_dtype") or "float32").replace("torch.", "")
     return getattr(torch, DTYPES.get(name, "float32"))
-
-
-def _run_file(adapter: Path, names: tuple) -> Path | None:
-    """A run file next to the adapter, or in the run folder above a checkpoint-N adapter."""
-    for folder in (adapter, adapter.parent):
-        for n in names:
-            if (folder / n).is_file():
-                return folder / n
-    return None
 
 
 # ---- the formats: one entry each (the schema's export_format lists the same names; tests/test_export.py checks)
@@ -152,21 +142,14 @@ def _model_card(job: Job, fmt: str, written: Written) -> str:
              f"- **Adapter(s) merged:** {', '.join(f'`{a}`' for a in adapters) if adapters else 'none'}",
              f"- **Chat template:** `{job.template.name}` ({job.chat_source})",
              f"- **Weights:** {written.weights}", ""]
-    for a in adapters:
-        cfg_file = _run_file(Path(a), CONFIG_NAMES)
-        if cfg_file is not None:
-            try:
-                cfg = yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {}
-            except (OSError, yaml.YAMLError):
-                cfg = None
-            if isinstance(cfg, dict):
-                lines += [f"## Training configuration (`{cfg_file}`)", "", "```yaml",
-                          yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False).rstrip(), "```", ""]
-        res_file = _run_file(Path(a), RESULTS_NAMES)
-        results = read_json_object(res_file) if res_file else {}
-        if results:
-            lines += [f"## Final metrics (`{res_file}`)", "", "| metric | value |", "|---|---|"]
-            lines += [f"| {k} | {round(v, 6) if isinstance(v, float) else v} |" for k, v in results.items()]
+    for a in adapters:  # the record of the run that trained each adapter (next to it, or above a checkpoint-N)
+        rec = record_of(a)
+        if rec and rec.config:
+            lines += [f"## Training configuration (`{rec.config_file}`)", "", "```yaml",
+                      yaml.safe_dump(rec.config, allow_unicode=True, sort_keys=False).rstrip(), "```", ""]
+        if rec and rec.results:
+            lines += [f"## Final metrics (`{rec.results_file}`)", "", "| metric | value |", "|---|---|"]
+            lines += [f"| {k} | {round(v, 6) if isinstance(v, float) else v} |" for k, v in rec.results.items()]
             lines += [""]
     return "\n".join(lines + ["## Use", ""] + written.use + [""])
 

@@ -1,4 +1,8 @@
-"""The folders a path typed into the web UI may point at.
+"""Where runs go and which folders a path typed into the web UI may point at (the ground floor: no project imports
+but errors and utils).
+
+saves_root is TUNEBOARD_SAVES_DIR, else ./saves; a run without an output_dir goes to
+<saves>/<model>/<method>/<prefix>_<time> (default_output_dir), from the CLI and the web UI alike.
 
 The UI can be served to other machines (--host, --share), so a path it accepts is refused unless it resolves
 (`..` and symlinks followed) inside the data, saves or models root, or the shipped examples for reading.
@@ -8,11 +12,13 @@ whoever runs a command already owns the machine.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from .errors import ConfigError
 from .utils import repo_root
 
+SAVES_ENV = "TUNEBOARD_SAVES_DIR"
 ROOTS_ENV = "TUNEBOARD_ROOTS"
 READ, WRITE = "read", "write"
 PATH_ARGS = {"model_name_or_path": READ, "adapter_name_or_path": READ, "dataset_dir": READ, "deepspeed": READ,
@@ -21,8 +27,36 @@ PATH_ARGS = {"model_name_or_path": READ, "adapter_name_or_path": READ, "dataset_
 _LAST = {"true", "last", "latest", "yes"}  # resume_from_checkpoint values that are not paths
 
 
+def saves_root(saves: str | Path | None = None) -> Path:
+    return Path(saves or os.environ.get(SAVES_ENV) or "saves")
+
+
+def model_dir_name(model: str | None) -> str:
+    return Path(str(model or "model").rstrip("/")).name or "model"
+
+
+def run_name(prefix: str = "train") -> str:
+    """A new run's folder name: the prefix and the time, e.g. train_2026-12-05-06-30-00."""
+    return f"{prefix}_{time.strftime('%Y-%m-%d-%H-%M-%S')}"
+
+
+def default_output_dir(model: str | None, method: str, name: str | None = None,
+                       saves: str | Path | None = None) -> str:
+    """<saves>/<model folder name>/<method>/<name> (name: run_name() when not given)."""
+    return str(saves_root(saves) / model_dir_name(model) / method / (name or run_name()))
+
+
+def resolve_output_dir(value: str | None, model: str, method: str, saves: str | Path | None = None) -> str | None:
+    """A bare name (no path separator) lives under <saves>/<model>/<method>/, as in the UI's output-dir box."""
+    if not value or not str(value).strip():
+        return None
+    v = str(value).strip()
+    if os.sep in v or "/" in v:
+        return v
+    return default_output_dir(model, method, v, saves)
+
+
 def roots(mode: str = READ, saves: str | Path | None = None) -> list[Path]:
-    from .runs import saves_root
     repo = repo_root()
     found = [Path("data"), repo / "data", saves_root(saves), Path("models"), repo / "models"]
     if mode == READ:

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from . import devices, runs
+from . import devices, paths, runs
 from .args import BY_NAME
 from .config import changed, load_config, parse_overrides, read_yaml
 from .errors import ConfigError
@@ -40,7 +40,7 @@ COMMAND = "train"  # what a queued run runs (the queue stores the command, so ot
 
 
 def _dir(saves=None) -> Path:
-    return runs.saves_root(saves) / runs.REGISTRY
+    return paths.saves_root(saves) / runs.REGISTRY
 
 
 @contextmanager
@@ -187,7 +187,7 @@ def ensure_runner(saves=None) -> bool:
     if not pending(saves):
         return False
     d = _dir(saves)
-    saves_abs = str(runs.saves_root(saves).resolve())
+    saves_abs = str(paths.saves_root(saves).resolve())
     with open(d / RUNNER_LOCK, "a") as lock, open(d / RUNNER_LOG, "ab") as log:
         try:  # taken here and handed to the runner: two callers at once never start two runners
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -222,9 +222,9 @@ def _values_for_turn(item: dict, saves) -> dict:
     v = dict(item["values"])
     model = v.get("model_name_or_path") or BY_NAME["model_name_or_path"].default
     method = v.get("finetuning_type") or BY_NAME["finetuning_type"].default
-    out = runs.resolve_output_dir(v.get("output_dir"), model, method, saves)
+    out = paths.resolve_output_dir(v.get("output_dir"), model, method, saves)
     if out is None:
-        out = runs.default_output_dir(model, method, f"train_{time.strftime('%Y-%m-%d-%H-%M-%S')}", saves)
+        out = paths.default_output_dir(model, method, saves=saves)
     v["output_dir"] = str(Path(item.get("cwd") or ".", out).resolve())  # the runner may sit elsewhere
     return v
 

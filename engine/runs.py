@@ -28,17 +28,17 @@ from . import devices
 from .args import ARGS, SECRET_ENV, Namespace
 from .config import changed, load_config, validate
 from .errors import ConfigError
+from .paths import model_dir_name, saves_root
 from .procs import START_TOLERANCE_S, alive as _alive, create_time as _create_time, is_running as _proc_alive
 from .train import rundir
 from .utils import atomic_write_json, atomic_write_text
 from .errors import UserError
 
-SAVES_ENV = "TUNEBOARD_SAVES_DIR"
 REGISTRY = ".tuneboard_runs"
 COMMANDS = ("train", "eval", "export")
 CONFIG_COMMAND = {"train": "train", "eval": "infer", "export": "export"}  # which schema args each one reads
-CONFIG_NAME = {"train": rundir.CONFIG, "eval": "eval_args.yaml", "export": "export_args.yaml"}
-RESULT_FILES = {"train": rundir.RESULTS, "eval": "predict_results.json", "export": "config.json"}
+CONFIG_NAME = {"train": rundir.CONFIG, "eval": rundir.EVAL_CONFIG, "export": rundir.EXPORT_CONFIG}
+RESULT_FILES = {"train": rundir.RESULTS, "eval": rundir.EVAL_RESULTS, "export": "config.json"}
 TERM_GRACE_S = 7.0   # SIGTERM -> a run that does not say how long it needs gets this long before SIGKILL
 MAX_STOP_WAIT_S = 1800.0  # the most a stopping trainer may ask for (status.json's stop_by), whatever it says
 EXIT_WAIT_S = 30.0   # a trainer that has recorded its end: time to exit (freeing memory, joining threads)
@@ -56,30 +56,8 @@ class RunBusy(UserError):
         self.run = run
 
 
-def saves_root(saves: str | Path | None = None) -> Path:
-    return Path(saves or os.environ.get(SAVES_ENV) or "saves")
-
-
 def _registry(saves: str | Path | None = None) -> Path:
     return saves_root(saves) / REGISTRY
-
-
-def model_dir_name(model: str | None) -> str:
-    return Path(str(model or "model").rstrip("/")).name or "model"
-
-
-def default_output_dir(model: str, method: str, name: str, saves: str | Path | None = None) -> str:
-    return str(saves_root(saves) / model_dir_name(model) / method / name)
-
-
-def resolve_output_dir(value: str | None, model: str, method: str, saves: str | Path | None = None) -> str | None:
-    """A bare name (no path separator) lives under <saves>/<model>/<method>/, as in the UI's output-dir box."""
-    if not value or not str(value).strip():
-        return None
-    v = str(value).strip()
-    if os.sep in v or "/" in v:
-        return v
-    return default_output_dir(model, method, v, saves)
 
 
 # ---------------------------------------------------------------- processes
@@ -581,7 +559,7 @@ def list_runs(saves: str | Path | None = None, model: str | None = None, method:
             for run in meth.iterdir():
                 if not run.is_dir() or run.name.startswith("."):
                     continue
-                if not (rundir.holds_run(run) or (run / "adapter_config.json").is_file()):
+                if not rundir.holds_run(run):
                     continue
                 st = rundir.read_status(run) or {}
                 out.append({"path": str(run), "name": run.name, "model": mdir.name, "method": meth.name,

@@ -77,8 +77,8 @@ def demo(tmp_path, monkeypatch):
 @pytest.fixture
 def saves(tmp_path, monkeypatch):
     """A saves folder of the test's own for the runs it starts; whatever failed, no process is left behind."""
-    from engine import runs
-    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    from engine import paths, runs
+    monkeypatch.setenv(paths.SAVES_ENV, str(tmp_path / "saves"))
     monkeypatch.setattr(runs, "_POPENS", {})
     yield tmp_path / "saves"
     for r in runs.all_runs(tmp_path / "saves"):

@@ -61,7 +61,7 @@ def test_augment_runs_from_the_page_and_keeps_the_key_off_disk(demo, tmp_path):
         assert "Augmenting `seed`" in value(res[page.c("augment.message")]), res
         from webui import data_tab
         wait_for(lambda: not data_tab._JOB["thread"].is_alive(), 30, "the job to end")
-        html, parts, md, _ = demo.page.named["augment.tick"]("en", (0, "running", None, True, "en"))
+        html, parts, md, _ = demo.studio.data.augment.tick("en", (0, "running", None, True, "en"))
         assert "data-kept='2'" in html and "data-done='4' data-total='4'" in html
         assert "Dataset **seed_aug** (2 requests kept)" in md
         assert load_dataset_info(data)["seed_aug"].file_name == "seed_aug.jsonl"

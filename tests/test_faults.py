@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine import procs, runs
+from engine import paths, procs, runs
 from engine.config import load_config, save_config
 from engine.errors import ConfigError
 from engine.train import rundir
@@ -253,7 +253,7 @@ def test_incomplete_checkpoints_are_never_the_latest(tmp_path):
 UI_STANDIN = textwrap.dedent("""
     # what the web UI does on Start: engine.runs.spawn, then it keeps serving until it is killed
     import json, sys, time
-    from engine import runs
+    from engine import paths, runs
     run = runs.spawn("train", json.loads(sys.argv[1]), sys.argv[2])
     print(run.id, run.pid, flush=True)
     time.sleep(3600)
@@ -288,7 +288,7 @@ def test_ui_server_killed_and_restarted_while_training(tiny_model, arith, tmp_pa
 
     # a new server process: it knows the run only from the registry on disk
     port = free_port()
-    env = {**os.environ, runs.SAVES_ENV: str(saves), "GRADIO_ANALYTICS_ENABLED": "False",
+    env = {**os.environ, paths.SAVES_ENV: str(saves), "GRADIO_ANALYTICS_ENABLED": "False",
            "TUNEBOARD_ROOTS": str(tmp_path)}
     env.pop("GRADIO_SERVER_NAME", None)
     with open(tmp_path / "server.log", "wb") as log:

@@ -319,10 +319,10 @@ def test_an_overwrite_sets_the_completions_aside_with_the_run_and_brings_them_ba
 def test_abort_of_a_spawned_run_keeps_a_checkpoint_and_a_page_reattaches(digit_model, tmp_path, monkeypatch):
     """As the web UI starts it: its own process group; Abort saves at the step it is on and leaves no process."""
     import psutil
-    from engine import runs
+    from engine import paths, runs
     from helpers import wait_for
     saves = tmp_path / "saves"
-    monkeypatch.setenv(runs.SAVES_ENV, str(saves))
+    monkeypatch.setenv(paths.SAVES_ENV, str(saves))
     model, data = digit_model
     out = tmp_path / "long"
     run = runs.spawn("train", grpo_values(model, data, out, max_steps=5000, num_generations=4,

@@ -22,7 +22,6 @@ CYCLES = {
     ("engine.data.processing", "engine.data.records"),  # stages -> processing -> records -> stages
     ("engine.data.processing", "engine.train.stages"),
     ("engine.config", "engine.train.extra"),  # extra_args are checked with config's coerce / check_value
-    ("engine.paths", "engine.runs"),  # roots() needs runs.saves_root, and runs -> config -> paths
 }
 
 

@@ -9,7 +9,7 @@ import gradio as gr
 import psutil
 import pytest
 
-from engine import runs
+from engine import paths, runs
 from engine.config import load_config
 from engine.insight.sweep import read_sweep
 from engine.train.workflow import run as train
@@ -42,7 +42,7 @@ def value(update):
 def ui(tmp_path, monkeypatch, tiny_model):
     from webui.app import create_ui
     saves = tmp_path / "saves"
-    monkeypatch.setenv(runs.SAVES_ENV, str(saves))
+    monkeypatch.setenv(paths.SAVES_ENV, str(saves))
     # the test's model and data folders are allowed UI paths
     monkeypatch.setenv("TUNEBOARD_ROOTS", os.pathsep.join([str(tmp_path), str(tiny_model.parent)]))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

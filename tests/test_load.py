@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from engine import runs
+from engine import paths, runs
 from helpers import free_port, serving, start_server, stop_group, wait_for
 from kits.args import as_args
 
@@ -118,9 +118,9 @@ def _tab(url: str, stop: threading.Event, seen: list, errors: list):
 
 def test_web_ui_serves_several_tabs_watching_one_run(tiny_model, data_dir, tmp_path, monkeypatch):
     saves = tmp_path / "saves"
-    monkeypatch.setenv(runs.SAVES_ENV, str(saves))
+    monkeypatch.setenv(paths.SAVES_ENV, str(saves))
     port = free_port()
-    server = start_server(["app.py", "--port", str(port)], tmp_path / "server.log", {runs.SAVES_ENV: str(saves)})
+    server = start_server(["app.py", "--port", str(port)], tmp_path / "server.log", {paths.SAVES_ENV: str(saves)})
     url = f"http://127.0.0.1:{port}/"
     tabs, stop = [], threading.Event()
     run = None

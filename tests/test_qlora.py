@@ -130,10 +130,10 @@ def test_estimate_4bit_below_8bit_below_unquantized(bundled_model):
 def test_top_panel_widget_and_ui_preview(tmp_path, monkeypatch):
     import gradio as gr
 
-    from engine import runs
+    from engine import paths
     from webui.app import create_ui
     from kits.webui import call, value
-    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    monkeypatch.setenv(paths.SAVES_ENV, str(tmp_path / "saves"))
     monkeypatch.setenv("TUNEBOARD_ROOTS", str(tmp_path))
     demo = create_ui("en", saves=str(tmp_path / "saves"))
     page = demo.page

@@ -13,7 +13,7 @@ import psutil
 import pytest
 import yaml
 
-from engine import devices, runqueue, runs, usage
+from engine import devices, paths, runqueue, runs, usage
 from helpers import ROOT, free_port, serving, start_server, stop_group, wait_for
 
 FAKE_SMI = """#!/bin/sh
@@ -25,7 +25,7 @@ echo "1, Stand-in GPU B, 81000, 81920, 920, 0"
 @pytest.fixture
 def saves(tmp_path, monkeypatch):
     s = tmp_path / "saves"
-    monkeypatch.setenv(runs.SAVES_ENV, str(s))
+    monkeypatch.setenv(paths.SAVES_ENV, str(s))
     monkeypatch.setattr(runs, "_POPENS", {})
     yield s
     for it in runqueue.items(s):  # nothing left behind: queued items never start, running ones are aborted
@@ -74,7 +74,7 @@ def test_three_queued_runs_second_broken_through_a_killed_ui_and_runner(tiny_mod
     path.write_text(yaml.safe_dump(recipe(tiny_model, data_dir)))
     a, b = tmp_path / "run_a", tmp_path / "run_b"
     port = free_port()
-    ui = start_server(["app.py", "--port", str(port)], tmp_path / "ui.log", {runs.SAVES_ENV: str(saves)})
+    ui = start_server(["app.py", "--port", str(port)], tmp_path / "ui.log", {paths.SAVES_ENV: str(saves)})
     try:
         wait_for(serving(ui, f"http://127.0.0.1:{port}/", tmp_path / "ui.log"), 120, "the web UI")
         # the second reuses the first's folder: fine when queued, refused when its turn comes (a run is there)
@@ -92,7 +92,7 @@ def test_three_queued_runs_second_broken_through_a_killed_ui_and_runner(tiny_mod
         wait_for(lambda: not runqueue.runner_alive(saves), 10, "the runner to be gone")
         assert states(saves) == ["running", "queued", "queued"]
         # a UI started again takes the queue up where it was
-        ui = start_server(["app.py", "--port", str(port)], tmp_path / "ui2.log", {runs.SAVES_ENV: str(saves)})
+        ui = start_server(["app.py", "--port", str(port)], tmp_path / "ui2.log", {paths.SAVES_ENV: str(saves)})
         wait_for(lambda: states(saves)[2] not in runqueue.WAITING, 300, "the queue to be worked through")
     finally:
         stop_group(ui)
@@ -103,7 +103,7 @@ def test_three_queued_runs_second_broken_through_a_killed_ui_and_runner(tiny_mod
     assert f"{a} already holds another run" in items[second]["reason"]
     results = json.loads((b / "all_results.json").read_text())
     assert results["total_steps"] == 2 and results["peak_tree_rss_mb"] > 0  # the trainer's own recorded peak
-    listing = cli("queue", "list", env={runs.SAVES_ENV: str(saves)}).stdout
+    listing = cli("queue", "list", env={paths.SAVES_ENV: str(saves)}).stdout
     assert f"{second}  skipped" in listing and "already holds another run" in listing
     assert "the run queue holds work: its runner started" in (tmp_path / "ui2.log").read_text()
 
@@ -176,7 +176,7 @@ def test_queue_editing_and_cli_messages(tmp_path, saves):
     with pytest.raises(runqueue.UserError, match="only queued runs can be moved"):
         runqueue.move(ids[0], "up", saves)
     assert runqueue.clear_done(saves) == 1 and len(runqueue.items(saves)) == 2
-    env = {runs.SAVES_ENV: str(saves)}
+    env = {paths.SAVES_ENV: str(saves)}
     bad = cli("queue", "add", "dataset=identity", "learning_rat=1", env=env)
     assert bad.returncode == 2 and "learning_rat: unknown argument" in bad.stderr and "learning_rate" in bad.stderr
     bad = cli("queue", "add", "learning_rate=1e-4", env=env)  # the cross-field rules too: no dataset

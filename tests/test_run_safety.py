@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import runs
+from engine import paths, runs
 from engine.cli import main as cli
 from engine.config import load_config
 from engine.errors import ConfigError
@@ -126,8 +126,8 @@ def test_overwrite_of_a_folder_of_runs_is_refused_and_no_run_loses_a_file(tiny_m
     assert rc == 2 and "is a folder of runs" in err and "resume_from_checkpoint=true" not in err
 
     # the web UI: output name "." with Overwrite ticked is that same method folder
-    monkeypatch.setenv(runs.SAVES_ENV, str(saves))
-    out = runs.resolve_output_dir(".", str(tiny_model), "lora", saves)
+    monkeypatch.setenv(paths.SAVES_ENV, str(saves))
+    out = paths.resolve_output_dir(".", str(tiny_model), "lora", saves)
     assert Path(out).resolve() == method.resolve()
     with pytest.raises(ConfigError) as e:
         runs.spawn("train", {**args(tiny_model, data, out, max_steps=2), "overwrite_output_dir": True}, saves)
@@ -242,7 +242,7 @@ SLOW_STEP = textwrap.dedent("""
 
 def test_abort_from_the_ui_waits_for_a_slow_step_and_its_checkpoint(tiny_model, data, tmp_path, monkeypatch):
     saves = tmp_path / "saves"
-    monkeypatch.setenv(runs.SAVES_ENV, str(saves))
+    monkeypatch.setenv(paths.SAVES_ENV, str(saves))
     monkeypatch.setattr(runs, "_POPENS", {})
     out, script, marker = tmp_path / "run", tmp_path / "slow.py", tmp_path / "reached"
     script.write_text(SLOW_STEP)
@@ -317,7 +317,7 @@ def test_two_trains_on_one_output_dir_one_is_refused(tiny_model, data, tmp_path)
 
 
 def test_the_lock_is_the_folders_and_dies_with_its_holder(tmp_path, monkeypatch):
-    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    monkeypatch.setenv(paths.SAVES_ENV, str(tmp_path / "saves"))
     monkeypatch.setattr(runs, "_POPENS", {})
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from engine.train import rundir\n"
@@ -448,7 +448,7 @@ def test_an_output_dir_that_cannot_be_written_is_refused_in_validation(tiny_mode
             with pytest.raises(ConfigError) as e:  # validation: no model or data has been read
                 load_config(None, args(tiny_model, data, out))
             assert e.value.field == "output_dir" and why in str(e.value), str(e.value)
-            monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+            monkeypatch.setenv(paths.SAVES_ENV, str(tmp_path / "saves"))
             with pytest.raises(ConfigError) as e:  # the web UI's Start
                 runs.spawn("train", args(tiny_model, data, out), tmp_path / "saves")
             assert e.value.field == "output_dir"

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine import runs
+from engine import paths, runs
 from engine.errors import ConfigError
 from helpers import wait_for
 
@@ -223,7 +223,7 @@ def test_list_runs_checkpoints_and_adapter_choices(tmp_path):
 
 
 def test_output_dir_names_resolve_under_saves(tmp_path):
-    assert runs.resolve_output_dir("train_x", "models/SmolLM2-135M-Instruct", "lora", tmp_path) == \
+    assert paths.resolve_output_dir("train_x", "models/SmolLM2-135M-Instruct", "lora", tmp_path) == \
         str(tmp_path / "SmolLM2-135M-Instruct" / "lora" / "train_x")
-    assert runs.resolve_output_dir("/abs/dir", "m", "lora", tmp_path) == "/abs/dir"
-    assert runs.resolve_output_dir("  ", "m", "lora", tmp_path) is None
+    assert paths.resolve_output_dir("/abs/dir", "m", "lora", tmp_path) == "/abs/dir"
+    assert paths.resolve_output_dir("  ", "m", "lora", tmp_path) is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psutil
 
-from engine import runs
+from engine import paths, runs
 from helpers import wait_for
 
 
@@ -39,7 +39,7 @@ def test_spawned_training_run_finishes_with_progress_and_results(tiny_model, dat
 
 
 def test_aborted_run_leaves_no_process_and_a_loadable_checkpoint(tiny_model, data_dir, tmp_path, saves):
-    out = runs.default_output_dir(str(tiny_model), "lora", "long", saves)
+    out = paths.default_output_dir(str(tiny_model), "lora", "long", saves)
     run = runs.spawn("train", values(tiny_model, data_dir, out, max_steps=5000, save_steps=3), saves)
     wait_for(lambda: run.progress()["step"] >= 4 or run.status()["state"] != "running", 300, "step 4")
     assert run.status()["state"] == "running", run.tail()

@@ -140,7 +140,7 @@ def ui_server(tmp_path_factory):
     auth.write_text("# who may log in\nalice:s3cret-pass\n")
     port = free_port()
     proc = start_server(["app.py", "--port", str(port), "--auth-file", str(auth)], base / "server.log",
-                        {runs.SAVES_ENV: str(base / "saves"), upload.MAX_UPLOAD_ENV: str(UPLOAD_LIMIT)},
+                        {paths.SAVES_ENV: str(base / "saves"), upload.MAX_UPLOAD_ENV: str(UPLOAD_LIMIT)},
                         drop=("GRADIO_SERVER_NAME", paths.ROOTS_ENV))
     url = f"http://127.0.0.1:{port}"
     try:
@@ -203,7 +203,7 @@ def test_auth_flags():
 def demo(tmp_path, monkeypatch):
     from webui.app import create_ui
     monkeypatch.chdir(ROOT)
-    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    monkeypatch.setenv(paths.SAVES_ENV, str(tmp_path / "saves"))
     monkeypatch.delenv(paths.ROOTS_ENV, raising=False)
     return create_ui("en", saves=str(tmp_path / "saves"))
 
@@ -266,7 +266,7 @@ def test_ui_refuses_paths_outside_the_roots(demo, tmp_path):
     res = _call(demo, page.c("train.load"), {page.c("train.config_path"): "/etc/passwd"})
     assert "outside the folders" in _text(res[page.c("train.message")])
     # a dataset folder outside is not listed nor previewed
-    fn, inputs, outputs = page.named["train.refresh_datasets"]
+    fn, inputs, outputs = demo.studio.train.dataset_refresh
     upd, parts, md = fn("/etc", "sft", [], "en")
     assert upd["choices"] == [] and "outside the folders" in md
     # the chat tab does not load a model from there either

@@ -215,12 +215,12 @@ def test_extra_args_in_the_web_ui_preview_save_and_start(tiny_model, tmp_path, m
 
     import yaml
 
-    from engine import runs
+    from engine import paths, runs
     from tests.test_webui import call, value
     from webui.app import create_ui
     model = tmp_path / "models" / "tiny"
     shutil.copytree(tiny_model, model)  # inside the UI's allowed folders
-    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    monkeypatch.setenv(paths.SAVES_ENV, str(tmp_path / "saves"))
     monkeypatch.setenv("TUNEBOARD_ROOTS", str(tmp_path))
     demo = create_ui("en", saves=str(tmp_path / "saves"))
     page = demo.page

@@ -20,7 +20,7 @@ import yaml
 from safetensors.numpy import save_file
 
 from engine import args as schema
-from engine import runs
+from engine import paths, runs
 from engine.args import ARGS, BY_NAME, GROUPS
 from webui import widgets
 from helpers import free_port, serving, start_server, stop_group, wait_for
@@ -106,7 +106,7 @@ def extra_arg(monkeypatch):
 
 def test_a_new_schema_argument_appears_in_ui_yaml_and_preview(extra_arg, tmp_path, monkeypatch):
     from webui.app import create_ui
-    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    monkeypatch.setenv(paths.SAVES_ENV, str(tmp_path / "saves"))
     monkeypatch.setenv("TUNEBOARD_ROOTS", str(tmp_path))  # the test's folders are allowed UI paths
     demo = create_ui("en", saves=str(tmp_path / "saves"))
     page = demo.page
@@ -505,7 +505,7 @@ def test_ui_text_has_no_emoji_the_page_fonts_lack():
 def test_export_tab_previews_the_new_fields_but_never_the_token(tmp_path, monkeypatch):
     """Format, GGUF type and upload fields reach the command preview from the one schema; the token does not."""
     from webui.app import create_ui
-    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    monkeypatch.setenv(paths.SAVES_ENV, str(tmp_path / "saves"))
     models = (ROOT / "models" / "SmolLM2-135M-Instruct").resolve().parent  # a worktree may link it from elsewhere
     monkeypatch.setenv("TUNEBOARD_ROOTS", f"{tmp_path}{os.pathsep}{models}")
     demo = create_ui("en", saves=str(tmp_path / "saves"))

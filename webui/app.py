@@ -2,6 +2,8 @@
 stage / method visibility rules. `create_ui()` builds the whole studio, `create_webchat()` the Chat tab alone."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 
 from engine.devices import choices as device_choices
@@ -33,7 +35,7 @@ def theme():
 
 def wire_language(page: Page) -> None:
     """One change of the language box re-labels every registered component and re-renders every message."""
-    lang_c = page.c("top.lang")
+    lang_c = page.lang_box
     by_comp: dict = {}
     for comp, fn in page.localized:
         by_comp.setdefault(comp, []).append(fn)
@@ -75,45 +77,59 @@ def wire_visibility(page: Page, demo) -> None:
         comp.visible = upd["visible"]
 
 
+@dataclass
+class Studio:
+    """The whole page's parts, as create_ui wired them (tests and tools reach the handlers through it)."""
+    top: top.TopPanel
+    train: train_tab.TrainTab
+    doctor: insight_panel.DoctorPanel
+    data: data_tab.DataTab
+    eval: eval_tab.EvalTab
+    chat: chat_tab.ChatTab
+    export: export_tab.ExportTab
+    runs: insight_panel.RunsTab
+    tabs: gr.Tabs
+
+
 def create_ui(lang: str = "en", saves: str | None = None, initial: dict | None = None) -> gr.Blocks:
     page = Page(lang=lang, saves=saves, initial=dict(initial or {}))
     with gr.Blocks(title="TuneBoard", analytics_enabled=False) as demo:
         page.add("title", gr.Markdown(t("title", lang), elem_id="title"), value="title")
-        top.build(page)
+        top_panel = top.build(page)
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab(t("tab_train", lang), id="train", elem_id="tab-train") as tab:
                 page.add("tab.train", tab, label="tab_train")
-                train_tab.build(page)
-                insight_panel.build_train(page)  # doctor, estimate, dataset inspector
+                train = train_tab.build(page, top_panel)
+                doctor = insight_panel.build_train(page)  # doctor, estimate, dataset inspector
             with gr.Tab(t("tab_data", lang), id="data", elem_id="tab-data") as tab:
                 page.add("tab.data", tab, label="tab_data")
-                data_tab.build(page)  # upload a dataset, augment one with an endpoint
+                data = data_tab.build(page, train.dataset_refresh)  # upload a dataset, augment one with an endpoint
             with gr.Tab(t("tab_eval", lang), id="eval", elem_id="tab-eval") as tab:
                 page.add("tab.eval", tab, label="tab_eval")
-                eval_tab.build(page)
+                evaluate = eval_tab.build(page)
             with gr.Tab(t("tab_chat", lang), id="chat", elem_id="tab-chat") as tab:
                 page.add("tab.chat", tab, label="tab_chat")
                 chat = chat_tab.build(page)
             with gr.Tab(t("tab_export", lang), id="export", elem_id="tab-export") as tab:
                 page.add("tab.export", tab, label="tab_export")
                 export = export_tab.build(page)
-            insight_panel.build_runs_tab(page)  # run comparison, learning-rate sweep
+            runs_tab = insight_panel.build_runs_tab(page)  # run comparison, learning-rate sweep
+        studio = Studio(top_panel, train, doctor, data, evaluate, chat, export, runs_tab, tabs)
         wire_language(page)
         wire_visibility(page, demo)
-        _wire_load(page, demo)
-        _wire_use_in_chat(page, export["use"], tabs, chat)
+        _wire_load(page, demo, studio)
+        _wire_use_in_chat(page, studio)
     demo.page = page  # tests and tools reach the components through it
+    demo.studio = studio
     return demo
 
 
-def _wire_load(page: Page, demo) -> None:
+def _wire_load(page: Page, demo, studio: Studio) -> None:
     """Every page load reads the datasets and adapters again (files change while the server runs). Only the
     choices are updated, never a value the user may already be editing."""
-    refresh_train, tin, tout = page.named["train.refresh_datasets"]
-    refresh_eval, ein, eout = page.named["eval.refresh_datasets"]
-    adapter = page.w("top", "adapter_name_or_path")
-    choices = page.named["top.adapter_choices"]
-    a_in = [page.w("top", "model_name_or_path"), page.w("top", "finetuning_type")]
+    top_panel = studio.top
+    refresh_train, tin, tout = studio.train.dataset_refresh
+    refresh_eval, ein, eout = studio.eval.dataset_refresh
 
     def datasets(fn):
         def load(*args):
@@ -122,11 +138,11 @@ def _wire_load(page: Page, demo) -> None:
             return upd, parts, md
         return load
 
-    restore, r_in, r_out = page.named["train.restore"]
+    restore, r_in, r_out = studio.train.form_restore
     # the run going now puts its values into the form, after the lists of the default form are filled
     first = demo.load(datasets(refresh_train), tin, tout, show_progress="hidden", queue=False).then(
-        lambda p, m: gr.update(choices=choices(page.saves, p, m)), a_in, adapter, show_progress="hidden",
-        queue=False)
+        lambda p, m: gr.update(choices=top.adapter_choices(page.saves, p, m)), [top_panel.path, top_panel.method],
+        top_panel.adapter, show_progress="hidden", queue=False)
     dev = page.args.get("train", {}).get("devices")
     if dev is not None:  # free GPU memory changes while the server runs
         first = first.then(lambda: gr.update(choices=device_choices()), None, dev, show_progress="hidden",
@@ -137,14 +153,12 @@ def _wire_load(page: Page, demo) -> None:
         demo.load(fn, inputs, outputs, show_progress="hidden", queue=False)
 
 
-def _wire_use_in_chat(page: Page, button, tabs, chat: dict) -> None:
+def _wire_use_in_chat(page: Page, studio: Studio) -> None:
     """After an export has finished: the merged folder becomes the model (no adapter), said in the top panel, and
     the Chat tab opens and loads it. Without a finished export nothing changes and the Export tab says why."""
-    path = page.w("top", "model_name_or_path")
-    adapter = page.w("top", "adapter_name_or_path")
-    run_id = page.c("export.run_id")
-    note, note_parts = page.c("top.model_msg"), page.c("top.model_msg_parts")
-    msg, msg_parts = page.c("export.message"), page.c("export.message_parts")
+    tp, export, chat = studio.top, studio.export, studio.chat
+    run_id, msg, msg_parts = export.panel.run_id, export.panel.message, export.panel.message_parts
+    note, note_parts = tp.model_msg, tp.model_msg_parts
     switched = gr.State(False)
 
     def use(rid, old, lang):
@@ -153,20 +167,20 @@ def _wire_use_in_chat(page: Page, button, tabs, chat: dict) -> None:
             parts = [("use_needs_export", {})]
             return {switched: False, msg_parts: parts, msg: render_msg(parts, lang)}
         parts = [("use_switched", {"old": old, "path": merged})]
-        return {switched: True, path: merged, adapter: [], page.c("top.model_name"): top.name_for_path(merged),
-                page.w("top", "template"): top.default_template_for(merged) or "", tabs: gr.Tabs(selected="chat"),
+        return {switched: True, tp.path: merged, tp.adapter: [], tp.model_name: top.name_for_path(merged),
+                tp.template: top.default_template_for(merged) or "", studio.tabs: gr.Tabs(selected="chat"),
                 note_parts: parts, note: render_msg(parts, lang), msg_parts: [], msg: ""}
 
     def load_if_switched(data):
         if not data[switched]:
             yield {}
             return
-        yield from chat["load_fn"](data)
+        yield from chat.do_load(data)
 
-    button.click(use, [run_id, path, page.c("top.lang")],
-                 {switched, path, adapter, page.c("top.model_name"), page.w("top", "template"), tabs, note,
-                  note_parts, msg, msg_parts}, show_progress="hidden").then(
-        load_if_switched, chat["load_inputs"] | {switched}, chat["load_outputs"])
+    export.use.click(use, [run_id, tp.path, tp.lang],
+                     {switched, tp.path, tp.adapter, tp.model_name, tp.template, studio.tabs, note, note_parts, msg,
+                      msg_parts}, show_progress="hidden").then(
+        load_if_switched, chat.load_inputs | {switched}, chat.load_outputs)
 
 
 def create_webchat(values: dict, lang: str = "en") -> gr.Blocks:
@@ -175,8 +189,8 @@ def create_webchat(values: dict, lang: str = "en") -> gr.Blocks:
     with gr.Blocks(title="TuneBoard chat", analytics_enabled=False) as demo:
         with gr.Row():
             page.add("title", gr.Markdown(t("title", lang), elem_id="title"), value="title")
-            page.add("top.lang", gr.Dropdown(LANG_CHOICES, value=lang, label=t("lang", lang), elem_id="top-lang",
-                                             scale=0, min_width=140), label="lang")
+            page.lang_box = page.add("top.lang", gr.Dropdown(LANG_CHOICES, value=lang, label=t("lang", lang),
+                                                             elem_id="top-lang", scale=0, min_width=140), label="lang")
         gr.Markdown(f"`{values.get('model_name_or_path')}`"
                     + (f" + `{', '.join(values.get('adapter_name_or_path') or [])}`"
                        if values.get("adapter_name_or_path") else ""), elem_id="webchat-model")
@@ -195,8 +209,8 @@ def create_webchat(values: dict, lang: str = "en") -> gr.Blocks:
             return parts, render_msg(parts, lg), gr.Timer(active=not done)
 
         follow = gr.Timer(1.0)
-        outs = [page.c("chat.info_parts"), chat["info"], follow]
-        demo.load(status, page.c("top.lang"), outs, queue=False)
-        follow.tick(status, page.c("top.lang"), outs, queue=False, show_progress="hidden")
+        outs = [chat.info_parts, chat.info, follow]
+        demo.load(status, page.lang_box, outs, queue=False)
+        follow.tick(status, page.lang_box, outs, queue=False, show_progress="hidden")
     demo.page = page
     return demo

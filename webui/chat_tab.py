@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
@@ -76,119 +77,105 @@ def loaded_parts(desc: dict | None) -> list:
             f"`{desc['device']}` · `{desc['dtype']}`"]
 
 
-def build(page: Page, fixed: dict | None = None) -> dict:
-    """fixed: the model arguments of a webchat recipe (no top panel then)."""
-    lang = page.lang
-    scopes = (SCOPE,) if fixed is not None else ("top", SCOPE)
-    with gr.Row():
-        load = page.add("chat.load", gr.Button(t("btn_load_model", lang), variant="primary", elem_id="chat-load"),
-                        value="btn_load_model")
-        unload = page.add("chat.unload", gr.Button(t("btn_unload_model", lang), elem_id="chat-unload"),
-                          value="btn_unload_model")
-    info, info_parts = page.message("chat.info", value=render_msg(loaded_parts(SESSION.desc), lang))
-    args = widgets.scope_args("infer", groups={"model", "generation"})
-    main = [a for a in args if a.group != "generation"]  # the system prompt
-    with gr.Row():
-        with gr.Column(scale=3):
-            for a in main:
-                if a.name == "default_system":  # the chat's system prompt box
-                    comp = page.arg(SCOPE, a, lines=2, label=t("system_prompt", lang))
-                    page.tr(comp, lambda lg: dict(label=t("system_prompt", lg)))
-                else:
-                    page.arg(SCOPE, a)
-            tools_box = page.add("chat.tools", gr.Textbox(lines=2, max_lines=12, label=t("chat_tools", lang),
-                                                          placeholder=t("chat_tools_hint", lang),
-                                                          elem_id="chat-tools"),
-                                 label="chat_tools", placeholder="chat_tools_hint")
-            convo = gr.State([])  # the conversation as the engine reads it (tool calls / results keep their roles)
-            chatbot = page.add("chat.bot", gr.Chatbot(height=420, elem_id="chat-bot", buttons=["copy"],
-                                                      label=t("tab_chat", lang)), label="tab_chat")
-            with gr.Row():
-                box = page.add("chat.input", gr.Textbox(show_label=False, placeholder=t("chat_placeholder", lang),
-                                                        elem_id="chat-input", scale=5, lines=1),
-                               placeholder="chat_placeholder")
-                send = page.add("chat.send", gr.Button(t("btn_submit", lang), variant="primary", elem_id="chat-send",
-                                                       scale=1, min_width=80), value="btn_submit")
-                stop = page.add("chat.stop", gr.Button(t("btn_stop", lang), variant="stop", elem_id="chat-stop",
-                                                       scale=1, min_width=80, interactive=False), value="btn_stop")
-                clear = page.add("chat.clear", gr.Button(t("btn_clear", lang), elem_id="chat-clear", scale=1,
-                                                         min_width=80), value="btn_clear")
-            stats, stats_parts = page.message("chat.stats")
-        with gr.Column(scale=1):
-            for a in [a for a in args if a.group == "generation"]:
-                page.arg(SCOPE, a)
+@dataclass(eq=False)
+class ChatTab:
+    """The Chat tab's components and handlers. fixed: the model arguments of a webchat recipe (no top panel then)."""
+    page: Page
+    fixed: dict | None
+    load: gr.Button
+    unload: gr.Button
+    info: gr.Markdown
+    info_parts: gr.State
+    tools_box: gr.Textbox
+    convo: gr.State      # the conversation as the engine reads it (tool calls / results keep their roles)
+    chatbot: gr.Chatbot
+    box: gr.Textbox
+    send: gr.Button
+    stop: gr.Button
+    clear: gr.Button
+    stats: gr.Markdown
+    stats_parts: gr.State
+    # an answer is streaming: Send is off, Enter sends nothing, Stop is on
+    busy: gr.State = field(default_factory=lambda: gr.State(False))
 
-    lang_c = page.c("top.lang")
-    inputs = page.components(*scopes) | {lang_c}
+    @property
+    def scopes(self) -> tuple:
+        return (SCOPE,) if self.fixed is not None else ("top", SCOPE)
 
-    def values_of(data) -> dict:
-        v = page.raw_values(data, *scopes)
-        if fixed is not None:
-            v = {**fixed, **{k: x for k, x in v.items()}}
+    @property
+    def load_inputs(self) -> set:
+        return self.page.components(*self.scopes) | {self.page.lang_box}
+
+    @property
+    def load_outputs(self) -> set:
+        return {self.info, self.info_parts, self.chatbot, self.convo, self.stats, self.stats_parts}
+
+    def _stats(self, parts, lang_v) -> dict:
+        return {self.stats_parts: parts, self.stats: render_msg(parts, lang_v)}
+
+    def values_of(self, data) -> dict:
+        v = self.page.raw_values(data, *self.scopes)
+        if self.fixed is not None:
+            v = {**self.fixed, **{k: x for k, x in v.items()}}
         return v
 
-    def do_load(data):
-        lang_v = data[lang_c]
-        values = values_of(data)
+    def do_load(self, data):
+        lang_v = data[self.page.lang_box]
+        values = self.values_of(data)
         _, errors, ns = check_fields(values, "infer")
         if errors:
             parts = error_parts(errors)
-            yield {info_parts: parts, info: render_msg(parts, lang_v)}
+            yield {self.info_parts: parts, self.info: render_msg(parts, lang_v)}
             return
         parts = [("model_loading", {"model": values.get("model_name_or_path")})]
         # another model: a new conversation
-        yield {info_parts: parts, info: render_msg(parts, lang_v), chatbot: [], convo: [], stats_parts: [],
-               stats: ""}
+        yield {self.info_parts: parts, self.info: render_msg(parts, lang_v), self.chatbot: [], self.convo: [],
+               self.stats_parts: [], self.stats: ""}
         try:
             desc = SESSION.load(ns)
         except (UserError, ConfigError, OSError, ValueError) as e:
             parts = [("load_failed", {"error": str(e)})]
         else:
             parts = loaded_parts(desc)
-        yield {info_parts: parts, info: render_msg(parts, lang_v)}
+        yield {self.info_parts: parts, self.info: render_msg(parts, lang_v)}
 
-    load_outputs = {info, info_parts, chatbot, convo, stats, stats_parts}
-    load.click(do_load, inputs, load_outputs)
-
-    def do_unload(lang_v):
+    def do_unload(self, lang_v):
         SESSION.unload()
         parts = [("model_unloaded", {})]
         return parts, render_msg(parts, lang_v)
 
-    unload.click(do_unload, lang_c, [info_parts, info])
-
-    busy = gr.State(False)  # an answer is streaming: Send is off, Enter sends nothing, Stop is on
-
-    def user_turn(msg, history, conv, lang_v, streaming):
+    def user_turn(self, msg, history, conv, lang_v, streaming):
         if streaming or not (msg or "").strip():
             return {}
         history, conv = add_user_turn(msg, history, conv, lang_v)
-        return {box: "", chatbot: history, convo: conv, **streaming_updates(True)}
+        return {self.box: "", self.chatbot: history, self.convo: conv, **self.streaming_updates(True)}
 
-    def streaming_updates(on: bool) -> dict:
-        return {busy: on, send: gr.update(interactive=not on), stop: gr.update(interactive=on)}
+    def streaming_updates(self, on: bool) -> dict:
+        return {self.busy: on, self.send: gr.update(interactive=not on), self.stop: gr.update(interactive=on)}
 
-    def bot_turn(data):
-        lang_v = data[lang_c]
-        history = list(data[chatbot] or [])
-        conv = synced(history, data[convo])
+    def _request(self, data, lang_v) -> tuple[dict, list, dict]:
+        """(generation settings, tools, {field: message}) for the next answer, read from the form."""
+        typed, errors, _ = check_fields(self.values_of(data), "infer")
+        try:
+            tools = T.parse_tools(data[self.tools_box], f"{t('chat_tools', lang_v)} box")
+        except UserError as e:
+            tools, errors = None, {**errors, "_": str(e)}
+        return typed, tools, errors
+
+    def bot_turn(self, data):
+        lang_v = data[self.page.lang_box]
+        history = list(data[self.chatbot] or [])
+        conv = synced(history, data[self.convo])
         engine = SESSION.engine
         if not history or history[-1]["role"] != "user":
-            yield {chatbot: gr.skip()}
+            yield {self.chatbot: gr.skip()}
             return
         if engine is None:
-            parts = [("load_first", {})]
-            yield {chatbot: history[:-1], convo: conv[:-1], stats_parts: parts, stats: render_msg(parts, lang_v)}
+            yield {self.chatbot: history[:-1], self.convo: conv[:-1], **self._stats([("load_first", {})], lang_v)}
             return
-        values = values_of(data)
-        typed, errors, _ = check_fields(values, "infer")
-        try:
-            tools = T.parse_tools(data[tools_box], f"{t('chat_tools', lang_v)} box")
-        except UserError as e:
-            errors = {**errors, "_": str(e)}
+        typed, tools, errors = self._request(data, lang_v)
         if errors:
-            parts = error_parts(errors)
-            yield {chatbot: history[:-1], convo: conv[:-1], stats_parts: parts, stats: render_msg(parts, lang_v)}
+            yield {self.chatbot: history[:-1], self.convo: conv[:-1], **self._stats(error_parts(errors), lang_v)}
             return
         gen = {k: typed[k] for k in GEN_KEYS if k in typed}
         history.append({"role": "assistant", "content": ""})
@@ -202,10 +189,9 @@ def build(page: Page, fixed: dict | None = None) -> dict:
                 history[-1]["content"] = answer
                 if time.monotonic() - shown >= STREAM_EVERY_S:
                     shown = time.monotonic()
-                    yield {chatbot: history}
+                    yield {self.chatbot: history}
         except (UserError, ValueError) as e:
-            parts = [f"✗ {e}"]
-            yield {chatbot: history[:-1], convo: conv[:-1], stats_parts: parts, stats: render_msg(parts, lang_v)}
+            yield {self.chatbot: history[:-1], self.convo: conv[:-1], **self._stats([f"✗ {e}"], lang_v)}
             return
         finally:  # Stop / Clear close this generator: the model stops generating after its current token
             if stream is not None:
@@ -217,41 +203,98 @@ def build(page: Page, fixed: dict | None = None) -> dict:
         conv = conv + [turn]
         if turn["role"] == T.FUNCTION:
             parts.append(("chat_tool_next", {}))
-        yield {chatbot: history, convo: conv, stats_parts: parts, stats: render_msg(parts, lang_v)}
+        yield {self.chatbot: history, self.convo: conv, **self._stats(parts, lang_v)}
 
-    bot_inputs = inputs | {chatbot, convo, tools_box}
-    bot_outputs = {chatbot, convo, stats, stats_parts}
-    turn_outputs = {box, chatbot, convo, busy, send, stop}
-    answers = []
-    for ev in (box.submit, send.click):
-        answer = ev(user_turn, [box, chatbot, convo, lang_c, busy], turn_outputs, show_progress="hidden",
-                    queue=False).then(bot_turn, bot_inputs, bot_outputs, show_progress="hidden")
-        answer.then(lambda: streaming_updates(False), None, {busy, send, stop}, show_progress="hidden", queue=False)
-        answers.append(answer)
-
-    def stopped(lang_v):
+    def stopped(self, lang_v):
         """The answer so far stays (the conversation is rebuilt from the chatbot on the next turn)."""
-        parts = [("chat_stopped", {})]
-        return {**streaming_updates(False), stats_parts: parts, stats: render_msg(parts, lang_v)}
+        return {**self.streaming_updates(False), **self._stats([("chat_stopped", {})], lang_v)}
 
-    stop.click(stopped, lang_c, {busy, send, stop, stats_parts, stats}, show_progress="hidden", cancels=answers)
+    def cleared(self):
+        return {self.chatbot: [], self.convo: [], self.stats_parts: [], self.stats: ""}
 
-    def cleared():
-        return {chatbot: [], convo: [], stats_parts: [], stats: ""}
+    def cleared_again(self):
+        return {**self.cleared(), **self.streaming_updates(False)}
 
-    def cleared_again():
-        return {**cleared(), **streaming_updates(False)}
+    def said_loaded(self, lg):
+        return loaded_parts(SESSION.desc), render_msg(loaded_parts(SESSION.desc), lg)
 
+
+def build(page: Page, fixed: dict | None = None) -> ChatTab:
+    """fixed: the model arguments of a webchat recipe (no top panel then)."""
+    lang = page.lang
+    with gr.Row():
+        load = page.add("chat.load", gr.Button(t("btn_load_model", lang), variant="primary", elem_id="chat-load"),
+                        value="btn_load_model")
+        unload = page.add("chat.unload", gr.Button(t("btn_unload_model", lang), elem_id="chat-unload"),
+                          value="btn_unload_model")
+    info, info_parts = page.message("chat.info", value=render_msg(loaded_parts(SESSION.desc), lang))
+    args = widgets.scope_args("infer", groups={"model", "generation"})
+    with gr.Row():
+        with gr.Column(scale=3):
+            parts = _conversation(page, [a for a in args if a.group != "generation"])  # + the system prompt
+        with gr.Column(scale=1):
+            for a in [a for a in args if a.group == "generation"]:
+                page.arg(SCOPE, a)
+    tab = ChatTab(page, fixed, load, unload, info, info_parts, **parts)
+    _wire(tab)
+    return tab
+
+
+def _conversation(page: Page, main: list) -> dict:
+    """The system prompt, the tools box, the chat and its input row, the answer's statistics."""
+    lang = page.lang
+    for a in main:
+        if a.name == "default_system":  # the chat's system prompt box
+            comp = page.arg(SCOPE, a, lines=2, label=t("system_prompt", lang))
+            page.tr(comp, lambda lg: dict(label=t("system_prompt", lg)))
+        else:
+            page.arg(SCOPE, a)
+    tools_box = page.add("chat.tools", gr.Textbox(lines=2, max_lines=12, label=t("chat_tools", lang),
+                                                  placeholder=t("chat_tools_hint", lang), elem_id="chat-tools"),
+                         label="chat_tools", placeholder="chat_tools_hint")
+    convo = gr.State([])
+    chatbot = page.add("chat.bot", gr.Chatbot(height=420, elem_id="chat-bot", buttons=["copy"],
+                                              label=t("tab_chat", lang)), label="tab_chat")
+    with gr.Row():
+        box = page.add("chat.input", gr.Textbox(show_label=False, placeholder=t("chat_placeholder", lang),
+                                                elem_id="chat-input", scale=5, lines=1),
+                       placeholder="chat_placeholder")
+        send = page.add("chat.send", gr.Button(t("btn_submit", lang), variant="primary", elem_id="chat-send",
+                                               scale=1, min_width=80), value="btn_submit")
+        stop = page.add("chat.stop", gr.Button(t("btn_stop", lang), variant="stop", elem_id="chat-stop",
+                                               scale=1, min_width=80, interactive=False), value="btn_stop")
+        clear = page.add("chat.clear", gr.Button(t("btn_clear", lang), elem_id="chat-clear", scale=1,
+                                                 min_width=80), value="btn_clear")
+    stats, stats_parts = page.message("chat.stats")
+    return dict(tools_box=tools_box, convo=convo, chatbot=chatbot, box=box, send=send, stop=stop, clear=clear,
+                stats=stats, stats_parts=stats_parts)
+
+
+def _wire(tab: ChatTab) -> None:
+    lang_c = tab.page.lang_box
+    tab.load.click(tab.do_load, tab.load_inputs, tab.load_outputs)
+    tab.unload.click(tab.do_unload, lang_c, [tab.info_parts, tab.info])
+
+    bot_inputs = tab.load_inputs | {tab.chatbot, tab.convo, tab.tools_box}
+    bot_outputs = {tab.chatbot, tab.convo, tab.stats, tab.stats_parts}
+    turn_outputs = {tab.box, tab.chatbot, tab.convo, tab.busy, tab.send, tab.stop}
+    streaming = {tab.busy, tab.send, tab.stop}
+    answers = []
+    for ev in (tab.box.submit, tab.send.click):
+        answer = ev(tab.user_turn, [tab.box, tab.chatbot, tab.convo, lang_c, tab.busy], turn_outputs,
+                    show_progress="hidden", queue=False).then(tab.bot_turn, bot_inputs, bot_outputs,
+                                                              show_progress="hidden")
+        answer.then(lambda: tab.streaming_updates(False), None, streaming, show_progress="hidden", queue=False)
+        answers.append(answer)
+    tab.stop.click(tab.stopped, lang_c, streaming | {tab.stats_parts, tab.stats}, show_progress="hidden",
+                   cancels=answers)
     # cancelling ends the stream; cleared once more after it, so no update of the stream already on its way
     # to the page refills the chat. Send comes back only with the second clear: once it is on, Clear is over.
-    clear_outputs = {chatbot, convo, stats_parts, stats}
-    clear.click(cleared, None, clear_outputs, show_progress="hidden", cancels=answers).then(
-        cleared_again, None, clear_outputs | {busy, send, stop}, show_progress="hidden", queue=False)
-    if fixed is None:  # a reloaded studio page says which model the server holds (webchat follows its own load)
-        page.on_load.append((lambda lg: (loaded_parts(SESSION.desc), render_msg(loaded_parts(SESSION.desc), lg)),
-                             [lang_c], [info_parts, info]))
-    return {"chatbot": chatbot, "load": load, "info": info, "load_fn": do_load, "load_inputs": inputs,
-            "load_outputs": load_outputs}
+    clear_outputs = {tab.chatbot, tab.convo, tab.stats_parts, tab.stats}
+    tab.clear.click(tab.cleared, None, clear_outputs, show_progress="hidden", cancels=answers).then(
+        tab.cleared_again, None, clear_outputs | streaming, show_progress="hidden", queue=False)
+    if tab.fixed is None:  # a reloaded studio page says which model the server holds (webchat follows its own load)
+        tab.page.on_load.append((lambda lg: tab.said_loaded(lg), [lang_c], [tab.info_parts, tab.info]))
 
 
 def add_user_turn(msg: str, history: list, conv: list, lang: str) -> tuple[list, list]:

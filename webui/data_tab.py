@@ -16,20 +16,20 @@ import shutil
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
 from engine import args as schema
-from engine import runs
 from engine.args import BY_NAME
 from engine.data import augment, upload
 from engine.errors import ConfigError, UserError
-from engine.paths import WRITE, confine
+from engine.paths import WRITE, confine, saves_root
 
 from . import widgets
 from .locales import t
-from .page import Page, check_fields, error_parts, render_msg
+from .page import Handler, Page, check_fields, error_parts, render_msg
 from .train_tab import dataset_choices, preview_dataset
 
 SCOPE = "augment"
@@ -41,7 +41,7 @@ _JOB: dict = {}  # the augmentation job of this server: thread, stop event, prog
 # ---------------------------------------------------------------- upload
 def _staging(saves, name: str, e: dict, src: str) -> Path:
     """A dataset folder under saves/ whose dataset_info.json points at the uploaded file (old ones removed)."""
-    root = runs.saves_root(saves) / STAGING
+    root = saves_root(saves) / STAGING
     root.mkdir(parents=True, exist_ok=True)
     for old in root.iterdir():
         if old.is_dir() and time.time() - old.stat().st_mtime > STAGING_KEEP_S:
@@ -82,93 +82,65 @@ def inspect_upload(path: str, fmt: str, mapping_text: str, name: str, top: dict,
     return parts, marked, samples
 
 
-def build(page: Page) -> dict:
-    lang = page.lang
-    lang_c = page.c("top.lang")
-    top_inputs = page.components("top")
-    with gr.Accordion(t("upload_title", lang), open=True, elem_id="data-upload") as acc:
-        page.tr(acc, lambda lg: dict(label=t("upload_title", lg)))
-        limit = upload.limit_text()
-        file = page.add("data.file", gr.File(label=t("upload_file", lang, limit=limit), type="filepath",
-                                              file_types=list(upload.UPLOAD_EXTS), elem_id="data-upload_file"))
-        page.tr(file, lambda lg: dict(label=t("upload_file", lg, limit=limit)))
-        msg, msg_parts = page.message("data.upload_msg")
-        with gr.Row():
-            fmt = page.add("data.format", gr.Dropdown(choices=list(upload.FORMATS), value=upload.FORMATS[0],
-                                                      label=t("upload_format", lang), elem_id="data-upload_format",
-                                                      scale=1), label="upload_format")
-            mapping = page.add("data.mapping", gr.Textbox(label=t("upload_mapping", lang), scale=3,
-                                                          elem_id="data-upload_mapping",
-                                                          info=t("upload_mapping_info", lang)),
-                               label="upload_mapping", info="upload_mapping_info")
-        with gr.Row():
-            name = page.add("data.name", gr.Textbox(label=t("upload_name", lang), elem_id="data-upload_name", scale=2),
-                            label="upload_name")
-            ddir = page.add("data.dir", gr.Textbox(value=BY_NAME["dataset_dir"].default, label=t("upload_dir", lang),
-                                                   elem_id="data-upload_dir", scale=2), label="upload_dir")
-            overwrite = page.add("data.overwrite", gr.Checkbox(label=t("upload_overwrite", lang), value=False,
-                                                               elem_id="data-upload_overwrite", scale=1),
-                                 label="upload_overwrite")
-        with gr.Row():
-            check_btn = page.add("data.check", gr.Button(t("upload_check", lang), elem_id="data-upload_check"),
-                                 value="upload_check")
-            save_btn = page.add("data.save", gr.Button(t("upload_save", lang), variant="primary",
-                                                       elem_id="data-upload_save"), value="upload_save")
-        marked = page.add("data.rendered", gr.HighlightedText(
-            label=t("preview_rendered", lang), combine_adjacent=False, show_legend=True, elem_id="data-upload_rendered",
-            color_map={t("trained", "en"): "#16a34a", t("trained", "zh"): "#16a34a", "chosen": "#16a34a",
-                       "rejected": "#dc2626", "desirable": "#16a34a", "undesirable": "#dc2626"}),
-            label="preview_rendered")
-        samples = page.add("data.samples", gr.JSON(label=t("preview_samples", lang), elem_id="data-upload_samples"),
-                           label="preview_samples")
+@dataclass(eq=False)
+class DataTab:
+    """The upload panel's components and handlers, and the augment panel below it."""
+    page: Page
+    file: gr.File
+    msg: gr.Markdown
+    msg_parts: gr.State
+    fmt: gr.Dropdown
+    mapping: gr.Textbox
+    name: gr.Textbox
+    ddir: gr.Textbox
+    overwrite: gr.Checkbox
+    check_btn: gr.Button
+    save_btn: gr.Button
+    marked: gr.HighlightedText
+    samples: gr.JSON
+    augment: AugmentPanel | None = None
 
-    def checked(data, parts_before=()):
-        lg = data[lang_c]
-        path = data[file]
+    def _shown(self, parts, lg, marked=None, samples=None) -> dict:
+        return {self.msg_parts: parts, self.msg: render_msg(parts, lg), self.marked: marked, self.samples: samples}
+
+    def checked(self, data, parts_before=()):
+        lg = data[self.page.lang_box]
+        path = data[self.file]
         if not path:
-            parts = [("upload_none", {})]
-            return {msg_parts: parts, msg: render_msg(parts, lg), marked: None, samples: None}
+            return self._shown([("upload_none", {})], lg)
         try:
-            parts, m, s = inspect_upload(path, data[fmt], data[mapping], (data[name] or "").strip(),
-                                         page.raw_values(data, "top"), page.saves, lg)
+            parts, m, s = inspect_upload(path, data[self.fmt], data[self.mapping], (data[self.name] or "").strip(),
+                                         self.page.raw_values(data, "top"), self.page.saves, lg)
         except UserError as e:
-            parts = [*parts_before, f"✗ {e}"]
-            return {msg_parts: parts, msg: render_msg(parts, lg), marked: None, samples: None}
-        parts = [*parts_before, *parts]
-        return {msg_parts: parts, msg: render_msg(parts, lg), marked: m, samples: s}
+            return self._shown([*parts_before, f"✗ {e}"], lg)
+        return self._shown([*parts_before, *parts], lg, m, s)
 
-    def on_upload(data):
-        lg = data[lang_c]
-        path = data[file]
+    def on_upload(self, data):
+        lg = data[self.page.lang_box]
+        path = data[self.file]
         if not path:
-            return {msg_parts: [], msg: "", marked: None, samples: None}
+            return {self.msg_parts: [], self.msg: "", self.marked: None, self.samples: None}
         try:
             rows = upload.read_upload(path)
         except UserError as e:
-            parts = [f"✗ {e}"]
-            return {msg_parts: parts, msg: render_msg(parts, lg), marked: None, samples: None}
+            return self._shown([f"✗ {e}"], lg)
         guess = upload.propose(rows)
-        data = {**data, fmt: guess["format"], mapping: json.dumps(guess["columns"], ensure_ascii=False),
-                name: upload.suggest_name(Path(path).name)}
-        out = checked(data, [("upload_proposed", {"fmt": guess["format"]})])
-        return {**out, fmt: data[fmt], mapping: data[mapping], name: data[name]}
+        data = {**data, self.fmt: guess["format"], self.mapping: json.dumps(guess["columns"], ensure_ascii=False),
+                self.name: upload.suggest_name(Path(path).name)}
+        out = self.checked(data, [("upload_proposed", {"fmt": guess["format"]})])
+        return {**out, self.fmt: data[self.fmt], self.mapping: data[self.mapping], self.name: data[self.name]}
 
-    inputs = top_inputs | {lang_c, file, fmt, mapping, name}
-    outs = {msg_parts, msg, marked, samples}
-    file.upload(on_upload, inputs, outs | {fmt, mapping, name})
-    check_btn.click(checked, inputs, outs)
-
-    def save(data):
-        lg = data[lang_c]
-        path = data[file]
+    def save(self, data):
+        lg = data[self.page.lang_box]
+        path = data[self.file]
         try:
             if not path:
                 raise UserError(t("upload_none", lg))
-            d = confine((data[ddir] or "").strip() or "data", "dataset_dir", WRITE, page.saves)
+            d = confine((data[self.ddir] or "").strip() or "data", "dataset_dir", WRITE, self.page.saves)
             rows = upload.read_upload(path)
-            e = upload.entry(data[fmt], _mapping(data[mapping]), Path(path).name)
-            upload.check(rows, e, data[name] or "upload")
-            res = upload.save(d, data[name], path, e, overwrite=bool(data[overwrite]))
+            e = upload.entry(data[self.fmt], _mapping(data[self.mapping]), Path(path).name)
+            upload.check(rows, e, data[self.name] or "upload")
+            res = upload.save(d, data[self.name], path, e, overwrite=bool(data[self.overwrite]))
         except (UserError, OSError) as err:
             parts = [f"✗ {err}"]
         else:
@@ -178,14 +150,63 @@ def build(page: Page) -> dict:
                                                                                res["file_backup"]]))}))
         return parts, render_msg(parts, lg), gr.update(value=False)
 
-    ev = save_btn.click(save, {lang_c, file, fmt, mapping, name, ddir, overwrite}, [msg_parts, msg, overwrite])
-    if "train.refresh_datasets" in page.named:  # the new dataset appears in the Train tab's list
-        fn, tin, tout = page.named["train.refresh_datasets"]
-        ev.then(fn, tin, tout, show_progress="hidden")
 
-    aug = build_augment(page)
-    return {"file": file, "format": fmt, "mapping": mapping, "name": name, "save": save_btn, "check": check_btn,
-            **aug}
+def build(page: Page, train_datasets: Handler | None = None) -> DataTab:
+    """train_datasets: the Train tab's dataset list, refreshed after a save so the new dataset appears there."""
+    with gr.Accordion(t("upload_title", page.lang), open=True, elem_id="data-upload") as acc:
+        page.tr(acc, lambda lg: dict(label=t("upload_title", lg)))
+        tab = DataTab(page, **_upload_panel(page))
+    lang_c = page.lang_box
+    inputs = page.components("top") | {lang_c, tab.file, tab.fmt, tab.mapping, tab.name}
+    outs = {tab.msg_parts, tab.msg, tab.marked, tab.samples}
+    tab.file.upload(tab.on_upload, inputs, outs | {tab.fmt, tab.mapping, tab.name})
+    tab.check_btn.click(tab.checked, inputs, outs)
+    ev = tab.save_btn.click(tab.save, {lang_c, tab.file, tab.fmt, tab.mapping, tab.name, tab.ddir, tab.overwrite},
+                            [tab.msg_parts, tab.msg, tab.overwrite])
+    if train_datasets is not None:
+        ev.then(*train_datasets, show_progress="hidden")
+    tab.augment = build_augment(page)
+    return tab
+
+
+def _upload_panel(page: Page) -> dict:
+    """The file, its format and column mapping, the name and folder it is saved under, and its rendered records."""
+    lang = page.lang
+    limit = upload.limit_text()
+    file = page.add("data.file", gr.File(label=t("upload_file", lang, limit=limit), type="filepath",
+                                          file_types=list(upload.UPLOAD_EXTS), elem_id="data-upload_file"))
+    page.tr(file, lambda lg: dict(label=t("upload_file", lg, limit=limit)))
+    msg, msg_parts = page.message("data.upload_msg")
+    with gr.Row():
+        fmt = page.add("data.format", gr.Dropdown(choices=list(upload.FORMATS), value=upload.FORMATS[0],
+                                                  label=t("upload_format", lang), elem_id="data-upload_format",
+                                                  scale=1), label="upload_format")
+        mapping = page.add("data.mapping", gr.Textbox(label=t("upload_mapping", lang), scale=3,
+                                                      elem_id="data-upload_mapping",
+                                                      info=t("upload_mapping_info", lang)),
+                           label="upload_mapping", info="upload_mapping_info")
+    with gr.Row():
+        name = page.add("data.name", gr.Textbox(label=t("upload_name", lang), elem_id="data-upload_name", scale=2),
+                        label="upload_name")
+        ddir = page.add("data.dir", gr.Textbox(value=BY_NAME["dataset_dir"].default, label=t("upload_dir", lang),
+                                               elem_id="data-upload_dir", scale=2), label="upload_dir")
+        overwrite = page.add("data.overwrite", gr.Checkbox(label=t("upload_overwrite", lang), value=False,
+                                                           elem_id="data-upload_overwrite", scale=1),
+                             label="upload_overwrite")
+    with gr.Row():
+        check_btn = page.add("data.check", gr.Button(t("upload_check", lang), elem_id="data-upload_check"),
+                             value="upload_check")
+        save_btn = page.add("data.save", gr.Button(t("upload_save", lang), variant="primary",
+                                                   elem_id="data-upload_save"), value="upload_save")
+    marked = page.add("data.rendered", gr.HighlightedText(
+        label=t("preview_rendered", lang), combine_adjacent=False, show_legend=True, elem_id="data-upload_rendered",
+        color_map={t("trained", "en"): "#16a34a", t("trained", "zh"): "#16a34a", "chosen": "#16a34a",
+                   "rejected": "#dc2626", "desirable": "#16a34a", "undesirable": "#dc2626"}),
+        label="preview_rendered")
+    samples = page.add("data.samples", gr.JSON(label=t("preview_samples", lang), elem_id="data-upload_samples"),
+                       label="preview_samples")
+    return dict(file=file, msg=msg, msg_parts=msg_parts, fmt=fmt, mapping=mapping, name=name, ddir=ddir,
+                overwrite=overwrite, check_btn=check_btn, save_btn=save_btn, marked=marked, samples=samples)
 
 
 # ---------------------------------------------------------------- augment
@@ -221,76 +242,47 @@ def start_job(job: augment.Job, key: str | None) -> None:
     _JOB["thread"].start()
 
 
-def build_augment(page: Page) -> dict:
-    lang = page.lang
-    lang_c = page.c("top.lang")
-    args = {a.name: a for a in widgets.scope_args(schema.AUGMENT)}
-    ds_update, _ = dataset_choices(BY_NAME["dataset_dir"].default, None)
-    with gr.Accordion(t("augment_title", lang), open=False, elem_id="data-augment") as acc:
-        page.tr(acc, lambda lg: dict(label=t("augment_title", lg)))
-        page.add("augment.intro", gr.Markdown(t("augment_intro", lang)), value="augment_intro")
-        with gr.Row():
-            ddir = page.arg(SCOPE, args.pop("dataset_dir"), scale=1)
-            dataset = page.arg(SCOPE, args.pop("dataset"), choices=ds_update["choices"], multiselect=False, scale=2)
-            page.arg(SCOPE, args.pop("max_samples"), scale=1)
-        with gr.Row():
-            page.arg(SCOPE, args.pop("base_url"), scale=2)
-            page.arg(SCOPE, args.pop("model"), scale=1)
-            key = page.add("augment.key", gr.Textbox(label=t("augment_key", lang), type="password", scale=1,
-                                                     info=t("augment_key_info", lang), elem_id="augment-api_key"),
-                           label="augment_key", info="augment_key_info")
-        template = page.add("augment.template", gr.Textbox(value=augment.DEFAULT_PROMPT, lines=6,
-                                                           label=t("augment_template", lang),
-                                                           info=t("augment_template_info", lang),
-                                                           elem_id="augment-template"),
-                            label="augment_template", info="augment_template_info")
-        rest = list(args.values())
-        for i in range(0, len(rest), 4):
-            with gr.Row():
-                for a in rest[i:i + 4]:
-                    page.arg(SCOPE, a)
-        with gr.Row():
-            start = page.add("augment.start", gr.Button(t("augment_start", lang), variant="primary",
-                                                        elem_id="augment-start"), value="augment_start")
-            stop = page.add("augment.stop", gr.Button(t("augment_stop", lang), variant="stop",
-                                                      elem_id="augment-stop"), value="augment_stop")
-        msg, msg_parts = page.message("augment.message")
-        bar = gr.HTML(job_html(None, lang), elem_id="augment-progress")
+@dataclass(eq=False)
+class AugmentPanel:
+    """Grow a dataset with an OpenAI-compatible endpoint: the form, Start / Stop and the job's progress."""
+    page: Page
+    ddir: gr.components.Component
+    dataset: gr.components.Component
+    key: gr.Textbox
+    template: gr.Textbox
+    start: gr.Button
+    stop: gr.Button
+    msg: gr.Markdown
+    msg_parts: gr.State
+    bar: gr.HTML
 
-    scopes = (SCOPE,)
-    inputs = page.components(SCOPE) | {lang_c, key, template}
-
-    def refresh(d, cur, lg):
+    def refresh(self, d, cur, lg):
         upd, parts = dataset_choices(d, None, [cur] if isinstance(cur, str) else cur)
         upd["value"] = (upd.get("value") or [None])[0]
         return upd
 
-    ddir.blur(refresh, [ddir, dataset, lang_c], dataset, show_progress="hidden")
-    ddir.submit(refresh, [ddir, dataset, lang_c], dataset, show_progress="hidden")
-
-    def on_start(data):
-        lg = data[lang_c]
-        raw = page.raw_values(data, *scopes)
+    def on_start(self, data):
+        page = self.page
+        lg = data[page.lang_box]
+        raw = page.raw_values(data, SCOPE)
         _, errors, ns = check_fields(raw, schema.AUGMENT)
-        ups = page.field_updates(lg, errors, *scopes)
+        ups = page.field_updates(lg, errors, SCOPE)
         if not errors and not raw.get("model"):
             errors = {"model": "model: give the model name the endpoint serves (its /v1/models lists them)."}
         if errors:
             parts = error_parts(errors)
-            return {**ups, msg_parts: parts, msg: render_msg(parts, lg)}
+            return {**ups, self.msg_parts: parts, self.msg: render_msg(parts, lg)}
         try:
             confine(ns.dataset_dir, "dataset_dir", WRITE, page.saves)  # the new dataset is written there
-            job = augment.job_from(ns.values, template=data[template])
-            start_job(job, (data[key] or "").strip() or os.environ.get(augment.KEY_ENV) or None)
+            job = augment.job_from(ns.values, template=data[self.template])
+            start_job(job, (data[self.key] or "").strip() or os.environ.get(augment.KEY_ENV) or None)
         except (UserError, ConfigError) as e:
             parts = [f"✗ {e}"]
         else:
             parts = [("augment_started", {"dataset": job.dataset, "n": job.n})]
-        return {**ups, msg_parts: parts, msg: render_msg(parts, lg)}
+        return {**ups, self.msg_parts: parts, self.msg: render_msg(parts, lg)}
 
-    start.click(on_start, inputs, page.components(SCOPE) | {msg_parts, msg}, show_progress="minimal")
-
-    def on_stop(lg):
+    def on_stop(self, lg):
         if _JOB.get("thread") is not None and _JOB["thread"].is_alive():
             _JOB["stop"].set()
             parts = [("augment_stopping", {})]
@@ -298,9 +290,7 @@ def build_augment(page: Page) -> dict:
             parts = [("augment_none", {})]
         return parts, render_msg(parts, lg)
 
-    stop.click(on_stop, lang_c, [msg_parts, msg], show_progress="hidden")
-
-    def tick(lg, seen):
+    def tick(self, lg, seen):
         prog, err = _JOB.get("progress"), _JOB.get("error")
         running = _JOB.get("thread") is not None and _JOB["thread"].is_alive()
         key_now = (prog.done if prog else None, prog.state if prog else None, err, running, lg)
@@ -315,9 +305,54 @@ def build_augment(page: Page) -> dict:
             return job_html(prog, lg), parts, render_msg(parts, lg), key_now
         return job_html(prog, lg), gr.skip(), gr.skip(), key_now
 
-    page.named["augment.tick"] = tick
+
+def build_augment(page: Page) -> AugmentPanel:
+    with gr.Accordion(t("augment_title", page.lang), open=False, elem_id="data-augment") as acc:
+        page.tr(acc, lambda lg: dict(label=t("augment_title", lg)))
+        aug = _augment_form(page)
+    lang_c = page.lang_box
+    inputs = page.components(SCOPE) | {lang_c, aug.key, aug.template}
+    aug.ddir.blur(aug.refresh, [aug.ddir, aug.dataset, lang_c], aug.dataset, show_progress="hidden")
+    aug.ddir.submit(aug.refresh, [aug.ddir, aug.dataset, lang_c], aug.dataset, show_progress="hidden")
+    aug.start.click(aug.on_start, inputs, page.components(SCOPE) | {aug.msg_parts, aug.msg}, show_progress="minimal")
+    aug.stop.click(aug.on_stop, lang_c, [aug.msg_parts, aug.msg], show_progress="hidden")
     seen = gr.State(None)
     timer = gr.Timer(1.0)
-    timer.tick(tick, [lang_c, seen], [bar, msg_parts, msg, seen], show_progress="hidden", queue=False)
-    return {"augment_start": start, "augment_stop": stop, "augment_key": key, "augment_template": template,
-            "augment_tick": tick, "augment_bar": bar}
+    timer.tick(aug.tick, [lang_c, seen], [aug.bar, aug.msg_parts, aug.msg, seen], show_progress="hidden",
+               queue=False)
+    return aug
+
+
+def _augment_form(page: Page) -> AugmentPanel:
+    lang = page.lang
+    args = {a.name: a for a in widgets.scope_args(schema.AUGMENT)}
+    ds_update, _ = dataset_choices(BY_NAME["dataset_dir"].default, None)
+    page.add("augment.intro", gr.Markdown(t("augment_intro", lang)), value="augment_intro")
+    with gr.Row():
+        ddir = page.arg(SCOPE, args.pop("dataset_dir"), scale=1)
+        dataset = page.arg(SCOPE, args.pop("dataset"), choices=ds_update["choices"], multiselect=False, scale=2)
+        page.arg(SCOPE, args.pop("max_samples"), scale=1)
+    with gr.Row():
+        page.arg(SCOPE, args.pop("base_url"), scale=2)
+        page.arg(SCOPE, args.pop("model"), scale=1)
+        key = page.add("augment.key", gr.Textbox(label=t("augment_key", lang), type="password", scale=1,
+                                                 info=t("augment_key_info", lang), elem_id="augment-api_key"),
+                       label="augment_key", info="augment_key_info")
+    template = page.add("augment.template", gr.Textbox(value=augment.DEFAULT_PROMPT, lines=6,
+                                                       label=t("augment_template", lang),
+                                                       info=t("augment_template_info", lang),
+                                                       elem_id="augment-template"),
+                        label="augment_template", info="augment_template_info")
+    rest = list(args.values())
+    for i in range(0, len(rest), 4):
+        with gr.Row():
+            for a in rest[i:i + 4]:
+                page.arg(SCOPE, a)
+    with gr.Row():
+        start = page.add("augment.start", gr.Button(t("augment_start", lang), variant="primary",
+                                                    elem_id="augment-start"), value="augment_start")
+        stop = page.add("augment.stop", gr.Button(t("augment_stop", lang), variant="stop",
+                                                  elem_id="augment-stop"), value="augment_stop")
+    msg, msg_parts = page.message("augment.message")
+    bar = gr.HTML(job_html(None, lang), elem_id="augment-progress")
+    return AugmentPanel(page, ddir, dataset, key, template, start, stop, msg, msg_parts, bar)

@@ -2,15 +2,17 @@
 as a subprocess with progress, then shows BLEU-4, ROUGE-1/2/L and exact-match accuracy."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 
-from engine import runs
+from engine import paths
 from engine.args import BY_NAME
 from engine.errors import ConfigError
 
 from . import run_panel, widgets
 from .locales import t
-from .page import Page, render_msg
+from .page import Handler, Page, render_msg
 from .train_tab import dataset_choices
 
 SCOPE = "eval"
@@ -20,8 +22,8 @@ EXCLUDE = {"eval_dataset"}  # the Evaluate tab's dataset box is the data set eva
 
 def prepare_eval(page: Page, raw: dict) -> dict:
     v = dict(raw)
-    out = runs.resolve_output_dir(v.get("output_dir"), v.get("model_name_or_path"), v.get("finetuning_type"),
-                                  page.saves)
+    out = paths.resolve_output_dir(v.get("output_dir"), v.get("model_name_or_path"), v.get("finetuning_type"),
+                                   page.saves)
     if out is None:
         raise ConfigError("output_dir: give a name or a folder for the predictions.", "output_dir")
     v["output_dir"] = out
@@ -30,7 +32,27 @@ def prepare_eval(page: Page, raw: dict) -> dict:
     return v
 
 
-def build(page: Page) -> dict:
+@dataclass(eq=False)
+class EvalTab:
+    ddir: gr.components.Component
+    dataset: gr.components.Component
+    ds_msg: gr.Markdown
+    ds_msg_parts: gr.State
+    panel: run_panel.RunPanel
+    lang_box: gr.Dropdown
+
+    def refresh(self, d, cur, lg):
+        upd, parts = dataset_choices(d, "sft", cur)
+        return upd, parts, render_msg(parts, lg)
+
+    @property
+    def dataset_refresh(self) -> Handler:
+        """The datasets in the folder (the page load)."""
+        return Handler(self.refresh, [self.ddir, self.dataset, self.lang_box],
+                       [self.dataset, self.ds_msg_parts, self.ds_msg])
+
+
+def build(page: Page) -> EvalTab:
     lang = page.lang
     args = widgets.scope_args("infer", exclude=EXCLUDE)
     ds_update, ds_parts = dataset_choices(BY_NAME["dataset_dir"].default, "sft")
@@ -47,16 +69,9 @@ def build(page: Page) -> dict:
         page.tr(comp, lambda lg: dict(placeholder=t("output_dir_auto_eval", lg)))
         page.tr(comp, lambda lg: dict(info=t("eval_output_info", lg, base="saves/<model>/<method>/")))
     panel = run_panel.build_panel(page, "eval", SCOPE, "btn_eval", plot=False)
-
-    lang_c = page.c("top.lang")
-
-    def refresh(d, cur, lg):
-        upd, parts = dataset_choices(d, "sft", cur)
-        return upd, parts, render_msg(parts, lg)
-
-    ddir.blur(refresh, [ddir, dataset, lang_c], [dataset, ds_msg_parts, ds_msg], show_progress="hidden")
-    ddir.submit(refresh, [ddir, dataset, lang_c], [dataset, ds_msg_parts, ds_msg], show_progress="hidden")
-    page.named["eval.refresh_datasets"] = (lambda d, cur, lg: refresh(d, cur, lg), [ddir, dataset, lang_c],
-                                           [dataset, ds_msg_parts, ds_msg])
+    tab = EvalTab(ddir, dataset, ds_msg, ds_msg_parts, panel, page.lang_box)
+    refresh = tab.dataset_refresh
+    ddir.blur(*refresh, show_progress="hidden")
+    ddir.submit(*refresh, show_progress="hidden")
     run_panel.wire(page, panel, ("top", SCOPE), lambda raw, lg: prepare_eval(page, raw), explicit=("do_sample",))
-    return {"panel": panel, "dataset": dataset}
+    return tab

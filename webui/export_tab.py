@@ -4,15 +4,18 @@ the resulting folder with its files' sizes and the line to copy next (`ollama cr
 model in the Chat tab."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 
-from engine import runs
+from engine import paths, runs
 from engine.config import to_command
 from engine.errors import ConfigError
 
 from . import run_panel, widgets
 from .locales import t
 from .page import Page, error_parts, render_msg
+from .train_tab import typed_for_preview
 
 SCOPE = "export"
 
@@ -22,8 +25,8 @@ def prepare_export(raw: dict, saves=None) -> dict:
     if v.get("finetuning_type") == "lora" and not v.get("adapter_name_or_path"):
         raise ConfigError("adapter_name_or_path: pick the adapter to merge (top panel).", "adapter_name_or_path")
     # a bare name goes under saves/<model>/<method>/, as the Train and Evaluate tabs' output dirs do
-    v["export_dir"] = runs.resolve_output_dir(v.get("export_dir"), v.get("model_name_or_path"),
-                                              v.get("finetuning_type"), saves)
+    v["export_dir"] = paths.resolve_output_dir(v.get("export_dir"), v.get("model_name_or_path"),
+                                               v.get("finetuning_type"), saves)
     if not v.get("export_dir"):
         raise ConfigError("export_dir: give a folder to write the merged model to.", "export_dir")
     return v
@@ -40,7 +43,15 @@ def merged_model(run_id: str | None, saves=None) -> str | None:
 UPLOAD = ("export_hub_model_id", "export_hub", "export_hub_private", "hub_token")  # under "Upload to a hub"
 
 
-def build(page: Page) -> dict:
+@dataclass(eq=False)
+class ExportTab:
+    preview: gr.Button
+    command: gr.Textbox
+    panel: run_panel.RunPanel
+    use: gr.Button  # "Use in Chat": app.py wires it (it changes the top panel and opens the Chat tab)
+
+
+def build(page: Page) -> ExportTab:
     lang = page.lang
     args = widgets.scope_args("export")
     with gr.Row(equal_height=True):
@@ -61,11 +72,10 @@ def build(page: Page) -> dict:
     command = page.add("export.command", gr.Textbox(label=t("command", lang), lines=2, max_lines=6, interactive=False,
                                                     buttons=["copy"], elem_id="export-command"), label="command")
     panel = run_panel.build_panel(page, "export", SCOPE, "btn_export", plot=False)
-    lang_c = page.c("top.lang")
+    lang_c = page.lang_box
     inputs = page.components("top", SCOPE) | {lang_c}
 
     def preview_command(data):
-        from .train_tab import typed_for_preview
         try:
             values = typed_for_preview(prepare_export(page.raw_values(data, "top", SCOPE), page.saves), "export")
         except ConfigError as e:
@@ -77,4 +87,4 @@ def build(page: Page) -> dict:
     use = page.add("export.use_in_chat", gr.Button(t("btn_use_in_chat", lang), elem_id="export-use_in_chat"),
                    value="btn_use_in_chat")
     run_panel.wire(page, panel, ("top", SCOPE), lambda raw, lg: prepare_export(raw, page.saves))
-    return {"panel": panel, "use": use, "command": command}
+    return ExportTab(preview, command, panel, use)

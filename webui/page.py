@@ -7,7 +7,7 @@ value collection then work over all of them without knowing any particular argum
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import gradio as gr
 
@@ -35,6 +35,14 @@ def render_msg(parts, lang: str) -> str:
     return "\n\n".join(out)
 
 
+class Handler(NamedTuple):
+    """A handler with what it reads and writes, for another part of the page to run too (the page load, another
+    tab whose action changes this tab's lists)."""
+    fn: Callable
+    inputs: Any
+    outputs: Any
+
+
 @dataclass
 class Page:
     lang: str = "en"
@@ -42,7 +50,9 @@ class Page:
     initial: dict = field(default_factory=dict)        # values to start from (a recipe given on the command line)
     args: dict = field(default_factory=dict)           # scope -> {arg name -> component}
     arg_of: dict = field(default_factory=dict)         # component -> (scope, Arg)
-    named: dict = field(default_factory=dict)          # "scope.name" -> component
+    named: dict = field(default_factory=dict)          # "scope.name" -> component (tests and tools find them so)
+    lang_box: Any = None                               # the language box every handler reads the language from
+    compute_type: Any = None                           # the top panel's compute type (several schema arguments)
     localized: list = field(default_factory=list)      # (component, fn(lang) -> dict of update kwargs)
     accordions: list = field(default_factory=list)     # (scope, accordion, [Arg])
     messages: list = field(default_factory=list)       # (markdown, state) pairs re-rendered on a language switch
@@ -104,8 +114,8 @@ class Page:
         out = set()
         for s in scopes:
             out |= set(self.args.get(s, {}).values())
-        if "top" in scopes and "top.compute_type" in self.named:
-            out.add(self.named["top.compute_type"])
+        if "top" in scopes and self.compute_type is not None:
+            out.add(self.compute_type)
         return out
 
     def raw_values(self, data: dict, *scopes: str) -> dict:
@@ -116,7 +126,7 @@ class Page:
             for name, comp in self.args.get(s, {}).items():
                 if comp in data:
                     out[name] = widgets.from_widget(BY_NAME[name], data[comp])
-        ct = self.named.get("top.compute_type")
+        ct = self.compute_type
         if "top" in scopes and ct is not None and ct in data:
             out.update(widgets.compute_values(data[ct]))
         stage, method = out.get("stage"), out.get("finetuning_type")

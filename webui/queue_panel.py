@@ -3,6 +3,8 @@ the verbs to reorder and cancel. The queue lives on disk (engine.runqueue), shar
 this panel only reads it back on a timer and forwards the buttons."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 
 from engine import runqueue
@@ -25,7 +27,16 @@ def rows(saves) -> list[list[str]]:
     return out
 
 
-def build(page: Page) -> dict:
+@dataclass(eq=False)
+class QueuePanel:
+    table: gr.Dataframe
+    pick: gr.Dropdown
+    message: gr.Markdown
+    message_parts: gr.State
+    timer: gr.Timer
+
+
+def build(page: Page) -> QueuePanel:
     lang = page.lang
     saves = page.saves
     with gr.Accordion(t("queue_title", lang), open=bool(runqueue.items(saves)), elem_id="train-queue_panel") as acc:
@@ -46,7 +57,7 @@ def build(page: Page) -> dict:
             clear = page.add("queue.clear", gr.Button(t("queue_clear", lang), size="sm", elem_id="train-queue_clear"),
                              value="queue_clear")
         msg, msg_parts = page.message("queue.message")
-    lang_c = page.c("top.lang")
+    lang_c = page.lang_box
 
     def show(cur=None):
         waiting = _waiting(saves)
@@ -84,7 +95,7 @@ def build(page: Page) -> dict:
 
     timer = gr.Timer(REFRESH_S)
     timer.tick(tick, [pick, seen], [table, pick, seen], show_progress="hidden", queue=False, api_name="queue_tick")
-    return {"table": table, "pick": pick, "show": show, "act": act}
+    return QueuePanel(table, pick, msg, msg_parts, timer)
 
 
 def _waiting(saves) -> list[tuple[str, str]]:

@@ -7,7 +7,6 @@ is what lets a reloaded page or a second tab re-attach to a running job.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -16,6 +15,7 @@ import gradio as gr
 from engine import runqueue, runs, usage
 from engine.errors import ConfigError, UserError
 from engine.export import folder_listing, next_step
+from engine.paths import run_name
 from engine.train import rundir
 
 from . import monitor
@@ -101,7 +101,7 @@ def result_parts(run: runs.Run, status: dict) -> list:
         if path:
             parts.append(("adapter_at", {"path": path}))
     if run.command == "eval" and status["state"] == "finished":
-        parts.append(("predictions_at", {"path": f"{run.output}/generated_predictions.jsonl"}))
+        parts.append(("predictions_at", {"path": f"{run.output}/{rundir.PREDICTIONS}"}))
     if run.command == "export" and status["state"] == "finished":
         parts.append(("export_done", {"path": run.output}))
         try:
@@ -133,74 +133,84 @@ def name_output(page: Page, data: dict, scopes, prefix: str) -> tuple[dict, dict
     box = next((page.args[s]["output_dir"] for s in scopes if "output_dir" in page.args.get(s, {})), None)
     if box is None or raw.get("output_dir"):
         return raw, {}
-    raw["output_dir"] = f"{prefix}_{time.strftime('%Y-%m-%d-%H-%M-%S')}"
+    raw["output_dir"] = run_name(prefix)
     return raw, {box: raw["output_dir"]}
 
 
-def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable[[dict, str], dict],
-         on_end: tuple | None = None, explicit=()):
-    """Start / Abort / timer for one tab. `prepare(raw_values, lang)` returns the values to run with (or raises
-    ConfigError). on_end = (inputs, outputs, fn): fn(*inputs) gives updates for outputs when a run ends or the
-    page attaches to another run (the adapter list of the top panel)."""
-    lang_c = page.c("top.lang")
-    inputs = page.components(*scopes) | {lang_c}
-    field_outputs = page.components(*scopes)
-    saves = page.saves
+@dataclass(eq=False)
+class RunControls:
+    """What Start, Abort, "Queue it" and the timer of one panel do. `prepare(raw_values, lang)` returns the values
+    to run with (or raises ConfigError). on_end = (inputs, outputs, fn): fn(*inputs) gives updates for outputs when
+    a run ends or the page attaches to another run (the adapter list of the top panel)."""
+    page: Page
+    panel: RunPanel
+    scopes: tuple[str, ...]
+    prepare: Callable[[dict, str], dict]
+    on_end: tuple | None = None
+    explicit: tuple = ()
 
-    def finish(typed):
-        return runs.check(panel.command, typed)
+    def __post_init__(self):
+        self.saves = self.page.saves
+        self.lang_c = self.page.lang_box
+        self.inputs = self.page.components(*self.scopes) | {self.lang_c}
+        self.end_inputs, self.end_outputs, self.on_end_fn = self.on_end if self.on_end else ([], [], None)
+        panel = self.panel
+        plots = [c for c in (panel.plot, panel.reward_plot, panel.completions) if c is not None]
+        self.tick_outputs = [panel.status, panel.progress, panel.log, panel.result, panel.result_parts, panel.start,
+                             panel.abort, panel.run_id, panel.seen] + plots + list(self.end_outputs)
+        # the monitor, the curves and "Queue it" (offered while a run goes: Start is disabled then), after the rest
+        self.extra_outputs = [c for c in (panel.usage, panel.curves, panel.queue) if c is not None]
+        self.tick_outputs += self.extra_outputs
 
-    def start(data):
-        lang = data[lang_c]
-        busy = runs.active_run(saves)
+    def _said(self, parts, lang) -> dict:
+        return {self.panel.message_parts: parts, self.panel.message: render_msg(parts, lang)}
+
+    def _checked(self, raw, lang) -> tuple[runs.Checked | None, dict]:
+        """(the values checked, {field: message}) as Start and "Queue it" check the form: once, by runs.check,
+        whose result spawn and the queue's recipe take as it is."""
+        try:
+            values = self.prepare(raw, lang)
+        except ConfigError as e:
+            return None, {e.field or "_": str(e)}
+        _, errors, checked = check_fields(values, runs.CONFIG_COMMAND[self.panel.command],
+                                          lambda typed: runs.check(self.panel.command, typed))
+        return checked, errors
+
+    def start(self, data):
+        panel, page = self.panel, self.page
+        lang = data[self.lang_c]
+        busy = runs.active_run(self.saves)
         if busy is not None:  # said first: no point fixing a form that cannot start now
             parts = [("busy", {"command": busy.command, "path": busy.output})]
             if panel.queue is not None:  # ... but it can wait for its turn
                 parts.append(("queue_offer", {}))
-                return {panel.message_parts: parts, panel.message: render_msg(parts, lang),
-                        panel.queue: gr.update(visible=True)}
-            return {panel.message_parts: parts, panel.message: render_msg(parts, lang)}
-        raw, named = name_output(page, data, scopes, panel.command)
-        ups = {}
-        try:
-            values = prepare(raw, lang)
-        except ConfigError as e:
-            errors = {e.field or "_": str(e)}
-        else:  # checked once here; spawn takes the result as it is
-            _, errors, checked = check_fields(values, runs.CONFIG_COMMAND[panel.command], finish)
-        ups.update(page.field_updates(lang, errors, *scopes))
+                return {**self._said(parts, lang), panel.queue: gr.update(visible=True)}
+            return self._said(parts, lang)
+        raw, named = name_output(page, data, self.scopes, panel.command)
+        checked, errors = self._checked(raw, lang)
+        ups = dict(page.field_updates(lang, errors, *self.scopes))
         if errors:
-            parts = error_parts(errors)
-            return merge(ups, named, {panel.message_parts: parts, panel.message: render_msg(parts, lang)})
+            return merge(ups, named, self._said(error_parts(errors), lang))
         try:
-            run = runs.spawn(panel.command, checked, saves, explicit=explicit)
+            run = runs.spawn(panel.command, checked, self.saves, explicit=self.explicit)
         except runs.RunBusy as e:
             parts = [("busy", {"command": e.run.command, "path": e.run.output})]
         except ConfigError as e:
-            ups.update(page.field_updates(lang, {e.field or "_": str(e)}, *scopes))
+            ups.update(page.field_updates(lang, {e.field or "_": str(e)}, *self.scopes))
             parts = error_parts({e.field or "_": str(e)})
         except UserError as e:
             parts = [f"✗ {e}"]
         else:
             parts = [("started", {"path": run.output})]
-            ups[panel.run_id] = run.id
-            ups[panel.start] = gr.update(interactive=False)
-            ups[panel.abort] = gr.update(interactive=True)
-            ups[panel.seen] = {}
-            ups[panel.result_parts] = []
-            ups[panel.result] = ""
-        return merge(ups, named, {panel.message_parts: parts, panel.message: render_msg(parts, lang)})
+            ups.update({panel.run_id: run.id, panel.start: gr.update(interactive=False),
+                        panel.abort: gr.update(interactive=True), panel.seen: {}, panel.result_parts: [],
+                        panel.result: ""})
+        return merge(ups, named, self._said(parts, lang))
 
-    panel.start.click(start, inputs, field_outputs | {panel.message, panel.message_parts, panel.run_id, panel.start,
-                                                      panel.abort, panel.seen, panel.result, panel.result_parts}
-                      | ({panel.queue} if panel.queue is not None else set()), show_progress="minimal")
-    if panel.queue is not None:
-        wire_queue(page, panel, scopes, prepare)
-
-    def aborting(run_id, lang):
+    def aborting(self, run_id, lang):
         """Outside the queue, so it answers at once: the run is asked to stop (its status says `aborting` from now
         on, in every tab) and a server thread waits for it, killing what is left after the run's own deadline."""
-        run = runs.active_run(saves, panel.command) or runs.get_run(run_id, saves)
+        run = runs.active_run(self.saves, self.panel.command) or runs.get_run(run_id, self.saves)
         if run is None or not run.request_abort():
             parts = [("nothing_running", {})]
             return parts, render_msg(parts, lang), gr.update(interactive=False), None
@@ -212,44 +222,36 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
         parts = [("aborting", {})]
         return parts, render_msg(parts, lang), gr.update(interactive=False), run.id
 
-    def stopped(run_id, lang):
+    def stopped(self, run_id, lang):
         """Once the run has stopped (a trainer: its checkpoint saved), or been killed: say which."""
         stopper = _STOPPERS.get(run_id) if run_id else None
         if stopper is None:
             return gr.skip(), gr.skip()
         stopper.join()
-        run = runs.get_run(run_id, saves)
+        run = runs.get_run(run_id, self.saves)
         left = run.processes() if run is not None else []
         parts = [("aborted_left", {"pids": [p.pid for p in left]})] if left else [("aborted_ok", {})]
         return parts, render_msg(parts, lang)
 
-    asked = gr.State(None)  # the run this click asked to stop
-    panel.abort.click(aborting, [panel.run_id, lang_c], [panel.message_parts, panel.message, panel.abort, asked],
-                      queue=False, show_progress="hidden").then(
-        stopped, [asked, lang_c], [panel.message_parts, panel.message], show_progress="hidden")
+    def _idle(self, seen, lang) -> list:
+        """No run to show: the panel at rest (once per language)."""
+        skip = gr.skip()
+        key = {"run": None, "lang": lang}
+        if seen == key:
+            return [skip] * (len(self.tick_outputs))
+        out = [monitor.status_md(None, lang), monitor.progress_html(None, None, lang), "", "", [],
+               gr.update(interactive=True), gr.update(interactive=False), None, key]
+        if self.panel.plot is not None:
+            out += [None, gr.update(value=None, visible=False), gr.update(value="", visible=False)]
+        return out + [skip] * len(self.end_outputs) + _monitor_out(self.panel, None, [], lang, True, self.saves)
 
-    end_inputs, end_outputs, on_end_fn = on_end if on_end else ([], [], None)
-    plots = [c for c in (panel.plot, panel.reward_plot, panel.completions) if c is not None]
-    tick_outputs = [panel.status, panel.progress, panel.log, panel.result, panel.result_parts, panel.start,
-                    panel.abort, panel.run_id, panel.seen] + plots + list(end_outputs)
-    # the monitor, the curves and "Queue it" (offered while a run goes: Start is disabled then), after the rest
-    extra_outputs = [c for c in (panel.usage, panel.curves, panel.queue) if c is not None]
-    tick_outputs += extra_outputs
-
-    def tick(run_id, seen, lang, *end_args):
+    def tick(self, run_id, seen, lang, *end_args):
+        panel, saves = self.panel, self.saves
         run = runs.active_run(saves, panel.command) or runs.get_run(run_id, saves) \
             or (runs.latest_run(saves, panel.command) if not seen else None)
         skip = gr.skip()
-        n_end = len(end_outputs)
         if run is None:
-            key = {"run": None, "lang": lang}
-            if seen == key:
-                return [skip] * (len(tick_outputs))
-            out = [monitor.status_md(None, lang), monitor.progress_html(None, None, lang), "", "", [],
-                   gr.update(interactive=True), gr.update(interactive=False), None, key]
-            if panel.plot is not None:
-                out += [None, gr.update(value=None, visible=False), gr.update(value="", visible=False)]
-            return out + [skip] * n_end + _monitor_out(panel, None, [], lang, True, saves)
+            return self._idle(seen, lang)
         st = run.status()
         stopping = st["state"] == "running" and run.aborted  # asked to stop, here or in another tab (phase: aborting)
         prog = run.progress()
@@ -258,10 +260,10 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
         key = {"run": run.id, "lang": lang, "state": st["state"], "phase": st["phase"], "step": prog["step"],
                "n": len(recs), "log": len(tail), "elapsed": int(prog.get("elapsed") or 0)}
         if seen == key and st["state"] != "running":
-            return [skip] * len(tick_outputs)
+            return [skip] * len(self.tick_outputs)
         if seen == key:  # nothing new in the files; the process's CPU and memory move anyway
-            return [skip] * (len(tick_outputs) - len(extra_outputs)) + _monitor_out(panel, run, recs, lang, False,
-                                                                                    saves)
+            return [skip] * (len(self.tick_outputs) - len(self.extra_outputs)) + _monitor_out(
+                panel, run, recs, lang, False, saves)
         same_run = seen.get("run") == run.id
         running = st["state"] == "running"
         parts = result_parts(run, st)
@@ -272,29 +274,73 @@ def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable
                or seen.get("lang") != lang else skip,
                parts,
                gr.update(interactive=not running), gr.update(interactive=running and not stopping), run.id, key]
+        changed = False
         if panel.plot is not None:
             changed = not same_run or seen.get("n") != len(recs) or seen.get("lang") != lang
-            out.append(monitor.loss_figure(recs, lang) if changed else skip)
-            if changed:  # a reward run (grpo) also has its reward curves and sampled completions
-                rfig = monitor.reward_figure(recs, lang)
-                table = monitor.completions_html(rundir.read_completions(run.output), lang)
-                out += [gr.update(value=rfig, visible=rfig is not None), gr.update(value=table, visible=bool(table))]
-            else:
-                out += [skip, skip]
+            out += self._plots(run, recs, lang) if changed else [skip, skip, skip]
         just_ended = same_run and seen.get("state") == "running" and not running
-        if on_end_fn is not None and (just_ended or not same_run):
-            out += list(on_end_fn(*end_args))
+        if self.on_end_fn is not None and (just_ended or not same_run):
+            out += list(self.on_end_fn(*end_args))
         else:
-            out += [skip] * n_end
-        return out + _monitor_out(panel, run, recs, lang, changed if panel.plot is not None else False,
-                                 saves)
+            out += [skip] * len(self.end_outputs)
+        return out + _monitor_out(panel, run, recs, lang, changed, saves)
+
+    def _plots(self, run, recs: list, lang: str) -> list:
+        """The loss curve; a reward run (grpo) also has its reward curves and sampled completions."""
+        loss = monitor.loss_figure(recs, lang)
+        rfig = monitor.reward_figure(recs, lang)
+        table = monitor.completions_html(rundir.read_completions(run.output), lang)
+        return [loss, gr.update(value=rfig, visible=rfig is not None), gr.update(value=table, visible=bool(table))]
+
+    def queue_it(self, data):
+        """"Queue it": the form, checked as Start checks it, waits in the run queue (engine.runqueue) for its
+        turn. An empty output dir is named when the run starts, so two queued forms never share a folder."""
+        page = self.page
+        lang = data[self.lang_c]
+        raw = page.raw_values(data, *self.scopes)
+        unnamed = not raw.get("output_dir")
+        checked, errors = self._checked({**raw, "output_dir": raw.get("output_dir") or "queued"}, lang)
+        ups = page.field_updates(lang, errors, *self.scopes)
+        if errors:
+            return {**ups, **self._said(error_parts(errors), lang)}
+        recipe = runs.recipe(checked)
+        if unnamed:
+            recipe.pop("output_dir", None)
+        try:
+            item = runqueue.add(recipe, page.saves, source="web UI")
+            runqueue.ensure_runner(page.saves)
+        except UserError as e:
+            parts = [f"✗ {e}"]
+        else:
+            waiting = sum(it["state"] == runqueue.QUEUED for it in runqueue.items(page.saves))
+            parts = [("queued", {"id": item["id"], "n": waiting})]
+        return {**ups, **self._said(parts, lang)}
+
+
+def wire(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable[[dict, str], dict],
+         on_end: tuple | None = None, explicit=()):
+    """Start / Abort / timer (and "Queue it") for one tab: see RunControls."""
+    ctl = RunControls(page, panel, scopes, prepare, on_end, explicit)
+    field_outputs = page.components(*scopes)
+    panel.start.click(ctl.start, ctl.inputs, field_outputs | {panel.message, panel.message_parts, panel.run_id,
+                                                              panel.start, panel.abort, panel.seen, panel.result,
+                                                              panel.result_parts}
+                      | ({panel.queue} if panel.queue is not None else set()), show_progress="minimal")
+    if panel.queue is not None:
+        panel.queue.click(ctl.queue_it, ctl.inputs, page.components(*scopes) | {panel.message, panel.message_parts},
+                          show_progress="minimal")
+
+    asked = gr.State(None)  # the run this click asked to stop
+    panel.abort.click(ctl.aborting, [panel.run_id, ctl.lang_c], [panel.message_parts, panel.message, panel.abort,
+                                                                 asked], queue=False, show_progress="hidden").then(
+        ctl.stopped, [asked, ctl.lang_c], [panel.message_parts, panel.message], show_progress="hidden")
 
     timer = gr.Timer(TICK_S)
-    tick_inputs = [panel.run_id, panel.seen, lang_c] + list(end_inputs)
+    tick_inputs = [panel.run_id, panel.seen, ctl.lang_c] + list(ctl.end_inputs)
     # keep the newest log line in view (the box is re-filled on every change)
     scroll = f"() => {{ const t = document.querySelector('#{panel.scope}-log textarea'); " \
              f"if (t) t.scrollTop = t.scrollHeight; }}"
-    timer.tick(tick, tick_inputs, tick_outputs, show_progress="hidden", concurrency_limit=None, queue=False,
+    timer.tick(ctl.tick, tick_inputs, ctl.tick_outputs, show_progress="hidden", concurrency_limit=None, queue=False,
                api_name="tick").then(
         None, None, None, js=scroll, queue=False, show_progress="hidden")
     return timer
@@ -318,41 +364,3 @@ def _monitor_out(panel: RunPanel, run, recs: list, lang: str, curves_changed: bo
         alive = run is not None and run.alive()
         out.append(gr.update(visible=alive or runs.active_run(saves) is not None))
     return out
-
-
-def wire_queue(page: Page, panel: RunPanel, scopes: tuple[str, ...], prepare: Callable[[dict, str], dict]):
-    """"Queue it": the form, checked as Start checks it, waits in the run queue (engine.runqueue) for its turn.
-    An empty output dir is named when the run starts, so two queued forms never share a folder."""
-    lang_c = page.c("top.lang")
-    inputs = page.components(*scopes) | {lang_c}
-
-    def queue_it(data):
-        lang = data[lang_c]
-        raw = page.raw_values(data, *scopes)
-        unnamed = not raw.get("output_dir")
-        try:
-            values = prepare({**raw, "output_dir": raw.get("output_dir") or "queued"}, lang)
-        except ConfigError as e:
-            errors = {e.field or "_": str(e)}
-        else:
-            _, errors, checked = check_fields(values, runs.CONFIG_COMMAND[panel.command],
-                                              lambda typed: runs.check(panel.command, typed))
-        ups = page.field_updates(lang, errors, *scopes)
-        if errors:
-            parts = error_parts(errors)
-            return {**ups, panel.message_parts: parts, panel.message: render_msg(parts, lang)}
-        data = runs.recipe(checked)
-        if unnamed:
-            data.pop("output_dir", None)
-        try:
-            item = runqueue.add(data, page.saves, source="web UI")
-            runqueue.ensure_runner(page.saves)
-        except UserError as e:
-            parts = [f"✗ {e}"]
-        else:
-            waiting = sum(it["state"] == runqueue.QUEUED for it in runqueue.items(page.saves))
-            parts = [("queued", {"id": item["id"], "n": waiting})]
-        return {**ups, panel.message_parts: parts, panel.message: render_msg(parts, lang)}
-
-    panel.queue.click(queue_it, inputs, page.components(*scopes) | {panel.message, panel.message_parts},
-                      show_progress="minimal")

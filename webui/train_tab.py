@@ -3,6 +3,7 @@ accordions, output dir with a resume offer, config save / load, command preview,
 view of the run."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -17,15 +18,17 @@ from engine.data.registry import list_datasets
 from engine.data.templates import resolve_template
 from engine.errors import ConfigError, UserError
 from engine.models.loader import load_tokenizer, model_path
-from engine.paths import WRITE, confine
+from engine.paths import WRITE, confine, default_output_dir, resolve_output_dir, saves_root
 from engine.precision import choose, device_light
 from engine.train import rundir
 
 from . import queue_panel, run_panel, widgets
 from .locales import t
-from .page import Page, check_fields, choice_labels, error_parts, render_msg
+from .page import Handler, Page, check_fields, choice_labels, error_parts, render_msg
+from .top import TopPanel, adapter_choices, name_for_path
 
 SCOPE = "train"
+SCOPES = ("top", SCOPE)
 MAIN = ("stage", "dataset_dir", "dataset")
 PREVIEW_PAGE = 2  # samples per preview page
 
@@ -46,8 +49,7 @@ def dataset_choices(dataset_dir: str, stage: str | None, current=None) -> tuple[
 def prepare_train(page: Page, raw: dict) -> dict:
     """UI values -> the values of the run: the output-dir name becomes a folder under saves/<model>/<method>/."""
     v = dict(raw)
-    out = runs.resolve_output_dir(v.get("output_dir"), v.get("model_name_or_path"), v.get("finetuning_type"),
-                                  page.saves)
+    out = resolve_output_dir(v.get("output_dir"), v.get("model_name_or_path"), v.get("finetuning_type"), page.saves)
     if out is None:
         raise ConfigError("output_dir: give a name or a folder for this run.", "output_dir")
     v["output_dir"] = confine(out, "output_dir", WRITE, page.saves)
@@ -74,9 +76,204 @@ def typed_for_preview(values: dict, command: str) -> dict:
     return typed
 
 
-def build(page: Page) -> dict:
-    lang = page.lang
+@dataclass(eq=False)
+class TrainTab:
+    """The Train tab: its components, its handlers, and the two the page load runs (dataset_refresh, form_restore)."""
+    page: Page
+    top: TopPanel
+    stage: gr.components.Component
+    ddir: gr.components.Component
+    dataset: gr.components.Component
+    preview_btn: gr.Button
+    ds_msg: gr.Markdown
+    ds_msg_parts: gr.State
+    preview_col: gr.Column
+    pv_page: gr.Number
+    pv_close: gr.Button
+    pv_info: gr.Markdown
+    pv_info_parts: gr.State
+    pv_text: gr.HighlightedText
+    pv_json: gr.JSON
+    config_path: gr.Textbox
+    resume_md: gr.Markdown
+    resume_parts: gr.State
+    resume_btn: gr.Button
+    preview: gr.Button
+    save: gr.Button
+    load: gr.Button
+    command: gr.Textbox
+    panel: run_panel.RunPanel
+    queue: queue_panel.QueuePanel
+
+    @property
+    def inputs(self) -> set:
+        return self.page.components(*SCOPES) | {self.page.lang_box}
+
+    @property
+    def out_box(self):
+        return self.page.w(SCOPE, "output_dir")
+
+    @property
+    def dataset_refresh(self) -> Handler:
+        """The datasets of the stage in the folder (the page load, a dataset saved in the Data tab)."""
+        return Handler(self.refresh_datasets, [self.ddir, self.stage, self.dataset, self.page.lang_box],
+                       [self.dataset, self.ds_msg_parts, self.ds_msg])
+
+    @property
+    def load_outputs(self) -> set:
+        return self.page.components(*SCOPES) | {self.top.model_name, self.ds_msg, self.ds_msg_parts,
+                                                self.panel.message, self.panel.message_parts}
+
+    @property
+    def form_restore(self) -> Handler:
+        """A reloaded page shows the values of the training run going now."""
+        return Handler(self.restore, [self.page.lang_box],
+                       list(self.load_outputs - {self.panel.message, self.panel.message_parts}))
+
+    # ---- datasets follow the stage and the folder
+    def refresh_datasets(self, d, s, cur, lg):
+        upd, parts = dataset_choices(d, s, cur)
+        return upd, parts, render_msg(parts, lg)
+
+    # ---- dataset preview
+    def show_preview(self, data, page_no):
+        lang_v = data[self.page.lang_box]
+        raw = self.page.raw_values(data, *SCOPES)
+        shown = {self.preview_col: gr.update(visible=True)}
+        try:
+            info, samples, marked, pages = preview_dataset(raw, int(page_no or 1), lang_v)
+        except UserError as e:
+            parts = [f"✗ {e}"]
+            return {**shown, self.pv_info_parts: parts, self.pv_info: render_msg(parts, lang_v), self.pv_json: None,
+                    self.pv_text: None}
+        return {**shown, self.pv_info_parts: info, self.pv_info: render_msg(info, lang_v), self.pv_json: samples,
+                self.pv_text: gr.update(value=marked, color_map=legend(marked)),
+                self.pv_page: gr.update(value=min(max(int(page_no or 1), 1), max(pages, 1)))}  # kept in range here
+
+    # ---- output dir: an existing run offers to resume
+    def check_output(self, data):
+        lang_v = data[self.page.lang_box]
+        raw = self.page.raw_values(data, *SCOPES)
+        none = {self.resume_parts: [], self.resume_md: "", self.resume_btn: gr.update(visible=False)}
+        try:
+            out = prepare_train(self.page, raw)["output_dir"] if raw.get("output_dir") else None
+        except ConfigError:
+            return none
+        info = runs.inspect_output_dir(out) if out else None
+        if info is None or raw.get("resume_from_checkpoint"):
+            return none
+        state = run_state(out, info["state"], lang_v)
+        if info["last_checkpoint"]:
+            parts = [("resume_offer", {"path": out, "state": state,
+                                       "ckpt": Path(info["last_checkpoint"]).name, "step": info["last_step"]})]
+        else:
+            parts = [("resume_no_ckpt", {"path": out, "state": state})]
+        return {self.resume_parts: parts, self.resume_md: render_msg(parts, lang_v),
+                self.resume_btn: gr.update(visible=bool(info["last_checkpoint"]))}
+
+    def do_resume(self, data):
+        lang_v = data[self.page.lang_box]
+        out = prepare_train(self.page, self.page.raw_values(data, *SCOPES))["output_dir"]
+        info = runs.inspect_output_dir(out) or {}
+        ckpt = info.get("last_checkpoint")
+        parts = [("resume_set", {"ckpt": ckpt})] if ckpt else []
+        return {self.page.w(SCOPE, "resume_from_checkpoint"): ckpt or "", self.resume_parts: parts,
+                self.resume_md: render_msg(parts, lang_v), self.resume_btn: gr.update(visible=False)}
+
+    # ---- preview command / save / load
+    def _said(self, parts, lang_v) -> dict:
+        return {self.panel.message_parts: parts, self.panel.message: render_msg(parts, lang_v)}
+
+    def preview_command(self, data):
+        """The command, or every bad field marked with its message as Start marks them."""
+        lang_v = data[self.page.lang_box]
+        raw, named = run_panel.name_output(self.page, data, SCOPES, "train")
+        try:
+            typed, errors, _ = check_fields(prepare_train(self.page, raw), "train")
+        except ConfigError as e:
+            typed, errors = {}, {e.field or "_": str(e)}
+        ups = self.page.field_updates(lang_v, errors, *SCOPES)
+        if errors:
+            return run_panel.merge(ups, named, {self.command: "", **self._said(error_parts(errors), lang_v)})
+        c = choose(typed, device_light())
+        parts = [("precision_note", {"kind": c["precision"], "why": c["why_zh"] if lang_v == "zh" else c["why"]})]
+        return run_panel.merge(ups, named, {self.command: to_command(typed, "train"), **self._said(parts, lang_v)})
+
+    def save_args(self, data):
+        lang_v = data[self.page.lang_box]
+        path = (data[self.config_path] or "").strip()
+        named = {}
+        try:
+            if not path or not path.endswith((".yaml", ".yml")):
+                raise ConfigError("config path: give a file name ending in .yaml.", "_")
+            confine(path, "config path", WRITE, self.page.saves)
+            raw, named = run_panel.name_output(self.page, data, SCOPES, "train")
+            typed = typed_for_preview(prepare_train(self.page, raw), "train")
+            ns = load_config(None, typed, "train", finalize=False)
+            save_config(ns, path, "train")
+        except (ConfigError, UserError, OSError) as e:
+            parts = [f"✗ {e}"]
+        else:
+            parts = [("saved_to", {"path": path})]
+        return {**named, **self._said(parts, lang_v)}
+
+    def load_args(self, data):
+        lang_v = data[self.page.lang_box]
+        path = (data[self.config_path] or "").strip()
+        try:
+            ns = load_config(confine(path, "config path", saves=self.page.saves), {}, "train", finalize=False)
+        except (ConfigError, UserError) as e:
+            return self._said([f"✗ {e}"], lang_v)
+        return {**self.form_updates(ns.values, lang_v), **self._said([("loaded_from", {"path": path})], lang_v)}
+
+    def restore(self, lang_v):
+        """A page (re)loaded while a training run goes: the form shows that run's values, as the panel shows its
+        progress (the doctor's "Apply to the form" then changes the run's settings, not the defaults)."""
+        run = runs.active_run(self.page.saves, "train")
+        if run is None:
+            return {}
+        try:
+            values = load_config(run.config, {}, "train", finalize=False).values
+        except (ConfigError, UserError):  # the run's file is unreadable: the form stays as it is
+            return {}
+        return self.form_updates({**values, "output_dir": short_output_dir(self.page, values)}, lang_v)
+
+    def form_updates(self, values: dict, lang: str) -> dict:
+        """Updates that put a config's values into the Train tab and the top panel, with the datasets of its stage
+        and the adapters of its model offered (a loaded recipe, the run a reloaded page follows)."""
+        ups = set_values(self.page, values, SCOPES)
+        ds_upd, ds_p = dataset_choices(values.get("dataset_dir"), values.get("stage"), values.get("dataset"))
+        ds_upd["value"] = values.get("dataset") or []
+        ups[self.dataset] = ds_upd
+        model, method = values.get("model_name_or_path"), values.get("finetuning_type")
+        ups[self.top.adapter] = gr.update(choices=adapter_choices(self.page.saves, model, method),
+                                          value=values.get("adapter_name_or_path") or [])
+        ups[self.top.model_name] = gr.update(value=name_for_path(model))
+        ups[self.ds_msg_parts] = ds_p
+        ups[self.ds_msg] = render_msg(ds_p, lang)
+        return ups
+
+    def adapters_after_run(self, p, m, cur):
+        """A finished run's adapter appears in the top panel's picker."""
+        return [self.top.refresh_adapters(p, m, cur)]
+
+
+def build(page: Page, top: TopPanel) -> TrainTab:
     args = widgets.scope_args("train")
+    parts = {**_dataset_row(page), **_preview_box(page)}
+    page.render_args(SCOPE, [a for a in args if a.name not in MAIN and a.group != "output"], open_groups=("train",))
+    parts.update(_output_row(page, [a for a in args if a.group == "output"]))
+    parts.update(_action_rows(page))
+    panel = run_panel.build_panel(page, "train", SCOPE, "btn_start", plot=True)
+    queue = queue_panel.build(page)  # the runs waiting for their turn (Start while a run goes offers "Queue it")
+    tab = TrainTab(page, top, **parts, panel=panel, queue=queue)
+    _wire(tab)
+    return tab
+
+
+def _dataset_row(page: Page) -> dict:
+    """Stage, dataset folder and datasets (those the stage can train on), a preview button and the list's message."""
+    lang = page.lang
     stage_arg = BY_NAME["stage"]
     init_dir = page.initial.get("dataset_dir") or BY_NAME["dataset_dir"].default
     init_stage = page.initial.get("stage") or stage_arg.default
@@ -90,6 +287,13 @@ def build(page: Page) -> dict:
                                                                   min_width=120, elem_id="train-preview_dataset"),
                                value="preview_dataset")
     ds_msg, ds_msg_parts = page.message("train.dataset_msg", value=render_msg(ds_parts, lang))
+    return dict(stage=stage, ddir=ddir, dataset=dataset, preview_btn=preview_btn, ds_msg=ds_msg,
+                ds_msg_parts=ds_msg_parts)
+
+
+def _preview_box(page: Page) -> dict:
+    """The dataset preview, hidden until asked: a page number, the samples as the model sees them, the raw ones."""
+    lang = page.lang
     with gr.Column(visible=False, elem_id="train-preview") as preview_col:
         with gr.Row():
             pv_page = page.add("train.preview_page", gr.Number(1, precision=0, step=1,
@@ -105,11 +309,13 @@ def build(page: Page) -> dict:
             label="preview_rendered")
         pv_json = page.add("train.preview_samples", gr.JSON(label=t("preview_samples", lang),
                                                             elem_id="train-preview_json"), label="preview_samples")
+    return dict(preview_col=preview_col, pv_page=pv_page, pv_close=pv_close, pv_info=pv_info,
+                pv_info_parts=pv_info_parts, pv_text=pv_text, pv_json=pv_json)
 
-    rest = [a for a in args if a.name not in MAIN and a.group != "output"]
-    page.render_args(SCOPE, rest, open_groups=("train",))
 
-    out_args = [a for a in args if a.group == "output"]
+def _output_row(page: Page, out_args: list) -> dict:
+    """The output arguments (the run's folder first) and the path a config is saved to / loaded from."""
+    lang = page.lang
     with gr.Row(equal_height=True):
         for a in out_args:
             if a.name == "output_dir":
@@ -121,9 +327,15 @@ def build(page: Page) -> dict:
             else:
                 page.arg(SCOPE, a, scale=1)
         cfg = page.add("train.config_path", gr.Textbox(
-            value=str(runs.saves_root(page.saves) / "configs" / "train_config.yaml"),
+            value=str(saves_root(page.saves) / "configs" / "train_config.yaml"),
             label=t("config_path", lang), info=t("config_path_info", lang), elem_id="train-config_path", scale=2),
             label="config_path", info="config_path_info")
+    return dict(config_path=cfg)
+
+
+def _action_rows(page: Page) -> dict:
+    """The resume offer, then preview command / save / load and the command box."""
+    lang = page.lang
     with gr.Row():
         resume_md, resume_parts = page.message("train.resume_msg")
         resume_btn = page.add("train.resume", gr.Button(t("btn_resume", lang), visible=False, size="sm",
@@ -135,178 +347,38 @@ def build(page: Page) -> dict:
         load = page.add("train.load", gr.Button(t("btn_load", lang), elem_id="train-load"), value="btn_load")
     command = page.add("train.command", gr.Textbox(label=t("command", lang), lines=3, max_lines=8, interactive=False,
                                                    buttons=["copy"], elem_id="train-command"), label="command")
-    panel = run_panel.build_panel(page, "train", SCOPE, "btn_start", plot=True)
-    queue_panel.build(page)  # the runs waiting for their turn (Start while a run goes offers "Queue it")
-
-    lang_c = page.c("top.lang")
-    scopes = ("top", SCOPE)
-    inputs = page.components(*scopes) | {lang_c}
-
-    # ---- datasets follow the stage and the folder
-    def refresh_datasets(d, s, cur, lg):
-        upd, parts = dataset_choices(d, s, cur)
-        return upd, parts, render_msg(parts, lg)
-
-    for ev in (stage.change, ddir.blur, ddir.submit):
-        ev(refresh_datasets, [ddir, stage, dataset, lang_c], [dataset, ds_msg_parts, ds_msg], show_progress="hidden")
-    page.named["train.refresh_datasets"] = (refresh_datasets, [ddir, stage, dataset, lang_c],
-                                            [dataset, ds_msg_parts, ds_msg])
-
-    # ---- dataset preview
-    def show_preview(data, page_no):
-        lang_v = data[lang_c]
-        raw = page.raw_values(data, *scopes)
-        try:
-            info, samples, marked, pages = preview_dataset(raw, int(page_no or 1), lang_v)
-        except UserError as e:
-            parts = [f"✗ {e}"]
-            return {preview_col: gr.update(visible=True), pv_info_parts: parts, pv_info: render_msg(parts, lang_v),
-                    pv_json: None, pv_text: None}
-        return {preview_col: gr.update(visible=True), pv_info_parts: info, pv_info: render_msg(info, lang_v),
-                pv_json: samples, pv_text: gr.update(value=marked, color_map=legend(marked)),
-                pv_page: gr.update(value=min(max(int(page_no or 1), 1), max(pages, 1)))}  # kept in range here
-
-    preview_outputs = {preview_col, pv_info_parts, pv_info, pv_json, pv_text, pv_page}
-    preview_btn.click(lambda data: show_preview(data, 1), inputs, preview_outputs)
-    pv_page.submit(lambda data: show_preview(data, data[pv_page]), inputs | {pv_page}, preview_outputs,
-                   show_progress="hidden", trigger_mode="always_last")
-    pv_page.blur(lambda data: show_preview(data, data[pv_page]), inputs | {pv_page}, preview_outputs,
-                 show_progress="hidden", trigger_mode="always_last")
-    pv_close.click(lambda: gr.update(visible=False), None, preview_col)
-
-    # ---- output dir: an existing run offers to resume
-    def check_output(data):
-        lang_v = data[lang_c]
-        raw = page.raw_values(data, *scopes)
-        try:
-            out = prepare_train(page, raw)["output_dir"] if raw.get("output_dir") else None
-        except ConfigError:
-            return {resume_parts: [], resume_md: "", resume_btn: gr.update(visible=False)}
-        info = runs.inspect_output_dir(out) if out else None
-        if info is None or raw.get("resume_from_checkpoint"):
-            return {resume_parts: [], resume_md: "", resume_btn: gr.update(visible=False)}
-        state = run_state(out, info["state"], lang_v)
-        if info["last_checkpoint"]:
-            parts = [("resume_offer", {"path": out, "state": state,
-                                       "ckpt": Path(info["last_checkpoint"]).name, "step": info["last_step"]})]
-        else:
-            parts = [("resume_no_ckpt", {"path": out, "state": state})]
-        return {resume_parts: parts, resume_md: render_msg(parts, lang_v),
-                resume_btn: gr.update(visible=bool(info["last_checkpoint"]))}
-
-    out_box = page.w(SCOPE, "output_dir")
-    out_outputs = {resume_parts, resume_md, resume_btn}
-    out_box.blur(check_output, inputs, out_outputs, show_progress="hidden")
-    out_box.submit(check_output, inputs, out_outputs, show_progress="hidden")
-    page.named["train.check_output"] = (check_output, inputs, out_outputs)
-
-    def do_resume(data):
-        lang_v = data[lang_c]
-        out = prepare_train(page, page.raw_values(data, *scopes))["output_dir"]
-        info = runs.inspect_output_dir(out) or {}
-        ckpt = info.get("last_checkpoint")
-        parts = [("resume_set", {"ckpt": ckpt})] if ckpt else []
-        return {page.w(SCOPE, "resume_from_checkpoint"): ckpt or "", resume_parts: parts,
-                resume_md: render_msg(parts, lang_v), resume_btn: gr.update(visible=False)}
-
-    resume_btn.click(do_resume, inputs, out_outputs | {page.w(SCOPE, "resume_from_checkpoint")})
-
-    # ---- preview command / save / load
-    def preview_command(data):
-        """The command, or every bad field marked with its message as Start marks them."""
-        lang_v = data[lang_c]
-        raw, named = run_panel.name_output(page, data, scopes, "train")
-        try:
-            typed, errors, _ = check_fields(prepare_train(page, raw), "train")
-        except ConfigError as e:
-            typed, errors = {}, {e.field or "_": str(e)}
-        ups = page.field_updates(lang_v, errors, *scopes)
-        if errors:
-            parts = error_parts(errors)
-            return run_panel.merge(ups, named, {command: "", panel.message_parts: parts,
-                                                panel.message: render_msg(parts, lang_v)})
-        c = choose(typed, device_light())
-        parts = [("precision_note", {"kind": c["precision"], "why": c["why_zh"] if lang_v == "zh" else c["why"]})]
-        return run_panel.merge(ups, named, {command: to_command(typed, "train"), panel.message_parts: parts,
-                                            panel.message: render_msg(parts, lang_v)})
-
-    preview.click(preview_command, inputs, page.components(*scopes) | {command, panel.message, panel.message_parts},
-                  show_progress="hidden")
-
-    def save_args(data):
-        lang_v = data[lang_c]
-        path = (data[cfg] or "").strip()
-        named = {}
-        try:
-            if not path or not path.endswith((".yaml", ".yml")):
-                raise ConfigError("config path: give a file name ending in .yaml.", "_")
-            confine(path, "config path", WRITE, page.saves)
-            raw, named = run_panel.name_output(page, data, scopes, "train")
-            typed = typed_for_preview(prepare_train(page, raw), "train")
-            ns = load_config(None, typed, "train", finalize=False)
-            save_config(ns, path, "train")
-        except (ConfigError, UserError, OSError) as e:
-            parts = [f"✗ {e}"]
-        else:
-            parts = [("saved_to", {"path": path})]
-        return {**named, panel.message_parts: parts, panel.message: render_msg(parts, lang_v)}
-
-    save.click(save_args, inputs | {cfg}, {panel.message, panel.message_parts, out_box}, show_progress="hidden")
-
-    def load_args(data):
-        lang_v = data[lang_c]
-        path = (data[cfg] or "").strip()
-        try:
-            ns = load_config(confine(path, "config path", saves=page.saves), {}, "train", finalize=False)
-        except (ConfigError, UserError) as e:
-            parts = [f"✗ {e}"]
-            return {panel.message_parts: parts, panel.message: render_msg(parts, lang_v)}
-        parts = [("loaded_from", {"path": path})]
-        return {**form_updates(page, ns.values, lang_v), panel.message_parts: parts,
-                panel.message: render_msg(parts, lang_v)}
-
-    load_outputs = page.components(*scopes) | {page.c("top.model_name"), ds_msg, ds_msg_parts, panel.message,
-                                               panel.message_parts}
-    load.click(load_args, inputs | {cfg}, load_outputs, show_progress="hidden")
-
-    def restore(lang_v):
-        """A page (re)loaded while a training run goes: the form shows that run's values, as the panel shows its
-        progress (the doctor's "Apply to the form" then changes the run's settings, not the defaults)."""
-        run = runs.active_run(page.saves, "train")
-        if run is None:
-            return {}
-        try:
-            values = load_config(run.config, {}, "train", finalize=False).values
-        except (ConfigError, UserError):  # the run's file is unreadable: the form stays as it is
-            return {}
-        return form_updates(page, {**values, "output_dir": short_output_dir(page, values)}, lang_v)
-
-    page.named["train.restore"] = (restore, [lang_c], list(load_outputs - {panel.message, panel.message_parts}))
-
-    # ---- start / abort / live view; a finished run's adapter appears in the top panel's picker
-    adapter = page.w("top", "adapter_name_or_path")
-    refresh = page.named["top.refresh_adapters"]
-    run_panel.wire(page, panel, scopes, lambda raw, lg: prepare_train(page, raw),
-                   on_end=([page.w("top", "model_name_or_path"), page.w("top", "finetuning_type"), adapter],
-                           [adapter], lambda p, m, cur: [refresh(p, m, cur)]))
-    return {"panel": panel, "stage": stage, "dataset": dataset, "command": command}
+    return dict(resume_md=resume_md, resume_parts=resume_parts, resume_btn=resume_btn, preview=preview, save=save,
+                load=load, command=command)
 
 
-def form_updates(page: Page, values: dict, lang: str) -> dict:
-    """Updates that put a config's values into the Train tab and the top panel, with the datasets of its stage and
-    the adapters of its model offered (a loaded recipe, the run a reloaded page follows)."""
-    ups = set_values(page, values, ("top", SCOPE))
-    ds_upd, ds_p = dataset_choices(values.get("dataset_dir"), values.get("stage"), values.get("dataset"))
-    ds_upd["value"] = values.get("dataset") or []
-    ups[page.w(SCOPE, "dataset")] = ds_upd
-    from .top import adapter_choices, name_for_path
-    model, method = values.get("model_name_or_path"), values.get("finetuning_type")
-    ups[page.w("top", "adapter_name_or_path")] = gr.update(choices=adapter_choices(page.saves, model, method),
-                                                           value=values.get("adapter_name_or_path") or [])
-    ups[page.c("top.model_name")] = gr.update(value=name_for_path(model))
-    ups[page.c("train.dataset_msg_parts")] = ds_p
-    ups[page.c("train.dataset_msg")] = render_msg(ds_p, lang)
-    return ups
+def _wire(tab: TrainTab) -> None:
+    page, panel, inputs = tab.page, tab.panel, tab.inputs
+    refresh = tab.dataset_refresh
+    for ev in (tab.stage.change, tab.ddir.blur, tab.ddir.submit):
+        ev(refresh.fn, refresh.inputs, refresh.outputs, show_progress="hidden")
+
+    preview_outputs = {tab.preview_col, tab.pv_info_parts, tab.pv_info, tab.pv_json, tab.pv_text, tab.pv_page}
+    tab.preview_btn.click(lambda data: tab.show_preview(data, 1), inputs, preview_outputs)
+    for ev in (tab.pv_page.submit, tab.pv_page.blur):
+        ev(lambda data: tab.show_preview(data, data[tab.pv_page]), inputs | {tab.pv_page}, preview_outputs,
+           show_progress="hidden", trigger_mode="always_last")
+    tab.pv_close.click(lambda: gr.update(visible=False), None, tab.preview_col)
+
+    out_outputs = {tab.resume_parts, tab.resume_md, tab.resume_btn}
+    tab.out_box.blur(tab.check_output, inputs, out_outputs, show_progress="hidden")
+    tab.out_box.submit(tab.check_output, inputs, out_outputs, show_progress="hidden")
+    tab.resume_btn.click(tab.do_resume, inputs, out_outputs | {page.w(SCOPE, "resume_from_checkpoint")})
+
+    said = {panel.message, panel.message_parts}
+    tab.preview.click(tab.preview_command, inputs, page.components(*SCOPES) | {tab.command} | said,
+                      show_progress="hidden")
+    tab.save.click(tab.save_args, inputs | {tab.config_path}, said | {tab.out_box}, show_progress="hidden")
+    tab.load.click(tab.load_args, inputs | {tab.config_path}, tab.load_outputs, show_progress="hidden")
+
+    # start / abort / live view; a finished run's adapter appears in the top panel's picker
+    top = tab.top
+    run_panel.wire(page, panel, SCOPES, lambda raw, lg: prepare_train(page, raw),
+                   on_end=([top.path, top.method, top.adapter], [top.adapter], tab.adapters_after_run))
 
 
 def short_output_dir(page: Page, values: dict) -> str | None:
@@ -315,8 +387,7 @@ def short_output_dir(page: Page, values: dict) -> str | None:
     if not out:
         return out
     name = Path(str(out)).name
-    default = runs.default_output_dir(values.get("model_name_or_path"), values.get("finetuning_type"), name,
-                                      page.saves)
+    default = default_output_dir(values.get("model_name_or_path"), values.get("finetuning_type"), name, page.saves)
     return name if Path(default).resolve() == Path(str(out)).resolve() else out
 
 
@@ -329,7 +400,7 @@ def set_values(page: Page, values: dict, scopes) -> dict:
                 a = ARGS_BY_NAME[name]
                 multi = isinstance(comp, gr.Dropdown) and a.type == "list"
                 ups[comp] = gr.update(value=widgets.to_widget(a, values[name], multi))
-    ct = page.named.get("top.compute_type")
+    ct = page.compute_type
     if ct is not None and "top" in scopes:
         ups[ct] = gr.update(value=widgets.compute_type(values))
     return ups

@@ -354,10 +354,8 @@ def measure(ns, steps: int = 3, timeout: float = 900) -> dict:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
             raise UserError(f"measuring {steps} steps failed: {tail[0]}")
         rows = [r for r in rundir.read_log(out) if "loss" in r]
-        try:  # the run's own peak (RUSAGE_CHILDREN would keep the largest child this process ever had)
-            peak_mb = json.loads((out / rundir.RESULTS).read_text()).get("peak_rss_mb")
-        except (OSError, ValueError):
-            peak_mb = None
+        # the run's own peak (RUSAGE_CHILDREN would keep the largest child this process ever had)
+        peak_mb = rundir.read_record(out).results.get("peak_rss_mb")
     el = [r["elapsed"] for r in rows]
     per_step = (el[-1] - el[0]) / (len(el) - 1) if len(el) > 1 else (el[0] if el else wall)
     return {"steps": steps, "seconds_per_step": round(per_step, 3), "startup_seconds": round(wall - el[-1], 1)

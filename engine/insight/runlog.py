@@ -19,14 +19,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from ..train import rundir
 from ..errors import UserError
 from ..utils import read_jsonl_objects
 
-HF_STATE = "trainer_state.json"
-_CKPT = re.compile(r"^checkpoint-(\d+)$")
+HF_STATE = "trainer_state.json"  # the Hugging Face Trainer's own record (foreign runs; checkpoints of ours too)
 
 
 @dataclass
@@ -108,14 +105,6 @@ def _read_json(path: Path):
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _checkpoints(root: Path) -> list[tuple[int, str]]:
@@ -235,12 +224,8 @@ def _hf_state_path(root: Path) -> Path | None:
     top = root / HF_STATE
     if top.is_file():
         return top
-    found = []
-    for c in list(root.glob("checkpoint-*")) + list(root.glob("*/checkpoint-*")):
-        m = _CKPT.match(c.name)
-        if m and (c / HF_STATE).is_file():
-            found.append((int(m.group(1)), c / HF_STATE))
-    return max(found)[1] if found else None
+    found = [c / HF_STATE for c in rundir.checkpoints(root, complete_only=False) if (c / HF_STATE).is_file()]
+    return found[-1] if found else None
 
 
 def read_run(path: str | Path) -> Run:
@@ -269,18 +254,15 @@ def read_run(path: str | Path) -> Run:
     else:
         raise UserError(f"{root}: no training log here (trainer_log.jsonl, trainer_state.json or "
                         "checkpoint-*/trainer_state.json). Point at the output_dir of a training run.")
+    record = rundir.read_record(root)
     if run.format == "tuneboard":
-        run.status = rundir.read_status(root)
+        run.status = record.status
         if state_path is not None and not run.best_checkpoint_hint:
             st = _read_json(state_path) or {}
             best = st.get("best_model_checkpoint")
             if best and (root / Path(best).name).is_dir():
                 run.best_checkpoint_hint = str(root / Path(best).name)
-    run.config = _read_yaml(root / rundir.CONFIG)
-    stats = _read_json(root / rundir.STATS)
-    run.stats = stats if isinstance(stats, dict) else None
-    res = _read_json(root / rundir.RESULTS)
-    run.results = res if isinstance(res, dict) else None
+    run.config, run.stats, run.results = record.config, record.stats, record.results or None
     run.checkpoints = _checkpoints(root)
     if run.total_steps is None and run.status and run.status.get("total_steps"):
         run.total_steps = _int(run.status["total_steps"])
@@ -305,7 +287,7 @@ def find_runs(root: str | Path, depth: int = 4) -> list[Path]:
         if level >= depth:
             return
         for e in entries:
-            if e.is_dir() and not e.name.startswith(".") and not _CKPT.match(e.name):
+            if e.is_dir() and not e.name.startswith(".") and not rundir.is_checkpoint(e):
                 walk(e, level + 1)
 
     if root.is_dir():

@@ -23,7 +23,7 @@ from pathlib import Path
 from .. import procs
 from ..config import changed, load_config, save_config
 from ..errors import ConfigError, UserError
-from ..runs import default_output_dir
+from ..paths import default_output_dir, run_name
 from ..train import rundir
 from ..utils import atomic_write_json
 from .runlog import read_run
@@ -218,8 +218,7 @@ def abort(out: str | Path) -> bool:
 
 # ---------------------------------------------------------------- CLI
 def default_out(base: dict) -> str:
-    return default_output_dir(base["model_name_or_path"], base["finetuning_type"],
-                              f"sweep_{time.strftime('%Y-%m-%d-%H-%M-%S')}")
+    return default_output_dir(base["model_name_or_path"], base["finetuning_type"], run_name("sweep"))
 
 
 def run_sweep_cli(recipe: str | None, overrides: list[str], opts) -> int:

@@ -11,11 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ..args import Namespace
 from ..errors import UserError
 from ..precision import asked
+from ..train import rundir
 from ..utils import cpu_has_bf16, get_logger, read_json_object
 from .quantize import bnb_config, check
 from .registry import resolve_model_path
@@ -117,8 +117,8 @@ def check_adapter(path: str) -> Path:
             raise UserError(f"adapter_name_or_path: {path} has adapter_config.json but no adapter weights "
                             "(adapter_model.safetensors); the run may have stopped while saving.")
         return p
-    ckpts = sorted((c for c in p.glob("checkpoint-*") if (c / "adapter_config.json").is_file()),
-                   key=lambda c: int(c.name.split("-")[-1]) if c.name.split("-")[-1].isdigit() else -1)
+    ckpts = [c for c in rundir.checkpoints(p, complete_only=False) if c.parent == p
+             and (c / "adapter_config.json").is_file()]
     if ckpts:
         raise UserError(f"adapter_name_or_path: {path} holds no final adapter (the run did not finish); "
                         f"use its newest checkpoint: adapter_name_or_path={ckpts[-1]}.")
@@ -130,23 +130,11 @@ def check_adapter(path: str) -> Path:
 
 
 def _adapter_run(args: Namespace) -> tuple[dict, dict]:
-    """(training_args.yaml, all_results.json) of the run that trained the last adapter: next to the adapter, or
-    one level up for checkpoint-N; ({}, {}) without an adapter or a record."""
+    """(config, results) of the run that trained the last adapter (rundir.record_of: next to the adapter, or one
+    level up for checkpoint-N); ({}, {}) without an adapter or a record."""
     paths = adapter_paths(args)
-    if not paths:
-        return {}, {}
-    last = Path(paths[-1]).expanduser()
-    for folder in (last, last.parent):
-        cfg = {}
-        if (folder / "training_args.yaml").is_file():
-            try:
-                cfg = yaml.safe_load((folder / "training_args.yaml").read_text(encoding="utf-8"))
-            except (OSError, yaml.YAMLError):
-                cfg = {}
-        results = read_json_object(folder / "all_results.json")
-        if cfg or results:
-            return (cfg if isinstance(cfg, dict) else {}), results
-    return {}, {}
+    rec = rundir.record_of(Path(paths[-1]).expanduser()) if paths else None
+    return (rec.config, rec.results) if rec else ({}, {})
 
 
 def adapter_template(args: Namespace) -> str | None:

@@ -89,7 +89,7 @@ class RunLogCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kw):
         if state.is_world_process_zero:
-            ckpt = self.output_dir / f"checkpoint-{state.global_step}"
+            ckpt = rundir.checkpoint_dir(self.output_dir, state.global_step)
             if ckpt.is_dir():
                 rundir.share_results(ckpt)
                 (ckpt / rundir.COMPLETE).write_text(str(state.global_step))

@@ -237,7 +237,7 @@ class PissaCheckpoints(TrainerCallback):
     def on_save(self, args, state, control, **kw):
         if not state.is_world_process_zero:
             return
-        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        ckpt = rundir.checkpoint_dir(args.output_dir, state.global_step)
         if not (ckpt / "adapter_model.safetensors").is_file():
             return
         residual = ckpt / PISSA_RESIDUAL_DIR

@@ -1,6 +1,8 @@
-"""The files of a run directory, in one place: status, log lines, checkpoints, and who may write them.
+"""The files of a run directory, in one place: status, log lines, checkpoints, the run's record, and who may write
+them.
 
-The web UI and `tuneboard doctor` read the same files, so their names live here. So do the rules that keep
+The web UI, `tuneboard doctor`, eval and export read the same files, so their names live here (no other module
+spells one: tests/test_owners.py), and so does the one reader of a run's record. So do the rules that keep
 a run safe: one writer per folder (an exclusive lock), a replaced run set aside until the new one has a
 checkpoint, a checkpoint verified before a resume trusts it, and what to say when the disk is full.
 """
@@ -15,12 +17,15 @@ import shutil
 import time
 import zipfile
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import yaml
+
 from .. import procs
 from ..errors import ConfigError
-from ..utils import atomic_write_json, atomic_write_text, human_bytes, share_like_umask
+from ..utils import atomic_write_json, atomic_write_text, human_bytes, read_json_object, share_like_umask
 
 STATUS = "status.json"
 LOG = "trainer_log.jsonl"
@@ -33,7 +38,14 @@ USAGE = "usage.json"  # the trainer's own CPU / memory / GPU peaks so far (engin
 COMPLETE = ".tuneboard_complete"  # written into a checkpoint once it is fully on disk
 PISSA_INIT = "pissa_init"  # PiSSA's initial adapter, kept until the trained one is converted
 REPLACED = ".tuneboard_replaced"  # overwrite_output_dir: the previous run, kept until the new one has a checkpoint
-_CKPT = re.compile(r"^checkpoint-(\d+)$")
+EVAL_CONFIG = "eval_args.yaml"  # an evaluation's folder (tuneboard eval): its arguments, predictions and scores
+PREDICTIONS = "generated_predictions.jsonl"
+EVAL_RESULTS = "predict_results.json"
+EXPORT_CONFIG = "export_args.yaml"  # an export started from the web UI: its arguments
+CHECKPOINT_PREFIX = "checkpoint-"  # + the step: the Trainer's name for a checkpoint folder
+_CKPT = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
+# The same record (a run's arguments) under the names other tools, or the Train tab's Save, give it
+_OTHER_CONFIGS = ("training_config.yaml", "train_config.yaml")
 FINAL_STATES = ("finished", "failed", "aborted")
 ABORTING = "aborting"  # status.json while a stopped run finishes its step and saves (with stop_by: a deadline)
 
@@ -82,6 +94,14 @@ def write_status_soon(run_dir: str | Path, state: str, **fields) -> None:
         _after_write.append(lambda: write_status(run_dir, state, **fields))
     else:
         write_status(run_dir, state, **fields)
+
+
+def status_file(output_dir: str | Path) -> Path:
+    return Path(output_dir) / STATUS
+
+
+def log_file(output_dir: str | Path) -> Path:
+    return Path(output_dir) / LOG
 
 
 def read_status(output_dir: str | Path) -> dict | None:
@@ -189,12 +209,21 @@ def _is_complete(ckpt: Path) -> bool:
     return any((ckpt / f).exists() for f in _WEIGHTS)
 
 
+def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
+    """Where the Trainer saves the checkpoint of `step`."""
+    return Path(output_dir) / f"{CHECKPOINT_PREFIX}{step}"
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    return bool(_CKPT.match(Path(path).name))
+
+
 def checkpoints(output_dir: str | Path, complete_only: bool = True) -> list[Path]:
     """checkpoint-N folders sorted by N (nested one level too: output_dir/*/checkpoint-N, not in hidden folders
     such as a replaced run set aside)."""
     root = Path(output_dir)
     found = []
-    for pattern in ("checkpoint-*", "*/checkpoint-*"):
+    for pattern in (f"{CHECKPOINT_PREFIX}*", f"*/{CHECKPOINT_PREFIX}*"):
         for p in root.glob(pattern):
             m = _CKPT.match(p.name)
             if p.parent != root and p.parent.name.startswith("."):
@@ -264,13 +293,66 @@ def last_good_checkpoint(output_dir: str | Path) -> tuple[Path | None, list[tupl
 
 
 # ---------------------------------------------------------------- what a folder holds
-def holds_run(output_dir: str | Path) -> bool:
-    """True if the folder has a run's results: a log, checkpoints or weights. A config file alone, or the
-    status of an attempt that failed before its first step, is not a run (the user just fixes and retries)."""
+def run_evidence(output_dir: str | Path) -> str | None:
+    """What shows that the folder holds a run's results: the name of its log, its results, its weights or a
+    checkpoint folder; None when there is none. A config file alone, or the status of an attempt that failed
+    before its first step, is not a run (the user just fixes and retries)."""
     root = Path(output_dir)
-    return root.is_dir() and (any((root / f).exists() for f in (LOG, RESULTS, "adapter_config.json",
-                                                                 "model.safetensors"))
-                              or bool(checkpoints(root, complete_only=False)))
+    if not root.is_dir():
+        return None
+    for name in (LOG, RESULTS, "adapter_config.json", "model.safetensors"):
+        if (root / name).exists():
+            return name
+    found = checkpoints(root, complete_only=False)
+    return str(found[-1].relative_to(root)) if found else None
+
+
+def holds_run(output_dir: str | Path) -> bool:
+    """True if the folder has a run's results (run_evidence)."""
+    return run_evidence(output_dir) is not None
+
+
+# ---------------------------------------------------------------- a run's record
+@dataclass(frozen=True)
+class Record:
+    """What a run folder says about its run: the arguments it trained with (training_args.yaml), its final metrics
+    (all_results.json), its status and its data's stats; {} / None for what is missing or unreadable."""
+    folder: Path
+    config: dict = field(default_factory=dict)
+    results: dict = field(default_factory=dict)
+    status: dict | None = None
+    stats: dict | None = None
+    config_file: Path | None = None
+    results_file: Path | None = None
+
+
+def _yaml_object(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_record(output_dir: str | Path) -> Record:
+    """The record in this folder (nothing found is an empty one)."""
+    root = Path(output_dir)
+    config_file = next((root / n for n in (CONFIG, *_OTHER_CONFIGS) if (root / n).is_file()), None)
+    results_file = root / RESULTS if (root / RESULTS).is_file() else None
+    return Record(root, _yaml_object(config_file), read_json_object(results_file) if results_file else {},
+                  read_status(root), read_json_object(root / STATS) or None, config_file, results_file)
+
+
+def record_of(path: str | Path) -> Record | None:
+    """The record of the run that wrote `path` (an adapter or model folder): in the folder itself, else one level
+    up (the run folder of a checkpoint-N); None when neither has a config or results."""
+    for folder in (Path(path), Path(path).parent):
+        rec = read_record(folder)
+        if rec.config or rec.results:
+            return rec
+    return None
 
 
 def _own(name: str) -> bool:

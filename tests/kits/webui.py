@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import gradio as gr
 
-from engine import runs
+from engine import paths
 
 
 def build(tmp_path, monkeypatch):
     """The whole page, its saves and the folders it may read under tmp_path (the `demo` fixture of conftest)."""
     from webui.app import create_ui
-    monkeypatch.setenv(runs.SAVES_ENV, str(tmp_path / "saves"))
+    monkeypatch.setenv(paths.SAVES_ENV, str(tmp_path / "saves"))
     monkeypatch.setenv("TUNEBOARD_ROOTS", str(tmp_path))  # the tests' folders are allowed UI paths
     return create_ui("en", saves=str(tmp_path / "saves"))
 
