@@ -314,6 +314,10 @@ class Run:
                 rundir.mark_ended(self.output, "aborted", f"killed {time.time() - signalled:.0f} s after Abort "
                                   "without having stopped; " + (f"the last whole checkpoint is {last.name}"
                                                                  if last else "no checkpoint was saved"))
+        elif self.command == "train":  # it stopped; if something kept it from recording that, record it here
+            phase = (rundir.read_status(self.output) or {}).get("state")
+            rundir.mark_ended(self.output, "aborted", "stopped by the user" + (
+                f" while {phase}" if phase and phase != rundir.ABORTING else ""))
         return not any(_proc_alive(p) for p in procs) and not _group_members(pgid) and not self.alive()
 
 

@@ -292,6 +292,39 @@ def test_the_same_stop_twice_records_the_abort_once_and_whole():
     assert r.returncode == 130 and r.stdout.strip() == "start,end", (r.stdout, r.stderr[-2000:])
 
 
+WORKER_DIES = textwrap.dedent("""
+    # The group-wide stop also kills the data loader's workers, and torch's SIGCHLD handler raises "worker killed"
+    # into the main thread, here while the abort is being recorded. The record must still be written, once.
+    import os, signal, subprocess, sys, time
+    from engine.train.callbacks import GracefulStop
+    def worker_died(signum, frame):  # what torch.utils.data's handler does when a worker dies of a signal
+        raise RuntimeError("DataLoader worker is killed by signal: Terminated.")
+    signal.signal(signal.SIGCHLD, worker_died)
+    seen = []
+    def on_stop():
+        seen.append("start")
+        worker = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"])
+        deadline = time.time() + 30
+        while worker.poll() is None and time.time() < deadline:  # the worker's death arrives mid-record
+            time.sleep(0.01)
+        seen.append("end")
+    stop = GracefulStop(on_stop=on_stop)
+    stop.install()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+    except KeyboardInterrupt:
+        print(",".join(seen), flush=True)
+        sys.exit(130)
+""")
+
+
+def test_a_data_worker_dying_of_the_same_stop_does_not_cut_the_abort_record_short():
+    r = subprocess.run([sys.executable, "-c", WORKER_DIES], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 130 and r.stdout.strip() == "start,end", (r.stdout, r.stderr[-2000:])
+
+
 # ---------------------------------------------------------------- 5. one writer per run folder
 def test_two_trains_on_one_output_dir_one_is_refused(tiny_model, data, tmp_path):
     out = tmp_path / "run"

@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -185,10 +185,17 @@ class GracefulStop(TrainerCallback):
         if self._exit_timer is not None:
             return
         if self.on_stop is not None and os.getpid() == self._pid:  # not in a forked worker that inherited this
-            try:
-                self.on_stop()
-            except Exception:  # recording the abort must not keep the process alive
-                pass
+            # The same group-wide signal kills the data loader's workers, and torch's SIGCHLD handler then raises
+            # "worker killed" in this thread, possibly in the middle of recording the abort: we are stopping
+            # anyway, so worker deaths need no handler from here on.
+            with suppress(ValueError):  # not the main thread
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for _ in range(3):  # an exception another handler raises into the write: write again
+                try:
+                    self.on_stop()
+                    break
+                except Exception:  # recording the abort must not keep the process alive
+                    continue
         # The KeyboardInterrupt raised next can be swallowed (raised inside a weakref callback or a __del__), or a
         # library's cleanup can wait for worker processes that the same signal ended: end the process regardless.
         self._exit_timer = threading.Timer(self.HARD_EXIT_S, os._exit, (130,))

@@ -25,7 +25,8 @@ import yaml
 
 from .. import procs
 from ..errors import ConfigError
-from ..utils import atomic_write_json, atomic_write_text, human_bytes, read_json_object, share_like_umask
+from ..utils import (atomic_write_json, atomic_write_text, human_bytes, read_json_object, read_jsonl_objects,
+                     share_like_umask)
 
 STATUS = "status.json"
 LOG = "trainer_log.jsonl"
@@ -135,23 +136,9 @@ def mark_ended(output_dir: str | Path, state: str, error: str) -> bool:
     return True
 
 
-def _jsonl(path: Path) -> list[dict]:
-    out = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    out.append(json.loads(line))
-                except ValueError:  # a half-written last line (a run still writing)
-                    continue
-    except OSError:
-        pass
-    return out
-
-
 def read_log(output_dir: str | Path) -> list[dict]:
     """trainer_log.jsonl as a list; a half-written last line (a run still writing) is skipped."""
-    return _jsonl(Path(output_dir) / LOG)
+    return read_jsonl_objects(Path(output_dir) / LOG)
 
 
 def truncate_log(output_dir: str | Path, last_step: int) -> None:
@@ -160,7 +147,7 @@ def truncate_log(output_dir: str | Path, last_step: int) -> None:
         path = Path(output_dir) / name
         if not path.exists():
             continue
-        keep = [json.dumps(r, ensure_ascii=False) for r in _jsonl(path) if r.get("step", 0) <= last_step]
+        keep = [json.dumps(r, ensure_ascii=False) for r in read_jsonl_objects(path) if r.get("step", 0) <= last_step]
         atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
@@ -698,7 +685,11 @@ class Attempt:
         """The attempt failed or was stopped. Returns a note for the log when an earlier state came back."""
         if self.ended:
             return None
-        self.ended = True
+        note = self._record_end(state, error)
+        self.ended = True  # only once it is written: an exception that cut the write short lets a caller retry
+        return note
+
+    def _record_end(self, state: str, error: str | None) -> str | None:
         try:
             if self.replacing and restore_replaced(self.out):  # no checkpoint of the new run: the old one is back
                 if self.old_status is not None:
