@@ -17,7 +17,7 @@ import gradio as gr
 
 from engine import runs
 from engine.args import BY_NAME
-from engine.config import coerce, save_config
+from engine.config import coerce, format_value, save_config
 from engine.data.recipes import recipe_for
 from engine.errors import ConfigError, UserError
 from engine.insight import runlog
@@ -45,18 +45,8 @@ VERDICT_ICON = {"healthy": "✓", "undertrained": "…", "overfitting": "⚠", "
 
 
 # ---------------------------------------------------------------- rendering (pure: tests call these)
-def _fmt(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, list):
-        return ",".join(map(str, v))
-    if v is None:
-        return "null"
-    return str(v)
-
-
 def change_text(change: dict) -> str:
-    return " ".join(f"{k}={_fmt(v)}" for k, v in change.items())
+    return " ".join(f"{k}={format_value(v)}" for k, v in change.items())
 
 
 def doctor_md(report: dict | None, lang: str) -> str:

@@ -13,7 +13,6 @@ A path may also name one of those files directly.
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from ..train import rundir
 from ..errors import UserError
-from ..utils import read_jsonl_objects
+from ..utils import read_json_object, read_jsonl_objects
 
 HF_STATE = "trainer_state.json"  # the Hugging Face Trainer's own record (foreign runs; checkpoints of ours too)
 
@@ -98,13 +97,6 @@ def _loss(row: dict, key: str) -> float | None:
 def _int(v) -> int | None:
     v = _num(v)
     return int(v) if v is not None and math.isfinite(v) else None
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def _checkpoints(root: Path) -> list[tuple[int, str]]:
@@ -247,8 +239,8 @@ def read_run(path: str | Path) -> Run:
     elif rows or (root / rundir.STATUS).is_file() or ((root / rundir.CONFIG).is_file() and state_path is None):
         run = _from_ours(root, rows)
     elif state_path is not None:
-        state = _read_json(state_path)
-        if not isinstance(state, dict):
+        state = read_json_object(state_path)
+        if not state:
             raise UserError(f"{state_path}: not readable JSON (is the run still writing it?).")
         run = _from_hf_state(root, state, state_path)
     else:
@@ -258,7 +250,7 @@ def read_run(path: str | Path) -> Run:
     if run.format == "tuneboard":
         run.status = record.status
         if state_path is not None and not run.best_checkpoint_hint:
-            st = _read_json(state_path) or {}
+            st = read_json_object(state_path)
             best = st.get("best_model_checkpoint")
             if best and (root / Path(best).name).is_dir():
                 run.best_checkpoint_hint = str(root / Path(best).name)
