@@ -571,3 +571,18 @@ def test_abort_says_stopping_at_once_and_the_outcome_once_the_run_has_stopped(de
     finally:
         (here / "let").touch()
         run.abort(grace=1)
+
+
+def test_the_page_load_and_the_stage_refresh_the_dataset_list_in_order(demo):
+    """The page load refreshes the dataset list with the stage the page had when it opened; a stage picked right
+    after must be answered after that (one queue, one at a time), else the old stage's list replaces the new one
+    (seen in the GRPO browser test on a busy machine)."""
+    tab = demo.studio.train
+
+    def refreshing(trigger) -> list:
+        return [f for f in demo.fns.values() if trigger(f.targets) and tab.dataset._id in [o._id for o in f.outputs]]
+    by_stage = refreshing(lambda ts: (tab.stage._id, "change") in ts)
+    by_load = refreshing(lambda ts: any(kind == "load" for _, kind in ts))
+    assert len(by_stage) == 1 and len(by_load) == 1
+    for f in by_stage + by_load:
+        assert (f.queue, f.concurrency_id, f.concurrency_limit) == (True, "train-datasets", 1), f.name

@@ -140,7 +140,8 @@ def _wire_load(page: Page, demo, studio: Studio) -> None:
 
     restore, r_in, r_out = studio.train.form_restore
     # the run going now puts its values into the form, after the lists of the default form are filled
-    first = demo.load(datasets(refresh_train), tin, tout, show_progress="hidden", queue=False).then(
+    first = demo.load(datasets(refresh_train), tin, tout, show_progress="hidden",
+                      **train_tab.DATASETS_IN_ORDER).then(
         lambda p, m: gr.update(choices=top.adapter_choices(page.saves, p, m)), [top_panel.path, top_panel.method],
         top_panel.adapter, show_progress="hidden", queue=False)
     dev = page.args.get("train", {}).get("devices")

@@ -351,11 +351,16 @@ def _action_rows(page: Page) -> dict:
                 load=load, command=command)
 
 
+# The page load refreshes the dataset list too, with the stage the page had when it loaded: in one queue, one at a
+# time, so a stage picked right after the page opened is answered after the load and its list stays.
+DATASETS_IN_ORDER = dict(concurrency_id="train-datasets", concurrency_limit=1)
+
+
 def _wire(tab: TrainTab) -> None:
     page, panel, inputs = tab.page, tab.panel, tab.inputs
     refresh = tab.dataset_refresh
     for ev in (tab.stage.change, tab.ddir.blur, tab.ddir.submit):
-        ev(refresh.fn, refresh.inputs, refresh.outputs, show_progress="hidden")
+        ev(refresh.fn, refresh.inputs, refresh.outputs, show_progress="hidden", **DATASETS_IN_ORDER)
 
     preview_outputs = {tab.preview_col, tab.pv_info_parts, tab.pv_info, tab.pv_json, tab.pv_text, tab.pv_page}
     tab.preview_btn.click(lambda data: tab.show_preview(data, 1), inputs, preview_outputs)
