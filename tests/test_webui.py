@@ -586,3 +586,14 @@ def test_the_page_load_and_the_stage_refresh_the_dataset_list_in_order(demo):
     assert len(by_stage) == 1 and len(by_load) == 1
     for f in by_stage + by_load:
         assert (f.queue, f.concurrency_id, f.concurrency_limit) == (True, "train-datasets", 1), f.name
+
+
+def test_a_page_load_with_no_run_going_leaves_the_form_as_gradio_accepts_it(demo):
+    """The load's restore (the running run's values into the form) with no run going: an answer gradio takes for
+    its 100 outputs (an empty dict was refused on every page load: "didn't return enough output values")."""
+    import asyncio
+
+    from gradio.state_holder import SessionState
+    restore = next(f for f in demo.fns.values() if f.name == "restore")
+    out = restore.fn(*["en" for _ in restore.inputs])
+    asyncio.run(demo.postprocess_data(restore, out, SessionState(demo)))  # raises for a malformed answer

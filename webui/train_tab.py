@@ -229,13 +229,15 @@ class TrainTab:
     def restore(self, lang_v):
         """A page (re)loaded while a training run goes: the form shows that run's values, as the panel shows its
         progress (the doctor's "Apply to the form" then changes the run's settings, not the defaults)."""
+        # nothing to change: one skipped component (gradio reads an empty dict as one missing value per output)
+        unchanged = {self.dataset: gr.skip()}
         run = runs.active_run(self.page.saves, "train")
         if run is None:
-            return {}
+            return unchanged
         try:
             values = load_config(run.config, {}, "train", finalize=False).values
         except (ConfigError, UserError):  # the run's file is unreadable: the form stays as it is
-            return {}
+            return unchanged
         return self.form_updates({**values, "output_dir": short_output_dir(self.page, values)}, lang_v)
 
     def form_updates(self, values: dict, lang: str) -> dict:

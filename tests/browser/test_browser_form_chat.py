@@ -57,6 +57,15 @@ def endless_model(tiny_model, tmp_path):
     cfg = json.loads((dest / "config.json").read_text())
     cfg["max_position_embeddings"] = 1_000_000  # rotary positions: nothing else in the model depends on it
     (dest / "config.json").write_text(json.dumps(cfg))
+    # nor by a stop token: their (tied) embedding rows are zero, so their logit is 0 while the largest of the other
+    # 49k random logits is above it; a greedy answer's path depends on the batch's float order and could reach one
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(dest)
+    weights = load_file(dest / "model.safetensors")
+    for i in {tok.eos_token_id, *tok.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])}:
+        weights["model.embed_tokens.weight"][i] = 0.0
+    save_file(weights, dest / "model.safetensors", metadata={"format": "pt"})
     return dest
 
 
