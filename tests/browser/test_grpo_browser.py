@@ -4,6 +4,7 @@ Start, and see the reward curves and the table of sampled completions while the 
 The bundled SmolLM2-135M on the shipped arithmetic prompts, 3 steps of 4 completions of up to 16 tokens each."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -53,6 +54,12 @@ def test_grpo_with_two_reward_presets_shows_rewards_and_completions(ui: UI, serv
     ui.fill("train-logging_steps", 1)
     ui.fill("train-save_steps", 1000)
     ui.fill("train-output_dir", "grpo_ui")
+    # the form the server reads holds every value typed (a lost one is named here, not by a run that logs less)
+    ui.click("train-preview_command")
+    command = page.locator("#train-command textarea")
+    for shown in ("stage=grpo", "max_completion_length=16", "reward_length_max=8", "max_steps=3", "logging_steps=1",
+                  "save_steps=1000"):  # (the command names what differs from the defaults)
+        expect(command).to_have_value(re.compile(rf"(^| ){shown}( |$)"))
     ui.click("train-start")
     expect(page.locator("#train-message")).to_contain_text("Started")
     # while it runs: the reward curves and the completions table appear (a page that was never reloaded)

@@ -54,9 +54,12 @@ class UI:
             return
         scope = elem_id.split("-")[0]
         for acc in self.page.locator(f"[id^='{scope}-group-']").all():
-            if acc.is_visible() and not acc.locator("[data-testid=accordion-content]").first.is_visible():
+            content = acc.locator("[data-testid=accordion-content]").first
+            if acc.is_visible() and not content.is_visible():
                 acc.locator("> button").first.click()
+                expect(content).to_be_visible()  # opened: its widgets are mounted before one is typed into
                 if self.page.locator(f"#{elem_id}").count():
+                    expect(self.page.locator(f"#{elem_id}")).to_be_visible()
                     return
 
     def field(self, elem_id: str):
@@ -67,6 +70,8 @@ class UI:
         box = self.field(elem_id)
         box.fill(str(value))
         box.press("Tab")  # commit: change / blur events
+        # the widget holds it after the commit (a re-rendered widget would show its old value: said here, by name)
+        expect(box, f"{elem_id} keeps {value!r}").to_have_value(str(value))
 
     def check(self, elem_id: str, on: bool = True) -> None:
         self.reveal(elem_id)
