@@ -68,10 +68,15 @@ class UI:
 
     def fill(self, elem_id: str, value) -> None:
         box = self.field(elem_id)
-        box.fill(str(value))
-        box.press("Tab")  # commit: change / blur events
-        # the widget holds it after the commit (a re-rendered widget would show its old value: said here, by name)
-        expect(box, f"{elem_id} keeps {value!r}").to_have_value(str(value))
+
+        def typed() -> bool:
+            box.fill(str(value))
+            box.press("Tab")  # commit: change / blur events
+            return box.input_value() == str(value)
+
+        # A widget mounted a moment ago (its accordion just opened) can still take its initial value after the
+        # typing; a person types later than that. Typed again until the committed widget holds it.
+        wait_until(typed, 10, f"{elem_id} to keep {value!r}")
 
     def check(self, elem_id: str, on: bool = True) -> None:
         self.reveal(elem_id)
