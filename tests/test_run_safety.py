@@ -263,66 +263,61 @@ def test_abort_from_the_ui_waits_for_a_slow_step_and_its_checkpoint(tiny_model, 
     assert rundir.checkpoint_step(rundir.last_checkpoint(out)) == 3 == max(logged_steps(out))
 
 
-TWICE = textwrap.dedent("""
-    # Abort signals the process group and each process: outside the training loop the same stop can arrive
-    # while the handler of the first one is recording the abort. The record must be written once, whole.
-    import os, signal, sys, time
-    from engine.train.callbacks import GracefulStop
-    seen = []
-    def on_stop():
-        seen.append("start")
-        if seen.count("start") == 1:
-            os.kill(os.getpid(), signal.SIGTERM)  # the second signal lands while the first is being recorded
-        time.sleep(0.3)
-        seen.append("end")
-    stop = GracefulStop(on_stop=on_stop)
-    stop.install()
-    try:
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(10)
-    except KeyboardInterrupt:
-        print(",".join(seen), flush=True)
-        sys.exit(130)
-""")
+# Both scripts below define on_stop(): the recording of the abort, into which a second event is made to land.
+# The tail installs it, sends the stop and prints what the record did; the record must be written once, whole.
+STOP_AND_REPORT = """
+stop = GracefulStop(on_stop=on_stop)
+stop.install()
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(10)
+except KeyboardInterrupt:
+    print(",".join(seen), flush=True)
+    sys.exit(130)
+"""
+
+
+def _record_of_a_stop(script: str) -> None:
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(script) + STOP_AND_REPORT], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 130 and r.stdout.strip() == "start,end", (r.stdout, r.stderr[-2000:])
 
 
 def test_the_same_stop_twice_records_the_abort_once_and_whole():
-    r = subprocess.run([sys.executable, "-c", TWICE], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert r.returncode == 130 and r.stdout.strip() == "start,end", (r.stdout, r.stderr[-2000:])
-
-
-WORKER_DIES = textwrap.dedent("""
-    # The group-wide stop also kills the data loader's workers, and torch's SIGCHLD handler raises "worker killed"
-    # into the main thread, here while the abort is being recorded. The record must still be written, once.
-    import os, signal, subprocess, sys, time
-    from engine.train.callbacks import GracefulStop
-    def worker_died(signum, frame):  # what torch.utils.data's handler does when a worker dies of a signal
-        raise RuntimeError("DataLoader worker is killed by signal: Terminated.")
-    signal.signal(signal.SIGCHLD, worker_died)
-    seen = []
-    def on_stop():
-        seen.append("start")
-        worker = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"])
-        deadline = time.time() + 30
-        while worker.poll() is None and time.time() < deadline:  # the worker's death arrives mid-record
-            time.sleep(0.01)
-        seen.append("end")
-    stop = GracefulStop(on_stop=on_stop)
-    stop.install()
-    try:
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(10)
-    except KeyboardInterrupt:
-        print(",".join(seen), flush=True)
-        sys.exit(130)
-""")
+    # Abort signals the process group and each process: outside the training loop the same stop can arrive
+    # while the handler of the first one is recording the abort.
+    _record_of_a_stop("""
+        import os, signal, sys, time
+        from engine.train.callbacks import GracefulStop
+        seen = []
+        def on_stop():
+            seen.append("start")
+            if seen.count("start") == 1:
+                os.kill(os.getpid(), signal.SIGTERM)  # the second signal lands while the first is being recorded
+            time.sleep(0.3)
+            seen.append("end")
+    """)
 
 
 def test_a_data_worker_dying_of_the_same_stop_does_not_cut_the_abort_record_short():
-    r = subprocess.run([sys.executable, "-c", WORKER_DIES], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert r.returncode == 130 and r.stdout.strip() == "start,end", (r.stdout, r.stderr[-2000:])
+    # The group-wide stop also kills the data loader's workers, and torch's SIGCHLD handler raises "worker killed"
+    # into the main thread, here while the abort is being recorded.
+    _record_of_a_stop("""
+        import os, signal, subprocess, sys, time
+        from engine.train.callbacks import GracefulStop
+        def worker_died(signum, frame):  # what torch.utils.data's handler does when a worker dies of a signal
+            raise RuntimeError("DataLoader worker is killed by signal: Terminated.")
+        signal.signal(signal.SIGCHLD, worker_died)
+        seen = []
+        def on_stop():
+            seen.append("start")
+            worker = subprocess.Popen([sys.executable, "-c",
+                                       "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"])
+            deadline = time.time() + 30
+            while worker.poll() is None and time.time() < deadline:  # the worker's death arrives mid-record
+                time.sleep(0.01)
+            seen.append("end")
+    """)
 
 
 # ---------------------------------------------------------------- 5. one writer per run folder
