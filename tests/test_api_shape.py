@@ -1,24 +1,12 @@
 """engine/api.py as objects: request models at module level, routes on an APIRouter that takes the generation
-worker, and no function long enough to hide a closure-built app again."""
+worker (tests/test_shape.py keeps its functions short enough that no closure-built app hides again)."""
 from __future__ import annotations
-
-import ast
-from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from engine import api
 from engine.args import Namespace
-
-LIMIT = 80  # lines per function (ast: end_lineno - lineno + 1)
-
-
-def test_no_function_in_the_api_is_over_80_lines():
-    tree = ast.parse(Path(api.__file__).read_text(encoding="utf-8"))
-    long = [f"engine/api.py:{n.lineno} {n.name}: {n.end_lineno - n.lineno + 1} lines" for n in ast.walk(tree)
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > LIMIT]
-    assert not long, f"split these (at most {LIMIT} lines each):\n" + "\n".join(long)
 
 
 def test_the_request_model_is_a_module_class_that_validates_alone():
