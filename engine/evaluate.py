@@ -31,7 +31,7 @@ from .metrics import MetricAccumulator
 from .paths import default_output_dir, run_name
 from .train.rundir import EVAL_CONFIG as CONFIG, EVAL_RESULTS as RESULTS  # the names tests and callers use here
 from .train.rundir import PREDICTIONS, run_evidence, status_file, write_status
-from .utils import atomic_write_json, get_logger
+from .utils import atomic_write_json, clock, get_logger
 
 log = get_logger("tuneboard.eval")
 
@@ -103,13 +103,6 @@ def generation_settings(args: Namespace) -> dict:
     return {k: x for k, x in gen.items() if x is not None}
 
 
-def _fmt_s(s: float | None) -> str:
-    if s is None:
-        return "?"
-    s = int(round(s))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
 def evaluate(args: Namespace, engine=None, out: Callable[[str], None] | None = None) -> dict:
     """Run the evaluation described by `args` (the validated Namespace); returns predict_results.json's content.
     `engine`: an already loaded ChatEngine to reuse (tests, the web UI); otherwise one is loaded."""
@@ -163,7 +156,7 @@ def evaluate(args: Namespace, engine=None, out: Callable[[str], None] | None = N
                              remaining=round(remaining, 2) if remaining is not None else None)
                 say(f"[eval] {done}/{total} ({100 * done / total:.0f}%)  {rate:.2f} samples/s  "
                     f"{completion_tokens / gen_s if gen_s > 0 else 0:.1f} tokens/s  "
-                    f"elapsed {_fmt_s(time.time() - t_start)}  remaining {_fmt_s(remaining)}")
+                    f"elapsed {clock(time.time() - t_start)}  remaining {clock(remaining)}")
         elapsed = time.time() - t_start
         results = {
             **acc.result(),

@@ -22,6 +22,7 @@ from safetensors.numpy import save_file
 from engine import args as schema
 from engine import paths, runs
 from engine.args import ARGS, BY_NAME, GROUPS
+from engine.utils import clock
 from webui import widgets
 from helpers import free_port, serving, start_server, stop_group, wait_for
 from webui.locales import L, t
@@ -366,6 +367,9 @@ def test_loss_series_and_progress_bar():
     html = monitor.progress_html({"step": 3, "total_steps": 10, "elapsed": 5, "remaining": 12, "percentage": 30.0},
                                  {"state": "running"}, "en")
     assert "data-step='3'" in html and "data-total='10'" in html and "[00:05&lt;00:12]" in html and "width:30.0%" in html
+    # the one clock the page and eval's progress line share: hours only when there are some, unknown as --:--
+    assert [clock(s) for s in (5, 59.6, 3725, None, float("nan"), "x")] == \
+        ["00:05", "01:00", "1:02:05", "--:--", "--:--", "--:--"]
 
 
 # ---------------------------------------------------------------- the commands that serve it

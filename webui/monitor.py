@@ -6,17 +6,9 @@ import html
 import math
 
 from engine.train.plots import REWARD_CURVES, draw_rewards, reward_series, smooth
+from engine.utils import clock
 
 from .locales import L, t
-
-
-def fmt_time(seconds) -> str:
-    if seconds is None or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
-        return "--:--"
-    s = int(round(seconds))
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 def status_md(status: dict | None, lang: str, output: str | None = None) -> str:
@@ -51,13 +43,13 @@ def progress_html(progress: dict | None, status: dict | None, lang: str) -> str:
         pct = 100.0 if step >= total else pct
     if total:
         text = f"{t('progress_steps', lang, step=step, total=total)} · {pct:.0f}% · " \
-               f"[{fmt_time(progress.get('elapsed'))}<{fmt_time(progress.get('remaining'))}]"
+               f"[{clock(progress.get('elapsed'))}<{clock(progress.get('remaining'))}]"
     elif state == "running":
-        text = f"{t('progress_wait', lang)} [{fmt_time(progress.get('elapsed'))}]"
+        text = f"{t('progress_wait', lang)} [{clock(progress.get('elapsed'))}]"
     else:  # a job without steps (export), or one that ended before its first step
         pct = 100.0 if state == "finished" else 0.0
         label = t("state_" + state, lang, error="").rstrip(" :：")
-        text = f"{label} [{fmt_time(progress.get('elapsed'))}]"
+        text = f"{label} [{clock(progress.get('elapsed'))}]"
     return (f"<div class='tb-progress tb-{html.escape(state)}' data-step='{int(step)}' data-total='{int(total or 0)}' "
             f"data-state='{html.escape(state)}'><div class='tb-bar' style='width:{pct:.1f}%'></div>"
             f"<span class='tb-progress-text'>{html.escape(text)}</span></div>")
