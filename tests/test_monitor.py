@@ -2,7 +2,9 @@
 against what the kernel says, the peaks the trainer keeps in its results, learning-rate and grad-norm curves."""
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -12,6 +14,8 @@ from engine import runs, usage
 from engine.train import rundir
 from helpers import wait_for
 from webui import monitor
+
+ROOT = Path(__file__).resolve().parent.parent
 
 TREE = textwrap.dedent("""
     import subprocess, sys, time
@@ -48,14 +52,30 @@ def test_monitor_reads_the_whole_tree_as_the_kernel_does(tmp_path, saves):
     assert usage.sample(run)["gpus"] == []  # no nvidia-smi here
 
 
-def test_the_trainer_records_its_peaks_and_the_panel_draws_lr_and_grad_norm(tmp_path):
+RECORDS = textwrap.dedent("""
+    # a process with no children, so its tree is itself: nothing else comes or goes while it is watched
+    import json, os, sys, time
+    from pathlib import Path
+    from engine import usage
+    out = Path(sys.argv[1])
     base = usage.measure(usage.tree(os.getpid()))["rss_mb"]
-    rec = usage.Recorder(tmp_path, every=0.05).start()
-    block = bytearray(b"\x01") * (80 << 20)
-    wait_for(lambda: usage.read_peaks(tmp_path).get("peak_tree_rss_mb", 0) >= base + 75, 10, "the recorder's sample")
+    rec = usage.Recorder(out, every=0.05).start()
+    block = bytearray(b"\\x01") * (80 << 20)
+    deadline = time.time() + 60
+    while usage.read_peaks(out).get("peak_tree_rss_mb", 0) < base + 75 and time.time() < deadline:
+        time.sleep(0.05)
     del block
-    peaks = rec.stop()
-    assert peaks["peak_tree_rss_mb"] >= base + 75 and "peak_gpu_reserved_mb" not in peaks  # no CUDA here
+    print(json.dumps({"base": base, "peaks": rec.stop()}))
+""")
+
+
+def test_the_trainer_records_its_peaks_and_the_panel_draws_lr_and_grad_norm(tmp_path):
+    r = subprocess.run([sys.executable, "-c", RECORDS, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    peaks = got["peaks"]
+    assert peaks["peak_tree_rss_mb"] >= got["base"] + 75 and "peak_gpu_reserved_mb" not in peaks  # no CUDA here
     assert usage.read_peaks(tmp_path) == peaks and (tmp_path / rundir.USAGE).is_file()
     recs = [{"step": 1, "loss": 2.0, "learning_rate": 1e-4, "grad_norm": 3.0},
             {"step": 2, "loss": 1.5, "learning_rate": 5e-5, "grad_norm": 1.0}, {"step": 2, "eval_loss": 1.7}]
