@@ -9,7 +9,8 @@ Changes to the Trainer's loss, all giving the same value:
 Single-process only: under DDP/DeepSpeed/FSDP calling the inner modules would bypass the wrapper's gradient sync
 (or its parameter gathering), so those runs use the stock loss.
 Batches: padding_free (the default) puts each batch's examples in one row with position ids restarting per example
-(engine.data.collator): no padding, no attention across examples, the same steps and loss as padded batches.
+(engine.data.collator): no padding, no attention across examples, the same steps and loss as padded batches;
+attention then runs over each example's span of the row alone (engine.train.segments).
 """
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ import torch
 from transformers import Trainer
 
 from ..data.collator import make_collator
+from ..utils import get_logger
 from .lmloss import linear_cross_entropy
+from .segments import use_segments
 
 IGNORE = -100
+log = get_logger()
 
 
 def split_causal_lm(model):
@@ -103,9 +107,10 @@ class CausalLMTrainer(Trainer):
 
 
 def build_trainer(ns, model, tokenizer, data, args, callbacks) -> Trainer:
-
     collator = make_collator(tokenizer, packing=ns.packing, cutoff_len=ns.cutoff_len,
                              padding_free=ns.padding_free)
+    if (ns.packing or ns.padding_free) and use_segments(model):
+        log.info("attention: each example of a packed row by itself (engine.train.segments)")
     return CausalLMTrainer(model=model, args=args, train_dataset=data.train_dataset,
                            eval_dataset=data.eval_dataset, data_collator=collator,
                            processing_class=tokenizer, callbacks=callbacks)
