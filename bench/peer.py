@@ -41,6 +41,8 @@ import threading
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "SmolLM2-135M-Instruct"
 PEER_VERSION = "0.9.5"
@@ -241,11 +243,13 @@ def _env() -> dict:
     return env
 
 
-def one_run(kind: str, w: dict, data: Path, work: Path, peer_venv: Path) -> dict:
-    import yaml
+def one_run(kind: str, w: dict, data: Path, work: Path, peer_venv: Path, extra: dict | None = None) -> dict:
+    """extra: arguments added to TuneBoard's default run (--set: side experiments, never the reference's)."""
     out = work / kind
     shutil.rmtree(out, ignore_errors=True)
     recipe = peer_recipe(w, data, out) if kind == "peer" else tuneboard_recipe(w, data, out, kind == "reference")
+    if kind == "tuneboard":
+        recipe.update(extra or {})
     cfg = work / f"{kind}.yaml"
     cfg.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
     env = _env()
@@ -345,6 +349,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default="peer,tuneboard,reference", help=argparse.SUPPRESS)
     ap.add_argument("--profile", action="store_true", help="write a step-time breakdown (bench/profile_*.txt)")
     ap.add_argument("--keep", help="keep the runs' folders here")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="an argument added to TuneBoard's default run (a lever to try; YAML values)")
     a = ap.parse_args(argv)
     names = [n for n in a.only.split(",") if n]
     unknown = [n for n in names if n not in WORKLOADS]
@@ -354,6 +360,12 @@ def main(argv=None) -> int:
     if ROOT in venv.parents:
         raise SystemExit(f"--peer-venv: {venv} is inside the project; the peer lives outside it")
     kinds = [k for k in a.runs.split(",") if k]
+    extra = {}
+    for item in a.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item}: write it key=value")
+        extra[key] = yaml.safe_load(value)
     if "peer" in kinds:
         ensure_peer(venv)
     info = machine()
@@ -371,7 +383,7 @@ def main(argv=None) -> int:
         for kind in kinds:
             d = work / name
             d.mkdir(exist_ok=True)
-            r = one_run(kind, w, data, d, venv)
+            r = one_run(kind, w, data, d, venv, extra)
             r["tokens_per_s"] = tokens / r["train_runtime"]
             row[kind] = r
             print(f"{name} {kind}: {r['tokens_per_s']:.1f} tokens/s ({tokens} tokens / {r['train_runtime']:.1f} s), "
