@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 NAME = "tuneboard_segments"
 _last: list = [None, None]  # (position ids, their spans): every layer of one forward gets the same tensor
@@ -34,7 +37,6 @@ def _spans(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
 
 
 def attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
     pos = kwargs.get("position_ids")
     length = query.shape[2]
     if (attention_mask is not None or pos is None or length == 1 or key.shape[2] != length
@@ -57,7 +59,6 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
 def _mask(*args, attention_mask=None, q_offset=0, kv_length=None, q_length=None, **kwargs):
     """No mask for a full causal forward (attention() finds the examples from the position ids); a padding mask
     or a cache gets sdpa's own."""
-    from transformers.masking_utils import sdpa_mask
     if attention_mask is None and q_offset == 0 and kv_length == q_length:
         return None
     return sdpa_mask(*args, attention_mask=attention_mask, q_offset=q_offset, kv_length=kv_length,
@@ -67,8 +68,6 @@ def _mask(*args, attention_mask=None, q_offset=0, kv_length=None, q_length=None,
 def use_segments(model) -> bool:
     """Switch a loaded sdpa model (plain or peft-wrapped) to per-example attention; False (unchanged) where its
     attention is not plain causal sdpa: sliding windows, soft-capping, another implementation."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     cfg = getattr(inner, "config", None)
     if cfg is None or getattr(cfg, "_attn_implementation", None) != "sdpa":
