@@ -19,12 +19,14 @@ from engine.args import Namespace
 from engine.chat import GEN_KEYS, ChatEngine
 from engine.data import tools as T
 from engine.errors import ConfigError, UserError
+from engine.utils import get_logger
 
 from . import widgets
 from .locales import t
 from .page import Page, check_fields, error_parts, render_msg
 
 SCOPE = "chat"
+log = get_logger()
 # a fast model (a GPU: 100+ tokens/s) re-sending the whole answer per token keeps the browser so busy re-rendering
 # it that Stop cannot be clicked; the answer so far is shown this often instead (the last words always come)
 STREAM_EVERY_S = 0.1
@@ -196,6 +198,9 @@ class ChatTab:
         finally:  # Stop / Clear close this generator: the model stops generating after its current token
             if stream is not None:
                 stream.close()
+                s = engine.last_stats  # the console says what each answer ran with and why it ended
+                log.info("chat answer: %s after %s tokens (max_new_tokens %s, do_sample %s)", s.get("finish_reason"),
+                         s.get("completion_tokens"), gen.get("max_new_tokens"), gen.get("do_sample"))
         s = engine.last_stats
         parts = [("chat_stats", {"tps": s.get("tokens_per_s"), "n": s.get("completion_tokens"),
                                  "ttft": s.get("ttft_s")})]

@@ -97,7 +97,9 @@ def test_chat_stop_clear_and_reload(ui: UI, endless_model):
     streaming("first question")
     if not stop.is_enabled():  # seen twice: say what the page shows when the answer ended by itself before Stop
         pytest.fail(f"the answer ended before Stop: stats {recorded(page, 'stats')[-4:]}, "
-                    f"max_new_tokens {ui.value('chat-max_new_tokens')!r}, answer {ui.text('chat-bot')[-300:]!r}")
+                    f"max_new_tokens {ui.value('chat-max_new_tokens')!r}, answer {ui.text('chat-bot')[-300:]!r}, "
+                    f"model {ui.text('chat-info')!r}, toasts {page.locator('.toast-body').all_inner_texts()}, "
+                    f"server log {ui.server.log.read_text(errors='replace')[-1500:]!r}")
     ui.click("chat-stop")
     expect(page.locator("#chat-stats")).to_contain_text("Stopped")
     expect(send).to_be_enabled()
