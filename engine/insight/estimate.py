@@ -54,7 +54,7 @@ from ..models.loader import load_tokenizer, model_path
 from ..models import quantize
 from ..precision import choose, flags
 from ..train import rundir
-from ..train.best import eval_steps
+from ..train.best import eval_steps, planned, planned_eval_steps
 from ..train.stages import get_stage
 from ..utils import cpu_has_bf16
 from .words import t
@@ -392,7 +392,8 @@ def estimate(recipe=None, overrides=(), values: dict | None = None, measure_step
         m = measure(ns, measure_steps)
         evals = 0
         if ns.eval_strategy == "steps" and d["eval_rows"]:
-            every = eval_steps(ns)
+            every = (planned_eval_steps(ns, d["rows"], d["eval_rows"], steps["total_steps"], steps["steps_per_epoch"])
+                     if planned(ns) else eval_steps(ns))
             every = every if every >= 1 else max(1, math.ceil(steps["total_steps"] * every))
             evals = steps["total_steps"] // every + (steps["total_steps"] % every != 0)
         eval_batches = math.ceil(d["eval_rows"] / ns.per_device_eval_batch_size) if d["eval_rows"] else 0

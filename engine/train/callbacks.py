@@ -243,3 +243,20 @@ class GracefulStop(TrainerCallback):
 
 def _rank0() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+class FinalEvaluationAfterTraining(TrainerCallback):
+    """A run whose evaluations engine.train.best planned leaves its last one to the evaluation every run makes after
+    training (engine.train.workflow), as the Trainer leaves it to do_eval when it evaluates only at the end: made
+    once, and the training time counts the evaluations along the way only."""
+
+    def _skip_last(self, state, control):
+        if state.max_steps and state.global_step >= state.max_steps:
+            control.should_evaluate = False
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        return self._skip_last(state, control)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        return self._skip_last(state, control)

@@ -20,13 +20,21 @@ from ..config import compat_notes, save_config
 from ..data.loader import get_dataset
 from ..data.templates import resolve_template
 from ..errors import ConfigError, UserError
-from ..insight.estimate import needs_checkpointing
+from ..insight.estimate import count_steps, needs_checkpointing
 from ..models.loader import load_model, load_tokenizer
 from ..precision import choose, flags
 from ..utils import atomic_write_json, device_info, get_logger, peak_rss_bytes
 from . import rundir
-from .best import best_metrics, best_model_args, early_stopping, eval_steps
-from .callbacks import BeginCallback, GracefulStop, RunLogCallback
+from .best import (
+    best_metrics,
+    best_model_args,
+    count_final,
+    early_stopping,
+    eval_steps,
+    planned,
+    planned_eval_steps,
+)
+from .callbacks import BeginCallback, FinalEvaluationAfterTraining, GracefulStop, RunLogCallback
 from .extra import build
 from .fsdp import enable_on_cpu
 from .plots import plot_loss
@@ -346,6 +354,19 @@ def _checkpoint_if_needed(ns: Namespace, stats: dict) -> None:
                     need["without"] / 2**30, need["budget"] / 2**30, need["with"] / 2**30)
 
 
+def _plan_evaluation(ns: Namespace, data) -> bool:
+    """eval_steps left empty: how often this run evaluates (engine.train.best), said in the log. True when planned."""
+    if not planned(ns) or data.eval_dataset is None:
+        return False
+    rows, eval_rows = len(data.train_dataset), len(data.eval_dataset)
+    steps = count_steps(rows, ns)
+    every = planned_eval_steps(ns, rows, eval_rows, steps["total_steps"], steps["steps_per_epoch"])
+    ns.eval_steps = every
+    log.info("evaluation: every %d steps of %d, the last one after training (%d eval rows, %d train rows; "
+             "set eval_steps to choose)", every, steps["total_steps"], eval_rows, rows)
+    return True
+
+
 def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop,
          attempt: rundir.Attempt | None, recorder: usage.Recorder | None) -> dict:
     import torch
@@ -374,6 +395,7 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     data = get_dataset(ns, tokenizer, template, ns.stage)
 
     _checkpoint_if_needed(ns, data.stats)
+    eval_planned = _plan_evaluation(ns, data)
     # the arguments come first: with a ZeRO-3 DeepSpeed config they make from_pretrained load the weights
     # already partitioned across the GPUs instead of a full copy per process
     args = training_arguments(ns, prec, ns.stage)
@@ -393,7 +415,8 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
             attempt.deferred.append(pissa_init_saver(model, output_dir))  # as initialised, written at the start
     # PissaCheckpoints before RunLogCallback: a checkpoint is converted before it is marked complete
     callbacks = ([PissaCheckpoints(pissa_dir)] if pissa_dir else []) \
-        + [RunLogCallback(str(output_dir), stop=stop, on_checkpoint=_saved(attempt))] + early_stopping(ns)
+        + [RunLogCallback(str(output_dir), stop=stop, on_checkpoint=_saved(attempt))] + early_stopping(ns) \
+        + ([FinalEvaluationAfterTraining()] if eval_planned else [])
     trainer = stage_module(ns.stage).build_trainer(ns, model, tokenizer, data, args, callbacks)
     # first of all callbacks: a stop signal is graceful before the run folder changes hands (Begin), and the
     # folder is ready before a tracker (tensorboard) opens files in it
@@ -436,6 +459,9 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     elif data.eval_dataset is not None and not aborted:
         rundir.write_status(output_dir, "evaluating") if main else None
         metrics.update(trainer.evaluate())
+        if eval_planned:
+            last = output_dir / f"checkpoint-{trainer.state.global_step}"
+            count_final(trainer.state, metrics.get("eval_loss"), str(last) if last.is_dir() else None)
     if main:
         with stop.saving():
             tokenizer.save_pretrained(str(output_dir))
