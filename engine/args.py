@@ -257,8 +257,11 @@ ARGS: list[Arg] = [
     A("eval_strategy", "str", None, "extra", "When to evaluate: no, steps or epoch (default: steps when a validation set exists).",
       "评估时机：no、steps 或 epoch（有验证集时默认 steps）。", "评估策略",
       choices=("no", "steps", "epoch"), nullable=True, hf="eval_strategy"),
-    A("eval_steps", "int", None, "extra", "Evaluate every N steps (default: every tenth of the run).",
-      "每 N 步评估一次（默认每训练十分之一评估一次）。", "评估间隔", min=1, max=1e9, nullable=True, hf="eval_steps"),
+    A("eval_steps", "int", None, "extra",
+      "Evaluate every N steps (default: every tenth of the run, less often when the eval set is large next to the "
+      "training, so that evaluating takes at most ~15 % of it; the last evaluation comes after training).",
+      "每 N 步评估一次（默认每训练十分之一评估一次；验证集相对训练量较大时减少次数，使评估最多占训练计算的约 15%；"
+      "最后一次评估在训练结束后进行）。", "评估间隔", min=1, max=1e9, nullable=True, hf="eval_steps"),
     A("per_device_eval_batch_size", "int", 4, "extra", "Examples per device per evaluation step.",
       "评估时每个设备的样本数。", "评估批大小", min=1, max=4096, commands=TI, hf="per_device_eval_batch_size"),
     A("dataloader_num_workers", "int", 0, "extra", "Data loader worker processes.", "数据加载进程数。",

@@ -11,7 +11,7 @@ Recipes and what they must be judged:
   duplicates     30 copies of one record among 36                             -> data problem
   sensible       lr 3e-3, 1.5 epochs with gradient accumulation               -> healthy or under-trained
   capacity       only one down_proj matrix trainable, constant lr             -> both losses plateau high
-  eval_default   val_size set, eval_steps left alone, 20 steps               -> evaluated every 2 steps
+  eval_default   val_size set, eval_steps left alone, 20 steps               -> evaluated every 5 steps
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from engine.config import load_config
 from engine.insight import compare as cmp
 from engine.insight.doctor import render
 from engine.insight.verdict import VERDICTS, diagnose
-from engine.train import rundir
+from engine.train import best, rundir
 from engine.train.workflow import run as train
 from engine.errors import UserError
 from kits.recipes import RECIPES, recipe, write_data
@@ -182,14 +182,39 @@ def test_hf_reader_gives_the_same_verdict_on_the_same_run(labelled, tmp_path):
 
 
 def test_an_eval_set_is_evaluated_along_the_run_by_default(labelled):
-    """Issue 20 item 12: eval_steps left empty evaluates every tenth of the run (not at save_steps=100, which a
-    20-step run never reaches), and the doctor does not ask for the val_size the run has."""
+    """Issue 20 item 12: eval_steps left empty evaluates along the run (not at save_steps=100, which a 20-step run
+    never reaches), and the doctor does not ask for the val_size the run has. Issue 18: no more often than 15 % of
+    the training compute allows. Here 80 rows trained in full (56 rows, 14 steps an epoch, 20 steps; a forward and a
+    backward, about 3 forwards a row) against 8 eval rows affords 4 evaluations: every 5 steps, the last one the
+    evaluation after training, which counts for the best model as the others do."""
     out = labelled("eval_default")
-    steps = [r["step"] for r in rundir.read_log(out) if "eval_loss" in r]
-    assert steps == list(range(2, 21, 2))
+    evals = [(r["step"], r["eval_loss"]) for r in rundir.read_log(out) if "eval_loss" in r]
+    assert [s for s, _ in evals] == [5, 10, 15, 20]
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["eval_loss"] == evals[-1][1] and results["best_eval_loss"] == min(v for _, v in evals)
     rep = diagnose(out)
-    assert rep["evidence"]["eval_points"] == 10 and "no_eval" not in [n["key"] for n in rep["notes"]]
+    assert rep["evidence"]["eval_points"] == 4 and "no_eval" not in [n["key"] for n in rep["notes"]]
     assert "add_eval" not in [a["key"] for a in rep["advice"]]
+
+
+@pytest.mark.parametrize("case, every", [
+    # a tenth of the rows held out, 3 epochs of full fine-tuning: evaluating every tenth costs ~4 %
+    (dict(finetuning_type="full", train_rows=900, eval_rows=100, total=675, per_epoch=225), 68),
+    # the same with LoRA (2 forwards a trained row): 8 evaluations fit in 15 %
+    (dict(finetuning_type="lora", train_rows=900, eval_rows=100, total=675, per_epoch=225), 85),
+    # issue 18's benchmark: a quarter held out, one epoch: once along the way, once after training
+    (dict(finetuning_type="lora", train_rows=64, eval_rows=16, total=16, per_epoch=16), 8),
+    # an eval set larger than the training still evaluates along the way
+    (dict(finetuning_type="lora", train_rows=8, eval_rows=400, total=2, per_epoch=2), 1),
+])
+def test_the_eval_plan_keeps_evaluation_under_its_share_of_the_training(case, every):
+    ns = load_config(None, {"model_name_or_path": "m", "dataset": "d", "val_size": 0.1,
+                            "finetuning_type": case["finetuning_type"]}, "train")
+    assert best.planned(ns)
+    got = best.planned_eval_steps(ns, case["train_rows"], case["eval_rows"], case["total"], case["per_epoch"])
+    assert got == every
+    assert not best.planned(load_config(None, {"model_name_or_path": "m", "dataset": "d", "val_size": 0.1,
+                                               "eval_steps": 3}, "train"))
 
 
 # ---------------------------------------------------------------- training options
@@ -222,6 +247,7 @@ def test_early_stopping_without_eval_is_refused():
 # ---------------------------------------------------------------- CLI
 def test_cli_json_and_chinese(labelled, capsys):
     out = labelled("overfitting")
+    capsys.readouterr()  # what training printed, when this test is the first to ask for the run
     assert cli(["doctor", str(out), "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert list(rep)[:4] == ["verdict", "evidence", "advice", "best_checkpoint"]

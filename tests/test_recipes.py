@@ -1,6 +1,7 @@
 """Issue 20 item 4 (engine side): the identity dataset's recipe fills what a run left out, the same way for the
 command line, a recipe file and the web UI's form (whose YAML, command preview and run all state the recipe's
-arguments); item 12: an eval set is evaluated along the run by default (every tenth of it), not at save_steps."""
+arguments); item 12: an eval set is evaluated along the run by default (every tenth of it, before engine.train.best
+plans it from the data), not at save_steps."""
 from __future__ import annotations
 
 import pytest
