@@ -321,3 +321,15 @@ def test_rm_and_kto_rows_fit_cutoff_len(bundled_model):
                          "label": [False]}, tok, tpl, 64)
     assert not short[P.TRUNC][0] and short["label"] == [False] and short["prompt"][0] == tpl.render(
         [{"role": "user", "content": "Hi"}])
+
+
+def test_auto_precision_trains_dpo_in_fp32_on_a_bf16_cpu():
+    """bench/peer.py's DPO workload in bf16 autocast ended 41 % above the fp32 run's train loss (SFT: 1.6 %), with
+    trl's LM head in fp32 as well: on a CPU, precision=auto leaves dpo in fp32 and says why; asked for, bf16 stays."""
+    from engine.precision import choose
+    cpu = {"device": "cpu", "name": "cpu", "bf16": True}
+    dpo = choose({"stage": "dpo"}, cpu)
+    assert dpo["precision"] == "fp32" and "dpo" in dpo["why"] and "dpo" in dpo["why_zh"]
+    assert choose({"stage": "sft"}, cpu)["precision"] == "bf16"
+    assert choose({"stage": "dpo", "precision": "bf16"}, cpu)["precision"] == "bf16"
+    assert choose({"stage": "dpo"}, {"device": "cuda", "name": "gpu", "bf16": True})["precision"] == "bf16"
