@@ -460,7 +460,7 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
         rundir.write_status(output_dir, "evaluating") if main else None
         metrics.update(trainer.evaluate())
         if eval_planned:
-            last = output_dir / f"checkpoint-{trainer.state.global_step}"
+            last = rundir.checkpoint_dir(output_dir, trainer.state.global_step)
             count_final(trainer.state, metrics.get("eval_loss"), str(last) if last.is_dir() else None)
     if main:
         with stop.saving():
