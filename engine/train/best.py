@@ -69,8 +69,8 @@ def early_stopping(ns) -> list:
 
 
 def count_final(state, eval_loss: float | None, checkpoint: str | None) -> None:
-    """The evaluation made after a planned run (engine.train.callbacks.FinalEvaluationAfterTraining) joins the best-model tracking as the
-    in-loop ones do."""
+    """The evaluation made after a planned run (engine.train.callbacks.FinalEvaluationAfterTraining) joins the
+    best-model tracking as the in-loop ones do."""
     if eval_loss is None:
         return
     if state.best_metric is None or eval_loss < state.best_metric:
