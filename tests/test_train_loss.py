@@ -110,3 +110,33 @@ def test_evaluation_keeps_no_logits_and_gives_the_stock_loss(tiny_model, tmp_pat
     stock = [model(**make_collator(tok, False)(rows[i:i + 2])).loss.item() for i in (0, 2, 4)]
     # the Trainer averages batch losses weighted by the batch's sample count
     assert fast == pytest.approx((2 * stock[0] + 2 * stock[1] + stock[2]) / 5, rel=1e-5)
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_a_small_lora_update_survives_a_bf16_forward(tiny_model, ours):
+    """A LoRA layer's update too small for bf16 next to its base output reaches the layer's output under bf16
+    autocast as it does in fp32 (engine.train.methods keeps the sum in fp32); peft alone rounds it away."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from engine.train.methods import apply_lora
+    from kits.args import as_args
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.bfloat16)
+    model = (apply_lora(model, as_args({"lora_rank": 4, "lora_alpha": 8})) if ours
+             else get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear")))
+    layer = model.base_model.model.model.layers[0].mlp.down_proj
+    layer.lora_B["default"].weight.data.normal_(0, 1e-6)  # an early update, far under bf16's step at the base output
+    x = torch.randn(8, layer.in_features)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        got = layer(x).float()
+        with model.disable_adapter():
+            got -= layer(x).float()
+    a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+    want = (x.bfloat16().float() @ a.T @ b.T * layer.scaling["default"]).flatten()
+    cos = float(torch.nn.functional.cosine_similarity(got.flatten(), want, dim=0))
+    if ours:
+        assert cos > 0.99, cos
+    else:
+        assert cos < 0.5, cos  # what the test guards against
