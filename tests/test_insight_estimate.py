@@ -85,6 +85,12 @@ def test_zero_partitions_and_offloads(bundled_model):
     bf = E.memory(load_config(None, {"dataset": "identity", "bf16": "true"}), E.param_facts(
         load_config(None, {"dataset": "identity", "bf16": "true"})), 100, "cuda")
     assert bf["weights_dtype"] == "half"
+    # on CUDA autocast halves the saved activations, except LoRA's, whose sums stay fp32 (engine.train.methods)
+    for method in ("full", "lora"):
+        half, wide = (load_config(None, {"dataset": "identity", "finetuning_type": method, **prec})
+                      for prec in ({"bf16": "true"}, {"precision": "fp32"}))
+        acts = [E.memory(n, E.param_facts(n), 100, "cuda")["parts"]["activations"] for n in (half, wide)]
+        assert acts[0] < 0.6 * acts[1] if method == "full" else acts[0] == acts[1], method
 
 
 def test_warns_when_it_will_not_fit(tiny_model, data, tmp_path):

@@ -236,8 +236,10 @@ def memory(ns, p: dict, longest: int, device: str) -> dict:
     if uses_reference(ns) and ns.finetuning_type != "lora":
         weights += p["total"] * (2 if half_load else 4)  # a frozen reference copy (LoRA uses the base itself)
     # on CUDA autocast saves half activations; CPU autocast keeps fp32 ones beside the bf16 copies (norms,
-    # residual adds, softmax), measured at about the fp32 total
-    act_bytes = 2 if (ns.bf16 or ns.fp16) and device == "cuda" else 4
+    # residual adds, softmax), measured at about the fp32 total; LoRA keeps its layers' sums and the residual
+    # stream in fp32 under autocast (engine.train.methods), so it is counted at fp32 on CUDA too (not measured)
+    half_acts = (ns.bf16 or ns.fp16) and device == "cuda" and ns.finetuning_type != "lora"
+    act_bytes = 2 if half_acts else 4
     # rm and dpo run chosen + rejected in one batch; kto's KL pass runs without gradients (nothing kept)
     batch = ns.per_device_train_batch_size * get_stage(ns.stage).sequences
     tokens = batch * max(1, min(longest, ns.cutoff_len))
