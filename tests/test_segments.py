@@ -55,6 +55,32 @@ def test_packed_rows_give_the_masked_sdpa_values_and_gradients():
             start += n
 
 
+def test_under_cpu_autocast_the_spans_are_computed_in_fp32():
+    """bf16 autocast on a CPU: each span's attention runs in fp32 (faster there than bf16, see engine.train.segments),
+    so its output is fp32 and matches the fp32 attention of the same (bf16-rounded) inputs far closer than bf16's."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from engine.train.segments import attention
+
+    plain, seg = _pair()
+    module = seg.model.layers[0].self_attn
+    ids, pos = _packed(LENGTHS)
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(1, heads, pos.shape[1], 16, generator=g).bfloat16() for heads in (4, 2, 2))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, _ = attention(module, q, k, v, None, scaling=0.25, position_ids=pos)
+        half, _ = sdpa_attention_forward(module, q, k, v, None, scaling=0.25, is_causal=True)
+    assert got.dtype == torch.float32 and half.dtype == torch.bfloat16
+    start = 0
+    for n in LENGTHS:  # each example alone, in fp32
+        want, _ = sdpa_attention_forward(module, q[:, :, start:start + n].float(), k[:, :, start:start + n].float(),
+                                         v[:, :, start:start + n].float(), None, scaling=0.25, is_causal=True)
+        torch.testing.assert_close(got[:, start:start + n], want, atol=1e-6, rtol=1e-5)
+        start += n
+    first = slice(0, LENGTHS[0])  # the first example is a plain causal prefix, so bf16's sdpa agrees there
+    assert (half[:, first].float() - got[:, first]).abs().max() > 1e-4  # ...only to bf16's precision
+
+
 def test_a_row_going_wrong_is_seen():
     """The comparison above can fail: one example attending across its neighbour's boundary differs."""
     plain, _ = _pair()
