@@ -62,9 +62,9 @@ def test_under_cpu_autocast_the_spans_are_computed_in_fp32():
 
     from engine.train.segments import attention
 
-    plain, seg = _pair()
+    _, seg = _pair()
     module = seg.model.layers[0].self_attn
-    ids, pos = _packed(LENGTHS)
+    _, pos = _packed(LENGTHS)
     g = torch.Generator().manual_seed(3)
     q, k, v = (torch.randn(1, heads, pos.shape[1], 16, generator=g).bfloat16() for heads in (4, 2, 2))
     with torch.autocast("cpu", dtype=torch.bfloat16):
