@@ -152,7 +152,7 @@ WORKLOADS = {
 }
 # TuneBoard with every speed lever off: the plain fp32 run whose losses the defaults must match
 REFERENCE = {"precision": "fp32", "packing": False, "gradient_checkpointing": False}
-REFERENCE_SFT = {"padding_free": False}  # an sft-only argument
+REFERENCE_UNPADDED = {"padding_free": False}  # an argument of the stages that have it (sft, dpo)
 
 
 def _common(w: dict, data: Path, out: Path) -> dict:
@@ -179,7 +179,7 @@ def tuneboard_recipe(w: dict, data: Path, out: Path, reference: bool) -> dict:
     if w["finetuning_type"] == "lora":
         r.update(lora_rank=8, lora_target="all")  # both are the defaults already; said for the reader
     if reference:
-        r.update(REFERENCE, **(REFERENCE_SFT if w["stage"] == "sft" else {}))
+        r.update(REFERENCE, **(REFERENCE_UNPADDED if w["stage"] in ("sft", "dpo") else {}))
     return r
 
 

@@ -189,8 +189,9 @@ ARGS: list[Arg] = [
       "Each batch's examples in one row without padding, attention kept within each example (position ids restart "
       "per example): the same steps and loss as padded batches, no compute spent on padding.",
       "每个批次的样本拼成一行、不填充，注意力仅在各样本内部（位置编号按样本重新开始）：步数和损失与填充批次相同，"
-      "不在填充上浪费计算。", "无填充批次", stages=tuple(n for n, s in STAGES.items() if s.packs),
-      read_by="engine.train.sft (the collator: one row per batch, position ids per example)"),
+      "不在填充上浪费计算。", "无填充批次", stages=tuple(n for n, s in STAGES.items() if s.unpads),
+      read_by="engine.train.sft (the collator: one row per batch, position ids per example); engine.train.dpo "
+              "(dpo / ipo / hinge: each padded batch of pairs computed as one row, engine.train.unpad)"),
     A("neat_packing", "bool", False, "data", "LLaMA-Factory name for packing without cross-attention; same as packing.",
       "LLaMA-Factory 中的无交叉注意力打包，等同 packing。", compat=True, ui=False, preprocess=True),
     A("identity_name", "str", "Tuney", "data", "Replaces {{name}} in the identity dataset.",

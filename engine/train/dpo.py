@@ -9,6 +9,8 @@ pref_loss picks the trainer:
                          the SFT weight, so pref_ftx maps onto it (0 = pure SimPO). No reference model.
   orpo                   trl's ORPOTrainer (ORPO, Hong et al. 2024: SFT loss on the chosen answer + beta x the log
                          odds-ratio loss). No reference model; the SFT term is always there.
+padding_free (the default) computes DPO / IPO / hinge batches without their padding (engine.train.unpad); the
+results are the same as padded batches.
 The two reference-free trainers are trl.experimental: they tokenise the same strings themselves (bos/eos added only
 when missing) and log the same rewards/* keys as DPOTrainer (rewards = beta x average log-probability).
 """
@@ -64,4 +66,21 @@ def build_trainer(ns, model, tokenizer, data, args, callbacks):
         from trl.experimental.cpo import CPOTrainer
         return CPOTrainer(**kw)
     from trl import DPOTrainer
-    return DPOTrainer(ref_model=None, **kw)
+    trainer = DPOTrainer(ref_model=None, **kw)
+    if getattr(ns, "padding_free", False):
+        _unpad(trainer)
+    return trainer
+
+
+def _unpad(trainer) -> None:
+    """padding_free: each padded batch of pairs as one row of its real tokens (engine.train.unpad)."""
+    from .unpad import unpad_fused_head
+    # the per-token fields DPOTrainer asks its fused head for (its metrics; WPO weights)
+    fields = ("log_probs", "entropy", "mean_logits", "is_top1") + (
+        ("log_sum_sq_probs",) if getattr(trainer, "use_weighting", False) else ())
+    if trainer.ref_model is not None:
+        unpad_fused_head(trainer.ref_model, ("log_probs",))
+    if unpad_fused_head(trainer.model, fields):
+        log.info("padding_free: each batch of pairs runs as one row of its real tokens (engine.train.unpad)")
+    else:
+        log.info("padding_free: not for this model's attention or head; the pairs are padded")

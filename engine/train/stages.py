@@ -48,6 +48,7 @@ class Stage:
     target: Callable | None = None   # processing: one record -> (its prompt, the one answer it teaches) or None,
     #                                  for the inspector's conflicting answers; None: a prompt has several by design
     packs: bool = False              # packing applies
+    unpads: bool = False             # padding_free applies: a batch runs as one row of its real tokens
     shuffles: bool = False           # finish reorders the rows with the seed (so the seed is part of the cache key)
     reward_head: bool = False        # the model gets a one-output score head instead of its LM head
     sequences: int = 1               # sequences per example in a micro-batch (pairs: chosen + rejected)
@@ -68,10 +69,10 @@ class Stage:
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("pt", ("Pre-Training", "预训练"), data="pt", module="sft",
-          batch=P.pt_chunk, finish=P.finish_pt, mark=P.mark_pt, lengths=P.ids_lengths, packs=True),
+          batch=P.pt_chunk, finish=P.finish_pt, mark=P.mark_pt, lengths=P.ids_lengths, packs=True, unpads=True),
     Stage("sft", ("Supervised Fine-Tuning", "指令监督微调"), data="sft", module="sft",
           batch=P.sft_chunk, finish=P.finish_sft, mark=P.mark_sft, lengths=P.ids_lengths, target=P.sft_target,
-          packs=True),
+          packs=True, unpads=True),
     Stage("rm", ("Reward Modeling", "奖励模型训练"), data="dpo", module="rm",  # the same pairs as dpo
           batch=P.rm_chunk, finish=P.finish_rm, mark=P.mark_pairs, lengths=P.pair_ids_lengths,
           reward_head=True, sequences=2, preference_loss=True,
@@ -79,7 +80,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("dpo", ("DPO / ORPO / SimPO", "DPO / ORPO / SimPO 偏好优化"), data="dpo", module="dpo",
           batch=P.dpo_chunk, finish=P.finish_dpo, mark=P.mark_pairs, lengths=P.stats_lengths,
           sequences=2, reference=dpo.uses_reference, tiled_head=dpo.uses_reference, preference_loss=True,
-          cpu_bf16=False, lr_ranges=(("lora", 5e-6, 1e-4), ("freeze", 1e-6, 1e-5), ("full", 5e-7, 5e-6))),
+          unpads=True, cpu_bf16=False, lr_ranges=(("lora", 5e-6, 1e-4), ("freeze", 1e-6, 1e-5), ("full", 5e-7, 5e-6))),
     Stage("kto", ("KTO", "KTO 偏好优化"), data="kto", module="kto",
           batch=P.kto_chunk, finish=P.finish_kto, mark=P.mark_kto, lengths=P.stats_lengths, shuffles=True,
           reference=_always, tiled_head=_always, preference_loss=True, validate=kto.validate,
