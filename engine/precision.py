@@ -39,8 +39,9 @@ REASONS = {  # reason -> (English, Chinese); {name} is the device
                       "auto：此 CPU 原生支持 bf16 矩阵乘（AVX512-BF16 / AMX）：bf16 自动混合精度，主权重为 fp32"),
     "auto_cpu_fp32": ("auto: this CPU has no native bf16 (emulated bf16 is slower): fp32",
                       "auto：此 CPU 不原生支持 bf16（模拟的 bf16 更慢）：fp32"),
-    "auto_cpu_stage_fp32": ("auto: {stage} in bf16 autocast learned less than in fp32 on CPU (bench/README.md): fp32",
-                            "auto：{stage} 在 CPU 上用 bf16 自动混合精度学得比 fp32 少（见 bench/README.md）：fp32"),
+    "auto_cpu_stage_fp32": ("auto: {stage} with these settings learned less in bf16 autocast than in fp32 on CPU "
+                            "(bench/README.md): fp32",
+                            "auto：此设置下的 {stage} 在 CPU 上用 bf16 自动混合精度学得比 fp32 少（见 bench/README.md）：fp32"),
     "auto_cpu_infer": ("auto: inference on CPU stays fp32", "auto：CPU 上推理保持 fp32"),
     "no_bf16": ("bf16 asked, but {name} does not support it: fp32", "要求 bf16，但 {name} 不支持：fp32"),
     "no_fp16": ("fp16 asked, but it is not available on CPU: fp32 (bf16 works on CPUs with AVX512-BF16)",
@@ -60,7 +61,7 @@ def choose(values: Any, dev: dict | None = None, training: bool = True) -> dict:
     if want == "auto":
         if cuda:
             kind, reason = ("bf16", "auto_cuda_bf16") if dev["bf16"] else ("fp16", "auto_cuda_fp16")
-        elif training and not get_stage(v.get("stage") or "sft").cpu_bf16:
+        elif training and not get_stage(v.get("stage") or "sft").cpu_bf16(v):
             kind, reason = "fp32", "auto_cpu_stage_fp32"
         elif training:
             kind, reason = ("bf16", "auto_cpu_bf16") if dev["bf16"] else ("fp32", "auto_cpu_fp32")

@@ -55,8 +55,8 @@ class Stage:
     reference: Callable = _never     # (ns) -> a frozen reference model takes part
     tiled_head: Callable = _never    # (ns) -> trl computes log-probabilities through a tiled LM head, not all logits
     preference_loss: bool = False    # its loss is a preference / reward objective: its level is no next-token floor
-    cpu_bf16: bool = True            # precision=auto may pick bf16 autocast on a CPU that has it (measured to learn
-    #                                  as fp32 does; dpo did not: bench/README.md)
+    cpu_bf16: Callable = _always     # (values) -> precision=auto may pick bf16 autocast on a CPU that has it
+    #                                  (measured to learn as fp32 does; padded dpo did not: bench/README.md)
     sampled: Callable | None = None  # (ns) -> completions the trainer samples per prompt while training (grpo); the
     #                                  estimate counts their steps and their generation
     validate: Callable | None = None  # (values dict) -> adjusts them or raises ConfigError (engine.config.validate)
@@ -80,7 +80,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("dpo", ("DPO / ORPO / SimPO", "DPO / ORPO / SimPO 偏好优化"), data="dpo", module="dpo",
           batch=P.dpo_chunk, finish=P.finish_dpo, mark=P.mark_pairs, lengths=P.stats_lengths,
           sequences=2, reference=dpo.uses_reference, tiled_head=dpo.uses_reference, preference_loss=True,
-          unpads=True, cpu_bf16=False, lr_ranges=(("lora", 5e-6, 1e-4), ("freeze", 1e-6, 1e-5), ("full", 5e-7, 5e-6))),
+          unpads=True, cpu_bf16=dpo.bf16_on_cpu, lr_ranges=(("lora", 5e-6, 1e-4), ("freeze", 1e-6, 1e-5), ("full", 5e-7, 5e-6))),
     Stage("kto", ("KTO", "KTO 偏好优化"), data="kto", module="kto",
           batch=P.kto_chunk, finish=P.finish_kto, mark=P.mark_kto, lengths=P.stats_lengths, shuffles=True,
           reference=_always, tiled_head=_always, preference_loss=True, validate=kto.validate,
