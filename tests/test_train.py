@@ -105,6 +105,39 @@ def test_resume_continues_with_the_same_schedule(tiny_model, tiny_data, tmp_path
         assert r["loss"] == pytest.approx(ref_log[r["step"]]["loss"], rel=1e-3)
 
 
+def test_the_last_checkpoint_is_written_after_the_training_loop(tiny_model, tiny_data, tmp_path, monkeypatch):
+    """train_runtime times the loop: the last step's checkpoint (a full fine-tune's weights and optimizer state) is
+    written right after it, complete and resumable as the Trainer's own; one along the way is written inside."""
+    import transformers
+    saves, inside = [], []
+    train, save = transformers.Trainer.train, transformers.Trainer._save_checkpoint
+
+    def in_train(self, *a, **k):
+        inside.append(True)
+        try:
+            return train(self, *a, **k)
+        finally:
+            inside.pop()
+
+    def recorded(self, *a, **k):
+        saves.append((self.state.global_step, bool(inside)))
+        return save(self, *a, **k)
+    monkeypatch.setattr(transformers.Trainer, "train", in_train)
+    monkeypatch.setattr(transformers.Trainer, "_save_checkpoint", recorded)
+    out = tmp_path / "run"
+    run(_cfg(tiny_model, tiny_data, out, max_steps=5, save_steps=3))
+    assert saves == [(3, True), (5, False)]
+    last = out / "checkpoint-5"
+    assert (last / rundir.COMPLETE).read_text() == "5" and (last / "optimizer.pt").is_file()
+    assert json.loads((last / "trainer_state.json").read_text())["global_step"] == 5
+    assert rundir.read_status(out)["state"] == "finished"
+    # with load_best_model_at_end the Trainer reads the last checkpoint inside train(): saved there
+    saves.clear()
+    run(_cfg(tiny_model, tiny_data, tmp_path / "best", max_steps=4, val_size=0.25, eval_steps=2, save_steps=2,
+             load_best_model_at_end="true"))
+    assert saves == [(2, True), (4, True)]
+
+
 @pytest.mark.parametrize("method,extra", [("freeze", {"freeze_trainable_layers": 1}), ("full", {})])
 def test_freeze_and_full(tiny_model, tiny_data, tmp_path, method, extra):
     out = tmp_path / method

@@ -34,7 +34,8 @@ from .best import (
     planned,
     planned_eval_steps,
 )
-from .callbacks import BeginCallback, FinalEvaluationAfterTraining, GracefulStop, RunLogCallback
+from .callbacks import (BeginCallback, FinalCheckpointAfterTraining, FinalEvaluationAfterTraining, GracefulStop,
+                        RunLogCallback)
 from .extra import build
 from .fsdp import enable_on_cpu
 from .plots import plot_loss
@@ -416,7 +417,8 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     # PissaCheckpoints before RunLogCallback: a checkpoint is converted before it is marked complete
     callbacks = ([PissaCheckpoints(pissa_dir)] if pissa_dir else []) \
         + [RunLogCallback(str(output_dir), stop=stop, on_checkpoint=_saved(attempt))] + early_stopping(ns) \
-        + ([FinalEvaluationAfterTraining()] if eval_planned else [])
+        + ([FinalEvaluationAfterTraining()] if eval_planned else []) \
+        + ([FinalCheckpointAfterTraining()] if _defers_last_save(args) else [])
     trainer = stage_module(ns.stage).build_trainer(ns, model, tokenizer, data, args, callbacks)
     # first of all callbacks: a stop signal is graceful before the run folder changes hands (Begin), and the
     # folder is ready before a tracker (tensorboard) opens files in it
@@ -443,6 +445,8 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
         if main:
             rundir.write_status(output_dir, rundir.ABORTING if stop.requested else "saving")
         with stop.saving():  # an Abort while the result is written waits for it: never half an adapter
+            if _defers_last_save(args):
+                save_last_checkpoint(trainer, output_dir)
             trainer.save_model(str(output_dir))
             trainer.save_state()
             if pissa_dir and main:
@@ -483,6 +487,22 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
                             total_steps=trainer.state.max_steps, ended=time.time(), stop_by=None,
                             error="aborted by user; the last checkpoint is usable" if aborted else None)
     return metrics
+
+
+def _defers_last_save(args) -> bool:
+    """Whether the last step's checkpoint is written after the loop (callbacks.FinalCheckpointAfterTraining)."""
+    return str(getattr(args.save_strategy, "value", args.save_strategy)) in ("steps", "epoch") \
+        and not args.load_best_model_at_end
+
+
+def save_last_checkpoint(trainer, output_dir: Path) -> None:
+    """The checkpoint of the step training ended on, as the Trainer writes one (every process takes part, as in
+    its loop), then marked complete by the callbacks; nothing when that step has one already (a graceful stop
+    saved it)."""
+    if rundir.checkpoint_dir(output_dir, trainer.state.global_step).is_dir():
+        return
+    trainer._save_checkpoint(trainer.model_wrapped, trial=None)
+    trainer.control = trainer.callback_handler.on_save(trainer.args, trainer.state, trainer.control)
 
 
 def _saved(attempt: rundir.Attempt | None):
