@@ -20,7 +20,8 @@ Each workload runs three times, one after the other, each in a fresh process:
 Figures: effective tokens/s = real (non-padding) tokens of the epoch, counted here with the tokenizer, over the
 Trainer's train_runtime (the same count for every run); peak RSS = the largest sum of the resident memory of the
 whole process tree, sampled every 50 ms, or the process's own high-water mark if larger; train loss = the Trainer's
-train_loss (mean over the epoch); eval loss = the held-out loss after training.
+train_loss (mean over the epoch); eval loss = the held-out loss after training; whole run s = the process from start
+to exit (loading, data, training, the evaluation and saves after training), for what train_runtime leaves out.
 Goals (issue 18): speed ratio >= 2.0, memory ratio <= 1.0, |train loss - reference| and |eval loss - reference|
 <= 2 %. Exits 1 when one is missed. Writes bench/peer_results.json (and bench/profile_<workload>.txt).
 """
@@ -310,8 +311,8 @@ def verdict(row: dict) -> dict:
 
 
 def table(rows: dict) -> str:
-    lines = ["| workload | run | eff. tokens/s | peak RSS GiB | train loss | eval loss | speed x | memory x | "
-             "loss delta (train / eval) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| workload | run | eff. tokens/s | whole run s | peak RSS GiB | train loss | eval loss | speed x | "
+             "memory x | loss delta (train / eval) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, row in rows.items():
         v = row["verdict"]
         for kind in ("peer", "tuneboard", "reference"):
@@ -321,7 +322,7 @@ def table(rows: dict) -> str:
                      "reference": "TuneBoard plain fp32"}[kind]
             extra = (f"**{v['speed_ratio']}** | **{v['memory_ratio']}** | {100 * v['train_loss_delta']:.2f} % / "
                      f"{100 * v['eval_loss_delta']:.2f} %") if kind == "tuneboard" else " | | "
-            lines.append(f"| {name} | {label} | {r['tokens_per_s']:.1f} | {_gib(r['peak_rss'])} | "
+            lines.append(f"| {name} | {label} | {r['tokens_per_s']:.1f} | {r['wall_s']:.0f} | {_gib(r['peak_rss'])} | "
                          f"{r['train_loss']:.4f} | {r['eval_loss']:.4f} | {extra} |")
     return "\n".join(lines)
 
