@@ -1,11 +1,11 @@
 """Preference batches without padding: trl's padded pairs computed as one packed row.
 
 trl's DPOTrainer pads a batch's 2 x batch sequences (prompt + chosen, then prompt + rejected) to the longest and
-(since trl 1.x) has padding-free DPO switched off. With long chosen answers and short rejected ones, most of such a
-batch is padding (the benchmark's DPO batches: about half). And off CUDA its fused LM head scores every position of
+(since trl 1.x) has padding-free DPO switched off. With long chosen answers and short rejected ones, much of such a
+batch is padding (the benchmark's DPO batches: 36-38 %). And off CUDA its fused LM head scores every position of
 the padded batch, prompt and padding included, through the 49k-word head.
 
-`unpad_fused_head(trainer, outputs)` re-patches the forward trl gave the model (`model(..., labels=...,
+`unpad_fused_head(model, outputs)` re-patches the forward trl gave the model (`model(..., labels=...,
 fused_lm_head=True)`): a right-padded batch is cut into one row of its real tokens, position ids restarting per
 sequence, attention within each sequence (engine.train.segments), and only the labelled positions go through the
 head (trl's own chunked log-prob kernel). The per-token fields come back in the padded shape trl reads, so its
