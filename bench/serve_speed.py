@@ -51,9 +51,15 @@ def _child(args: list[str], engine_dir: Path | None) -> dict:
     return json.loads(line[-1][7:])
 
 
+def _infer_args(**values):
+    from engine.config import load_config
+    return load_config(None, {"model_name_or_path": str(MODEL), "template": "chatml",
+                              **{k: str(v) for k, v in values.items()}}, command="infer")
+
+
 def one_chat() -> dict:
     from engine.chat import ChatEngine
-    e = ChatEngine({"model_name_or_path": str(MODEL), "template": "chatml"})
+    e = ChatEngine(_infer_args())
     q = [{"role": "user", "content": CHAT_Q}]
     list(e.stream(q, max_new_tokens=16, do_sample=False))  # warm-up
     rates, n = [], 0
@@ -72,11 +78,10 @@ def one_ab(pairs: int) -> dict:
     greedy chat answer, and a batch of 4 eval prompts x 32 new tokens."""
     from engine.chat import ChatEngine
     from engine.evaluate import load_eval_examples
-    e = ChatEngine({"model_name_or_path": str(MODEL), "template": "chatml"})
+    e = ChatEngine(_infer_args())
     q = [{"role": "user", "content": CHAT_Q}]
-    convs = [p for p, _ in load_eval_examples({"model_name_or_path": str(MODEL), "template": "chatml",
-                                               "eval_dataset": ["alpaca_en_demo"], "dataset_dir": str(ROOT / "data"),
-                                               "max_samples": 4, "cutoff_len": 1024})]
+    convs = [p for p, _ in load_eval_examples(_infer_args(eval_dataset="alpaca_en_demo", dataset_dir=ROOT / "data",
+                                                          max_samples=4, cutoff_len=1024))]
 
     def chat() -> float:
         t0 = time.perf_counter()
