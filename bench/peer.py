@@ -23,7 +23,9 @@ whole process tree, sampled every 50 ms, or the process's own high-water mark if
 train_loss (mean over the epoch); eval loss = the held-out loss after training; whole run s = the process from start
 to exit (loading, data, training, the evaluation and saves after training), for what train_runtime leaves out.
 Goals (issue 18): speed ratio >= 2.0, memory ratio <= 1.0, |train loss - reference| and |eval loss - reference|
-<= 2 %. Exits 1 when one is missed. Writes bench/peer_results.json (and bench/profile_<workload>.txt).
+<= 2 %. Exits 1 when one is missed. --gpu trains on the GPU instead (the peer too) and adds model FLOPs utilisation:
+effective tokens/s x PaLM's FLOPs per token (6N + 12 x layers x hidden x mean length; dpo adds its reference
+forward) / the GPU's dense bf16 peak (PEAK_TFLOPS). Writes bench/peer_results.json (and bench/profile_<workload>.txt).
 """
 from __future__ import annotations
 
@@ -142,6 +144,12 @@ def real_tokens(folder: Path, name: str) -> int:
     return sum(n(r, r["output"]) for r in rows)
 
 
+def real_sequences(folder: Path, name: str) -> int:
+    """Sequences one epoch trains on: a sample, or a pair's chosen and rejected."""
+    rows = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
+    return len(rows) * (2 if "chosen" in rows[0] else 1)
+
+
 # ---------------------------------------------------------------- workloads
 WORKLOADS = {
     "lora": {"train": "bench_sft", "eval": "bench_sft_eval", "stage": "sft", "finetuning_type": "lora",
@@ -237,11 +245,45 @@ def _results(out: Path) -> dict:
     return res
 
 
+GPU = {"on": False}  # --gpu: the runs see the GPU (else CUDA_VISIBLE_DEVICES is emptied: the CPU comparison)
+
+
 def _env() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE")}
     env.update(PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               CUDA_VISIBLE_DEVICES="", DISABLE_VERSION_CHECK="1", TOKENIZERS_PARALLELISM="false")
+               DISABLE_VERSION_CHECK="1", TOKENIZERS_PARALLELISM="false")
+    if not GPU["on"]:
+        env["CUDA_VISIBLE_DEVICES"] = ""
     return env
+
+
+# ---------------------------------------------------------------- model FLOPs utilisation (with --gpu)
+# dense bf16 tensor-core peaks from the vendors' datasheets, TFLOP/s; the longest name that matches wins
+PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "H100 PCIe": 756.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0,
+               "A10G": 70.0, "A10": 125.0, "RTX 4090": 165.0, "RTX 3090": 71.0}
+
+
+def peak_tflops(device_name: str) -> float | None:
+    hits = [k for k in PEAK_TFLOPS if k.lower() in device_name.lower()]
+    return PEAK_TFLOPS[max(hits, key=len)] if hits else None
+
+
+def model_params(model_dir: Path = MODEL) -> int:
+    """Parameters of a safetensors checkpoint, from its header (tied weights are stored, and counted, once)."""
+    total = 0
+    for f in sorted(model_dir.glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+        total += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+    return total
+
+
+def flops_per_token(stage: str, mean_len: float, model_dir: Path = MODEL) -> float:
+    """PaLM's count: 6N + 12 x layers x hidden x sequence length per trained token (forward and backward, whatever
+    the method), plus a forward (2N + 4 x layers x hidden x length) for dpo's reference pass."""
+    cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    n, attn = model_params(model_dir), cfg["num_hidden_layers"] * cfg["hidden_size"] * mean_len
+    return 6 * n + 12 * attn + ((2 * n + 4 * attn) if stage == "dpo" else 0)
 
 
 def one_run(kind: str, w: dict, data: Path, work: Path, peer_venv: Path, extra: dict | None = None) -> dict:
@@ -311,8 +353,10 @@ def verdict(row: dict) -> dict:
 
 
 def table(rows: dict) -> str:
+    mfu = any(r.get("mfu") for row in rows.values() for r in row.values() if isinstance(r, dict))
     lines = ["| workload | run | eff. tokens/s | whole run s | peak RSS GiB | train loss | eval loss | speed x | "
-             "memory x | loss delta (train / eval) |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "memory x | loss delta (train / eval) |" + (" MFU % |" if mfu else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if mfu else "")]
     for name, row in rows.items():
         v = row["verdict"]
         for kind in ("peer", "tuneboard", "reference"):
@@ -323,7 +367,8 @@ def table(rows: dict) -> str:
             extra = (f"**{v['speed_ratio']}** | **{v['memory_ratio']}** | {100 * v['train_loss_delta']:.2f} % / "
                      f"{100 * v['eval_loss_delta']:.2f} %") if kind == "tuneboard" else " | | "
             lines.append(f"| {name} | {label} | {r['tokens_per_s']:.1f} | {r['wall_s']:.0f} | {_gib(r['peak_rss'])} | "
-                         f"{r['train_loss']:.4f} | {r['eval_loss']:.4f} | {extra} |")
+                         f"{r['train_loss']:.4f} | {r['eval_loss']:.4f} | {extra} |"
+                         + (f" {100 * r['mfu']:.1f} |" if r.get("mfu") else " - |" if mfu else ""))
     return "\n".join(lines)
 
 
@@ -350,6 +395,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default="peer,tuneboard,reference", help=argparse.SUPPRESS)
     ap.add_argument("--profile", action="store_true", help="write a step-time breakdown (bench/profile_*.txt)")
     ap.add_argument("--keep", help="keep the runs' folders here")
+    ap.add_argument("--gpu", action="store_true",
+                    help="train on the GPU (the peer too) and report model FLOPs utilisation")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="an argument added to TuneBoard's default run (a lever to try; YAML values)")
     a = ap.parse_args(argv)
@@ -361,6 +408,12 @@ def main(argv=None) -> int:
     if ROOT in venv.parents:
         raise SystemExit(f"--peer-venv: {venv} is inside the project; the peer lives outside it")
     kinds = [k for k in a.runs.split(",") if k]
+    device = None
+    if a.gpu:
+        import torch
+        if not torch.cuda.is_available():
+            raise SystemExit("--gpu: torch sees no CUDA device here; leave --gpu out for the CPU comparison")
+        GPU["on"], device = True, torch.cuda.get_device_name(0)
     extra = {}
     for item in a.set:
         key, sep, value = item.partition("=")
@@ -370,6 +423,8 @@ def main(argv=None) -> int:
     if "peer" in kinds:
         ensure_peer(venv)
     info = machine()
+    if device:
+        info["gpu"], info["gpu_peak_tflops"] = device, peak_tflops(device)
     print(f"machine: {info}", flush=True)
     work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="tuneboard-peer-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -380,16 +435,21 @@ def main(argv=None) -> int:
     for name in names:
         w = WORKLOADS[name]
         tokens = real_tokens(data, w["train"])
-        row = {"tokens": tokens}
+        row = {"tokens": tokens, "sequences": real_sequences(data, w["train"])}
         for kind in kinds:
             d = work / name
             d.mkdir(exist_ok=True)
             r = one_run(kind, w, data, d, venv, extra)
             r["tokens_per_s"] = tokens / r["train_runtime"]
+            if device:
+                peak = peak_tflops(device)
+                per_token = flops_per_token(w["stage"], tokens / row["sequences"])
+                r["mfu"] = round(r["tokens_per_s"] * per_token / (peak * 1e12), 4) if peak else None
             row[kind] = r
             print(f"{name} {kind}: {r['tokens_per_s']:.1f} tokens/s ({tokens} tokens / {r['train_runtime']:.1f} s), "
                   f"peak RSS {_gib(r['peak_rss'])} GiB, train loss {r['train_loss']}, eval loss {r['eval_loss']}, "
-                  f"load {os.getloadavg()[0]:.2f}", flush=True)
+                  f"load {os.getloadavg()[0]:.2f}" + (f", MFU {100 * r['mfu']:.1f} % of {device}'s bf16 peak"
+                                                      if r.get("mfu") else ""), flush=True)
         if a.profile:
             from profile_steps import profile_workload
             prof = ROOT / "bench" / f"profile_{name}.txt"
