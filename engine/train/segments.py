@@ -54,12 +54,14 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
     if wide:
         query, key, value = query.float(), key.float(), value.float()
     rows = []
+    # split, not slices: the gradient of a split is one cat, where each slice's would be a zero-filled tensor of the
+    # whole row, one per span and per q / k / v, summed
     with torch.autocast("cpu", enabled=False) if wide else contextlib.nullcontext():
-        for r in range(query.shape[0]):
-            q, k, v = query[r:r + 1], key[r:r + 1], value[r:r + 1]
-            parts = [F.scaled_dot_product_attention(q[:, :, s:e], k[:, :, s:e], v[:, :, s:e], dropout_p=dropout,
-                                                    is_causal=True, scale=scaling, enable_gqa=gqa)
-                     for s, e in spans[r if len(spans) > 1 else 0]]
+        for r, (q, k, v) in enumerate(zip(query.split(1), key.split(1), value.split(1))):
+            lengths = [e - s for s, e in spans[r if len(spans) > 1 else 0]]
+            parts = [F.scaled_dot_product_attention(qs, ks, vs, dropout_p=dropout, is_causal=True, scale=scaling,
+                                                    enable_gqa=gqa)
+                     for qs, ks, vs in zip(q.split(lengths, 2), k.split(lengths, 2), v.split(lengths, 2))]
             rows.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=2))
     out = rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)
     return out.transpose(1, 2).contiguous(), None
