@@ -38,6 +38,21 @@ def test_fast_loss_matches_model_loss(tiny_model, lora):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)
 
 
+@pytest.mark.parametrize("field,value", [("logits_scaling", 8.0), ("final_logit_softcapping", 30.0),
+                                         ("logit_scale", 0.0625), ("lm_head_multiplier", 0.5)])
+def test_a_model_that_scales_or_caps_its_logits_keeps_the_stock_loss(tiny_model, field, value):
+    """Granite divides its logits by logits_scaling, Gemma 2 caps them, Cohere scales them: lm_head(hidden) is not
+    their logits, so the fast loss (and dpo's unpadded head) steps aside for them; the plain model takes it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.train.sft import split_causal_lm
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    assert split_causal_lm(model) is not None
+    setattr(model.config, field, value)
+    assert split_causal_lm(model) is None
+    assert labelled_loss(model, _batch(AutoTokenizer.from_pretrained(tiny_model))) is None
+
+
 def test_fast_loss_on_packed_rows(tiny_model):
     from transformers import AutoModelForCausalLM
 

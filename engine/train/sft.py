@@ -31,7 +31,9 @@ def split_causal_lm(model):
     None where the architecture scales or caps logits (the stock loss is used there)."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     cfg = getattr(inner, "config", None)
-    if cfg is None or getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None):
+    # logits capped or scaled (Gemma 2, Cohere, Granite, ...; the names trl's fused head reads) are not lm_head(hidden)
+    if cfg is None or any(getattr(cfg, k, None) not in (None, 1, 1.0) for k in (
+            "final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier", "lm_head_multiplier")):
         return None
     decoder = getattr(inner, "model", None)
     head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
