@@ -31,7 +31,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         b = bias.to(cdt) if bias is not None else None
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         gh = torch.empty_like(hidden) if want_h else None
-        gw = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
+        gw = None  # made by the first chunk: no zero-filled vocabulary x hidden tensor to add it to
         gb = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if want_b else None
         with torch.autocast(kind, enabled=False):
             for s in range(0, hidden.shape[0], chunk):
@@ -48,9 +48,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 if want_h:
                     gh[s:s + chunk] = grad @ w
                 if want_w:
-                    gw += (grad.t() @ h).float()
+                    part = grad.t() @ h
+                    gw = part.float() if gw is None else gw.add_(part)
                 if want_b:
                     gb += grad.float().sum(0)
+        if want_w and gw is None:  # no rows
+            gw = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
         ctx.save_for_backward(gh, gw, gb)
         ctx.dtypes = (weight.dtype, bias.dtype if bias is not None else None)
         return total
