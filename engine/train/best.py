@@ -69,7 +69,7 @@ def early_stopping(ns) -> list:
 
 
 def count_final(state, eval_loss: float | None, checkpoint: str | None) -> None:
-    """The evaluation made after a planned run (engine.train.callbacks.FinalEvaluationAfterTraining) joins the
+    """The evaluation made after a planned run (engine.train.callbacks.AfterTheLoop) joins the
     best-model tracking as the in-loop ones do."""
     if eval_loss is None:
         return

@@ -245,33 +245,23 @@ def _rank0() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-class FinalEvaluationAfterTraining(TrainerCallback):
-    """A run whose evaluations engine.train.best planned leaves its last one to the evaluation every run makes after
-    training (engine.train.workflow), as the Trainer leaves it to do_eval when it evaluates only at the end: made
-    once, and the training time counts the evaluations along the way only."""
+class AfterTheLoop(TrainerCallback):
+    """What the Trainer would do at the last step, left to engine.train.workflow right after train() returns, so that
+    train_runtime times the training alone:
+    evaluate  a run whose evaluations engine.train.best planned leaves its last one to the evaluation every run makes
+              after training, as the Trainer leaves it to do_eval when it evaluates only at the end: made once;
+    save      the last step's checkpoint is written by workflow.save_last_checkpoint: the same files at the same
+              point of the run, before the final model (a full fine-tune's last checkpoint, weights and optimizer
+              state, was 12 s of a 56 s train_runtime: bench/README.md). Not with load_best_model_at_end, which
+              reads that checkpoint inside train()."""
+
+    def __init__(self, evaluate: bool = False, save: bool = False):
+        self.flags = [f for f, on in (("should_evaluate", evaluate), ("should_save", save)) if on]
 
     def _skip_last(self, state, control):
         if state.max_steps and state.global_step >= state.max_steps:
-            control.should_evaluate = False
-        return control
-
-    def on_step_end(self, args, state, control, **kwargs):
-        return self._skip_last(state, control)
-
-    def on_epoch_end(self, args, state, control, **kwargs):
-        return self._skip_last(state, control)
-
-
-class FinalCheckpointAfterTraining(TrainerCallback):
-    """The checkpoint of the last step is written just after the training loop (engine.train.workflow:
-    save_last_checkpoint) instead of inside it: the same files at the same point of the run, before the final
-    model, but train_runtime then times the training as it does for a run that saves only its result (a full
-    fine-tune's last checkpoint, weights and optimizer state, was 12 s of a 56 s train_runtime: bench/README.md).
-    Not used with load_best_model_at_end, which reads the last checkpoint inside train()."""
-
-    def _skip_last(self, state, control):
-        if state.max_steps and state.global_step >= state.max_steps:
-            control.should_save = False
+            for flag in self.flags:
+                setattr(control, flag, False)
         return control
 
     def on_step_end(self, args, state, control, **kwargs):

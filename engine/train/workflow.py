@@ -34,8 +34,7 @@ from .best import (
     planned,
     planned_eval_steps,
 )
-from .callbacks import (BeginCallback, FinalCheckpointAfterTraining, FinalEvaluationAfterTraining, GracefulStop,
-                        RunLogCallback)
+from .callbacks import AfterTheLoop, BeginCallback, GracefulStop, RunLogCallback
 from .extra import build
 from .fsdp import enable_on_cpu
 from .plots import plot_loss
@@ -415,10 +414,10 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
             pissa_dir = str(kept)
             attempt.deferred.append(pissa_init_saver(model, output_dir))  # as initialised, written at the start
     # PissaCheckpoints before RunLogCallback: a checkpoint is converted before it is marked complete
+    after = AfterTheLoop(evaluate=eval_planned, save=_defers_last_save(args))
     callbacks = ([PissaCheckpoints(pissa_dir)] if pissa_dir else []) \
         + [RunLogCallback(str(output_dir), stop=stop, on_checkpoint=_saved(attempt))] + early_stopping(ns) \
-        + ([FinalEvaluationAfterTraining()] if eval_planned else []) \
-        + ([FinalCheckpointAfterTraining()] if _defers_last_save(args) else [])
+        + ([after] if after.flags else [])
     trainer = stage_module(ns.stage).build_trainer(ns, model, tokenizer, data, args, callbacks)
     # first of all callbacks: a stop signal is graceful before the run folder changes hands (Begin), and the
     # folder is ready before a tracker (tensorboard) opens files in it
@@ -490,7 +489,7 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
 
 
 def _defers_last_save(args) -> bool:
-    """Whether the last step's checkpoint is written after the loop (callbacks.FinalCheckpointAfterTraining)."""
+    """Whether the last step's checkpoint is written after the loop (callbacks.AfterTheLoop)."""
     return str(getattr(args.save_strategy, "value", args.save_strategy)) in ("steps", "epoch") \
         and not args.load_best_model_at_end
 
