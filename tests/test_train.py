@@ -1,4 +1,4 @@
-"""Training workflow on the tiny model: run-dir contents, methods, stages, resume, refusals."""
+"""Training workflow on the tiny model: run-dir contents, methods, stages, resume, refusals, bf16 weights."""
 from __future__ import annotations
 
 import json
@@ -6,11 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from engine.cli import main as cli
 from engine.config import load_config
 from engine.errors import ConfigError
-from engine.train import rundir
+from engine.train import bf16_weights, rundir, workflow
 from engine.train.workflow import run
 
 
@@ -208,3 +210,90 @@ def test_bad_input_messages(tiny_model, tiny_data, tmp_path, capsys):
     err = _cli_error(capsys, *base, "dataset=arith", "cutoff_len=4", "template=chatml")
     assert "cutoff_len" in err
     assert "--bogus: unknown option" in _cli_error(capsys, *base, "dataset=arith", "--bogus")
+
+
+# ---------------------------------------------------------------- engine.train.bf16_weights
+# A full fine-tune under bf16 autocast with its Linear weights stored in bf16 and fp32 masters in the optimizer
+# learns exactly what autocast over fp32 weights learns, and saves and resumes fp32.
+@pytest.fixture
+def bf16_cpu(monkeypatch):
+    """bf16 autocast on any CPU (emulated where it has no native bf16: slower, the same arithmetic)."""
+    real = workflow.device_info
+    monkeypatch.setattr(workflow, "device_info", lambda: {**real(), "bf16": True})
+
+
+@pytest.fixture
+def seen(monkeypatch):
+    """What the conversion did in each run: the number of bf16 weights, and their dtype at each optimizer step."""
+    record = {"converted": [], "step_dtypes": set()}
+    begin, stepped = bf16_weights.Bf16Weights.on_train_begin, bf16_weights.Bf16Weights._stepped
+
+    def on_train_begin(self, *a, **k):
+        r = begin(self, *a, **k)
+        record["converted"].append(len(self.trained))
+        return r
+
+    def _stepped(self, *a, **k):
+        record["step_dtypes"] |= {m.weight.dtype for m, _, _ in self.trained}
+        return stepped(self, *a, **k)
+    monkeypatch.setattr(bf16_weights.Bf16Weights, "on_train_begin", on_train_begin)
+    monkeypatch.setattr(bf16_weights.Bf16Weights, "_stepped", _stepped)
+    return record
+
+
+def _losses(out):
+    return [r["loss"] for r in rundir.read_log(out) if "loss" in r]
+
+
+def test_bf16_weights_learn_what_autocast_over_fp32_weights_learns(tiny_model, tiny_data, tmp_path, bf16_cpu,
+                                                                   seen, monkeypatch):
+    # no clipping: its norm is summed from bf16 gradients here, from their fp32 widening there (a rounding apart)
+    kw = dict(finetuning_type="full", precision="bf16", max_steps=4, save_steps=2, max_grad_norm=0)
+    run(_cfg(tiny_model, tiny_data, tmp_path / "bf16", **kw))
+    assert seen["converted"] == [14] and seen["step_dtypes"] == {torch.bfloat16}  # 2 layers x 7 Linear weights
+    with monkeypatch.context() as m:
+        m.setattr(bf16_weights, "attach", lambda trainer: None)
+        run(_cfg(tiny_model, tiny_data, tmp_path / "fp32", **kw))
+    assert seen["converted"] == [14]
+    assert _losses(tmp_path / "bf16") == _losses(tmp_path / "fp32")
+    for f in ("checkpoint-2/model.safetensors", "model.safetensors"):
+        a, b = load_file(tmp_path / "bf16" / f), load_file(tmp_path / "fp32" / f)
+        assert a.keys() == b.keys() and all(t.dtype == torch.float32 for t in a.values())
+        assert all(torch.equal(a[k], b[k]) for k in a), f
+    # the masters were trained, not just the bf16 copies: they differ from their bf16 rounding
+    w = a["model.layers.0.mlp.up_proj.weight"]
+    assert not torch.equal(w, w.to(torch.bfloat16).float())
+
+
+def test_a_resumed_run_continues_from_the_fp32_masters(tiny_model, tiny_data, tmp_path, bf16_cpu, seen):
+    kw = dict(finetuning_type="full", precision="bf16", max_steps=4, save_steps=2)
+    ref = tmp_path / "ref"
+    run(_cfg(tiny_model, tiny_data, ref, **kw))
+    crashed = tmp_path / "crashed"  # died after checkpoint-2
+    shutil.copytree(ref / "checkpoint-2", crashed / "checkpoint-2")
+    shutil.copy(ref / rundir.LOG, crashed / rundir.LOG)
+    run(_cfg(tiny_model, tiny_data, crashed, resume_from_checkpoint="true", **kw))
+    assert seen["converted"] == [14, 14]
+    a, b = load_file(ref / "model.safetensors"), load_file(crashed / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_it_stays_off_where_it_would_not_be_exact(tiny_model, tiny_data, tmp_path, bf16_cpu, seen):
+    base = dict(finetuning_type="full", precision="bf16", max_steps=2, save_steps=10)
+    run(_cfg(tiny_model, tiny_data, tmp_path / "accumulating", gradient_accumulation_steps=2, **base))
+    run(_cfg(tiny_model, tiny_data, tmp_path / "lora", precision="bf16", max_steps=2, save_steps=10))
+    run(_cfg(tiny_model, tiny_data, tmp_path / "fp32", finetuning_type="full", precision="fp32", max_steps=2,
+             save_steps=10))
+    assert seen["converted"] == [0, 0]  # the fp32 run has no callback at all
+
+
+def test_a_full_dpo_run_trains_bf16_weights_and_saves_its_masters(tiny_model, tiny_data, tmp_path, bf16_cpu, seen):
+    out = tmp_path / "dpo"
+    run(_cfg(tiny_model, tiny_data, out, stage="dpo", dataset="pairs", finetuning_type="full", precision="bf16",
+             max_steps=2, save_steps=10, per_device_train_batch_size=2, learning_rate=5e-3))
+    assert seen["converted"] == [14] and seen["step_dtypes"] == {torch.bfloat16}
+    trained, base = load_file(out / "model.safetensors"), load_file(tiny_model / "model.safetensors")
+    assert all(t.dtype == torch.float32 for t in trained.values())
+    w = trained["model.layers.1.self_attn.o_proj.weight"]
+    assert not torch.equal(w, base["model.layers.1.self_attn.o_proj.weight"])
+    assert not torch.equal(w, w.to(torch.bfloat16).float())  # the fp32 master, not its bf16 copy

@@ -75,9 +75,11 @@ def build_trainer(ns, model, tokenizer, data, args, callbacks):
         from trl.experimental.cpo import CPOTrainer
         return CPOTrainer(**kw)
     from trl import DPOTrainer
+    from . import bf16_weights
     trainer = DPOTrainer(ref_model=None, **kw)
     if getattr(ns, "padding_free", False):
         _unpad(trainer)
+    bf16_weights.attach(trainer)
     return trainer
 
 

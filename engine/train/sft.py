@@ -19,6 +19,7 @@ from transformers import Trainer
 
 from ..data.collator import make_collator
 from ..utils import get_logger
+from . import bf16_weights
 from .lmloss import linear_cross_entropy
 from .segments import use_segments
 
@@ -113,6 +114,8 @@ def build_trainer(ns, model, tokenizer, data, args, callbacks) -> Trainer:
                              padding_free=ns.padding_free)
     if (ns.packing or ns.padding_free) and use_segments(model):
         log.info("attention: each example of a packed row by itself (engine.train.segments)")
-    return CausalLMTrainer(model=model, args=args, train_dataset=data.train_dataset,
-                           eval_dataset=data.eval_dataset, data_collator=collator,
-                           processing_class=tokenizer, callbacks=callbacks)
+    trainer = CausalLMTrainer(model=model, args=args, train_dataset=data.train_dataset,
+                              eval_dataset=data.eval_dataset, data_collator=collator,
+                              processing_class=tokenizer, callbacks=callbacks)
+    bf16_weights.attach(trainer)
+    return trainer
