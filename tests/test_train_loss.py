@@ -85,6 +85,11 @@ def test_chunked_linear_cross_entropy_equals_the_plain_one(train_head):
     assert got.item() == pytest.approx(ref.item(), rel=1e-6)
     for a, b in zip(mine, grads):
         assert torch.allclose(a.double(), b, rtol=1e-5, atol=1e-6)
+    # its backward scales the kept gradients in place: a second pass through the graph is refused, not doubled
+    kept = linear_cross_entropy(hidden, weight, bias, labels, chunk=8)
+    torch.autograd.grad(kept, [hidden], retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        torch.autograd.grad(kept, [hidden])
 
 
 def test_chunked_loss_under_bf16_autocast_stays_close(tiny_model):

@@ -62,8 +62,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, go):
         gh, gw, gb = ctx.saved_tensors
         wdt, bdt = ctx.dtypes
-        return (gh * go.to(gh.dtype) if gh is not None else None, (gw * go).to(wdt) if gw is not None else None,
-                (gb * go).to(bdt) if gb is not None else None, None, None)
+        # scaled in place: the weight's gradient is vocabulary x hidden (113 MB for SmolLM2) and nothing else holds
+        # these; a second backward through the graph would fail on the saved tensors' version, not go wrong
+        return (gh.mul_(go.to(gh.dtype)) if gh is not None else None, gw.mul_(go).to(wdt) if gw is not None else None,
+                gb.mul_(go).to(bdt) if gb is not None else None, None, None)
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
