@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # The suite runs in this many pytest-xdist workers, a test file per worker at a time (`TEST_WORKERS=0`: one process).
 TEST_WORKERS ?= 2
 
-.PHONY: run test setup model browser bench bench-peer clean-cache help reference-templates gguf-converter
+.PHONY: run test setup model malloc browser bench bench-peer clean-cache help reference-templates gguf-converter
 
 help:
 	@echo "make run    set up (venv, packages, bundled model) and launch the web UI at http://127.0.0.1:7860"
@@ -26,10 +26,18 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-setup: $(VENV)/.installed model
+setup: $(VENV)/.installed model malloc
 
 model: $(VENV)/.installed
 	$(PY) -m engine download bundled
+
+# tcmalloc for the processes that train (engine/malloc.py: 10-30 % faster on the benchmarks); never a failure
+malloc:
+	@if ! /sbin/ldconfig -p 2>/dev/null | grep -q libtcmalloc; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libtcmalloc-minimal4 >/dev/null) \
+	      || echo "tcmalloc not installed: training uses the system's malloc"; \
+	  else echo "training runs faster with tcmalloc: sudo apt-get install libtcmalloc-minimal4"; fi; fi
 
 # Debian's Chromium for the browser tests (never `playwright install`: no browser downloads here).
 browser:

@@ -19,7 +19,7 @@ import textwrap
 import unicodedata
 from dataclasses import dataclass, field
 
-from . import __version__
+from . import __version__, malloc
 from .args import ARGS, BY_NAME, AUGMENT, EXPORT, INFER, TRAIN, Arg, group_label, grouped
 from .config import format_value
 from .errors import UserError
@@ -50,6 +50,7 @@ class Command:
     args: str | None = None       # the engine.args command whose arguments key=value sets
     lists_args: bool = True       # --help lists those arguments (else it points to the command that does)
     note: tuple[str, str] = ("", "")  # a line --help adds under the summary
+    preload: bool = False         # from a command line, re-executed with tcmalloc preloaded (engine.malloc)
 
     @property
     def takes_input(self) -> bool:
@@ -96,7 +97,7 @@ def print_version() -> int:
 COMMANDS: dict[str, Command] = {
     "train": Command("engine.train.launcher:run_cli",
                      ("train a model (pt / sft / rm / dpo / kto with lora / freeze / full)",
-                      "训练模型（pt / sft / rm / dpo / kto，lora / freeze / full）"), args=TRAIN),
+                      "训练模型（pt / sft / rm / dpo / kto，lora / freeze / full）"), args=TRAIN, preload=True),
     "chat": Command("engine.chat:run_cli", ("chat in the terminal with a model (+ adapter)",
                                             "在终端与模型（及适配器）对话"), args=INFER),
     "api": Command("engine.api:run_cli", ("OpenAI-compatible API server (default 127.0.0.1:8000; API_KEY asks "
@@ -403,6 +404,7 @@ def run(name: str, command: Command, argv: list[str], prog: str = "tuneboard") -
 
 def dispatch(commands: dict[str, Command], argv: list[str] | None, prog: str) -> int:
     """Run argv[0] from `commands`: 0 on success, 2 with a one-line message for bad input (no traceback)."""
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     # read by torch at its first allocation (so before it is imported): tensors of 2 MB and more on huge pages
@@ -423,6 +425,9 @@ def dispatch(commands: dict[str, Command], argv: list[str] | None, prog: str) ->
         else:
             print(f"error: unknown command {cmd!r}.\n\n{usage(commands, prog)}", file=sys.stderr)
         return 2
+    # never the process of a caller that passed argv (tests, the UI), nor for --help
+    if command.preload and from_command_line and not {"-h", "--help"} & set(rest):
+        malloc.reexec_preloaded()
     try:
         return run(cmd, command, rest, prog)
     except UserError as e:

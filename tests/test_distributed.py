@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from engine import malloc
 from engine.config import load_config, to_command
 from engine.errors import ConfigError
 from engine.train import launcher, rundir
@@ -51,6 +52,8 @@ def test_two_gloo_processes_train_like_one_on_the_same_global_batch(tiny_model, 
     assert "torch.distributed.run" in out and "--nproc_per_node=2" in out  # it really went through torchrun
     log = (two / rundir.RUNNING_LOG).read_text()
     assert "data parallel: 2 processes, backend gloo, global batch 4" in log
+    # a command line re-executes itself with tcmalloc where the system has it (engine.malloc)
+    assert ("memory allocator: tcmalloc (" if malloc.library() else "memory allocator: the system's") in log
 
     a, b = _train_rows(one), _train_rows(two)
     assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2, 3, 4]

@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .. import procs, usage
+from .. import malloc, procs, usage
 from ..args import ARGS, Namespace
 from ..config import compat_notes, save_config
 from ..data.loader import get_dataset
@@ -388,6 +388,7 @@ def _run(ns: Namespace, output_dir: Path, resume: str | None, stop: GracefulStop
     prec = pick_precision(ns)
     log.info("device: %s; precision: %s (%s)", prec["device"]["name"],
              "bf16" if prec["bf16"] else "fp16" if prec["fp16"] else "fp32", prec["why"])
+    log.info("memory allocator: %s", malloc.describe())
 
     rundir.write_status(output_dir, "preprocessing") if main else None
     tokenizer = load_tokenizer(ns)
