@@ -94,7 +94,7 @@ def test_zero_partitions_and_offloads(bundled_model):
 
 
 def test_warns_when_it_will_not_fit(tiny_model, data, tmp_path):
-    values = recipe(tiny_model, data, tmp_path / "run", per_device_train_batch_size=8)
+    values = recipe(tiny_model, data, tmp_path / "run", per_device_train_batch_size=8, precision="auto")
     small = {"device": "cuda", "name": "tiny gpu", "total": 256 * 1024 ** 2, "available": 200 * 1024 ** 2, "count": 1}
     rep = E.estimate(values=values, device=small)
     assert rep["fits"] is False and rep["memory"]["total"] > 0.9 * small["total"]

@@ -45,8 +45,10 @@ def write_data(d: Path) -> Path:
 
 
 def recipe(tiny_model, data: Path, out: Path, **kw) -> dict:
+    # fp32 whatever the CPU: precision=auto trains in bf16 where the CPU has it, and the labelled curves (a chaotic
+    # lr 1e-2 overfitting run above all) must not depend on which bf16 kernels a machine has
     base = dict(model_name_or_path=str(tiny_model), template="chatml", dataset="arith", dataset_dir=str(data),
                 cutoff_len=64, per_device_train_batch_size=4, logging_steps=1, save_steps=1000, seed=1,
-                finetuning_type="full", plot_loss=False, output_dir=str(out))
+                finetuning_type="full", plot_loss=False, precision="fp32", output_dir=str(out))
     base.update(kw)
     return {k: str(v) for k, v in base.items()}
