@@ -47,7 +47,9 @@ def _linears(model):
 def applies(trainer) -> bool:
     a = trainer.args
     return bool(a.bf16 and not a.fp16 and trainer.accelerator.num_processes == 1
-                and not trainer.is_deepspeed_enabled and not trainer.is_fsdp_enabled)
+                and not trainer.is_deepspeed_enabled and not trainer.is_fsdp_enabled
+                and a.gradient_accumulation_steps == 1
+                and not a.load_best_model_at_end)  # the Trainer loads the best checkpoint inside train()
 
 
 class Bf16Weights(TrainerCallback):
@@ -60,8 +62,7 @@ class Bf16Weights(TrainerCallback):
         self._step = None
 
     def on_train_begin(self, args, state, control, **kw):
-        if self.trained or not applies(self.trainer) or args.gradient_accumulation_steps != 1 \
-                or args.load_best_model_at_end:  # the best checkpoint is loaded inside train(), before on_train_end
+        if self.trained:
             return
         model = self.trainer.model
         opt = self.trainer.optimizer
