@@ -5,6 +5,11 @@ glibc's malloc hands big blocks back to the kernel and page-faults them in again
 them. Measured on bench/peer.py's workloads (2-core Xeon, THP on, one run each, alternating): LoRA 356.8 against
 270.7 tokens/s, full 277.0 against 254.9, DPO 196.5 against 149.1, each at less peak memory (bench/README.md).
 
+tcmalloc also returns freed memory to the system bit by bit (TCMALLOC_RELEASE_RATE, 1 by default), and a
+training step faults it in again; at 0 it keeps what the peak step needed (the same peak RSS): LoRA 291.6 / 291.1
+against 266.4 / 272.7 tokens/s, full 256.0 / 251.0 against 241.2 / 234.3 (alternating runs, 2.61 / 3.89 GiB
+either way). A value the user set wins.
+
 `tuneboard train` / `python -m engine train` re-executes itself once with LD_PRELOAD naming the library (the same
 process id, arguments, folder and descriptors), so runs started from the web UI, the queue, torchrun and a terminal
 all get it. Without the library nothing changes but a line in the log saying how to get it
@@ -18,6 +23,7 @@ import sys
 
 MARK = "TUNEBOARD_MALLOC"        # the allocator this process runs with (set on the re-execution), or "system"
 NAMES = ("tcmalloc_minimal", "tcmalloc")
+KEEP = {"TCMALLOC_RELEASE_RATE": "0"}  # tcmalloc's settings for a training process; the user's own values win
 PACKAGE = "libtcmalloc-minimal4"
 
 
@@ -41,7 +47,7 @@ def preloaded_env(environ: dict) -> dict | None:
     if lib is None:
         return None
     preload = [p for p in environ.get("LD_PRELOAD", "").replace(" ", ":").split(":") if p]
-    return {**environ, MARK: lib, "LD_PRELOAD": ":".join([lib, *preload])}
+    return {**KEEP, **environ, MARK: lib, "LD_PRELOAD": ":".join([lib, *preload])}
 
 
 def reexec_preloaded() -> None:

@@ -18,6 +18,9 @@ def test_the_environment_it_re_executes_with(monkeypatch):
     env = malloc.preloaded_env({"PATH": "/bin", "LD_PRELOAD": "libmine.so"})
     assert env["LD_PRELOAD"] == "libtcmalloc_minimal.so.4:libmine.so"  # the user's preload stays, after it
     assert env[malloc.MARK] == "libtcmalloc_minimal.so.4" and env["PATH"] == "/bin"
+    assert env["TCMALLOC_RELEASE_RATE"] == "0"  # freed memory kept for the next step
+    mine = malloc.preloaded_env({"TCMALLOC_RELEASE_RATE": "5"})
+    assert mine["TCMALLOC_RELEASE_RATE"] == "5"  # the user's setting wins
     assert malloc.preloaded_env(env) is None  # once only
     assert malloc.preloaded_env({malloc.MARK: "system"}) is None  # the user keeps glibc's
     monkeypatch.setattr(malloc, "library", lambda: None)
