@@ -160,3 +160,34 @@ def test_a_small_lora_update_survives_a_bf16_forward(tiny_model, ours):
         assert cos > 0.99, cos
     else:
         assert cos < 0.5, cos  # what the test guards against
+
+
+def test_lora_factors_stay_fp32_under_cpu_autocast(tiny_model):
+    """Under CPU bf16 autocast a LoRA layer's factors (lora_A, lora_B) compute in fp32 on their fp32 input: no cast
+    of the input or of their weights (engine.train.methods); they save, copy and merge as plain nn.Linear."""
+    import copy
+
+    from transformers import AutoModelForCausalLM
+
+    from engine.train.methods import apply_lora
+    from kits.args import as_args
+
+    torch.manual_seed(0)
+    model = apply_lora(AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.bfloat16),
+                       as_args({"lora_rank": 4, "lora_alpha": 8}))
+    layer = model.base_model.model.model.layers[0].mlp.down_proj
+    a, b = layer.lora_A["default"], layer.lora_B["default"]
+    b.weight.data.normal_(0, 0.02)
+    x = torch.randn(8, layer.in_features)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        update = b(a(x))
+        base = layer.base_layer(x)
+    assert update.dtype == torch.float32 and base.dtype == torch.float32  # the base output is widened (the sum)
+    with torch.no_grad():
+        assert torch.equal(update, torch.nn.functional.linear(torch.nn.functional.linear(x, a.weight), b.weight))
+    assert isinstance(a, torch.nn.Linear) and set(a.state_dict()) == {"weight"}
+    twin = copy.deepcopy(model)
+    twin_b = twin.base_model.model.model.layers[0].mlp.down_proj.lora_B["default"]
+    assert type(twin_b) is type(b) and torch.equal(twin_b.weight, b.weight) and twin_b.weight is not b.weight
+    merged = model.merge_and_unload()
+    assert type(merged.model.layers[0].mlp.down_proj) is torch.nn.Linear

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from transformers import TrainerCallback
 
 from ..errors import ConfigError
@@ -104,10 +105,28 @@ def _sum_in_fp32(model):
     than in fp32, 0.2 % with this). Handing peft the base output in fp32 keeps the sum, and the residual
     stream after it, in fp32; the matmuls stay in half precision. Outside autocast nothing changes."""
     from peft.tuners.lora import LoraLayer
+    from peft.tuners.lora.layer import Linear as LoraLinear
     for module in model.modules():
         if isinstance(module, LoraLayer):
             module.get_base_layer().register_forward_hook(_fp32_under_autocast)
+        if type(module) is LoraLinear:
+            for part in (*module.lora_A.values(), *module.lora_B.values()):
+                if type(part) is torch.nn.Linear:
+                    part.__class__ = _AdapterLinear
     return model
+
+
+class _AdapterLinear(torch.nn.Linear):
+    """A LoRA factor (lora_A / lora_B) that stays fp32 under CPU autocast. Its input is fp32 already (peft casts it
+    to the adapter's type; lora_B's comes from lora_A) and autocast would cast it, and the factor's weight, to bf16
+    for a rank-r matmul that is cheap in fp32 anyway, then cast each gradient back: ~800 small copies a step in the
+    bundled model. Elsewhere (CUDA, no autocast) it is nn.Linear."""
+
+    def forward(self, x):
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return F.linear(x.float(), self.weight.float(), None if self.bias is None else self.bias.float())
+        return super().forward(x)
 
 
 def apply_method(model, args):
