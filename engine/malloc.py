@@ -7,8 +7,8 @@ them. Measured on bench/peer.py's workloads (2-core Xeon, THP on, one run each, 
 
 tcmalloc also returns freed memory to the system bit by bit (TCMALLOC_RELEASE_RATE, 1 by default), and a
 training step faults it in again; at 0 it keeps what the peak step needed (the same peak RSS): LoRA 291.6 / 291.1
-against 266.4 / 272.7 tokens/s, full 256.0 / 251.0 against 241.2 / 234.3 (alternating runs, 2.61 / 3.89 GiB
-either way). A value the user set wins.
+against 266.4 / 272.7 tokens/s, full 256.0 / 251.0 against 241.2 / 234.3, DPO 149.6 against 137.6 (alternating
+runs; peak RSS 2.61 / 3.89 / 2.24 GiB against 2.59 / 3.89 / 2.20). A value the user set wins.
 
 `tuneboard train` / `python -m engine train` re-executes itself once with LD_PRELOAD naming the library (the same
 process id, arguments, folder and descriptors), so runs started from the web UI, the queue, torchrun and a terminal

@@ -119,8 +119,9 @@ def _sum_in_fp32(model):
 class _AdapterLinear(torch.nn.Linear):
     """A LoRA factor (lora_A / lora_B) that stays fp32 under CPU autocast. Its input is fp32 already (peft casts it
     to the adapter's type; lora_B's comes from lora_A) and autocast would cast it, and the factor's weight, to bf16
-    for a rank-r matmul that is cheap in fp32 anyway, then cast each gradient back: ~800 small copies a step in the
-    bundled model. Elsewhere (CUDA, no autocast) it is nn.Linear."""
+    for a rank-r matmul that is cheap in fp32 anyway, then cast each gradient back: ~1,700 copies a step in the
+    bundled model's LoRA benchmark (profile of 4 steps: 17,362 -> 10,654 copies, self CPU 5.77 -> 5.34 s). Elsewhere
+    (CUDA, no autocast) it is nn.Linear."""
 
     def forward(self, x):
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
