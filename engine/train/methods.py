@@ -103,7 +103,8 @@ def _sum_in_fp32(model):
     rounds the sum back to half: an update under half a unit in the last place of that output vanishes from
     the forward, and early in a run most do (the benchmark's LoRA adapter scored 2.2 % worse in a bf16 forward
     than in fp32, 0.2 % with this). Handing peft the base output in fp32 keeps the sum, and the residual
-    stream after it, in fp32; the matmuls stay in half precision. Outside autocast nothing changes."""
+    stream after it, in fp32; the matmuls stay in half precision. Outside autocast nothing changes. The rank-r
+    factors themselves stay fp32 under CPU autocast (_AdapterLinear)."""
     from peft.tuners.lora import LoraLayer
     from peft.tuners.lora.layer import Linear as LoraLinear
     for module in model.modules():
