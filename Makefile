@@ -31,7 +31,7 @@ setup: $(VENV)/.installed model malloc
 model: $(VENV)/.installed
 	$(PY) -m engine download bundled
 
-# tcmalloc for the processes that train (engine/malloc.py: 10-30 % faster on the benchmarks); never a failure
+# tcmalloc for the processes that train (engine/malloc.py: 9-32 % faster on the benchmarks); never a failure
 malloc:
 	@if ! /sbin/ldconfig -p 2>/dev/null | grep -q libtcmalloc; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -68,5 +68,5 @@ def describe() -> str:
         return f"tcmalloc ({mark})"
     if mark == "system":
         return "the system's (TUNEBOARD_MALLOC=system)"
-    return (f"the system's; training runs 10-30 % faster with tcmalloc (apt-get install {PACKAGE}, or `make setup` "
-            f"as root)")
+    return (f"the system's; training ran 9-32 % faster with tcmalloc on the benchmarks (apt-get install {PACKAGE}, "
+            f"or `make setup` as root)")
