@@ -108,8 +108,10 @@ def test_chunked_loss_under_bf16_autocast_stays_close(tiny_model):
     assert fast.item() == pytest.approx(ref, rel=2e-2)
 
 
-def test_evaluation_keeps_no_logits_and_gives_the_stock_loss(tiny_model, tmp_path):
-    """The Trainer's evaluation through the labelled loss returns the stock eval_loss, without logits."""
+def test_evaluation_keeps_no_logits_and_gives_the_token_mean_loss(tiny_model, tmp_path):
+    """The Trainer's evaluation through the labelled loss keeps no logits, and its eval_loss is the mean over every
+    labelled token of the eval set, the same for any eval batch size and for packed or padded batches (the
+    Trainer's own figure averages batch means weighted by rows, and moved with both)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
     from engine.data.collator import make_collator
@@ -117,19 +119,33 @@ def test_evaluation_keeps_no_logits_and_gives_the_stock_loss(tiny_model, tmp_pat
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    model.config.use_cache = False
     rows = []
     for n in (9, 14, 6, 11, 13):
         ids = torch.randint(5, 1000, (n,)).tolist()
         rows.append({"input_ids": ids, "labels": [-100] * 3 + ids[3:]})
-    args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=2, use_cpu=True, report_to=[],
-                             remove_unused_columns=False)
-    trainer = CausalLMTrainer(model=model, args=args, eval_dataset=rows, data_collator=make_collator(tok, False))
+    # the reference: each row alone, its summed token loss over its labelled tokens
+    total = count = 0
+    for r in rows:
+        batch = make_collator(tok, False)([r])
+        out = model(**batch)
+        n = int((batch["labels"][:, 1:] != -100).sum())
+        total, count = total + out.loss.item() * n, count + n
+    want = total / count
+
+    def evaluate(bs, packed):
+        args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=bs, use_cpu=True,
+                                 report_to=[], remove_unused_columns=False)
+        trainer = CausalLMTrainer(model=model, args=args, eval_dataset=rows, data_collator=make_collator(tok, False, padding_free=packed))
+        return trainer, trainer.evaluate()["eval_loss"]
+
+    trainer, got = evaluate(2, False)
     loss, logits, labels = trainer.prediction_step(model, make_collator(tok, False)(rows[:2]), False)
     assert logits is None and labels is None
-    fast = trainer.evaluate()["eval_loss"]
     stock = [model(**make_collator(tok, False)(rows[i:i + 2])).loss.item() for i in (0, 2, 4)]
-    # the Trainer averages batch losses weighted by the batch's sample count
-    assert fast == pytest.approx((2 * stock[0] + 2 * stock[1] + stock[2]) / 5, rel=1e-5)
+    assert (2 * stock[0] + 2 * stock[1] + stock[2]) / 5 != pytest.approx(want, rel=1e-4)  # the Trainer's figure
+    for bs, packed in ((2, False), (1, False), (5, False), (2, True), (4, True)):
+        assert evaluate(bs, packed)[1] == pytest.approx(want, rel=1e-5), (bs, packed)
 
 
 @pytest.mark.parametrize("ours", [True, False])
