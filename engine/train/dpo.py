@@ -75,11 +75,12 @@ def build_trainer(ns, model, tokenizer, data, args, callbacks):
         from trl.experimental.cpo import CPOTrainer
         return CPOTrainer(**kw)
     from trl import DPOTrainer
-    from . import bf16_weights
+    from . import bf16_weights, embedding_grad
     trainer = DPOTrainer(ref_model=None, **kw)
     if getattr(ns, "padding_free", False):
         _unpad(trainer)
     bf16_weights.attach(trainer)
+    embedding_grad.attach(trainer)
     return trainer
 
 

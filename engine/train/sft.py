@@ -21,7 +21,7 @@ from transformers import Trainer
 
 from ..data.collator import make_collator
 from ..utils import get_logger
-from . import bf16_weights
+from . import bf16_weights, embedding_grad
 from .lmloss import linear_cross_entropy
 from .segments import use_segments
 
@@ -145,4 +145,5 @@ def build_trainer(ns, model, tokenizer, data, args, callbacks) -> Trainer:
                               eval_dataset=data.eval_dataset, data_collator=collator,
                               processing_class=tokenizer, callbacks=callbacks)
     bf16_weights.attach(trainer)
+    embedding_grad.attach(trainer)
     return trainer
