@@ -58,7 +58,10 @@ def test_stand_in_endpoint_counted_retried_killed_and_continued(stand_in, data, 
     first.wait(10)
     before = tasks(data, "seed_aug")
     assert len(before) >= 4
-    kept_before = (data / "seed_aug.jsonl").read_text().splitlines() if (data / "seed_aug.jsonl").is_file() else []
+    # what the recorded outcomes account for (a reply appended but not yet recorded when killed is sent again)
+    end = max([t["end"] for t in before if "end" in t], default=0)
+    out_file = data / "seed_aug.jsonl"
+    kept_before = out_file.read_bytes()[:end].decode().splitlines() if out_file.is_file() else []
     calls_before = dict(stand_in.calls)
     # the same command continues the job: only the requests without an outcome are sent
     second = cli(data, stand_in.url)
@@ -152,3 +155,26 @@ def test_against_tuneboards_own_api_serving_the_bundled_model(bundled_model, dat
     lines = (data / "seed_aug.jsonl").read_text().splitlines() if c["kept"] else []
     assert len(lines) == c["kept"]
     assert KEY not in log.read_text()
+
+
+def test_a_reply_kept_but_not_recorded_is_not_in_the_dataset_twice(stand_in, data):
+    """Killed after a reply's records were appended and before its outcome was recorded: the continued job sends
+    that request again and the dataset holds its records once, the new reply's."""
+    done = cli(data, stand_in.url)
+    assert done.communicate(timeout=120)[0] is not None and done.returncode == 0
+    path = data / augment.JOBS / "seed_aug.tasks.jsonl"
+    recs = tasks(data, "seed_aug")
+    last = max(i for i, t in enumerate(recs) if t["outcome"] == "kept")
+    out_file = data / "seed_aug.jsonl"
+    lines = out_file.read_text().splitlines()
+    assert len(lines) == 6
+    # the state a kill between the two writes leaves: the records are there, the outcome is not
+    path.write_text("".join(json.dumps(t) + "\n" for i, t in enumerate(recs) if i != last))
+    again = cli(data, stand_in.url)
+    out, _ = again.communicate(timeout=120)
+    assert again.returncode == 0, out
+    final = out_file.read_text().splitlines()
+    assert len(final) == len(set(final)) == 6, final
+    assert final[:5] == [ln for ln in lines if ln != lines[-1]][:5] and final[-1] != lines[-1]
+    assert "sent again" in out
+

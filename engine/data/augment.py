@@ -13,7 +13,8 @@ dataset's format is dropped and counted, and so is a repeat of a record already 
     <dataset_dir>/.augment/<output>.tasks.jsonl  one line per finished request: which record, which copy, outcome
 
 so a job that stops (Ctrl-C, a closed UI, a crash) keeps what it finished, and the same command continues it:
-only the requests without an outcome (and those that failed) are sent again.
+only the requests without an outcome (and those that failed) are sent again, and records a request left
+in the output without its outcome (stopped between the two writes) are removed first.
 """
 from __future__ import annotations
 
@@ -211,19 +212,42 @@ def _entry(job: Job, name: str) -> dict:
     return {"file_name": f"{name}.jsonl", **keep}
 
 
-def _done_tasks(path: Path) -> dict[str, str]:
-    out = {}
+def _done_tasks(path: Path) -> tuple[dict[str, str], int | None]:
+    """Each finished request's outcome, and where the output file ended after the last recorded append (None for
+    a job recorded before the offsets were)."""
+    out, end = {}, None
     try:
         with open(path, encoding="utf-8") as f:
             for line in f:
                 try:
                     rec = json.loads(line)
                     out[rec["task"]] = rec["outcome"]
-                except (ValueError, KeyError, TypeError):
+                    if isinstance(rec.get("end"), int):
+                        end = max(end or 0, rec["end"])
+                except (ValueError, KeyError, TypeError, AttributeError):
                     continue  # a line cut short by a crash: that request is simply sent again
     except FileNotFoundError:
         pass
-    return out
+    if end is None and KEPT not in out.values():
+        end = 0  # nothing kept yet: every record in the output is unaccounted for
+    return out, end
+
+
+def _drop_unrecorded_tail(out_file: Path, end: int | None) -> None:
+    """A job stopped between appending a reply's records and recording its outcome leaves records no task
+    accounts for; that request is sent again, so they go (else the dataset holds two answers to it)."""
+    try:
+        size = out_file.stat().st_size
+    except FileNotFoundError:
+        return
+    if end is not None and size > end:
+        with open(out_file, "r+b") as f:
+            cut = f.read()[end:].count(b"\n")
+            f.truncate(end)
+            f.flush()
+            os.fsync(f.fileno())
+        log.warning("augment: %s had %d record line(s) of a request stopped before its outcome was recorded; "
+                    "removed, the request is sent again", out_file.name, cut)
 
 
 def run(job: Job, key: str | None = None, progress: Callable[[Progress], None] | None = None,
@@ -248,7 +272,8 @@ def run(job: Job, key: str | None = None, progress: Callable[[Progress], None] |
     out_file = Path(job.dataset_dir) / f"{name}.jsonl"
     _jobs_dir(job).mkdir(parents=True, exist_ok=True)
     state_path, tasks_path = _state_path(job, name), _tasks_path(job, name)
-    done = _done_tasks(tasks_path)
+    done, end = _done_tasks(tasks_path)
+    _drop_unrecorded_tail(out_file, end)
     seen = set()
     for row in records:
         try:
@@ -333,8 +358,11 @@ def run(job: Job, key: str | None = None, progress: Callable[[Progress], None] |
                         f.flush()
                         os.fsync(f.fileno())
                 outcome, detail = (KEPT, f"{len(fresh)} record(s)") if fresh else (DUPLICATE, None)
+            entry = {"task": task, "outcome": outcome, "detail": detail}
+            if outcome == KEPT:  # where the output ends with this reply's records (_drop_unrecorded_tail)
+                entry["end"] = out_file.stat().st_size
             with open(tasks_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"task": task, "outcome": outcome, "detail": detail}, ensure_ascii=False) + "\n")
+                f.write(json.dumps(entry, ensure_ascii=False) + "\n")
             prog.counts[outcome] += 1
             prog.done += 1
             save_state()
