@@ -242,7 +242,8 @@ def _drop_unrecorded_tail(out_file: Path, end: int | None) -> None:
         return
     if end is not None and size > end:
         with open(out_file, "r+b") as f:
-            cut = f.read()[end:].count(b"\n")
+            f.seek(end)
+            cut = f.read().count(b"\n")
             f.truncate(end)
             f.flush()
             os.fsync(f.fileno())
