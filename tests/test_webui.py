@@ -601,3 +601,26 @@ def test_a_page_load_with_no_run_going_leaves_the_form_as_gradio_accepts_it(demo
     restore = next(f for f in demo.fns.values() if f.name == "restore")
     out = restore.fn(*["en" for _ in restore.inputs])
     asyncio.run(demo.postprocess_data(restore, out, SessionState(demo)))  # raises for a malformed answer
+
+
+def test_a_long_streaming_answer_is_sent_less_often():
+    """Chat's pace: the first words at once, then every STREAM_EVERY_S while the answer is short, and at most
+    RENDER_CHARS_PER_S characters a second for the page to lay out again however long it grows."""
+    from webui.chat_tab import RENDER_CHARS_PER_S, STREAM_EVERY_S, Pace
+    now = [0.0]
+    pace = Pace(clock=lambda: now[0])
+    sent = []  # (time, characters) of each update sent
+    chars = 0
+    for _ in range(60_000):  # a model streaming 1,000 tokens of 4 characters a second, for a minute
+        chars += 4
+        if pace.due(chars):
+            sent.append((now[0], chars))
+        now[0] += 0.001
+    assert sent[0] == (0.0, 4)
+    gaps = [b[0] - a[0] for a, b in zip(sent, sent[1:])]
+    assert all(g >= STREAM_EVERY_S - 1e-9 for g in gaps)
+    short = [g for (t, n), g in zip(sent, gaps) if n < STREAM_EVERY_S * RENDER_CHARS_PER_S / 2]
+    assert short and max(short) < STREAM_EVERY_S + 0.002  # a short answer streams at the full pace
+    for (t0, _), (t1, n) in zip(sent, sent[1:]):  # each update's characters, over the time since the last one
+        assert n / (t1 - t0) <= RENDER_CHARS_PER_S * 1.01
+    assert 60 - sent[-1][0] < 240_000 / RENDER_CHARS_PER_S + 0.01  # and the answer keeps coming

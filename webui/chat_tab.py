@@ -28,8 +28,28 @@ from .page import Page, check_fields, error_parts, render_msg
 SCOPE = "chat"
 log = get_logger()
 # a fast model (a GPU: 100+ tokens/s) re-sending the whole answer per token keeps the browser so busy re-rendering
-# it that Stop cannot be clicked; the answer so far is shown this often instead (the last words always come)
+# it that Stop cannot be clicked; the answer so far is shown at most this often instead (the last words always come)
 STREAM_EVERY_S = 0.1
+# ... and the page lays out the whole answer again at each update, so a long answer is sent less often: the page
+# re-renders at most this many characters a second. At 10 updates a second, a browser slowed 4x (Chromium's CPU
+# throttling) stopped answering clicks once an answer passed a few thousand characters; at this pace it stayed
+# clickable at 8x (tests/browser/test_browser_form_chat.py streams such an answer).
+RENDER_CHARS_PER_S = 10_000
+
+
+class Pace:
+    """Whether the answer so far goes to the page now: the first words at once, then after STREAM_EVERY_S or
+    after len / RENDER_CHARS_PER_S seconds, whichever is longer."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock, self.last = clock, None
+
+    def due(self, chars: int) -> bool:
+        now = self.clock()
+        if self.last is not None and now - self.last < max(STREAM_EVERY_S, chars / RENDER_CHARS_PER_S):
+            return False
+        self.last = now
+        return True
 
 
 class Session:
@@ -183,14 +203,13 @@ class ChatTab:
         history.append({"role": "assistant", "content": ""})
         answer = ""
         stream = None
-        shown = 0.0
+        pace = Pace()
         try:
             stream = engine.stream(conv, system=typed.get("default_system") or None, tools=tools or None, **gen)
             for delta in stream:
                 answer += delta
                 history[-1]["content"] = answer
-                if time.monotonic() - shown >= STREAM_EVERY_S:
-                    shown = time.monotonic()
+                if pace.due(len(answer)):
                     yield {self.chatbot: history}
         except (UserError, ValueError) as e:
             yield {self.chatbot: history[:-1], self.convo: conv[:-1], **self._stats([f"✗ {e}"], lang_v)}
