@@ -11,11 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from helpers import ROOT, free_port, serving, start_server, stop_group, wait_for
 from uikit import UI
 
 CHROMIUM = "/usr/bin/chromium"
+# expect() waits 5 s by default, actions 30 s (the page fixture): on a loaded 2-core CI machine a click's answer
+# (a spawned run saying "Started") took longer than 5 s, so assertions wait as long as actions do
+expect.set_options(timeout=30_000)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
 
 
