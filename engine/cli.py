@@ -407,10 +407,6 @@ def dispatch(commands: dict[str, Command], argv: list[str] | None, prog: str) ->
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    # read by torch at its first allocation (so before it is imported): tensors of 2 MB and more on huge pages
-    # (madvise, Linux); a training step's fresh gradients and casts then fault once per 2 MB, not per 4 KB.
-    # bench/README.md: full fine-tuning 5-8 % faster at less peak memory. The user's own setting wins.
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     if argv[:1] == ["help"] and len(argv) > 1:  # `tuneboard help train [GROUP]`
         argv = [argv[1], "--help", *argv[2:]]
     if not argv or argv[0] in ("-h", "--help", "help"):

@@ -5,7 +5,6 @@ import argparse
 import ast
 import importlib
 import inspect
-import os
 import re
 import subprocess
 import sys
@@ -250,22 +249,3 @@ def test_the_parsed_options_reach_the_command(monkeypatch, tmp_path, capsys):
     recipe.write_text("export_dir: from_recipe\nexport_size: 3\n")
     assert main(["export", "export_size=2", str(recipe), "model_name_or_path=m"]) == 0
     assert (seen["export_dir"], seen["export_size"], seen["model_name_or_path"]) == ("from_recipe", 2, "m")
-
-
-@pytest.mark.skipif(not Path("/sys/kernel/mm/transparent_hugepage").is_dir(), reason="a kernel without huge pages")
-def test_commands_put_torch_tensors_on_huge_pages_unless_the_user_says_otherwise():
-    """The dispatcher asks torch (before it is imported) to advise huge pages for large tensors: the region of an
-    8 MB tensor carries the kernel's `hg` flag (MADV_HUGEPAGE) in /proc/self/smaps; THP_MEM_ALLOC_ENABLE=0 wins."""
-    code = ("import re, sys; from engine.cli import main; main(['version']); import torch; "
-            "t = torch.empty(8 << 20, dtype=torch.uint8); p = t.data_ptr(); "
-            "maps = open('/proc/self/smaps').read().split('\\n'); "
-            "heads = [i for i, l in enumerate(maps) if re.match(r'^[0-9a-f]+-[0-9a-f]+ ', l)]; "
-            "i = next(i for i in heads if int(maps[i].split('-')[0], 16) <= p < int(maps[i].split()[0].split('-')[1], 16)); "
-            "flags = next(l for l in maps[i + 1:] if l.startswith('VmFlags')).split()[1:]; "
-            "print('hg' in flags)")
-    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
-    for user, advised in ((None, "True"), ("0", "False")):
-        r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                           env=env if user is None else {**env, "THP_MEM_ALLOC_ENABLE": user})
-        assert r.returncode == 0, r.stderr
-        assert r.stdout.strip().splitlines()[-1] == advised, (user, r.stdout)
